@@ -1,0 +1,92 @@
+"""Every error pymotia raises on purpose.
+
+One root, so ``except motia.MotiaError`` catches everything of ours and nothing else::
+
+    MotiaError
+    ├── ConfigError                  bad configuration (URL, option, step config)
+    ├── StepLoadError                a step file cannot be loaded or registered
+    └── StateError                   anything about state
+        ├── StateValueError          bad scope, key or value (not JSON, over a limit); also a ValueError
+        ├── InvalidUpdateError       a malformed or inapplicable update operation; also a ValueError
+        ├── StateConflictError       ``if_version`` did not match the stored version
+        ├── StateClosedError         the store was used after ``aclose()``
+        └── StateBackendError        the storage itself failed (driver errors are translated to this)
+            ├── StateBackendUnavailable   the store cannot be opened or reached (path/URL in the message)
+            └── StateTimeout              the store stayed locked or busy past the deadline
+
+Backend drivers (``sqlite3``, ``redis``) never leak their own exceptions: each backend translates them
+at its boundary, keeping the driver error as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InvalidUpdateError",
+    "MotiaError",
+    "StateBackendError",
+    "StateBackendUnavailable",
+    "StateClosedError",
+    "StateConflictError",
+    "StateError",
+    "StateTimeout",
+    "StateValueError",
+    "StepLoadError",
+]
+
+
+class MotiaError(Exception):
+    """Raised for every error pymotia reports on purpose (the root of the hierarchy)."""
+
+
+class ConfigError(MotiaError):
+    """Raised when configuration (a state URL, an option, a step config) is invalid."""
+
+
+class StepLoadError(MotiaError):
+    """Raised when a step file cannot be imported or registered; the message names the file."""
+
+
+class StateError(MotiaError):
+    """Raised for every state problem (the root of the state errors)."""
+
+
+class StateValueError(StateError, ValueError):
+    """Raised when a scope, key or value is not acceptable; nothing was written."""
+
+
+class InvalidUpdateError(StateError, ValueError):
+    """Raised when an update operation is malformed or cannot apply; nothing was written.
+
+    ``index`` is the position of the failing operation in the list and ``path`` its path (or ``None``).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, path: object = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.path = path
+
+
+class StateConflictError(StateError):
+    """Raised when ``if_version`` does not match the stored version; nothing was written."""
+
+    def __init__(self, message: str, *, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class StateClosedError(StateError):
+    """Raised when a state manager or backend is used after it was closed."""
+
+
+class StateBackendError(StateError):
+    """Raised when the storage itself fails (disk full, I/O error, lost connection)."""
+
+
+class StateBackendUnavailable(StateBackendError):
+    """Raised when the store cannot be opened or reached; the message names the path or URL."""
+
+
+class StateTimeout(StateBackendError):
+    """Raised when the store stays locked or busy past the configured deadline."""

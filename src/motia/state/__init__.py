@@ -1,0 +1,1 @@
+"""Scoped, persistent, atomic key-value state: the ``StateManager`` behind ``ctx.state``."""
