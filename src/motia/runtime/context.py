@@ -1,0 +1,133 @@
+"""``ctx``: what every handler gets next to its input (state, logger, trace id, trigger)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from motia.exceptions import MotiaError
+from motia.runtime.types import TriggerInfo
+
+__all__ = ["Context", "FlowContext", "StepLogger"]
+
+_step_log = logging.getLogger("motia.step")
+
+
+class StepLogger:
+    """``ctx.logger``: structured logging tagged with the step name and the trace id.
+
+    Fields go in a dict, positionally (Motia's TypeScript shape) or as ``extra=`` (Motia's Python
+    shape): ``ctx.logger.info("Session deleted", {"sessionId": sid})``. Records go to the stdlib
+    logger ``motia.step`` with ``motia_step``, ``motia_trace_id`` and ``motia_fields`` attributes,
+    which the formatters of ``motia.runtime.logging`` print as text or JSON.
+    """
+
+    __slots__ = ("_logger", "step", "trace_id")
+
+    def __init__(self, step: str, trace_id: str, logger: logging.Logger | None = None) -> None:
+        self.step = step
+        self.trace_id = trace_id
+        self._logger = logger or _step_log
+
+    def log(
+        self,
+        level: int,
+        msg: object,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        exc_info: Any = None,
+    ) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
+        merged: dict[str, Any] = {}
+        if fields:
+            merged.update(fields)
+        if extra:
+            merged.update(extra)
+        self._logger.log(
+            level,
+            msg,
+            extra={"motia_step": self.step, "motia_trace_id": self.trace_id, "motia_fields": merged},
+            exc_info=exc_info,
+            stacklevel=3,
+        )
+
+    def debug(self, msg: object, fields: Mapping[str, Any] | None = None, *, extra: Mapping[str, Any] | None = None,
+              exc_info: Any = None) -> None:
+        self.log(logging.DEBUG, msg, fields, extra=extra, exc_info=exc_info)
+
+    def info(self, msg: object, fields: Mapping[str, Any] | None = None, *, extra: Mapping[str, Any] | None = None,
+             exc_info: Any = None) -> None:
+        self.log(logging.INFO, msg, fields, extra=extra, exc_info=exc_info)
+
+    def warning(self, msg: object, fields: Mapping[str, Any] | None = None, *,
+                extra: Mapping[str, Any] | None = None, exc_info: Any = None) -> None:
+        self.log(logging.WARNING, msg, fields, extra=extra, exc_info=exc_info)
+
+    warn = warning
+
+    def error(self, msg: object, fields: Mapping[str, Any] | None = None, *, extra: Mapping[str, Any] | None = None,
+              exc_info: Any = None) -> None:
+        self.log(logging.ERROR, msg, fields, extra=extra, exc_info=exc_info)
+
+    def exception(self, msg: object, fields: Mapping[str, Any] | None = None, *,
+                  extra: Mapping[str, Any] | None = None) -> None:
+        """Log at ERROR with the traceback of the exception being handled."""
+        self.log(logging.ERROR, msg, fields, extra=extra, exc_info=True)
+
+    def critical(self, msg: object, fields: Mapping[str, Any] | None = None, *,
+                 extra: Mapping[str, Any] | None = None, exc_info: Any = None) -> None:
+        self.log(logging.CRITICAL, msg, fields, extra=extra, exc_info=exc_info)
+
+
+class FlowContext:
+    """The ``ctx`` passed to handlers.
+
+    ``state`` is the app's async ``StateManager`` for ``async def`` handlers and its blocking twin
+    (``SyncStateManager``, same methods) for ``def`` handlers, which run in a worker thread.
+    ``trigger`` says what started this run; ``is_api()``/``is_cron()``/``is_queue()``/``is_state()``
+    test its type.
+    """
+
+    __slots__ = ("logger", "state", "step", "trace_id", "trigger")
+
+    def __init__(self, *, state: Any, logger: StepLogger, trace_id: str, trigger: TriggerInfo, step: str) -> None:
+        self.state = state
+        self.logger = logger
+        self.trace_id = trace_id
+        self.trigger = trigger
+        self.step = step
+
+    def enqueue(self, event: Mapping[str, Any]) -> Any:
+        """Send ``{"topic": ..., "data": ...}`` to the steps with a matching ``queue(...)`` trigger.
+
+        Not available yet: queue delivery is the next release. Raises ``MotiaError`` so the gap is
+        loud instead of silently dropping messages.
+        """
+        topic = event.get("topic") if isinstance(event, Mapping) else None
+        raise MotiaError(
+            f"ctx.enqueue(topic={topic!r}) is not supported yet: queue delivery is not implemented in this "
+            "release of pymotia (queue(...) triggers are accepted in configs but not delivered)"
+        )
+
+    emit = enqueue  # Motia 0.x name
+
+    def is_api(self) -> bool:
+        return self.trigger.type == "http"
+
+    def is_cron(self) -> bool:
+        return self.trigger.type == "cron"
+
+    def is_queue(self) -> bool:
+        return self.trigger.type == "queue"
+
+    def is_state(self) -> bool:
+        return self.trigger.type == "state"
+
+    def __repr__(self) -> str:
+        return f"FlowContext(step={self.step!r}, trace_id={self.trace_id!r}, trigger={self.trigger!r})"
+
+
+Context = FlowContext

@@ -1,0 +1,114 @@
+"""What handlers receive and return: ``ApiRequest``, ``ApiResponse``, ``CronInput``, ``TriggerInfo``.
+
+Kept free of starlette imports so ``import motia`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["ApiRequest", "ApiResponse", "CronInput", "TriggerInfo"]
+
+_ALIASES = {"pathParams": "path_params", "queryParams": "query_params"}
+
+
+class ApiRequest:
+    """The ``input`` of an HTTP handler.
+
+    ``path_params``, ``query_params``, ``headers`` (lower-case names), ``body`` (parsed JSON, or text)
+    and ``method`` are available both as ``input.request.<name>`` (Motia's shape) and as
+    ``input.<name>``; ``pathParams``/``queryParams`` and item access (``input["body"]``,
+    ``input.get("queryParams")``) work for code written against Motia's other SDKs. A query
+    parameter given once is a ``str``; given several times, a ``list[str]``.
+    """
+
+    __slots__ = ("body", "headers", "method", "path", "path_params", "query_params", "raw_body")
+
+    def __init__(
+        self,
+        *,
+        method: str = "GET",
+        path: str = "/",
+        path_params: dict[str, str] | None = None,
+        query_params: dict[str, str | list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        raw_body: bytes = b"",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.path_params = path_params or {}
+        self.query_params = query_params or {}
+        self.headers = headers or {}
+        self.body = body
+        self.raw_body = raw_body
+
+    @property
+    def request(self) -> ApiRequest:
+        """Motia's ``input.request``: the same object."""
+        return self
+
+    @property
+    def pathParams(self) -> dict[str, str]:  # noqa: N802 - Motia's name
+        return self.path_params
+
+    @property
+    def queryParams(self) -> dict[str, str | list[str]]:  # noqa: N802 - Motia's name
+        return self.query_params
+
+    def __getitem__(self, name: str) -> Any:
+        name = _ALIASES.get(name, name)
+        if name in self.__slots__:
+            return getattr(self, name)
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __repr__(self) -> str:
+        return f"ApiRequest(method={self.method!r}, path={self.path!r}, path_params={self.path_params!r})"
+
+
+@dataclass(slots=True)
+class ApiResponse:
+    """What an HTTP handler may return instead of ``{"status": ..., "body": ..., "headers": ...}``.
+
+    ``body`` is sent as JSON (dicts, lists, strings, numbers, pydantic models, dataclasses); ``bytes``
+    are sent as they are; ``None`` sends an empty body.
+    """
+
+    status: int = 200
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CronInput:
+    """The ``input`` of a cron handler: the expression and the tick (UTC) this run belongs to."""
+
+    expression: str
+    scheduled_at: datetime
+    type: str = "cron"
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerInfo:
+    """``ctx.trigger``: which trigger started this run (``type`` is http, cron, queue or state).
+
+    Only the fields of that type are set: ``method``/``path`` for http, ``expression`` for cron,
+    ``topic`` for queue, ``scope``/``key`` for state.
+    """
+
+    type: str
+    method: str | None = None
+    path: str | None = None
+    expression: str | None = None
+    topic: str | None = None
+    scope: str | None = None
+    key: str | None = None

@@ -1,0 +1,68 @@
+"""Write planning shared by the backends that apply writes in Python (memory, SQLite).
+
+Given the current live record (already filtered for expiry), each function decides the new record and
+the result, or raises before anything is written. Keeping this in one place makes every backend agree
+on versions, TTL and conflicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from motia.exceptions import StateConflictError
+from motia.state.backends.base import Record, WriteResult
+from motia.state.ops import Operation, apply_operations
+from motia.state.values import decode, encode
+
+
+def check_version(scope: str, key: str, current: Record | None, if_version: int | None) -> None:
+    if if_version is None:
+        return
+    actual = current.version if current is not None else 0
+    if actual != if_version:
+        state = f"at version {actual}" if actual else "absent"
+        raise StateConflictError(
+            f"({scope!r}, {key!r}) is {state}, not at version {if_version}; nothing was written",
+            expected=if_version,
+            actual=actual,
+        )
+
+
+def plan_set(
+    scope: str, key: str, current: Record | None, data: bytes, ttl: float | None, if_version: int | None, now: float
+) -> tuple[Record, WriteResult]:
+    check_version(scope, key, current, if_version)
+    version = current.version + 1 if current is not None else 1
+    record = Record(key, data, version, now + ttl if ttl is not None else None)
+    return record, WriteResult(current.data if current is not None else None, data, version)
+
+
+def plan_update(
+    scope: str,
+    key: str,
+    current: Record | None,
+    operations: Sequence[Operation],
+    ttl: float | None,
+    if_version: int | None,
+    max_value_bytes: int,
+    now: float,
+) -> tuple[Record | None, WriteResult]:
+    """The new record (``None`` when nothing is to be written) and the result."""
+    check_version(scope, key, current, if_version)
+    if not operations:
+        if current is None:
+            return None, WriteResult(None, None, 0)
+        return None, WriteResult(current.data, current.data, current.version)
+    document = decode(current.data) if current is not None else None
+    data = encode(apply_operations(document, operations), max_value_bytes)
+    if ttl is not None:
+        expires_at: float | None = now + ttl
+    else:
+        expires_at = current.expires_at if current is not None else None
+    version = current.version + 1 if current is not None else 1
+    record = Record(key, data, version, expires_at)
+    return record, WriteResult(current.data if current is not None else None, data, version)
+
+
+def is_live(expires_at: float | None, now: float) -> bool:
+    return expires_at is None or expires_at > now

@@ -1,0 +1,650 @@
+"""SQLite state: the embedded default. One file, many processes, acknowledged = committed.
+
+Layout: one row per ``(scope, key)`` in a ``WITHOUT ROWID`` table whose primary key is ``(scope, key)``,
+so a point lookup, a write and a page of ``items`` each cost a B-tree seek plus the rows touched, however
+large the scope grows. Values are stored as encoded JSON blobs; a per-key ``version`` and an optional
+``expires_at`` (Unix seconds, filtered in every ``SELECT``) live beside them. Change events can be
+written to ``motia_state_events`` in the same transaction as the write (the transactional outbox).
+
+Concurrency and the event loop:
+
+* Writes are queued per event loop and *group committed*: everything queued during one loop iteration
+  runs in one ``BEGIN IMMEDIATE`` … ``COMMIT``, and each caller is answered only after that commit.
+* The commit runs on the loop thread itself when the write lock is free: the attempt uses
+  ``busy_timeout=0``, so it never waits on another process, and with ``synchronous=NORMAL`` a WAL commit
+  does not fsync. If the lock is taken, the batch moves to a worker thread, which waits with a deadline
+  (``timeout``) and then raises :class:`StateTimeout`. With ``durability=full`` (fsync per commit) every
+  commit runs on a worker thread.
+* WAL checkpoints (which do fsync) are taken off the loop thread; the loop thread's connection has
+  automatic checkpoints disabled.
+* Point reads and small pages read on the loop thread (WAL readers never wait for writers; a thread
+  hop would cost ten times the read). Whole-scope reads run on a worker thread.
+
+Why not one writer thread: handing each write to a thread and back costs more than the commit itself
+(measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
+from threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from motia.exceptions import (
+    ConfigError,
+    StateBackendError,
+    StateBackendUnavailable,
+    StateClosedError,
+    StateError,
+    StateTimeout,
+)
+from motia.state.backends._writes import check_version, plan_set, plan_update
+from motia.state.backends.base import Record, StateBackend, WriteResult
+from motia.state.ops import Operation
+from motia.state.values import prefix_upper_bound
+
+logger = logging.getLogger("motia.state")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS motia_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS motia_state (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        version INTEGER NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS motia_state_expiry ON motia_state (expires_at) WHERE expires_at IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS motia_state_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_type TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        old_value BLOB,
+        new_value BLOB,
+        version INTEGER NOT NULL,
+        timestamp REAL NOT NULL
+    )""",
+)
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_SELECT_ONE = "SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ?"
+_INSERT = "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?, ?, ?, ?, ?)"
+_UPDATE = "UPDATE motia_state SET value = ?, version = ?, expires_at = ? WHERE scope = ? AND key = ?"
+_DELETE = "DELETE FROM motia_state WHERE scope = ? AND key = ?"
+_INSERT_EVENT = (
+    "INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_SCOPES = f"""
+    WITH RECURSIVE scopes(scope) AS (
+        SELECT min(scope) FROM motia_state
+        UNION ALL
+        SELECT (SELECT min(scope) FROM motia_state WHERE scope > scopes.scope) FROM scopes
+        WHERE scopes.scope IS NOT NULL
+    )
+    SELECT scope FROM scopes WHERE scope IS NOT NULL AND EXISTS (
+        SELECT 1 FROM motia_state WHERE motia_state.scope = scopes.scope AND {_LIVE}
+    )"""
+
+#: Writes committed together at most; bounds how long one flush holds the loop.
+MAX_BATCH = 256
+#: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
+INLINE_PAGE_LIMIT = 1000
+#: Expired keys swept per write batch, at most once per ``sweep_interval``.
+SWEEP_BATCH = 256
+#: Checkpoint the WAL from a worker thread once it grows past this many bytes.
+CHECKPOINT_BYTES = 4 * 1024 * 1024
+_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+class _Busy(Exception):
+    """The write lock is held elsewhere; retry on a thread that may wait."""
+
+
+class _Transaction:
+    """The writes of one batch, on one connection, inside one ``BEGIN IMMEDIATE``."""
+
+    __slots__ = ("connection", "now", "record_events")
+
+    def __init__(self, connection: sqlite3.Connection, now: float, record_events: bool) -> None:
+        self.connection = connection
+        self.now = now
+        self.record_events = record_events
+
+    def load(self, scope: str, key: str) -> tuple[Record | None, bool]:
+        """The live record and whether a row exists; an expired row is removed (firing ``expired``)."""
+        row = self.connection.execute(_SELECT_ONE, (scope, key)).fetchone()
+        if row is None:
+            return None, False
+        data, version, expires_at = row
+        if expires_at is not None and expires_at <= self.now:
+            self.connection.execute(_DELETE, (scope, key))
+            self.event("expired", scope, key, data, None, version)
+            return None, False
+        return Record(key, data, version, expires_at), True
+
+    def store(self, scope: str, record: Record, exists: bool, old_data: bytes | None) -> None:
+        if exists:
+            self.connection.execute(_UPDATE, (record.data, record.version, record.expires_at, scope, record.key))
+        else:
+            self.connection.execute(_INSERT, (scope, record.key, record.data, record.version, record.expires_at))
+        self.event("updated" if exists else "created", scope, record.key, old_data, record.data, record.version)
+
+    def event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
+        if self.record_events:
+            self.connection.execute(_INSERT_EVENT, (event_type, scope, key, old, new, version, self.now))
+
+
+def _write_set(
+    tx: _Transaction, scope: str, key: str, data: bytes, ttl: float | None, if_version: int | None
+) -> WriteResult:
+    current, exists = tx.load(scope, key)
+    record, result = plan_set(scope, key, current, data, ttl, if_version, tx.now)
+    tx.store(scope, record, exists, result.old_data)
+    return result
+
+
+def _write_update(
+    tx: _Transaction,
+    scope: str,
+    key: str,
+    operations: Sequence[Operation],
+    ttl: float | None,
+    if_version: int | None,
+    max_value_bytes: int,
+) -> WriteResult:
+    current, exists = tx.load(scope, key)
+    record, result = plan_update(scope, key, current, operations, ttl, if_version, max_value_bytes, tx.now)
+    if record is not None:
+        tx.store(scope, record, exists, result.old_data)
+    return result
+
+
+def _write_delete(tx: _Transaction, scope: str, key: str, if_version: int | None) -> bytes | None:
+    current, _ = tx.load(scope, key)
+    check_version(scope, key, current, if_version)
+    if current is None:
+        return None
+    tx.connection.execute(_DELETE, (scope, key))
+    tx.event("deleted", scope, key, current.data, None, current.version)
+    return current.data
+
+
+def _write_clear(tx: _Transaction, scope: str) -> int:
+    rows = tx.connection.execute(
+        "SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,)
+    ).fetchall()
+    tx.connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
+    live = 0
+    for key, data, version, expires_at in rows:
+        expired = expires_at is not None and expires_at <= tx.now
+        live += not expired
+        tx.event("expired" if expired else "deleted", scope, key, data, None, version)
+    return live
+
+
+def _write_purge(tx: _Transaction, limit: int) -> int:
+    rows = tx.connection.execute(
+        "SELECT scope, key, value, version FROM motia_state WHERE expires_at IS NOT NULL AND expires_at <= ?"
+        " ORDER BY expires_at LIMIT ?",
+        (tx.now, limit),
+    ).fetchall()
+    for scope, key, data, version in rows:
+        tx.connection.execute(_DELETE, (scope, key))
+        tx.event("expired", scope, key, data, None, version)
+    return len(rows)
+
+
+class _Request:
+    __slots__ = ("function", "args", "future", "heavy")
+
+    def __init__(
+        self, function: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any], heavy: bool
+    ) -> None:
+        self.function = function
+        self.args = args
+        self.future = future
+        self.heavy = heavy
+
+
+class _LoopWriter:
+    """Group commit for one event loop: queue writes, flush them together, answer after commit."""
+
+    def __init__(self, backend: SQLiteBackend, loop: asyncio.AbstractEventLoop) -> None:
+        self.backend = backend
+        self.loop = loop
+        self.pending: list[_Request] = []
+        self.scheduled = False
+        self.in_thread = False  # a batch is committing on a worker thread; keep commit order
+
+    def submit(self, request: _Request) -> None:
+        self.pending.append(request)
+        if not self.scheduled and not self.in_thread:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        taken = self.pending[:MAX_BATCH]
+        del self.pending[:MAX_BATCH]
+        if self.pending:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+        # A caller cancelled before its commit started: skip it, so nothing unacknowledged is written.
+        batch = [request for request in taken if not request.future.cancelled()]
+        if len(batch) < len(taken):
+            self.backend._finished(len(taken) - len(batch))
+        if not batch:
+            return
+        backend = self.backend
+        if backend._inline_writes and not any(request.heavy for request in batch):
+            try:
+                outcomes = backend._run_batch(backend._connection(inline=True), batch)
+            except _Busy:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - every caller must hear about it
+                self._answer_all(batch, exc)
+                return
+            else:
+                self._answer(batch, outcomes)
+                backend._after_inline_commit()
+                return
+        self.in_thread = True
+        self.scheduled = True  # hold further flushes until this batch is answered: commit order
+        future = self.loop.run_in_executor(backend._executor, backend._run_batch_blocking, batch)
+        future.add_done_callback(lambda done: self._thread_done(done, batch))
+
+    def _thread_done(self, done: asyncio.Future[list[Any]], batch: list[_Request]) -> None:
+        self.in_thread = False
+        self.scheduled = False
+        exc = done.exception()
+        if exc is not None:
+            self._answer_all(batch, exc)
+        else:
+            self._answer(batch, done.result())
+        if self.pending:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _answer(self, batch: list[_Request], outcomes: list[Any]) -> None:
+        for request, outcome in zip(batch, outcomes, strict=True):
+            if request.future.cancelled():
+                continue
+            if isinstance(outcome, _Failure):
+                request.future.set_exception(outcome.error)
+            else:
+                request.future.set_result(outcome)
+        self.backend._finished(len(batch))
+
+    def _answer_all(self, batch: list[_Request], exc: BaseException) -> None:
+        for request in batch:
+            if not request.future.cancelled():
+                request.future.set_exception(exc)
+        self.backend._finished(len(batch))
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: StateError) -> None:
+        self.error = error
+
+
+class SQLiteBackend(StateBackend):
+    """State in one SQLite file, shared safely by every thread and process that opens it."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: str = "normal",
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        record_events: bool = False,
+        sweep_interval: float = 5.0,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise ConfigError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.path = Path(path).expanduser().absolute()
+        self.url = f"sqlite:///{self.path}" + ("?durability=full" if durability == "full" else "")
+        self.durability = durability
+        self.timeout = timeout
+        self.record_events = record_events
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self._last_sweep = 0.0
+        self._inline_writes = durability == "normal"
+        self._synchronous = "FULL" if durability == "full" else "NORMAL"
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._drain = threading.Condition(self._lock)
+        self._writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
+        self._outstanding = 0
+        self._closed = False
+        self._inline_commits = 0
+        self._checkpointing = False
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="motia-sqlite")
+        try:
+            self._open()
+        except BaseException:
+            self._close_connections()
+            self._executor.shutdown(wait=False)
+            raise
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Create the file and schema, or fail with the absolute path: never a silent empty store."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateBackendUnavailable(
+                f"cannot create the directory for the state file {self.path}: {exc}"
+            ) from None
+        if self.path.is_dir():
+            raise StateBackendUnavailable(f"the state path {self.path} is a directory, not a SQLite file")
+        connection = self._connection(inline=False)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+                row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
+                if row is None:
+                    connection.execute(
+                        "INSERT INTO motia_meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise StateBackendUnavailable(
+                        f"the state file {self.path} has schema version {row[0]}, newer than this pymotia "
+                        f"understands ({SCHEMA_VERSION}); upgrade pymotia"
+                    )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._translate(exc, opening=True) from None
+
+    def _connection(self, *, inline: bool) -> sqlite3.Connection:
+        if os.getpid() != self._pid:  # forked: never share a connection with the parent
+            self._after_fork()
+        attribute = "inline" if inline else "blocking"
+        connection: sqlite3.Connection | None = getattr(self._local, attribute, None)
+        if connection is not None:
+            return connection
+        if self._closed:
+            raise StateClosedError(f"the state store {self.url} is closed")
+        try:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=0 if inline else self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=64,
+            )
+            # journal_mode first: it reads the header, so a corrupt file fails here, before any write.
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StateBackendUnavailable(f"cannot switch the state file {self.path} to WAL mode (got {mode!r})")
+            connection.execute(f"PRAGMA synchronous={self._synchronous}")
+            connection.execute("PRAGMA cache_size=-16000")
+            if inline:
+                connection.execute("PRAGMA wal_autocheckpoint=0")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, opening=True) from None
+        setattr(self._local, attribute, connection)
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    def _after_fork(self) -> None:
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._connections = []
+        self._lock = threading.Lock()
+        self._drain = threading.Condition(self._lock)
+        self._writers = {}
+        self._outstanding = 0
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="motia-sqlite")
+
+    def _translate(self, exc: sqlite3.Error, *, opening: bool = False) -> StateBackendError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        message = str(exc)
+        if code in _BUSY_CODES or "locked" in message:
+            return StateTimeout(
+                f"the state file {self.path} stayed locked for more than {self.timeout:g} s ({message})"
+            )
+        if opening or isinstance(exc, sqlite3.DatabaseError) and "not a database" in message:
+            return StateBackendUnavailable(f"cannot open the state file {self.path}: {message}")
+        return StateBackendError(f"state file {self.path}: {message}")
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def _write(self, function: Callable[..., Any], *args: Any, heavy: bool = False) -> Any:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._closed:
+                raise StateClosedError(f"the state store {self.url} is closed")
+            self._outstanding += 1
+            writer = self._writers.get(loop)
+            if writer is None:
+                writer = self._writers[loop] = _LoopWriter(self, loop)
+        future: asyncio.Future[Any] = loop.create_future()
+        writer.submit(_Request(function, args, future, heavy))
+        return await future
+
+    def _finished(self, count: int) -> None:
+        with self._drain:
+            self._outstanding -= count
+            if self._outstanding <= 0:
+                self._drain.notify_all()
+
+    def _run_batch(self, connection: sqlite3.Connection, batch: list[_Request]) -> list[Any]:
+        """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken."""
+        now = self._clock()
+        tx = _Transaction(connection, now, self.record_events)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc):
+                raise _Busy from None
+            raise self._translate(exc) from None
+        outcomes: list[Any] = []
+        try:
+            for request in batch:
+                try:
+                    outcomes.append(request.function(tx, *request.args))
+                except StateError as exc:  # this request's own fault: it wrote nothing
+                    outcomes.append(_Failure(exc))
+            if now - self._last_sweep >= self._sweep_interval:
+                self._last_sweep = now
+                _write_purge(tx, SWEEP_BATCH)
+            connection.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            connection.execute("ROLLBACK")
+            if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+                raise _Busy from None
+            raise self._translate(exc) from None
+        except sqlite3.Error as exc:
+            connection.execute("ROLLBACK")
+            raise self._translate(exc) from None
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _run_batch_blocking(self, batch: list[_Request]) -> list[Any]:
+        try:
+            return self._run_batch(self._connection(inline=False), batch)
+        except _Busy:
+            raise StateTimeout(f"the state file {self.path} stayed locked for more than {self.timeout:g} s") from None
+
+    def _after_inline_commit(self) -> None:
+        self._inline_commits += 1
+        if self._inline_commits % 64 or self._checkpointing:
+            return
+        try:
+            wal_size = os.path.getsize(f"{self.path}-wal")
+        except OSError:
+            return
+        if wal_size >= CHECKPOINT_BYTES:
+            self._checkpointing = True
+            self._executor.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            self._connection(inline=False).execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (sqlite3.Error, StateError) as exc:
+            # Harmless: readers or writers kept it from finishing; it is tried again after 64 more commits.
+            logger.warning("WAL checkpoint of %s did not run: %s", self.path, exc)
+        finally:
+            self._checkpointing = False
+
+    async def set(self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None) -> WriteResult:
+        result: WriteResult = await self._write(_write_set, scope, key, data, ttl, if_version)
+        return result
+
+    async def update(
+        self,
+        scope: str,
+        key: str,
+        operations: Sequence[Operation],
+        *,
+        ttl: float | None,
+        if_version: int | None,
+        max_value_bytes: int,
+    ) -> WriteResult:
+        result: WriteResult = await self._write(_write_update, scope, key, operations, ttl, if_version, max_value_bytes)
+        return result
+
+    async def delete(self, scope: str, key: str, *, if_version: int | None) -> bytes | None:
+        result: bytes | None = await self._write(_write_delete, scope, key, if_version)
+        return result
+
+    async def clear(self, scope: str) -> int:
+        result: int = await self._write(_write_clear, scope, heavy=True)
+        return result
+
+    async def purge_expired(self) -> int:
+        removed = 0
+        while True:
+            count: int = await self._write(_write_purge, 10_000, heavy=True)
+            removed += count
+            if count < 10_000:
+                return removed
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def _query(self, inline: bool, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        if self._closed:
+            raise StateClosedError(f"the state store {self.url} is closed")
+        try:
+            return self._connection(inline=inline).execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as exc:
+            if inline and (getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc)):
+                raise _Busy from None
+            raise self._translate(exc) from None
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+
+    async def _read(self, sql: str, parameters: tuple[Any, ...], *, inline: bool) -> list[Any]:
+        if inline:
+            try:
+                return self._query(True, sql, parameters)
+            except _Busy:
+                pass  # rare in WAL (recovery after a crash): wait for it on a worker thread
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._query, False, sql, parameters)
+
+    async def get(self, scope: str, key: str) -> Record | None:
+        rows = await self._read(
+            f"SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ? AND {_LIVE}",
+            (scope, key, self._clock()),
+            inline=True,
+        )
+        if not rows:
+            return None
+        data, version, expires_at = rows[0]
+        return Record(key, data, version, expires_at)
+
+    async def values(self, scope: str) -> list[bytes]:
+        rows = await self._read(
+            f"SELECT value FROM motia_state WHERE scope = ? AND {_LIVE} ORDER BY key",
+            (scope, self._clock()),
+            inline=False,
+        )
+        return [row[0] for row in rows]
+
+    async def items(self, scope: str, *, prefix: str | None, after: str | None, limit: int | None) -> list[Record]:
+        if limit == 0:
+            return []
+        sql = "SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?"
+        parameters: list[Any] = [scope]
+        if after is not None:
+            sql += " AND key > ?"
+            parameters.append(after)
+        if prefix:
+            sql += " AND key >= ?"
+            parameters.append(prefix)
+            upper = prefix_upper_bound(prefix)
+            if upper is not None:
+                sql += " AND key < ?"
+                parameters.append(upper)
+        sql += f" AND {_LIVE} ORDER BY key"
+        parameters.append(self._clock())
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        inline = limit is not None and limit <= INLINE_PAGE_LIMIT
+        rows = await self._read(sql, tuple(parameters), inline=inline)
+        return [Record(key, data, version, expires_at) for key, data, version, expires_at in rows]
+
+    async def count(self, scope: str) -> int:
+        rows = await self._read(
+            f"SELECT count(*) FROM motia_state WHERE scope = ? AND {_LIVE}", (scope, self._clock()), inline=False
+        )
+        return int(rows[0][0])
+
+    async def scopes(self) -> list[str]:
+        rows = await self._read(_SCOPES, (self._clock(),), inline=False)
+        return [row[0] for row in rows]
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._wait_drained)
+        self._close_connections()
+        self._executor.shutdown(wait=True)
+
+    def _wait_drained(self) -> None:
+        deadline = time.monotonic() + self.timeout + 5
+        with self._drain:
+            while self._outstanding and time.monotonic() < deadline:
+                self._drain.wait(0.05)
+
+    def _close_connections(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()

@@ -1,0 +1,212 @@
+"""``StateManager``: the async state API every handler gets as ``ctx.state``.
+
+The manager validates and encodes every input before the backend is touched (so bad input changes
+nothing, on every backend alike), then decodes what comes back into fresh objects.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from motia.exceptions import StateClosedError, StateValueError
+from motia.state import values as _values
+from motia.state.backends.base import Record, StateBackend
+from motia.state.ops import parse_operations
+from motia.state.types import JSON, StateEntry, StateSetResult
+
+
+class StateManager:
+    """Scoped key-value state: scope → key → JSON value, persistent and atomic per call.
+
+    Open one with :meth:`from_url` (``sqlite:///path.db``, ``memory://``) and close it with
+    :meth:`aclose` or ``async with``. Every method may be called concurrently from any number of tasks.
+    """
+
+    def __init__(self, backend: StateBackend, *, max_value_bytes: int = _values.DEFAULT_MAX_VALUE_BYTES) -> None:
+        if isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int) or max_value_bytes <= 0:
+            raise StateValueError(f"max_value_bytes must be a positive int, not {max_value_bytes!r}")
+        self.backend = backend
+        self.max_value_bytes = max_value_bytes
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> StateManager:
+        """Open the store at ``url``; raise a :class:`~motia.exceptions.StateError` naming it if impossible.
+
+        Options: ``max_value_bytes`` (default 1 MiB), ``clock`` (a zero-argument callable returning Unix
+        time in seconds, for TTL; tests pass a fake one), and backend options (SQLite: ``durability``,
+        ``timeout``). URL query parameters (``?durability=full``) are backend options too.
+        """
+        from motia.state.urls import open_backend
+
+        max_value_bytes = options.pop("max_value_bytes", _values.DEFAULT_MAX_VALUE_BYTES)
+        return cls(open_backend(url, **options), max_value_bytes=max_value_bytes)
+
+    @property
+    def url(self) -> str:
+        """The store's URL in normalised form (for SQLite, with the absolute path)."""
+        return self.backend.url
+
+    def __repr__(self) -> str:
+        return f"<StateManager {self.url}{' closed' if self._closed else ''}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateClosedError(f"the state manager for {self.url} is closed")
+
+    # -- Motia's API ------------------------------------------------------------------------------
+
+    async def get(self, scope: str, key: str) -> JSON:
+        """The value stored at ``(scope, key)``, or ``None`` if there is none."""
+        self._check_open()
+        record = await self.backend.get(_values.check_scope(scope), _values.check_key(key))
+        return None if record is None else _values.decode(record.data)
+
+    async def set(
+        self, scope: str, key: str, value: Any, *, ttl: float | None = None, if_version: int | None = None
+    ) -> StateSetResult:
+        """Store ``value``, replacing any old one.
+
+        ``ttl`` (seconds) gives the key an expiry; without it the key is permanent. ``if_version``
+        writes only if the stored version equals it (0: only if absent), else raises
+        :class:`~motia.exceptions.StateConflictError`.
+        """
+        self._check_open()
+        scope, key = _values.check_scope(scope), _values.check_key(key)
+        data = _values.encode_value(value, self.max_value_bytes)
+        checked_ttl, checked_version = _values.check_ttl(ttl), _values.check_version(if_version)
+        result = await self.backend.set(scope, key, data, ttl=checked_ttl, if_version=checked_version)
+        return _set_result(result.old_data, result.new_data, result.version)
+
+    async def update(
+        self,
+        scope: str,
+        key: str,
+        ops: builtins.list[dict[str, Any]],
+        *,
+        ttl: float | None = None,
+        if_version: int | None = None,
+    ) -> StateSetResult:
+        """Apply update operations atomically: all or none, no lost update under any concurrency.
+
+        A missing key starts as ``{}``. ``ttl`` sets a new expiry; without it the current one is kept.
+        An empty ``ops`` writes nothing.
+        """
+        self._check_open()
+        scope, key = _values.check_scope(scope), _values.check_key(key)
+        operations = parse_operations(ops)
+        checked_ttl, checked_version = _values.check_ttl(ttl), _values.check_version(if_version)
+        result = await self.backend.update(
+            scope,
+            key,
+            operations,
+            ttl=checked_ttl,
+            if_version=checked_version,
+            max_value_bytes=self.max_value_bytes,
+        )
+        return _set_result(result.old_data, result.new_data, result.version)
+
+    async def delete(self, scope: str, key: str, *, if_version: int | None = None) -> JSON:
+        """Remove the key; return its previous value, or ``None`` (changing nothing) if it was absent."""
+        self._check_open()
+        scope, key = _values.check_scope(scope), _values.check_key(key)
+        data = await self.backend.delete(scope, key, if_version=_values.check_version(if_version))
+        return None if data is None else _values.decode(data)
+
+    async def list(self, scope: str) -> builtins.list[JSON]:
+        """Every value of ``scope``, ordered by key; ``[]`` for an unknown scope."""
+        self._check_open()
+        return [_values.decode(data) for data in await self.backend.values(_values.check_scope(scope))]
+
+    async def clear(self, scope: str) -> None:
+        """Remove every key of ``scope`` in one atomic step."""
+        self._check_open()
+        await self.backend.clear(_values.check_scope(scope))
+
+    async def list_groups(self) -> builtins.list[str]:
+        """Sorted scopes that hold at least one key."""
+        self._check_open()
+        return await self.backend.scopes()
+
+    # -- beyond Motia -----------------------------------------------------------------------------
+
+    async def get_entry(self, scope: str, key: str) -> StateEntry | None:
+        """The key with its value, version and expiry, or ``None``."""
+        self._check_open()
+        record = await self.backend.get(_values.check_scope(scope), _values.check_key(key))
+        return None if record is None else _entry(record)
+
+    async def items(
+        self, scope: str, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[StateEntry]:
+        """A page of entries in key order: keys starting with ``prefix``, strictly greater than ``after``.
+
+        Pass the last key of a page as ``after`` to get the next one. Costs the page, not the scope.
+        """
+        self._check_open()
+        records = await self.backend.items(
+            _values.check_scope(scope),
+            prefix=_values.check_optional_str("prefix", prefix),
+            after=_values.check_optional_str("after", after),
+            limit=_values.check_limit(limit),
+        )
+        return [_entry(record) for record in records]
+
+    async def keys(
+        self, scope: str, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[str]:
+        """Like :meth:`items`, keys only."""
+        self._check_open()
+        records = await self.backend.items(
+            _values.check_scope(scope),
+            prefix=_values.check_optional_str("prefix", prefix),
+            after=_values.check_optional_str("after", after),
+            limit=_values.check_limit(limit),
+        )
+        return [record.key for record in records]
+
+    async def count(self, scope: str) -> int:
+        """The number of keys in ``scope``."""
+        self._check_open()
+        return await self.backend.count(_values.check_scope(scope))
+
+    async def purge_expired(self) -> int:
+        """Remove expired keys now (they are already invisible); return how many were removed."""
+        self._check_open()
+        return await self.backend.purge_expired()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Wait for pending writes, then close the store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.backend.aclose()
+
+    async def __aenter__(self) -> StateManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _set_result(old_data: bytes | None, new_data: bytes | None, version: int) -> StateSetResult:
+    decode: Callable[[bytes], JSON] = _values.decode
+    return StateSetResult(
+        None if old_data is None else decode(old_data),
+        None if new_data is None else decode(new_data),
+        version,
+    )
+
+
+def _entry(record: Record) -> StateEntry:
+    return StateEntry(record.key, _values.decode(record.data), record.version, record.expires_at)

@@ -1,0 +1,301 @@
+"""Update operations: parsing (before any I/O) and application to a value (inside the write transaction).
+
+Pure functions, no I/O, shared by every backend that applies updates in Python, so all backends agree on
+every edge case. Upstream Motia walks top-level paths only and silently resets a non-number on increment;
+here paths are nested and every inapplicable operation is an :class:`InvalidUpdateError` naming the
+operation's index and path, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from motia.exceptions import InvalidUpdateError, StateValueError
+from motia.state.types import JSON
+from motia.state.values import to_json
+
+#: A path segment: a dict key, or a list index (an int, or a str of digits when the container is a list).
+Segment = str | int
+
+_OP_NAMES = {
+    "set": "set",
+    "delete": "delete",
+    "remove": "delete",
+    "increment": "increment",
+    "decrement": "increment",
+    "merge": "merge",
+    "append": "append",
+}
+_ALLOWED_FIELDS = {
+    "set": {"type", "path", "value"},
+    "delete": {"type", "path"},
+    "increment": {"type", "path", "value", "by"},
+    "merge": {"type", "path", "value"},
+    "append": {"type", "path", "value"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A validated update operation. ``decrement`` is an ``increment`` by the negated amount."""
+
+    kind: str
+    path: tuple[Segment, ...]
+    index: int
+    raw_path: object
+    #: The operand: the amount for ``increment``; encoded JSON bytes for the others (decoded afresh at
+    #: each application so two operations never share, and mutate, one object).
+    operand: Any = None
+
+    def describe(self) -> str:
+        return f"update op {self.index} ({self.kind} {self.raw_path!r})"
+
+    def error(self, problem: str) -> InvalidUpdateError:
+        return InvalidUpdateError(f"{self.describe()}: {problem}", index=self.index, path=self.raw_path)
+
+    def value(self) -> JSON:
+        return orjson.loads(self.operand)
+
+
+def parse_path(path: object) -> tuple[Segment, ...]:
+    """Split a path into segments. ``None``/``""``/``[]`` is the root; ``"a.b"`` walks; a list keeps dots.
+
+    Raises ``ValueError`` (wrapped by the caller) for anything else.
+    """
+    if path is None or path == "":
+        return ()
+    if isinstance(path, str):
+        segments = path.split(".")
+        if "" in segments:
+            raise ValueError("empty path segment (use a list of segments for keys that are empty or contain dots)")
+        return tuple(segments)
+    if isinstance(path, list | tuple):
+        for segment in path:
+            if isinstance(segment, bool) or not isinstance(segment, str | int):
+                raise ValueError(f"path segments must be str or int, not {type(segment).__name__}")
+            if isinstance(segment, int) and segment < 0:
+                raise ValueError(f"list index {segment} is negative")
+        return tuple(path)
+    raise ValueError(f"path must be a str or a list of segments, not {type(path).__name__}")
+
+
+def parse_operations(operations: object) -> list[Operation]:
+    """Validate the shape of every operation and normalise it; raise :class:`InvalidUpdateError` if any is bad."""
+    if not isinstance(operations, list | tuple):
+        raise InvalidUpdateError(
+            f"update operations must be a list of dicts, not {type(operations).__name__}", index=None, path=None
+        )
+    return [_parse_one(index, raw) for index, raw in enumerate(operations)]
+
+
+def _parse_one(index: int, raw: object) -> Operation:
+    if not isinstance(raw, dict):
+        raise InvalidUpdateError(f"update op {index}: must be a dict, not {type(raw).__name__}", index=index)
+    raw_path = raw.get("path")
+    op_type = raw.get("type")
+    kind = _OP_NAMES.get(op_type) if isinstance(op_type, str) else None
+    where = f"update op {index} ({op_type!r} {raw_path!r})"
+    if kind is None:
+        known = ", ".join(sorted(_OP_NAMES))
+        raise InvalidUpdateError(
+            f"{where}: unknown type {op_type!r}; expected one of {known}", index=index, path=raw_path
+        )
+    unknown = set(raw) - _ALLOWED_FIELDS[kind]
+    if unknown:
+        raise InvalidUpdateError(
+            f"{where}: unexpected field(s) {', '.join(sorted(map(str, unknown)))}", index=index, path=raw_path
+        )
+    try:
+        path = parse_path(raw_path)
+    except ValueError as exc:
+        raise InvalidUpdateError(f"{where}: invalid path: {exc}", index=index, path=raw_path) from None
+    if kind == "delete":
+        if not path:
+            raise InvalidUpdateError(
+                f"{where}: cannot delete the whole value; use delete(scope, key)", index=index, path=raw_path
+            )
+        return Operation(kind, path, index, raw_path)
+    if kind == "increment":
+        if "value" in raw and "by" in raw:
+            raise InvalidUpdateError(f"{where}: give 'value' or its alias 'by', not both", index=index, path=raw_path)
+        if "value" not in raw and "by" not in raw:
+            raise InvalidUpdateError(f"{where}: missing the amount ('value' or 'by')", index=index, path=raw_path)
+        amount = raw["value"] if "value" in raw else raw["by"]
+        if not _is_number(amount) or not math.isfinite(amount):
+            raise InvalidUpdateError(
+                f"{where}: the amount must be a finite number, not {amount!r}", index=index, path=raw_path
+            )
+        return Operation(kind, path, index, raw_path, -amount if op_type == "decrement" else amount)
+    if "value" not in raw:
+        raise InvalidUpdateError(f"{where}: missing 'value'", index=index, path=raw_path)
+    value = raw["value"]
+    try:
+        encoded = orjson.dumps(to_json(value))
+    except StateValueError as exc:
+        raise InvalidUpdateError(f"{where}: {exc}", index=index, path=raw_path) from None
+    except orjson.JSONEncodeError as exc:
+        raise InvalidUpdateError(
+            f"{where}: value cannot be stored as JSON: {exc}", index=index, path=raw_path
+        ) from None
+    if kind == "merge" and not isinstance(value, dict) and not isinstance(orjson.loads(encoded), dict):
+        raise InvalidUpdateError(
+            f"{where}: merge needs an object value, not {type(value).__name__}", index=index, path=raw_path
+        )
+    return Operation(kind, path, index, raw_path, encoded)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def apply_operations(document: JSON, operations: Sequence[Operation]) -> JSON:
+    """Apply ``operations`` in order to ``document`` (a fresh, caller-owned copy) and return the result.
+
+    ``document`` is ``None`` for a missing key, which starts as ``{}``. It may be mutated in place; on
+    error the caller discards it, so all-or-nothing holds.
+    """
+    if document is None:
+        document = {}
+    for operation in operations:
+        document = _apply(document, operation)
+    return document
+
+
+def _apply(document: JSON, op: Operation) -> JSON:
+    if not op.path:
+        return _apply_at_root(document, op)
+    parent = _walk_to_parent(document, op, create=op.kind != "delete")
+    if parent is None:  # delete through a missing intermediate: nothing to delete
+        return document
+    last = op.path[-1]
+    if isinstance(parent, dict):
+        name = last if isinstance(last, str) else str(last)
+        current = parent.get(name, _MISSING)
+        result = _combine(current, op)
+        if result is _DELETE:
+            parent.pop(name, None)
+        else:
+            parent[name] = result
+        return document
+    position = _list_index(parent, last, op, allow_end=op.kind != "delete")
+    if position is None:  # delete of an index past the end: no-op
+        return document
+    current = parent[position] if position < len(parent) else _MISSING
+    result = _combine(current, op)
+    if result is _DELETE:
+        del parent[position]
+    elif position == len(parent):
+        parent.append(result)
+    else:
+        parent[position] = result
+    return document
+
+
+def _apply_at_root(document: JSON, op: Operation) -> JSON:
+    if op.kind == "set":
+        return op.value()
+    return _combine(document, op)
+
+
+class _Sentinel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_MISSING: Any = _Sentinel("MISSING")
+_DELETE: Any = _Sentinel("DELETE")
+
+
+def _combine(current: JSON, op: Operation) -> JSON:
+    """The new value at the target, given the current one (``_MISSING`` if absent)."""
+    kind = op.kind
+    if kind == "set":
+        return op.value()
+    if kind == "delete":
+        return _DELETE
+    if kind == "increment":
+        if current is _MISSING:
+            current = 0
+        if not _is_number(current):
+            raise op.error(f"cannot increment {_describe(current)}; only numbers can be incremented")
+        result = current + op.operand
+        if isinstance(result, float) and not math.isfinite(result):
+            raise op.error(f"the result {result!r} is not a finite number")
+        return result
+    if kind == "merge":
+        if current is _MISSING:
+            current = {}
+        if not isinstance(current, dict):
+            raise op.error(f"cannot merge into {_describe(current)}; only objects can be merged into")
+        current.update(op.value())
+        return current
+    # append
+    if current is _MISSING:
+        current = []
+    if not isinstance(current, list):
+        raise op.error(f"cannot append to {_describe(current)}; only lists can be appended to")
+    current.append(op.value())
+    return current
+
+
+def _walk_to_parent(document: JSON, op: Operation, *, create: bool) -> Any:
+    """Return the container that holds the last segment, creating objects on the way if ``create``."""
+    node = document
+    for depth, segment in enumerate(op.path[:-1]):
+        if isinstance(node, dict):
+            name = segment if isinstance(segment, str) else str(segment)
+            child = node.get(name, _MISSING)
+            if child is _MISSING:
+                if not create:
+                    return None
+                child = {}
+                node[name] = child
+        elif isinstance(node, list):
+            position = _list_index(node, segment, op, allow_end=False)
+            if position is None:
+                return None
+            child = node[position]
+        else:
+            raise _through_error(op, depth, node)
+        node = child
+    if not isinstance(node, dict | list):
+        raise _through_error(op, len(op.path) - 1, node)
+    return node
+
+
+def _through_error(op: Operation, depth: int, node: JSON) -> InvalidUpdateError:
+    walked = ".".join(str(segment) for segment in op.path[:depth]) or "the value"
+    return op.error(f"cannot walk through {walked!r}: it is {_describe(node)}, not an object or a list")
+
+
+def _list_index(items: list[JSON], segment: Segment, op: Operation, *, allow_end: bool) -> int | None:
+    """Resolve ``segment`` as an index into ``items``; ``None`` means past the end for a delete."""
+    if isinstance(segment, int):
+        position = segment
+    elif segment.isdigit() and segment.isascii():
+        position = int(segment)
+    else:
+        raise op.error(f"{segment!r} is not a list index (the container is a list)")
+    if position < len(items) or (allow_end and position == len(items)):
+        return position
+    if op.kind == "delete":
+        return None
+    raise op.error(f"list index {position} is out of range (the list has {len(items)} items)")
+
+
+def _describe(value: JSON) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a bool ({value!r})"
+    if isinstance(value, str):
+        return "a str"
+    return f"{type(value).__name__} {orjson.dumps(value)[:40].decode(errors='replace')}"

@@ -1,0 +1,222 @@
+"""The synchronous twin of :class:`StateManager`, for scripts, sync handlers and tests.
+
+Every call runs the async method on an event loop and blocks for the answer: on the app's loop when
+bound to one that is running (so a sync handler in a worker thread shares the app's store and
+connections), otherwise on a private loop in a daemon thread (the *portal*). A call made on the very
+thread that runs the bound loop goes to the portal too: blocking that loop while waiting on it would
+deadlock, and backends accept calls from any loop. So the twin never raises "cannot call from the event
+loop" (upstream Motia's sync ``stateManager`` does, inside handlers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import threading
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+
+from motia.state.manager import StateManager
+from motia.state.types import JSON, StateEntry, StateSetResult
+
+_T = TypeVar("_T")
+
+
+class _Portal:
+    """A private event loop on a daemon thread, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                started = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(started.set)
+                    loop.run_forever()
+
+                threading.Thread(target=run, name="motia-state-portal", daemon=True).start()
+                started.wait()
+                self._loop = loop
+            return self._loop
+
+
+_portal = _Portal()
+
+
+class SyncStateManager:
+    """Blocking twin of :class:`StateManager` with the same methods; safe from any thread.
+
+    ``SyncStateManager.from_url(url)`` opens (and owns) a store; ``SyncStateManager(manager, loop=loop)``
+    shares an open async manager, running its calls on ``loop`` while that loop is running.
+    """
+
+    def __init__(self, manager: StateManager | None = None, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._manager = manager
+        self._loop = loop
+        self._owns = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SyncStateManager:
+        """Open the store at ``url`` (see :meth:`StateManager.from_url`); close it with :meth:`close`."""
+        twin = cls(StateManager.from_url(url, **options))
+        twin._owns = True
+        return twin
+
+    def _target(self) -> tuple[StateManager, asyncio.AbstractEventLoop | None]:
+        assert self._manager is not None
+        return self._manager, self._loop
+
+    @property
+    def manager(self) -> StateManager:
+        """The async manager this twin drives."""
+        return self._target()[0]
+
+    @property
+    def url(self) -> str:
+        return self.manager.url
+
+    def _run(self, call: Callable[[StateManager], Coroutine[Any, Any, _T]]) -> _T:
+        manager, loop = self._target()
+        if loop is None or not loop.is_running() or loop.is_closed():
+            loop = _portal.loop()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop = _portal.loop()
+            if running is loop:  # pragma: no cover - only pymotia's own code runs on the portal
+                raise RuntimeError("SyncStateManager was called from the state portal thread")
+        return asyncio.run_coroutine_threadsafe(call(manager), loop).result()
+
+    def get(self, scope: str, key: str) -> JSON:
+        return self._run(lambda manager: manager.get(scope, key))
+
+    def set(
+        self, scope: str, key: str, value: Any, *, ttl: float | None = None, if_version: int | None = None
+    ) -> StateSetResult:
+        return self._run(lambda manager: manager.set(scope, key, value, ttl=ttl, if_version=if_version))
+
+    def update(
+        self,
+        scope: str,
+        key: str,
+        ops: builtins.list[dict[str, Any]],
+        *,
+        ttl: float | None = None,
+        if_version: int | None = None,
+    ) -> StateSetResult:
+        return self._run(lambda manager: manager.update(scope, key, ops, ttl=ttl, if_version=if_version))
+
+    def delete(self, scope: str, key: str, *, if_version: int | None = None) -> JSON:
+        return self._run(lambda manager: manager.delete(scope, key, if_version=if_version))
+
+    def list(self, scope: str) -> builtins.list[JSON]:
+        return self._run(lambda manager: manager.list(scope))
+
+    def clear(self, scope: str) -> None:
+        self._run(lambda manager: manager.clear(scope))
+
+    def list_groups(self) -> builtins.list[str]:
+        return self._run(lambda manager: manager.list_groups())
+
+    def get_entry(self, scope: str, key: str) -> StateEntry | None:
+        return self._run(lambda manager: manager.get_entry(scope, key))
+
+    def items(
+        self, scope: str, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[StateEntry]:
+        return self._run(lambda manager: manager.items(scope, prefix=prefix, after=after, limit=limit))
+
+    def keys(
+        self, scope: str, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[str]:
+        return self._run(lambda manager: manager.keys(scope, prefix=prefix, after=after, limit=limit))
+
+    def count(self, scope: str) -> int:
+        return self._run(lambda manager: manager.count(scope))
+
+    def purge_expired(self) -> int:
+        return self._run(lambda manager: manager.purge_expired())
+
+    def close(self) -> None:
+        """Close the store if this twin opened it (a twin sharing an app's manager leaves it open)."""
+        if self._owns and self._manager is not None:
+            self._run(lambda manager: manager.aclose())
+
+    def __enter__(self) -> SyncStateManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._manager!r}>"
+
+
+class _GlobalStateManager(SyncStateManager):
+    """``motia.stateManager``: the app's store inside ``motia run``; in a script, ``MOTIA_STATE_URL``
+    or the default SQLite file, opened on first use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bindings: builtins.list[tuple[object, StateManager, asyncio.AbstractEventLoop | None]] = []
+        self._default: StateManager | None = None
+        self._lock = threading.Lock()
+
+    def _target(self) -> tuple[StateManager, asyncio.AbstractEventLoop | None]:
+        with self._lock:
+            if self._bindings:
+                _, manager, loop = self._bindings[-1]
+                return manager, loop
+            if self._default is None:
+                from motia.state.urls import default_state_url
+
+                self._default = StateManager.from_url(default_state_url())
+            return self._default, None
+
+    def bind(self, manager: StateManager, loop: asyncio.AbstractEventLoop | None) -> object:
+        token = object()
+        with self._lock:
+            self._bindings.append((token, manager, loop))
+        return token
+
+    def unbind(self, token: object) -> None:
+        with self._lock:
+            self._bindings = [binding for binding in self._bindings if binding[0] is not token]
+
+    def close(self) -> None:
+        """Close the store opened on first use (a bound app store is closed by the app)."""
+        with self._lock:
+            default, self._default = self._default, None
+        if default is not None:
+            asyncio.run_coroutine_threadsafe(default.aclose(), _portal.loop()).result()
+
+    def __repr__(self) -> str:
+        return "<motia.stateManager>"
+
+
+#: The module-level synchronous state manager (Motia's ``stateManager``).
+stateManager = _GlobalStateManager()  # noqa: N816 - Motia's documented name
+
+
+def bind_global(manager: StateManager, loop: asyncio.AbstractEventLoop | None) -> object:
+    """Make ``motia.stateManager`` use ``manager`` (driven on ``loop``); returns a token for :func:`unbind_global`."""
+    return stateManager.bind(manager, loop)
+
+
+def unbind_global(token: object) -> None:
+    """Undo one :func:`bind_global`."""
+    stateManager.unbind(token)

@@ -1,0 +1,87 @@
+"""State URLs: which backend, where, with which options.
+
+``sqlite:///relative/path.db`` (relative to the working directory), ``sqlite:////absolute/path.db``,
+``memory://`` (a fresh private store each time it is opened) and, with ``pymotia[redis]``,
+``redis://host:port/db``. Query parameters are backend options (``sqlite:///x.db?durability=full``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from motia.exceptions import ConfigError
+from motia.state.backends.base import StateBackend
+
+#: The environment variable that overrides the default state URL.
+STATE_URL_ENV = "MOTIA_STATE_URL"
+#: Where the default SQLite file lives, relative to the project directory.
+DEFAULT_STATE_PATH = Path(".motia") / "state.db"
+
+_SQLITE_OPTIONS = {"durability": str, "timeout": float}
+
+
+def default_state_url(project_dir: str | os.PathLike[str] | None = None) -> str:
+    """``MOTIA_STATE_URL`` if set, else the SQLite file ``.motia/state.db`` under ``project_dir`` (or cwd)."""
+    configured = os.environ.get(STATE_URL_ENV)
+    if configured:
+        return configured
+    base = Path(project_dir) if project_dir is not None else Path.cwd()
+    return f"sqlite:///{(base / DEFAULT_STATE_PATH).absolute()}"
+
+
+def open_backend(url: str, **options: Any) -> StateBackend:
+    """Open the backend named by ``url``; ``options`` override the URL's query parameters."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(f"invalid state URL {url!r}: expected sqlite:///path.db, memory:// or redis://host:port/db")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if scheme == "memory":
+        from motia.state.backends.memory import MemoryBackend
+
+        _reject_unknown(url, {**query, **options}, {"clock"})
+        return MemoryBackend(**options)
+    if scheme == "sqlite":
+        from motia.state.backends.sqlite import SQLiteBackend
+
+        path = unquote(url.split("://", 1)[1].split("?", 1)[0])
+        if path.startswith("/"):
+            path = path[1:]  # sqlite:///x.db is relative; sqlite:////abs/x.db keeps its leading slash
+        if not path:
+            raise ConfigError(f"invalid state URL {url!r}: no file path (expected sqlite:///path/to/state.db)")
+        merged: dict[str, Any] = {}
+        for name, raw in query.items():
+            if name not in _SQLITE_OPTIONS:
+                _reject_unknown(url, {name: raw}, set(_SQLITE_OPTIONS))
+            try:
+                merged[name] = _SQLITE_OPTIONS[name](raw)
+            except ValueError:
+                raise ConfigError(f"invalid state URL {url!r}: {name}={raw!r} is not valid") from None
+        merged.update(options)
+        _reject_unknown(url, merged, {*_SQLITE_OPTIONS, "clock", "record_events", "sweep_interval"})
+        return SQLiteBackend(path, **merged)
+    if scheme in ("redis", "rediss"):
+        raise ConfigError(
+            f"the Redis state backend is not available in this version of pymotia (URL {_mask(url)!r}); "
+            "use sqlite:/// or memory://"
+        )
+    raise ConfigError(f"unknown state URL scheme {parts.scheme!r} in {_mask(url)!r}: use sqlite:///, memory://")
+
+
+def _reject_unknown(url: str, given: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for state URL {_mask(url)!r} (known: {known})")
+
+
+def _mask(url: str) -> str:
+    """The URL with any password replaced, for error messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url

@@ -1,0 +1,319 @@
+"""Trigger objects: what starts a step (HTTP request, cron tick, queue message, state change).
+
+Plain objects, built by the lowercase constructors ``http``, ``cron``, ``queue`` and ``state`` and
+listed in a step's ``triggers``. Each is keyword-only after its first argument, compares by value
+and has a readable ``repr`` (starlette's ``Route`` shape).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Any, ClassVar
+
+from motia.exceptions import ConfigError
+from motia.runtime.cron import validate_expression
+
+__all__ = [
+    "HTTP_METHODS",
+    "CronTrigger",
+    "HttpTrigger",
+    "Match",
+    "QueueTrigger",
+    "StateTrigger",
+    "Trigger",
+    "cron",
+    "http",
+    "queue",
+    "state",
+    "trigger_from_dict",
+]
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+#: ``condition(input, ctx)``: sync or async; the handler runs only when it returns something truthy.
+Condition = Callable[..., Any]
+
+
+class Match(Enum):
+    """How well an event matches a trigger: FULL, PARTIAL (HTTP: path matches, method does not) or NONE."""
+
+    NONE = 0
+    PARTIAL = 1
+    FULL = 2
+
+
+class Trigger:
+    """Base of every trigger: a ``type`` name and an optional ``condition``."""
+
+    type: ClassVar[str] = ""
+    condition: Condition | None
+
+    def _fields(self) -> tuple[Any, ...]:
+        raise NotImplementedError  # pragma: no cover
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), repr(self)))
+
+
+_PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_-]*)|\{([A-Za-z_][A-Za-z0-9_-]*)\}")
+
+
+def _compile_path(path: str) -> tuple[re.Pattern[str], tuple[str, ...], str]:
+    """Compile ``/a/:x/{y}`` into a regex, its parameter names and its OpenAPI form ``/a/{x}/{y}``."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigError(f"http path must be a string starting with '/', got {path!r}")
+    if any(c.isspace() for c in path):
+        raise ConfigError(f"http path must not contain whitespace: {path!r}")
+    trimmed = path.rstrip("/") or "/"
+    names: list[str] = []
+    pattern = ["^"]
+    template = []
+    pos = 0
+    for m in _PARAM.finditer(trimmed):
+        literal = trimmed[pos : m.start()]
+        pattern.append(re.escape(literal))
+        template.append(literal)
+        name = m.group(1) or m.group(2)
+        if name in names:
+            raise ConfigError(f"http path {path!r} uses the parameter {name!r} twice")
+        names.append(name)
+        pattern.append("([^/]+)")
+        template.append("{" + name + "}")
+        pos = m.end()
+    rest = trimmed[pos:]
+    if "{" in _PARAM.sub("", trimmed) or "}" in _PARAM.sub("", trimmed):
+        raise ConfigError(f"http path {path!r} has a malformed parameter; use :name or {{name}}")
+    pattern.append(re.escape(rest))
+    template.append(rest)
+    pattern.append("/?$" if trimmed != "/" else "$")
+    return re.compile("".join(pattern)), tuple(names), "".join(template)
+
+
+class HttpTrigger(Trigger):
+    """An HTTP route: ``method`` and ``path`` with ``:name`` or ``{name}`` parameters.
+
+    ``body_schema`` (a pydantic model class or a JSON Schema dict) is checked before the handler
+    runs: a violation answers 400 with details. ``query_params`` documents query parameters in the
+    OpenAPI document (names, or dicts with ``name`` and ``description``). ``middleware`` is a list
+    of ``async def mw(input, ctx, next)`` run in order around the handler.
+    """
+
+    type: ClassVar[str] = "http"
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        *,
+        body_schema: Any = None,
+        query_params: Sequence[str | dict[str, Any]] | None = None,
+        middleware: Sequence[Callable[..., Any]] | None = None,
+        condition: Condition | None = None,
+    ) -> None:
+        if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
+            raise ConfigError(f"http method must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
+        self.method = method.upper()
+        self.path = path
+        self.regex, self.param_names, self.openapi_path = _compile_path(path)
+        _check_body_schema(body_schema)
+        self.body_schema = body_schema
+        self.query_params = list(query_params or [])
+        self.middleware = list(middleware or [])
+        for mw in self.middleware:
+            if not callable(mw):
+                raise ConfigError(f"http middleware must be callable, got {mw!r}")
+        _check_condition(condition)
+        self.condition = condition
+
+    @property
+    def route_key(self) -> tuple[str, str]:
+        """``(METHOD, /path/{})``: two triggers with the same key would serve the same requests."""
+        return self.method, re.sub(r"\{[^}]*\}", "{}", self.openapi_path)
+
+    def match_path(self, path: str) -> dict[str, str] | None:
+        """The path parameters if ``path`` matches this route's path, else ``None``."""
+        m = self.regex.match(path)
+        if m is None:
+            return None
+        return dict(zip(self.param_names, m.groups(), strict=True))
+
+    def matches(self, method: str, path: str) -> tuple[Match, dict[str, str]]:
+        params = self.match_path(path)
+        if params is None:
+            return Match.NONE, {}
+        if method == self.method or (method == "HEAD" and self.method == "GET"):
+            return Match.FULL, params
+        return Match.PARTIAL, params
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.method, self.path, self.body_schema, self.query_params, self.middleware, self.condition)
+
+    def __repr__(self) -> str:
+        return f"http({self.method!r}, {self.path!r})"
+
+
+class CronTrigger(Trigger):
+    """A schedule: a 5-field or 6-field (seconds first) cron expression, evaluated in UTC."""
+
+    type: ClassVar[str] = "cron"
+
+    def __init__(self, expression: str, *, condition: Condition | None = None) -> None:
+        self.expression = validate_expression(expression)
+        _check_condition(condition)
+        self.condition = condition
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.expression, self.condition)
+
+    def __repr__(self) -> str:
+        return f"cron({self.expression!r})"
+
+
+class QueueTrigger(Trigger):
+    """Messages enqueued on ``topic`` (``ctx.enqueue({"topic": ..., "data": ...})``).
+
+    Declared and validated now; delivery arrives with the queue runtime (not in this release).
+    ``input`` optionally describes the message data (pydantic model or JSON Schema); ``config``
+    holds delivery options such as ``{"max_retries": 3}``.
+    """
+
+    type: ClassVar[str] = "queue"
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        input: Any = None,  # noqa: A002 - Motia's name
+        config: dict[str, Any] | None = None,
+        condition: Condition | None = None,
+    ) -> None:
+        if not isinstance(topic, str) or not topic:
+            raise ConfigError(f"queue topic must be a non-empty string, got {topic!r}")
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(f"queue config must be a dict, got {type(config).__name__}")
+        self.topic = topic
+        self.input = input
+        self.config = dict(config or {})
+        _check_condition(condition)
+        self.condition = condition
+
+    def matches(self, topic: str) -> Match:
+        return Match.FULL if topic == self.topic else Match.NONE
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.topic, self.input, self.config, self.condition)
+
+    def __repr__(self) -> str:
+        return f"queue({self.topic!r})"
+
+
+class StateTrigger(Trigger):
+    """State change events, optionally limited to one ``scope`` and/or ``key``.
+
+    Declared and validated now; delivery arrives with the state-event runtime (not in this release).
+    """
+
+    type: ClassVar[str] = "state"
+
+    def __init__(self, *, scope: str | None = None, key: str | None = None, condition: Condition | None = None) -> None:
+        for name, value in (("scope", scope), ("key", key)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"state trigger {name} must be a non-empty string or None, got {value!r}")
+        self.scope = scope
+        self.key = key
+        _check_condition(condition)
+        self.condition = condition
+
+    def matches(self, scope: str, key: str) -> Match:
+        if (self.scope is None or self.scope == scope) and (self.key is None or self.key == key):
+            return Match.FULL
+        return Match.NONE
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.scope, self.key, self.condition)
+
+    def __repr__(self) -> str:
+        args = [f"{n}={v!r}" for n, v in (("scope", self.scope), ("key", self.key)) if v is not None]
+        return f"state({', '.join(args)})"
+
+
+def _check_condition(condition: object) -> None:
+    if condition is not None and not callable(condition):
+        raise ConfigError(f"condition must be callable (input, ctx) -> bool, got {condition!r}")
+
+
+def _check_body_schema(schema: object) -> None:
+    if schema is None or isinstance(schema, dict):
+        return
+    if isinstance(schema, type) and hasattr(schema, "model_validate"):
+        return
+    raise ConfigError(f"body_schema must be a pydantic model class or a JSON Schema dict, got {schema!r}")
+
+
+def http(
+    method: str,
+    path: str,
+    *,
+    body_schema: Any = None,
+    query_params: Sequence[str | dict[str, Any]] | None = None,
+    middleware: Sequence[Callable[..., Any]] | None = None,
+    condition: Condition | None = None,
+) -> HttpTrigger:
+    """An HTTP trigger: ``http("GET", "/session/:sessionId")`` (``{sessionId}`` works too)."""
+    return HttpTrigger(
+        method, path, body_schema=body_schema, query_params=query_params, middleware=middleware, condition=condition
+    )
+
+
+def cron(expression: str, *, condition: Condition | None = None) -> CronTrigger:
+    """A cron trigger: ``cron("0 * * * *")`` (hourly) or ``cron("*/10 * * * * *")`` (every 10 s), UTC."""
+    return CronTrigger(expression, condition=condition)
+
+
+def queue(
+    topic: str,
+    *,
+    input: Any = None,  # noqa: A002 - Motia's name
+    config: dict[str, Any] | None = None,
+    condition: Condition | None = None,
+) -> QueueTrigger:
+    """A queue trigger on ``topic`` (declared now, delivered by a later release)."""
+    return QueueTrigger(topic, input=input, config=config, condition=condition)
+
+
+def state(*, scope: str | None = None, key: str | None = None, condition: Condition | None = None) -> StateTrigger:
+    """A state-change trigger (declared now, delivered by a later release)."""
+    return StateTrigger(scope=scope, key=key, condition=condition)
+
+
+def trigger_from_dict(data: dict[str, Any]) -> Trigger:
+    """Build a trigger from its dict form, e.g. ``{"type": "http", "method": "GET", "path": "/x"}``.
+
+    Accepts Motia's type names (``http``/``api``, ``cron``, ``queue``/``event``, ``state``) and
+    camelCase option names (``bodySchema``, ``queryParams``).
+    """
+    opts = {_snake(k): v for k, v in data.items()}
+    kind = opts.pop("type", None)
+    try:
+        if kind in ("http", "api"):
+            return http(opts.pop("method"), opts.pop("path"), **opts)
+        if kind == "cron":
+            return cron(opts.pop("expression", None) or opts.pop("cron"), **opts)
+        if kind in ("queue", "event"):
+            return queue(opts.pop("topic", None) or opts.pop("subscribes"), **opts)
+        if kind == "state":
+            return state(**opts)
+    except KeyError as exc:
+        raise ConfigError(f"{kind} trigger is missing {exc.args[0]!r}") from None
+    except TypeError as exc:
+        raise ConfigError(f"bad {kind} trigger {data!r}: {exc}") from None
+    raise ConfigError(f"unknown trigger type {kind!r}; expected http, cron, queue or state")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
