@@ -207,14 +207,25 @@ def _write_purge(tx: _Transaction, limit: int) -> int:
     return len(rows)
 
 
-class _Request:
-    __slots__ = ("function", "args", "future", "heavy")
+class _Call:
+    """One write to run inside a batch's transaction: ``function(transaction, *args)``."""
+
+    __slots__ = ("function", "args")
+
+    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.function = function
+        self.args = args
+
+
+class _Request(_Call):
+    """A queued write: its caller awaits ``future``, answered after the batch commits."""
+
+    __slots__ = ("future", "heavy")
 
     def __init__(
         self, function: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any], heavy: bool
     ) -> None:
-        self.function = function
-        self.args = args
+        super().__init__(function, args)
         self.future = future
         self.heavy = heavy
 
@@ -444,6 +455,29 @@ class SQLiteBackend(StateBackend):
             writer = self._writers.get(loop)
             if writer is None:
                 writer = self._writers[loop] = _LoopWriter(self, loop)
+        if (
+            self._inline_writes
+            and not heavy
+            and not writer.pending
+            and not writer.in_thread
+            and not getattr(loop, "_ready", True)
+        ):
+            # Nothing else is ready to run on this loop, so no other write could join a batch: commit
+            # this one now, a batch of one, without a round trip through the loop. (``_ready`` is
+            # asyncio's queue of runnable callbacks; other loops lack it and always take the queue.)
+            try:
+                outcome = self._run_batch(self._connection(inline=True), [_Call(function, args)])
+            except _Busy:
+                pass  # another connection holds the lock: queue it for a thread that may wait
+            except BaseException:
+                self._finished(1)
+                raise
+            else:
+                self._finished(1)
+                if isinstance(outcome[0], _Failure):
+                    raise outcome[0].error
+                self._after_inline_commit()
+                return outcome[0]
         future: asyncio.Future[Any] = loop.create_future()
         writer.submit(_Request(function, args, future, heavy))
         return await future
@@ -454,7 +488,7 @@ class SQLiteBackend(StateBackend):
             if self._outstanding <= 0:
                 self._drain.notify_all()
 
-    def _run_batch(self, connection: sqlite3.Connection, batch: list[_Request]) -> list[Any]:
+    def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call]) -> list[Any]:
         """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken."""
         now = self._clock()
         tx = _Transaction(connection, now, self.record_events)
