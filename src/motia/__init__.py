@@ -18,9 +18,15 @@ from motia.exceptions import (
     StateValueError,
     StepLoadError,
 )
+from motia.runtime.context import Context, FlowContext, StepLogger
+from motia.runtime.types import ApiRequest, ApiResponse, CronInput, TriggerInfo
 from motia.state.manager import StateManager
 from motia.state.sync import SyncStateManager, stateManager
 from motia.state.types import StateEntry, StateSetResult
+
+# After motia.state (sorted order keeps it so): the trigger constructor `state` shadows the subpackage
+# attribute `motia.state`; import state modules with `from motia.state.x import y`, never `motia.state.x`.
+from motia.steps import Step, StepConfig, cron, http, queue, state, step
 
 __version__ = "0.1.0"
 
@@ -31,6 +37,21 @@ __all__ = [
     "StateSetResult",
     "SyncStateManager",
     "stateManager",
+    # Steps and triggers
+    "ApiRequest",
+    "ApiResponse",
+    "Context",
+    "CronInput",
+    "FlowContext",
+    "Step",
+    "StepConfig",
+    "StepLogger",
+    "TriggerInfo",
+    "cron",
+    "http",
+    "queue",
+    "state",
+    "step",
     # Errors
     "ConfigError",
     "InvalidUpdateError",

@@ -54,31 +54,62 @@ class StepLogger:
             stacklevel=3,
         )
 
-    def debug(self, msg: object, fields: Mapping[str, Any] | None = None, *, extra: Mapping[str, Any] | None = None,
-              exc_info: Any = None) -> None:
+    def debug(
+        self,
+        msg: object,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        exc_info: Any = None,
+    ) -> None:
         self.log(logging.DEBUG, msg, fields, extra=extra, exc_info=exc_info)
 
-    def info(self, msg: object, fields: Mapping[str, Any] | None = None, *, extra: Mapping[str, Any] | None = None,
-             exc_info: Any = None) -> None:
+    def info(
+        self,
+        msg: object,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        exc_info: Any = None,
+    ) -> None:
         self.log(logging.INFO, msg, fields, extra=extra, exc_info=exc_info)
 
-    def warning(self, msg: object, fields: Mapping[str, Any] | None = None, *,
-                extra: Mapping[str, Any] | None = None, exc_info: Any = None) -> None:
+    def warning(
+        self,
+        msg: object,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        exc_info: Any = None,
+    ) -> None:
         self.log(logging.WARNING, msg, fields, extra=extra, exc_info=exc_info)
 
     warn = warning
 
-    def error(self, msg: object, fields: Mapping[str, Any] | None = None, *, extra: Mapping[str, Any] | None = None,
-              exc_info: Any = None) -> None:
+    def error(
+        self,
+        msg: object,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        exc_info: Any = None,
+    ) -> None:
         self.log(logging.ERROR, msg, fields, extra=extra, exc_info=exc_info)
 
-    def exception(self, msg: object, fields: Mapping[str, Any] | None = None, *,
-                  extra: Mapping[str, Any] | None = None) -> None:
+    def exception(
+        self, msg: object, fields: Mapping[str, Any] | None = None, *, extra: Mapping[str, Any] | None = None
+    ) -> None:
         """Log at ERROR with the traceback of the exception being handled."""
         self.log(logging.ERROR, msg, fields, extra=extra, exc_info=True)
 
-    def critical(self, msg: object, fields: Mapping[str, Any] | None = None, *,
-                 extra: Mapping[str, Any] | None = None, exc_info: Any = None) -> None:
+    def critical(
+        self,
+        msg: object,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        exc_info: Any = None,
+    ) -> None:
         self.log(logging.CRITICAL, msg, fields, extra=extra, exc_info=exc_info)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 
 from croniter import CroniterError, croniter
@@ -66,7 +66,7 @@ class CronJob:
     run of the same job is still going.
     """
 
-    def __init__(self, name: str, expression: str, run: Callable[[datetime], Awaitable[None]]) -> None:
+    def __init__(self, name: str, expression: str, run: Callable[[datetime], Coroutine[object, object, None]]) -> None:
         self.name = name
         self.expression = validate_expression(expression)
         self.run = run

@@ -18,8 +18,13 @@ __all__ = ["JsonFormatter", "LogFormat", "TextFormatter", "configure_logging"]
 
 LogFormat = Literal["text", "json"]
 
-_LEVEL_COLORS = {"DEBUG": "\x1b[2m", "INFO": "\x1b[32m", "WARNING": "\x1b[33m", "ERROR": "\x1b[31m",
-                 "CRITICAL": "\x1b[1;31m"}
+_LEVEL_COLORS = {
+    "DEBUG": "\x1b[2m",
+    "INFO": "\x1b[32m",
+    "WARNING": "\x1b[33m",
+    "ERROR": "\x1b[31m",
+    "CRITICAL": "\x1b[1;31m",
+}
 _RESET = "\x1b[0m"
 
 
@@ -84,7 +89,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=repr).decode()
 
 
-def configure_logging(fmt: LogFormat = "text", *, level: int | str = logging.INFO, stream: TextIO | None = None) -> None:
+def configure_logging(
+    fmt: LogFormat = "text", *, level: int | str = logging.INFO, stream: TextIO | None = None
+) -> None:
     """Send ``motia.*`` and ``uvicorn.*`` records to ``stream`` (stderr) in one format.
 
     Colour only when the stream is a terminal and ``NO_COLOR`` is unset.

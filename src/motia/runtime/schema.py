@@ -76,6 +76,7 @@ def _check(schema: Any, value: Any, path: str, root: dict[str, Any], errors: lis
         return
     if not isinstance(schema, dict):
         return
+
     def add(message: str, at: str = path) -> None:
         errors.append({"path": at, "message": message})
 
@@ -162,7 +163,9 @@ def validate_json_schema_at(schema: Any, value: Any, root: dict[str, Any]) -> li
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (_TYPES["number"](a) and _TYPES["number"](b) and a == b)
+    if type(a) is type(b):
+        return bool(a == b)
+    return bool(_TYPES["number"](a) and _TYPES["number"](b) and a == b)
 
 
 def _key(value: Any) -> Any:

@@ -24,9 +24,10 @@ def is_async_callable(fn: object) -> bool:
     """True for ``async def`` functions, partials of them and objects with an ``async def __call__``."""
     while isinstance(fn, functools.partial):
         fn = fn.func
-    return inspect.iscoroutinefunction(fn) or (
-        callable(fn) and not inspect.isroutine(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))
-    )
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = None if inspect.isroutine(fn) else getattr(type(fn), "__call__", None)  # noqa: B004
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 def handler_arity(fn: Callable[..., Any]) -> int:

@@ -54,7 +54,7 @@ class Trigger:
         raise NotImplementedError  # pragma: no cover
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._fields() == other._fields()  # type: ignore[attr-defined]
+        return isinstance(other, Trigger) and type(other) is type(self) and self._fields() == other._fields()
 
     def __hash__(self) -> int:
         return hash((type(self), repr(self)))

@@ -389,7 +389,7 @@ class SQLiteBackend(StateBackend):
                 connection.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise self._translate(exc, opening=True) from None
+            raise self._translate(exc, opening=True) from exc
 
     def _connection(self, *, inline: bool) -> sqlite3.Connection:
         if os.getpid() != self._pid:  # forked: never share a connection with the parent
@@ -417,7 +417,7 @@ class SQLiteBackend(StateBackend):
             if inline:
                 connection.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
-            raise self._translate(exc, opening=True) from None
+            raise self._translate(exc, opening=True) from exc
         setattr(self._local, attribute, connection)
         with self._lock:
             self._connections.append(connection)
@@ -497,7 +497,7 @@ class SQLiteBackend(StateBackend):
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc):
                 raise _Busy from None
-            raise self._translate(exc) from None
+            raise self._translate(exc) from exc
         outcomes: list[Any] = []
         try:
             for request in batch:
@@ -513,10 +513,10 @@ class SQLiteBackend(StateBackend):
             connection.execute("ROLLBACK")
             if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
                 raise _Busy from None
-            raise self._translate(exc) from None
+            raise self._translate(exc) from exc
         except sqlite3.Error as exc:
             connection.execute("ROLLBACK")
-            raise self._translate(exc) from None
+            raise self._translate(exc) from exc
         except BaseException:
             connection.execute("ROLLBACK")
             raise
@@ -592,9 +592,9 @@ class SQLiteBackend(StateBackend):
         except sqlite3.OperationalError as exc:
             if inline and (getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc)):
                 raise _Busy from None
-            raise self._translate(exc) from None
+            raise self._translate(exc) from exc
         except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+            raise self._translate(exc) from exc
 
     async def _read(self, sql: str, parameters: tuple[Any, ...], *, inline: bool) -> list[Any]:
         if inline:
