@@ -6,7 +6,8 @@ Run from the repository root:
     .venv/bin/python bench/state_bench.py --scale 1000000  # adds set / items(limit=100) cost at 1k vs 1M keys
 
 The workload follows ../shared/peers: scope ``sessions``, keys ``k0..kN-1``, values
-``{"userId": "42", "expiresAt": 123, "data": {}}``, one awaited operation at a time unless stated.
+``{"userId": "42", "expiresAt": <counter>, "data": {}}`` (a fresh value per write, see ``next_value``),
+one awaited operation at a time unless stated.
 The peer is raw ``sqlite3`` in WAL mode with ``synchronous=NORMAL`` and one transaction per operation
 (autocommit), measured in the same process and run. Each figure is the median of ``--repeat`` rounds;
 the rounds of pymotia and of the peer are interleaved so that machine noise hits both alike.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import os
 import random
 import sqlite3
@@ -31,7 +33,17 @@ import orjson
 from motia import StateManager
 
 SCOPE = "sessions"
-VALUE = {"userId": "42", "expiresAt": 123, "data": {}}
+_counter = itertools.count()
+
+
+def next_value() -> dict[str, object]:
+    """A session value whose ``expiresAt`` changes every call.
+
+    A real write changes the value. SQLite skips the page write when a row is overwritten with
+    byte-identical content, so writing one constant value would time commits that write nothing.
+    """
+    return {"userId": "42", "expiresAt": next(_counter), "data": {}}
+
 INCREMENT = [{"type": "increment", "path": "expiresAt", "value": 1}]
 
 
@@ -51,7 +63,7 @@ class RawSQLite:
         self.connection.execute(
             "INSERT INTO kv (scope, key, value) VALUES (?, ?, ?) "
             "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
-            (SCOPE, key, orjson.dumps(VALUE)),
+            (SCOPE, key, orjson.dumps(next_value())),
         )
 
     def get(self, key: str) -> object:
@@ -140,7 +152,7 @@ async def sequential_and_concurrent(n: int, repeat: int, tasks: int, workdir: Pa
 
     for state in (sqlite_state, memory_state):
         for key in keys:
-            await state.set(SCOPE, key, VALUE)
+            await state.set(SCOPE, key, next_value())
     for key in keys:
         raw.set(key)
 
@@ -154,7 +166,7 @@ async def sequential_and_concurrent(n: int, repeat: int, tasks: int, workdir: Pa
         for label, state in (("sqlite", sqlite_state), ("memory", memory_state)):
 
             async def do_set(key: str, state: StateManager = state) -> object:
-                return await state.set(SCOPE, key, VALUE)
+                return await state.set(SCOPE, key, next_value())
 
             async def do_get(key: str, state: StateManager = state) -> object:
                 return await state.get(SCOPE, key)
@@ -228,7 +240,7 @@ async def scale(big: int, repeat: int, workdir: Path) -> list[list[str]]:
         batch = 2000
         for start in range(0, size, batch):
             await asyncio.gather(
-                *(state.set(SCOPE, f"k{index:08d}", VALUE) for index in range(start, min(size, start + batch)))
+                *(state.set(SCOPE, f"k{index:08d}", next_value()) for index in range(start, min(size, start + batch)))
             )
         fill_seconds = time.perf_counter() - fill_start
         set_rates, page_rates = [], []
@@ -236,7 +248,7 @@ async def scale(big: int, repeat: int, workdir: Path) -> list[list[str]]:
             targets = [f"k{random.randrange(size):08d}" for _ in range(2000)]
             start_time = time.perf_counter()
             for key in targets:
-                await state.set(SCOPE, key, VALUE)
+                await state.set(SCOPE, key, next_value())
             set_rates.append(len(targets) / (time.perf_counter() - start_time))
             afters = [f"k{random.randrange(size):08d}" for _ in range(300)]
             start_time = time.perf_counter()

@@ -7,7 +7,6 @@ nothing, on every backend alike), then decodes what comes back into fresh object
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -200,12 +199,7 @@ class StateManager:
 
 
 def _set_result(old_data: bytes | None, new_data: bytes | None, version: int) -> StateSetResult:
-    decode: Callable[[bytes], JSON] = _values.decode
-    return StateSetResult(
-        None if old_data is None else decode(old_data),
-        None if new_data is None else decode(new_data),
-        version,
-    )
+    return StateSetResult(version=version, _encoded=(old_data, new_data, _values.decode))
 
 
 def _entry(record: Record) -> StateEntry:

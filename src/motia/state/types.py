@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -12,17 +13,46 @@ JSON: TypeAlias = Any
 UpdateOp: TypeAlias = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
 class StateSetResult:
     """The outcome of ``set``/``update``: the value before (``None`` if the key was new) and after.
 
     Item access (``result["old_value"]``) works too, for code written against Motia's dict result.
-    ``version`` is the key's version after the write.
+    ``version`` is the key's version after the write. The values are decoded from the stored JSON on
+    first access (most callers never look), each access returning the same fresh object.
     """
 
-    old_value: JSON
-    new_value: JSON
-    version: int = 0
+    __slots__ = ("_old", "_new", "version", "_decode")
+
+    def __init__(
+        self,
+        old_value: JSON = None,
+        new_value: JSON = None,
+        version: int = 0,
+        *,
+        _encoded: tuple[bytes | None, bytes | None, Callable[[bytes], JSON]] | None = None,
+    ) -> None:
+        self.version = version
+        if _encoded is None:
+            self._old, self._new, self._decode = old_value, new_value, None
+        else:
+            self._old, self._new, self._decode = _encoded
+
+    def _materialise(self) -> None:
+        decode = self._decode
+        if decode is not None:
+            self._decode = None
+            self._old = None if self._old is None else decode(self._old)
+            self._new = None if self._new is None else decode(self._new)
+
+    @property
+    def old_value(self) -> JSON:
+        self._materialise()
+        return self._old
+
+    @property
+    def new_value(self) -> JSON:
+        self._materialise()
+        return self._new
 
     def __getitem__(self, name: str) -> JSON:
         if name in ("old_value", "new_value", "version"):
@@ -37,6 +67,16 @@ class StateSetResult:
 
     def keys(self) -> tuple[str, ...]:
         return ("old_value", "new_value", "version")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StateSetResult):
+            return NotImplemented
+        return (self.old_value, self.new_value, self.version) == (other.old_value, other.new_value, other.version)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"StateSetResult(old_value={self.old_value!r}, new_value={self.new_value!r}, version={self.version})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,13 +22,12 @@ Guarantees every backend gives:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from motia.state.ops import Operation
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """A stored key as the backend returns it: the value still encoded."""
 
     key: str
@@ -37,8 +36,7 @@ class Record:
     expires_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class WriteResult:
+class WriteResult(NamedTuple):
     """The outcome of ``set``/``update``: encoded values before (``None`` if absent) and after."""
 
     old_data: bytes | None

@@ -15,8 +15,8 @@ Concurrency and the event loop:
   does not fsync. If the lock is taken, the batch moves to a worker thread, which waits with a deadline
   (``timeout``) and then raises :class:`StateTimeout`. With ``durability=full`` (fsync per commit) every
   commit runs on a worker thread.
-* WAL checkpoints (which do fsync) are taken off the loop thread; the loop thread's connection has
-  automatic checkpoints disabled.
+* WAL checkpoints (which do fsync) are taken off the loop thread, in RESTART mode so the WAL stays
+  bounded under a steady write load; the loop thread's connection has automatic checkpoints disabled.
 * Point reads and small pages read on the loop thread (WAL readers never wait for writers; a thread
   hop would cost ten times the read). Whole-scope reads run on a worker thread.
 
@@ -104,8 +104,9 @@ MAX_BATCH = 256
 INLINE_PAGE_LIMIT = 1000
 #: Expired keys swept per write batch, at most once per ``sweep_interval``.
 SWEEP_BATCH = 256
-#: Checkpoint the WAL from a worker thread once it grows past this many bytes.
-CHECKPOINT_BYTES = 4 * 1024 * 1024
+#: Checkpoint the WAL from a worker thread after this many rows written (each is at least one WAL
+#: frame, so this matches SQLite's own default of a checkpoint per 1,000 pages).
+CHECKPOINT_WRITES = 1000
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 
 
@@ -270,7 +271,7 @@ class _LoopWriter:
                 return
             else:
                 self._answer(batch, outcomes)
-                backend._after_inline_commit()
+                backend._after_commit(len(batch))
                 return
         self.in_thread = True
         self.scheduled = True  # hold further flushes until this batch is answered: commit order
@@ -285,6 +286,7 @@ class _LoopWriter:
             self._answer_all(batch, exc)
         else:
             self._answer(batch, done.result())
+            self.backend._after_commit(len(batch))
         if self.pending:
             self.scheduled = True
             self.loop.call_soon(self.flush)
@@ -346,7 +348,7 @@ class SQLiteBackend(StateBackend):
         self._writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
         self._outstanding = 0
         self._closed = False
-        self._inline_commits = 0
+        self._writes_since_checkpoint = 0
         self._checkpointing = False
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="motia-sqlite")
         try:
@@ -476,7 +478,7 @@ class SQLiteBackend(StateBackend):
                 self._finished(1)
                 if isinstance(outcome[0], _Failure):
                     raise outcome[0].error
-                self._after_inline_commit()
+                self._after_commit(1)
                 return outcome[0]
         future: asyncio.Future[Any] = loop.create_future()
         writer.submit(_Request(function, args, future, heavy))
@@ -528,24 +530,28 @@ class SQLiteBackend(StateBackend):
         except _Busy:
             raise StateTimeout(f"the state file {self.path} stayed locked for more than {self.timeout:g} s") from None
 
-    def _after_inline_commit(self) -> None:
-        self._inline_commits += 1
-        if self._inline_commits % 64 or self._checkpointing:
-            return
-        try:
-            wal_size = os.path.getsize(f"{self.path}-wal")
-        except OSError:
-            return
-        if wal_size >= CHECKPOINT_BYTES:
+    def _after_commit(self, writes: int) -> None:
+        """Count what was written and start a checkpoint on a worker thread when the WAL is due one."""
+        self._writes_since_checkpoint += writes
+        if self._writes_since_checkpoint >= CHECKPOINT_WRITES and not self._checkpointing:
             self._checkpointing = True
+            self._writes_since_checkpoint = 0
             self._executor.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
+        """Copy the WAL into the database and restart it, on a worker thread.
+
+        RESTART, not PASSIVE: a passive checkpoint racing a steady writer never backfills every frame,
+        so the WAL never restarts and grows without bound (seen: 268 MB after 60,000 writes). Nor
+        TRUNCATE: regrowing the file made each later commit 10-25% slower. RESTART holds the write
+        lock while it runs; meanwhile loop-thread writes find the lock busy and move to a worker thread,
+        so the event loop still never waits.
+        """
         try:
-            self._connection(inline=False).execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._connection(inline=False).execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         except (sqlite3.Error, StateError) as exc:
-            # Harmless: readers or writers kept it from finishing; it is tried again after 64 more commits.
-            logger.warning("WAL checkpoint of %s did not run: %s", self.path, exc)
+            # Harmless: a long reader kept it from finishing; it is tried again after more writes.
+            logger.warning("WAL checkpoint of %s did not complete: %s", self.path, exc)
         finally:
             self._checkpointing = False
 
