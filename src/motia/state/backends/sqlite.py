@@ -80,8 +80,11 @@ _SCHEMA = (
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _SELECT_ONE = "SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ?"
-_INSERT = "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?, ?, ?, ?, ?)"
-_UPDATE = "UPDATE motia_state SET value = ?, version = ?, expires_at = ? WHERE scope = ? AND key = ?"
+_UPSERT = (
+    "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (scope, key) DO UPDATE SET"
+    " value = excluded.value, version = excluded.version, expires_at = excluded.expires_at"
+)
 _DELETE = "DELETE FROM motia_state WHERE scope = ? AND key = ?"
 _INSERT_EVENT = (
     "INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)"
@@ -115,45 +118,99 @@ class _Busy(Exception):
 
 
 class _Transaction:
-    """The writes of one batch, on one connection, inside one ``BEGIN IMMEDIATE``."""
+    """The writes of one batch, on one connection, inside one ``BEGIN IMMEDIATE``.
 
-    __slots__ = ("connection", "now", "record_events")
+    Rows are read once (a batch prefetches its keys with one query per scope), changed in Python and
+    written back at commit with ``executemany``: a group of writes costs little more than one.
+    """
+
+    __slots__ = ("connection", "now", "record_events", "_known", "_dirty", "_events")
 
     def __init__(self, connection: sqlite3.Connection, now: float, record_events: bool) -> None:
         self.connection = connection
         self.now = now
         self.record_events = record_events
+        #: The live record of every key this transaction has looked at (``None``: absent), as of now.
+        self._known: dict[tuple[str, str], Record | None] = {}
+        #: What to write at commit: the final record of each changed key (``None``: delete the row).
+        self._dirty: dict[tuple[str, str], Record | None] = {}
+        self._events: list[tuple[str, str, str, bytes | None, bytes | None, int, float]] = []
 
-    def load(self, scope: str, key: str) -> tuple[Record | None, bool]:
-        """The live record and whether a row exists; an expired row is removed (firing ``expired``)."""
-        row = self.connection.execute(_SELECT_ONE, (scope, key)).fetchone()
-        if row is None:
-            return None, False
-        data, version, expires_at = row
-        if expires_at is not None and expires_at <= self.now:
-            self.connection.execute(_DELETE, (scope, key))
-            self.event("expired", scope, key, data, None, version)
-            return None, False
-        return Record(key, data, version, expires_at), True
+    def prefetch(self, scope: str, keys: Sequence[str]) -> None:
+        missing = list(dict.fromkeys(key for key in keys if (scope, key) not in self._known))
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.connection.execute(
+                f"SELECT key, value, version, expires_at FROM motia_state WHERE scope = ? AND key IN ({marks})",
+                (scope, *chunk),
+            ).fetchall()
+            found = {row[0]: row[1:] for row in rows}
+            for key in chunk:
+                self._admit(scope, key, found.get(key))
 
-    def store(self, scope: str, record: Record, exists: bool, old_data: bytes | None) -> None:
-        if exists:
-            self.connection.execute(_UPDATE, (record.data, record.version, record.expires_at, scope, record.key))
-        else:
-            self.connection.execute(_INSERT, (scope, record.key, record.data, record.version, record.expires_at))
-        self.event("updated" if exists else "created", scope, record.key, old_data, record.data, record.version)
+    def load(self, scope: str, key: str) -> Record | None:
+        """The live record, or ``None``; an expired row is removed now (firing ``expired``)."""
+        try:
+            return self._known[scope, key]
+        except KeyError:
+            return self._admit(scope, key, self.connection.execute(_SELECT_ONE, (scope, key)).fetchone())
+
+    def _admit(self, scope: str, key: str, row: tuple[bytes, int, float | None] | None) -> Record | None:
+        record = None
+        if row is not None:
+            data, version, expires_at = row
+            if expires_at is not None and expires_at <= self.now:
+                self._dirty[scope, key] = None
+                self.event("expired", scope, key, data, None, version)
+            else:
+                record = Record(key, data, version, expires_at)
+        self._known[scope, key] = record
+        return record
+
+    def store(self, scope: str, record: Record, old_data: bytes | None) -> None:
+        self._known[scope, record.key] = self._dirty[scope, record.key] = record
+        event_type = "created" if old_data is None else "updated"
+        self.event(event_type, scope, record.key, old_data, record.data, record.version)
+
+    def remove(self, scope: str, current: Record) -> None:
+        self._known[scope, current.key] = self._dirty[scope, current.key] = None
+        self.event("deleted", scope, current.key, current.data, None, current.version)
 
     def event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
         if self.record_events:
-            self.connection.execute(_INSERT_EVENT, (event_type, scope, key, old, new, version, self.now))
+            self._events.append((event_type, scope, key, old, new, version, self.now))
+
+    def forget_scope(self, scope: str) -> None:
+        """Every key of ``scope`` is gone (after a clear)."""
+        for pair in self._known:
+            if pair[0] == scope:
+                self._known[pair] = None
+
+    def flush(self) -> None:
+        """Write the changed rows and the events (before COMMIT, or before a statement that reads rows)."""
+        if self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            upserts = [
+                (scope, key, record.data, record.version, record.expires_at)
+                for (scope, key), record in dirty.items()
+                if record is not None
+            ]
+            deletes = [pair for pair, record in dirty.items() if record is None]
+            if upserts:
+                self.connection.executemany(_UPSERT, upserts)
+            if deletes:
+                self.connection.executemany(_DELETE, deletes)
+        if self._events:
+            events, self._events = self._events, []
+            self.connection.executemany(_INSERT_EVENT, events)
 
 
 def _write_set(
     tx: _Transaction, scope: str, key: str, data: bytes, ttl: float | None, if_version: int | None
 ) -> WriteResult:
-    current, exists = tx.load(scope, key)
-    record, result = plan_set(scope, key, current, data, ttl, if_version, tx.now)
-    tx.store(scope, record, exists, result.old_data)
+    record, result = plan_set(scope, key, tx.load(scope, key), data, ttl, if_version, tx.now)
+    tx.store(scope, record, result.old_data)
     return result
 
 
@@ -166,28 +223,33 @@ def _write_update(
     if_version: int | None,
     max_value_bytes: int,
 ) -> WriteResult:
-    current, exists = tx.load(scope, key)
+    current = tx.load(scope, key)
     record, result = plan_update(scope, key, current, operations, ttl, if_version, max_value_bytes, tx.now)
     if record is not None:
-        tx.store(scope, record, exists, result.old_data)
+        tx.store(scope, record, result.old_data)
     return result
 
 
 def _write_delete(tx: _Transaction, scope: str, key: str, if_version: int | None) -> bytes | None:
-    current, _ = tx.load(scope, key)
+    current = tx.load(scope, key)
     check_version(scope, key, current, if_version)
     if current is None:
         return None
-    tx.connection.execute(_DELETE, (scope, key))
-    tx.event("deleted", scope, key, current.data, None, current.version)
+    tx.remove(scope, current)
     return current.data
 
 
+#: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.
+_KEYED_WRITES = (_write_set, _write_update, _write_delete)
+
+
 def _write_clear(tx: _Transaction, scope: str) -> int:
+    tx.flush()
     rows = tx.connection.execute(
         "SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,)
     ).fetchall()
     tx.connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
+    tx.forget_scope(scope)
     live = 0
     for key, data, version, expires_at in rows:
         expired = expires_at is not None and expires_at <= tx.now
@@ -197,13 +259,15 @@ def _write_clear(tx: _Transaction, scope: str) -> int:
 
 
 def _write_purge(tx: _Transaction, limit: int) -> int:
+    tx.flush()
     rows = tx.connection.execute(
         "SELECT scope, key, value, version FROM motia_state WHERE expires_at IS NOT NULL AND expires_at <= ?"
         " ORDER BY expires_at LIMIT ?",
         (tx.now, limit),
     ).fetchall()
+    if rows:
+        tx.connection.executemany(_DELETE, [(scope, key) for scope, key, _, _ in rows])
     for scope, key, data, version in rows:
-        tx.connection.execute(_DELETE, (scope, key))
         tx.event("expired", scope, key, data, None, version)
     return len(rows)
 
@@ -502,14 +566,22 @@ class SQLiteBackend(StateBackend):
             raise self._translate(exc) from exc
         outcomes: list[Any] = []
         try:
-            for request in batch:
+            if len(batch) > 1:
+                by_scope: dict[str, list[str]] = {}
+                for call in batch:
+                    if call.function in _KEYED_WRITES:
+                        by_scope.setdefault(call.args[0], []).append(call.args[1])
+                for scope, keys in by_scope.items():
+                    tx.prefetch(scope, keys)
+            for call in batch:
                 try:
-                    outcomes.append(request.function(tx, *request.args))
-                except StateError as exc:  # this request's own fault: it wrote nothing
+                    outcomes.append(call.function(tx, *call.args))
+                except StateError as exc:  # this call's own fault: it changed nothing
                     outcomes.append(_Failure(exc))
             if now - self._last_sweep >= self._sweep_interval:
                 self._last_sweep = now
                 _write_purge(tx, SWEEP_BATCH)
+            tx.flush()
             connection.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             connection.execute("ROLLBACK")
