@@ -605,6 +605,8 @@ class SQLiteBackend(StateBackend):
     def _after_commit(self, writes: int) -> None:
         """Count what was written and start a checkpoint on a worker thread when the WAL is due one."""
         self._writes_since_checkpoint += writes
+        if self._closed:  # closing: the executor is (being) shut down; the next open checkpoints
+            return
         if self._writes_since_checkpoint >= CHECKPOINT_WRITES and not self._checkpointing:
             self._checkpointing = True
             self._writes_since_checkpoint = 0
@@ -743,16 +745,20 @@ class SQLiteBackend(StateBackend):
             if self._closed:
                 return
             self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._wait_drained)
+        await asyncio.get_running_loop().run_in_executor(None, self._drain_and_stop)
         self._close_connections()
-        self._executor.shutdown(wait=True)
 
-    def _wait_drained(self) -> None:
+    def _drain_and_stop(self) -> None:
+        """Wait for pending writes, then for the worker threads (checkpoints, reads) to finish.
+
+        Connections are closed only after this: closing a SQLite connection that another thread is
+        using is undefined behaviour (it crashed the interpreter once, during a checkpoint).
+        """
         deadline = time.monotonic() + self.timeout + 5
         with self._drain:
             while self._outstanding and time.monotonic() < deadline:
                 self._drain.wait(0.05)
+        self._executor.shutdown(wait=True)
 
     def _close_connections(self) -> None:
         with self._lock:
