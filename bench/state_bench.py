@@ -107,8 +107,13 @@ async def time_async(function: Callable[[str], Awaitable[object]], keys: list[st
     return len(keys) / (time.perf_counter() - start)
 
 
+#: Operations per concurrent round at least, so that task start-up does not dominate small scopes.
+CONCURRENT_OPERATIONS = 20_000
+
+
 async def time_concurrent(function: Callable[[str], Awaitable[object]], keys: list[str], tasks: int) -> float:
     """Operations per second with ``tasks`` tasks sharing the keys, each awaiting one call at a time."""
+    keys = keys * max(1, CONCURRENT_OPERATIONS // len(keys))
     chunks = [keys[index::tasks] for index in range(tasks)]
 
     async def worker(chunk: list[str]) -> None:
