@@ -79,12 +79,20 @@ class CronScheduler:
     """Runs each job at its ticks, without overlap, until ``stop()``.
 
     The first run of a job is at its first tick after ``start()``. Missed ticks (the process was busy
-    or the clock jumped) are skipped, not replayed. ``now`` is injectable for tests.
+    or the clock jumped) are skipped, not replayed. ``now`` and ``sleep`` are injectable for tests (a fake
+    clock).
     """
 
-    def __init__(self, jobs: list[CronJob], *, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        jobs: list[CronJob],
+        *,
+        now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Coroutine[object, object, None]] | None = None,
+    ) -> None:
         self.jobs = jobs
         self._now = now or (lambda: datetime.now(UTC))
+        self._sleep = sleep or asyncio.sleep
         self._loops: list[asyncio.Task[None]] = []
         self._runs: dict[str, asyncio.Task[None]] = {}
 
@@ -98,7 +106,7 @@ class CronScheduler:
             # Sleep on the monotonic clock, then re-check the wall clock: sleep may end early or late.
             delay = (tick - self._now()).total_seconds()
             while delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 delay = (tick - self._now()).total_seconds()
             running = self._runs.get(job.name)
             if running is not None and not running.done():

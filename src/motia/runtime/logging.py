@@ -26,6 +26,7 @@ _LEVEL_COLORS = {
     "CRITICAL": "\x1b[1;31m",
 }
 _RESET = "\x1b[0m"
+_SHORT = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -49,7 +50,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
         level = record.levelname
-        level_text = f"{level:<5}"
+        level_text = f"{_SHORT.get(level, level):<5}"
         if self.color:
             level_text = f"{_LEVEL_COLORS.get(level, '')}{level_text}{_RESET}"
         step = getattr(record, "motia_step", None)

@@ -7,55 +7,17 @@ plain ``Step`` object; a module-level ``config`` + ``handler`` pair is turned in
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, overload
 
 from motia.exceptions import ConfigError
+from motia.steps._signature import callable_name, handler_arity, is_async_callable
 from motia.steps.config import StepConfig, parse_config
 from motia.steps.triggers import CronTrigger, HttpTrigger, Trigger
 
 __all__ = ["Step", "StepBuilder", "handler_arity", "is_async_callable", "step"]
 
 Handler = Callable[..., Any]
-
-
-def is_async_callable(fn: object) -> bool:
-    """True for ``async def`` functions, partials of them and objects with an ``async def __call__``."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = None if inspect.isroutine(fn) else getattr(type(fn), "__call__", None)  # noqa: B004
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-def handler_arity(fn: Callable[..., Any]) -> int:
-    """How many positional arguments to pass: 2 for ``(input, ctx)``, 1 for ``(input)``, 0 for ``()``.
-
-    Upstream Motia crashes on one-argument handlers (SPEC section 9); we look at the signature.
-    """
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"cannot read the signature of handler {fn!r}: {exc}") from None
-    positional = 0
-    required = 0
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            return 2
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            positional += 1
-            required += p.default is p.empty
-        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
-            raise ConfigError(f"handler {_name(fn)} has a required keyword-only argument {p.name!r}")
-    if required > 2:
-        raise ConfigError(f"handler {_name(fn)} takes {required} arguments; expected (input, ctx) or (input)")
-    return min(positional, 2)
-
-
-def _name(fn: object) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 class Step:
@@ -101,7 +63,7 @@ class Step:
 
     def __repr__(self) -> str:
         triggers = ", ".join(repr(t) for t in self.triggers)
-        return f"Step(name={self.name!r}, triggers=[{triggers}], handler={_name(self.handler)})"
+        return f"Step(name={self.name!r}, triggers=[{triggers}], handler={callable_name(self.handler)})"
 
 
 class StepBuilder:

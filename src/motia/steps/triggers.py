@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from motia.exceptions import ConfigError
 from motia.runtime.cron import validate_expression
+from motia.steps._signature import handler_arity
 
 __all__ = [
     "HTTP_METHODS",
@@ -243,8 +244,10 @@ class StateTrigger(Trigger):
 
 
 def _check_condition(condition: object) -> None:
-    if condition is not None and not callable(condition):
-        raise ConfigError(f"condition must be callable (input, ctx) -> bool, got {condition!r}")
+    if condition is not None:
+        if not callable(condition):
+            raise ConfigError(f"condition must be callable (input, ctx) -> bool, got {condition!r}")
+        handler_arity(condition)  # raises ConfigError for a signature we cannot call
 
 
 def _check_body_schema(schema: object) -> None:

@@ -1,0 +1,122 @@
+"""The ``motia`` command line: thin click commands over ``motia.runtime.server``.
+
+Every ``MotiaError`` becomes a ``click.ClickException`` (message on stderr, exit status 1). New
+command groups (``motia state ...``) attach to ``main`` with ``main.add_command``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from motia.exceptions import MotiaError
+
+__all__ = ["main", "run_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pymotia", prog_name="motia")
+def main() -> None:
+    """pymotia: Motia's steps, triggers and scoped persistent state in pure Python."""
+
+
+def run_options(fn: F) -> F:
+    """The options shared by ``motia run`` and ``motia dev``."""
+    options = [
+        click.option(
+            "--dir",
+            "steps_dir",
+            default="steps",
+            show_default=True,
+            metavar="DIR",
+            help="Directory searched (recursively) for *_step.py and *.step.py files.",
+        ),
+        click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on."),
+        click.option("--port", default=3111, show_default=True, type=click.IntRange(0, 65535), help="Port."),
+        click.option(
+            "--state",
+            "state_url",
+            envvar="MOTIA_STATE_URL",
+            metavar="URL",
+            help="State store URL (sqlite:///path.db, memory://); also $MOTIA_STATE_URL. "
+            "[default: sqlite:///./.motia/state.db]",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="Log output: readable text, or one JSON object per line.",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default="info",
+            show_default=True,
+            help="Minimum level logged.",
+        ),
+        click.option(
+            "--shutdown-timeout",
+            type=click.FloatRange(0),
+            default=10.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="On SIGINT/SIGTERM, how long in-flight work may take to finish.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _errors_to_click(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MotiaError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@main.command()
+@run_options
+@_errors_to_click
+def run(**kwargs: Any) -> None:
+    """Serve the steps: HTTP triggers and cron schedules in one process.
+
+    Loads every step file under --dir, opens the state store (its absolute location is logged) and
+    serves until SIGINT/SIGTERM, then finishes in-flight requests and exits 0.
+
+    \b
+    Example:
+        motia run --dir examples/sessions/steps --port 3111
+        MOTIA_STATE_URL=memory:// motia run --log-format json
+    """
+    from motia.runtime.server import RunOptions, run_app
+
+    run_app(RunOptions(**kwargs))
+
+
+@main.command()
+@run_options
+@click.option("--watch", "watch", multiple=True, metavar="PATH", help="Extra path to watch (repeatable).")
+@_errors_to_click
+def dev(watch: tuple[str, ...], **kwargs: Any) -> None:
+    """Like `motia run`, restarting the server whenever a .py file changes.
+
+    Watches the steps directory and the project (current) directory.
+
+    \b
+    Example:
+        motia dev --dir steps
+    """
+    from motia.runtime.server import RunOptions, run_dev
+
+    run_dev(RunOptions(**kwargs), watch=watch)

@@ -1,0 +1,1 @@
+"""Running steps: the app, ``ctx``, HTTP and cron triggers, logging and the server."""

@@ -1,0 +1,213 @@
+"""``MotiaApp``: the registry of steps plus their lifecycle (state binding, cron, HTTP, shutdown)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from motia.exceptions import StepLoadError
+from motia.runtime.context import FlowContext, StepLogger
+from motia.runtime.cron import CronJob, CronScheduler
+from motia.runtime.types import CronInput, TriggerInfo
+from motia.steps.definition import Step, handler_arity
+from motia.steps.triggers import CronTrigger, Trigger
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from motia.state.manager import StateManager
+    from motia.state.sync import SyncStateManager
+
+__all__ = ["MotiaApp", "new_trace_id"]
+
+logger = logging.getLogger("motia.runtime")
+
+
+def new_trace_id() -> str:
+    """A fresh random trace id (16 hex characters)."""
+    return secrets.token_hex(8)
+
+
+class MotiaApp:
+    """A set of steps served together over one state store.
+
+    ``await startup()`` binds ``motia.stateManager`` to the store and starts the cron scheduler;
+    ``await shutdown()`` stops the scheduler (letting runs finish within ``shutdown_timeout``),
+    unbinds and, when the app opened the store from a URL, closes it. ``asgi`` is the Starlette
+    application serving the HTTP triggers; its lifespan calls ``startup``/``shutdown``.
+
+    ``state`` is a ``StateManager`` (the caller keeps ownership) or a state URL (the app opens and
+    closes it). ``def`` handlers run on a dedicated pool of ``handler_threads`` threads, so they
+    never starve the threads the state backend may use.
+    """
+
+    def __init__(
+        self,
+        steps: Iterable[Step],
+        *,
+        state: StateManager | str,
+        cron: bool = True,
+        shutdown_timeout: float = 10.0,
+        max_body_bytes: int = 10 * 1024 * 1024,
+        handler_threads: int = 32,
+    ) -> None:
+        from motia.state.manager import StateManager
+
+        self.steps = list(steps)
+        check_steps(self.steps)
+        if isinstance(state, str):
+            self.state: StateManager = StateManager.from_url(state)
+            self._owns_state = True
+        else:
+            self.state = state
+            self._owns_state = False
+        self.sync_state: SyncStateManager | None = None
+        self.cron_enabled = cron
+        self.shutdown_timeout = shutdown_timeout
+        self.max_body_bytes = max_body_bytes
+        self._handler_threads = handler_threads
+        self._executor: ThreadPoolExecutor | None = None
+        self._scheduler: CronScheduler | None = None
+        self._bind_token: Any = None
+        self._asgi: Starlette | None = None
+        self._arity_cache: dict[Any, int] = {}
+        self.started = False
+
+    @property
+    def asgi(self) -> Starlette:
+        if self._asgi is None:
+            from motia.runtime.http import build_asgi
+
+            self._asgi = build_asgi(self)
+        return self._asgi
+
+    async def startup(self) -> None:
+        from motia.state.sync import SyncStateManager, bind_global
+
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
+        self.sync_state = SyncStateManager(self.state, loop=loop)
+        self._bind_token = bind_global(self.state, loop)
+        if self.cron_enabled:
+            jobs = [
+                CronJob(
+                    f"{step.name}#{i}" if len(step.cron_triggers) > 1 else step.name,
+                    trig.expression,
+                    functools.partial(self._run_cron, step, trig),
+                )
+                for step in self.steps
+                for i, trig in enumerate(step.cron_triggers)
+            ]
+            if jobs:
+                self._scheduler = CronScheduler(jobs)
+                self._scheduler.start()
+        self.started = True
+
+    async def shutdown(self) -> None:
+        from motia.state.sync import unbind_global
+
+        if not self.started:
+            return
+        self.started = False
+        if self._scheduler is not None:
+            await self._scheduler.stop(self.shutdown_timeout)
+            self._scheduler = None
+        if self._executor is not None:
+            # Threads still running a handler cannot be interrupted; do not block shutdown on them.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._bind_token is not None:
+            unbind_global(self._bind_token)
+            self._bind_token = None
+        if self._owns_state:
+            await self.state.aclose()
+            logger.info("state store closed")
+
+    def context(self, step: Step, trigger: TriggerInfo, trace_id: str) -> FlowContext:
+        """The ``ctx`` for one run of ``step``: sync state for ``def`` handlers, async for ``async def``."""
+        state: Any = self.state if step.is_async or self.sync_state is None else self.sync_state
+        return FlowContext(
+            state=state, logger=StepLogger(step.name, trace_id), trace_id=trace_id, trigger=trigger, step=step.name
+        )
+
+    def async_view(self, ctx: FlowContext) -> FlowContext:
+        """``ctx`` with the async store, for conditions and middleware (always ``async``-capable code)."""
+        if ctx.state is self.state:
+            return ctx
+        return FlowContext(
+            state=self.state, logger=ctx.logger, trace_id=ctx.trace_id, trigger=ctx.trigger, step=ctx.step
+        )
+
+    async def call(self, fn: Callable[..., Any], arity: int, is_async: bool, *args: Any) -> Any:
+        """Call ``fn`` with the first ``arity`` of ``args``; ``def`` functions run in the handler pool."""
+        args = args[:arity]
+        if is_async:
+            result = fn(*args)
+        else:
+            if self._executor is None:
+                raise RuntimeError("MotiaApp.startup() has not run")
+            ctx = contextvars.copy_context()
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, ctx.run, fn, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def invoke(self, step: Step, input: Any, ctx: FlowContext) -> Any:  # noqa: A002
+        return await self.call(step.handler, step.arity, step.is_async, input, ctx)
+
+    async def condition_passes(self, trigger: Trigger, input: Any, ctx: FlowContext) -> bool:  # noqa: A002
+        """Evaluate the trigger's ``condition(input, ctx)`` (sync or async); no condition means yes.
+
+        Sync conditions run on the event loop: keep them to cheap checks of the input. Conditions always
+        see the async ``ctx.state``, whatever kind of handler the step has.
+        """
+        cond = trigger.condition
+        if cond is None:
+            return True
+        ctx = self.async_view(ctx)
+        arity = self._arity_cache.get(cond)
+        if arity is None:
+            arity = self._arity_cache[cond] = handler_arity(cond)
+        result = cond(*(input, ctx)[:arity])
+        if inspect.isawaitable(result):
+            result = await result
+        return bool(result)
+
+    async def _run_cron(self, step: Step, trigger: CronTrigger, scheduled_at: datetime) -> None:
+        trace_id = new_trace_id()
+        info = TriggerInfo(type="cron", expression=trigger.expression)
+        ctx = self.context(step, info, trace_id)
+        cron_input = CronInput(expression=trigger.expression, scheduled_at=scheduled_at)
+        try:
+            if not await self.condition_passes(trigger, cron_input, ctx):
+                ctx.logger.debug("cron run skipped: condition is false")
+                return
+            await self.invoke(step, cron_input, ctx)
+        except Exception:
+            # A failing run must not stop the schedule: log it with its traceback and wait for the next tick.
+            ctx.logger.exception("cron run failed", {"scheduled_at": scheduled_at.isoformat()})
+
+
+def check_steps(steps: list[Step]) -> None:
+    """Reject duplicate step names and duplicate HTTP routes (the loader does the same, naming files)."""
+    names: dict[str, Step] = {}
+    routes: dict[tuple[str, str], Step] = {}
+    for step in steps:
+        if not isinstance(step, Step):
+            raise StepLoadError(f"{step!r} is not a Step")
+        if step.name in names:
+            raise StepLoadError(f"duplicate step name {step.name!r}")
+        names[step.name] = step
+        for trig in step.http_triggers:
+            if trig.route_key in routes:
+                other = routes[trig.route_key].name
+                raise StepLoadError(f"duplicate route {trig.method} {trig.path}: steps {other!r} and {step.name!r}")
+            routes[trig.route_key] = step

@@ -1,0 +1,403 @@
+"""HTTP triggers served by Starlette: one route per ``http(...)`` trigger, plus ``/openapi.json``.
+
+Each ``StepRoute`` is a starlette ``BaseRoute``: ``matches`` asks the trigger, ``handle`` reads and
+parses the body, validates it, runs condition + middleware + handler and turns the return value into
+a response. Errors never escape a route: a failing handler is logged with its traceback and answers
+500 with the trace id, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import orjson
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Receive, Scope, Send
+
+from motia.runtime.app import new_trace_id
+from motia.runtime.context import FlowContext
+from motia.runtime.schema import schema_errors
+from motia.runtime.types import ApiRequest, ApiResponse, TriggerInfo
+from motia.steps.definition import Step
+from motia.steps.triggers import Match as TriggerMatch
+
+if TYPE_CHECKING:
+    from motia.runtime.app import MotiaApp
+    from motia.steps.triggers import HttpTrigger
+
+__all__ = ["JSONResponse", "StepRoute", "StepRouter", "build_asgi", "openapi_document", "to_response"]
+
+logger = logging.getLogger("motia.http")
+
+#: Paths the runtime serves itself; a step cannot claim them.
+RESERVED_PATHS = ("/openapi.json", "/__motia")
+
+
+class JSONResponse(Response):
+    """A JSON response encoded with orjson (fast, and handles dataclasses and datetimes)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _error(status: int, message: str, trace_id: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, **extra}
+    headers = None
+    if trace_id is not None:
+        body["trace_id"] = trace_id
+        headers = {"x-trace-id": trace_id}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class BadRequest(Exception):
+    """The request cannot reach the handler (malformed JSON, schema violation, too large)."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+class StepRoute(BaseRoute):
+    """Serves one ``http(...)`` trigger of one step."""
+
+    def __init__(self, app: MotiaApp, step: Step, trigger: HttpTrigger) -> None:
+        self.app = app
+        self.step = step
+        self.trigger = trigger
+        self.info = TriggerInfo(type="http", method=trigger.method, path=trigger.path)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        match, params = self.trigger.matches(scope["method"], scope["path"])
+        if match is TriggerMatch.NONE:
+            return Match.NONE, {}
+        child = {"path_params": params, "endpoint": self.step.handler}
+        return (Match.FULL if match is TriggerMatch.FULL else Match.PARTIAL), child
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NotImplementedError("step routes are not reversible")  # pragma: no cover
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method != self.trigger.method and not (method == "HEAD" and self.trigger.method == "GET"):
+            allowed = self.trigger.method
+            response: Response = _error(405, "Method Not Allowed")
+            response.headers["allow"] = allowed
+            await response(scope, receive, send)
+            return
+        trace_id = new_trace_id()
+        try:
+            request = await self._build_input(scope, receive)
+        except BadRequest as exc:
+            response = _error(exc.status, exc.message, trace_id, **exc.extra)
+        except ClientDisconnect:
+            return
+        else:
+            response = await self._run(request, trace_id)
+        await response(scope, receive, send)
+
+    async def _build_input(self, scope: Scope, receive: Receive) -> ApiRequest:
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        headers: dict[str, str] = {}
+        for k, v in raw_headers:
+            name = k.decode("latin-1").lower()
+            value = v.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        query: dict[str, str | list[str]] = {}
+        if scope.get("query_string"):
+            for k, v in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+                old = query.get(k)
+                query[k] = v if old is None else [*old, v] if isinstance(old, list) else [old, v]
+        raw = b""
+        if scope["method"] not in ("GET", "HEAD") or "content-length" in headers or "transfer-encoding" in headers:
+            raw = await self._read_body(headers, receive)
+        body = _parse_body(raw, headers.get("content-type"))
+        schema = self.trigger.body_schema
+        if schema is not None:
+            problems = schema_errors(schema, body)
+            if problems:
+                raise BadRequest(400, "Invalid request body", details=problems)
+        return ApiRequest(
+            method=scope["method"],
+            path=scope["path"],
+            path_params=scope.get("path_params") or {},
+            query_params=query,
+            headers=headers,
+            body=body,
+            raw_body=raw,
+        )
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        limit = self.app.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BadRequest(413, f"Request body too large (limit {limit} bytes)")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(413, f"Request body too large (limit {limit} bytes)")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _run(self, request: ApiRequest, trace_id: str) -> Response:
+        app, step = self.app, self.step
+        ctx = app.context(step, self.info, trace_id)
+        try:
+            if not await app.condition_passes(self.trigger, request, ctx):
+                return _error(404, "Not Found")
+            if self.trigger.middleware:
+                result = await self._with_middleware(request, ctx)
+            else:
+                result = await app.invoke(step, request, ctx)
+            response = to_response(result, trace_id)
+        except Exception as exc:
+            ctx.logger.exception(
+                f"handler failed: {type(exc).__name__}: {exc}", {"method": request.method, "path": request.path}
+            )
+            return _error(500, "Internal Server Error", trace_id)
+        return response
+
+    async def _with_middleware(self, request: ApiRequest, ctx: FlowContext) -> Any:
+        chain = self.trigger.middleware
+        mw_ctx = self.app.async_view(ctx)  # middleware is async code: it gets the async ctx.state
+
+        async def call(i: int) -> Any:
+            if i == len(chain):
+                return await self.app.invoke(self.step, request, ctx)
+            result = chain[i](request, mw_ctx, lambda: call(i + 1))
+            return await result if inspect.isawaitable(result) else result
+
+        return await call(0)
+
+    def __repr__(self) -> str:
+        return f"StepRoute(step={self.step.name!r}, trigger={self.trigger!r})"
+
+
+def _parse_body(raw: bytes, content_type: str | None) -> Any:
+    """JSON for JSON content types (malformed → 400); leniently JSON for bodies sent without a content
+    type or as a form (curl's default); other forms as a dict; anything else as text (bytes if not UTF-8).
+    """
+    if not raw:
+        return None
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime == "application/json" or mime.endswith("+json"):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(400, "Malformed JSON body", detail=str(exc)) from None
+    if not mime or mime == "application/x-www-form-urlencoded":
+        # `curl -d '{"a": 1}'` sends JSON labelled as a form: accept it as JSON.
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    if mime == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return text
+
+
+_RESPONSE_KEYS = frozenset({"status", "body", "headers"})
+
+
+def to_response(result: Any, trace_id: str | None = None) -> Response:
+    """Turn a handler's return value (``ApiResponse``, ``{"status", "body", "headers"}``, ``None``) into a response.
+
+    ``None`` answers 204. Anything else is a programming error and raises ``TypeError`` (→ 500).
+    ``trace_id`` is sent as the ``x-trace-id`` header.
+    """
+    if result is None:
+        return Response(status_code=204, headers={"x-trace-id": trace_id} if trace_id else None)
+    if isinstance(result, ApiResponse):
+        status, body, headers = result.status, result.body, dict(result.headers or {})
+    elif isinstance(result, dict) and "status" in result and _RESPONSE_KEYS.issuperset(result):
+        status, body, headers = result["status"], result.get("body"), dict(result.get("headers") or {})
+    else:
+        raise TypeError(
+            "an HTTP handler must return {'status': ..., 'body': ..., 'headers': ...} or ApiResponse, "
+            f"got {result!r:.200}"
+        )
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise TypeError(f"response status must be an int between 100 and 599, got {status!r}")
+    headers = {str(k): str(v) for k, v in headers.items()}
+    if trace_id:
+        headers["x-trace-id"] = trace_id
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    if isinstance(body, bytes | bytearray):
+        return Response(
+            bytes(body),
+            status_code=status,
+            headers=headers,
+            media_type=None if _has(headers, "content-type") else "application/octet-stream",
+        )
+    if isinstance(body, str) and _has(headers, "content-type") and "json" not in _get(headers, "content-type"):
+        return Response(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _has(headers: dict[str, str], name: str) -> bool:
+    return any(k.lower() == name for k in headers)
+
+
+def _get(headers: dict[str, str], name: str) -> str:
+    return next(v for k, v in headers.items() if k.lower() == name)
+
+
+def _route_order(route: StepRoute) -> tuple[int, ...]:
+    # Static segments win over parameters at the same position: /session/stats before /session/:id.
+    return tuple(1 if seg.startswith("{") else 0 for seg in route.trigger.openapi_path.split("/"))
+
+
+def step_routes(app: MotiaApp) -> list[StepRoute]:
+    routes = [StepRoute(app, step, trig) for step in app.steps for trig in step.http_triggers]
+    return sorted(routes, key=_route_order)
+
+
+def _first_segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.count("/") else ""
+
+
+class StepRouter(BaseRoute):
+    """All step routes as one starlette route, indexed by first path segment.
+
+    Starlette's router tries every route in turn; with the index a request only tries the routes that
+    can match its first segment (plus those starting with a parameter), in the same precedence order.
+    """
+
+    def __init__(self, routes: list[StepRoute]) -> None:
+        self.routes = routes
+        firsts = {r: _first_segment(r.trigger.openapi_path) for r in routes}
+        keys = {f for f in firsts.values() if not f.startswith("{")}
+        self._wild = [r for r in routes if firsts[r].startswith("{")]
+        self._index = {k: [r for r in routes if firsts[r] == k or firsts[r].startswith("{")] for k in keys}
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        partial: tuple[Match, Scope] | None = None
+        for route in self._index.get(_first_segment(scope["path"]), self._wild):
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                child["motia_route"] = route
+                return match, child
+            if match is Match.PARTIAL and partial is None:
+                child["motia_route"] = route
+                partial = (match, child)
+        return partial or (Match.NONE, {})
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NotImplementedError("step routes are not reversible")  # pragma: no cover
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope["motia_route"].handle(scope, receive, send)
+
+
+def openapi_document(steps: list[Step], *, title: str = "pymotia app", version: str = "0.1.0") -> dict[str, Any]:
+    """An OpenAPI 3.1 document describing every HTTP trigger of ``steps``."""
+    paths: dict[str, dict[str, Any]] = {}
+    components: dict[str, Any] = {}
+    for step in steps:
+        for trig in step.http_triggers:
+            op: dict[str, Any] = {"operationId": step.name, "responses": {"default": {"description": "Response"}}}
+            if step.config.description:
+                op["summary"] = step.config.description
+            if step.config.flows:
+                op["tags"] = list(step.config.flows)
+            params = [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in trig.param_names
+            ]
+            for q in trig.query_params:
+                entry = {"name": q} if isinstance(q, str) else dict(q)
+                params.append({"in": "query", "schema": {"type": "string"}, **entry})
+            if params:
+                op["parameters"] = params
+            if trig.body_schema is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": _schema(trig.body_schema, components)}},
+                }
+            paths.setdefault(trig.openapi_path, {})[trig.method.lower()] = op
+    doc: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths}
+    if components:
+        doc["components"] = {"schemas": components}
+    return doc
+
+
+def _schema(schema: Any, components: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        js = schema.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(js.pop("$defs", {}))
+        return js
+    return dict(schema)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return _error(status, "Not Found" if status == 404 else "Method Not Allowed" if status == 405 else "Error")
+
+
+def build_asgi(app: MotiaApp, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The Starlette application for ``app``: step routes, ``/openapi.json``, ``/__motia/health``.
+
+    Its lifespan runs ``app.startup()`` and ``app.shutdown()``.
+    """
+    for step in app.steps:
+        for trig in step.http_triggers:
+            if trig.openapi_path == RESERVED_PATHS[0] or trig.openapi_path.startswith(RESERVED_PATHS[1]):
+                from motia.exceptions import StepLoadError
+
+                raise StepLoadError(f"step {step.name!r}: the path {trig.path!r} is reserved by the runtime")
+    document = openapi_document(app.steps)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "steps": len(app.steps)})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await app.startup()
+        try:
+            yield
+        finally:
+            await app.shutdown()
+
+    routes: list[BaseRoute] = [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/__motia/health", health, methods=["GET"]),
+        *(extra_routes or []),
+        StepRouter(step_routes(app)),
+    ]
+    handlers: dict[Any, Callable[..., Any]] = {404: _not_found, 405: _not_found}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

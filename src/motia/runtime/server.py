@@ -1,0 +1,193 @@
+"""Serving an app: ``run_app`` (``motia run``) and ``run_dev`` (``motia dev``, restart on change).
+
+Signals: SIGINT/SIGTERM stop accepting connections, let in-flight requests and cron runs finish
+within the shutdown timeout, close the store, and return normally (exit status 0). uvicorn's own
+signal handling re-raises the signal after shutting down, which would turn SIGTERM into exit
+status -15; ``_Server`` keeps the graceful part and drops the re-raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from motia.runtime.app import MotiaApp
+from motia.runtime.logging import LogFormat, configure_logging
+
+if TYPE_CHECKING:
+    from watchfiles import Change
+
+__all__ = ["RunOptions", "load_app", "run_app", "run_dev", "serve"]
+
+logger = logging.getLogger("motia.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """Everything ``motia run`` and ``motia dev`` take."""
+
+    steps_dir: str = "steps"
+    host: str = "127.0.0.1"
+    port: int = 3111
+    state_url: str | None = None
+    log_format: LogFormat = "text"
+    log_level: str = "info"
+    shutdown_timeout: float = 10.0
+
+
+def load_app(options: RunOptions) -> MotiaApp:
+    """Load the steps and open the store; every problem raises a ``MotiaError`` naming the file or path."""
+    from motia.state.urls import default_state_url
+    from motia.steps.loader import load_steps
+
+    project_dir = Path.cwd()
+    # Like `python -m`, let step files import helper modules from the project directory.
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    steps_dir = Path(options.steps_dir)
+    loaded = load_steps(steps_dir)
+    state_url = options.state_url or default_state_url(project_dir)
+    app = MotiaApp([ls.step for ls in loaded], state=state_url, shutdown_timeout=options.shutdown_timeout)
+    logger.info("state: %s", app.state.url)
+    logger.info("%d step(s) loaded from %s", len(loaded), steps_dir.resolve())
+    for ls in loaded:
+        triggers = ", ".join(repr(t) for t in ls.step.triggers) or "no triggers"
+        logger.info("  %s: %s (%s)", ls.step.name, triggers, ls.path.name)
+        for trig in ls.step.triggers:
+            if trig.type in ("queue", "state"):
+                logger.warning(
+                    "  %s: %r is declared but not delivered yet (queue and state triggers arrive in a later release)",
+                    ls.step.name,
+                    trig,
+                )
+    return app
+
+
+class _Server:
+    """A uvicorn server whose signal handling shuts down gracefully and then just returns."""
+
+    def __init__(self, app: MotiaApp, host: str, port: int, shutdown_timeout: float) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            app.asgi,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, math.ceil(shutdown_timeout)),
+            server_header=False,
+        )
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                handled = (signal.SIGINT, signal.SIGTERM)
+                original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+                try:
+                    yield
+                finally:
+                    for sig, handler in original.items():
+                        signal.signal(sig, handler)
+
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                if not self.should_exit:
+                    logger.info("received %s: shutting down gracefully", signal.Signals(sig).name)
+                super().handle_exit(sig, frame)
+
+        self.server = Server(config)
+
+    def run(self) -> None:
+        self.server.run()
+
+
+def serve(app: MotiaApp, *, host: str = "127.0.0.1", port: int = 3111, shutdown_timeout: float = 10.0) -> None:
+    """Serve ``app`` over HTTP until SIGINT/SIGTERM, then shut down gracefully and return."""
+    _Server(app, host, port, shutdown_timeout).run()
+    logger.info("stopped")
+
+
+def run_app(options: RunOptions) -> None:
+    """``motia run``: configure logging, load steps, open the store, serve."""
+    configure_logging(options.log_format, level=options.log_level.upper())
+    app = load_app(options)
+    serve(app, host=options.host, port=options.port, shutdown_timeout=options.shutdown_timeout)
+
+
+def run_command(options: RunOptions) -> list[str]:
+    """The ``motia run`` command line equivalent to ``options`` (what ``motia dev`` restarts)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "motia",
+        "run",
+        "--dir",
+        options.steps_dir,
+        "--host",
+        options.host,
+        "--port",
+        str(options.port),
+        "--log-format",
+        options.log_format,
+        "--log-level",
+        options.log_level,
+        "--shutdown-timeout",
+        str(options.shutdown_timeout),
+    ]
+    if options.state_url:
+        cmd += ["--state", options.state_url]
+    return cmd
+
+
+def run_dev(options: RunOptions, *, watch: Sequence[str | os.PathLike[str]] = ()) -> None:
+    """``motia dev``: run ``motia run`` in a child process and restart it when a ``.py`` file changes.
+
+    Watches the steps directory, the project directory and ``watch``; SIGINT or SIGTERM stops the child
+    gracefully and returns.
+    """
+    from watchfiles import PythonFilter, run_process
+
+    configure_logging(options.log_format, level=options.log_level.upper())
+    steps_dir = Path(options.steps_dir)
+    if not steps_dir.is_dir():
+        from motia.exceptions import StepLoadError
+
+        raise StepLoadError(f"steps directory {steps_dir} does not exist (use --dir to point at your steps)")
+    paths = sorted({str(steps_dir.resolve()), str(Path.cwd()), *(str(Path(p).resolve()) for p in watch)})
+    logger.info("dev mode: restarting on changes to .py files under %s", ", ".join(paths))
+
+    def stop(sig: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # watchfiles stops the child and returns on KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        run_process(
+            *paths,
+            target=shlex.join(run_command(options)),
+            target_type="command",
+            watch_filter=PythonFilter(),
+            callback=_log_changes,
+            sigint_timeout=int(options.shutdown_timeout) + 5,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _log_changes(changes: set[tuple[Change, str]]) -> None:
+    files = sorted({Path(path).name for _, path in changes})
+    logger.info("change detected in %s: restarting", ", ".join(files[:5]) + (" ..." if len(files) > 5 else ""))

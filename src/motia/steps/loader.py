@@ -1,0 +1,155 @@
+"""Step discovery: import every ``*_step.py`` / ``*.step.py`` under a directory and collect its steps.
+
+A file declares steps by holding ``Step`` objects (``default = step(...)``, ``@step(...)``) or a
+module-level ``config`` dict plus ``handler`` function. Every problem (import error, bad config,
+duplicate step name or route, invalid cron expression) raises ``StepLoadError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from motia.exceptions import ConfigError, StepLoadError
+from motia.steps.definition import Step, StepBuilder
+
+__all__ = ["LoadedStep", "discover_step_files", "is_step_file", "load_step_file", "load_steps"]
+
+logger = logging.getLogger("motia.loader")
+
+_SKIP_DIRS = frozenset({"__pycache__", "node_modules", "venv"})
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedStep:
+    """A step and the file it came from."""
+
+    step: Step
+    path: Path
+
+
+def is_step_file(name: str) -> bool:
+    """``True`` for ``*_step.py`` (Motia's Python convention) and ``*.step.py``."""
+    return name.endswith(("_step.py", ".step.py")) and name not in ("_step.py", ".step.py")
+
+
+def discover_step_files(directory: Path) -> list[Path]:
+    """Step files under ``directory``, recursively, in a stable (sorted) order; hidden dirs skipped."""
+    if not directory.is_dir():
+        raise StepLoadError(f"steps directory {directory} does not exist (use --dir to point at your steps)")
+    found: list[Path] = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+        found.extend(Path(root) / f for f in sorted(files) if is_step_file(f))
+    return found
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _module_name(path: Path) -> str:
+    return "motia_steps." + re.sub(r"\W", "_", str(path.resolve()).lstrip("/"))
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """``:LINE`` of the deepest traceback frame inside ``path``, to point at the failing line."""
+    line = ""
+    resolved = str(path.resolve())
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == resolved and frame.lineno is not None:
+            line = f":{frame.lineno}"
+    if isinstance(exc, SyntaxError) and exc.lineno and exc.filename == resolved:
+        line = f":{exc.lineno}"
+    return line
+
+
+def load_step_file(path: Path) -> list[Step]:
+    """Import one step file and return the steps it declares (possibly none)."""
+    shown = _display(path)
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise StepLoadError(f"{shown}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running so dataclasses and pydantic models in the file can resolve their module.
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        return _collect(module, shown)
+    except StepLoadError:
+        sys.modules.pop(name, None)
+        raise
+    except ConfigError as exc:
+        sys.modules.pop(name, None)
+        raise StepLoadError(f"{shown}{_where(exc, path)}: {exc}") from exc
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise StepLoadError(f"{shown}{_where(exc, path)}: failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def _collect(module: ModuleType, shown: str) -> list[Step]:
+    steps: list[Step] = []
+    for attr, value in vars(module).items():
+        if isinstance(value, Step) and not any(value is s for s in steps):
+            steps.append(value)
+        elif isinstance(value, StepBuilder):
+            raise StepLoadError(
+                f"{shown}: {attr} = step(...) has no handler; finish it with .handle(fn) or use it as a decorator"
+            )
+    config = getattr(module, "config", None)
+    # Module style only when the file built no Step itself (``default = step(config, handler)`` is common).
+    if isinstance(config, dict) and not steps:
+        handler = getattr(module, "handler", None)
+        if handler is None:
+            raise StepLoadError(f"{shown}: has a module-level `config` but no `handler` function")
+        try:
+            steps.append(Step(config, handler))
+        except ConfigError as exc:
+            raise StepLoadError(f"{shown}: {exc}") from exc
+    return steps
+
+
+def load_steps(directory: str | os.PathLike[str]) -> list[LoadedStep]:
+    """Load every step under ``directory``; raise ``StepLoadError`` naming the file(s) on any problem.
+
+    Checks across files: step names are unique, and no two HTTP triggers serve the same method and path
+    (``/a/:id`` and ``/a/{key}`` are the same route).
+    """
+    root = Path(directory)
+    loaded: list[LoadedStep] = []
+    names: dict[str, Path] = {}
+    routes: dict[tuple[str, str], tuple[Path, str]] = {}
+    for path in discover_step_files(root):
+        steps = load_step_file(path)
+        if not steps:
+            logger.warning(
+                "%s declares no step (expected `default = step(...)`, @step or config + handler)", _display(path)
+            )
+        for step in steps:
+            if any(step is ls.step for ls in loaded):
+                continue  # imported from another step file: registered once, where it was first found
+            if step.name in names:
+                first = _display(names[step.name])
+                raise StepLoadError(f"{_display(path)}: duplicate step name {step.name!r} (also declared in {first})")
+            names[step.name] = path
+            for trig in step.http_triggers:
+                other = routes.get(trig.route_key)
+                if other is not None:
+                    raise StepLoadError(
+                        f"{_display(path)}: duplicate route {trig.method} {trig.path} in step {step.name!r} "
+                        f"(already served by step {other[1]!r} in {_display(other[0])})"
+                    )
+                routes[trig.route_key] = (path, step.name)
+            loaded.append(LoadedStep(step, path))
+    return loaded

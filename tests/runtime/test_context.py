@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from motia import MotiaError, TriggerInfo
+from motia.runtime.context import FlowContext, StepLogger
+from motia.runtime.logging import JsonFormatter, TextFormatter, configure_logging
+
+
+def make_record(caplog, fn) -> logging.LogRecord:
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="motia")
+    fn(StepLogger("get-session", "trace123"))
+    [record] = caplog.records
+    return record
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda log: log.info("Session deleted", {"sessionId": "s1", "userId": "42"}),
+        lambda log: log.info("Session deleted", extra={"sessionId": "s1", "userId": "42"}),
+        lambda log: log.info("Session deleted", {"sessionId": "s1"}, extra={"userId": "42"}),
+    ],
+)
+def test_fields_positionally_or_as_extra(caplog, call):
+    record = make_record(caplog, call)
+    assert record.getMessage() == "Session deleted"
+    assert record.levelno == logging.INFO
+    assert record.motia_step == "get-session"
+    assert record.motia_trace_id == "trace123"
+    assert record.motia_fields == {"sessionId": "s1", "userId": "42"}
+
+
+@pytest.mark.parametrize(
+    ("method", "level"),
+    [
+        ("debug", "DEBUG"),
+        ("info", "INFO"),
+        ("warn", "WARNING"),
+        ("warning", "WARNING"),
+        ("error", "ERROR"),
+        ("critical", "CRITICAL"),
+    ],
+)
+def test_levels(caplog, method, level):
+    assert make_record(caplog, lambda log: getattr(log, method)("m")).levelname == level
+
+
+def test_record_points_at_the_caller(caplog):
+    record = make_record(caplog, lambda log: log.info("here"))
+    assert record.filename == "test_context.py"
+
+
+def test_exception_logs_traceback(caplog):
+    def fail(log):
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            log.exception("failed", {"n": 1})
+
+    record = make_record(caplog, fail)
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+def test_text_formatter():
+    record = logging.LogRecord("motia.step", logging.INFO, __file__, 1, "Session deleted", None, None)
+    record.motia_step = "delete-session"
+    record.motia_trace_id = "abc"
+    record.motia_fields = {"sessionId": "s 1", "count": 3, "ok": True}
+    line = TextFormatter().format(record)
+    assert line.endswith('INFO  [delete-session] Session deleted sessionId="s 1" count=3 ok=true trace=abc')
+    plain = logging.LogRecord("motia.runtime", logging.WARNING, __file__, 1, "x=%s", (1,), None)
+    assert TextFormatter().format(plain).endswith("WARN  (motia.runtime) x=1")
+    assert "\x1b[" in TextFormatter(color=True).format(plain)
+
+
+def test_json_formatter():
+    record = logging.LogRecord("motia.step", logging.ERROR, __file__, 1, "boom %s", ("now",), None)
+    record.motia_step = "s"
+    record.motia_trace_id = "t"
+    record.motia_fields = {"when": object()}
+    data = json.loads(JsonFormatter().format(record))
+    assert data["level"] == "error" and data["msg"] == "boom now" and data["step"] == "s" and data["trace_id"] == "t"
+    assert data["fields"]["when"].startswith("<object")
+    assert data["time"].endswith("+00:00")
+
+
+def test_configure_logging_json_to_a_stream():
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    try:
+        StepLogger("s", "t").info("hello", {"a": 1})
+        logging.getLogger("motia.step").debug("hidden")
+    finally:
+        configure_logging("text")
+    [line] = stream.getvalue().splitlines()
+    assert json.loads(line)["fields"] == {"a": 1}
+
+
+def test_context_trigger_predicates_and_enqueue():
+    def ctx(kind):
+        return FlowContext(
+            state=None, logger=StepLogger("s", "t"), trace_id="t", trigger=TriggerInfo(type=kind), step="s"
+        )
+
+    assert [ctx("http").is_api(), ctx("cron").is_cron(), ctx("queue").is_queue(), ctx("state").is_state()] == [True] * 4
+    assert not ctx("http").is_cron()
+    with pytest.raises(MotiaError, match=r"ctx.enqueue\(topic='orders'\) is not supported yet"):
+        ctx("http").enqueue({"topic": "orders", "data": {}})
+    assert "step='s'" in repr(ctx("cron"))

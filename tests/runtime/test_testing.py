@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import threading
+
+import motia
+from motia import http, step
+from motia.testing import api_request, app_client, call_handler, make_context, memory_state
+
+
+async def get_session(input, ctx):
+    session = await ctx.state.get("user-sessions", input.request.path_params["sessionId"])
+    if not session:
+        return {"status": 404, "body": {"error": "Session not found"}}
+    return {"status": 200, "body": session}
+
+
+async def test_call_async_handler_with_own_state():
+    state = memory_state()
+    await state.set("user-sessions", "s1", {"userId": "42"})
+    result = await call_handler(get_session, api_request(path_params={"sessionId": "s1"}), state=state)
+    assert result == {"status": 200, "body": {"userId": "42"}}
+    assert (await call_handler(get_session, api_request(path_params={"sessionId": "zz"})))["status"] == 404
+    await state.aclose()
+
+
+async def test_call_sync_one_argument_handler_in_a_thread():
+    state = memory_state()
+    seen = {}
+
+    def handler(input):
+        seen["thread"] = threading.current_thread().name
+        motia.stateManager.set("s", "k", input)
+        return "done"
+
+    assert await call_handler(handler, {"v": 1}, state=state) == "done"
+    assert seen["thread"].startswith("motia-handler")
+    assert await state.get("s", "k") == {"v": 1}
+    await state.aclose()
+
+
+async def test_call_a_step_object_and_make_context():
+    ctx = make_context(step="get-session")
+    assert ctx.logger.step == "get-session" and ctx.is_api()
+    s = step({"name": "get-session", "triggers": [http("GET", "/session/:sessionId")]}, get_session)
+    await ctx.state.set("user-sessions", "a", {"x": 1})
+    result = await call_handler(s, api_request("get", "/session/a", path_params={"sessionId": "a"}), ctx=ctx)
+    assert result["body"] == {"x": 1}
+
+
+async def test_app_client_over_a_steps_directory():
+    async with app_client("examples/sessions/steps") as client:
+        created = await client.post("/session", json={"userId": "42"})
+        assert created.status_code == 201
+        sid = created.json()["sessionId"]
+        assert (await client.get(f"/session/{sid}")).json()["userId"] == "42"
+        assert (await client.state.get("user-sessions", sid))["userId"] == "42"

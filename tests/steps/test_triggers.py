@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import pytest
+
+from motia import ConfigError, cron, http, queue, state
+from motia.steps.triggers import CronTrigger, HttpTrigger, Match, QueueTrigger, StateTrigger, trigger_from_dict
+
+
+@pytest.mark.parametrize(
+    ("route", "path", "params"),
+    [
+        ("/session/:sessionId", "/session/abc", {"sessionId": "abc"}),
+        ("/session/{sessionId}", "/session/abc", {"sessionId": "abc"}),
+        ("/session/{sessionId}", "/session/abc/", {"sessionId": "abc"}),
+        ("/a/:x/b/{y}", "/a/1/b/2", {"x": "1", "y": "2"}),
+        ("/users/:user-id", "/users/u1", {"user-id": "u1"}),
+        ("/sessions", "/sessions", {}),
+        ("/sessions/", "/sessions", {}),
+        ("/", "/", {}),
+        ("/file.json", "/file.json", {}),
+        ("/session/:id", "/session/a%20b", {"id": "a%20b"}),
+        ("/session/:id", "/session/héllo", {"id": "héllo"}),
+    ],
+)
+def test_path_matches(route, path, params):
+    assert http("GET", route).match_path(path) == params
+
+
+@pytest.mark.parametrize(
+    ("route", "path"),
+    [
+        ("/session/:sessionId", "/session"),
+        ("/session/:sessionId", "/session/"),
+        ("/session/:sessionId", "/session/a/b"),
+        ("/session/{sessionId}", "/sessions/abc"),
+        ("/sessions", "/sessionsx"),
+        ("/file.json", "/fileXjson"),
+        ("/", "/x"),
+    ],
+)
+def test_path_does_not_match(route, path):
+    assert http("GET", route).match_path(path) is None
+
+
+def test_matches_distinguishes_method():
+    t = http("get", "/x/:id")
+    assert t.method == "GET"
+    assert t.matches("GET", "/x/1") == (Match.FULL, {"id": "1"})
+    assert t.matches("HEAD", "/x/1") == (Match.FULL, {"id": "1"})
+    assert t.matches("POST", "/x/1") == (Match.PARTIAL, {"id": "1"})
+    assert t.matches("GET", "/y/1") == (Match.NONE, {})
+
+
+def test_both_param_syntaxes_are_the_same_route():
+    assert http("GET", "/s/:id").route_key == http("GET", "/s/{key}/").route_key
+    assert http("GET", "/s/:id").route_key != http("POST", "/s/:id").route_key
+    assert http("GET", "/s/:id").openapi_path == "/s/{id}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("FETCH", "/x"), "http method"),
+        (("GET", "x"), "starting with '/'"),
+        (("GET", "/a/:id/:id"), "twice"),
+        (("GET", "/a/{id"), "malformed"),
+        (("GET", "/a b"), "whitespace"),
+    ],
+)
+def test_http_rejects_bad_arguments(args, message):
+    with pytest.raises(ConfigError, match=message):
+        http(*args)
+
+
+def test_http_rejects_bad_options():
+    with pytest.raises(ConfigError, match="body_schema"):
+        http("POST", "/x", body_schema=42)
+    with pytest.raises(ConfigError, match="middleware"):
+        http("POST", "/x", middleware=["nope"])
+    with pytest.raises(ConfigError, match="condition"):
+        http("POST", "/x", condition="yes")
+    with pytest.raises(TypeError):
+        http("POST", "/x", {"type": "object"})  # keyword-only after the first arguments
+
+
+def test_triggers_compare_by_value_and_repr():
+    assert http("GET", "/x") == http("GET", "/x")
+    assert http("GET", "/x") != http("POST", "/x")
+    assert http("GET", "/x") != cron("* * * * *")
+    assert len({http("GET", "/x"), http("GET", "/x")}) == 1
+    assert repr(http("GET", "/session/:id")) == "http('GET', '/session/:id')"
+    assert repr(cron("0 * * * *")) == "cron('0 * * * *')"
+    assert repr(queue("orders")) == "queue('orders')"
+    assert repr(state(scope="s", key="k")) == "state(scope='s', key='k')"
+    assert repr(state()) == "state()"
+
+
+def test_cron_validates_at_declaration():
+    assert cron("  0  *  * * * ").expression == "0 * * * *"
+    assert cron("@Hourly").expression == "@hourly"
+    with pytest.raises(ConfigError, match="invalid cron expression 'every minute'"):
+        cron("every minute")
+    with pytest.raises(ConfigError, match="got 7"):
+        cron("0 0 * * * * 2030")
+    with pytest.raises(ConfigError, match="invalid cron expression"):
+        cron("61 * * * *")
+
+
+def test_queue_and_state_triggers():
+    q = queue("orders", config={"max_retries": 3})
+    assert q.type == "queue" and q.config == {"max_retries": 3}
+    assert q.matches("orders") is Match.FULL and q.matches("other") is Match.NONE
+    with pytest.raises(ConfigError):
+        queue("")
+    s = state(scope="user-sessions")
+    assert s.matches("user-sessions", "k") is Match.FULL
+    assert s.matches("other", "k") is Match.NONE
+    assert state(key="k").matches("any", "k") is Match.FULL
+    with pytest.raises(ConfigError):
+        state(scope="")
+    with pytest.raises(TypeError):
+        state("user-sessions")  # keyword-only
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"type": "http", "method": "GET", "path": "/x"}, http("GET", "/x")),
+        ({"type": "api", "method": "POST", "path": "/x"}, http("POST", "/x")),
+        ({"type": "cron", "expression": "0 * * * *"}, cron("0 * * * *")),
+        ({"type": "cron", "cron": "0 * * * *"}, cron("0 * * * *")),
+        ({"type": "queue", "topic": "t"}, queue("t")),
+        ({"type": "event", "subscribes": "t"}, queue("t")),
+        ({"type": "state", "scope": "s"}, state(scope="s")),
+    ],
+)
+def test_trigger_from_dict(data, expected):
+    assert trigger_from_dict(data) == expected
+
+
+def test_trigger_from_dict_accepts_camel_case_options():
+    t = trigger_from_dict({"type": "http", "method": "POST", "path": "/x", "bodySchema": {"type": "object"}})
+    assert isinstance(t, HttpTrigger) and t.body_schema == {"type": "object"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"type": "ftp"}, "unknown trigger type"),
+        ({"type": "http", "method": "GET"}, "missing 'path'"),
+        ({"type": "cron", "expression": "0 * * * *", "bogus": 1}, "bad cron trigger"),
+    ],
+)
+def test_trigger_from_dict_errors(data, message):
+    with pytest.raises(ConfigError, match=message):
+        trigger_from_dict(data)
+
+
+def test_trigger_types():
+    assert [t.type for t in (HttpTrigger, CronTrigger, QueueTrigger, StateTrigger)] == [
+        "http",
+        "cron",
+        "queue",
+        "state",
+    ]
+
+
+def test_condition_signature_is_checked_at_declaration():
+    with pytest.raises(ConfigError, match="takes 3 arguments"):
+        http("GET", "/x", condition=lambda a, b, c: True)
+    assert http("GET", "/x", condition=lambda input: True).condition is not None
