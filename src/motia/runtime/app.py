@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from motia.exceptions import StepLoadError
+from motia.exceptions import MotiaError, StepLoadError
 from motia.runtime.context import FlowContext, StepLogger
 from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.types import CronInput, TriggerInfo
@@ -58,6 +59,7 @@ class MotiaApp:
         shutdown_timeout: float = 10.0,
         max_body_bytes: int = 10 * 1024 * 1024,
         handler_threads: int = 32,
+        sweep_interval: float = 30.0,
     ) -> None:
         from motia.state.manager import StateManager
 
@@ -74,6 +76,8 @@ class MotiaApp:
         self.shutdown_timeout = shutdown_timeout
         self.max_body_bytes = max_body_bytes
         self._handler_threads = handler_threads
+        self.sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._scheduler: CronScheduler | None = None
         self._bind_token: Any = None
@@ -109,7 +113,24 @@ class MotiaApp:
             if jobs:
                 self._scheduler = CronScheduler(jobs)
                 self._scheduler.start()
+        if self.sweep_interval > 0:
+            self._sweeper = asyncio.create_task(self._sweep_expired(), name="motia-ttl-sweeper")
         self.started = True
+
+    async def _sweep_expired(self) -> None:
+        """Remove expired keys from storage now and then (reads already ignore them).
+
+        Writes sweep a few as they go; this covers a store that only expires and is never written.
+        """
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                removed = await self.state.purge_expired()
+            except MotiaError:
+                logger.exception("sweeping expired state keys failed; retrying in %.0f s", self.sweep_interval)
+            else:
+                if removed:
+                    logger.debug("swept %d expired state key(s)", removed)
 
     async def shutdown(self) -> None:
         from motia.state.sync import unbind_global
@@ -117,6 +138,11 @@ class MotiaApp:
         if not self.started:
             return
         self.started = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._scheduler is not None:
             await self._scheduler.stop(self.shutdown_timeout)
             self._scheduler = None
