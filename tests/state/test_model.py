@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from motia import InvalidUpdateError, StateConflictError, StateError, StateManager, StateValueError
 
-MAX_EXAMPLES = int(os.environ.get("STATE_MODEL_EXAMPLES", "100"))
+MAX_EXAMPLES = int(os.environ.get("STATE_MODEL_EXAMPLES", "150"))
 STEPS = 40
 
 T0 = 1_700_000_000.0
@@ -300,7 +300,17 @@ numbers = st.integers(-5, 5) | st.sampled_from([0.5, 1.5, -0.25])
 
 @st.composite
 def ops_strategy(draw: st.DrawFn) -> dict[str, Any] | str:
-    kind = draw(st.sampled_from(["set", "delete", "remove", "increment", "decrement", "merge", "append", "bad"]))
+    # mostly valid ops (errors still come from paths meeting the wrong types), a few malformed ones
+    kind = draw(
+        st.sampled_from(
+            ["set"] * 3
+            + ["merge"] * 3
+            + ["increment"] * 3
+            + ["decrement", "delete", "remove"]
+            + ["append"] * 2
+            + ["bad"]
+        )
+    )
     if kind == "set":
         op: dict[str, Any] = {"type": "set", "value": draw(json_values)}
         path = draw(root_path)
@@ -310,10 +320,13 @@ def ops_strategy(draw: st.DrawFn) -> dict[str, Any] | str:
     if kind in ("delete", "remove"):
         return {"type": kind, "path": draw(any_path)}
     if kind in ("increment", "decrement"):
-        amount = draw(numbers | st.sampled_from(["1", True, None]))
+        amount = draw(st.sampled_from(["good"] * 12 + ["1", True, None]))
+        if amount == "good":
+            amount = draw(numbers)
         return {"type": kind, "path": draw(any_path), draw(st.sampled_from(["value", "by"])): amount}
     if kind == "merge":
-        op = {"type": "merge", "value": draw(st.dictionaries(dict_keys, json_values, max_size=3) | st.just([1]))}
+        value = draw(st.dictionaries(dict_keys, json_values, min_size=1, max_size=4))
+        op = {"type": "merge", "value": value if draw(st.integers(0, 9)) else [1]}
         path = draw(root_path)
         if path is not None:
             op["path"] = path
@@ -323,9 +336,10 @@ def ops_strategy(draw: st.DrawFn) -> dict[str, Any] | str:
     return draw(st.sampled_from([{"type": "bogus", "path": "a"}, {"path": "a", "value": 1}, "set"]))
 
 
-op_lists = st.lists(ops_strategy(), max_size=4)
+op_lists = st.lists(ops_strategy(), min_size=1, max_size=4)
 ttls = st.sampled_from([None, None, None, 1.25, 4.75])  # never lands on an integer tick: no boundary cases
 bad_ttls = st.sampled_from([0, -1])
+cas_choices = st.sampled_from([None, None, None, None, "same", "other", 0])  # if_version: none, right, wrong, absent
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -365,7 +379,7 @@ class StateMachine(RuleBasedStateMachine):
         return if_version is not None and if_version != self.model.version(scope, key)
 
     # -- writes
-    @rule(scope=scopes, key=keys, value=json_values, ttl=ttls, cas=st.sampled_from([None, None, "same", "other", 0]))
+    @rule(scope=scopes, key=keys, value=json_values, ttl=ttls, cas=cas_choices)
     def do_set(self, scope, key, value, ttl, cas):
         m = self.model
         if_version = self.pick_version(scope, key, cas)
@@ -396,7 +410,18 @@ class StateMachine(RuleBasedStateMachine):
         self.model.touch()
         self.expect_error(self.sm.set(scope, key, 1, ttl=ttl), StateValueError)
 
-    @rule(scope=scopes, key=keys, ops=op_lists, ttl=ttls, cas=st.sampled_from([None, None, None, "same", "other", 0]))
+    @rule(scope=scopes, key=keys, ttl=ttls, cas=cas_choices)
+    def do_update_empty(self, scope, key, ttl, cas):
+        self.do_update(scope, key, [], ttl, cas)
+
+    @rule(scope=scopes, key=keys, ops=op_lists, ttl=ttls, cas=cas_choices)
+    def do_update_rule(self, scope, key, ops, ttl, cas):
+        self.do_update(scope, key, ops, ttl, cas)
+
+    @rule(scope=scopes, key=keys, ops=op_lists)
+    def do_update_more(self, scope, key, ops):  # updates are the richest operation: give them more steps
+        self.do_update(scope, key, ops, None, None)
+
     def do_update(self, scope, key, ops, ttl, cas):
         m = self.model
         if_version = self.pick_version(scope, key, cas)
@@ -463,7 +488,7 @@ class StateMachine(RuleBasedStateMachine):
         scope, key = (name, "k") if which else ("s", name)
         self.expect_error(self.sm.update(scope, key, [{"type": "set", "path": "a", "value": 1}]), StateValueError)
 
-    @rule(scope=scopes, key=keys, cas=st.sampled_from([None, None, "same", "other", 0]))
+    @rule(scope=scopes, key=keys, cas=cas_choices)
     def do_delete(self, scope, key, cas):
         m = self.model
         if_version = self.pick_version(scope, key, cas)

@@ -145,27 +145,22 @@ class StateManager:
 
         Pass the last key of a page as ``after`` to get the next one. Costs the page, not the scope.
         """
-        self._check_open()
-        records = await self.backend.items(
-            _values.check_scope(scope),
-            prefix=_values.check_optional_str("prefix", prefix),
-            after=_values.check_optional_str("after", after),
-            limit=_values.check_limit(limit),
-        )
-        return [_entry(record) for record in records]
+        return [_entry(record) for record in await self._page(scope, prefix, after, limit)]
 
     async def keys(
         self, scope: str, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
     ) -> builtins.list[str]:
         """Like :meth:`items`, keys only."""
+        return [record.key for record in await self._page(scope, prefix, after, limit)]
+
+    async def _page(self, scope: str, prefix: object, after: object, limit: object) -> builtins.list[Record]:
         self._check_open()
-        records = await self.backend.items(
+        return await self.backend.items(
             _values.check_scope(scope),
             prefix=_values.check_optional_str("prefix", prefix),
             after=_values.check_optional_str("after", after),
             limit=_values.check_limit(limit),
         )
-        return [record.key for record in records]
 
     async def count(self, scope: str) -> int:
         """The number of keys in ``scope``."""
