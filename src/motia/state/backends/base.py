@@ -17,11 +17,27 @@ Guarantees every backend gives:
 - Methods may be awaited from any event loop in any thread (the synchronous twin runs them on a
   private loop), concurrently.
 - Driver errors are translated to :class:`~motia.exceptions.StateBackendError` subclasses.
+
+Delivery (state triggers and queues) lives in the same store, so that a change event is recorded in the
+same transaction as the write that caused it (a transactional outbox) and nothing acknowledged is lost
+across a crash:
+
+- Once events are enabled (persistently, for every process using the store), every write that changes
+  state records one event per changed key, in commit order, atomically with the write.
+- ``dispatch_events`` turns recorded events into *deliveries*, one per matching subscription, exactly
+  once even with several dispatchers, and forgets the events it consumed.
+- ``enqueue`` adds deliveries directly (queue messages); a delivery id already present is ignored, so a
+  retried producer does not duplicate its messages.
+- ``claim`` leases ready deliveries to one owner; deliveries sharing an ``order_key`` are leased one at a
+  time, oldest first, so per-key order holds across retries. A lease that expires (its owner died)
+  makes the delivery claimable again: delivery is at least once.
+- ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
+  nothing) when the caller no longer holds the lease.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from motia.state.ops import Operation
@@ -34,6 +50,48 @@ class Record(NamedTuple):
     data: bytes
     version: int
     expires_at: float | None
+
+
+class Subscription(NamedTuple):
+    """A state trigger: deliver events of ``scope``/``key`` (``None``: any) to ``step``."""
+
+    step: str
+    scope: str | None = None
+    key: str | None = None
+
+
+class NewDelivery(NamedTuple):
+    """A delivery to add: ``payload`` is encoded JSON; ``order_key`` serialises deliveries that share it."""
+
+    id: str
+    step: str
+    kind: str
+    payload: bytes
+    order_key: str | None = None
+
+
+class Delivery(NamedTuple):
+    """A leased delivery. ``attempts`` counts this attempt (1 on the first)."""
+
+    id: str
+    step: str
+    kind: str
+    payload: bytes
+    attempts: int
+    created_at: float
+
+
+class DeadLetter(NamedTuple):
+    """A delivery that failed every attempt, kept for inspection."""
+
+    id: str
+    step: str
+    kind: str
+    payload: bytes
+    attempts: int
+    error: str
+    created_at: float
+    failed_at: float
 
 
 class WriteResult(NamedTuple):
@@ -111,6 +169,70 @@ class StateBackend:
 
     async def purge_expired(self) -> int:
         """Remove expired keys now; return how many were removed."""
+        raise NotImplementedError  # pragma: no cover
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from any thread; keep it cheap and thread-safe) after each commit that
+        recorded events or added deliveries, so local workers wake at once instead of polling.
+        Other processes' commits are not seen: workers also poll."""
+        listeners: list[Callable[[], None]] = self.__dict__.setdefault("_listeners", [])
+        listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        listeners: list[Callable[[], None]] = self.__dict__.get("_listeners", [])
+        if callback in listeners:
+            listeners.remove(callback)
+
+    def _notify_listeners(self) -> None:
+        for callback in list(self.__dict__.get("_listeners", ())):
+            callback()
+
+    async def enable_events(self) -> None:
+        """Record change events from now on, for every process using this store (persistent)."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
+        """Turn up to ``limit`` recorded events into deliveries for the matching ``subscriptions``.
+
+        The payload of a state delivery is the JSON object ``{"type": "state", "event_type",
+        "group_id", "item_id", "old_value", "new_value", "version", "timestamp", "seq"}``; its id is
+        ``f"state:{seq}:{step}"`` and its ``order_key`` the (scope, key) pair. Returns how many events
+        were consumed (0: none pending). Atomic: an event is dispatched exactly once.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
+        """Add deliveries atomically (all or none); ids already present are skipped. Returns how many were new."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
+        """Lease up to ``limit`` ready deliveries of ``steps`` to ``owner`` for ``lease`` seconds, oldest first."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
+        """Renew ``owner``'s leases on ``ids`` (a long handler keeps its deliveries)."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def complete(self, delivery_id: str, *, owner: str) -> bool:
+        """Remove a delivery its owner handled."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
+        """Release a failed delivery, claimable again after ``delay`` seconds."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
+        """Move a delivery that failed for good to the dead letters."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, oldest first (of one ``step``, or all)."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def pending(self, step: str | None = None) -> int:
+        """Deliveries not yet settled (leased or waiting), of one ``step`` or all."""
         raise NotImplementedError  # pragma: no cover
 
     async def aclose(self) -> None:
