@@ -61,7 +61,7 @@ def open_backend(url: str, **options: Any) -> StateBackend:
             except ValueError:
                 raise ConfigError(f"invalid state URL {url!r}: {name}={raw!r} is not valid") from None
         merged.update(options)
-        _reject_unknown(url, merged, {*_SQLITE_OPTIONS, "clock", "record_events", "sweep_interval"})
+        _reject_unknown(url, merged, {*_SQLITE_OPTIONS, "clock", "sweep_interval"})
         return SQLiteBackend(path, **merged)
     if scheme in ("redis", "rediss"):
         raise ConfigError(

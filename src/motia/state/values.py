@@ -124,6 +124,12 @@ def encode(value: JSON, max_bytes: int) -> bytes:
     try:
         data = orjson.dumps(value)
     except orjson.JSONEncodeError as exc:  # lone surrogates, ints beyond 64 bits
+        if "64-bit" in str(exc):
+            # Beyond 64 bits JSON readers disagree (orjson, SQLite and JavaScript read them as floats),
+            # so such an int could not come back exactly: refuse it rather than change it.
+            raise StateValueError(
+                "value holds an int outside -2**63 .. 2**64-1, which cannot be stored exactly; store it as a str"
+            ) from None
         raise StateValueError(f"value cannot be stored as JSON: {exc}") from None
     if len(data) > max_bytes:
         raise StateValueError(f"value is {len(data)} bytes encoded; the limit is max_value_bytes={max_bytes}")

@@ -3,7 +3,8 @@
 Thread- and task-safe (one lock, never held across an ``await``), so it can back the synchronous twin
 and sync handlers too. Values are kept encoded, so ``get`` always returns a fresh object and the store
 enforces exactly the same limits as the durable backends. Keys are kept sorted per scope, so a page of
-``items`` costs the page plus a binary search.
+``items`` costs the page plus a binary search. Change events and deliveries follow the same contract as
+the durable backends, in memory.
 """
 
 from __future__ import annotations
@@ -14,10 +15,22 @@ import time
 from collections.abc import Callable, Sequence
 
 from motia.exceptions import StateClosedError
+from motia.state.backends._events import state_deliveries
 from motia.state.backends._writes import check_version, is_live, plan_set, plan_update
-from motia.state.backends.base import Record, StateBackend, WriteResult
+from motia.state.backends.base import (
+    DeadLetter,
+    Delivery,
+    NewDelivery,
+    Record,
+    StateBackend,
+    Subscription,
+    WriteResult,
+)
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
+
+#: (seq, event_type, scope, key, old, new, version, timestamp)
+_Event = tuple[int, str, str, str, bytes | None, bytes | None, int, float]
 
 
 class _Scope:
@@ -37,6 +50,20 @@ class _Scope:
         del self.sorted_keys[bisect.bisect_left(self.sorted_keys, key)]
 
 
+class _Pending:
+    """A delivery not yet settled."""
+
+    __slots__ = ("new", "attempts", "available_at", "owner", "lease_until", "created_at")
+
+    def __init__(self, new: NewDelivery, created_at: float) -> None:
+        self.new = new
+        self.attempts = 0
+        self.available_at = created_at
+        self.owner: str | None = None
+        self.lease_until = 0.0
+        self.created_at = created_at
+
+
 class MemoryBackend(StateBackend):
     """A private in-memory store; each instance (each ``memory://`` URL opened) is independent."""
 
@@ -46,10 +73,20 @@ class MemoryBackend(StateBackend):
         self._lock = threading.Lock()
         self._scopes: dict[str, _Scope] = {}
         self._closed = False
+        self._events_enabled = False
+        self._events: list[_Event] = []
+        self._event_seq = 0
+        self._deliveries: dict[str, _Pending] = {}  # insertion order is delivery order
+        self._dead: list[DeadLetter] = []
 
     def _check_open(self) -> None:
         if self._closed:
             raise StateClosedError("the memory:// state store is closed")
+
+    def _event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
+        if self._events_enabled:
+            self._event_seq += 1
+            self._events.append((self._event_seq, event_type, scope, key, old, new, version, self._clock()))
 
     def _live(self, scope: str, key: str, now: float) -> Record | None:
         bucket = self._scopes.get(scope)
@@ -60,6 +97,7 @@ class MemoryBackend(StateBackend):
             return None
         if not is_live(record.expires_at, now):
             self._remove(scope, bucket, key)
+            self._event("expired", scope, key, record.data, None, record.version)
             return None
         return record
 
@@ -68,24 +106,34 @@ class MemoryBackend(StateBackend):
         if not bucket.records:
             del self._scopes[scope]
 
-    def _put(self, scope: str, record: Record) -> None:
+    def _put(self, scope: str, record: Record, old_data: bytes | None) -> None:
         bucket = self._scopes.get(scope)
         if bucket is None:
             bucket = self._scopes[scope] = _Scope()
         bucket.put(record)
+        event_type = "created" if old_data is None else "updated"
+        self._event(event_type, scope, record.key, old_data, record.data, record.version)
+
+    def _changed(self) -> None:
+        """After a write, outside the lock: wake local workers if events are pending."""
+        if self._events:
+            self._notify_listeners()
 
     async def get(self, scope: str, key: str) -> Record | None:
         with self._lock:
             self._check_open()
-            return self._live(scope, key, self._clock())
+            record = self._live(scope, key, self._clock())
+        self._changed()
+        return record
 
     async def set(self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None) -> WriteResult:
         with self._lock:
             self._check_open()
             now = self._clock()
             record, result = plan_set(scope, key, self._live(scope, key, now), data, ttl, if_version, now)
-            self._put(scope, record)
-            return result
+            self._put(scope, record, result.old_data)
+        self._changed()
+        return result
 
     async def update(
         self,
@@ -103,27 +151,35 @@ class MemoryBackend(StateBackend):
             current = self._live(scope, key, now)
             record, result = plan_update(scope, key, current, operations, ttl, if_version, max_value_bytes, now)
             if record is not None:
-                self._put(scope, record)
-            return result
+                self._put(scope, record, result.old_data)
+        self._changed()
+        return result
 
     async def delete(self, scope: str, key: str, *, if_version: int | None) -> bytes | None:
         with self._lock:
             self._check_open()
             current = self._live(scope, key, self._clock())
             check_version(scope, key, current, if_version)
-            if current is None:
-                return None
-            self._remove(scope, self._scopes[scope], key)
-            return current.data
+            if current is not None:
+                self._remove(scope, self._scopes[scope], key)
+                self._event("deleted", scope, key, current.data, None, current.version)
+        self._changed()
+        return None if current is None else current.data
 
     async def clear(self, scope: str) -> int:
         with self._lock:
             self._check_open()
             bucket = self._scopes.pop(scope, None)
-            if bucket is None:
-                return 0
-            now = self._clock()
-            return sum(1 for record in bucket.records.values() if is_live(record.expires_at, now))
+            live = 0
+            if bucket is not None:
+                now = self._clock()
+                for key in bucket.sorted_keys:
+                    record = bucket.records[key]
+                    expired = not is_live(record.expires_at, now)
+                    live += not expired
+                    self._event("expired" if expired else "deleted", scope, key, record.data, None, record.version)
+        self._changed()
+        return live
 
     async def values(self, scope: str) -> list[bytes]:
         return [record.data for record in await self.items(scope, prefix=None, after=None, limit=None)]
@@ -178,9 +234,128 @@ class MemoryBackend(StateBackend):
             removed = 0
             for name, bucket in list(self._scopes.items()):
                 for key in [k for k, r in bucket.records.items() if not is_live(r.expires_at, now)]:
+                    record = bucket.records[key]
                     self._remove(name, bucket, key)
+                    self._event("expired", name, key, record.data, None, record.version)
                     removed += 1
-            return removed
+        self._changed()
+        return removed
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    async def enable_events(self) -> None:
+        with self._lock:
+            self._check_open()
+            self._events_enabled = True
+
+    async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
+        with self._lock:
+            self._check_open()
+            events, self._events = self._events[:limit], self._events[limit:]
+            now = self._clock()
+            for event in events:
+                for new in state_deliveries(subscriptions, *event):
+                    self._deliveries.setdefault(new.id, _Pending(new, now))
+        if events:
+            self._notify_listeners()
+        return len(events)
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            added = 0
+            for new in deliveries:
+                if new.id not in self._deliveries:
+                    self._deliveries[new.id] = _Pending(new, now)
+                    added += 1
+        if added:
+            self._notify_listeners()
+        return added
+
+    async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            wanted = set(steps)
+            blocked: set[tuple[str, str]] = set()  # (step, order_key) with an older unsettled delivery
+            claimed: list[Delivery] = []
+            for pending in self._deliveries.values():
+                if len(claimed) >= limit:
+                    break
+                new = pending.new
+                if new.step not in wanted:
+                    continue
+                if new.order_key is not None:
+                    if (new.step, new.order_key) in blocked:
+                        continue
+                    blocked.add((new.step, new.order_key))
+                if pending.available_at > now or (pending.owner is not None and pending.lease_until > now):
+                    continue
+                pending.owner, pending.lease_until = owner, now + lease
+                pending.attempts += 1
+                claimed.append(Delivery(new.id, new.step, new.kind, new.payload, pending.attempts, pending.created_at))
+            return claimed
+
+    def _held(self, delivery_id: str, owner: str) -> _Pending | None:
+        pending = self._deliveries.get(delivery_id)
+        if pending is None or pending.owner != owner:
+            return None
+        return pending
+
+    async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            for delivery_id in ids:
+                pending = self._held(delivery_id, owner)
+                if pending is not None:
+                    pending.lease_until = now + lease
+
+    async def complete(self, delivery_id: str, *, owner: str) -> bool:
+        with self._lock:
+            self._check_open()
+            if self._held(delivery_id, owner) is None:
+                return False
+            del self._deliveries[delivery_id]
+        self._notify_listeners()  # a later delivery of the same key may be ready now
+        return True
+
+    async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
+        with self._lock:
+            self._check_open()
+            pending = self._held(delivery_id, owner)
+            if pending is None:
+                return False
+            pending.owner, pending.lease_until = None, 0.0
+            pending.available_at = self._clock() + delay
+            return True
+
+    async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
+        with self._lock:
+            self._check_open()
+            pending = self._held(delivery_id, owner)
+            if pending is None:
+                return False
+            del self._deliveries[delivery_id]
+            new = pending.new
+            self._dead.append(
+                DeadLetter(
+                    new.id, new.step, new.kind, new.payload, pending.attempts, error, pending.created_at, self._clock()
+                )
+            )
+        self._notify_listeners()
+        return True
+
+    async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            self._check_open()
+            return [letter for letter in self._dead if step is None or letter.step == step][:limit]
+
+    async def pending(self, step: str | None = None) -> int:
+        with self._lock:
+            self._check_open()
+            return sum(1 for pending in self._deliveries.values() if step is None or pending.new.step == step)
 
     async def aclose(self) -> None:
         with self._lock:

@@ -46,8 +46,17 @@ from motia.exceptions import (
     StateError,
     StateTimeout,
 )
+from motia.state.backends._events import state_deliveries
 from motia.state.backends._writes import check_version, plan_set, plan_update
-from motia.state.backends.base import Record, StateBackend, WriteResult
+from motia.state.backends.base import (
+    DeadLetter,
+    Delivery,
+    NewDelivery,
+    Record,
+    StateBackend,
+    Subscription,
+    WriteResult,
+)
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
 
@@ -76,6 +85,32 @@ _SCHEMA = (
         version INTEGER NOT NULL,
         timestamp REAL NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS motia_deliveries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        step TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        order_key TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        available_at REAL NOT NULL,
+        owner TEXT,
+        lease_until REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS motia_deliveries_step ON motia_deliveries (step, seq)",
+    """CREATE INDEX IF NOT EXISTS motia_deliveries_order ON motia_deliveries (step, order_key, seq)
+        WHERE order_key IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS motia_dead_letters (
+        id TEXT PRIMARY KEY,
+        step TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        failed_at REAL NOT NULL
+    )""",
 )
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -101,6 +136,8 @@ _SCOPES = f"""
         SELECT 1 FROM motia_state WHERE motia_state.scope = scopes.scope AND {_LIVE}
     )"""
 
+#: How often (seconds) a process that does not record events yet looks whether another enabled them.
+EVENTS_FLAG_REFRESH = 1.0
 #: Writes committed together at most; bounds how long one flush holds the loop.
 MAX_BATCH = 256
 #: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
@@ -124,12 +161,14 @@ class _Transaction:
     written back at commit with ``executemany``: a group of writes costs little more than one.
     """
 
-    __slots__ = ("connection", "now", "record_events", "_known", "_dirty", "_events")
+    __slots__ = ("connection", "now", "record_events", "notify", "_known", "_dirty", "_events")
 
     def __init__(self, connection: sqlite3.Connection, now: float, record_events: bool) -> None:
         self.connection = connection
         self.now = now
         self.record_events = record_events
+        #: Whether local workers should be woken after the commit (events or deliveries changed).
+        self.notify = False
         #: The live record of every key this transaction has looked at (``None``: absent), as of now.
         self._known: dict[tuple[str, str], Record | None] = {}
         #: What to write at commit: the final record of each changed key (``None``: delete the row).
@@ -180,6 +219,7 @@ class _Transaction:
     def event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
         if self.record_events:
             self._events.append((event_type, scope, key, old, new, version, self.now))
+            self.notify = True
 
     def forget_scope(self, scope: str) -> None:
         """Every key of ``scope`` is gone (after a clear)."""
@@ -270,6 +310,102 @@ def _write_purge(tx: _Transaction, limit: int) -> int:
     for scope, key, data, version in rows:
         tx.event("expired", scope, key, data, None, version)
     return len(rows)
+
+
+# -- delivery -----------------------------------------------------------------------------------------
+
+_INSERT_DELIVERY = (
+    "INSERT OR IGNORE INTO motia_deliveries (id, step, kind, payload, order_key, available_at, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_CLAIMABLE = """
+    SELECT d.seq, d.id, d.step, d.kind, d.payload, d.attempts, d.created_at FROM motia_deliveries d
+    WHERE d.step IN ({steps}) AND d.available_at <= ? AND (d.owner IS NULL OR d.lease_until <= ?)
+    AND (d.order_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM motia_deliveries e WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq
+    ))
+    ORDER BY d.seq LIMIT ?"""
+
+
+def _events_flag(connection: sqlite3.Connection) -> bool:
+    row = connection.execute("SELECT value FROM motia_meta WHERE name = 'events'").fetchone()
+    return row is not None and row[0] == "on"
+
+
+def _write_enable_events(tx: _Transaction) -> None:
+    tx.connection.execute("INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('events', 'on')")
+
+
+def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], limit: int) -> int:
+    tx.flush()  # this batch's own events first
+    rows = tx.connection.execute(
+        "SELECT seq, event_type, scope, key, old_value, new_value, version, timestamp FROM motia_state_events"
+        " ORDER BY seq LIMIT ?",
+        (limit,),
+    ).fetchall()
+    if not rows:
+        return 0
+    deliveries = [delivery for row in rows for delivery in state_deliveries(subscriptions, *row)]
+    if deliveries:
+        tx.connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
+        tx.notify = True
+    tx.connection.execute("DELETE FROM motia_state_events WHERE seq <= ?", (rows[-1][0],))
+    return len(rows)
+
+
+def _write_enqueue(tx: _Transaction, deliveries: Sequence[NewDelivery]) -> int:
+    before = tx.connection.total_changes
+    tx.connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
+    added = tx.connection.total_changes - before
+    tx.notify = tx.notify or added > 0
+    return added
+
+
+def _write_claim(tx: _Transaction, steps: Sequence[str], owner: str, limit: int, lease: float) -> list[Delivery]:
+    rows = tx.connection.execute(
+        _CLAIMABLE.format(steps=",".join("?" * len(steps))), (*steps, tx.now, tx.now, limit)
+    ).fetchall()
+    if rows:
+        tx.connection.executemany(
+            "UPDATE motia_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
+            [(owner, tx.now + lease, row[0]) for row in rows],
+        )
+    return [
+        Delivery(delivery_id, step, kind, payload, attempts + 1, created_at)
+        for _, delivery_id, step, kind, payload, attempts, created_at in rows
+    ]
+
+
+def _write_extend(tx: _Transaction, ids: Sequence[str], owner: str, lease: float) -> None:
+    tx.connection.executemany(
+        "UPDATE motia_deliveries SET lease_until = ? WHERE id = ? AND owner = ?",
+        [(tx.now + lease, delivery_id, owner) for delivery_id in ids],
+    )
+
+
+def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, delay: float, error: str) -> bool:
+    """Complete, retry or dead-letter a delivery, if ``owner`` still holds it."""
+    row = tx.connection.execute(
+        "SELECT step, kind, payload, attempts, created_at FROM motia_deliveries WHERE id = ? AND owner = ?",
+        (delivery_id, owner),
+    ).fetchone()
+    if row is None:
+        return False
+    if outcome == "retry":
+        tx.connection.execute(
+            "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ? WHERE id = ?",
+            (tx.now + delay, delivery_id),
+        )
+        return True
+    tx.connection.execute("DELETE FROM motia_deliveries WHERE id = ?", (delivery_id,))
+    if outcome == "dead":
+        tx.connection.execute(
+            "INSERT OR REPLACE INTO motia_dead_letters"
+            " (id, step, kind, payload, attempts, error, created_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (delivery_id, *row[:4], error, row[4], tx.now),
+        )
+    tx.notify = True  # a later delivery of the same key may be ready now
+    return True
 
 
 class _Call:
@@ -389,7 +525,6 @@ class SQLiteBackend(StateBackend):
         durability: str = "normal",
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
-        record_events: bool = False,
         sweep_interval: float = 5.0,
     ) -> None:
         if durability not in ("normal", "full"):
@@ -398,7 +533,9 @@ class SQLiteBackend(StateBackend):
         self.url = f"sqlite:///{self.path}" + ("?durability=full" if durability == "full" else "")
         self.durability = durability
         self.timeout = timeout
-        self.record_events = record_events
+        #: Whether writes record change events: a flag kept in the file, so every process agrees.
+        self._events_enabled = False
+        self._events_checked = 0.0
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._last_sweep = 0.0
@@ -557,7 +694,10 @@ class SQLiteBackend(StateBackend):
     def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call]) -> list[Any]:
         """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken."""
         now = self._clock()
-        tx = _Transaction(connection, now, self.record_events)
+        if not self._events_enabled and time.monotonic() - self._events_checked > EVENTS_FLAG_REFRESH:
+            self._events_checked = time.monotonic()
+            self._events_enabled = _events_flag(connection)
+        tx = _Transaction(connection, now, self._events_enabled)
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -583,6 +723,8 @@ class SQLiteBackend(StateBackend):
                 _write_purge(tx, SWEEP_BATCH)
             tx.flush()
             connection.execute("COMMIT")
+            if tx.notify:
+                self._notify_listeners()
         except sqlite3.OperationalError as exc:
             connection.execute("ROLLBACK")
             if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
@@ -661,6 +803,60 @@ class SQLiteBackend(StateBackend):
             removed += count
             if count < 10_000:
                 return removed
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    async def enable_events(self) -> None:
+        await self._write(_write_enable_events)
+        self._events_enabled = True
+
+    async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
+        consumed: int = await self._write(_write_dispatch, tuple(subscriptions), limit)
+        return consumed
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
+        if not deliveries:
+            return 0
+        added: int = await self._write(_write_enqueue, tuple(deliveries))
+        return added
+
+    async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
+        if not steps or limit <= 0:
+            return []
+        claimed: list[Delivery] = await self._write(_write_claim, tuple(steps), owner, limit, lease)
+        return claimed
+
+    async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
+        if ids:
+            await self._write(_write_extend, tuple(ids), owner, lease)
+
+    async def complete(self, delivery_id: str, *, owner: str) -> bool:
+        done: bool = await self._write(_write_settle, delivery_id, owner, "complete", 0.0, "")
+        return done
+
+    async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
+        done: bool = await self._write(_write_settle, delivery_id, owner, "retry", delay, error)
+        return done
+
+    async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
+        done: bool = await self._write(_write_settle, delivery_id, owner, "dead", 0.0, error)
+        return done
+
+    async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        sql = "SELECT id, step, kind, payload, attempts, error, created_at, failed_at FROM motia_dead_letters"
+        parameters: tuple[Any, ...] = (limit,)
+        if step is not None:
+            sql += " WHERE step = ?"
+            parameters = (step, limit)
+        rows = await self._read(sql + " ORDER BY failed_at, id LIMIT ?", parameters, inline=False)
+        return [DeadLetter(*row) for row in rows]
+
+    async def pending(self, step: str | None = None) -> int:
+        if step is None:
+            rows = await self._read("SELECT count(*) FROM motia_deliveries", (), inline=False)
+        else:
+            rows = await self._read("SELECT count(*) FROM motia_deliveries WHERE step = ?", (step,), inline=False)
+        return int(rows[0][0])
 
     # -- reads ------------------------------------------------------------------------------------
 

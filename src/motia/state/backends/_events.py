@@ -1,0 +1,68 @@
+"""Change events and deliveries: the parts every backend shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from motia.state.backends.base import NewDelivery, Subscription
+
+
+def state_event_payload(
+    seq: int,
+    event_type: str,
+    scope: str,
+    key: str,
+    old: bytes | None,
+    new: bytes | None,
+    version: int,
+    timestamp: float,
+) -> bytes:
+    """The JSON payload of a state delivery, embedding the stored values without decoding them."""
+    return orjson.dumps(
+        {
+            "type": "state",
+            "event_type": event_type,
+            "group_id": scope,
+            "item_id": key,
+            "old_value": None if old is None else orjson.Fragment(old),
+            "new_value": None if new is None else orjson.Fragment(new),
+            "version": version,
+            "timestamp": timestamp,
+            "seq": seq,
+        }
+    )
+
+
+def order_key(scope: str, key: str) -> str:
+    """Deliveries of one (scope, key) share this, so they are handled in commit order."""
+    return orjson.dumps([scope, key]).decode()
+
+
+def state_deliveries(
+    subscriptions: Sequence[Subscription],
+    seq: int,
+    event_type: str,
+    scope: str,
+    key: str,
+    old: bytes | None,
+    new: bytes | None,
+    version: int,
+    timestamp: float,
+) -> list[NewDelivery]:
+    """One delivery per subscription matching the event (ids are deterministic: dispatch is idempotent)."""
+    matching = [
+        subscription
+        for subscription in subscriptions
+        if (subscription.scope is None or subscription.scope == scope)
+        and (subscription.key is None or subscription.key == key)
+    ]
+    if not matching:
+        return []
+    payload = state_event_payload(seq, event_type, scope, key, old, new, version, timestamp)
+    ordering = order_key(scope, key)
+    return [
+        NewDelivery(f"state:{seq}:{subscription.step}", subscription.step, "state", payload, ordering)
+        for subscription in matching
+    ]

@@ -1,0 +1,273 @@
+"""The delivery contract (SPEC 1.4): change events recorded with the write, dispatched once per
+subscription, leased, retried, dead-lettered — run over every backend."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from motia.exceptions import InvalidUpdateError, StateConflictError
+from motia.state.backends.base import NewDelivery, Subscription
+from motia.state.manager import StateManager
+
+EVERYTHING = [Subscription("watcher")]
+
+
+async def events_of(state: StateManager, subscriptions: list[Subscription] | None = None) -> list[dict[str, Any]]:
+    """Dispatch what is recorded and claim it all back, in commit (``seq``) order."""
+    backend = state.backend
+    await backend.dispatch_events(subscriptions or EVERYTHING)
+    payloads = []
+    while True:
+        claimed = await backend.claim(["watcher"], owner="test", limit=1000, lease=60)
+        if not claimed:
+            return sorted(payloads, key=lambda payload: payload["seq"])
+        for delivery in claimed:
+            payloads.append(orjson.loads(delivery.payload))
+            assert await backend.complete(delivery.id, owner="test")
+
+
+async def test_no_events_until_enabled(state: StateManager) -> None:
+    await state.set("s", "k", 1)
+    assert await state.backend.dispatch_events(EVERYTHING) == 0
+    assert await state.backend.pending() == 0
+
+
+async def test_each_write_records_one_event_with_its_fields(state: StateManager, clock: Any) -> None:
+    # Given events enabled
+    await state.backend.enable_events()
+    # When every kind of write happens
+    await state.set("s", "k", {"n": 1})
+    await state.update("s", "k", [{"type": "increment", "path": "n", "value": 1}])
+    await state.update("s", "new", [{"type": "set", "path": "a", "value": True}])
+    await state.delete("s", "k")
+    events = await events_of(state)
+    # Then each produced one event, in commit order, with old and new values and versions
+    assert [(e["event_type"], e["item_id"], e["version"]) for e in events] == [
+        ("created", "k", 1),
+        ("updated", "k", 2),
+        ("created", "new", 1),
+        ("deleted", "k", 2),
+    ]
+    assert events[0] == {
+        "type": "state",
+        "event_type": "created",
+        "group_id": "s",
+        "item_id": "k",
+        "old_value": None,
+        "new_value": {"n": 1},
+        "version": 1,
+        "timestamp": clock(),
+        "seq": events[0]["seq"],
+    }
+    assert events[1]["old_value"] == {"n": 1} and events[1]["new_value"] == {"n": 2}
+    assert events[3]["old_value"] == {"n": 2} and events[3]["new_value"] is None
+    assert len({e["seq"] for e in events}) == 4
+
+
+async def test_writes_that_change_nothing_record_nothing(state: StateManager) -> None:
+    await state.backend.enable_events()
+    await state.set("s", "k", 1)
+    await events_of(state)
+    # delete of a missing key, an empty update, a failed update, a conflicting set
+    assert await state.delete("s", "missing") is None
+    await state.update("s", "k2", [])
+    with pytest.raises(InvalidUpdateError):
+        await state.update("s", "k", [{"type": "increment", "path": "a.b", "value": 1}])
+    with pytest.raises(StateConflictError):
+        await state.set("s", "k", 2, if_version=7)
+    assert await events_of(state) == []
+
+
+async def test_clear_emits_one_deleted_event_per_key(state: StateManager) -> None:
+    await state.backend.enable_events()
+    for key in ("a", "b", "c"):
+        await state.set("s", key, key)
+    await state.set("other", "x", 1)
+    await events_of(state)
+    await state.clear("s")
+    events = await events_of(state)
+    assert sorted((e["event_type"], e["item_id"], e["old_value"]) for e in events) == [
+        ("deleted", "a", "a"),
+        ("deleted", "b", "b"),
+        ("deleted", "c", "c"),
+    ]
+
+
+async def test_expiry_fires_exactly_one_expired_event(state: StateManager, clock: Any) -> None:
+    await state.backend.enable_events()
+    await state.set("s", "k", {"v": 1}, ttl=10)
+    await events_of(state)
+    clock.advance(11)
+    # Invisible at once, then removed by a purge: one expired event, however often we purge or read
+    assert await state.get("s", "k") is None
+    await state.purge_expired()
+    await state.purge_expired()
+    assert await state.get("s", "k") is None
+    events = await events_of(state)
+    assert [(e["event_type"], e["item_id"], e["old_value"]) for e in events] == [("expired", "k", {"v": 1})]
+
+
+async def test_writing_an_expired_key_fires_expired_then_created(state: StateManager, clock: Any) -> None:
+    await state.backend.enable_events()
+    await state.set("s", "k", "old", ttl=5)
+    await events_of(state)
+    clock.advance(6)
+    await state.set("s", "k", "new")
+    events = await events_of(state)
+    assert [(e["event_type"], e["old_value"], e["new_value"], e["version"]) for e in events] == [
+        ("expired", "old", None, 1),
+        ("created", None, "new", 1),
+    ]
+
+
+async def test_dispatch_filters_by_scope_and_key_and_runs_once(state: StateManager) -> None:
+    backend = state.backend
+    await backend.enable_events()
+    await state.set("users", "u1", 1)
+    await state.set("users", "u2", 2)
+    await state.set("orders", "o1", 3)
+    subscriptions = [Subscription("all"), Subscription("users", scope="users"), Subscription("u2", "users", "u2")]
+    assert await backend.dispatch_events(subscriptions) == 3
+    assert await backend.dispatch_events(subscriptions) == 0  # consumed: never dispatched twice
+    assert await backend.pending("all") == 3
+    assert await backend.pending("users") == 2
+    assert await backend.pending("u2") == 1
+    claimed = await backend.claim(["u2"], owner="w", limit=10, lease=60)
+    assert [orjson.loads(d.payload)["item_id"] for d in claimed] == ["u2"]
+    assert claimed[0].kind == "state" and claimed[0].attempts == 1
+
+
+async def test_deliveries_of_one_key_are_leased_one_at_a_time_in_order(state: StateManager) -> None:
+    backend = state.backend
+    await backend.enable_events()
+    await state.set("s", "k", 1)
+    await state.set("s", "k", 2)
+    await state.set("s", "other", 1)
+    await backend.dispatch_events(EVERYTHING)
+    # Only the oldest delivery of each key is claimable while it is unsettled
+    first = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
+    assert [(orjson.loads(d.payload)["item_id"], orjson.loads(d.payload)["new_value"]) for d in first] == [
+        ("k", 1),
+        ("other", 1),
+    ]
+    assert await backend.claim(["watcher"], owner="w", limit=10, lease=60) == []
+    # A retry keeps the order: the later event still waits
+    assert await backend.retry(first[0].id, owner="w", delay=0, error="boom")
+    again = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
+    assert [d.id for d in again] == [first[0].id] and again[0].attempts == 2
+    assert await backend.complete(again[0].id, owner="w")
+    last = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
+    assert [orjson.loads(d.payload)["new_value"] for d in last] == [2]
+
+
+async def test_an_expired_lease_makes_a_delivery_claimable_again(state: StateManager, clock: Any) -> None:
+    backend = state.backend
+    assert await backend.enqueue([NewDelivery("m1", "worker", "queue", b'{"x":1}')]) == 1
+    (held,) = await backend.claim(["worker"], owner="dead-process", limit=5, lease=30)
+    assert await backend.claim(["worker"], owner="survivor", limit=5, lease=30) == []
+    clock.advance(31)
+    (taken,) = await backend.claim(["worker"], owner="survivor", limit=5, lease=30)
+    assert taken.id == held.id and taken.attempts == 2 and orjson.loads(taken.payload) == {"x": 1}
+    # The old owner no longer holds it: its settlement changes nothing
+    assert not await backend.complete(held.id, owner="dead-process")
+    assert await backend.pending("worker") == 1
+    assert await backend.complete(taken.id, owner="survivor")
+    assert await backend.pending("worker") == 0
+
+
+async def test_extend_keeps_a_lease(state: StateManager, clock: Any) -> None:
+    backend = state.backend
+    await backend.enqueue([NewDelivery("m1", "worker", "queue", b"1")])
+    await backend.claim(["worker"], owner="a", limit=1, lease=30)
+    clock.advance(20)
+    await backend.extend(["m1"], owner="a", lease=30)
+    clock.advance(20)
+    assert await backend.claim(["worker"], owner="b", limit=1, lease=30) == []
+
+
+async def test_retry_waits_for_its_delay(state: StateManager, clock: Any) -> None:
+    backend = state.backend
+    await backend.enqueue([NewDelivery("m1", "worker", "queue", b"1")])
+    (delivery,) = await backend.claim(["worker"], owner="a", limit=1, lease=30)
+    assert await backend.retry(delivery.id, owner="a", delay=5, error="boom")
+    assert await backend.claim(["worker"], owner="a", limit=1, lease=30) == []
+    clock.advance(5)
+    assert [d.attempts for d in await backend.claim(["worker"], owner="a", limit=1, lease=30)] == [2]
+
+
+async def test_dead_letters_keep_the_failure(state: StateManager, clock: Any) -> None:
+    backend = state.backend
+    await backend.enqueue(
+        [NewDelivery("m1", "worker", "queue", b'{"order":7}'), NewDelivery("m2", "other", "queue", b"2")]
+    )
+    (delivery,) = await backend.claim(["worker"], owner="a", limit=1, lease=30)
+    assert await backend.dead_letter(delivery.id, owner="a", error="ValueError: bad order")
+    assert await backend.pending("worker") == 0
+    (letter,) = await backend.dead_letters("worker")
+    assert (letter.id, letter.step, letter.kind, letter.attempts, letter.error) == (
+        "m1",
+        "worker",
+        "queue",
+        1,
+        "ValueError: bad order",
+    )
+    assert orjson.loads(letter.payload) == {"order": 7} and letter.failed_at == clock()
+    assert await backend.dead_letters("other") == []
+    assert [letter.id for letter in await backend.dead_letters()] == ["m1"]
+
+
+async def test_enqueue_skips_known_ids(state: StateManager) -> None:
+    backend = state.backend
+    first = [NewDelivery("parent/0", "worker", "queue", b"1"), NewDelivery("parent/1", "worker", "queue", b"2")]
+    assert await backend.enqueue(first) == 2
+    # A retried producer enqueues the same ids again: nothing doubles
+    assert await backend.enqueue([*first, NewDelivery("parent/2", "worker", "queue", b"3")]) == 1
+    assert await backend.pending("worker") == 3
+
+
+async def test_listeners_hear_about_commits_with_events(state: StateManager) -> None:
+    backend = state.backend
+    heard = threading.Event()
+    backend.add_listener(heard.set)
+    await state.set("s", "k", 1)
+    assert not heard.is_set()  # events off: nothing to deliver
+    await backend.enable_events()
+    await state.set("s", "k", 2)
+    assert heard.is_set()
+    heard.clear()
+    backend.remove_listener(heard.set)
+    await state.set("s", "k", 3)
+    assert not heard.is_set()
+
+
+async def test_sqlite_records_events_in_the_same_transaction(sqlite_state: StateManager, sqlite_path: Path) -> None:
+    await sqlite_state.backend.enable_events()
+    await sqlite_state.set("s", "k", {"n": 1})
+    # Acknowledged means committed, the event with it: another connection sees both
+    with sqlite3.connect(sqlite_path) as connection:
+        assert connection.execute("SELECT count(*) FROM motia_state").fetchone()[0] == 1
+        rows = connection.execute("SELECT event_type, scope, key, new_value FROM motia_state_events").fetchall()
+    assert rows == [("created", "s", "k", b'{"n":1}')]
+
+
+async def test_sqlite_events_flag_is_shared_by_every_process(sqlite_url: str, clock: Any) -> None:
+    # Given a store opened before another one enabled events (a script and `motia run`)
+    script = StateManager.from_url(sqlite_url, clock=clock)
+    app = StateManager.from_url(sqlite_url, clock=clock)
+    try:
+        await app.backend.enable_events()
+        # When the other one writes (a fresh open reads the flag at its first write)
+        late = StateManager.from_url(sqlite_url, clock=clock)
+        await late.set("s", "from-late-open", 1)
+        await late.aclose()
+        # Then the app dispatches its event
+        assert await app.backend.dispatch_events(EVERYTHING) == 1
+    finally:
+        await script.aclose()
+        await app.aclose()
