@@ -1,9 +1,11 @@
 """Child process for test_crash: writes forever until killed, acknowledging each write on stdout.
 
-Usage: python _child_crash_writer.py {async|sync} URL PREFIX SEED
+Usage: python _child_crash_writer.py {async|sync|batch} URL PREFIX SEED
 Each iteration sets key "<PREFIX>-<i>" in scope "crash" to {"i": i, "pad": "x" * size} and, only after set
 returned, prints "set <key> <i> <size>"; then increments scope "crash-counter" key "n" and, only after update
 returned, prints "inc <new n>". Prints "ready" first, once the store is open.
+"batch" mode issues 16 iterations at a time as concurrent tasks (group commit), each acknowledging its own
+writes as soon as its own call returned.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main() -> None:
             print(f"set {key} {i} {size}", flush=True)
             print(f"inc {sm.update('crash-counter', 'n', OPS).new_value['n']}", flush=True)
             i += 1
+    elif mode == "batch":
+        asyncio.run(run_batches(url, prefix, rng))
     else:
         asyncio.run(run_async(url, prefix, rng))
 
@@ -45,6 +49,23 @@ async def run_async(url: str, prefix: str, rng: random.Random) -> None:
         result = await sm.update("crash-counter", "n", OPS)
         print(f"inc {result.new_value['n']}", flush=True)
         i += 1
+
+
+async def run_batches(url: str, prefix: str, rng: random.Random) -> None:
+    sm = StateManager.from_url(url)
+    print("ready", flush=True)
+
+    async def one(i: int, size: int) -> None:
+        key = f"{prefix}-{i:06d}"
+        await sm.set("crash", key, {"i": i, "pad": "x" * size})
+        print(f"set {key} {i} {size}", flush=True)
+        result = await sm.update("crash-counter", "n", OPS)
+        print(f"inc {result.new_value['n']}", flush=True)
+
+    i = 0
+    while True:
+        await asyncio.gather(*(one(i + j, rng.randrange(0, 20_000)) for j in range(16)))
+        i += 16
 
 
 if __name__ == "__main__":

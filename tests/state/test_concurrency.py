@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from motia import StateConflictError, StateManager, SyncStateManager
+from motia import InvalidUpdateError, StateConflictError, StateManager, StateValueError, SyncStateManager
 
 CHILD = Path(__file__).with_name("_child_counter.py")
 INC = [{"type": "increment", "path": "n", "value": 1}]
@@ -236,3 +236,46 @@ async def test_async_tasks_and_a_process_share_a_sqlite_key(sqlite_url, child_en
             assert await sm.get("counter", "shared") == {"n": 400}
     finally:
         reap(proc)
+
+
+async def test_failing_writes_in_a_concurrent_burst_do_not_affect_the_others(state):
+    # Given a burst of concurrent writes on one key and its neighbours, some of which must fail
+    await state.set("c", "k", {"n": 0, "s": "text"})
+    bad_op = [{"type": "increment", "path": "s", "value": 1}]  # increment of a string: InvalidUpdateError
+    jobs = []
+    for i in range(120):
+        if i % 4 == 0:
+            jobs.append(state.update("c", "k", bad_op))
+        elif i % 4 == 1:
+            jobs.append(state.set("c", "k", {"n": -1}, if_version=10_000))  # always a conflict
+        elif i % 4 == 2:
+            jobs.append(state.set("c", f"other-{i}", float("nan")))  # StateValueError
+        else:
+            jobs.append(state.update("c", "k", INC))
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    # Then each failing call failed with its own error, and every good one landed exactly once
+    for i, r in enumerate(results):
+        expected = [InvalidUpdateError, StateConflictError, StateValueError, None][i % 4]
+        if expected is None:
+            assert not isinstance(r, BaseException), r
+        else:
+            assert isinstance(r, expected), (i, r)
+    assert await state.get("c", "k") == {"n": 30, "s": "text"}
+    assert (await state.get_entry("c", "k")).version == 31
+    assert await state.keys("c") == ["k"]
+
+
+async def test_burst_of_creates_and_deletes_across_keys(state):
+    # Given concurrent creates, updates and deletes over 50 keys
+    await asyncio.gather(*(state.set("b", f"k{i:02d}", {"n": 0}) for i in range(50)))
+    await asyncio.gather(
+        *(state.update("b", f"k{i:02d}", INC) for i in range(50)),
+        *(state.delete("b", f"k{i:02d}") for i in range(0, 50, 5)),
+    )
+    # Then deleted keys are gone or recreated by a later update, and the rest hold exactly one increment
+    for i in range(50):
+        value = await state.get("b", f"k{i:02d}")
+        if i % 5:
+            assert value == {"n": 1}
+        else:
+            assert value in (None, {"n": 1})  # the update may run before or after the delete

@@ -11,6 +11,7 @@ import datetime
 import decimal
 import json
 import math
+import time
 from typing import Any
 
 import pydantic
@@ -1395,3 +1396,124 @@ async def test_failed_calls_do_not_poison_the_manager(state):
         await state.set("s", "k", 2, if_version=7)
     assert await state.get("s", "k") == 1
     assert (await state.set("s", "k", 2)).version == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# More value and name edge cases
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**64) - 1, 10**30, -(10**40), 2**63], ids=repr)
+async def test_big_ints_round_trip_exactly(state, number):
+    # Given an int outside 64 bits: still an int, so still a JSON value (SPEC 1.3)
+    value = {"n": number, "l": [number]}
+    await state.set("s", "k", value)
+    # Then it comes back exactly, never as a float or a truncated int
+    got = await state.get("s", "k")
+    assert got == value
+    assert type(got["n"]) is int
+
+
+async def test_deeply_nested_value_within_reason_round_trips(state):
+    # 100 levels of containers (50 x {"d": [...]}) is ordinary JSON
+    value: Any = "leaf"
+    for _ in range(50):
+        value = {"d": [value]}
+    await state.set("s", "k", value)
+    assert await state.get("s", "k") == value
+
+
+async def test_absurdly_nested_value_is_a_state_value_error_not_a_crash(state):
+    # Given a value nested deeper than any encoder recurses
+    value: Any = []
+    for _ in range(100_000):
+        value = [value]
+    await state.set("s", "k", 1)
+    # Then it is refused cleanly with our error (never RecursionError or an encoder's own exception)
+    with pytest.raises(StateValueError):
+        await state.set("s", "k", value)
+    assert await state.get("s", "k") == 1
+
+
+async def test_nested_pydantic_models_and_dataclasses_are_stored_as_json(state):
+    # Given models and dataclasses inside plain containers
+    value = {
+        "profile": Profile(name="Ann", age=30, joined=datetime.date(2024, 1, 2)),
+        "points": [Point(1, 2.0), Point(3, 4.5, label="q")],
+    }
+    await state.set("s", "k", value)
+    # Then each is stored as its JSON form
+    assert await state.get("s", "k") == {
+        "profile": {"name": "Ann", "age": 30, "joined": "2024-01-02", "tags": []},
+        "points": [{"x": 1, "y": 2.0, "label": "p"}, {"x": 3, "y": 4.5, "label": "q"}],
+    }
+
+
+async def test_update_op_values_may_be_models_and_dataclasses(state):
+    await state.update(
+        "s",
+        "k",
+        [
+            {"type": "set", "path": "profile", "value": Profile(name="A", age=1, joined=datetime.date(2024, 5, 6))},
+            {"type": "append", "path": "points", "value": Point(1, 2.5)},
+        ],
+    )
+    assert await state.get("s", "k") == {
+        "profile": {"name": "A", "age": 1, "joined": "2024-05-06", "tags": []},
+        "points": [{"x": 1, "y": 2.5, "label": "p"}],
+    }
+
+
+async def test_unicode_keys_are_compared_exactly_not_normalized_or_case_folded(state):
+    # Given keys that normalization, case folding or trailing-space trimming would merge
+    keys = ["é", "e\u0301", "K", "k", "\u212a", "a", "a ", "ß", "ss", "ﬁ", "fi"]
+    for i, key in enumerate(keys):
+        await state.set("s", key, i)
+    # Then they are all distinct
+    assert await state.count("s") == len(keys)
+    for i, key in enumerate(keys):
+        assert await state.get("s", key) == i
+    assert await state.keys("s") == sorted(keys)
+
+
+async def test_over_limit_names_are_refused_by_reads_too(state):
+    await populate(state)
+    before = await snapshot(state)
+    for call in (
+        lambda: state.get("users", "k" * 1025),
+        lambda: state.get_entry("users", "k" * 1025),
+        lambda: state.delete("users", "k" * 1025),
+        lambda: state.get("s" * 257, "u1"),
+        lambda: state.list("s" * 257),
+        lambda: state.clear("s" * 257),
+        lambda: state.count("s" * 257),
+        lambda: state.items("s" * 257),
+    ):
+        with pytest.raises(StateValueError):
+            await call()
+    assert await snapshot(state) == before
+
+
+@pytest.mark.parametrize("if_version", [-1, "1", 1.5, [1]], ids=repr)
+async def test_bad_if_version_raises_and_writes_nothing(state, if_version):
+    await populate(state)
+    before = await snapshot(state)
+    for call in (
+        lambda: state.set("users", "u1", 1, if_version=if_version),
+        lambda: state.update("users", "u1", [increment("age")], if_version=if_version),
+        lambda: state.delete("users", "u1", if_version=if_version),
+    ):
+        with pytest.raises(StateValueError):
+            await call()
+    assert await snapshot(state) == before
+
+
+async def test_default_clock_is_wall_time(backend_url):
+    # Given a manager without a clock option
+    async with StateManager.from_url(backend_url) as sm:
+        before = time.time()
+        await sm.set("s", "k", 1, ttl=3600)
+        after = time.time()
+        # Then expires_at is Unix time in seconds
+        expires_at = (await sm.get_entry("s", "k")).expires_at
+    assert before + 3600 - 1 <= expires_at <= after + 3600 + 1

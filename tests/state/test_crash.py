@@ -16,7 +16,7 @@ import pytest
 from motia import StateManager
 
 CHILD = Path(__file__).with_name("_child_crash_writer.py")
-ROUNDS = 6
+ROUNDS = 9  # async, sync and batch (group commit) writers; odd rounds with ?durability=full
 
 pytestmark = pytest.mark.slow
 
@@ -53,80 +53,98 @@ def kill_and_drain(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
-class Ledger:
-    """What the children acknowledged: keys with their expected values, and the last counter value."""
+BATCH = 16  # the "batch" child runs 16 iterations concurrently, then the next 16
 
-    def __init__(self) -> None:
+
+class Round:
+    """What one child acknowledged before it was killed."""
+
+    def __init__(self, prefix: str, mode: str) -> None:
+        self.prefix = prefix
+        self.mode = mode
         self.keys: dict[str, dict[str, object]] = {}
-        self.counter = 0
-        self.last_index: dict[str, int] = {}  # per round prefix: index of the last acknowledged set
+        self.max_index = -1
+        self.inc_acks = 0
+        self.max_inc = 0
 
-    def record(self, line: str, prefix: str) -> None:
+    def record(self, line: str) -> None:
         parts = line.split()
         if parts[0] == "set":
             key, i, size = parts[1], int(parts[2]), int(parts[3])
+            assert key == f"{self.prefix}-{i:06d}"
             self.keys[key] = {"i": i, "pad": "x" * size}
-            self.last_index[prefix] = i
+            self.max_index = max(self.max_index, i)
         elif parts[0] == "inc":
-            self.counter = int(parts[1])
+            self.inc_acks += 1
+            self.max_inc = max(self.max_inc, int(parts[1]))
         else:  # pragma: no cover - only on a broken child
             raise AssertionError(f"unexpected child line {line!r}")
+
+    def may_have_landed_unacknowledged(self, i: int) -> bool:
+        """Whether iteration i could have been in flight at the kill."""
+        if self.mode == "batch":  # anything in the batch running at the kill (or the first one)
+            return i < (self.max_index // BATCH + 2) * BATCH
+        return i == self.max_index + 1  # sequential: only the next write
 
 
 async def test_sigkill_at_random_moments_loses_no_acknowledged_write(tmp_path, child_env):
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     db = tmp_path / "crash.db"
-    ledger = Ledger()
+    expected: dict[str, dict[str, object]] = {}  # every key known to be stored, with its value
+    counter = 0
     for rnd in range(ROUNDS):
         # Given a child writing keys, acknowledging each on stdout only after the write returned
-        mode = "async" if rnd % 2 == 0 else "sync"
-        url = f"sqlite:///{db}" + ("?durability=full" if rnd % 3 == 2 else "")
-        prefix = f"r{rnd}"
+        mode = ("async", "sync", "batch")[rnd % 3]
+        url = f"sqlite:///{db}" + ("?durability=full" if rnd % 2 == 1 else "")
+        ack = Round(f"r{rnd}", mode)
+        where = f"seed={seed} round={rnd} mode={mode}"
         acks_before_kill = rng.randint(20, 300)
-        proc = start_writer(mode, url, prefix, rng.randrange(2**32), child_env)
+        proc = start_writer(mode, url, ack.prefix, rng.randrange(2**32), child_env)
         try:
             line = proc.stdout.readline()
             if line != "ready\n":
-                pytest.fail(f"seed={seed} round={rnd}: child did not start: {line!r}\n{kill_and_drain(proc)[1]}")
+                pytest.fail(f"{where}: child did not start: {line!r}\n{kill_and_drain(proc)[1]}")
             # When it is killed with SIGKILL after a random number of acknowledged writes
             for _ in range(acks_before_kill):
                 line = proc.stdout.readline()
                 if not line.endswith("\n"):
-                    pytest.fail(f"seed={seed} round={rnd}: child died early:\n{kill_and_drain(proc)[1]}")
-                ledger.record(line, prefix)
+                    pytest.fail(f"{where}: child died early:\n{kill_and_drain(proc)[1]}")
+                ack.record(line)
         finally:
             out, err = kill_and_drain(proc)
-        assert proc.returncode == -signal.SIGKILL, f"seed={seed} round={rnd}: child exited by itself: {err}"
+        assert proc.returncode == -signal.SIGKILL, f"{where}: child exited by itself: {err}"
         # (complete lines already in the pipe were acknowledged too; a partial last line was not)
         for line in out.splitlines(keepends=True):
             if line.endswith("\n"):
-                ledger.record(line, prefix)
+                ack.record(line)
 
-        # Then the store reopens cleanly and every acknowledged write is there
+        # Then the store reopens cleanly and every acknowledged write is there, with its value
         async with StateManager.from_url(f"sqlite:///{db}") as sm:
             stored = {e.key: e.value for e in await sm.items("crash")}
-            counter = await sm.get("crash-counter", "n")
-        missing = [k for k in ledger.keys if k not in stored]
-        assert not missing, f"seed={seed} round={rnd}: acknowledged keys lost: {missing[:5]} ({len(missing)})"
-        wrong = [k for k, v in ledger.keys.items() if stored[k] != v]
-        assert not wrong, f"seed={seed} round={rnd}: acknowledged keys with wrong values: {wrong[:5]}"
-        # Only the single in-flight write of each round may have landed unacknowledged
-        extra = set(stored) - set(ledger.keys)
-        allowed = {f"{p}-{i + 1:06d}" for p, i in ledger.last_index.items()} | {f"{prefix}-000000"}
-        assert extra <= allowed, f"seed={seed} round={rnd}: unexpected keys {sorted(extra - allowed)[:5]}"
-        for key in extra:  # an unacknowledged write that landed is complete, never torn
-            i = int(key.rsplit("-", 1)[1])
+            stored_counter = await sm.get("crash-counter", "n")
+        expected.update(ack.keys)
+        missing = [k for k in expected if k not in stored]
+        assert not missing, f"{where}: acknowledged keys lost: {missing[:5]} ({len(missing)} of {len(expected)})"
+        wrong = [k for k, v in expected.items() if stored[k] != v]
+        assert not wrong, f"{where}: acknowledged keys with wrong values: {wrong[:5]}"
+        # Only writes in flight at the kill may have landed unacknowledged, and they are whole, never torn
+        for key in set(stored) - set(expected):
+            prefix, i = key.rsplit("-", 1)[0], int(key.rsplit("-", 1)[1])
+            assert prefix == ack.prefix and ack.may_have_landed_unacknowledged(i), f"{where}: unexpected key {key}"
             assert stored[key]["i"] == i
             assert set(stored[key]["pad"]) <= {"x"}
-            ledger.keys[key] = stored[key]
-            ledger.last_index[key.rsplit("-", 1)[0]] = i
-        # The counter holds every acknowledged increment, plus at most the one in flight
-        assert counter is not None
-        assert ledger.counter <= counter["n"] <= ledger.counter + 1, f"seed={seed} round={rnd}"
-        ledger.counter = counter["n"]
-        assert integrity_check(db) == [("ok",)], f"seed={seed} round={rnd}"
-    assert len(ledger.keys) >= ROUNDS * 10
+            expected[key] = stored[key]
+        # The counter holds every acknowledged increment, plus at most the ones in flight
+        assert stored_counter is not None
+        landed_this_round = sum(1 for k in stored if k.startswith(ack.prefix + "-"))
+        n = stored_counter["n"]
+        assert n >= counter + ack.inc_acks, f"{where}: acknowledged increments lost ({n} < {counter}+{ack.inc_acks})"
+        assert n >= ack.max_inc, f"{where}: counter {n} below an acknowledged value {ack.max_inc}"
+        assert n <= counter + landed_this_round, f"{where}: more increments than iterations"
+        counter = n
+        assert integrity_check(db) == [("ok",)], where
+    assert len(expected) >= ROUNDS * 10
 
 
 async def test_sigkill_right_after_open_leaves_a_clean_store(tmp_path, child_env):

@@ -14,6 +14,7 @@ from motia import (
     StateBackendUnavailable,
     StateError,
     StateManager,
+    StateTimeout,
     SyncStateManager,
 )
 from motia.exceptions import ConfigError
@@ -249,3 +250,55 @@ async def test_two_managers_on_one_file_see_each_other(sqlite_url):
         assert await a.get("s", "k") == {"n": 1}
         await b.clear("s")
         assert await a.list_groups() == []
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Locks held by another process: StateTimeout, never a raw "database is locked"
+# --------------------------------------------------------------------------------------------------------------
+
+
+async def test_write_blocked_by_a_foreign_lock_times_out_cleanly(sqlite_path, sqlite_url):
+    # Given a store, and another connection holding the write lock (as another process would)
+    async with StateManager.from_url(sqlite_url) as sm:
+        await sm.set("s", "k", {"n": 0})
+    async with StateManager.from_url(f"{sqlite_url}?timeout=0.5") as sm:
+        with contextlib.closing(sqlite3.connect(sqlite_path, isolation_level=None)) as foreign:
+            foreign.execute("BEGIN IMMEDIATE")
+            try:
+                # When a write needs the lock past the timeout
+                with pytest.raises(StateTimeout) as excinfo:
+                    await sm.update("s", "k", [{"type": "increment", "path": "n", "value": 1}])
+                assert_not_raw_driver_error(excinfo.value)
+                with pytest.raises(StateTimeout):
+                    await sm.set("s", "other", 1)
+                # Then reads still work (a WAL reader never waits for a writer) and nothing was written
+                assert await sm.get("s", "k") == {"n": 0}
+                assert await sm.keys("s") == ["k"]
+            finally:
+                foreign.execute("ROLLBACK")
+        # And once the lock is released, writes work again
+        result = await sm.update("s", "k", [{"type": "increment", "path": "n", "value": 1}])
+        assert result.new_value == {"n": 1}
+        assert result.version == 2
+
+
+def test_sync_write_blocked_by_a_foreign_lock_times_out_cleanly(sqlite_path, sqlite_url):
+    with SyncStateManager.from_url(f"{sqlite_url}?timeout=0.3") as sm:
+        sm.set("s", "k", 1)
+        with contextlib.closing(sqlite3.connect(sqlite_path, isolation_level=None)) as foreign:
+            foreign.execute("BEGIN IMMEDIATE")
+            try:
+                with pytest.raises(StateTimeout):
+                    sm.set("s", "k", 2)
+                with pytest.raises(StateTimeout):
+                    sm.clear("s")
+                assert sm.get("s", "k") == 1
+            finally:
+                foreign.execute("ROLLBACK")
+        assert sm.set("s", "k", 3).version == 2
+
+
+@pytest.mark.parametrize("query", ["?timeout=abc", "?timeout="])
+def test_bad_timeout_option_raises_config_error(tmp_path, query):
+    with pytest.raises(ConfigError):
+        StateManager.from_url(f"sqlite:///{tmp_path / 'state.db'}{query}")

@@ -4,6 +4,8 @@ event loop"."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -285,3 +287,52 @@ async def test_threads_with_sync_manager_while_async_tasks_update_same_key(sqlit
         for sm in managers:
             sm.close()
     assert sorted(seen) == list(range(1, total + 1))
+
+
+def _run_script(code: str, env: dict[str, str], cwd: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+MODULE_TWIN_SCRIPT = """
+import asyncio
+from motia import stateManager
+
+stateManager.set("s", "plain", {"n": 1})
+print(stateManager.get("s", "plain"))
+
+async def handler():
+    # a sync call from inside a running event loop, as in an async step that uses the module-level twin
+    stateManager.update("s", "in-loop", [{"type": "increment", "path": "n", "value": 2}])
+    return stateManager.get("s", "in-loop")
+
+print(asyncio.run(handler()))
+"""
+
+
+def test_module_level_state_manager_uses_motia_state_url(tmp_path, child_env):
+    # Given MOTIA_STATE_URL pointing at a SQLite file, in a plain script
+    db = tmp_path / "from-env.db"
+    env = {**child_env, "MOTIA_STATE_URL": f"sqlite:///{db}"}
+    # When the module-level stateManager is used, also from inside a running loop
+    out = _run_script(MODULE_TWIN_SCRIPT, env, str(tmp_path))
+    # Then it works and the data is in that file
+    assert out.splitlines() == ["{'n': 1}", "{'n': 2}"]
+    with SyncStateManager.from_url(f"sqlite:///{db}") as sm:
+        assert sm.get("s", "plain") == {"n": 1}
+        assert sm.get("s", "in-loop") == {"n": 2}
+
+
+def test_module_level_state_manager_defaults_to_motia_state_db_in_the_cwd(tmp_path, child_env):
+    # Given no MOTIA_STATE_URL, in a project directory
+    env = {k: v for k, v in child_env.items() if k != "MOTIA_STATE_URL"}
+    out = _run_script(MODULE_TWIN_SCRIPT, env, str(tmp_path))
+    # Then the default SQLite file .motia/state.db is used
+    assert out.splitlines() == ["{'n': 1}", "{'n': 2}"]
+    db = tmp_path / ".motia" / "state.db"
+    assert db.is_file()
+    with SyncStateManager.from_url(f"sqlite:///{db}") as sm:
+        assert sm.get("s", "plain") == {"n": 1}
