@@ -154,6 +154,19 @@ class _Busy(Exception):
     """The write lock is held elsewhere; retry on a thread that may wait."""
 
 
+_UNSEEN: Any = object()
+
+#: Bumped in a child process after fork: connections opened before it must not be used there.
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
 class _Transaction:
     """The writes of one batch, on one connection, inside one ``BEGIN IMMEDIATE``.
 
@@ -190,10 +203,10 @@ class _Transaction:
 
     def load(self, scope: str, key: str) -> Record | None:
         """The live record, or ``None``; an expired row is removed now (firing ``expired``)."""
-        try:
-            return self._known[scope, key]
-        except KeyError:
+        known = self._known.get((scope, key), _UNSEEN)
+        if known is _UNSEEN:
             return self._admit(scope, key, self.connection.execute(_SELECT_ONE, (scope, key)).fetchone())
+        return known  # type: ignore[no-any-return]
 
     def _admit(self, scope: str, key: str, row: tuple[bytes, int, float | None] | None) -> Record | None:
         record = None
@@ -237,7 +250,9 @@ class _Transaction:
                 if record is not None
             ]
             deletes = [pair for pair, record in dirty.items() if record is None]
-            if upserts:
+            if len(upserts) == 1:  # the common single write: execute is cheaper than executemany
+                self.connection.execute(_UPSERT, upserts[0])
+            elif upserts:
                 self.connection.executemany(_UPSERT, upserts)
             if deletes:
                 self.connection.executemany(_DELETE, deletes)
@@ -541,7 +556,7 @@ class SQLiteBackend(StateBackend):
         self._last_sweep = 0.0
         self._inline_writes = durability == "normal"
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
-        self._pid = os.getpid()
+        self._forks = _forks[0]
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -595,7 +610,7 @@ class SQLiteBackend(StateBackend):
             raise self._translate(exc, opening=True) from exc
 
     def _connection(self, *, inline: bool) -> sqlite3.Connection:
-        if os.getpid() != self._pid:  # forked: never share a connection with the parent
+        if self._forks != _forks[0]:  # forked: never share a connection with the parent
             self._after_fork()
         attribute = "inline" if inline else "blocking"
         connection: sqlite3.Connection | None = getattr(self._local, attribute, None)
@@ -627,7 +642,7 @@ class SQLiteBackend(StateBackend):
         return connection
 
     def _after_fork(self) -> None:
-        self._pid = os.getpid()
+        self._forks = _forks[0]
         self._local = threading.local()
         self._connections = []
         self._lock = threading.Lock()
@@ -688,7 +703,7 @@ class SQLiteBackend(StateBackend):
     def _finished(self, count: int) -> None:
         with self._drain:
             self._outstanding -= count
-            if self._outstanding <= 0:
+            if self._closed and self._outstanding <= 0:  # only aclose() waits for this
                 self._drain.notify_all()
 
     def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call]) -> list[Any]:
