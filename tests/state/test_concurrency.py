@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from motia import InvalidUpdateError, StateConflictError, StateManager, StateValueError, SyncStateManager
+from motia import (
+    InvalidUpdateError,
+    StateClosedError,
+    StateConflictError,
+    StateManager,
+    StateValueError,
+    SyncStateManager,
+)
 
 CHILD = Path(__file__).with_name("_child_counter.py")
 INC = [{"type": "increment", "path": "n", "value": 1}]
@@ -279,3 +286,26 @@ async def test_burst_of_creates_and_deletes_across_keys(state):
             assert value == {"n": 1}
         else:
             assert value in (None, {"n": 1})  # the update may run before or after the delete
+
+
+async def test_close_with_writes_in_flight_keeps_every_acknowledged_write(sqlite_url):
+    # Given writes in flight on one event loop (group commit) when the manager is closed
+    sm = StateManager.from_url(sqlite_url)
+    await sm.set("s", "warm", 1)
+    before = [sm.set("s", f"a{i:03d}", i) for i in range(50)]
+    after = [sm.set("s", f"b{i:03d}", i) for i in range(50)]
+    results = await asyncio.gather(*before, sm.aclose(), *after, return_exceptions=True)
+    # Then every call either returned (acknowledged) or raised StateClosedError; none hung or failed otherwise
+    keys = [f"a{i:03d}" for i in range(50)] + ["close"] + [f"b{i:03d}" for i in range(50)]
+    acknowledged = []
+    for key, result in zip(keys, results, strict=True):
+        if key == "close":
+            assert result is None
+        elif isinstance(result, BaseException):
+            assert isinstance(result, StateClosedError), (key, result)
+        else:
+            acknowledged.append(key)
+    # And every acknowledged write is in the file
+    async with StateManager.from_url(sqlite_url) as reopened:
+        stored = set(await reopened.keys("s"))
+    assert set(acknowledged) <= stored

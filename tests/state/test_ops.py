@@ -42,8 +42,11 @@ APPLY_TABLE: list[tuple[Any, list[dict[str, Any]], Any]] = [
     ({}, [{"type": "set", "path": "profile.age", "value": 30}], {"profile": {"age": 30}}),
     ({"a": 1}, [{"type": "set", "path": "", "value": [1, 2]}], [1, 2]),
     ({"a": 1}, [{"type": "set", "value": {"b": 2}}], {"b": 2}),
-    ({"items": [{"qty": 1}, {"qty": 2}]}, [{"type": "set", "path": "items.1.qty", "value": 5}],
-     {"items": [{"qty": 1}, {"qty": 5}]}),
+    (
+        {"items": [{"qty": 1}, {"qty": 2}]},
+        [{"type": "set", "path": "items.1.qty", "value": 5}],
+        {"items": [{"qty": 1}, {"qty": 5}]},
+    ),
     ({"items": [1, 2]}, [{"type": "set", "path": "items.2", "value": 3}], {"items": [1, 2, 3]}),
     ({}, [{"type": "set", "path": ["a.b", "c"], "value": 1}], {"a.b": {"c": 1}}),
     ({"0": "x"}, [{"type": "set", "path": "0", "value": "y"}], {"0": "y"}),
@@ -62,21 +65,35 @@ APPLY_TABLE: list[tuple[Any, list[dict[str, Any]], Any]] = [
     ({"n": 1.5}, [{"type": "increment", "path": "n", "value": 1}], {"n": 2.5}),
     (5, [{"type": "increment", "value": 1}], 6),
     # merge: shallow, into missing, at the root
-    ({"p": {"a": 1, "b": {"x": 1}}}, [{"type": "merge", "path": "p", "value": {"b": {"y": 2}, "c": 3}}],
-     {"p": {"a": 1, "b": {"y": 2}, "c": 3}}),
+    (
+        {"p": {"a": 1, "b": {"x": 1}}},
+        [{"type": "merge", "path": "p", "value": {"b": {"y": 2}, "c": 3}}],
+        {"p": {"a": 1, "b": {"y": 2}, "c": 3}},
+    ),
     ({}, [{"type": "merge", "path": "p", "value": {"a": 1}}], {"p": {"a": 1}}),
     ({"a": 1}, [{"type": "merge", "value": {"b": 2}}], {"a": 1, "b": 2}),
     # append: to an existing list, creating the list
     ({"h": [1]}, [{"type": "append", "path": "h", "value": {"at": 2}}], {"h": [1, {"at": 2}]}),
     ({}, [{"type": "append", "path": "h", "value": 1}], {"h": [1]}),
     # several operations apply in order
-    ({}, [{"type": "set", "path": "a", "value": 1}, {"type": "increment", "path": "a", "value": 1},
-          {"type": "append", "path": "log", "value": "x"}, {"type": "delete", "path": "a"}], {"log": ["x"]}),
+    (
+        {},
+        [
+            {"type": "set", "path": "a", "value": 1},
+            {"type": "increment", "path": "a", "value": 1},
+            {"type": "append", "path": "log", "value": "x"},
+            {"type": "delete", "path": "a"},
+        ],
+        {"log": ["x"]},
+    ),
     # a missing key starts as {}
     (None, [{"type": "set", "path": "a", "value": 1}], {"a": 1}),
     # dict order is kept: new keys go last, replaced keys stay in place
-    ({"z": 1, "a": 2}, [{"type": "set", "path": "z", "value": 3}, {"type": "set", "path": "m", "value": 4}],
-     {"z": 3, "a": 2, "m": 4}),
+    (
+        {"z": 1, "a": 2},
+        [{"type": "set", "path": "z", "value": 3}, {"type": "set", "path": "m", "value": 4}],
+        {"z": 3, "a": 2, "m": 4},
+    ),
 ]
 
 
@@ -118,8 +135,12 @@ ERROR_TABLE: list[tuple[Any, Any, int | None, list[str]]] = [
     ({}, [{"path": "a", "value": 1}], 0, ["unknown type"]),
     ({}, {"type": "set"}, None, ["list"]),
     # the failing op is named by its index, after good ones
-    ({}, [{"type": "set", "path": "a", "value": 1}, {"type": "increment", "path": "a.b", "value": 1}], 1,
-     ["op 1", "'a.b'"]),
+    (
+        {},
+        [{"type": "set", "path": "a", "value": 1}, {"type": "increment", "path": "a.b", "value": 1}],
+        1,
+        ["op 1", "'a.b'"],
+    ),
 ]
 
 
@@ -139,8 +160,9 @@ def test_errors_name_index_and_path(document: Any, operations: Any, index: int |
 
 def test_operation_values_are_not_shared_between_applications() -> None:
     # Given one parsed operation list applied twice (as a retrying backend would)
-    operations = parse_operations([{"type": "set", "path": "a", "value": {"n": 1}},
-                                   {"type": "increment", "path": "a.n", "value": 1}])
+    operations = parse_operations(
+        [{"type": "set", "path": "a", "value": {"n": 1}}, {"type": "increment", "path": "a.n", "value": 1}]
+    )
     # When each application mutates the value it inserted
     first = apply_operations({}, operations)
     second = apply_operations({}, operations)
@@ -153,3 +175,15 @@ def test_caller_value_is_not_aliased() -> None:
     result = apply_operations({}, parse_operations([{"type": "set", "path": "a", "value": value}]))
     result["a"]["n"] = 99
     assert value == {"n": 1}
+
+
+def test_big_ints_through_update_operations() -> None:
+    # An increment may leave 64 bits; the operand itself may be bigger than 64 bits
+    result = apply_operations(
+        {"n": 2**63 - 1},
+        parse_operations(
+            [{"type": "increment", "path": "n", "value": 2**70}, {"type": "set", "path": "m", "value": 10**30}]
+        ),
+    )
+    assert result == {"n": 2**63 - 1 + 2**70, "m": 10**30}
+    assert type(result["n"]) is int

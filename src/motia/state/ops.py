@@ -17,7 +17,7 @@ import orjson
 
 from motia.exceptions import InvalidUpdateError, StateValueError
 from motia.state.types import JSON
-from motia.state.values import to_json
+from motia.state.values import decode, dumps, to_json
 
 #: A path segment: a dict key, or a list index (an int, or a str of digits when the container is a list).
 Segment = str | int
@@ -59,7 +59,7 @@ class Operation:
         return InvalidUpdateError(f"{self.describe()}: {problem}", index=self.index, path=self.raw_path)
 
     def value(self) -> JSON:
-        return orjson.loads(self.operand)
+        return decode(self.operand)
 
 
 def parse_path(path: object) -> tuple[Segment, ...]:
@@ -135,14 +135,10 @@ def _parse_one(index: int, raw: object) -> Operation:
         raise InvalidUpdateError(f"{where}: missing 'value'", index=index, path=raw_path)
     value = raw["value"]
     try:
-        encoded = orjson.dumps(to_json(value))
+        encoded = dumps(to_json(value))
     except StateValueError as exc:
         raise InvalidUpdateError(f"{where}: {exc}", index=index, path=raw_path) from None
-    except orjson.JSONEncodeError as exc:
-        raise InvalidUpdateError(
-            f"{where}: value cannot be stored as JSON: {exc}", index=index, path=raw_path
-        ) from None
-    if kind == "merge" and not isinstance(value, dict) and not isinstance(orjson.loads(encoded), dict):
+    if kind == "merge" and not isinstance(value, dict) and not isinstance(decode(encoded), dict):
         raise InvalidUpdateError(
             f"{where}: merge needs an object value, not {type(value).__name__}", index=index, path=raw_path
         )

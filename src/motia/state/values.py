@@ -8,7 +8,9 @@ rejects the same inputs. orjson alone is not enough: it writes NaN as ``null`` a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 
 import orjson
 
@@ -119,18 +121,20 @@ def _convert(value: object, where: str, depth: int) -> JSON:
     )
 
 
+def dumps(value: JSON) -> bytes:
+    """Encode already-validated JSON data (no size limit)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:  # lone surrogates, ints beyond 64 bits
+        if "64-bit" not in str(exc):
+            raise StateValueError(f"value cannot be stored as JSON: {exc}") from None
+    # orjson stops at 64 bits; JSON and Python ints do not. The rare big int takes the slow road.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 def encode(value: JSON, max_bytes: int) -> bytes:
     """Encode already-validated JSON data, enforcing the size limit."""
-    try:
-        data = orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:  # lone surrogates, ints beyond 64 bits
-        if "64-bit" in str(exc):
-            # Beyond 64 bits JSON readers disagree (orjson, SQLite and JavaScript read them as floats),
-            # so such an int could not come back exactly: refuse it rather than change it.
-            raise StateValueError(
-                "value holds an int outside -2**63 .. 2**64-1, which cannot be stored exactly; store it as a str"
-            ) from None
-        raise StateValueError(f"value cannot be stored as JSON: {exc}") from None
+    data = dumps(value)
     if len(data) > max_bytes:
         raise StateValueError(f"value is {len(data)} bytes encoded; the limit is max_value_bytes={max_bytes}")
     return data
@@ -141,8 +145,18 @@ def encode_value(value: object, max_bytes: int) -> bytes:
     return encode(to_json(value), max_bytes)
 
 
-def decode(data: bytes | str) -> JSON:
-    """Decode stored bytes into a fresh object (mutating it changes nothing stored)."""
+#: 20+ digits in a row may be an int beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(rb"\d{20,}")
+
+
+def decode(data: bytes) -> JSON:
+    """Decode stored bytes into a fresh object (mutating it changes nothing stored).
+
+    orjson is exact up to 64-bit ints; a value that might hold a bigger one (a false positive, such as
+    a long digit string, only costs speed) is read by the stdlib, which keeps every int exact.
+    """
+    if _LONG_DIGITS.search(data):
+        return json.loads(data)
     return orjson.loads(data)
 
 
