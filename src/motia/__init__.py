@@ -19,7 +19,8 @@ from motia.exceptions import (
     StepLoadError,
 )
 from motia.runtime.context import Context, FlowContext, StepLogger
-from motia.runtime.types import ApiRequest, ApiResponse, CronInput, TriggerInfo
+from motia.runtime.queue import EnqueueError, enqueue
+from motia.runtime.types import ApiRequest, ApiResponse, CronInput, StateTriggerInput, TriggerInfo
 from motia.state.manager import StateManager
 from motia.state.sync import SyncStateManager, stateManager
 from motia.state.types import StateEntry, StateSetResult
@@ -43,17 +44,20 @@ __all__ = [
     "Context",
     "CronInput",
     "FlowContext",
+    "StateTriggerInput",
     "Step",
     "StepConfig",
     "StepLogger",
     "TriggerInfo",
     "cron",
+    "enqueue",
     "http",
     "queue",
     "state",
     "step",
     # Errors
     "ConfigError",
+    "EnqueueError",
     "InvalidUpdateError",
     "MotiaError",
     "StateBackendError",

@@ -1,7 +1,8 @@
 """The ``motia`` command line: thin click commands over ``motia.runtime.server``.
 
-Every ``MotiaError`` becomes a ``click.ClickException`` (message on stderr, exit status 1). New
-command groups (``motia state ...``) attach to ``main`` with ``main.add_command``.
+Every ``MotiaError`` becomes a ``click.ClickException`` (message on stderr, exit status 1). Command
+groups live in their own modules and attach to ``main`` with ``main.add_command`` (``motia state ...``:
+``motia.cli_state``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pymotia", prog_name="motia")
 def main() -> None:
-    """pymotia: Motia's steps, triggers and scoped persistent state in pure Python."""
+    """pymotia: Motia's steps, triggers and scoped persistent state in pure Python.
+
+    \b
+    Example:
+        motia run --dir steps
+        motia state groups
+    """
 
 
 def run_options(fn: F) -> F:
@@ -68,6 +75,20 @@ def run_options(fn: F) -> F:
             metavar="SECONDS",
             help="On SIGINT/SIGTERM, how long in-flight work may take to finish.",
         ),
+        click.option(
+            "--console-token",
+            envvar="MOTIA_CONSOLE_TOKEN",
+            metavar="TOKEN",
+            help="Token every console request must carry (Authorization: Bearer TOKEN, or open "
+            "/__motia?token=TOKEN once); required to serve the console on a non-loopback --host. "
+            "Also $MOTIA_CONSOLE_TOKEN.",
+        ),
+        click.option(
+            "--console/--no-console",
+            default=True,
+            show_default=True,
+            help="Serve the console (state browser, live events, steps) at /__motia.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -92,7 +113,8 @@ def run(**kwargs: Any) -> None:
     """Serve the steps: HTTP triggers and cron schedules in one process.
 
     Loads every step file under --dir, opens the state store (its absolute location is logged) and
-    serves until SIGINT/SIGTERM, then finishes in-flight requests and exits 0.
+    serves until SIGINT/SIGTERM, then finishes in-flight requests and exits 0. The console, a web
+    page to browse and edit state, watch state events and see the steps, is at /__motia.
 
     \b
     Example:
@@ -120,3 +142,8 @@ def dev(watch: tuple[str, ...], **kwargs: Any) -> None:
     from motia.runtime.server import RunOptions, run_dev
 
     run_dev(RunOptions(**kwargs), watch=watch)
+
+
+from motia.cli_state import state  # noqa: E402 - after main, which it joins
+
+main.add_command(state)

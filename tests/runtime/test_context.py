@@ -110,6 +110,6 @@ def test_context_trigger_predicates_and_enqueue():
 
     assert [ctx("http").is_api(), ctx("cron").is_cron(), ctx("queue").is_queue(), ctx("state").is_state()] == [True] * 4
     assert not ctx("http").is_cron()
-    with pytest.raises(MotiaError, match=r"ctx.enqueue\(topic='orders'\) is not supported yet"):
+    with pytest.raises(MotiaError, match=r"ctx.enqueue\(topic='orders'\) needs an app"):
         ctx("http").enqueue({"topic": "orders", "data": {}})
     assert "step='s'" in repr(ctx("cron"))

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import motia
 from motia import http, step
 from motia.testing import api_request, app_client, call_handler, make_context, memory_state
@@ -54,3 +56,54 @@ async def test_app_client_over_a_steps_directory():
         sid = created.json()["sessionId"]
         assert (await client.get(f"/session/{sid}")).json()["userId"] == "42"
         assert (await client.state.get("user-sessions", sid))["userId"] == "42"
+
+
+async def test_call_handler_records_enqueues_instead_of_sending():
+    from motia import EnqueueError, queue
+    from motia.testing import EnqueueRecorder
+
+    async def notify(input, ctx):
+        await ctx.enqueue({"topic": "emails", "data": {"to": input["user"]}})
+
+    def notify_sync(input, ctx):
+        ctx.enqueue({"topic": "emails", "data": {"to": input["user"]}})
+
+    sent = EnqueueRecorder()
+    declared = step({"name": "notify", "triggers": [queue("signup")], "enqueues": ["emails"]}, notify)
+    await call_handler(declared, {"user": "ada"}, enqueues=sent)
+    await call_handler(notify_sync, {"user": "bob"}, enqueues=sent)
+    assert sent.topics() == ["emails", "emails"] and sent.data("emails") == [{"to": "ada"}, {"to": "bob"}]
+    assert sent.messages[0].sender == "notify"
+    # The step's declared topics are still checked; without a recorder enqueue says what to do
+    undeclared = step({"name": "quiet", "triggers": [queue("signup")]}, notify)
+    with pytest.raises(EnqueueError, match="step 'quiet' enqueued to topic 'emails'"):
+        await call_handler(undeclared, {"user": "x"}, enqueues=sent)
+    with pytest.raises(motia.MotiaError, match="EnqueueRecorder"):
+        await call_handler(notify, {"user": "x"})
+
+
+async def test_make_context_records_enqueues():
+    from motia.testing import EnqueueRecorder
+
+    sent = EnqueueRecorder()
+    ctx = make_context(enqueues=sent, step="s")
+    await ctx.enqueue({"topic": "t", "data": [1, 2]})
+    assert sent.assert_enqueued("t", [1, 2]).sender == "s"
+
+
+async def test_record_state_events_on_a_plain_store():
+    from motia.testing import record_state_events
+
+    state = memory_state()
+    async with record_state_events(state) as events:
+        await state.set("s", "k", 1)
+        await state.set("s", "k", 2)
+        await state.delete("s", "k")
+        await events.collect()
+    assert [(e.event_type, e.old_value, e.new_value) for e in events.events] == [
+        ("created", None, 1),
+        ("updated", 1, 2),
+        ("deleted", 2, None),
+    ]
+    assert events.of("updated", scope="s")[0].version == 2
+    await state.aclose()

@@ -1,4 +1,5 @@
-"""``MotiaApp``: the registry of steps plus their lifecycle (state binding, cron, HTTP, shutdown)."""
+"""``MotiaApp``: the registry of steps plus their lifecycle (state binding, cron, HTTP, queue and state
+trigger delivery, shutdown)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from motia.console.events import StateEventHub
 from motia.exceptions import MotiaError, StepLoadError
 from motia.runtime.context import FlowContext, StepLogger
 from motia.runtime.cron import CronJob, CronScheduler
+from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
+from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
 from motia.runtime.types import CronInput, TriggerInfo
 from motia.steps.definition import Step, handler_arity
 from motia.steps.triggers import CronTrigger, Trigger
@@ -40,10 +44,14 @@ def new_trace_id() -> str:
 class MotiaApp:
     """A set of steps served together over one state store.
 
-    ``await startup()`` binds ``motia.stateManager`` to the store and starts the cron scheduler;
-    ``await shutdown()`` stops the scheduler (letting runs finish within ``shutdown_timeout``),
-    unbinds and, when the app opened the store from a URL, closes it. ``asgi`` is the Starlette
-    application serving the HTTP triggers; its lifespan calls ``startup``/``shutdown``.
+    ``await startup()`` binds ``motia.stateManager`` and ``motia.enqueue`` to the store and starts the
+    cron scheduler and the delivery worker (queue and state triggers, see ``motia.runtime.delivery``);
+    ``await shutdown()`` stops them (letting runs finish within ``shutdown_timeout``), unbinds and,
+    when the app opened the store from a URL, closes it. ``asgi`` is the Starlette application serving
+    the HTTP triggers; its lifespan calls ``startup``/``shutdown``.
+
+    ``delivery`` is ``True`` (options from the environment: ``DeliveryOptions.from_env()``), explicit
+    ``DeliveryOptions``, or ``False`` to run no worker (messages and events then wait in the store).
 
     ``state`` is a ``StateManager`` (the caller keeps ownership) or a state URL (the app opens and
     closes it). ``def`` handlers run on a dedicated pool of ``handler_threads`` threads, so they
@@ -60,6 +68,7 @@ class MotiaApp:
         max_body_bytes: int = 10 * 1024 * 1024,
         handler_threads: int = 32,
         sweep_interval: float = 30.0,
+        delivery: bool | DeliveryOptions = True,
     ) -> None:
         from motia.state.manager import StateManager
 
@@ -72,6 +81,15 @@ class MotiaApp:
             self.state = state
             self._owns_state = False
         self.sync_state: SyncStateManager | None = None
+        #: The app's topics and their subscribers (``ctx.enqueue`` sends through it).
+        self.queues = QueueRouter(self.steps, self.state)
+        self.delivery_options: DeliveryOptions | None = (
+            DeliveryOptions.from_env() if delivery is True else delivery if delivery else None
+        )
+        #: The running delivery worker (``None`` before startup or with ``delivery=False``).
+        self.delivery: DeliveryWorker | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._enqueue_token: object | None = None
         self.cron_enabled = cron
         self.shutdown_timeout = shutdown_timeout
         self.max_body_bytes = max_body_bytes
@@ -83,6 +101,8 @@ class MotiaApp:
         self._bind_token: Any = None
         self._asgi: Starlette | None = None
         self._arity_cache: dict[Any, int] = {}
+        #: Live state events for the console feed (``motia.console.events``).
+        self.state_events = StateEventHub()
         self.started = False
 
     @property
@@ -96,10 +116,16 @@ class MotiaApp:
     async def startup(self) -> None:
         from motia.state.sync import SyncStateManager, bind_global
 
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
         self.sync_state = SyncStateManager(self.state, loop=loop)
         self._bind_token = bind_global(self.state, loop)
+        self._enqueue_token = bind_app(self.queues, loop)
+        for name, topic in self.queues.unsubscribed_topics():
+            logger.warning("step %r declares it enqueues to %r, but no step subscribes to that topic", name, topic)
+        if self.delivery_options is not None:
+            self.delivery = DeliveryWorker(self, self.delivery_options)
+            await self.delivery.start()
         if self.cron_enabled:
             jobs = [
                 CronJob(
@@ -143,9 +169,17 @@ class MotiaApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        stopping = []
         if self._scheduler is not None:
-            await self._scheduler.stop(self.shutdown_timeout)
+            stopping.append(self._scheduler.stop(self.shutdown_timeout))
             self._scheduler = None
+        if self.delivery is not None:
+            stopping.append(self.delivery.stop(self.shutdown_timeout))
+            self.delivery = None
+        await asyncio.gather(*stopping)  # both wait for their runs at once, within one timeout
+        if self._enqueue_token is not None:
+            unbind_app(self._enqueue_token)
+            self._enqueue_token = None
         if self._executor is not None:
             # Threads still running a handler cannot be interrupted; do not block shutdown on them.
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -157,19 +191,37 @@ class MotiaApp:
             await self.state.aclose()
             logger.info("state store closed")
 
-    def context(self, step: Step, trigger: TriggerInfo, trace_id: str) -> FlowContext:
-        """The ``ctx`` for one run of ``step``: sync state for ``def`` handlers, async for ``async def``."""
-        state: Any = self.state if step.is_async or self.sync_state is None else self.sync_state
+    def context(
+        self, step: Step, trigger: TriggerInfo, trace_id: str, *, delivery_id: str | None = None
+    ) -> FlowContext:
+        """The ``ctx`` for one run of ``step``: sync state and enqueue for ``def`` handlers, async for
+        ``async def``. ``delivery_id`` (queue and state runs) makes the run's message ids deterministic."""
+        blocking = not step.is_async and self.sync_state is not None
+        state: Any = self.sync_state if blocking else self.state
+        enqueuer = EnqueueScope(
+            self.queues, sender=step.name, parent=delivery_id, trace_id=trace_id, blocking=blocking, loop=self._loop
+        )
         return FlowContext(
-            state=state, logger=StepLogger(step.name, trace_id), trace_id=trace_id, trigger=trigger, step=step.name
+            state=state,
+            logger=StepLogger(step.name, trace_id),
+            trace_id=trace_id,
+            trigger=trigger,
+            step=step.name,
+            enqueuer=enqueuer,
         )
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
-        """``ctx`` with the async store, for conditions and middleware (always ``async``-capable code)."""
-        if ctx.state is self.state:
+        """``ctx`` with the async store and enqueue, for conditions and middleware (always ``async``-capable code)."""
+        enqueuer = ctx.enqueuer.async_view() if isinstance(ctx.enqueuer, EnqueueScope) else ctx.enqueuer
+        if ctx.state is self.state and enqueuer is ctx.enqueuer:
             return ctx
         return FlowContext(
-            state=self.state, logger=ctx.logger, trace_id=ctx.trace_id, trigger=ctx.trigger, step=ctx.step
+            state=self.state,
+            logger=ctx.logger,
+            trace_id=ctx.trace_id,
+            trigger=ctx.trigger,
+            step=ctx.step,
+            enqueuer=enqueuer,
         )
 
     async def call(self, fn: Callable[..., Any], arity: int, is_async: bool, *args: Any) -> Any:
@@ -187,7 +239,19 @@ class MotiaApp:
         return result
 
     async def invoke(self, step: Step, input: Any, ctx: FlowContext) -> Any:  # noqa: A002
-        return await self.call(step.handler, step.arity, step.is_async, input, ctx)
+        # `motia.enqueue` inside the handler is its ctx.enqueue (def handlers inherit the context var).
+        token = current_scope.set(ctx.enqueuer if isinstance(ctx.enqueuer, EnqueueScope) else None)
+        try:
+            return await self.call(step.handler, step.arity, step.is_async, input, ctx)
+        finally:
+            current_scope.reset(token)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every state event and queue message for this app's steps has been handled (or
+        dead-lettered); for tests and benchmarks. Raises ``TimeoutError`` after ``timeout`` seconds."""
+        if self.delivery is None:
+            raise RuntimeError("drain() needs a started app with delivery enabled")
+        await self.delivery.drain(timeout)
 
     async def condition_passes(self, trigger: Trigger, input: Any, ctx: FlowContext) -> bool:  # noqa: A002
         """Evaluate the trigger's ``condition(input, ctx)`` (sync or async); no condition means yes.

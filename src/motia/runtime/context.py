@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from motia.exceptions import MotiaError
@@ -119,29 +119,42 @@ class FlowContext:
     ``state`` is the app's async ``StateManager`` for ``async def`` handlers and its blocking twin
     (``SyncStateManager``, same methods) for ``def`` handlers, which run in a worker thread.
     ``trigger`` says what started this run; ``is_api()``/``is_cron()``/``is_queue()``/``is_state()``
-    test its type.
+    test its type. ``enqueuer`` sends messages for :meth:`enqueue` (the app provides it).
     """
 
-    __slots__ = ("logger", "state", "step", "trace_id", "trigger")
+    __slots__ = ("enqueuer", "logger", "state", "step", "trace_id", "trigger")
 
-    def __init__(self, *, state: Any, logger: StepLogger, trace_id: str, trigger: TriggerInfo, step: str) -> None:
+    def __init__(
+        self,
+        *,
+        state: Any,
+        logger: StepLogger,
+        trace_id: str,
+        trigger: TriggerInfo,
+        step: str,
+        enqueuer: Callable[[Mapping[str, Any]], Any] | None = None,
+    ) -> None:
         self.state = state
         self.logger = logger
         self.trace_id = trace_id
         self.trigger = trigger
         self.step = step
+        self.enqueuer = enqueuer
 
     def enqueue(self, event: Mapping[str, Any]) -> Any:
-        """Send ``{"topic": ..., "data": ...}`` to the steps with a matching ``queue(...)`` trigger.
+        """Send ``{"topic": ..., "data": ...}`` to every step with a ``queue(topic)`` trigger, durably.
 
-        Not available yet: queue delivery is the next release. Raises ``MotiaError`` so the gap is
-        loud instead of silently dropping messages.
+        ``await ctx.enqueue(...)`` in ``async def`` handlers; in ``def`` handlers it blocks and returns
+        ``None``. Raises :class:`~motia.runtime.queue.EnqueueError` (nothing sent) when the topic is not
+        in the step's ``enqueues``, no step subscribes to it, or the data is not valid for a subscriber.
         """
-        topic = event.get("topic") if isinstance(event, Mapping) else None
-        raise MotiaError(
-            f"ctx.enqueue(topic={topic!r}) is not supported yet: queue delivery is not implemented in this "
-            "release of pymotia (queue(...) triggers are accepted in configs but not delivered)"
-        )
+        if self.enqueuer is None:
+            topic = event.get("topic") if isinstance(event, Mapping) else None
+            raise MotiaError(
+                f"ctx.enqueue(topic={topic!r}) needs an app: this ctx was built without one "
+                "(in tests, motia.testing.make_context(enqueues=EnqueueRecorder()) records messages)"
+            )
+        return self.enqueuer(event)
 
     emit = enqueue  # Motia 0.x name
 

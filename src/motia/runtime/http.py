@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from motia.runtime.app import new_trace_id
 from motia.runtime.context import FlowContext
 from motia.runtime.schema import schema_errors
 from motia.runtime.types import ApiRequest, ApiResponse, TriggerInfo
+from motia.state.values import decode as decode_json
 from motia.steps.definition import Step
 from motia.steps.triggers import Match as TriggerMatch
 
@@ -44,12 +46,18 @@ RESERVED_PATHS = ("/openapi.json", "/__motia")
 
 
 class JSONResponse(Response):
-    """A JSON response encoded with orjson (fast, and handles dataclasses and datetimes)."""
+    """A JSON response encoded with orjson (fast, and handles dataclasses and datetimes); ints beyond
+    64 bits, which orjson refuses, go through the standard library."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, default=_default)
+        try:
+            return orjson.dumps(content, default=_default)
+        except orjson.JSONEncodeError as exc:
+            if "64-bit" not in str(exc):
+                raise
+            return json.dumps(content, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _default(value: Any) -> Any:
@@ -210,13 +218,13 @@ def _parse_body(raw: bytes, content_type: str | None) -> Any:
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime == "application/json" or mime.endswith("+json"):
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            return decode_json(raw)
+        except ValueError as exc:  # orjson's and the stdlib's decode errors are both ValueErrors
             raise BadRequest(400, "Malformed JSON body", detail=str(exc)) from None
     if not mime or mime == "application/x-www-form-urlencoded":
         # `curl -d '{"a": 1}'` sends JSON labelled as a form: accept it as JSON.
-        with contextlib.suppress(orjson.JSONDecodeError):
-            return orjson.loads(raw)
+        with contextlib.suppress(ValueError):
+            return decode_json(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -26,6 +26,7 @@ from motia.runtime.app import MotiaApp
 from motia.runtime.logging import LogFormat, configure_logging
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
     from watchfiles import Change
 
 __all__ = ["RunOptions", "load_app", "run_app", "run_dev", "serve"]
@@ -44,6 +45,8 @@ class RunOptions:
     log_format: LogFormat = "text"
     log_level: str = "info"
     shutdown_timeout: float = 10.0
+    console: bool = True
+    console_token: str | None = None
 
 
 def load_app(options: RunOptions) -> MotiaApp:
@@ -64,24 +67,17 @@ def load_app(options: RunOptions) -> MotiaApp:
     for ls in loaded:
         triggers = ", ".join(repr(t) for t in ls.step.triggers) or "no triggers"
         logger.info("  %s: %s (%s)", ls.step.name, triggers, ls.path.name)
-        for trig in ls.step.triggers:
-            if trig.type in ("queue", "state"):
-                logger.warning(
-                    "  %s: %r is declared but not delivered yet (queue and state triggers arrive in a later release)",
-                    ls.step.name,
-                    trig,
-                )
     return app
 
 
 class _Server:
     """A uvicorn server whose signal handling shuts down gracefully and then just returns."""
 
-    def __init__(self, app: MotiaApp, host: str, port: int, shutdown_timeout: float) -> None:
+    def __init__(self, app: MotiaApp, host: str, port: int, shutdown_timeout: float, asgi: ASGIApp) -> None:
         import uvicorn
 
         config = uvicorn.Config(
-            app.asgi,
+            asgi,
             host=host,
             port=port,
             log_config=None,
@@ -108,6 +104,7 @@ class _Server:
             def handle_exit(self, sig: int, frame: FrameType | None) -> None:
                 if not self.should_exit:
                     logger.info("received %s: shutting down gracefully", signal.Signals(sig).name)
+                app.state_events.close()  # end open console feeds, or the shutdown would wait on them
                 super().handle_exit(sig, frame)
 
         self.server = Server(config)
@@ -116,17 +113,38 @@ class _Server:
         self.server.run()
 
 
-def serve(app: MotiaApp, *, host: str = "127.0.0.1", port: int = 3111, shutdown_timeout: float = 10.0) -> None:
-    """Serve ``app`` over HTTP until SIGINT/SIGTERM, then shut down gracefully and return."""
-    _Server(app, host, port, shutdown_timeout).run()
+def serve(
+    app: MotiaApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 3111,
+    shutdown_timeout: float = 10.0,
+    asgi: ASGIApp | None = None,
+) -> None:
+    """Serve ``app`` (or ``asgi``, an application built for it) over HTTP until SIGINT/SIGTERM, then
+    shut down gracefully and return."""
+    _Server(app, host, port, shutdown_timeout, app.asgi if asgi is None else asgi).run()
     logger.info("stopped")
 
 
 def run_app(options: RunOptions) -> None:
-    """``motia run``: configure logging, load steps, open the store, serve."""
+    """``motia run``: configure logging, load steps, open the store, serve (with the console unless disabled)."""
     configure_logging(options.log_format, level=options.log_level.upper())
+    if options.console:
+        from motia.console.auth import check_console_bind
+
+        check_console_bind(options.host, options.console_token)
     app = load_app(options)
-    serve(app, host=options.host, port=options.port, shutdown_timeout=options.shutdown_timeout)
+    asgi = app.asgi
+    if options.console:
+        from motia.console.routes import console_routes
+        from motia.runtime.http import build_asgi
+
+        asgi = build_asgi(app, extra_routes=console_routes(app, token=options.console_token))
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        hint = " (open it once with ?token=<console token>)" if options.console_token else ""
+        logger.info("console: http://%s:%d/__motia%s", host, options.port, hint)
+    serve(app, host=options.host, port=options.port, shutdown_timeout=options.shutdown_timeout, asgi=asgi)
 
 
 def run_command(options: RunOptions) -> list[str]:
@@ -151,6 +169,8 @@ def run_command(options: RunOptions) -> list[str]:
     ]
     if options.state_url:
         cmd += ["--state", options.state_url]
+    if not options.console:
+        cmd.append("--no-console")
     return cmd
 
 
@@ -163,6 +183,12 @@ def run_dev(options: RunOptions, *, watch: Sequence[str | os.PathLike[str]] = ()
     from watchfiles import PythonFilter, run_process
 
     configure_logging(options.log_format, level=options.log_level.upper())
+    if options.console:
+        from motia.console.auth import TOKEN_ENV, check_console_bind
+
+        check_console_bind(options.host, options.console_token)
+        if options.console_token is not None:
+            os.environ[TOKEN_ENV] = options.console_token  # the child reads it: kept off its command line
     steps_dir = Path(options.steps_dir)
     if not steps_dir.is_dir():
         from motia.exceptions import StepLoadError

@@ -1,4 +1,5 @@
-"""What handlers receive and return: ``ApiRequest``, ``ApiResponse``, ``CronInput``, ``TriggerInfo``.
+"""What handlers receive and return: ``ApiRequest``, ``ApiResponse``, ``CronInput``, ``StateTriggerInput``,
+``TriggerInfo``.
 
 Kept free of starlette imports so ``import motia`` stays cheap.
 """
@@ -8,9 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["ApiRequest", "ApiResponse", "CronInput", "TriggerInfo"]
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+__all__ = ["ApiRequest", "ApiResponse", "CronInput", "StateTriggerInput", "TriggerInfo"]
+
+StateEventType = Literal["created", "updated", "deleted", "expired"]
 
 _ALIASES = {"pathParams": "path_params", "queryParams": "query_params"}
 
@@ -97,12 +102,70 @@ class CronInput:
     type: str = "cron"
 
 
+class StateTriggerInput(BaseModel):
+    """The ``input`` of a state trigger's handler: one change of one key.
+
+    ``event_type`` is ``created``, ``updated``, ``deleted`` (also once per key removed by ``clear``) or
+    ``expired`` (a TTL ran out). ``old_value``/``new_value`` are the values before and after (``None``
+    when absent), ``version`` the key's version after the write (before it, for deleted/expired),
+    ``timestamp`` the commit time (Unix seconds) and ``seq`` the event's position in the store's commit
+    order. ``scope``/``key`` are aliases of ``group_id``/``item_id`` (also when building one:
+    ``StateTriggerInput(event_type="created", scope="s", key="k")``), and item access
+    (``input["new_value"]``, ``input.get("scope")``) works as on Motia's dict.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    type: Literal["state"] = "state"
+    event_type: StateEventType
+    group_id: str = Field(validation_alias=AliasChoices("group_id", "scope", "groupId"))
+    item_id: str = Field(validation_alias=AliasChoices("item_id", "key", "itemId"))
+    old_value: Any = None
+    new_value: Any = None
+    version: int = 0
+    timestamp: float = 0.0
+    seq: int | None = None
+
+    @property
+    def scope(self) -> str:
+        return self.group_id
+
+    @property
+    def key(self) -> str:
+        return self.item_id
+
+    def __getitem__(self, name: str) -> Any:
+        name = _STATE_ALIASES.get(name, name)
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+_STATE_ALIASES = {
+    "scope": "group_id",
+    "key": "item_id",
+    "groupId": "group_id",
+    "itemId": "item_id",
+    "eventType": "event_type",
+    "oldValue": "old_value",
+    "newValue": "new_value",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class TriggerInfo:
     """``ctx.trigger``: which trigger started this run (``type`` is http, cron, queue or state).
 
     Only the fields of that type are set: ``method``/``path`` for http, ``expression`` for cron,
-    ``topic`` for queue, ``scope``/``key`` for state.
+    ``topic`` for queue, ``scope``/``key`` (of the changed key) for state. Queue and state runs also
+    carry ``delivery_id`` (stable across retries: a key for idempotent handlers) and ``attempt``
+    (1 on the first).
     """
 
     type: str
@@ -112,3 +175,5 @@ class TriggerInfo:
     topic: str | None = None
     scope: str | None = None
     key: str | None = None
+    delivery_id: str | None = None
+    attempt: int | None = None

@@ -47,9 +47,7 @@ def open_backend(url: str, **options: Any) -> StateBackend:
     if scheme == "sqlite":
         from motia.state.backends.sqlite import SQLiteBackend
 
-        path = unquote(url.split("://", 1)[1].split("?", 1)[0])
-        if path.startswith("/"):
-            path = path[1:]  # sqlite:///x.db is relative; sqlite:////abs/x.db keeps its leading slash
+        path = _sqlite_path_text(url)
         if not path:
             raise ConfigError(f"invalid state URL {url!r}: no file path (expected sqlite:///path/to/state.db)")
         merged: dict[str, Any] = {}
@@ -69,6 +67,18 @@ def open_backend(url: str, **options: Any) -> StateBackend:
             "use sqlite:/// or memory://"
         )
     raise ConfigError(f"unknown state URL scheme {parts.scheme!r} in {_mask(url)!r}: use sqlite:///, memory://")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a ``sqlite:///`` URL names (relative to the working directory unless absolute), else ``None``."""
+    if urlsplit(url).scheme.lower() != "sqlite":
+        return None
+    return Path(_sqlite_path_text(url))
+
+
+def _sqlite_path_text(url: str) -> str:
+    path = unquote(url.split("://", 1)[1].split("?", 1)[0])
+    return path[1:] if path.startswith("/") else path  # sqlite:////abs/x.db keeps its leading slash
 
 
 def _reject_unknown(url: str, given: dict[str, Any], allowed: set[str]) -> None:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from motia.exceptions import ConfigError
 from motia.runtime.cron import validate_expression
+from motia.runtime.retry import RetryPolicy
 from motia.steps._signature import handler_arity
 
 __all__ = [
@@ -178,9 +179,9 @@ class CronTrigger(Trigger):
 class QueueTrigger(Trigger):
     """Messages enqueued on ``topic`` (``ctx.enqueue({"topic": ..., "data": ...})``).
 
-    Declared and validated now; delivery arrives with the queue runtime (not in this release).
-    ``input`` optionally describes the message data (pydantic model or JSON Schema); ``config``
-    holds delivery options such as ``{"max_retries": 3}``.
+    ``input`` (a pydantic model class or a JSON Schema dict) is checked when a message is enqueued: an
+    invalid one raises there and nothing is enqueued. ``config`` holds the retry policy
+    (``max_retries``, ``backoff``, ``backoff_max``; see :class:`~motia.runtime.retry.RetryPolicy`).
     """
 
     type: ClassVar[str] = "queue"
@@ -198,8 +199,10 @@ class QueueTrigger(Trigger):
         if config is not None and not isinstance(config, dict):
             raise ConfigError(f"queue config must be a dict, got {type(config).__name__}")
         self.topic = topic
+        _check_body_schema(input, what="queue input")
         self.input = input
         self.config = dict(config or {})
+        self.retry = RetryPolicy.from_config(self.config, what=f"queue({topic!r})")
         _check_condition(condition)
         self.condition = condition
 
@@ -214,21 +217,32 @@ class QueueTrigger(Trigger):
 
 
 class StateTrigger(Trigger):
-    """State change events, optionally limited to one ``scope`` and/or ``key``.
+    """State change events (created, updated, deleted, expired), optionally of one ``scope`` and/or ``key``.
 
-    Declared and validated now; delivery arrives with the state-event runtime (not in this release).
+    ``config`` holds the retry policy, as for queues (default: 3 retries, backoff 1 s doubling).
     """
 
     type: ClassVar[str] = "state"
 
-    def __init__(self, *, scope: str | None = None, key: str | None = None, condition: Condition | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        scope: str | None = None,
+        key: str | None = None,
+        condition: Condition | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         for name, value in (("scope", scope), ("key", key)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"state trigger {name} must be a non-empty string or None, got {value!r}")
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(f"state trigger config must be a dict, got {type(config).__name__}")
         self.scope = scope
         self.key = key
+        self.config = dict(config or {})
         _check_condition(condition)
         self.condition = condition
+        self.retry = RetryPolicy.from_config(self.config, what=repr(self))
 
     def matches(self, scope: str, key: str) -> Match:
         if (self.scope is None or self.scope == scope) and (self.key is None or self.key == key):
@@ -236,7 +250,7 @@ class StateTrigger(Trigger):
         return Match.NONE
 
     def _fields(self) -> tuple[Any, ...]:
-        return (self.scope, self.key, self.condition)
+        return (self.scope, self.key, self.condition, self.config)
 
     def __repr__(self) -> str:
         args = [f"{n}={v!r}" for n, v in (("scope", self.scope), ("key", self.key)) if v is not None]
@@ -250,12 +264,12 @@ def _check_condition(condition: object) -> None:
         handler_arity(condition)  # raises ConfigError for a signature we cannot call
 
 
-def _check_body_schema(schema: object) -> None:
+def _check_body_schema(schema: object, *, what: str = "body_schema") -> None:
     if schema is None or isinstance(schema, dict):
         return
     if isinstance(schema, type) and hasattr(schema, "model_validate"):
         return
-    raise ConfigError(f"body_schema must be a pydantic model class or a JSON Schema dict, got {schema!r}")
+    raise ConfigError(f"{what} must be a pydantic model class or a JSON Schema dict, got {schema!r}")
 
 
 def http(
@@ -285,13 +299,23 @@ def queue(
     config: dict[str, Any] | None = None,
     condition: Condition | None = None,
 ) -> QueueTrigger:
-    """A queue trigger on ``topic`` (declared now, delivered by a later release)."""
+    """A queue trigger: the step handles each message enqueued on ``topic``, at least once.
+
+    ``queue("orders", input=Order, config={"max_retries": 5, "backoff": 2.0})``.
+    """
     return QueueTrigger(topic, input=input, config=config, condition=condition)
 
 
-def state(*, scope: str | None = None, key: str | None = None, condition: Condition | None = None) -> StateTrigger:
-    """A state-change trigger (declared now, delivered by a later release)."""
-    return StateTrigger(scope=scope, key=key, condition=condition)
+def state(
+    *,
+    scope: str | None = None,
+    key: str | None = None,
+    condition: Condition | None = None,
+    config: dict[str, Any] | None = None,
+) -> StateTrigger:
+    """A state trigger: the step handles each change of ``scope``/``key`` (``None``: any), at least once
+    and in commit order per key. ``config`` as for :func:`queue` (retries)."""
+    return StateTrigger(scope=scope, key=key, condition=condition, config=config)
 
 
 def trigger_from_dict(data: dict[str, Any]) -> Trigger:

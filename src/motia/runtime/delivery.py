@@ -1,0 +1,358 @@
+"""The delivery worker: runs queue and state-trigger handlers for the deliveries waiting in the store.
+
+Each app process leases ready deliveries of its own steps (``backend.claim``), runs their handlers with
+bounded concurrency, renews the leases of handlers that run long, and settles each delivery only after
+its handler returned: ``complete`` on success, ``retry`` with exponential backoff on an exception, and
+``dead_letter`` once the trigger's retry policy is spent. A process that dies holding leases simply lets
+them expire; another process (or the restarted one) claims the deliveries again. That makes delivery at
+least once, and, with one lease per (step, key) at a time (the backend's rule), in commit order per key.
+
+Wake-ups: the store calls back after every local commit that recorded events or added deliveries, so a
+local write reaches its handler without waiting for a poll; other processes' commits are found by
+polling every ``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from motia.exceptions import ConfigError, MotiaError
+from motia.runtime.retry import RetryPolicy
+from motia.runtime.state_triggers import (
+    EventDispatcher,
+    matching,
+    state_triggers,
+    subscriptions,
+    wait_for,
+)
+from motia.runtime.types import StateTriggerInput, TriggerInfo
+from motia.state import values as _values
+from motia.state.backends.base import Delivery
+from motia.steps.triggers import QueueTrigger, StateTrigger, Trigger
+
+if TYPE_CHECKING:
+    from motia.runtime.app import MotiaApp
+    from motia.steps.definition import Step
+
+__all__ = ["DeliveryOptions", "DeliveryWorker"]
+
+logger = logging.getLogger("motia.runtime")
+
+#: Longest error text kept with a retried or dead-lettered delivery.
+MAX_ERROR_CHARS = 8000
+#: After a store error, the worker and the dispatcher wait this long at most before trying again.
+MAX_ERROR_DELAY = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOptions:
+    """How the worker runs: ``lease`` (seconds a claimed delivery stays ours without renewal; a crashed
+    process's work is picked up after it), ``poll_interval`` (seconds between looks for other processes'
+    work), ``concurrency`` (handlers running at once per process) and ``batch_window`` (seconds the
+    dispatcher lets a burst of local writes gather before moving their events; 0 dispatches at once)."""
+
+    lease: float = 30.0
+    poll_interval: float = 0.1
+    concurrency: int = 16
+    batch_window: float = 0.002
+
+    #: Environment variables read by :meth:`from_env`, by field.
+    ENV = {
+        "lease": "MOTIA_DELIVERY_LEASE",
+        "poll_interval": "MOTIA_DELIVERY_POLL_INTERVAL",
+        "concurrency": "MOTIA_DELIVERY_CONCURRENCY",
+        "batch_window": "MOTIA_DELIVERY_BATCH_WINDOW",
+    }
+
+    def __post_init__(self) -> None:
+        for name in ("lease", "poll_interval", "batch_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ConfigError(f"delivery {name} must be a number of seconds >= 0, got {value!r}")
+            if name != "batch_window" and value == 0:
+                raise ConfigError(f"delivery {name} must be a positive number of seconds, got {value!r}")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigError(f"delivery concurrency must be an int >= 1, got {self.concurrency!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DeliveryOptions:
+        """The defaults, overridden by ``MOTIA_DELIVERY_LEASE``, ``MOTIA_DELIVERY_POLL_INTERVAL``,
+        ``MOTIA_DELIVERY_CONCURRENCY`` and ``MOTIA_DELIVERY_BATCH_WINDOW``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, variable in cls.ENV.items():
+            text = env.get(variable)
+            if text:
+                try:
+                    values[name] = int(text) if name == "concurrency" else float(text)
+                except ValueError:
+                    raise ConfigError(f"${variable} must be a number, got {text!r}") from None
+        return cls(**values)
+
+
+class Undeliverable(MotiaError):
+    """A delivery no trigger of its step can take (the step changed since it was enqueued)."""
+
+
+def _error_text(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    return (
+        text
+        if len(text) <= MAX_ERROR_CHARS
+        else text[: MAX_ERROR_CHARS // 2] + "\n...\n" + text[-MAX_ERROR_CHARS // 2 :]
+    )
+
+
+class DeliveryWorker:
+    """Claims and runs the deliveries of an app's queue and state-trigger steps; also runs the app's
+    :class:`~motia.runtime.state_triggers.EventDispatcher`.
+
+    ``owner`` identifies this worker in leases (host, pid and a random part: unique per process).
+    """
+
+    def __init__(self, app: MotiaApp, options: DeliveryOptions) -> None:
+        self.app = app
+        self.backend = app.state.backend
+        self.options = options
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.steps: dict[str, Step] = {
+            step.name: step
+            for step in app.steps
+            if any(isinstance(trigger, QueueTrigger | StateTrigger) for trigger in step.triggers)
+        }
+        self.subscriptions = subscriptions(app.steps)
+        self._step_names = tuple(self.steps)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._dispatch_wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._published: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._errors = 0
+        self.dispatcher = EventDispatcher(
+            self.backend,
+            self.subscriptions,
+            wake=self._dispatch_wake,
+            poll_interval=options.poll_interval,
+            batch_window=options.batch_window,
+            on_error=self._store_error,
+            after_cycle=self._wake.set,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        if self.subscriptions:
+            await self.backend.enable_events()
+        self.backend.add_listener(self._on_commit)
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="motia-event-dispatcher"))
+        if self.steps:
+            self._tasks.append(asyncio.create_task(self._claim_loop(), name="motia-delivery-worker"))
+            self._tasks.append(asyncio.create_task(self._keep_leases(), name="motia-delivery-leases"))
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming, give running handlers ``timeout`` seconds, then interrupt them and release
+        their deliveries (claimable again at once; the interrupted attempt counts)."""
+        self.backend.remove_listener(self._on_commit)
+        claim_loop, keeper = (self._tasks[1], self._tasks[2]) if self.steps else (None, None)
+        for task in (self._tasks[0], claim_loop):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._running:
+            _, unfinished = await asyncio.wait(set(self._running.values()), timeout=timeout)
+            interrupted = [delivery_id for delivery_id, task in self._running.items() if task in unfinished]
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+            for delivery_id in interrupted:
+                logger.warning("delivery %s interrupted by shutdown: released for another attempt", delivery_id)
+                await self._settle("retry", delivery_id, delay=0.0, error="interrupted: the app shut down")
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        self._tasks.clear()
+
+    def _on_commit(self) -> None:
+        """Store listener: may run on any thread, so it only schedules the wake-up.
+
+        It wakes the dispatcher only: the dispatcher wakes the worker after each of its cycles, so the
+        worker claims once per burst of writes rather than once per commit.
+        """
+        if threading.get_ident() == self._loop_thread:
+            self._dispatch_wake.set()
+        elif self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing left to wake
+                self._loop.call_soon_threadsafe(self._dispatch_wake.set)
+
+    def _store_error(self, exc: BaseException) -> float:
+        """Log a failed claim or dispatch and return how long to wait before the next try."""
+        self._errors += 1
+        delay = min(self.options.poll_interval * 2.0 ** min(self._errors, 20), MAX_ERROR_DELAY)
+        logger.warning("delivery: the state store failed (%s); trying again in %.1f s", exc, delay, exc_info=exc)
+        return delay
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until the outbox is empty and no delivery of this app's steps is pending or running.
+
+        For tests and benchmarks. Deliveries waiting out a retry backoff count as pending. Raises
+        ``TimeoutError`` naming what is left after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.dispatcher.dispatch_all()
+            left = sum([await self.backend.pending(name) for name in self._step_names])
+            if not left and not self._running:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{left} deliveries still pending after {timeout} s ({len(self._running)} running)")
+            self._wake.set()
+            await asyncio.sleep(0.005)  # bounded poll: handlers settle on their own schedule
+
+    # -- claiming ----------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        options = self.options
+        while True:
+            self._wake.clear()
+            free = options.concurrency - len(self._running)
+            if free > 0:
+                try:
+                    claimed = await self.backend.claim(
+                        self._step_names, owner=self.owner, limit=free, lease=options.lease
+                    )
+                except MotiaError as exc:
+                    await asyncio.sleep(self._store_error(exc))
+                    continue
+                self._errors = 0
+                for delivery in claimed:
+                    task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
+                    self._running[delivery.id] = task
+                    task.add_done_callback(functools.partial(self._finished, delivery.id))
+                if claimed:
+                    continue  # more may be ready
+            await wait_for(self._wake, options.poll_interval)
+
+    def _finished(self, delivery_id: str, _: asyncio.Task[None]) -> None:
+        self._running.pop(delivery_id, None)
+        self._wake.set()  # a slot is free
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of running handlers every third of a lease, so a long handler keeps its work."""
+        period = self.options.lease / 3
+        while True:
+            await asyncio.sleep(period)
+            running = list(self._running)
+            if running:
+                try:
+                    await self.backend.extend(running, owner=self.owner, lease=self.options.lease)
+                except MotiaError:
+                    logger.warning("delivery: renewing %d lease(s) failed", len(running), exc_info=True)
+
+    # -- handling ----------------------------------------------------------------------------------
+
+    def _route(self, step: Step, delivery: Delivery) -> tuple[list[Trigger], Any, TriggerInfo, str | None]:
+        """The candidate triggers, handler input, ``ctx.trigger`` and trace id of ``delivery``."""
+        info_args: dict[str, Any] = {"delivery_id": delivery.id, "attempt": delivery.attempts}
+        if delivery.kind == "state":
+            fields: Any = _values.decode(delivery.payload)
+            event = StateTriggerInput.model_validate(fields)
+            found: list[Trigger] = list(matching(state_triggers(step), event))
+            if not found:
+                where = f"{event.group_id!r}/{event.item_id!r}"
+                raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
+            self._publish(event.seq, fields)
+            info = TriggerInfo(type="state", scope=event.group_id, key=event.item_id, **info_args)
+            return found, event, info, None
+        if delivery.kind == "queue":
+            message: Any = _values.decode(delivery.payload)
+            topic = message.get("topic") if isinstance(message, dict) else None
+            found = [t for t in step.triggers if isinstance(t, QueueTrigger) and t.topic == topic]
+            if not found:
+                raise Undeliverable(f"step {step.name!r} has no queue trigger on topic {topic!r}")
+            info = TriggerInfo(type="queue", topic=topic, **info_args)
+            return found, message.get("data"), info, message.get("trace_id")
+        raise Undeliverable(f"unknown delivery kind {delivery.kind!r}")
+
+    async def _handle(self, delivery: Delivery) -> None:
+        step = self.steps[delivery.step]
+        try:
+            triggers, input_, info, trace_id = self._route(step, delivery)
+        except (MotiaError, ValueError) as exc:
+            logger.error("delivery %s of step %r cannot be handled: %s; dead-lettered", delivery.id, step.name, exc)
+            await self._settle("dead", delivery.id, error=f"undeliverable: {exc}")
+            return
+        from motia.runtime.app import new_trace_id
+
+        ctx = self.app.context(step, info, trace_id or new_trace_id(), delivery_id=delivery.id)
+        trigger = triggers[0]
+        try:
+            chosen: Trigger | None = None
+            for trigger in triggers:
+                if await self.app.condition_passes(trigger, input_, ctx):
+                    chosen = trigger
+                    break
+            if chosen is None:
+                ctx.logger.debug("skipped: the trigger's condition is false", {"delivery": delivery.id})
+            else:
+                await self.app.invoke(step, input_, ctx)
+        except Exception as exc:
+            policy = trigger.retry if isinstance(trigger, QueueTrigger | StateTrigger) else RetryPolicy()
+            fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
+            if policy.gives_up_after(delivery.attempts):
+                ctx.logger.exception("handler failed on its last attempt: moved to the dead letters", fields)
+                await self._settle("dead", delivery.id, error=_error_text(exc))
+            else:
+                delay = policy.delay(delivery.attempts)
+                ctx.logger.exception(f"handler failed: retrying in {delay:g} s", fields)
+                await self._settle("retry", delivery.id, delay=delay, error=_error_text(exc))
+            return
+        if not await self._settle("complete", delivery.id):
+            ctx.logger.warning(
+                "handled, but the lease had expired meanwhile: another worker may run it again",
+                {"delivery": delivery.id},
+            )
+
+    async def _settle(self, outcome: str, delivery_id: str, *, delay: float = 0.0, error: str = "") -> bool:
+        """Complete, retry or dead-letter; a store failure is logged (the lease expires, it comes back)."""
+        try:
+            if outcome == "complete":
+                return await self.backend.complete(delivery_id, owner=self.owner)
+            if outcome == "retry":
+                return await self.backend.retry(delivery_id, owner=self.owner, delay=delay, error=error)
+            return await self.backend.dead_letter(delivery_id, owner=self.owner, error=error)
+        except MotiaError:
+            logger.exception(
+                "delivery %s: recording its outcome (%s) failed; it will be tried again once its lease expires",
+                delivery_id,
+                outcome,
+            )
+            return True
+
+    def _publish(self, seq: int | None, event: dict[str, Any]) -> None:
+        """Show the event in the console's live feed, once per event however many steps receive it."""
+        hub = getattr(self.app, "state_events", None)
+        if hub is None or seq is None or seq in self._published:
+            return
+        self._published[seq] = None
+        if len(self._published) > 10_000:
+            self._published.popitem(last=False)
+        hub.publish(event)

@@ -1,0 +1,270 @@
+"""Queues: ``ctx.enqueue({"topic": ..., "data": ...})`` and ``motia.enqueue`` turn one message into one
+durable delivery per step subscribed to the topic (``queue(topic)`` triggers), in the state store.
+
+Everything is checked before anything is written: the topic is declared in the sending step's
+``enqueues``, some step subscribes to it, the data is JSON within the store's size limit, and it
+satisfies every subscriber's ``input`` schema. A message is then one atomic ``backend.enqueue`` of all
+its deliveries, so it reaches every subscriber or none.
+
+Message ids: random for messages sent from HTTP and cron handlers and scripts; *deterministic* inside a
+queue or state handler (``f"{delivery_id}/{n}"`` for its ``n``-th message), so a retried handler
+re-sends the same ids and the store skips those its failed attempt already enqueued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from motia.exceptions import MotiaError, StateValueError
+from motia.runtime.schema import schema_errors
+from motia.state import values as _values
+from motia.state.backends.base import NewDelivery
+from motia.steps.triggers import QueueTrigger
+
+if TYPE_CHECKING:
+    from motia.state.manager import StateManager
+    from motia.steps.definition import Step
+
+__all__ = ["EnqueueError", "EnqueueScope", "Message", "QueueRouter", "enqueue"]
+
+#: Longer deterministic ids (deep chains of handlers) are replaced by a hash of the same length each time.
+MAX_ID_LENGTH = 160
+
+
+class EnqueueError(MotiaError, ValueError):
+    """Raised when a message cannot be enqueued (undeclared topic, no subscriber, invalid data); nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message as enqueued: its ``topic`` and JSON ``data``, the sending step (``None`` outside a
+    handler), the message ``id`` and the steps it was delivered to."""
+
+    topic: str
+    data: Any
+    sender: str | None
+    id: str
+    steps: tuple[str, ...]
+
+
+def _topics(enqueues: Iterable[str | dict[str, Any]]) -> frozenset[str]:
+    return frozenset(item if isinstance(item, str) else str(item["topic"]) for item in enqueues)
+
+
+class QueueRouter:
+    """An app's topics: which steps subscribe to each (with which trigger) and what each step declares."""
+
+    def __init__(self, steps: Iterable[Step], state: StateManager) -> None:
+        self.state = state
+        self.subscribers: dict[str, list[tuple[Step, QueueTrigger]]] = {}
+        self.declared: dict[str, frozenset[str]] = {}
+        #: Called with each :class:`Message` once it is enqueued (``motia.testing`` records with these).
+        self.observers: list[Callable[[Message], None]] = []
+        for step in steps:
+            self.declared[step.name] = _topics(step.config.enqueues)
+            for trigger in step.triggers:
+                if isinstance(trigger, QueueTrigger):
+                    self.subscribers.setdefault(trigger.topic, []).append((step, trigger))
+
+    def unsubscribed_topics(self) -> list[tuple[str, str]]:
+        """``(step, topic)`` pairs where a step declares a topic no step subscribes to."""
+        return sorted(
+            (name, topic) for name, topics in self.declared.items() for topic in topics if topic not in self.subscribers
+        )
+
+    def check_declared(self, sender: str | None, topic: str) -> None:
+        if sender is None or topic in self.declared.get(sender, ()):
+            return
+        declared = ", ".join(sorted(self.declared.get(sender, ()))) or "none"
+        raise EnqueueError(
+            f"step {sender!r} enqueued to topic {topic!r}, which its config does not declare: add it to "
+            f"'enqueues' (declared: {declared})"
+        )
+
+    def prepare(
+        self, event: Mapping[str, Any], *, sender: str | None, message_id: str, trace_id: str | None
+    ) -> tuple[Message, list[NewDelivery]]:
+        """Check ``event`` and build its deliveries; raise :class:`EnqueueError` (nothing sent) if it cannot go."""
+        topic, data = parse_event(event)
+        self.check_declared(sender, topic)
+        targets = self.subscribers.get(topic)
+        if not targets:
+            known = ", ".join(sorted(self.subscribers)) or "none"
+            raise EnqueueError(
+                f"no step subscribes to topic {topic!r}, so the message would be lost (subscribed topics: {known})"
+            )
+        try:
+            json_data = _values.to_json(data)
+            encoded = _values.encode(json_data, self.state.max_value_bytes)
+        except StateValueError as exc:
+            raise EnqueueError(f"message data for topic {topic!r} cannot be enqueued: {exc}") from None
+        for step, trigger in targets:
+            if trigger.input is not None:
+                problems = schema_errors(trigger.input, json_data)
+                if problems:
+                    details = "; ".join(f"{p['path'] or '(data)'}: {p['message']}" for p in problems[:10])
+                    raise EnqueueError(
+                        f"message data for topic {topic!r} does not match the input schema of step "
+                        f"{step.name!r}: {details}"
+                    )
+        payload = orjson.dumps({"topic": topic, "data": orjson.Fragment(encoded), "trace_id": trace_id})
+        deliveries = [NewDelivery(f"{message_id}>{step.name}", step.name, "queue", payload) for step, _ in targets]
+        message = Message(topic, json_data, sender, message_id, tuple(step.name for step, _ in targets))
+        return message, deliveries
+
+    async def send(
+        self, event: Mapping[str, Any], *, sender: str | None, message_id: str, trace_id: str | None
+    ) -> None:
+        message, deliveries = self.prepare(event, sender=sender, message_id=message_id, trace_id=trace_id)
+        await self.state.backend.enqueue(deliveries)
+        for observer in list(self.observers):
+            observer(message)
+
+
+def parse_event(event: object) -> tuple[str, Any]:
+    """``(topic, data)`` of ``{"topic": ..., "data": ...}``; raise :class:`EnqueueError` if malformed."""
+    if not isinstance(event, Mapping):
+        raise EnqueueError(f'enqueue takes {{"topic": ..., "data": ...}}, got {type(event).__name__}')
+    topic = event.get("topic")
+    if not isinstance(topic, str) or not topic:
+        raise EnqueueError(f"enqueue needs a non-empty str 'topic', got {topic!r}")
+    unknown = set(event) - {"topic", "data"}
+    if unknown:
+        raise EnqueueError(f"enqueue got unknown key(s) {', '.join(sorted(map(repr, unknown)))}: expected topic, data")
+    return topic, event.get("data")
+
+
+class EnqueueScope:
+    """``ctx.enqueue`` for one handler run: the sender's checks, its message ids and how to wait.
+
+    ``parent`` is the delivery being handled (``None`` in HTTP and cron handlers): its ``n``-th message
+    gets the id ``f"{parent}/{n}"``. ``blocking`` scopes (``def`` handlers, in worker threads) send on
+    ``loop`` and wait; the others return a coroutine to await.
+    """
+
+    __slots__ = ("router", "sender", "parent", "trace_id", "blocking", "loop", "_numbers")
+
+    def __init__(
+        self,
+        router: QueueRouter,
+        *,
+        sender: str | None,
+        parent: str | None,
+        trace_id: str | None,
+        blocking: bool,
+        loop: asyncio.AbstractEventLoop | None,
+        numbers: itertools.count[int] | None = None,
+    ) -> None:
+        self.router = router
+        self.sender = sender
+        self.parent = parent
+        self.trace_id = trace_id
+        self.blocking = blocking
+        self.loop = loop
+        self._numbers = numbers if numbers is not None else itertools.count()
+
+    def async_view(self) -> EnqueueScope:
+        """The same scope (same message numbering) for code that awaits: conditions and middleware."""
+        if not self.blocking:
+            return self
+        return EnqueueScope(
+            self.router,
+            sender=self.sender,
+            parent=self.parent,
+            trace_id=self.trace_id,
+            blocking=False,
+            loop=self.loop,
+            numbers=self._numbers,
+        )
+
+    def next_id(self) -> str:
+        if self.parent is None:
+            return f"q:{uuid.uuid4().hex}"
+        message_id = f"{self.parent}/{next(self._numbers)}"
+        if len(message_id) > MAX_ID_LENGTH:
+            message_id = "q:" + hashlib.blake2b(message_id.encode(), digest_size=16).hexdigest()
+        return message_id
+
+    def __call__(self, event: Mapping[str, Any]) -> Any:
+        """Send ``event``: returns a coroutine to await, or (``blocking``) waits and returns ``None``."""
+        # Numbered at the call, not when the coroutine first runs, so gathered sends keep their order.
+        message_id = self.next_id()
+        coroutine = self.router.send(event, sender=self.sender, message_id=message_id, trace_id=self.trace_id)
+        if not self.blocking:
+            return coroutine
+        return _wait_on(self.loop, coroutine)
+
+
+def _wait_on(loop: asyncio.AbstractEventLoop | None, coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutine`` on ``loop`` from another thread and wait for it."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if loop is None or not loop.is_running() or running is loop:
+        coroutine.close()
+        raise MotiaError(
+            "a blocking enqueue needs the app's event loop running in another thread; in async code use "
+            "`await ctx.enqueue(...)`"
+        )
+    asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+
+# -- motia.enqueue ---------------------------------------------------------------------------------
+
+#: The scope of the handler running in this context (set by the app around each handler call).
+current_scope: contextvars.ContextVar[EnqueueScope | None] = contextvars.ContextVar("motia_enqueue", default=None)
+
+_apps_lock = threading.Lock()
+_apps: list[tuple[object, QueueRouter, asyncio.AbstractEventLoop]] = []
+
+
+def bind_app(router: QueueRouter, loop: asyncio.AbstractEventLoop) -> object:
+    """Make ``motia.enqueue`` outside handlers send through ``router``; returns a token for :func:`unbind_app`."""
+    token = object()
+    with _apps_lock:
+        _apps.append((token, router, loop))
+    return token
+
+
+def unbind_app(token: object) -> None:
+    with _apps_lock:
+        _apps[:] = [binding for binding in _apps if binding[0] is not token]
+
+
+def enqueue(event: Mapping[str, Any]) -> Any:
+    """Motia's module-level ``enqueue``: ``await motia.enqueue({...})`` in async code, ``motia.enqueue({...})``
+    (blocking) in ``def`` handlers and threads.
+
+    Inside a handler it is that handler's ``ctx.enqueue`` (same checks, same message ids); elsewhere it
+    sends through the running app (``motia run``, ``app_client``) as if from outside any step. Raises
+    :class:`~motia.exceptions.MotiaError` when no app is running: routing needs the app's steps.
+    """
+    scope = current_scope.get()
+    try:
+        asyncio.get_running_loop()
+        in_async_code = True
+    except RuntimeError:
+        in_async_code = False
+    if scope is None:
+        with _apps_lock:
+            binding = _apps[-1] if _apps else None
+        if binding is None:
+            raise MotiaError("motia.enqueue needs a running app (motia run, or motia.testing.app_client in tests)")
+        _, router, loop = binding
+        scope = EnqueueScope(router, sender=None, parent=None, trace_id=None, blocking=False, loop=loop)
+    if in_async_code:
+        return scope.async_view()(event)
+    message_id = scope.next_id()
+    _wait_on(scope.loop, scope.router.send(event, sender=scope.sender, message_id=message_id, trace_id=scope.trace_id))
+    return None

@@ -1,0 +1,112 @@
+"""State triggers: which steps subscribe to which changes, and the dispatcher that turns the store's
+change events (its transactional outbox) into one durable delivery per subscribing step.
+
+The store records each change in the transaction of the write that caused it; the dispatcher only
+moves events from the outbox to deliveries, atomically and exactly once even with several processes
+dispatching. So an acknowledged write always reaches its triggers, whenever (and wherever) dispatch runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from motia.exceptions import MotiaError
+from motia.runtime.types import StateTriggerInput
+from motia.state import values as _values
+from motia.state.backends.base import Subscription
+from motia.steps.triggers import StateTrigger
+
+if TYPE_CHECKING:
+    from motia.state.backends.base import StateBackend
+    from motia.steps.definition import Step
+
+__all__ = ["EventDispatcher", "decode_state_event", "state_triggers", "subscriptions"]
+
+logger = logging.getLogger("motia.runtime")
+
+#: Events moved from the outbox per transaction.
+DISPATCH_BATCH = 1000
+
+
+def state_triggers(step: Step) -> list[StateTrigger]:
+    return [trigger for trigger in step.triggers if isinstance(trigger, StateTrigger)]
+
+
+def subscriptions(steps: Iterable[Step]) -> list[Subscription]:
+    """One subscription per state trigger (a step with two matching triggers still gets one delivery)."""
+    return [Subscription(step.name, trigger.scope, trigger.key) for step in steps for trigger in state_triggers(step)]
+
+
+def decode_state_event(payload: bytes) -> StateTriggerInput:
+    """The handler input of a state delivery's payload (see ``StateBackend.dispatch_events``)."""
+    data: Any = _values.decode(payload)
+    return StateTriggerInput.model_validate(data)
+
+
+async def wait_for(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set or ``timeout`` seconds pass, whichever is first."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
+class EventDispatcher:
+    """Moves recorded events to deliveries for ``subscriptions``, woken by local commits and a poll timer.
+
+    Runs in every app, even one without state triggers: another process (or ``motia state`` from a
+    terminal) may have enabled events on the store, and their outbox must not grow forever. All the
+    processes sharing a store must run the same steps: a dispatcher routes each event to the
+    subscriptions *it* knows. ``subscriptions`` may grow while running (``motia.testing`` adds some).
+    """
+
+    def __init__(
+        self,
+        backend: StateBackend,
+        subscriptions: list[Subscription],
+        *,
+        wake: asyncio.Event,
+        poll_interval: float,
+        batch_window: float,
+        on_error: Callable[[BaseException], float],
+        after_cycle: Callable[[], None],
+    ) -> None:
+        self.backend = backend
+        self.subscriptions = subscriptions
+        self.wake = wake
+        self.poll_interval = poll_interval
+        self.batch_window = batch_window
+        self._on_error = on_error
+        self._after_cycle = after_cycle
+
+    async def dispatch_all(self) -> int:
+        """Dispatch until the outbox is empty; return how many events were consumed."""
+        total = 0
+        while True:
+            consumed = await self.backend.dispatch_events(tuple(self.subscriptions), limit=DISPATCH_BATCH)
+            total += consumed
+            if consumed < DISPATCH_BATCH:
+                return total
+
+    async def run(self) -> None:
+        while True:
+            self.wake.clear()
+            try:
+                await self.dispatch_all()
+            except MotiaError as exc:  # a busy or failing store: say so, wait, try again
+                await asyncio.sleep(self._on_error(exc))
+                continue
+            self._after_cycle()
+            await wait_for(self.wake, self.poll_interval)
+            if self.wake.is_set() and self.batch_window > 0:
+                # Woken by a local commit: let the writes of the next moment join this batch. One
+                # dispatch per burst instead of one per write is most of what the outbox costs.
+                await asyncio.sleep(self.batch_window)
+
+
+def matching(triggers: Sequence[StateTrigger], event: StateTriggerInput) -> list[StateTrigger]:
+    """The triggers of one step that match ``event``'s scope and key."""
+    return [t for t in triggers if (t.scope in (None, event.group_id)) and (t.key in (None, event.item_id))]

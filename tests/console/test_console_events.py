@@ -1,0 +1,80 @@
+"""``StateEventHub``: fan-out to subscribers across threads, bounded queues, replay, close."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from motia.console.events import StateEventHub
+
+
+async def test_subscribers_get_events_published_after_they_subscribed():
+    hub = StateEventHub()
+    hub.publish({"event_type": "created", "item_id": "before"})
+    first, replay = hub.subscribe()
+    second, _ = hub.subscribe()
+    assert replay == []  # after=None: no replay
+
+    published = hub.publish({"event_type": "updated", "item_id": "k"})
+
+    assert published["id"] == 2 and "timestamp" in published
+    for subscription in (first, second):
+        event = await asyncio.wait_for(subscription.next(), 5)
+        assert event == published
+    assert hub.subscriber_count == 2
+    first.close()
+    assert hub.subscriber_count == 1
+
+
+async def test_publish_from_another_thread_reaches_the_loop():
+    hub = StateEventHub()
+    subscription, _ = hub.subscribe()
+    thread = threading.Thread(target=lambda: [hub.publish({"n": n}) for n in range(3)])
+    thread.start()
+    thread.join()
+    got = [await asyncio.wait_for(subscription.next(), 5) for _ in range(3)]
+    assert [event["n"] for event in got] == [0, 1, 2]
+
+
+async def test_a_slow_subscriber_loses_the_oldest_events_and_is_told_how_many():
+    hub = StateEventHub(max_queue=3)
+    subscription, _ = hub.subscribe()
+    for n in range(5):
+        hub.publish({"n": n})
+    first = await asyncio.wait_for(subscription.next(), 5)
+    # Deliveries are scheduled on the loop: by the time the first is read, all five were pushed.
+    assert first["n"] == 2 and first["missed"] == 2
+    rest = [await asyncio.wait_for(subscription.next(), 5) for _ in range(2)]
+    assert [event["n"] for event in rest] == [3, 4] and all("missed" not in event for event in rest)
+
+
+async def test_replay_returns_kept_events_after_an_id():
+    hub = StateEventHub(history=3)
+    for n in range(5):
+        hub.publish({"n": n})
+    _, replay = hub.subscribe(after=0)
+    assert [event["n"] for event in replay] == [2, 3, 4]  # only the last three are kept
+    _, replay = hub.subscribe(after=4)
+    assert [event["id"] for event in replay] == [5]
+    assert [event["n"] for event in hub.recent()] == [2, 3, 4]
+
+
+async def test_close_ends_every_subscription_and_later_ones_at_once():
+    hub = StateEventHub()
+    subscription, _ = hub.subscribe()
+    hub.publish({"n": 1})
+    hub.close()
+    assert [event["n"] async for event in subscription] == [1]  # queued events are still delivered
+    late, _ = hub.subscribe()
+    assert await asyncio.wait_for(late.next(), 5) is None
+    assert hub.subscriber_count == 0
+
+
+async def test_async_context_manager_unsubscribes():
+    hub = StateEventHub()
+    subscription, _ = hub.subscribe()
+    async with subscription:
+        assert hub.subscriber_count == 1
+    assert hub.subscriber_count == 0
+    hub.publish({"n": 1})  # nobody is listening: nothing to deliver, nothing raised
+    assert await asyncio.wait_for(subscription.next(), 5) is None

@@ -1,0 +1,135 @@
+"""The delivery worker: bounded concurrency, lease renewal, recovery of a dead owner's work, and several
+workers sharing one SQLite store without double-processing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import motia
+from motia import queue, state, step
+from motia.runtime.app import MotiaApp
+from motia.runtime.delivery import DeliveryOptions
+from motia.state.backends.base import NewDelivery
+from motia.state.manager import StateManager
+
+
+async def started(steps: list[Any], url: str, options: DeliveryOptions) -> MotiaApp:
+    app = MotiaApp(steps, state=url, cron=False, delivery=options, shutdown_timeout=2.0)
+    await app.startup()
+    return app
+
+
+async def test_two_workers_on_one_sqlite_file_share_the_work(tmp_path: Path) -> None:
+    # Given two apps (as two processes would) on one SQLite file, each running two handlers at a time
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    handled: Counter[int] = Counter()
+    by_worker: Counter[str] = Counter()
+
+    async def work(input, ctx):
+        await asyncio.sleep(0.005)  # the work itself
+        handled[input["n"]] += 1
+        by_worker[owner_of[id(ctx.state)]] += 1
+
+    steps = [step({"name": "work", "triggers": [queue("jobs")]}, work)]
+    options = DeliveryOptions(lease=5, poll_interval=0.01, concurrency=2)
+    first = await started(steps, url, options)
+    second = await started(steps, url, options)
+    owner_of = {id(first.state): "first", id(second.state): "second"}
+    try:
+        # When 60 messages are enqueued through one of them
+        for n in range(60):
+            await first.queues.send({"topic": "jobs", "data": {"n": n}}, sender=None, message_id=f"m{n}", trace_id=None)
+        await first.drain(20)
+        await second.drain(20)
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+    # Then every message was handled exactly once, and both workers took part
+    assert sorted(handled) == list(range(60)) and set(handled.values()) == {1}
+    assert by_worker["first"] > 0 and by_worker["second"] > 0, by_worker
+
+
+async def test_a_long_handler_keeps_its_lease(tmp_path: Path) -> None:
+    # Given leases of 0.3 s, a handler that works for 1 s, and a second worker waiting for expired leases
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    runs: list[int] = []
+
+    async def long_job(input, ctx):
+        runs.append(ctx.trigger.attempt)
+        await asyncio.sleep(1.0)  # the work itself, three leases long
+
+    steps = [step({"name": "long", "triggers": [queue("jobs")]}, long_job)]
+    options = DeliveryOptions(lease=0.3, poll_interval=0.02, concurrency=4)
+    first = await started(steps, url, options)
+    second = await started(steps, url, options)
+    try:
+        await motia.enqueue({"topic": "jobs", "data": 1})
+        await first.drain(10)
+        await second.drain(10)
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+    # Then it ran once: renewals kept the other worker off it
+    assert runs == [1]
+
+
+async def test_work_of_a_dead_owner_is_picked_up_when_its_lease_expires(tmp_path: Path) -> None:
+    # Given a delivery leased to a process that died (it will never settle it)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    done = asyncio.Event()
+    attempts: list[int] = []
+
+    async def job(input, ctx):
+        attempts.append(ctx.trigger.attempt)
+        done.set()
+
+    dead = StateManager.from_url(url)
+    await dead.backend.enqueue([NewDelivery("m1>job", "job", "queue", b'{"topic":"jobs","data":1,"trace_id":null}')])
+    assert [d.id for d in await dead.backend.claim(["job"], owner="dead-process", limit=1, lease=0.3)] == ["m1>job"]
+    await dead.aclose()
+    # When an app starts on the store, its worker's poll finds the delivery once the lease runs out
+    app = await started(
+        [step({"name": "job", "triggers": [queue("jobs")]}, job)], url, DeliveryOptions(poll_interval=0.02)
+    )
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+        await app.drain()
+    finally:
+        await app.shutdown()
+    # Then it ran here, as the second attempt
+    assert attempts == [2]
+
+
+async def test_concurrency_is_bounded(tmp_path: Path) -> None:
+    # Given a worker running at most 3 handlers at once, and handlers that wait to be released
+    running = 0
+    peak = 0
+    release = asyncio.Event()
+    three_running = asyncio.Event()
+
+    async def job(input, ctx):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if running == 3:
+            three_running.set()
+        await release.wait()
+        running -= 1
+
+    app = await started(
+        [step({"name": "job", "triggers": [state(scope="jobs")]}, job)],
+        f"sqlite:///{tmp_path / 'state.db'}",
+        DeliveryOptions(poll_interval=0.02, concurrency=3),
+    )
+    try:
+        for n in range(10):
+            await app.state.set("jobs", f"k{n}", n)
+        await asyncio.wait_for(three_running.wait(), 10)
+        release.set()
+        await app.drain()
+    finally:
+        await app.shutdown()
+    assert peak == 3
