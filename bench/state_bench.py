@@ -44,6 +44,7 @@ def next_value() -> dict[str, object]:
     """
     return {"userId": "42", "expiresAt": next(_counter), "data": {}}
 
+
 INCREMENT = [{"type": "increment", "path": "expiresAt", "value": 1}]
 
 
@@ -298,8 +299,10 @@ async def main() -> None:
     parser.add_argument("--tasks", type=int, default=200, help="concurrent tasks for the concurrent rows")
     parser.add_argument("--scale", type=int, default=0, help="also measure set/items cost at this many keys")
     args = parser.parse_args()
-    print(f"pymotia state benchmark — python {os.sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, "
-          f"{os.cpu_count()} cores, median of {args.repeat} interleaved rounds")
+    print(
+        f"pymotia state benchmark — python {os.sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} cores, median of {args.repeat} interleaved rounds"
+    )
     with tempfile.TemporaryDirectory(prefix="motia-bench-") as directory:
         workdir = Path(directory)
         rows = []

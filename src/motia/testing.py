@@ -37,6 +37,7 @@ import httpx
 
 from motia.runtime.app import MotiaApp, new_trace_id
 from motia.runtime.context import FlowContext, StepLogger
+from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.queue import EnqueueError, Message, parse_event
 from motia.runtime.state_triggers import decode_state_event, subscriptions
 from motia.runtime.types import ApiRequest, StateTriggerInput, TriggerInfo
@@ -349,13 +350,14 @@ async def app_client(
     *,
     state: StateManager | str = "memory://",
     cron: bool = False,
-    delivery: bool = True,
+    delivery: bool | DeliveryOptions = True,
     base_url: str = "http://testserver",
 ) -> AsyncIterator[AppClient]:
     """Start an app over ``steps`` (a steps directory, or ``Step`` objects) and yield a client for it.
 
     Startup and shutdown run around the block; cron schedules are off unless ``cron=True``; queue and
-    state triggers run (``await drain(client)`` waits for them) unless ``delivery=False``.
+    state triggers run (``await drain(client)`` waits for them) unless ``delivery=False``; pass
+    ``DeliveryOptions`` to tune them.
     """
     if isinstance(steps, str | os.PathLike):
         from motia.steps.loader import load_steps

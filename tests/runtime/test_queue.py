@@ -209,6 +209,33 @@ async def test_a_retried_handler_does_not_double_its_messages(start_app: StartAp
     assert ids[0].rsplit("/", 1)[0] == ids[1].rsplit("/", 1)[0]
 
 
+async def test_messages_of_a_handler_that_fails_for_good_are_not_lost(start_app: StartApp) -> None:
+    # Given a handler that enqueues and then always fails, with no retry
+    consumed: list[Any] = []
+
+    async def produce(input, ctx):
+        await ctx.enqueue({"topic": "audit", "data": {"order": input}})
+        raise RuntimeError("payment service down")
+
+    async def consume(input, ctx):
+        consumed.append(input)
+
+    app = await start_app(
+        [
+            step(
+                {"name": "produce", "triggers": [queue("orders", config={"max_retries": 0})], "enqueues": ["audit"]},
+                produce,
+            ),
+            step({"name": "consume", "triggers": [queue("audit")]}, consume),
+        ]
+    )
+    await motia.enqueue({"topic": "orders", "data": "o1"})
+    await app.drain()
+    # Then its message was delivered (enqueues are not rolled back) and its own delivery is a dead letter
+    assert consumed == [{"order": "o1"}]
+    assert [letter.step for letter in await app.state.backend.dead_letters()] == ["produce"]
+
+
 async def test_enqueue_from_def_handlers_and_module_level(start_app: StartApp) -> None:
     got: list[tuple[str, Any]] = []
 

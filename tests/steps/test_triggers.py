@@ -122,6 +122,24 @@ def test_queue_and_state_triggers():
         state("user-sessions")  # keyword-only
 
 
+def test_retry_policy_from_trigger_config():
+    from motia.runtime.retry import RetryPolicy
+
+    assert queue("t").retry == RetryPolicy(max_retries=3, backoff=1.0, backoff_max=60.0)
+    policy = queue("t", config={"maxRetries": 5, "backoff": 0.5, "backoff_max": 3}).retry
+    assert (policy.max_retries, [policy.delay(n) for n in (1, 2, 3, 4, 5)]) == (5, [0.5, 1.0, 2.0, 3.0, 3.0])
+    assert not policy.gives_up_after(5) and policy.gives_up_after(6)
+    assert state(scope="s", config={"max_retries": 0}).retry.max_retries == 0
+    with pytest.raises(ConfigError, match=r"queue\('t'\): unknown config key 'retries'"):
+        queue("t", config={"retries": 3})
+    with pytest.raises(ConfigError, match="max_retries must be an int >= 0"):
+        state(config={"max_retries": -1})
+    with pytest.raises(ConfigError, match="backoff must be a number of seconds"):
+        queue("t", config={"backoff": "1s"})
+    with pytest.raises(ConfigError, match="queue input must be a pydantic model class or a JSON Schema dict"):
+        queue("t", input=str)
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [

@@ -107,6 +107,13 @@ class Undeliverable(MotiaError):
     """A delivery no trigger of its step can take (the step changed since it was enqueued)."""
 
 
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def _error_text(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc))
     return (
@@ -136,7 +143,9 @@ class DeliveryWorker:
         self.subscriptions = subscriptions(app.steps)
         self._step_names = tuple(self.steps)
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._claim_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,21 +170,25 @@ class DeliveryWorker:
         if self.subscriptions:
             await self.backend.enable_events()
         self.backend.add_listener(self._on_commit)
-        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="motia-event-dispatcher"))
+        self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="motia-event-dispatcher")
         if self.steps:
-            self._tasks.append(asyncio.create_task(self._claim_loop(), name="motia-delivery-worker"))
-            self._tasks.append(asyncio.create_task(self._keep_leases(), name="motia-delivery-leases"))
+            logger.info(
+                "delivery: %d queue/state step(s), up to %d at once, lease %g s, polling every %g s",
+                len(self.steps),
+                self.options.concurrency,
+                self.options.lease,
+                self.options.poll_interval,
+            )
+            self._claim_task = asyncio.create_task(self._claim_loop(), name="motia-delivery-worker")
+            self._lease_task = asyncio.create_task(self._keep_leases(), name="motia-delivery-leases")
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming, give running handlers ``timeout`` seconds, then interrupt them and release
         their deliveries (claimable again at once; the interrupted attempt counts)."""
         self.backend.remove_listener(self._on_commit)
-        claim_loop, keeper = (self._tasks[1], self._tasks[2]) if self.steps else (None, None)
-        for task in (self._tasks[0], claim_loop):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await _cancel(self._dispatch_task)
+        await _cancel(self._claim_task)
+        self._dispatch_task = self._claim_task = None
         if self._running:
             _, unfinished = await asyncio.wait(set(self._running.values()), timeout=timeout)
             interrupted = [delivery_id for delivery_id, task in self._running.items() if task in unfinished]
@@ -185,11 +198,8 @@ class DeliveryWorker:
             for delivery_id in interrupted:
                 logger.warning("delivery %s interrupted by shutdown: released for another attempt", delivery_id)
                 await self._settle("retry", delivery_id, delay=0.0, error="interrupted: the app shut down")
-        if keeper is not None:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-        self._tasks.clear()
+        await _cancel(self._lease_task)
+        self._lease_task = None
 
     def _on_commit(self) -> None:
         """Store listener: may run on any thread, so it only schedules the wake-up.
@@ -247,8 +257,8 @@ class DeliveryWorker:
                     task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
                     self._running[delivery.id] = task
                     task.add_done_callback(functools.partial(self._finished, delivery.id))
-                if claimed:
-                    continue  # more may be ready
+            # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the
+            # next claim waits for a wake-up (a dispatch, a finished handler) or the poll timer.
             await wait_for(self._wake, options.poll_interval)
 
     def _finished(self, delivery_id: str, _: asyncio.Task[None]) -> None:
@@ -300,9 +310,7 @@ class DeliveryWorker:
             logger.error("delivery %s of step %r cannot be handled: %s; dead-lettered", delivery.id, step.name, exc)
             await self._settle("dead", delivery.id, error=f"undeliverable: {exc}")
             return
-        from motia.runtime.app import new_trace_id
-
-        ctx = self.app.context(step, info, trace_id or new_trace_id(), delivery_id=delivery.id)
+        ctx = self.app.context(step, info, trace_id or secrets.token_hex(8), delivery_id=delivery.id)
         trigger = triggers[0]
         try:
             chosen: Trigger | None = None

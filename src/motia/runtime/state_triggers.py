@@ -92,16 +92,19 @@ class EventDispatcher:
                 return total
 
     async def run(self) -> None:
+        woken = True
         while True:
             self.wake.clear()
             try:
-                await self.dispatch_all()
+                consumed = await self.dispatch_all()
             except MotiaError as exc:  # a busy or failing store: say so, wait, try again
                 await asyncio.sleep(self._on_error(exc))
                 continue
-            self._after_cycle()
+            if consumed or woken:  # new deliveries, or a local commit that may have enqueued some
+                self._after_cycle()
             await wait_for(self.wake, self.poll_interval)
-            if self.wake.is_set() and self.batch_window > 0:
+            woken = self.wake.is_set()
+            if woken and self.batch_window > 0:
                 # Woken by a local commit: let the writes of the next moment join this batch. One
                 # dispatch per burst instead of one per write is most of what the outbox costs.
                 await asyncio.sleep(self.batch_window)
