@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from motia.exceptions import (
     ConfigError,
+    EnqueueError,
     InvalidUpdateError,
     MotiaError,
     StateBackendError,
@@ -19,7 +20,7 @@ from motia.exceptions import (
     StepLoadError,
 )
 from motia.runtime.context import Context, FlowContext, StepLogger
-from motia.runtime.queue import EnqueueError, enqueue
+from motia.runtime.queue import enqueue
 from motia.runtime.types import ApiRequest, ApiResponse, CronInput, StateTriggerInput, TriggerInfo
 from motia.state.manager import StateManager
 from motia.state.sync import SyncStateManager, stateManager

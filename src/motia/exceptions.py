@@ -5,6 +5,7 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
     MotiaError
     ├── ConfigError                  bad configuration (URL, option, step config)
     ├── StepLoadError                a step file cannot be loaded or registered
+    ├── EnqueueError                 a message cannot be enqueued (nothing was sent); also a ValueError
     └── StateError                   anything about state
         ├── StateValueError          bad scope, key or value (not JSON, over a limit); also a ValueError
         ├── InvalidUpdateError       a malformed or inapplicable update operation; also a ValueError
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EnqueueError",
     "InvalidUpdateError",
     "MotiaError",
     "StateBackendError",
@@ -45,6 +47,10 @@ class ConfigError(MotiaError):
 
 class StepLoadError(MotiaError):
     """Raised when a step file cannot be imported or registered; the message names the file."""
+
+
+class EnqueueError(MotiaError, ValueError):
+    """Raised when a message cannot be enqueued (undeclared topic, no subscriber, invalid data); nothing was sent."""
 
 
 class StateError(MotiaError):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from motia.exceptions import MotiaError, StateValueError
+from motia.exceptions import EnqueueError, MotiaError, StateValueError
 from motia.runtime.schema import schema_errors
 from motia.state import values as _values
 from motia.state.backends.base import NewDelivery
@@ -39,10 +39,6 @@ __all__ = ["EnqueueError", "EnqueueScope", "Message", "QueueRouter", "enqueue"]
 
 #: Longer deterministic ids (deep chains of handlers) are replaced by a hash of the same length each time.
 MAX_ID_LENGTH = 160
-
-
-class EnqueueError(MotiaError, ValueError):
-    """Raised when a message cannot be enqueued (undeclared topic, no subscriber, invalid data); nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
