@@ -271,3 +271,20 @@ async def test_sqlite_events_flag_is_shared_by_every_process(sqlite_url: str, cl
     finally:
         await script.aclose()
         await app.aclose()
+
+
+async def test_event_seqs_are_never_reused_after_a_dispatch(state: StateManager) -> None:
+    # Given two events dispatched but not yet handled (their deliveries pending)
+    backend = state.backend
+    await backend.enable_events()
+    await state.set("s", "a", 1)
+    await state.set("s", "b", 1)
+    assert await backend.dispatch_events(EVERYTHING) == 2
+    # When more writes happen and are dispatched
+    await state.set("s", "c", 1)
+    await state.set("s", "a", 2)
+    assert await backend.dispatch_events(EVERYTHING) == 2
+    # Then no new delivery collided with a pending one (a reused seq would make the same id)
+    assert await backend.pending("watcher") == 4
+    seqs = [event["seq"] for event in await events_of(state)]
+    assert len(set(seqs)) == 4

@@ -75,8 +75,10 @@ _SCHEMA = (
         PRIMARY KEY (scope, key)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS motia_state_expiry ON motia_state (expires_at) WHERE expires_at IS NOT NULL",
+    # No AUTOINCREMENT (its sqlite_sequence update is one more page written per commit): seq stays
+    # monotonic because dispatch always keeps the newest row it consumed (see _write_dispatch).
     """CREATE TABLE IF NOT EXISTS motia_state_events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         event_type TEXT NOT NULL,
         scope TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -353,10 +355,12 @@ def _write_enable_events(tx: _Transaction) -> None:
 
 def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], limit: int) -> int:
     tx.flush()  # this batch's own events first
+    cursor_row = tx.connection.execute("SELECT value FROM motia_meta WHERE name = 'outbox_cursor'").fetchone()
+    cursor = int(cursor_row[0]) if cursor_row is not None else 0
     rows = tx.connection.execute(
         "SELECT seq, event_type, scope, key, old_value, new_value, version, timestamp FROM motia_state_events"
-        " ORDER BY seq LIMIT ?",
-        (limit,),
+        " WHERE seq > ? ORDER BY seq LIMIT ?",
+        (cursor, limit),
     ).fetchall()
     if not rows:
         return 0
@@ -364,7 +368,11 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
     if deliveries:
         tx.connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
         tx.notify = True
-    tx.connection.execute("DELETE FROM motia_state_events WHERE seq <= ?", (rows[-1][0],))
+    last = rows[-1][0]
+    # Keep the newest consumed row: new events then get larger seqs than any before (rowid rule), so
+    # delivery ids built from seq are never reused. The cursor says it is consumed.
+    tx.connection.execute("DELETE FROM motia_state_events WHERE seq < ?", (last,))
+    tx.connection.execute("INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)", (str(last),))
     return len(rows)
 
 
