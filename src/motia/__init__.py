@@ -23,7 +23,9 @@ from motia.runtime.context import Context, FlowContext, StepLogger
 from motia.runtime.queue import enqueue
 from motia.runtime.types import ApiRequest, ApiResponse, CronInput, StateTriggerInput, TriggerInfo
 from motia.state.manager import StateManager
-from motia.state.sync import SyncStateManager, stateManager
+from motia.state.sync import SyncStateManager, SyncTransaction, stateManager
+from motia.state.transaction import StateTransaction
+from motia.state.typed import TypedScope
 from motia.state.types import StateEntry, StateSetResult
 
 # After motia.state (sorted order keeps it so): the trigger constructor `state` shadows the subpackage
@@ -37,7 +39,10 @@ __all__ = [
     "StateEntry",
     "StateManager",
     "StateSetResult",
+    "StateTransaction",
     "SyncStateManager",
+    "SyncTransaction",
+    "TypedScope",
     "stateManager",
     # Steps and triggers
     "ApiRequest",

@@ -7,14 +7,25 @@ nothing, on every backend alike), then decodes what comes back into fresh object
 from __future__ import annotations
 
 import builtins
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from motia.exceptions import StateClosedError, StateValueError
 from motia.state import values as _values
 from motia.state.backends.base import Record, StateBackend
 from motia.state.ops import parse_operations
 from motia.state.types import JSON, StateEntry, StateSetResult
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from motia.state.transaction import StateTransaction
+    from motia.state.typed import TypedScope
+
+    ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_T = TypeVar("_T")
 
 
 class StateManager:
@@ -166,6 +177,65 @@ class StateManager:
         """The number of keys in ``scope``."""
         self._check_open()
         return await self.backend.count(_values.check_scope(scope))
+
+    # -- several keys at once -----------------------------------------------------------------------
+
+    def transaction(self) -> StateTransaction:
+        """``async with state.transaction() as tx:`` reads and writes that commit together or not at all.
+
+        Optimistic: a key it read that changed before the commit raises ``StateConflictError`` and
+        writes nothing; :meth:`transact` retries instead.
+        """
+        self._check_open()
+        from motia.state.transaction import StateTransaction
+
+        return StateTransaction(self)
+
+    async def transact(self, function: Callable[[StateTransaction], Awaitable[_T]], *, retries: int = 5) -> _T:
+        """Run ``await function(tx)`` in a transaction and commit, re-running it on a conflict."""
+        self._check_open()
+        from motia.state.transaction import transact
+
+        return await transact(self, function, retries=retries)
+
+    def scope(self, scope: str, model: type[ModelT]) -> TypedScope[ModelT]:
+        """The scope bound to a pydantic ``model``: validated writes, model instances back."""
+        from motia.state.typed import TypedScope
+
+        return TypedScope(self, _values.check_scope(scope), model)
+
+    async def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
+        """The values of the ``keys`` that exist, read as one consistent snapshot."""
+        wanted = list(dict.fromkeys(keys))
+
+        async def read(transaction: StateTransaction) -> dict[str, JSON]:
+            entries = {key: await transaction.get_entry(scope, key) for key in wanted}
+            return {key: entry.value for key, entry in entries.items() if entry is not None}
+
+        return await self.transact(read)
+
+    async def set_many(
+        self, scope: str, values: Mapping[str, Any], *, ttl: float | None = None
+    ) -> dict[str, StateSetResult]:
+        """Set several keys of ``scope`` atomically: all or none."""
+
+        async def write(transaction: StateTransaction) -> dict[str, StateSetResult]:
+            return {key: await transaction.set(scope, key, value, ttl=ttl) for key, value in values.items()}
+
+        return await self.transact(write)
+
+    async def delete_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
+        """Delete several keys atomically; return the previous values of those that existed."""
+        wanted = list(dict.fromkeys(keys))
+
+        async def remove(transaction: StateTransaction) -> dict[str, JSON]:
+            removed: dict[str, JSON] = {}
+            for key in wanted:
+                if await transaction.get_entry(scope, key) is not None:  # a stored null counts
+                    removed[key] = await transaction.delete(scope, key)
+            return removed
+
+        return await self.transact(remove)
 
     async def purge_expired(self) -> int:
         """Remove expired keys now (they are already invisible); return how many were removed."""

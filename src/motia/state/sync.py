@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import inspect
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -146,6 +147,45 @@ class SyncStateManager:
     def purge_expired(self) -> int:
         return self._run(lambda manager: manager.purge_expired())
 
+    def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
+        wanted = builtins.list(keys)
+        return self._run(lambda manager: manager.get_many(scope, wanted))
+
+    def set_many(self, scope: str, values: Mapping[str, Any], *, ttl: float | None = None) -> dict[str, StateSetResult]:
+        return self._run(lambda manager: manager.set_many(scope, values, ttl=ttl))
+
+    def delete_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
+        wanted = builtins.list(keys)
+        return self._run(lambda manager: manager.delete_many(scope, wanted))
+
+    def transaction(self) -> SyncTransaction:
+        """``with state.transaction() as tx:``: the blocking form of :meth:`StateManager.transaction`."""
+        from motia.state.transaction import StateTransaction
+
+        return SyncTransaction(self, StateTransaction(self.manager))
+
+    def transact(self, function: Callable[[SyncTransaction], _T], *, retries: int = 5) -> _T:
+        """Run ``function(tx)`` and commit, re-running it on a conflict (the blocking ``transact``)."""
+        from motia.exceptions import StateConflictError
+
+        attempt = 0
+        while True:
+            transaction = self.transaction()
+            try:
+                result = function(transaction)
+                transaction.commit()
+                return result
+            except StateConflictError:
+                attempt += 1
+                if attempt > retries:
+                    raise
+            finally:
+                transaction.close()
+
+    def scope(self, scope: str, model: type[Any]) -> Blocking:
+        """The typed scope (see :meth:`StateManager.scope`), its methods blocking."""
+        return Blocking(self, self.manager.scope(scope, model))
+
     def close(self) -> None:
         """Close the store if this twin opened it (a twin sharing an app's manager leaves it open)."""
         if self._owns and self._manager is not None:
@@ -164,6 +204,51 @@ class SyncStateManager:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._manager!r}>"
+
+
+class Blocking:
+    """Runs the coroutine methods of an async object (a transaction, a typed scope) through a twin."""
+
+    def __init__(self, twin: SyncStateManager, target: Any) -> None:
+        self._twin = twin
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._twin._run(lambda _manager: attribute(*args, **kwargs))
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"<blocking {self._target!r}>"
+
+
+class SyncTransaction(Blocking):
+    """``with twin.transaction() as tx:``: commits on a normal exit, discards the writes on an exception."""
+
+    def commit(self) -> None:
+        self._twin._run(lambda _manager: self._target.commit())
+
+    def close(self) -> None:
+        if not self._target._finished:
+            self._target.rollback()
+
+    def __enter__(self) -> SyncTransaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None and not self._target._finished:
+            self.commit()
+        self.close()
 
 
 class _GlobalStateManager(SyncStateManager):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from motia.exceptions import StateConflictError
-from motia.state.backends.base import Record, WriteResult
+from motia.state.backends.base import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation, apply_operations
 from motia.state.values import decode, encode
 
@@ -66,3 +66,15 @@ def plan_update(
 
 def is_live(expires_at: float | None, now: float) -> bool:
     return expires_at is None or expires_at > now
+
+
+def plan_transaction_write(current: Record | None, write: TransactionWrite, now: float) -> Record | None:
+    """The record a transaction's write leaves (``None``: the key is deleted)."""
+    if write.data is None:
+        return None
+    if write.ttl is not None:
+        expires_at: float | None = now + write.ttl
+    else:
+        expires_at = current.expires_at if write.keep_expiry and current is not None else None
+    version = current.version + 1 if current is not None else 1
+    return Record(write.key, write.data, version, expires_at)

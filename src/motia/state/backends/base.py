@@ -37,7 +37,7 @@ across a crash:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from motia.state.ops import Operation
@@ -92,6 +92,17 @@ class DeadLetter(NamedTuple):
     error: str
     created_at: float
     failed_at: float
+
+
+class TransactionWrite(NamedTuple):
+    """One write of a committed transaction: ``data=None`` deletes. ``ttl=None`` with ``keep_expiry``
+    keeps the key's expiry (an ``update``), without it makes the key permanent (a ``set``)."""
+
+    scope: str
+    key: str
+    data: bytes | None
+    ttl: float | None = None
+    keep_expiry: bool = False
 
 
 class WriteResult(NamedTuple):
@@ -169,6 +180,15 @@ class StateBackend:
 
     async def purge_expired(self) -> int:
         """Remove expired keys now; return how many were removed."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def commit(self, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]) -> None:
+        """Atomically check that every ``(scope, key)`` in ``expected`` is at that version (0: absent) and
+        apply every write; else raise :class:`~motia.exceptions.StateConflictError` and change nothing.
+
+        Every written key must be in ``expected`` (a transaction reads what it writes). Writes of one
+        key apply in order; each changed key fires its events as a plain write would.
+        """
         raise NotImplementedError  # pragma: no cover
 
     # -- delivery ---------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from motia.exceptions import StateClosedError
 from motia.state.backends._events import state_deliveries
-from motia.state.backends._writes import check_version, is_live, plan_set, plan_update
+from motia.state.backends._writes import check_version, is_live, plan_set, plan_transaction_write, plan_update
 from motia.state.backends.base import (
     DeadLetter,
     Delivery,
@@ -24,6 +24,7 @@ from motia.state.backends.base import (
     Record,
     StateBackend,
     Subscription,
+    TransactionWrite,
     WriteResult,
 )
 from motia.state.ops import Operation
@@ -240,6 +241,22 @@ class MemoryBackend(StateBackend):
                     removed += 1
         self._changed()
         return removed
+
+    async def commit(self, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]) -> None:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            for (scope, key), version in expected.items():
+                check_version(scope, key, self._live(scope, key, now), version)
+            for write in writes:
+                current = self._live(write.scope, write.key, now)
+                record = plan_transaction_write(current, write, now)
+                if record is not None:
+                    self._put(write.scope, record, None if current is None else current.data)
+                elif current is not None:
+                    self._remove(write.scope, self._scopes[write.scope], write.key)
+                    self._event("deleted", write.scope, write.key, current.data, None, current.version)
+        self._changed()
 
     # -- delivery ---------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from motia.exceptions import (
     StateTimeout,
 )
 from motia.state.backends._events import state_deliveries
-from motia.state.backends._writes import check_version, plan_set, plan_update
+from motia.state.backends._writes import check_version, plan_set, plan_transaction_write, plan_update
 from motia.state.backends.base import (
     DeadLetter,
     Delivery,
@@ -55,6 +55,7 @@ from motia.state.backends.base import (
     Record,
     StateBackend,
     Subscription,
+    TransactionWrite,
     WriteResult,
 )
 from motia.state.ops import Operation
@@ -294,6 +295,20 @@ def _write_delete(tx: _Transaction, scope: str, key: str, if_version: int | None
         return None
     tx.remove(scope, current)
     return current.data
+
+
+def _write_commit(
+    tx: _Transaction, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]
+) -> None:
+    for (scope, key), version in expected.items():  # every check before any write: all or nothing
+        check_version(scope, key, tx.load(scope, key), version)
+    for write in writes:
+        current = tx.load(write.scope, write.key)
+        record = plan_transaction_write(current, write, tx.now)
+        if record is not None:
+            tx.store(write.scope, record, None if current is None else current.data)
+        elif current is not None:
+            tx.remove(write.scope, current)
 
 
 #: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.
@@ -826,6 +841,9 @@ class SQLiteBackend(StateBackend):
             removed += count
             if count < 10_000:
                 return removed
+
+    async def commit(self, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]) -> None:
+        await self._write(_write_commit, dict(expected), tuple(writes))
 
     # -- delivery ---------------------------------------------------------------------------------
 
