@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from motia.exceptions import StateValueError
+from motia.state.backends.base import Record
 from motia.state.types import JSON, StateEntry, StateSetResult
+from motia.state.values import check_key
 
 if TYPE_CHECKING:
     from motia.state.manager import StateManager
@@ -61,18 +63,30 @@ class TypedScope(Generic[ModelT]):
                 f"({self.name!r}, {key!r}) holds a value that is not a valid {self.model.__name__}: {_problems(error)}"
             ) from None
 
-    def _entry(self, entry: StateEntry) -> StateEntry:
-        return StateEntry(entry.key, self._load(entry.key, entry.value), entry.version, entry.expires_at)
+    def _load_stored(self, key: str, data: bytes) -> ModelT:
+        """Validate the stored JSON bytes straight into the model (no intermediate dict: much faster)."""
+        try:
+            return self.model.model_validate_json(data)
+        except ValidationError as error:
+            raise StateValueError(
+                f"({self.name!r}, {key!r}) holds a value that is not a valid {self.model.__name__}: {_problems(error)}"
+            ) from None
+
+    def _record_entry(self, record: Record) -> StateEntry:
+        return StateEntry(record.key, self._load_stored(record.key, record.data), record.version, record.expires_at)
 
     def _result(self, key: str, result: StateSetResult) -> StateSetResult:
         return StateSetResult(self._load(key, result.old_value), self._load(key, result.new_value), result.version)
 
     async def get(self, key: str) -> ModelT | None:
-        return self._load(key, await self.manager.get(self.name, key))
+        self.manager._check_open()
+        record = await self.manager.backend.get(self.name, check_key(key))
+        return None if record is None else self._load_stored(key, record.data)
 
     async def get_entry(self, key: str) -> StateEntry | None:
-        entry = await self.manager.get_entry(self.name, key)
-        return None if entry is None else self._entry(entry)
+        self.manager._check_open()
+        record = await self.manager.backend.get(self.name, check_key(key))
+        return None if record is None else self._record_entry(record)
 
     async def set(
         self, key: str, value: ModelT | dict[str, Any], *, ttl: float | None = None, if_version: int | None = None
@@ -97,10 +111,10 @@ class TypedScope(Generic[ModelT]):
         return self._load(key, await self.manager.delete(self.name, key, if_version=if_version))
 
     async def list(self) -> builtins.list[ModelT]:
-        return [self._entry(entry).value for entry in await self.manager.items(self.name)]
+        return [entry.value for entry in await self.items()]
 
     async def items(
         self, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
     ) -> builtins.list[StateEntry]:
-        entries = await self.manager.items(self.name, prefix=prefix, after=after, limit=limit)
-        return [self._entry(entry) for entry in entries]
+        records = await self.manager._page(self.name, prefix, after, limit)
+        return [self._record_entry(record) for record in records]
