@@ -288,3 +288,17 @@ async def test_event_seqs_are_never_reused_after_a_dispatch(state: StateManager)
     assert await backend.pending("watcher") == 4
     seqs = [event["seq"] for event in await events_of(state)]
     assert len(set(seqs)) == 4
+
+
+async def test_a_dispatcher_keeps_events_for_triggers_of_other_apps(state: StateManager) -> None:
+    # Given two apps on one store, each dispatching with only its own state triggers
+    backend = state.backend
+    await backend.enable_events()
+    await backend.dispatch_events([Subscription("app-b-audit", scope="orders")])  # app B registers
+    # When app A alone dispatches the next write
+    await state.set("orders", "o1", {"total": 5})
+    await backend.dispatch_events([Subscription("app-a-mailer")])
+    # Then app B's trigger still gets its delivery: nothing was consumed and dropped
+    (delivery,) = await backend.claim(["app-b-audit"], owner="b", limit=5, lease=60)
+    assert orjson.loads(delivery.payload)["item_id"] == "o1"
+    assert await backend.pending("app-a-mailer") == 1

@@ -25,7 +25,9 @@ across a crash:
 - Once events are enabled (persistently, for every process using the store), every write that changes
   state records one event per changed key, in commit order, atomically with the write.
 - ``dispatch_events`` turns recorded events into *deliveries*, one per matching subscription, exactly
-  once even with several dispatchers, and forgets the events it consumed.
+  once even with several dispatchers, and forgets the events it consumed. Subscriptions are registered
+  in the store by every dispatcher and served as a union, so an app never consumes (and drops) the
+  events meant for another app's triggers on the same store: those wait as deliveries for that app.
 - ``enqueue`` adds deliveries directly (queue messages); a delivery id already present is ignored, so a
   retried producer does not duplicate its messages.
 - ``claim`` leases ready deliveries to one owner; deliveries sharing an ``order_key`` are leased one at a

@@ -79,6 +79,7 @@ class MemoryBackend(StateBackend):
         self._event_seq = 0
         self._deliveries: dict[str, _Pending] = {}  # insertion order is delivery order
         self._dead: list[DeadLetter] = []
+        self._subscriptions: dict[Subscription, None] = {}  # every one registered, in order
 
     def _check_open(self) -> None:
         if self._closed:
@@ -268,10 +269,11 @@ class MemoryBackend(StateBackend):
     async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
         with self._lock:
             self._check_open()
+            self._subscriptions.update(dict.fromkeys(subscriptions))
             events, self._events = self._events[:limit], self._events[limit:]
             now = self._clock()
             for event in events:
-                for new in state_deliveries(subscriptions, *event):
+                for new in state_deliveries(list(self._subscriptions), *event):
                     self._deliveries.setdefault(new.id, _Pending(new, now))
         if events:
             self._notify_listeners()

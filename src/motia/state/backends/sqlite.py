@@ -102,6 +102,13 @@ _SCHEMA = (
         created_at REAL NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS motia_deliveries_step ON motia_deliveries (step, seq)",
+    # Every state-trigger subscription any app registered ('' = any scope/key): dispatch serves them all.
+    """CREATE TABLE IF NOT EXISTS motia_subscriptions (
+        step TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (step, scope, key)
+    ) WITHOUT ROWID""",
     """CREATE INDEX IF NOT EXISTS motia_deliveries_order ON motia_deliveries (step, order_key, seq)
         WHERE order_key IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS motia_dead_letters (
@@ -370,6 +377,11 @@ def _write_enable_events(tx: _Transaction) -> None:
 
 def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], limit: int) -> int:
     tx.flush()  # this batch's own events first
+    if subscriptions:  # a no-op (no page written) once registered
+        tx.connection.executemany(
+            "INSERT OR IGNORE INTO motia_subscriptions (step, scope, key) VALUES (?, ?, ?)",
+            [(s.step, s.scope or "", s.key or "") for s in subscriptions],
+        )
     cursor_row = tx.connection.execute("SELECT value FROM motia_meta WHERE name = 'outbox_cursor'").fetchone()
     cursor = int(cursor_row[0]) if cursor_row is not None else 0
     rows = tx.connection.execute(
@@ -379,7 +391,11 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
     ).fetchall()
     if not rows:
         return 0
-    deliveries = [delivery for row in rows for delivery in state_deliveries(subscriptions, *row)]
+    registered = [
+        Subscription(step, scope or None, key or None)
+        for step, scope, key in tx.connection.execute("SELECT step, scope, key FROM motia_subscriptions")
+    ]
+    deliveries = [delivery for row in rows for delivery in state_deliveries(registered, *row)]
     if deliveries:
         tx.connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
         tx.notify = True
