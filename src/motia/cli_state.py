@@ -4,9 +4,8 @@ Thin click commands over :class:`~motia.state.manager.StateManager`: JSON on std
 with exit status 1 (2 for usage errors, such as an argument that is not JSON). ``export`` writes JSON
 Lines, one key per line, that ``import`` reads back into any backend.
 
-Versions do not survive an export/import: the store assigns them (1 when a key is created, +1 per
-write) and the public API cannot set one. ``import`` reports ``"versions_preserved": false``; values
-and expiry are carried over.
+An export/import round trip keeps values, versions and absolute expiry times
+(:meth:`StateManager.restore`), whatever the two backends.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import IO, Any, TypeVar
 import click
 import orjson
 
-from motia.exceptions import MotiaError, StateConflictError
+from motia.exceptions import MotiaError
 from motia.state.manager import StateManager
 from motia.state.types import JSON, StateEntry
 
@@ -395,7 +394,7 @@ def export_(scopes: tuple[str, ...], output: IO[bytes], state_url: str | None) -
 class _Record:
     """One validated line of an export file."""
 
-    __slots__ = ("scope", "key", "value", "expires_at")
+    __slots__ = ("scope", "key", "value", "expires_at", "version")
 
     def __init__(self, line_no: int, line: bytes) -> None:
         where = f"line {line_no}"
@@ -425,6 +424,7 @@ class _Record:
         self.key: str = data["key"]
         self.value: JSON = data["value"]
         self.expires_at: float | None = expires_at
+        self.version: int | None = version
 
 
 def _size(stream: IO[bytes]) -> int:
@@ -442,11 +442,10 @@ def _size(stream: IO[bytes]) -> int:
 def import_(source: IO[bytes], replace: bool, ignore: bool, state_url: str | None) -> None:
     """Write the keys of a `motia state export` file (FILE, or - for stdin) into the store.
 
-    Values and expiry are carried over: a key keeps its absolute expiry time, and keys already
-    expired are skipped. Versions are not: the store numbers writes itself, so an imported key
-    starts at version 1 (or the existing key's version + 1 with --replace). By default a key that
-    already exists stops the import (exit 1) with the lines before it imported; --replace
-    overwrites existing keys, --ignore skips them. Prints a JSON summary.
+    Each key keeps its value, its version and its absolute expiry time; keys already expired are
+    skipped (a line without a version is numbered like a write). By default a key that already
+    exists stops the import (exit 1) with the lines before it imported; --replace overwrites
+    existing keys, --ignore skips them. Prints a JSON summary.
 
     \b
     Example:
@@ -465,17 +464,23 @@ def import_(source: IO[bytes], replace: bool, ignore: bool, state_url: str | Non
                 if not line.strip():
                     continue
                 record = _Record(line_no, line)
-                ttl = None
-                if record.expires_at is not None:
-                    ttl = record.expires_at - time.time()
-                    if ttl <= 0:
-                        counts["skipped_expired"] += 1
-                        continue
+                if record.expires_at is not None and record.expires_at <= time.time():
+                    counts["skipped_expired"] += 1
+                    continue
                 try:
-                    await manager.set(
-                        record.scope, record.key, record.value, ttl=ttl, if_version=None if replace else 0
+                    written = await manager.restore(
+                        record.scope,
+                        record.key,
+                        record.value,
+                        version=record.version,
+                        expires_at=record.expires_at,
+                        replace=replace,
                     )
-                except StateConflictError:
+                except MotiaError as exc:
+                    raise click.ClickException(
+                        f"line {line_no}: {exc} ({counts['imported']} key(s) imported before it)"
+                    ) from exc
+                if not written:
                     if ignore:
                         counts["skipped_existing"] += 1
                         continue
@@ -483,13 +488,9 @@ def import_(source: IO[bytes], replace: bool, ignore: bool, state_url: str | Non
                         f"line {line_no}: key {record.key!r} already exists in scope {record.scope!r} "
                         f"({counts['imported']} key(s) imported before it); "
                         "pass --replace to overwrite existing keys or --ignore to skip them"
-                    ) from None
-                except MotiaError as exc:
-                    raise click.ClickException(
-                        f"line {line_no}: {exc} ({counts['imported']} key(s) imported before it)"
-                    ) from exc
+                    )
                 counts["imported"] += 1
         return counts
 
     summary = _run(state_url, work, create=True)
-    _emit({**summary, "versions_preserved": False})
+    _emit(summary)

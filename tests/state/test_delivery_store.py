@@ -302,3 +302,18 @@ async def test_a_dispatcher_keeps_events_for_triggers_of_other_apps(state: State
     (delivery,) = await backend.claim(["app-b-audit"], owner="b", limit=5, lease=60)
     assert orjson.loads(delivery.payload)["item_id"] == "o1"
     assert await backend.pending("app-a-mailer") == 1
+
+
+async def test_restore_keeps_version_and_expiry(state: StateManager, clock: Any) -> None:
+    # Given a record exported from another store: version 7, expiring in 50 s
+    await state.backend.enable_events()
+    assert await state.restore("s", "k", {"v": 1}, version=7, expires_at=clock() + 50)
+    entry = await state.get_entry("s", "k")
+    assert (entry.value, entry.version, entry.expires_at) == ({"v": 1}, 7, clock() + 50)  # type: ignore[union-attr]
+    # An existing key is left alone unless replace=True; the next write continues from the version
+    assert not await state.restore("s", "k", {"v": 2}, version=3)
+    assert await state.restore("s", "k", {"v": 3}, version=3, replace=True)
+    assert (await state.set("s", "k", 4)).version == 4
+    # It is a write like any other: events fire
+    kinds = [e["event_type"] for e in await events_of(state)]
+    assert kinds == ["created", "updated", "updated"]

@@ -7,6 +7,7 @@ nothing, on every backend alike), then decodes what comes back into fresh object
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -236,6 +237,40 @@ class StateManager:
             return removed
 
         return await self.transact(remove)
+
+    async def restore(
+        self,
+        scope: str,
+        key: str,
+        value: Any,
+        *,
+        version: int | None = None,
+        expires_at: float | None = None,
+        replace: bool = False,
+    ) -> bool:
+        """Write a key moved from another store as it was there: its ``version`` and absolute
+        ``expires_at`` (Unix seconds) are kept, so an export/import round trip changes nothing.
+
+        Without ``replace`` an existing key is left alone and ``False`` returned. For moving data
+        (``motia state import``), not for application writes: it skips ``if_version`` checks.
+        """
+        self._check_open()
+        scope, key = _values.check_scope(scope), _values.check_key(key)
+        data = _values.encode_value(value, self.max_value_bytes)
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise StateValueError(f"version must be a positive int or None, not {version!r}")
+        if expires_at is not None and (
+            isinstance(expires_at, bool) or not isinstance(expires_at, int | float) or not math.isfinite(expires_at)
+        ):
+            raise StateValueError(f"expires_at must be a finite Unix time in seconds or None, not {expires_at!r}")
+        return await self.backend.restore(
+            scope,
+            key,
+            data,
+            version=version,
+            expires_at=None if expires_at is None else float(expires_at),
+            replace=replace,
+        )
 
     async def purge_expired(self) -> int:
         """Remove expired keys now (they are already invisible); return how many were removed."""

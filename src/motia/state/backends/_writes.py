@@ -78,3 +78,12 @@ def plan_transaction_write(current: Record | None, write: TransactionWrite, now:
         expires_at = current.expires_at if write.keep_expiry and current is not None else None
     version = current.version + 1 if current is not None else 1
     return Record(write.key, write.data, version, expires_at)
+
+
+def plan_restore(
+    current: Record | None, key: str, data: bytes, version: int | None, expires_at: float | None
+) -> Record:
+    """The record a restore writes: the given version, or the next one as a plain write would."""
+    if version is None:
+        version = current.version + 1 if current is not None else 1
+    return Record(key, data, version, expires_at)

@@ -193,6 +193,14 @@ class StateBackend:
         """
         raise NotImplementedError  # pragma: no cover
 
+    async def restore(
+        self, scope: str, key: str, data: bytes, *, version: int | None, expires_at: float | None, replace: bool
+    ) -> bool:
+        """Write a record moved from another store as it was: its ``version`` (``None``: numbered like a
+        write) and absolute ``expires_at``. Without ``replace`` an existing key is left alone and
+        ``False`` returned. Fires ``created``/``updated`` like a write."""
+        raise NotImplementedError  # pragma: no cover
+
     # -- delivery ---------------------------------------------------------------------------------
 
     def add_listener(self, callback: Callable[[], None]) -> None:

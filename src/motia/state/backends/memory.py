@@ -16,7 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 from motia.exceptions import StateClosedError
 from motia.state.backends._events import state_deliveries
-from motia.state.backends._writes import check_version, is_live, plan_set, plan_transaction_write, plan_update
+from motia.state.backends._writes import (
+    check_version,
+    is_live,
+    plan_restore,
+    plan_set,
+    plan_transaction_write,
+    plan_update,
+)
 from motia.state.backends.base import (
     DeadLetter,
     Delivery,
@@ -258,6 +265,19 @@ class MemoryBackend(StateBackend):
                     self._remove(write.scope, self._scopes[write.scope], write.key)
                     self._event("deleted", write.scope, write.key, current.data, None, current.version)
         self._changed()
+
+    async def restore(
+        self, scope: str, key: str, data: bytes, *, version: int | None, expires_at: float | None, replace: bool
+    ) -> bool:
+        with self._lock:
+            self._check_open()
+            current = self._live(scope, key, self._clock())
+            if current is not None and not replace:
+                return False
+            record = plan_restore(current, key, data, version, expires_at)
+            self._put(scope, record, None if current is None else current.data)
+        self._changed()
+        return True
 
     # -- delivery ---------------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from motia.exceptions import (
     StateTimeout,
 )
 from motia.state.backends._events import state_deliveries
-from motia.state.backends._writes import check_version, plan_set, plan_transaction_write, plan_update
+from motia.state.backends._writes import check_version, plan_restore, plan_set, plan_transaction_write, plan_update
 from motia.state.backends.base import (
     DeadLetter,
     Delivery,
@@ -318,8 +318,24 @@ def _write_commit(
             tx.remove(write.scope, current)
 
 
+def _write_restore(
+    tx: _Transaction,
+    scope: str,
+    key: str,
+    data: bytes,
+    version: int | None,
+    expires_at: float | None,
+    replace: bool,
+) -> bool:
+    current = tx.load(scope, key)
+    if current is not None and not replace:
+        return False
+    tx.store(scope, plan_restore(current, key, data, version, expires_at), None if current is None else current.data)
+    return True
+
+
 #: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.
-_KEYED_WRITES = (_write_set, _write_update, _write_delete)
+_KEYED_WRITES = (_write_set, _write_update, _write_delete, _write_restore)
 
 
 def _write_clear(tx: _Transaction, scope: str) -> int:
@@ -860,6 +876,12 @@ class SQLiteBackend(StateBackend):
 
     async def commit(self, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]) -> None:
         await self._write(_write_commit, dict(expected), tuple(writes))
+
+    async def restore(
+        self, scope: str, key: str, data: bytes, *, version: int | None, expires_at: float | None, replace: bool
+    ) -> bool:
+        written: bool = await self._write(_write_restore, scope, key, data, version, expires_at, replace)
+        return written
 
     # -- delivery ---------------------------------------------------------------------------------
 
