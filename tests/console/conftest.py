@@ -14,7 +14,7 @@ import pytest
 # The process helpers of the end-to-end tests (tests/e2e/motia_proc.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from motia_proc import MotiaProcess, start_run  # noqa: E402
+from motia_proc import MotiaProcess, run_motia, start_run  # noqa: E402, F401 - run_motia is a fixture
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 #: Flags that let Debian's Chromium run headless as root in a container, without touching the network.
@@ -62,18 +62,3 @@ def browser() -> Iterator[object]:
         )
         yield context
         context.close()
-
-
-@pytest.fixture
-def run_motia(tmp_path) -> Iterator:
-    """Start ``motia run`` processes (killed at the end of the test if still running)."""
-    started: list[MotiaProcess] = []
-
-    def start(*args, **kwargs) -> MotiaProcess:
-        proc = start_run(tmp_path, *args, **kwargs)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.kill()

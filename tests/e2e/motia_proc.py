@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -114,3 +114,18 @@ def start_run(
         args += ["--state", state]
     args += list(extra)
     return MotiaProcess(args, cwd=cwd or REPO, log_path=tmp_path / f"{name}-{port}.log", env=env, port=port)
+
+
+@pytest.fixture
+def run_motia(tmp_path) -> Iterator:
+    """Start ``motia run`` processes (killed at the end of the test if still running)."""
+    started: list[MotiaProcess] = []
+
+    def start(*args, **kwargs) -> MotiaProcess:
+        proc = start_run(tmp_path, *args, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
