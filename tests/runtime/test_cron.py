@@ -5,8 +5,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from motia import ConfigError
-from motia.runtime.cron import CronJob, CronScheduler, next_fire, validate_expression
+from motia import ConfigError, cron, step
+from motia.exceptions import StateTimeout
+from motia.runtime.app import MotiaApp
+from motia.runtime.cron import CLAIM_HOLD, CronJob, CronScheduler, next_fire, validate_expression
+from motia.state.backends.memory import MemoryBackend
 
 
 def utc(*args: int) -> datetime:
@@ -149,3 +152,126 @@ async def test_stop_waits_for_running_runs_then_cancels_after_timeout():
     asyncio.get_running_loop().call_soon(gate.set)
     await scheduler.stop(timeout=0.2)
     assert sorted(finished) == ["cancelled", "ok"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tick claims: instances sharing a store run each tick once
+# --------------------------------------------------------------------------------------------------------------
+
+
+async def test_scheduler_runs_only_the_ticks_it_claims():
+    clock = FakeClock(utc(2024, 1, 1))
+    asked: list[tuple[str, float, float]] = []
+    ran: list[datetime] = []
+
+    async def claim(job: str, tick: float, *, hold: float) -> bool:
+        asked.append((job, tick, hold))
+        return int(tick) % 2 == 0  # this instance wins the even seconds
+
+    async def run(at: datetime) -> None:
+        ran.append(at)
+
+    scheduler = CronScheduler(
+        [CronJob("job", "* * * * * *", run, key="cron:job:0")], now=clock, sleep=clock.sleep, claim=claim
+    )
+    scheduler.start()
+    await wait_until(lambda: len(ran) >= 3)
+    await scheduler.stop()
+    # Each tick was claimed under the job's key at its scheduled time; only the won ones ran
+    assert asked[:6] == [("cron:job:0", utc(2024, 1, 1, 0, 0, s).timestamp(), CLAIM_HOLD) for s in range(1, 7)]
+    assert ran[:3] == [utc(2024, 1, 1, 0, 0, 2), utc(2024, 1, 1, 0, 0, 4), utc(2024, 1, 1, 0, 0, 6)]
+
+
+class SharedClock(FakeClock):
+    """Wall time for several schedulers: sleepers wait for the test to move it (a ``FakeClock`` would
+    move it once per sleeper, so two schedulers would drift onto different ticks)."""
+
+    async def sleep(self, seconds: float) -> None:
+        deadline = self.now + timedelta(seconds=seconds)
+        while self.now < deadline:
+            await asyncio.sleep(0)
+
+    async def advance_until(self, predicate, *, step: float = 0.1, limit: float = 60.0) -> None:
+        start = self.now
+        while not predicate():
+            assert self.now - start < timedelta(seconds=limit), "condition not reached in fake time"
+            self.now += timedelta(seconds=step)
+            for _ in range(5):  # let every scheduler and run task see this instant
+                await asyncio.sleep(0)
+
+
+async def test_two_schedulers_on_one_store_run_each_tick_once():
+    # Given two schedulers (two instances of an app) claiming ticks in one shared store
+    clock = SharedClock(utc(2024, 1, 1))
+    store = MemoryBackend(clock=lambda: clock.now.timestamp())
+    attempts: dict[str, list[datetime]] = {"a": [], "b": []}
+    ran: list[tuple[str, datetime]] = []
+
+    def instance(name: str) -> CronScheduler:
+        async def claim(job: str, tick: float, *, hold: float) -> bool:
+            attempts[name].append(datetime.fromtimestamp(tick, UTC))
+            return await store.claim_tick(job, tick, hold=hold)
+
+        async def run(at: datetime) -> None:
+            ran.append((name, at))
+
+        job = CronJob(f"job-{name}", "* * * * * *", run, key="cron:job:0")
+        return CronScheduler([job], now=clock, sleep=clock.sleep, claim=claim)
+
+    schedulers = [instance("a"), instance("b")]
+    for scheduler in schedulers:
+        scheduler.start()
+    # When both have tried ten ticks
+    await clock.advance_until(lambda: len(set(attempts["a"]) & set(attempts["b"])) >= 10)
+    for scheduler in schedulers:
+        await scheduler.stop()
+    # Then each tick both tried ran exactly once, on one instance or the other
+    contested = set(attempts["a"]) & set(attempts["b"])
+    runs_of = {tick: [name for name, at in ran if at == tick] for tick in contested}
+    assert all(len(names) == 1 for names in runs_of.values()), runs_of
+    assert len({at for _, at in ran}) == len(ran)  # no tick ran twice, contested or not
+
+
+async def test_a_tick_that_cannot_be_claimed_is_skipped_and_the_schedule_goes_on(caplog):
+    clock = FakeClock(utc(2024, 1, 1))
+    ran: list[datetime] = []
+
+    async def claim(job: str, tick: float, *, hold: float) -> bool:
+        if tick == utc(2024, 1, 1, 0, 0, 1).timestamp():
+            raise StateTimeout("the state file /x/state.db stayed locked for more than 10 s")
+        return True
+
+    async def run(at: datetime) -> None:
+        ran.append(at)
+
+    scheduler = CronScheduler([CronJob("job", "* * * * * *", run)], now=clock, sleep=clock.sleep, claim=claim)
+    scheduler.start()
+    await wait_until(lambda: len(ran) >= 2)
+    await scheduler.stop()
+    assert ran[:2] == [utc(2024, 1, 1, 0, 0, 2), utc(2024, 1, 1, 0, 0, 3)]
+    assert "cron job: tick 2024-01-01T00:00:01+00:00 skipped, it could not be claimed" in caplog.text
+    assert "stayed locked" in caplog.text  # the cause, with its traceback
+
+
+async def test_app_claims_each_tick_under_the_step_name_and_trigger_index():
+    # Given an app whose step has two per-second cron triggers, on a store
+    seen: list[tuple[str, datetime]] = []
+    both = asyncio.Event()
+
+    async def handler(input, ctx):
+        seen.append((input.expression, input.scheduled_at))
+        if {expression for expression, _ in seen} == {"* * * * * *", "*/1 * * * * *"}:
+            both.set()
+
+    ticker = step({"name": "ticker", "triggers": [cron("* * * * * *"), cron("*/1 * * * * *")]}, handler)
+    app = MotiaApp([ticker], state="memory://", delivery=False)
+    await app.startup()
+    try:
+        # When each trigger has run once
+        await asyncio.wait_for(both.wait(), timeout=10)
+        # Then the ticks it ran are claimed as cron:<step>:<trigger index>, and another claim loses
+        for expression, at in list(seen):
+            index = 0 if expression == "* * * * * *" else 1
+            assert not await app.state.backend.claim_tick(f"cron:ticker:{index}", at.timestamp(), hold=60)
+    finally:
+        await app.shutdown()

@@ -132,12 +132,14 @@ class MotiaApp:
                     f"{step.name}#{i}" if len(step.cron_triggers) > 1 else step.name,
                     trig.expression,
                     functools.partial(self._run_cron, step, trig),
+                    key=f"cron:{step.name}:{i}",
                 )
                 for step in self.steps
                 for i, trig in enumerate(step.cron_triggers)
             ]
             if jobs:
-                self._scheduler = CronScheduler(jobs)
+                # Every instance on this store schedules every tick; the claim lets exactly one run it.
+                self._scheduler = CronScheduler(jobs, claim=self.state.backend.claim_tick)
                 self._scheduler.start()
         if self.sweep_interval > 0:
             self._sweeper = asyncio.create_task(self._sweep_expired(), name="motia-ttl-sweeper")

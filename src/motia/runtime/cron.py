@@ -3,6 +3,9 @@
 Expressions are standard 5-field (``minute hour day month weekday``) or 6-field with the seconds
 first (``second minute hour day month weekday``), always in UTC. Upstream Motia rejects 5-field
 expressions; we accept both (SPEC section 9). ``@hourly``-style aliases work too.
+
+Every instance of an app schedules every tick; with a ``claim`` (the state backend's ``claim_tick``)
+only the instance whose claim wins runs it, so instances sharing a store run each tick once.
 """
 
 from __future__ import annotations
@@ -10,16 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Protocol
 
 from croniter import CroniterError, croniter
 
-from motia.exceptions import ConfigError
+from motia.exceptions import ConfigError, StateError
 
-__all__ = ["CronScheduler", "CronJob", "next_fire", "validate_expression"]
+__all__ = ["CLAIM_HOLD", "CronScheduler", "CronJob", "TickClaim", "next_fire", "validate_expression"]
 
 logger = logging.getLogger("motia.cron")
+
+#: How long (seconds) a claimed tick is remembered: far longer than clock skew between instances, so a
+#: late instance still finds the claim, and short enough to keep a per-second job's claims few.
+CLAIM_HOLD = 3600.0
 
 _ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
 
@@ -59,17 +67,32 @@ def next_fire(previous: datetime, expression: str) -> datetime:
     return result.astimezone(UTC)
 
 
+class TickClaim(Protocol):
+    """``StateBackend.claim_tick``: ``True`` for exactly one caller per ``(job, tick)`` across processes."""
+
+    def __call__(self, job: str, tick: float, *, hold: float) -> Awaitable[bool]: ...
+
+
 class CronJob:
     """One cron trigger of one step: what to run and when.
 
     ``run(scheduled_at)`` is awaited for each tick; the scheduler never starts it while the previous
-    run of the same job is still going.
+    run of the same job is still going. ``key`` names the job in tick claims, the same in every
+    instance of the app (default: ``name``).
     """
 
-    def __init__(self, name: str, expression: str, run: Callable[[datetime], Coroutine[object, object, None]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        expression: str,
+        run: Callable[[datetime], Coroutine[object, object, None]],
+        *,
+        key: str | None = None,
+    ) -> None:
         self.name = name
         self.expression = validate_expression(expression)
         self.run = run
+        self.key = name if key is None else key
 
     def __repr__(self) -> str:
         return f"CronJob(name={self.name!r}, expression={self.expression!r})"
@@ -81,6 +104,10 @@ class CronScheduler:
     The first run of a job is at its first tick after ``start()``. Missed ticks (the process was busy
     or the clock jumped) are skipped, not replayed. ``now`` and ``sleep`` are injectable for tests (a fake
     clock).
+
+    With ``claim``, a tick runs only if ``claim(job.key, tick, hold=claim_hold)`` returns ``True``: other
+    instances sharing the store run the ticks they win. A claim that fails (the store is unreachable)
+    skips the tick, logged: running it could run it twice.
     """
 
     def __init__(
@@ -89,8 +116,12 @@ class CronScheduler:
         *,
         now: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Coroutine[object, object, None]] | None = None,
+        claim: TickClaim | None = None,
+        claim_hold: float = CLAIM_HOLD,
     ) -> None:
         self.jobs = jobs
+        self._claim = claim
+        self._claim_hold = claim_hold
         self._now = now or (lambda: datetime.now(UTC))
         self._sleep = sleep or asyncio.sleep
         self._loops: list[asyncio.Task[None]] = []
@@ -112,8 +143,21 @@ class CronScheduler:
             if running is not None and not running.done():
                 logger.warning("cron %s: tick %s skipped, the previous run is still going", job.name, tick.isoformat())
             else:
-                self._runs[job.name] = asyncio.create_task(job.run(tick), name=f"motia-cron-run:{job.name}")
+                self._runs[job.name] = asyncio.create_task(self._run(job, tick), name=f"motia-cron-run:{job.name}")
             tick = next_fire(max(tick, self._now()), job.expression)
+
+    async def _run(self, job: CronJob, tick: datetime) -> None:
+        """Claim the tick (inside the run task, so a slow store delays this run, never the schedule), then run it."""
+        if self._claim is not None:
+            try:
+                won = await self._claim(job.key, tick.timestamp(), hold=self._claim_hold)
+            except StateError:
+                logger.exception("cron %s: tick %s skipped, it could not be claimed", job.name, tick.isoformat())
+                return
+            if not won:
+                logger.debug("cron %s: tick %s was claimed by another instance", job.name, tick.isoformat())
+                return
+        await job.run(tick)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop scheduling, let runs in progress finish within ``timeout`` seconds, then cancel them."""

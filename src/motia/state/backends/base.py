@@ -35,6 +35,8 @@ across a crash:
   makes the delivery claimable again: delivery is at least once.
 - ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
   nothing) when the caller no longer holds the lease.
+- ``claim_tick`` lets every instance of an app run the same cron schedule while each tick runs once:
+  the first claim of a ``(job, tick)`` wins, in any process using the store.
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ class WriteResult(NamedTuple):
     old_data: bytes | None
     new_data: bytes | None
     version: int
+
+
+def tick_millis(tick: float) -> int:
+    """A tick's time as whole milliseconds: the exact form backends store, so processes agree on it
+    however their floats were computed."""
+    return round(tick * 1000)
 
 
 class StateBackend:
@@ -263,6 +271,17 @@ class StateBackend:
 
     async def pending(self, step: str | None = None) -> int:
         """Deliveries not yet settled (leased or waiting), of one ``step`` or all."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def claim_tick(self, job: str, tick: float, *, hold: float) -> bool:
+        """Claim one tick of a scheduled ``job``: ``True`` for exactly one caller per ``(job, tick)`` among
+        every process using this store, ``False`` for all the others.
+
+        ``tick`` is the tick's scheduled time (Unix seconds), which every instance computes alike from
+        the schedule; it is compared at millisecond precision (:func:`tick_millis`). The claim is
+        remembered at least ``hold`` seconds (longer than any clock skew between instances), after
+        which it may be forgotten and the tick claimed again. Atomic, and durable like a write.
+        """
         raise NotImplementedError  # pragma: no cover
 
     async def aclose(self) -> None:

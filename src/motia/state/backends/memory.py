@@ -10,6 +10,7 @@ the durable backends, in memory.
 from __future__ import annotations
 
 import bisect
+import heapq
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from motia.state.backends.base import (
     Subscription,
     TransactionWrite,
     WriteResult,
+    tick_millis,
 )
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
@@ -87,6 +89,8 @@ class MemoryBackend(StateBackend):
         self._deliveries: dict[str, _Pending] = {}  # insertion order is delivery order
         self._dead: list[DeadLetter] = []
         self._subscriptions: dict[Subscription, None] = {}  # every one registered, in order
+        self._ticks: dict[tuple[str, int], float] = {}  # claimed (job, tick ms) -> when it may be forgotten
+        self._tick_expiry: list[tuple[float, str, int]] = []  # a heap over the same claims, soonest first
 
     def _check_open(self) -> None:
         if self._closed:
@@ -396,7 +400,24 @@ class MemoryBackend(StateBackend):
             self._check_open()
             return sum(1 for pending in self._deliveries.values() if step is None or pending.new.step == step)
 
+    async def claim_tick(self, job: str, tick: float, *, hold: float) -> bool:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            # Each claim has exactly one heap entry, so popping one forgets exactly that claim.
+            while self._tick_expiry and self._tick_expiry[0][0] <= now:
+                _, old_job, old_tick = heapq.heappop(self._tick_expiry)
+                del self._ticks[old_job, old_tick]
+            claim = (job, tick_millis(tick))
+            if claim in self._ticks:
+                return False
+            self._ticks[claim] = now + hold
+            heapq.heappush(self._tick_expiry, (now + hold, *claim))
+            return True
+
     async def aclose(self) -> None:
         with self._lock:
             self._closed = True
             self._scopes.clear()
+            self._ticks.clear()
+            self._tick_expiry.clear()

@@ -5,6 +5,8 @@ so a point lookup, a write and a page of ``items`` each cost a B-tree seek plus 
 large the scope grows. Values are stored as encoded JSON blobs; a per-key ``version`` and an optional
 ``expires_at`` (Unix seconds, filtered in every ``SELECT``) live beside them. Change events can be
 written to ``motia_state_events`` in the same transaction as the write (the transactional outbox).
+Claimed cron ticks are rows of ``motia_cron_ticks`` keyed by ``(job, tick)``: ``INSERT OR IGNORE`` picks
+the one claim that wins.
 
 Concurrency and the event loop:
 
@@ -57,13 +59,17 @@ from motia.state.backends.base import (
     Subscription,
     TransactionWrite,
     WriteResult,
+    tick_millis,
 )
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
 
 logger = logging.getLogger("motia.state")
 
-SCHEMA_VERSION = 1
+#: 1: state, outbox and delivery tables. 2: ``motia_cron_ticks``. Every table is created ``IF NOT EXISTS``
+#: at open, which upgrades an older file in place; the stored version then stops an older pymotia from
+#: opening it (it would run cron ticks without claiming them, so twice beside newer instances).
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS motia_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -121,6 +127,13 @@ _SCHEMA = (
         created_at REAL NOT NULL,
         failed_at REAL NOT NULL
     )""",
+    # Claimed cron ticks (schema version 2); tick in whole milliseconds, so every process agrees.
+    """CREATE TABLE IF NOT EXISTS motia_cron_ticks (
+        job TEXT NOT NULL,
+        tick INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (job, tick)
+    ) WITHOUT ROWID""",
 )
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -154,6 +167,8 @@ MAX_BATCH = 256
 INLINE_PAGE_LIMIT = 1000
 #: Expired keys swept per write batch, at most once per ``sweep_interval``.
 SWEEP_BATCH = 256
+#: Forgotten cron tick claims are deleted at most this often (seconds), by the claim that comes next.
+TICK_PRUNE_INTERVAL = 60.0
 #: Checkpoint the WAL from a worker thread after this many rows written (each is at least one WAL
 #: frame, so this matches SQLite's own default of a checkpoint per 1,000 pages).
 CHECKPOINT_WRITES = 1000
@@ -478,6 +493,15 @@ def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, 
     return True
 
 
+def _write_claim_tick(tx: _Transaction, job: str, tick: int, hold: float, prune: bool) -> bool:
+    if prune:  # a full scan, but of at most ``hold`` seconds of ticks, once a minute
+        tx.connection.execute("DELETE FROM motia_cron_ticks WHERE expires_at <= ?", (tx.now,))
+    cursor = tx.connection.execute(
+        "INSERT OR IGNORE INTO motia_cron_ticks (job, tick, expires_at) VALUES (?, ?, ?)", (job, tick, tx.now + hold)
+    )
+    return cursor.rowcount == 1
+
+
 class _Call:
     """One write to run inside a batch's transaction: ``function(transaction, *args)``."""
 
@@ -609,6 +633,7 @@ class SQLiteBackend(StateBackend):
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._last_sweep = 0.0
+        self._ticks_pruned = 0.0
         self._inline_writes = durability == "normal"
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
         self._forks = _forks[0]
@@ -657,6 +682,11 @@ class SQLiteBackend(StateBackend):
                         f"the state file {self.path} has schema version {row[0]}, newer than this pymotia "
                         f"understands ({SCHEMA_VERSION}); upgrade pymotia"
                     )
+                elif int(row[0]) < SCHEMA_VERSION:  # the statements above added what it lacked
+                    connection.execute(
+                        "UPDATE motia_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
+                    )
+                    logger.info("upgraded the state file %s to schema version %d", self.path, SCHEMA_VERSION)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -920,6 +950,14 @@ class SQLiteBackend(StateBackend):
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
         done: bool = await self._write(_write_settle, delivery_id, owner, "dead", 0.0, error)
         return done
+
+    async def claim_tick(self, job: str, tick: float, *, hold: float) -> bool:
+        now = self._clock()
+        prune = now - self._ticks_pruned >= TICK_PRUNE_INTERVAL
+        if prune:
+            self._ticks_pruned = now
+        claimed: bool = await self._write(_write_claim_tick, job, tick_millis(tick), hold, prune)
+        return claimed
 
     async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
         sql = "SELECT id, step, kind, payload, attempts, error, created_at, failed_at FROM motia_dead_letters"
