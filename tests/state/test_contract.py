@@ -781,6 +781,8 @@ UPDATE_ERROR_CASES = [
     ("path-through-list-non-index", {"a": [1, 2]}, [{"type": "set", "path": "a.x", "value": 1}], 0, "a.x"),
     ("path-list-index-out-of-range", {"items": [{"qty": 1}]}, [increment("items.5.qty", 1)], 0, "items.5.qty"),
     ("path-through-root-scalar", 5, [{"type": "set", "path": "a", "value": 1}], 0, "a"),
+    # a stored null is a value, not a missing key: it is not replaced by {}
+    ("path-through-root-null", None, [{"type": "set", "path": "a", "value": 1}], 0, "a"),
     ("merge-into-number", {"p": 1}, [{"type": "merge", "path": "p", "value": {"a": 1}}], 0, "p"),
     ("merge-into-list", {"p": [1]}, [{"type": "merge", "path": "p", "value": {"a": 1}}], 0, "p"),
     ("merge-non-object-value", {"p": {}}, [{"type": "merge", "path": "p", "value": [1, 2]}], 0, "p"),

@@ -86,8 +86,8 @@ APPLY_TABLE: list[tuple[Any, list[dict[str, Any]], Any]] = [
         ],
         {"log": ["x"]},
     ),
-    # a missing key starts as {}
-    (None, [{"type": "set", "path": "a", "value": 1}], {"a": 1}),
+    # a missing key starts as {} (the caller passes it); a stored null is not missing: see ERROR_TABLE
+    ({}, [{"type": "set", "path": "a", "value": 1}], {"a": 1}),
     # dict order is kept: new keys go last, replaced keys stay in place
     (
         {"z": 1, "a": 2},
@@ -110,6 +110,7 @@ ERROR_TABLE: list[tuple[Any, Any, int | None, list[str]]] = [
     ({"n": "x"}, [{"type": "increment", "path": "n", "value": 1}], 0, ["increment", "'n'", "str"]),
     ({"n": True}, [{"type": "increment", "path": "n", "value": 1}], 0, ["bool"]),
     ({"n": None}, [{"type": "increment", "path": "n", "value": 1}], 0, ["null"]),
+    (None, [{"type": "set", "path": "a", "value": 1}], 0, ["'a'"]),
     ({"n": 1}, [{"type": "increment", "path": "n", "value": True}], 0, ["amount"]),
     ({"n": 1}, [{"type": "increment", "path": "n", "value": "1"}], 0, ["amount"]),
     ({"n": 1}, [{"type": "increment", "path": "n", "value": float("nan")}], 0, ["amount"]),

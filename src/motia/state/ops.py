@@ -152,11 +152,10 @@ def _is_number(value: object) -> bool:
 def apply_operations(document: JSON, operations: Sequence[Operation]) -> JSON:
     """Apply ``operations`` in order to ``document`` (a fresh, caller-owned copy) and return the result.
 
-    ``document`` is ``None`` for a missing key, which starts as ``{}``. It may be mutated in place; on
-    error the caller discards it, so all-or-nothing holds.
+    A missing key starts as ``{}``: the caller passes that. ``None`` is a stored JSON ``null``, which
+    path operations cannot enter. ``document`` may be mutated in place; on error the caller discards
+    it, so all-or-nothing holds.
     """
-    if document is None:
-        document = {}
     for operation in operations:
         document = _apply(document, operation)
     return document

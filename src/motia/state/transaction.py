@@ -117,7 +117,7 @@ class StateTransaction:
         old = await self._current(scope, key)
         if not operations:
             return StateSetResult(version=0, _encoded=(old, old, _values.decode))
-        document = apply_operations(None if old is None else _values.decode(old), operations)
+        document = apply_operations({} if old is None else _values.decode(old), operations)
         data = _values.encode(document, self._manager.max_value_bytes)
         previous = self._pending.get((scope, key))
         if checked_ttl is not None:

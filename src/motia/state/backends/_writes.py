@@ -53,7 +53,7 @@ def plan_update(
         if current is None:
             return None, WriteResult(None, None, 0)
         return None, WriteResult(current.data, current.data, current.version)
-    document = decode(current.data) if current is not None else None
+    document = decode(current.data) if current is not None else {}
     data = encode(apply_operations(document, operations), max_value_bytes)
     if ttl is not None:
         expires_at: float | None = now + ttl
