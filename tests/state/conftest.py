@@ -2,12 +2,13 @@
 
 Backends are listed once, in ``BACKENDS``. A backend ``name`` needs three fixtures: ``{name}_url`` (the URL of a
 fresh, empty store), ``{name}_url_factory`` (a callable returning such URLs) and ``{name}_state`` (an opened
-``StateManager`` on ``{name}_url``). Adding Redis later is one entry in ``BACKENDS`` plus those fixtures (which
-skip with a visible reason when no server is reachable).
+``StateManager`` on ``{name}_url``). Redis runs on one private server for the whole session (``redis_server`` in
+``tests/conftest.py``, which skips with a visible reason when ``redis-server`` is not installed, and fails in CI);
+each test gets an empty store on it through a fresh key prefix (``?prefix=t<N>``).
 
 - ``state``: an opened async ``StateManager`` for each backend, closed after the test.
 - ``state_factory``: for each backend, a callable opening more managers on that backend's URL (the same store
-  for SQLite, a fresh private one for ``memory://``), all closed after the test. Use ``state`` *or*
+  for SQLite and Redis, a fresh private one for ``memory://``), all closed after the test. Use ``state`` *or*
   ``state_factory`` in one test, not both (each is parametrized on its own).
 - ``clock``: a ``FakeClock`` passed as ``clock=`` to every manager the fixtures open.
 - ``fresh_url_factory``: for each backend, a zero-argument callable returning the URL of a new, empty store
@@ -36,9 +37,13 @@ if importlib.util.find_spec("motia") is None:  # not installed in the venv: impo
     sys.path.insert(0, str(SRC_DIR))
 
 from motia import StateClosedError, StateManager  # noqa: E402
+from redis_server import RedisServer  # noqa: E402 - tests/redis_server.py
 
-#: Every backend the contract suite runs against. Add "redis" here (plus a ``redis_url`` fixture).
-BACKENDS = ["memory", "sqlite"]
+#: Every backend the contract suite runs against (each needs ``{name}_url``, ``{name}_url_factory``, ``{name}_state``).
+BACKENDS = ["memory", "sqlite", "redis"]
+
+#: Numbers the Redis key prefixes handed out in this run: every test's store is new and empty.
+_redis_prefixes = itertools.count()
 
 #: A test that runs longer than this is considered hung (e.g. a deadlocked sync call): dump and abort.
 WATCHDOG_SECONDS = 240
@@ -87,6 +92,12 @@ def sqlite_url(sqlite_path: Path) -> str:
 
 
 @pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    # one shared server; a new key prefix is a new, empty store
+    return f"{redis_server.url}?prefix=t{next(_redis_prefixes)}"
+
+
+@pytest.fixture
 def memory_url_factory() -> Callable[[], str]:
     return lambda: "memory://"
 
@@ -95,6 +106,11 @@ def memory_url_factory() -> Callable[[], str]:
 def sqlite_url_factory(tmp_path: Path) -> Callable[[], str]:
     counter = itertools.count()
     return lambda: f"sqlite:///{tmp_path}/fresh-{next(counter)}.db"
+
+
+@pytest.fixture
+def redis_url_factory(redis_server: RedisServer) -> Callable[[], str]:
+    return lambda: f"{redis_server.url}?prefix=t{next(_redis_prefixes)}"
 
 
 @pytest.fixture
@@ -117,6 +133,13 @@ async def memory_state(memory_url: str, clock: FakeClock) -> AsyncIterator[State
 @pytest.fixture
 async def sqlite_state(sqlite_url: str, clock: FakeClock) -> AsyncIterator[StateManager]:
     sm = StateManager.from_url(sqlite_url, clock=clock)
+    yield sm
+    await sm.aclose()
+
+
+@pytest.fixture
+async def redis_state(redis_url: str, clock: FakeClock) -> AsyncIterator[StateManager]:
+    sm = StateManager.from_url(redis_url, clock=clock)
     yield sm
     await sm.aclose()
 

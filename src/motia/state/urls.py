@@ -62,11 +62,13 @@ def open_backend(url: str, **options: Any) -> StateBackend:
         _reject_unknown(url, merged, {*_SQLITE_OPTIONS, "clock", "sweep_interval"})
         return SQLiteBackend(path, **merged)
     if scheme in ("redis", "rediss"):
-        raise ConfigError(
-            f"the Redis state backend is not available in this version of pymotia (URL {_mask(url)!r}); "
-            "use sqlite:/// or memory://"
-        )
-    raise ConfigError(f"unknown state URL scheme {parts.scheme!r} in {_mask(url)!r}: use sqlite:///, memory://")
+        from motia.state.backends.redis import RedisBackend
+
+        _reject_unknown(url, options, {"clock", "prefix", "timeout"})
+        return RedisBackend(url, **options)
+    raise ConfigError(
+        f"unknown state URL scheme {parts.scheme!r} in {_mask(url)!r}: use sqlite:///, memory:// or redis://"
+    )
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -1,0 +1,720 @@
+"""Redis state: one store shared by many processes on many machines (``pymotia[redis]``).
+
+Every operation is one call of a Redis *function* from the library in ``redis_functions.lua`` (loaded
+with ``FUNCTION LOAD REPLACE``, which Redis keeps in its RDB/AOF like data), so each write, its change
+event and its delivery bookkeeping happen atomically on the server in one round trip.
+
+Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts with the hash tag
+``{P}``, so every function call touches one hash slot and works on Redis Cluster as on one server)::
+
+    {P}:meta                hash: events flag, event and delivery counters
+    {P}:scopes              zset: scopes holding at least one key, in key order (list_groups)
+    {P}:k:<scope>           zset (all scores 0): the scope's keys, for ordered pages (ZRANGE BYLEX)
+    {P}:v:<scope>           hash: key -> "version|expires_at|token|json"
+    {P}:x:<scope>           zset: key -> expires_at, for keys with a TTL
+    {P}:xs                  zset: scopes with keys that have a TTL (purge)
+    {P}:events              stream: change events not yet dispatched (the outbox)
+    {P}:subs                set: state-trigger subscriptions of every app using the store
+    {P}:d:<id>              hash: one pending delivery
+    {P}:due:<step>          zset: claimable deliveries of a step, scored by when they become claimable
+    {P}:head:<step>\\n<ok>   string / {P}:chain:<step>\\n<ok> list: deliveries sharing an order key
+    {P}:pending             hash: step -> unsettled deliveries
+    {P}:dead                list: dead letters (JSON)
+    {P}:w:<token>           string, expires after 10 min: a committed transaction (makes a retry safe)
+    {P}:tick:<job>:<ms>     string, expires: the instance that runs one cron tick
+
+One store lives in one hash slot: on Redis Cluster stores (prefixes) are spread over shards, scopes of
+one store are not. That is the price of committing a write and its change event atomically, which
+Cluster allows only inside one slot; a per-scope tag would split them.
+
+Why update is compare-and-set instead of a Lua implementation of the update operations: Redis's Lua
+JSON (cjson) reads every number as a double (large ints and exact floats would change) and cannot tell
+``[]`` from ``{}``. So ``update`` applies the operations in Python, exactly as the other backends do,
+and writes with ``motia1_cas``, which succeeds only if the key still holds the record it started from
+(version *and* write token, so a delete and re-create in between is caught). On a mismatch the call
+returns the current record, so a retry costs one round trip; recently read records are kept as hints,
+so a ``get`` followed by an ``update`` (or updates in a row) usually take one round trip each.
+
+Connection loss: every call is retried with exponential backoff until ``timeout`` seconds have passed,
+then :class:`~motia.exceptions.StateBackendUnavailable` is raised. Retrying is safe because each write
+carries a unique token that the store remembers with the record (or, for a transaction, for 10
+minutes): a write that reached Redis before the connection broke is recognised, not applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import orjson
+
+from motia.exceptions import (
+    ConfigError,
+    StateBackendError,
+    StateBackendUnavailable,
+    StateClosedError,
+    StateError,
+    StateTimeout,
+)
+from motia.state.backends._writes import check_version, is_live, plan_update
+from motia.state.backends.base import (
+    DeadLetter,
+    Delivery,
+    NewDelivery,
+    Record,
+    StateBackend,
+    Subscription,
+    TransactionWrite,
+    WriteResult,
+    tick_millis,
+)
+from motia.state.ops import Operation
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+logger = logging.getLogger("motia.state.redis")
+
+#: Records of at most this many bytes are remembered as compare-and-set hints, up to HINT_BYTES in all.
+HINT_VALUE_BYTES = 16 * 1024
+HINT_BYTES = 8 * 1024 * 1024
+#: Expired keys removed per purge call (each call blocks the server while it runs).
+PURGE_BATCH = 1000
+
+_OPTIONS = {"prefix", "timeout"}
+
+
+def _import_redis() -> Any:
+    try:
+        import redis.asyncio
+        import redis.exceptions
+    except ImportError:
+        raise ConfigError("the Redis state backend needs the redis package: pip install 'pymotia[redis]'") from None
+    return redis
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+class _Hints:
+    """Recently seen records, as starting points for compare-and-set. Only ever a hint: the server
+    checks version and token, so a stale hint costs a retry, never a lost update."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: OrderedDict[tuple[str, str], tuple[Record, bytes]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, scope: str, key: str) -> tuple[Record, bytes] | None:
+        with self._lock:
+            return self._records.get((scope, key))
+
+    def put(self, scope: str, record: Record, token: bytes) -> None:
+        if len(record.data) > HINT_VALUE_BYTES:
+            self.forget(scope, record.key)
+            return
+        with self._lock:
+            previous = self._records.pop((scope, record.key), None)
+            if previous is not None:
+                self._bytes -= len(previous[0].data)
+            self._records[(scope, record.key)] = (record, token)
+            self._bytes += len(record.data)
+            while self._bytes > HINT_BYTES:
+                _, (old, _) = self._records.popitem(last=False)
+                self._bytes -= len(old.data)
+
+    def forget(self, scope: str, key: str) -> None:
+        with self._lock:
+            previous = self._records.pop((scope, key), None)
+            if previous is not None:
+                self._bytes -= len(previous[0].data)
+
+
+class _Channel:
+    """Per-client batching state (touched only on the client's own loop)."""
+
+    __slots__ = ("busy", "connection", "queue", "scheduled", "tasks")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.connection: Any = None  # the loop's own connection, for calls when nothing else is in flight
+        self.scheduled = False
+        self.queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+
+def _pack(command: tuple[Any, ...]) -> bytes:
+    """The command in RESP. Our arguments are only ``str``, ``bytes`` and ``int``; redis-py's general
+    packer checks and converts each argument's type and took a fifth of a ``set``'s client time."""
+    parts = [b"*%d\r\n" % len(command)]
+    for argument in command:
+        if isinstance(argument, str):
+            argument = argument.encode()
+        elif isinstance(argument, int):
+            argument = b"%d" % argument
+        parts.append(b"$%d\r\n%b\r\n" % (len(argument), argument))
+    return b"".join(parts)
+
+
+def _expire(task: asyncio.Task[Any] | None, expired: list[bool]) -> None:
+    if task is not None and not task.done():
+        expired.append(True)
+        task.cancel()
+
+
+def _parse(key: str, raw: bytes) -> tuple[Record, bytes]:
+    version, expires_at, token, data = raw.split(b"|", 3)
+    return Record(key, data, int(version), float(expires_at) if expires_at else None), token
+
+
+def _conflict(scope: str, key: str, expected: int, actual: int) -> None:
+    check_version(scope, key, Record(key, b"", actual, None) if actual else None, expected)
+
+
+def _time(seconds: float) -> str:
+    return repr(float(seconds))
+
+
+class RedisBackend(StateBackend):
+    """State in a Redis server (6.2 or newer is not enough: functions need Redis 7)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "motia",
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = _import_redis()
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(query) - _OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)} for state URL {mask_url(url)!r} (known: prefix, timeout)"
+            )
+        prefix = query.get("prefix", prefix)
+        try:
+            timeout = float(query.get("timeout", timeout))
+        except ValueError:
+            raise ConfigError(f"invalid state URL {mask_url(url)!r}: timeout must be a number of seconds") from None
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigError(f"invalid Redis key prefix {prefix!r}: it must be non-empty, without braces")
+        if not timeout > 0:
+            raise ConfigError(f"invalid state URL {mask_url(url)!r}: timeout must be positive")
+        self.prefix = prefix
+        self.timeout = timeout
+        self._clock = clock
+        self._connect_url = parts._replace(query="").geturl()
+        options: dict[str, Any] = {}
+        if prefix != "motia":
+            options["prefix"] = prefix
+        if timeout != 10.0:
+            options["timeout"] = f"{timeout:g}"
+        self.url = mask_url(self._connect_url) + (f"?{urlencode(options)}" if options else "")
+        self._meta = f"{{{prefix}}}:meta"
+        self._library = resources.files("motia.state.backends").joinpath("redis_functions.lua").read_text()
+        self._hints = _Hints()
+        self._tokens = itertools.count()
+        self._token_prefix = os.urandom(6).hex()
+        self._clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+        self._channels: dict[redis.asyncio.Redis, _Channel] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._events_here = False  # this process enabled events: wake local workers after writes
+        self._check_server()
+
+    # -- connection -------------------------------------------------------------------------------
+
+    def _check_server(self) -> None:
+        """Fail closed at start-up: an unreachable server or a wrong password is an error now, naming
+        the URL, not an empty store later. Also loads the function library."""
+        redis = self._redis
+        client = redis.Redis.from_url(
+            self._connect_url, socket_timeout=self.timeout, socket_connect_timeout=min(self.timeout, 5.0)
+        )
+        try:
+            info = client.info("server")
+            version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
+            if version < (7, 0):
+                raise StateBackendUnavailable(
+                    f"Redis at {self.url} is version {info.get('redis_version')}; pymotia needs Redis 7 or newer"
+                )
+            client.function_load(self._library, replace=True)
+        except redis.exceptions.RedisError as exc:
+            raise self._translate(exc, "cannot open the state store") from exc
+        finally:
+            client.close()
+
+    def _client(self) -> redis.asyncio.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            with self._lock:
+                if self._closed:
+                    raise StateClosedError(f"the state store {self.url} is closed")
+                client = self._clients.get(loop)
+                if client is None:
+                    redis = self._redis
+                    # No socket_timeout: redis-py would wrap every send in asyncio.wait_for (a task per
+                    # command); _run bounds each call with one asyncio.timeout instead. Retries are ours.
+                    client = redis.asyncio.Redis.from_url(
+                        self._connect_url,
+                        protocol=2,
+                        socket_timeout=None,
+                        socket_keepalive=True,
+                        socket_connect_timeout=min(self.timeout, 5.0),
+                        retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
+                    )
+                    self._clients[loop] = client
+        return client
+
+    def _translate(self, exc: Exception, doing: str) -> StateBackendError:
+        redis = self._redis
+        if isinstance(exc, redis.exceptions.AuthenticationError):
+            return StateBackendUnavailable(f"{doing}: Redis at {self.url} refused the credentials: {exc}")
+        if isinstance(exc, redis.exceptions.TimeoutError):
+            return StateTimeout(f"{doing}: Redis at {self.url} did not answer within {self.timeout:g} s: {exc}")
+        if isinstance(exc, redis.exceptions.ConnectionError | OSError):
+            return StateBackendUnavailable(f"{doing}: Redis at {self.url} is unreachable: {exc}")
+        return StateBackendError(f"{doing}: Redis at {self.url} failed: {exc}")
+
+    def _retryable(self, exc: Exception) -> bool:
+        redis = self._redis
+        if isinstance(exc, redis.exceptions.AuthenticationError):
+            return False
+        if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | OSError):
+            return True  # includes BusyLoadingError: the server is reading its AOF after a restart
+        if isinstance(exc, redis.exceptions.ReadOnlyError):
+            return True  # a failover in progress: the new primary is being promoted
+        return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("BUSY", "TRYAGAIN"))
+
+    async def _run(self, send: Callable[[redis.asyncio.Redis], Any], what: str) -> Any:
+        """Run ``send(client)``; on connection trouble retry with backoff until ``timeout`` passes."""
+        redis = self._redis
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        deadline = loop.time() + self.timeout
+        delay = 0.02
+        warned = False
+        while True:
+            if self._closed:
+                raise StateClosedError(f"the state store {self.url} is closed")
+            client = self._client()
+            # A bare timer that cancels this task, instead of asyncio.timeout() (which costs several
+            # times as much per call); an interrupted read makes redis-py drop that connection.
+            expired: list[bool] = []
+            timer = loop.call_at(deadline, _expire, task, expired)
+            try:
+                return await send(client)
+            except asyncio.CancelledError:
+                if not expired or task is None:
+                    raise
+                task.uncancel()
+                raise StateTimeout(f"{what}: Redis at {self.url} did not answer within {self.timeout:g} s") from None
+            except redis.exceptions.RedisError as exc:
+                error = exc
+            finally:
+                timer.cancel()
+            if isinstance(error, redis.exceptions.ResponseError) and "Function not found" in str(error):
+                await client.function_load(self._library, replace=True)  # the server lost it (no persistence)
+                continue
+            if not self._retryable(error):
+                raise self._translate(error, what) from error
+            now = loop.time()
+            if not warned:
+                warned = True
+                logger.warning("Redis at %s: %s; retrying for up to %g s", self.url, error, deadline - now)
+            if now >= deadline:
+                raise self._translate(error, what) from error
+            await asyncio.sleep(min(delay, max(deadline - now, 0.0)))
+            delay = min(delay * 2, 1.0)
+
+    async def _call(self, function: str, *args: Any) -> Any:
+        return await self._command("FCALL", function, 1, self._meta, *args)
+
+    async def _command(self, *command: Any) -> Any:
+        return await self._run(lambda client: self._send(client, command), str(command[1])[6:])
+
+    async def _send(self, client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
+        """One command. When the loop has no other call in flight it goes straight over the loop's own
+        connection (redis-py's connection: packing, parsing, connecting, but not its pool and retry
+        wrappers, which cost more than the round trip and which ``_run`` replaces). While a call is in
+        flight, further calls queue up and go out together as one pipeline: that is what makes many
+        concurrent tasks faster than one."""
+        channel = self._channels.get(client)
+        if channel is None:
+            channel = self._channels[client] = _Channel()
+        loop = asyncio.get_running_loop()
+        if not channel.busy:
+            channel.busy = True
+            try:
+                connection = channel.connection
+                if connection is None:
+                    pool: Any = client.connection_pool
+                    connection = channel.connection = await pool.get_connection()
+                await connection.send_packed_command(_pack(command), check_health=False)
+                return await connection.read_response()
+            finally:
+                channel.busy = False  # also after a failure: redis-py has dropped a connection it could not read
+                if channel.queue and not channel.scheduled:
+                    channel.scheduled = True
+                    loop.call_soon(self._flush, client, channel)
+        future: asyncio.Future[Any] = loop.create_future()
+        channel.queue.append((command, future))
+        if not channel.scheduled:
+            channel.scheduled = True
+            loop.call_soon(self._flush, client, channel)
+        return await future
+
+    def _flush(self, client: redis.asyncio.Redis, channel: _Channel) -> None:
+        channel.scheduled = False
+        batch, channel.queue = channel.queue, []
+        batch = [call for call in batch if not call[1].done()]  # a caller may have timed out
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send_batch(client, batch))
+            channel.tasks.add(task)
+            task.add_done_callback(channel.tasks.discard)
+
+    async def _send_batch(self, client: redis.asyncio.Redis, batch: list[tuple[tuple[Any, ...], Any]]) -> None:
+        pipeline = client.pipeline(transaction=False)
+        for command, _ in batch:
+            pipeline.execute_command(*command)
+        try:
+            results = await pipeline.execute(raise_on_error=False)
+        except BaseException as exc:  # every caller gets the failure and decides (retry or raise) itself
+            error = exc if isinstance(exc, Exception) else self._redis.exceptions.ConnectionError(repr(exc))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def _token(self) -> str:
+        return f"{self._token_prefix}{next(self._tokens):x}"
+
+    def _wrote(self) -> None:
+        if self._events_here:
+            self._notify_listeners()
+
+    # -- state ------------------------------------------------------------------------------------
+
+    async def get(self, scope: str, key: str) -> Record | None:
+        # A plain HGET: a read needs no script. Only a key found expired goes through motia1_get,
+        # which removes it and fires its "expired" event atomically.
+        raw = await self._command("HGET", f"{{{self.prefix}}}:v:{scope}", key)
+        if raw is None:
+            self._hints.forget(scope, key)
+            return None
+        record, token = _parse(key, raw)
+        if record.expires_at is not None and record.expires_at <= self._clock():
+            live, token = await self._fetch(scope, key)
+            self._wrote()
+            if live is None:
+                self._hints.forget(scope, key)
+                return None
+            record = live  # another process wrote it again since our read
+        self._hints.put(scope, record, token)
+        return record
+
+    async def set(self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None) -> WriteResult:
+        now = self._clock()
+        token = self._token()
+        expires_at = now + ttl if ttl is not None else None
+        reply = await self._call(
+            "motia1_set",
+            scope,
+            key,
+            data,
+            "" if expires_at is None else _time(expires_at),
+            "" if if_version is None else if_version,
+            token,
+            _time(now),
+        )
+        if reply[0] == 0:
+            _conflict(scope, key, if_version or 0, int(reply[1]))
+        self._wrote()
+        version = int(reply[1])
+        self._hints.put(scope, Record(key, data, version, expires_at), token.encode())
+        # A replay (status 2: our first attempt landed before the connection broke) cannot know the old value.
+        return WriteResult(reply[2] if reply[0] == 1 else None, data, version)
+
+    async def _fetch(self, scope: str, key: str) -> tuple[Record | None, bytes]:
+        raw = await self._call("motia1_get", scope, key, _time(self._clock()))
+        if raw is None:
+            return None, b""
+        return _parse(key, raw)
+
+    async def update(
+        self,
+        scope: str,
+        key: str,
+        operations: Sequence[Operation],
+        *,
+        ttl: float | None,
+        if_version: int | None,
+        max_value_bytes: int,
+    ) -> WriteResult:
+        hint = self._hints.get(scope, key)
+        fresh = hint is None
+        current, token = (None, b"") if hint is None else hint
+        if fresh:
+            current, token = await self._fetch(scope, key)
+        while True:
+            now = self._clock()
+            if current is not None and not is_live(current.expires_at, now):
+                current, token = None, b""
+            try:
+                record, result = plan_update(scope, key, current, operations, ttl, if_version, max_value_bytes, now)
+            except StateError:
+                if fresh:
+                    raise
+                current, token = await self._fetch(scope, key)  # judge against the stored value, not a hint
+                fresh = True
+                continue
+            if record is None:  # no operations: report what is stored now
+                if fresh:
+                    return result
+                current, token = await self._fetch(scope, key)
+                fresh = True
+                continue
+            new_token = self._token()
+            reply = await self._call(
+                "motia1_cas",
+                scope,
+                key,
+                0 if current is None else current.version,
+                token,
+                record.data,
+                "" if record.expires_at is None else _time(record.expires_at),
+                new_token,
+                _time(now),
+            )
+            if reply[0] != 0:
+                self._wrote()
+                self._hints.put(scope, record, new_token.encode())
+                return result
+            current, token = (None, b"") if reply[1] is None else _parse(key, reply[1])
+            fresh = True
+
+    async def delete(self, scope: str, key: str, *, if_version: int | None) -> bytes | None:
+        reply = await self._call(
+            "motia1_delete", scope, key, "" if if_version is None else if_version, _time(self._clock())
+        )
+        self._hints.forget(scope, key)
+        if reply[0] == 0:
+            _conflict(scope, key, if_version or 0, int(reply[1]))
+        self._wrote()
+        old: bytes | None = reply[1]
+        return old
+
+    async def clear(self, scope: str) -> int:
+        removed = int(await self._call("motia1_clear", scope, _time(self._clock())))
+        self._wrote()
+        return removed
+
+    async def values(self, scope: str) -> list[bytes]:
+        return [record.data for record in await self.items(scope, prefix=None, after=None, limit=None)]
+
+    async def items(self, scope: str, *, prefix: str | None, after: str | None, limit: int | None) -> list[Record]:
+        if limit == 0:
+            return []
+        low = b"-" if after is None else b"(" + after.encode()
+        high = b"+"
+        if prefix:
+            if after is None or after < prefix:
+                low = b"[" + prefix.encode()
+            high = b"(" + prefix.encode() + b"\xff"  # 0xFF never occurs in UTF-8: above every key with prefix
+        reply = await self._call("motia1_items", scope, low, high, limit or 0, _time(self._clock()))
+        records = []
+        for position in range(0, len(reply), 2):
+            record, _ = _parse(reply[position].decode(), reply[position + 1])
+            records.append(record)
+        return records
+
+    async def count(self, scope: str) -> int:
+        return int(await self._call("motia1_count", scope, _time(self._clock())))
+
+    async def scopes(self) -> list[str]:
+        return [scope.decode() for scope in await self._call("motia1_scopes", _time(self._clock()))]
+
+    async def purge_expired(self) -> int:
+        removed = 0
+        while True:
+            batch = int(await self._call("motia1_purge", _time(self._clock()), PURGE_BATCH))
+            removed += batch
+            if batch < PURGE_BATCH:
+                break
+        if removed:
+            self._wrote()
+        return removed
+
+    async def commit(self, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]) -> None:
+        now = self._clock()
+        args: list[Any] = [self._token(), _time(now), len(expected)]
+        for (scope, key), version in expected.items():
+            args += (scope, key, version)
+        args.append(len(writes))
+        for write in writes:
+            if write.data is None:
+                args += (write.scope, write.key, "d", b"", "")
+            elif write.ttl is not None:
+                args += (write.scope, write.key, "t", write.data, _time(now + write.ttl))
+            else:
+                args += (write.scope, write.key, "k" if write.keep_expiry else "p", write.data, "")
+        reply = await self._call("motia1_commit", *args)
+        for scope, key in expected:
+            self._hints.forget(scope, key)
+        if reply[0] == 0:
+            _conflict(reply[1].decode(), reply[2].decode(), int(reply[3]), int(reply[4]))
+        self._wrote()
+
+    async def restore(
+        self, scope: str, key: str, data: bytes, *, version: int | None, expires_at: float | None, replace: bool
+    ) -> bool:
+        done = await self._call(
+            "motia1_restore",
+            scope,
+            key,
+            data,
+            "" if version is None else version,
+            "" if expires_at is None else _time(expires_at),
+            "1" if replace else "0",
+            self._token(),
+            _time(self._clock()),
+        )
+        self._hints.forget(scope, key)
+        self._wrote()
+        return bool(done)
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    async def enable_events(self) -> None:
+        await self._call("motia1_enable_events")
+        self._events_here = True
+
+    async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
+        encoded = [orjson.dumps([s.step, s.scope, s.key]) for s in subscriptions]
+        consumed, added = await self._call("motia1_dispatch", limit, _time(self._clock()), *encoded)
+        if added:
+            self._notify_listeners()
+        return int(consumed)
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
+        if not deliveries:
+            return 0
+        args: list[Any] = [_time(self._clock())]
+        for new in deliveries:
+            args += (new.id, new.step, new.kind, new.payload, new.order_key or "")
+        added = int(await self._call("motia1_enqueue", *args))
+        if added:
+            self._notify_listeners()
+        return added
+
+    async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
+        if not steps or limit <= 0:
+            return []
+        reply = await self._call("motia1_claim", owner, limit, _time(lease), _time(self._clock()), *steps)
+        return [
+            Delivery(
+                reply[i].decode(),
+                reply[i + 1].decode(),
+                reply[i + 2].decode(),
+                reply[i + 3],
+                int(reply[i + 4]),
+                float(reply[i + 5]),
+            )
+            for i in range(0, len(reply), 6)
+        ]
+
+    async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
+        if ids:
+            await self._call("motia1_extend", owner, _time(self._clock() + lease), *ids)
+
+    async def _settle(self, delivery_id: str, owner: str, outcome: str, delay: float, error: str) -> bool:
+        now = self._clock()
+        done = bool(
+            await self._call("motia1_settle", delivery_id, owner, outcome, _time(now + delay), error, _time(now))
+        )
+        if done and outcome != "retry":
+            self._notify_listeners()  # a later delivery of the same key may be ready now
+        return done
+
+    async def complete(self, delivery_id: str, *, owner: str) -> bool:
+        return await self._settle(delivery_id, owner, "complete", 0.0, "")
+
+    async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
+        return await self._settle(delivery_id, owner, "retry", delay, error)
+
+    async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
+        return await self._settle(delivery_id, owner, "dead", 0.0, error)
+
+    async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        letters = []
+        for raw in await self._call("motia1_dead", step or "", limit):
+            delivery_id, step_name, kind, payload, attempts, error, created_at, failed_at = orjson.loads(raw)
+            letters.append(
+                DeadLetter(
+                    delivery_id,
+                    step_name,
+                    kind,
+                    payload.encode(),
+                    int(attempts),
+                    error,
+                    float(created_at),
+                    float(failed_at),
+                )
+            )
+        return letters
+
+    async def pending(self, step: str | None = None) -> int:
+        return int(await self._call("motia1_pending", step or ""))
+
+    async def claim_tick(self, job: str, tick: float, *, hold: float) -> bool:
+        name = f"{{{self.prefix}}}:tick:{job}:{tick_millis(tick)}"
+        claimed = await self._run(
+            lambda client: client.set(name, self._token(), nx=True, px=max(1, round(hold * 1000))), "claim_tick"
+        )
+        return bool(claimed)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            clients, self._clients = self._clients, {}
+        current = asyncio.get_running_loop()
+        for loop, client in clients.items():
+            if loop is current:
+                await client.aclose()
+            elif loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+                await asyncio.wrap_future(future)
+            # a client of a loop that has stopped cannot be closed from here; its sockets die with it

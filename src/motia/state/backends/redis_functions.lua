@@ -1,0 +1,497 @@
+#!lua name=motia1
+
+--[[
+pymotia's Redis function library (loaded with FUNCTION LOAD REPLACE; see redis.py for the key layout).
+
+Every function is called with one key, "{P}:meta", whose hash tag {P} every other key of the store
+shares: each call touches one hash slot, so it runs atomically on a standalone server and on Redis
+Cluster alike. Other key names are derived from it (P = KEYS[1] without ":meta").
+
+A stored record is the string "version|expires_at|token|data": expires_at is empty for a permanent key
+(else Unix seconds as the client formatted them), token identifies the write that stored it (it makes a
+retried write recognisable and a compare-and-set immune to delete-and-recreate), data is the JSON value.
+Time always comes from the client ("now"), so every backend agrees on expiry under a test clock.
+]]
+
+local function prefix_of(keys)
+  return string.sub(keys[1], 1, -6)
+end
+
+local function scope_keys(P, scope)
+  return P .. ':k:' .. scope, P .. ':v:' .. scope, P .. ':x:' .. scope
+end
+
+local function parse(raw)
+  local a = string.find(raw, '|', 1, true)
+  local b = string.find(raw, '|', a + 1, true)
+  local c = string.find(raw, '|', b + 1, true)
+  return tonumber(string.sub(raw, 1, a - 1)), string.sub(raw, a + 1, b - 1), string.sub(raw, b + 1, c - 1),
+    string.sub(raw, c + 1)
+end
+
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+-- Change events: appended to the stream "{P}:events" in the same call as the write (the outbox).
+local function events_on(P)
+  return redis.call('HGET', P .. ':meta', 'events') == '1'
+end
+
+local function emit(P, on, now, event_type, scope, key, old, new, version)
+  if not on then return end
+  local seq = redis.call('HINCRBY', P .. ':meta', 'seq', 1)
+  local payload = '{"type":"state","event_type":"' .. event_type .. '","group_id":' .. cjson.encode(scope)
+    .. ',"item_id":' .. cjson.encode(key) .. ',"old_value":' .. (old or 'null') .. ',"new_value":'
+    .. (new or 'null') .. ',"version":' .. int(version) .. ',"timestamp":' .. now .. ',"seq":' .. int(seq) .. '}'
+  redis.call('XADD', P .. ':events', '*', 's', scope, 'k', key, 'q', int(seq), 'p', payload)
+end
+
+local function remove(P, scope, key, has_expiry)
+  local k, v, x = scope_keys(P, scope)
+  redis.call('HDEL', v, key)
+  redis.call('ZREM', k, key)
+  if has_expiry then
+    redis.call('ZREM', x, key)
+    if redis.call('EXISTS', x) == 0 then redis.call('ZREM', P .. ':xs', scope) end
+  end
+  if redis.call('EXISTS', k) == 0 then redis.call('ZREM', P .. ':scopes', scope) end
+end
+
+local function store(P, scope, key, version, expires_at, token, data, had_expiry, existed)
+  local k, v, x = scope_keys(P, scope)
+  redis.call('HSET', v, key, int(version) .. '|' .. expires_at .. '|' .. token .. '|' .. data)
+  if not existed and redis.call('ZADD', k, 0, key) == 1 and redis.call('ZCARD', k) == 1 then
+    redis.call('ZADD', P .. ':scopes', 0, scope)
+  end
+  if expires_at ~= '' then
+    redis.call('ZADD', x, tonumber(expires_at), key)
+    redis.call('ZADD', P .. ':xs', 0, scope)
+  elseif had_expiry then
+    redis.call('ZREM', x, key)
+    if redis.call('EXISTS', x) == 0 then redis.call('ZREM', P .. ':xs', scope) end
+  end
+end
+
+-- The live record of (scope, key) as {version, expires_at, token, data}, or nil. An expired record is
+-- removed here, firing its one "expired" event, so it is invisible from the instant it expires.
+local function load(P, on, now, scope, key)
+  local _, v = scope_keys(P, scope)
+  local raw = redis.call('HGET', v, key)
+  if not raw then return nil end
+  local version, expires_at, token, data = parse(raw)
+  if expires_at ~= '' and tonumber(expires_at) <= tonumber(now) then
+    remove(P, scope, key, true)
+    emit(P, on, now, 'expired', scope, key, data, nil, version)
+    return nil
+  end
+  return {version, expires_at, token, data}
+end
+
+local function write(P, on, now, scope, key, current, data, expires_at, token)
+  local version = 1
+  local old = nil
+  local had_expiry = false
+  if current then
+    version = current[1] + 1
+    old = current[4]
+    had_expiry = current[2] ~= ''
+  end
+  store(P, scope, key, version, expires_at, token, data, had_expiry, current ~= nil)
+  emit(P, on, now, old and 'updated' or 'created', scope, key, old, data, version)
+  return version
+end
+
+-- GET: args scope, key, now -> the raw record or nil
+local function get(keys, args)
+  local P = prefix_of(keys)
+  local current = load(P, events_on(P), args[3], args[1], args[2])
+  if not current then return false end
+  return int(current[1]) .. '|' .. current[2] .. '|' .. current[3] .. '|' .. current[4]
+end
+
+-- SET: args scope, key, data, expires_at, if_version ('' = none), token, now
+--   -> {1, version, old data or nil} | {0, actual version} (conflict) | {2, version} (a replay)
+local function set(keys, args)
+  local P = prefix_of(keys)
+  local scope, key, now = args[1], args[2], args[7]
+  local on = events_on(P)
+  local current = load(P, on, now, scope, key)
+  if current and current[3] == args[6] then return {2, current[1]} end
+  if args[5] ~= '' then
+    local actual = current and current[1] or 0
+    if actual ~= tonumber(args[5]) then return {0, actual} end
+  end
+  local version = write(P, on, now, scope, key, current, args[3], args[4], args[6])
+  return {1, version, current and current[4] or false}
+end
+
+-- CAS (compare-and-set, for update): args scope, key, expected version (0: absent), expected token,
+--   data, expires_at, token, now -> {1, version} | {2, version} (a replay) | {0, raw current or nil}
+local function cas(keys, args)
+  local P = prefix_of(keys)
+  local scope, key, now = args[1], args[2], args[8]
+  local on = events_on(P)
+  local current = load(P, on, now, scope, key)
+  if current and current[3] == args[7] then return {2, current[1]} end
+  local matches
+  if current then
+    matches = current[1] == tonumber(args[3]) and current[3] == args[4]
+  else
+    matches = args[3] == '0'
+  end
+  if not matches then
+    if not current then return {0, false} end
+    return {0, int(current[1]) .. '|' .. current[2] .. '|' .. current[3] .. '|' .. current[4]}
+  end
+  return {1, write(P, on, now, scope, key, current, args[5], args[6], args[7])}
+end
+
+-- DELETE: args scope, key, if_version ('' = none), now -> {1, old data or nil} | {0, actual version}
+local function delete(keys, args)
+  local P = prefix_of(keys)
+  local scope, key, now = args[1], args[2], args[4]
+  local on = events_on(P)
+  local current = load(P, on, now, scope, key)
+  if args[3] ~= '' then
+    local actual = current and current[1] or 0
+    if actual ~= tonumber(args[3]) then return {0, actual} end
+  end
+  if not current then return {1, false} end
+  remove(P, scope, key, current[2] ~= '')
+  emit(P, on, now, 'deleted', scope, key, current[4], nil, current[1])
+  return {1, current[4]}
+end
+
+-- CLEAR: args scope, now -> how many live keys were removed (each fires deleted, or expired if it was)
+local function clear(keys, args)
+  local P = prefix_of(keys)
+  local scope, now = args[1], tonumber(args[2])
+  local k, v, x = scope_keys(P, scope)
+  local on = events_on(P)
+  local live = 0
+  local names = redis.call('ZRANGE', k, 0, -1)
+  if on then
+    for _, key in ipairs(names) do
+      local version, expires_at, _, data = parse(redis.call('HGET', v, key))
+      local expired = expires_at ~= '' and tonumber(expires_at) <= now
+      if not expired then live = live + 1 end
+      emit(P, on, args[2], expired and 'expired' or 'deleted', scope, key, data, nil, version)
+    end
+  else
+    live = #names - redis.call('ZCOUNT', x, '-inf', now)
+  end
+  redis.call('DEL', k, v, x)
+  redis.call('ZREM', P .. ':scopes', scope)
+  redis.call('ZREM', P .. ':xs', scope)
+  return live
+end
+
+-- ITEMS: args scope, lex min, lex max, limit (0: all), now -> {key, raw, key, raw, ...} in key order.
+-- Reads a chunk of the key index at a time and skips expired keys, so a page costs about the page.
+local function items(keys, args)
+  local P = prefix_of(keys)
+  local k, v = scope_keys(P, args[1])
+  local low, high, limit, now = args[2], args[3], tonumber(args[4]), tonumber(args[5])
+  local out = {}
+  local found = 0
+  local chunk = limit > 0 and limit or 1000
+  while true do
+    local names = redis.call('ZRANGE', k, low, high, 'BYLEX', 'LIMIT', 0, chunk)
+    if #names == 0 then break end
+    local raws = redis.call('HMGET', v, unpack(names))
+    for i, key in ipairs(names) do
+      local _, expires_at = parse(raws[i])
+      if expires_at == '' or tonumber(expires_at) > now then
+        out[#out + 1] = key
+        out[#out + 1] = raws[i]
+        found = found + 1
+        if limit > 0 and found >= limit then return out end
+      end
+    end
+    if #names < chunk then break end
+    low = '(' .. names[#names]
+  end
+  return out
+end
+
+-- COUNT: args scope, now -> live keys in scope
+local function count(keys, args)
+  local P = prefix_of(keys)
+  local k, _, x = scope_keys(P, args[1])
+  return redis.call('ZCARD', k) - redis.call('ZCOUNT', x, '-inf', args[2])
+end
+
+-- SCOPES: args now -> scopes holding a live key, in order
+local function scopes(keys, args)
+  local P = prefix_of(keys)
+  local out = {}
+  for _, scope in ipairs(redis.call('ZRANGE', P .. ':scopes', 0, -1)) do
+    local k, _, x = scope_keys(P, scope)
+    if redis.call('ZCARD', k) > redis.call('ZCOUNT', x, '-inf', args[1]) then out[#out + 1] = scope end
+  end
+  return out
+end
+
+-- PURGE: args now, limit -> how many expired keys were removed (each fires expired)
+local function purge(keys, args)
+  local P = prefix_of(keys)
+  local now, limit = args[1], tonumber(args[2])
+  local on = events_on(P)
+  local removed = 0
+  for _, scope in ipairs(redis.call('ZRANGE', P .. ':xs', 0, -1)) do
+    local _, v, x = scope_keys(P, scope)
+    for _, key in ipairs(redis.call('ZRANGE', x, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit - removed)) do
+      local version, _, _, data = parse(redis.call('HGET', v, key))
+      remove(P, scope, key, true)
+      emit(P, on, now, 'expired', scope, key, data, nil, version)
+      removed = removed + 1
+    end
+    if removed >= limit then break end
+  end
+  return removed
+end
+
+-- COMMIT (a transaction): args token, now, n, then n x (scope, key, expected version), m, then
+--   m x (scope, key, mode, data, expires_at) with mode d(elete) t(tl given) k(eep expiry) p(ermanent)
+--   -> {1} | {2} (a replay) | {0, scope, key, expected, actual}
+local function commit(keys, args)
+  local P = prefix_of(keys)
+  local token, now = args[1], args[2]
+  local marker = P .. ':w:' .. token
+  if redis.call('EXISTS', marker) == 1 then return {2} end
+  local on = events_on(P)
+  local n = tonumber(args[3])
+  for i = 0, n - 1 do
+    local scope, key, expected = args[4 + i * 3], args[5 + i * 3], tonumber(args[6 + i * 3])
+    local current = load(P, on, now, scope, key)
+    local actual = current and current[1] or 0
+    if actual ~= expected then return {0, scope, key, expected, actual} end
+  end
+  local base = 4 + n * 3
+  local m = tonumber(args[base])
+  for i = 0, m - 1 do
+    local at = base + 1 + i * 5
+    local scope, key, mode, data, expires_at = args[at], args[at + 1], args[at + 2], args[at + 3], args[at + 4]
+    local current = load(P, on, now, scope, key)
+    if mode == 'd' then
+      if current then
+        remove(P, scope, key, current[2] ~= '')
+        emit(P, on, now, 'deleted', scope, key, current[4], nil, current[1])
+      end
+    else
+      if mode == 'k' then expires_at = current and current[2] or '' elseif mode == 'p' then expires_at = '' end
+      write(P, on, now, scope, key, current, data, expires_at, token .. ':' .. i)
+    end
+  end
+  redis.call('SET', marker, '1', 'PX', 600000)
+  return {1}
+end
+
+-- RESTORE: args scope, key, data, version ('' = next), expires_at, replace ('1'/'0'), token, now -> 1 | 0
+local function restore(keys, args)
+  local P = prefix_of(keys)
+  local scope, key, now = args[1], args[2], args[8]
+  local on = events_on(P)
+  local current = load(P, on, now, scope, key)
+  if current and current[3] == args[7] then return 1 end
+  if current and args[6] ~= '1' then return 0 end
+  local version = current and current[1] + 1 or 1
+  if args[4] ~= '' then version = tonumber(args[4]) end
+  local old = current and current[4] or nil
+  store(P, scope, key, version, args[5], args[7], args[3], current and current[2] ~= '', current ~= nil)
+  emit(P, on, now, old and 'updated' or 'created', scope, key, old, args[3], version)
+  return 1
+end
+
+-- Deliveries ---------------------------------------------------------------------------------------
+-- "{P}:d:<id>" hash per delivery; "{P}:due:<step>" zset of claimable members scored by the time they
+-- become claimable (available, or lease end); deliveries sharing an order key form a chain: only the
+-- head ("{P}:head:<step>\n<order key>") is in the due set, the rest wait in "{P}:chain:<step>\n<key>".
+
+local function add_delivery(P, now, id, step, kind, payload, order_key)
+  local d = P .. ':d:' .. id
+  if redis.call('EXISTS', d) == 1 then return 0 end
+  local member = string.format('%016.0f', redis.call('HINCRBY', P .. ':meta', 'dseq', 1)) .. '|' .. id
+  redis.call('HSET', d, 'step', step, 'kind', kind, 'payload', payload, 'attempts', 0, 'created', now,
+    'member', member, 'order', order_key)
+  redis.call('HINCRBY', P .. ':pending', step, 1)
+  if order_key ~= '' then
+    local head = P .. ':head:' .. step .. '\n' .. order_key
+    if redis.call('EXISTS', head) == 1 then
+      redis.call('RPUSH', P .. ':chain:' .. step .. '\n' .. order_key, id)
+      return 1
+    end
+    redis.call('SET', head, id)
+  end
+  redis.call('ZADD', P .. ':due:' .. step, tonumber(now), member)
+  return 1
+end
+
+local function remove_delivery(P, now, id, fields)
+  local step, order_key = fields.step, fields.order
+  redis.call('DEL', P .. ':d:' .. id)
+  redis.call('ZREM', P .. ':due:' .. step, fields.member)
+  if redis.call('HINCRBY', P .. ':pending', step, -1) <= 0 then redis.call('HDEL', P .. ':pending', step) end
+  if order_key ~= '' then
+    local chain = P .. ':chain:' .. step .. '\n' .. order_key
+    local next_id = redis.call('LPOP', chain)
+    if next_id then
+      redis.call('SET', P .. ':head:' .. step .. '\n' .. order_key, next_id)
+      local member = redis.call('HGET', P .. ':d:' .. next_id, 'member')
+      redis.call('ZADD', P .. ':due:' .. step, tonumber(now), member)
+    else
+      redis.call('DEL', P .. ':head:' .. step .. '\n' .. order_key)
+    end
+  end
+end
+
+local function held(P, id, owner)
+  local raw = redis.call('HGETALL', P .. ':d:' .. id)
+  if #raw == 0 then return nil end
+  local fields = {}
+  for i = 1, #raw, 2 do fields[raw[i]] = raw[i + 1] end
+  if fields.owner ~= owner then return nil end
+  return fields
+end
+
+-- ENABLE_EVENTS: no args
+local function enable_events(keys, args)
+  redis.call('HSET', prefix_of(keys) .. ':meta', 'events', '1')
+  return 1
+end
+
+-- DISPATCH: args limit, now, then subscriptions as JSON [step, scope|null, key|null]
+--   -> {events consumed, deliveries added}
+local function dispatch(keys, args)
+  local P = prefix_of(keys)
+  local limit, now = tonumber(args[1]), args[2]
+  for i = 3, #args do redis.call('SADD', P .. ':subs', args[i]) end
+  local entries = redis.call('XRANGE', P .. ':events', '-', '+', 'COUNT', limit)
+  if #entries == 0 then return {0, 0} end
+  local subscriptions = {}
+  for _, raw in ipairs(redis.call('SMEMBERS', P .. ':subs')) do subscriptions[#subscriptions + 1] = cjson.decode(raw) end
+  local added = 0
+  local ids = {}
+  for _, entry in ipairs(entries) do
+    ids[#ids + 1] = entry[1]
+    local f = {}
+    for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+    for _, sub in ipairs(subscriptions) do
+      if (sub[2] == cjson.null or sub[2] == f.s) and (sub[3] == cjson.null or sub[3] == f.k) then
+        added = added + add_delivery(P, now, 'state:' .. f.q .. ':' .. sub[1], sub[1], 'state', f.p,
+          cjson.encode({f.s, f.k}))
+      end
+    end
+  end
+  redis.call('XDEL', P .. ':events', unpack(ids))
+  return {#entries, added}
+end
+
+-- ENQUEUE: args now, then n x (id, step, kind, payload, order key or '') -> how many were new
+local function enqueue(keys, args)
+  local P = prefix_of(keys)
+  local added = 0
+  for i = 2, #args, 5 do
+    added = added + add_delivery(P, args[1], args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4])
+  end
+  return added
+end
+
+-- CLAIM: args owner, limit, lease, now, steps... -> flat {id, step, kind, payload, attempts, created, ...}
+local function claim(keys, args)
+  local P = prefix_of(keys)
+  local owner, limit, lease, now = args[1], tonumber(args[2]), tonumber(args[3]), tonumber(args[4])
+  local candidates = {}
+  for i = 5, #args do
+    local due = redis.call('ZRANGE', P .. ':due:' .. args[i], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit,
+      'WITHSCORES')
+    for j = 1, #due, 2 do candidates[#candidates + 1] = {due[j], tonumber(due[j + 1]), args[i]} end
+  end
+  table.sort(candidates, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end)
+  local out = {}
+  for i = 1, math.min(limit, #candidates) do
+    local member, step = candidates[i][1], candidates[i][3]
+    local id = string.sub(member, 18)
+    local d = P .. ':d:' .. id
+    local attempts = redis.call('HINCRBY', d, 'attempts', 1)
+    redis.call('HSET', d, 'owner', owner)
+    redis.call('ZADD', P .. ':due:' .. step, now + lease, member)
+    local f = redis.call('HMGET', d, 'kind', 'payload', 'created')
+    for _, value in ipairs({id, step, f[1], f[2], attempts, f[3]}) do out[#out + 1] = value end
+  end
+  return out
+end
+
+-- EXTEND: args owner, lease until, ids...
+local function extend(keys, args)
+  local P = prefix_of(keys)
+  for i = 3, #args do
+    local fields = held(P, args[i], args[1])
+    if fields then redis.call('ZADD', P .. ':due:' .. fields.step, tonumber(args[2]), fields.member) end
+  end
+  return 1
+end
+
+-- SETTLE: args id, owner, outcome (complete|retry|dead), available at (retry), error, now -> 1 | 0
+local function settle(keys, args)
+  local P = prefix_of(keys)
+  local id, owner, outcome, now = args[1], args[2], args[3], args[6]
+  local fields = held(P, id, owner)
+  if not fields then return 0 end
+  if outcome == 'retry' then
+    redis.call('HDEL', P .. ':d:' .. id, 'owner')
+    redis.call('ZADD', P .. ':due:' .. fields.step, tonumber(args[4]), fields.member)
+    return 1
+  end
+  remove_delivery(P, now, id, fields)
+  if outcome == 'dead' then
+    redis.call('RPUSH', P .. ':dead', cjson.encode({id, fields.step, fields.kind, fields.payload,
+      tonumber(fields.attempts), args[5], fields.created, now}))
+  end
+  return 1
+end
+
+-- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first
+local function dead(keys, args)
+  local P = prefix_of(keys)
+  local limit = tonumber(args[2])
+  local out = {}
+  for _, raw in ipairs(redis.call('LRANGE', P .. ':dead', 0, -1)) do
+    if #out >= limit then break end
+    if args[1] == '' or cjson.decode(raw)[2] == args[1] then out[#out + 1] = raw end
+  end
+  return out
+end
+
+-- PENDING: args step ('' = all) -> unsettled deliveries
+local function pending(keys, args)
+  local P = prefix_of(keys)
+  if args[1] ~= '' then return tonumber(redis.call('HGET', P .. ':pending', args[1]) or '0') end
+  local total = 0
+  for _, n in ipairs(redis.call('HVALS', P .. ':pending')) do total = total + tonumber(n) end
+  return total
+end
+
+redis.register_function('motia1_get', get)
+redis.register_function('motia1_set', set)
+redis.register_function('motia1_cas', cas)
+redis.register_function('motia1_delete', delete)
+redis.register_function('motia1_clear', clear)
+redis.register_function{function_name = 'motia1_items', callback = items, flags = {'no-writes'}}
+redis.register_function{function_name = 'motia1_count', callback = count, flags = {'no-writes'}}
+redis.register_function{function_name = 'motia1_scopes', callback = scopes, flags = {'no-writes'}}
+redis.register_function('motia1_purge', purge)
+redis.register_function('motia1_commit', commit)
+redis.register_function('motia1_restore', restore)
+redis.register_function('motia1_enable_events', enable_events)
+redis.register_function('motia1_dispatch', dispatch)
+redis.register_function('motia1_enqueue', enqueue)
+redis.register_function('motia1_claim', claim)
+redis.register_function('motia1_extend', extend)
+redis.register_function('motia1_settle', settle)
+redis.register_function{function_name = 'motia1_dead', callback = dead, flags = {'no-writes'}}
+redis.register_function{function_name = 'motia1_pending', callback = pending, flags = {'no-writes'}}

@@ -1,0 +1,59 @@
+"""Fixtures shared by every test directory: private Redis servers (see ``redis_server.py``).
+
+- ``redis_server``: one server for the whole run (session scope). Tests get an empty store on it by using a
+  fresh key prefix (``redis://...?prefix=NAME``), never by flushing it.
+- ``redis_server_factory``: ``redis_server_factory(appendonly=False)`` starts another private server (e.g. one
+  with ``appendonly=True`` to kill and restart); each is stopped and removed after the test.
+
+Without ``redis-server`` on PATH both skip with a visible reason, except in CI (``CI=true``), where a missing
+server is a failure: the Redis tests must never be skipped silently there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from redis_server import RedisServer, redis_server_path
+
+
+def require_redis_server() -> None:
+    """Skip (or, in CI, fail) the calling test when ``redis-server`` is not installed."""
+    if redis_server_path() is not None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(
+            "redis-server is not on PATH and CI=true: install redis-server (Debian: apt-get install redis-server; "
+            "scripts/test does it when run as root) so the Redis tests run",
+            pytrace=False,
+        )
+    pytest.skip("redis-server is not on PATH: Redis tests skipped (install the redis-server package to run them)")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private Redis server (no persistence) for the whole test run."""
+    require_redis_server()
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
+    """``redis_server_factory(appendonly=False)`` starts an extra private server, stopped after the test."""
+    require_redis_server()
+    started: list[RedisServer] = []
+
+    def start(*, appendonly: bool = False) -> RedisServer:
+        server = RedisServer(appendonly=appendonly)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
