@@ -3,6 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python bench/transactions_bench.py            # SQLite and memory, 5 rounds
+    .venv/bin/python bench/transactions_bench.py --redis redis://127.0.0.1:6379/0   # and Redis
 
 * **transfer**: move 1 from one counter to another. As a transaction (read both, write both, commit
   once: consistent) vs two separate ``update`` increments (atomic each, not together).
@@ -90,12 +91,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=3000, help="operations per round")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--redis", help="also measure a Redis server (a fresh key prefix is used)")
     args = parser.parse_args()
     print(f"transactions and typed scopes, {args.n:,} operations a round, median of {args.repeat}\n")
     print("| backend | workload | ops/s | vs plain |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="motia-tx-bench-") as directory:
-        for label, url in (("sqlite", f"sqlite:///{Path(directory) / 'state.db'}"), ("memory", "memory://")):
+        targets = [("sqlite", f"sqlite:///{Path(directory) / 'state.db'}"), ("memory", "memory://")]
+        if args.redis:
+            targets.append(("redis", f"{args.redis}?prefix=txbench{time.time_ns()}"))
+        for label, url in targets:
             async with StateManager.from_url(url) as state:
                 figures = await measure(state, args.n, args.repeat)
             pairs = [

@@ -50,7 +50,7 @@ def run_options(fn: F) -> F:
             "state_url",
             envvar="MOTIA_STATE_URL",
             metavar="URL",
-            help="State store URL (sqlite:///path.db, memory://); also $MOTIA_STATE_URL. "
+            help="State store URL (sqlite:///path.db, memory://, redis://host:port/db); also $MOTIA_STATE_URL. "
             "[default: sqlite:///./.motia/state.db]",
         ),
         click.option(

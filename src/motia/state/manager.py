@@ -32,7 +32,7 @@ _T = TypeVar("_T")
 class StateManager:
     """Scoped key-value state: scope → key → JSON value, persistent and atomic per call.
 
-    Open one with :meth:`from_url` (``sqlite:///path.db``, ``memory://``) and close it with
+    Open one with :meth:`from_url` (``sqlite:///path.db``, ``memory://``, ``redis://host/db``) and close it with
     :meth:`aclose` or ``async with``. Every method may be called concurrently from any number of tasks.
     """
 
@@ -49,7 +49,8 @@ class StateManager:
 
         Options: ``max_value_bytes`` (default 1 MiB), ``clock`` (a zero-argument callable returning Unix
         time in seconds, for TTL; tests pass a fake one), and backend options (SQLite: ``durability``,
-        ``timeout``). URL query parameters (``?durability=full``) are backend options too.
+        ``timeout``; Redis: ``prefix``, ``timeout``). URL query parameters (``?durability=full``) are backend
+        options too.
         """
         from motia.state.urls import open_backend
 
