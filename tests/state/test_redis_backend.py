@@ -396,10 +396,14 @@ class ReplyDroppingProxy:
         self.target_port = target_port
         self.armed = False
         self.dropped = threading.Event()
+        #: Cleared when a reply is dropped: new connections then wait (a retry is held back) until set.
+        self.gate = threading.Event()
+        self.gate.set()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
+        self.hold_retry = False
         self.port = 0
 
     def start(self) -> None:
@@ -411,6 +415,8 @@ class ReplyDroppingProxy:
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.writers.append(client_writer)
+        if not self.gate.is_set():
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.writers.append(server_writer)
 
@@ -418,6 +424,8 @@ class ReplyDroppingProxy:
             while data := await reader.read(65536):
                 if replies and self.armed:
                     self.armed = False
+                    if self.hold_retry:
+                        self.gate.clear()
                     self.dropped.set()
                     return
                 writer.write(data)
@@ -466,8 +474,8 @@ async def test_a_write_whose_reply_was_lost_is_retried_without_being_applied_twi
         await manager.backend.enable_events()
         await manager.set("s", "counter", {"n": 0})
         await manager.backend.dispatch_events([Subscription("watch", "s")])
-        # When the reply to the next write is lost after Redis applied it
-        proxy.armed = True
+        # When the reply to the next write is lost after Redis applied it (for a transaction: its commit)
+        proxy.armed = operation != "transaction"
         if operation == "update":
             result = await manager.update("s", "counter", [{"type": "increment", "path": "n", "value": 1}])
             assert result.new_value == {"n": 1}
@@ -477,6 +485,7 @@ async def test_a_write_whose_reply_was_lost_is_retried_without_being_applied_twi
             async with manager.transaction() as tx:
                 current = await tx.get("s", "counter")
                 await tx.set("s", "counter", {"n": current["n"] + 1})
+                proxy.armed = True
         # Then the write was retried over a new connection and applied exactly once
         assert proxy.dropped.is_set()
         entry = await watcher.get_entry("s", "counter")
@@ -487,4 +496,46 @@ async def test_a_write_whose_reply_was_lost_is_retried_without_being_applied_twi
     finally:
         await manager.aclose()
         await watcher.aclose()
+        proxy.close()
+
+
+@pytest.mark.parametrize("operation", ["update", "set", "delete"])
+async def test_a_retried_write_is_not_applied_again_after_another_writer_changed_the_key(redis_server, operation):
+    # The reply to A's write is lost; before A's retry reaches Redis, B changes the same key. The key no
+    # longer holds A's write, yet the retry must still be recognised as already applied.
+    proxy = ReplyDroppingProxy(redis_server.port)
+    proxy.start()
+    proxy.hold_retry = True
+    first = StateManager.from_url(f"redis://127.0.0.1:{proxy.port}/0?prefix=interleaved-{operation}")
+    second = StateManager.from_url(f"{redis_server.url}?prefix=interleaved-{operation}")
+    increment = [{"type": "increment", "path": "n", "value": 1}]
+    try:
+        await first.set("s", "counter", {"n": 0})
+        proxy.armed = True
+        if operation == "update":
+            write = asyncio.ensure_future(first.update("s", "counter", increment))
+        elif operation == "set":
+            write = asyncio.ensure_future(first.set("s", "counter", {"n": "from-first"}))
+        else:
+            write = asyncio.ensure_future(first.delete("s", "counter", if_version=1))
+        assert await asyncio.to_thread(proxy.dropped.wait, 10)
+        if operation == "update":
+            await second.update("s", "counter", increment)
+        elif operation == "set":
+            await second.set("s", "counter", {"n": "from-second"})
+        else:
+            await second.set("s", "counter", {"n": "recreated"})
+        proxy.gate.set()
+        await write  # the retry answers as the first attempt would have (no conflict for the delete)
+        entry = await second.get_entry("s", "counter")
+        assert entry is not None
+        if operation == "update":
+            assert (entry.value, entry.version) == ({"n": 2}, 3)
+        elif operation == "set":
+            assert (entry.value, entry.version) == ({"n": "from-second"}, 3)
+        else:
+            assert (entry.value, entry.version) == ({"n": "recreated"}, 1)
+    finally:
+        await first.aclose()
+        await second.aclose()
         proxy.close()

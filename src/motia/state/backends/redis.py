@@ -20,7 +20,7 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
     {P}:head:<step>\\n<ok>   string / {P}:chain:<step>\\n<ok> list: deliveries sharing an order key
     {P}:pending             hash: step -> unsettled deliveries
     {P}:dead                list: dead letters (JSON)
-    {P}:w:<token>           string, expires after 10 min: a committed transaction (makes a retry safe)
+    {P}:w:<token>           string, expires after timeout + 30 s: the reply to one write (makes a retry safe)
     {P}:tick:<job>:<ms>     string, expires: the instance that runs one cron tick
 
 One store lives in one hash slot: on Redis Cluster stores (prefixes) are spread over shards, scopes of
@@ -37,8 +37,10 @@ so a ``get`` followed by an ``update`` (or updates in a row) usually take one ro
 
 Connection loss: every call is retried with exponential backoff until ``timeout`` seconds have passed,
 then :class:`~motia.exceptions.StateBackendUnavailable` is raised. Retrying is safe because each write
-carries a unique token that the store remembers with the record (or, for a transaction, for 10
-minutes): a write that reached Redis before the connection broke is recognised, not applied twice.
+carries a unique token, and the store keeps the write's reply under it for a little longer than a
+client retries: a write that reached Redis before the connection broke is answered from there, not
+applied again, even when other writers changed the key in between. That costs one short-lived key per
+write (about 100 bytes for ``timeout`` + 30 s). Reads are simply repeated.
 """
 
 from __future__ import annotations
@@ -222,6 +224,7 @@ class RedisBackend(StateBackend):
             raise ConfigError(f"invalid state URL {mask_url(url)!r}: timeout must be positive")
         self.prefix = prefix
         self.timeout = timeout
+        self._marker_ms = round((timeout + 30.0) * 1000)
         self._clock = clock
         self._connect_url = parts._replace(query="").geturl()
         options: dict[str, Any] = {}
@@ -351,8 +354,14 @@ class RedisBackend(StateBackend):
     async def _call(self, function: str, *args: Any) -> Any:
         return await self._command("FCALL", function, 1, self._meta, *args)
 
+    async def _write(self, function: str, token: str, *args: Any) -> Any:
+        """Call a write function: applied at most once for ``token``, however often a retry repeats it.
+        The store keeps the reply under the token a little longer than this client retries."""
+        return await self._call(function, token, self._marker_ms, *args)
+
     async def _command(self, *command: Any) -> Any:
-        return await self._run(lambda client: self._send(client, command), str(command[1])[6:])
+        what = str(command[1])[6:] if command[0] == "FCALL" else str(command[0])
+        return await self._run(lambda client: self._send(client, command), what)
 
     async def _send(self, client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
         """One command. When the loop has no other call in flight it goes straight over the loop's own
@@ -447,14 +456,14 @@ class RedisBackend(StateBackend):
         now = self._clock()
         token = self._token()
         expires_at = now + ttl if ttl is not None else None
-        reply = await self._call(
+        reply = await self._write(
             "motia1_set",
+            token,
             scope,
             key,
             data,
             "" if expires_at is None else _time(expires_at),
             "" if if_version is None else if_version,
-            token,
             _time(now),
         )
         if reply[0] == 0:
@@ -462,7 +471,6 @@ class RedisBackend(StateBackend):
         self._wrote()
         version = int(reply[1])
         self._hints.put(scope, Record(key, data, version, expires_at), token.encode())
-        # A replay (status 2: our first attempt landed before the connection broke) cannot know the old value.
         return WriteResult(reply[2] if reply[0] == 1 else None, data, version)
 
     async def _fetch(self, scope: str, key: str) -> tuple[Record | None, bytes]:
@@ -505,15 +513,15 @@ class RedisBackend(StateBackend):
                 fresh = True
                 continue
             new_token = self._token()
-            reply = await self._call(
+            reply = await self._write(
                 "motia1_cas",
+                new_token,
                 scope,
                 key,
                 0 if current is None else current.version,
                 token,
                 record.data,
                 "" if record.expires_at is None else _time(record.expires_at),
-                new_token,
                 _time(now),
             )
             if reply[0] != 0:
@@ -524,8 +532,8 @@ class RedisBackend(StateBackend):
             fresh = True
 
     async def delete(self, scope: str, key: str, *, if_version: int | None) -> bytes | None:
-        reply = await self._call(
-            "motia1_delete", scope, key, "" if if_version is None else if_version, _time(self._clock())
+        reply = await self._write(
+            "motia1_delete", self._token(), scope, key, "" if if_version is None else if_version, _time(self._clock())
         )
         self._hints.forget(scope, key)
         if reply[0] == 0:
@@ -535,7 +543,7 @@ class RedisBackend(StateBackend):
         return old
 
     async def clear(self, scope: str) -> int:
-        removed = int(await self._call("motia1_clear", scope, _time(self._clock())))
+        removed = int(await self._write("motia1_clear", self._token(), scope, _time(self._clock())))
         self._wrote()
         return removed
 
@@ -577,7 +585,7 @@ class RedisBackend(StateBackend):
 
     async def commit(self, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]) -> None:
         now = self._clock()
-        args: list[Any] = [self._token(), _time(now), len(expected)]
+        args: list[Any] = [_time(now), len(expected)]
         for (scope, key), version in expected.items():
             args += (scope, key, version)
         args.append(len(writes))
@@ -588,7 +596,7 @@ class RedisBackend(StateBackend):
                 args += (write.scope, write.key, "t", write.data, _time(now + write.ttl))
             else:
                 args += (write.scope, write.key, "k" if write.keep_expiry else "p", write.data, "")
-        reply = await self._call("motia1_commit", *args)
+        reply = await self._write("motia1_commit", self._token(), *args)
         for scope, key in expected:
             self._hints.forget(scope, key)
         if reply[0] == 0:
@@ -598,15 +606,15 @@ class RedisBackend(StateBackend):
     async def restore(
         self, scope: str, key: str, data: bytes, *, version: int | None, expires_at: float | None, replace: bool
     ) -> bool:
-        done = await self._call(
+        done = await self._write(
             "motia1_restore",
+            self._token(),
             scope,
             key,
             data,
             "" if version is None else version,
             "" if expires_at is None else _time(expires_at),
             "1" if replace else "0",
-            self._token(),
             _time(self._clock()),
         )
         self._hints.forget(scope, key)
@@ -698,10 +706,11 @@ class RedisBackend(StateBackend):
 
     async def claim_tick(self, job: str, tick: float, *, hold: float) -> bool:
         name = f"{{{self.prefix}}}:tick:{job}:{tick_millis(tick)}"
-        claimed = await self._run(
-            lambda client: client.set(name, self._token(), nx=True, px=max(1, round(hold * 1000))), "claim_tick"
-        )
-        return bool(claimed)
+        token = self._token()
+        if await self._command("SET", name, token, "NX", "PX", max(1, round(hold * 1000))) is not None:
+            return True
+        # Taken: by another instance, or by this very call if its reply was lost and the SET was retried.
+        return bool(await self._command("GET", name) == token.encode())
 
     # -- lifecycle --------------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ shares: each call touches one hash slot, so it runs atomically on a standalone s
 Cluster alike. Other key names are derived from it (P = KEYS[1] without ":meta").
 
 A stored record is the string "version|expires_at|token|data": expires_at is empty for a permanent key
-(else Unix seconds as the client formatted them), token identifies the write that stored it (it makes a
-retried write recognisable and a compare-and-set immune to delete-and-recreate), data is the JSON value.
+(else Unix seconds as the client formatted them), token identifies the write that stored it (so a
+compare-and-set is immune to a delete and re-create in between), data is the JSON value.
 Time always comes from the client ("now"), so every backend agrees on expiry under a test clock.
 ]]
 
@@ -110,52 +110,64 @@ local function get(keys, args)
   return int(current[1]) .. '|' .. current[2] .. '|' .. current[3] .. '|' .. current[4]
 end
 
--- SET: args scope, key, data, expires_at, if_version ('' = none), token, now
---   -> {1, version, old data or nil} | {0, actual version} (conflict) | {2, version} (a replay)
-local function set(keys, args)
-  local P = prefix_of(keys)
-  local scope, key, now = args[1], args[2], args[7]
+-- Writes are applied at most once per token. Each takes (token, marker lifetime in ms) as its first two
+-- arguments; its reply is kept under "{P}:w:<token>" for that long, and a call repeating the token (a
+-- client retrying after a lost connection) gets that reply instead of a second application, even if
+-- other writers changed the key in between.
+local function once(handler)
+  return function(keys, args)
+    local P = prefix_of(keys)
+    local marker = P .. ':w:' .. args[1]
+    local seen = redis.call('GET', marker)
+    if seen then return cmsgpack.unpack(seen) end
+    local reply = handler(P, args)
+    redis.call('SET', marker, cmsgpack.pack(reply), 'PX', args[2])
+    return reply
+  end
+end
+
+-- SET: args token, ms, scope, key, data, expires_at, if_version ('' = none), now
+--   -> {1, version, old data or nil} | {0, actual version} (conflict)
+local function set(P, args)
+  local scope, key, now = args[3], args[4], args[8]
   local on = events_on(P)
   local current = load(P, on, now, scope, key)
-  if current and current[3] == args[6] then return {2, current[1]} end
-  if args[5] ~= '' then
+  if args[7] ~= '' then
     local actual = current and current[1] or 0
-    if actual ~= tonumber(args[5]) then return {0, actual} end
+    if actual ~= tonumber(args[7]) then return {0, actual} end
   end
-  local version = write(P, on, now, scope, key, current, args[3], args[4], args[6])
+  local version = write(P, on, now, scope, key, current, args[5], args[6], args[1])
   return {1, version, current and current[4] or false}
 end
 
--- CAS (compare-and-set, for update): args scope, key, expected version (0: absent), expected token,
---   data, expires_at, token, now -> {1, version} | {2, version} (a replay) | {0, raw current or nil}
-local function cas(keys, args)
-  local P = prefix_of(keys)
-  local scope, key, now = args[1], args[2], args[8]
+-- CAS (compare-and-set, for update): args token, ms, scope, key, expected version (0: absent),
+--   expected token, data, expires_at, now -> {1, version} | {0, raw current or nil}
+local function cas(P, args)
+  local scope, key, now = args[3], args[4], args[9]
   local on = events_on(P)
   local current = load(P, on, now, scope, key)
-  if current and current[3] == args[7] then return {2, current[1]} end
   local matches
   if current then
-    matches = current[1] == tonumber(args[3]) and current[3] == args[4]
+    matches = current[1] == tonumber(args[5]) and current[3] == args[6]
   else
-    matches = args[3] == '0'
+    matches = args[5] == '0'
   end
   if not matches then
     if not current then return {0, false} end
     return {0, int(current[1]) .. '|' .. current[2] .. '|' .. current[3] .. '|' .. current[4]}
   end
-  return {1, write(P, on, now, scope, key, current, args[5], args[6], args[7])}
+  return {1, write(P, on, now, scope, key, current, args[7], args[8], args[1])}
 end
 
--- DELETE: args scope, key, if_version ('' = none), now -> {1, old data or nil} | {0, actual version}
-local function delete(keys, args)
-  local P = prefix_of(keys)
-  local scope, key, now = args[1], args[2], args[4]
+-- DELETE: args token, ms, scope, key, if_version ('' = none), now
+--   -> {1, old data or nil} | {0, actual version}
+local function delete(P, args)
+  local scope, key, now = args[3], args[4], args[6]
   local on = events_on(P)
   local current = load(P, on, now, scope, key)
-  if args[3] ~= '' then
+  if args[5] ~= '' then
     local actual = current and current[1] or 0
-    if actual ~= tonumber(args[3]) then return {0, actual} end
+    if actual ~= tonumber(args[5]) then return {0, actual} end
   end
   if not current then return {1, false} end
   remove(P, scope, key, current[2] ~= '')
@@ -163,10 +175,9 @@ local function delete(keys, args)
   return {1, current[4]}
 end
 
--- CLEAR: args scope, now -> how many live keys were removed (each fires deleted, or expired if it was)
-local function clear(keys, args)
-  local P = prefix_of(keys)
-  local scope, now = args[1], tonumber(args[2])
+-- CLEAR: args token, ms, scope, now -> how many live keys were removed (each fires deleted, or expired)
+local function clear(P, args)
+  local scope, now = args[3], tonumber(args[4])
   local k, v, x = scope_keys(P, scope)
   local on = events_on(P)
   local live = 0
@@ -176,7 +187,7 @@ local function clear(keys, args)
       local version, expires_at, _, data = parse(redis.call('HGET', v, key))
       local expired = expires_at ~= '' and tonumber(expires_at) <= now
       if not expired then live = live + 1 end
-      emit(P, on, args[2], expired and 'expired' or 'deleted', scope, key, data, nil, version)
+      emit(P, on, args[4], expired and 'expired' or 'deleted', scope, key, data, nil, version)
     end
   else
     live = #names - redis.call('ZCOUNT', x, '-inf', now)
@@ -252,23 +263,20 @@ local function purge(keys, args)
   return removed
 end
 
--- COMMIT (a transaction): args token, now, n, then n x (scope, key, expected version), m, then
+-- COMMIT (a transaction): args token, ms, now, n, then n x (scope, key, expected version), m, then
 --   m x (scope, key, mode, data, expires_at) with mode d(elete) t(tl given) k(eep expiry) p(ermanent)
---   -> {1} | {2} (a replay) | {0, scope, key, expected, actual}
-local function commit(keys, args)
-  local P = prefix_of(keys)
-  local token, now = args[1], args[2]
-  local marker = P .. ':w:' .. token
-  if redis.call('EXISTS', marker) == 1 then return {2} end
+--   -> {1} | {0, scope, key, expected, actual}
+local function commit(P, args)
+  local token, now = args[1], args[3]
   local on = events_on(P)
-  local n = tonumber(args[3])
+  local n = tonumber(args[4])
   for i = 0, n - 1 do
-    local scope, key, expected = args[4 + i * 3], args[5 + i * 3], tonumber(args[6 + i * 3])
+    local scope, key, expected = args[5 + i * 3], args[6 + i * 3], tonumber(args[7 + i * 3])
     local current = load(P, on, now, scope, key)
     local actual = current and current[1] or 0
     if actual ~= expected then return {0, scope, key, expected, actual} end
   end
-  local base = 4 + n * 3
+  local base = 5 + n * 3
   local m = tonumber(args[base])
   for i = 0, m - 1 do
     local at = base + 1 + i * 5
@@ -284,23 +292,21 @@ local function commit(keys, args)
       write(P, on, now, scope, key, current, data, expires_at, token .. ':' .. i)
     end
   end
-  redis.call('SET', marker, '1', 'PX', 600000)
   return {1}
 end
 
--- RESTORE: args scope, key, data, version ('' = next), expires_at, replace ('1'/'0'), token, now -> 1 | 0
-local function restore(keys, args)
-  local P = prefix_of(keys)
-  local scope, key, now = args[1], args[2], args[8]
+-- RESTORE: args token, ms, scope, key, data, version ('' = next), expires_at, replace ('1'/'0'), now
+--   -> 1 | 0
+local function restore(P, args)
+  local scope, key, now = args[3], args[4], args[9]
   local on = events_on(P)
   local current = load(P, on, now, scope, key)
-  if current and current[3] == args[7] then return 1 end
-  if current and args[6] ~= '1' then return 0 end
+  if current and args[8] ~= '1' then return 0 end
   local version = current and current[1] + 1 or 1
-  if args[4] ~= '' then version = tonumber(args[4]) end
+  if args[6] ~= '' then version = tonumber(args[6]) end
   local old = current and current[4] or nil
-  store(P, scope, key, version, args[5], args[7], args[3], current and current[2] ~= '', current ~= nil)
-  emit(P, on, now, old and 'updated' or 'created', scope, key, old, args[3], version)
+  store(P, scope, key, version, args[7], args[1], args[5], current and current[2] ~= '', current ~= nil)
+  emit(P, on, now, old and 'updated' or 'created', scope, key, old, args[5], version)
   return 1
 end
 
@@ -477,16 +483,16 @@ local function pending(keys, args)
 end
 
 redis.register_function('motia1_get', get)
-redis.register_function('motia1_set', set)
-redis.register_function('motia1_cas', cas)
-redis.register_function('motia1_delete', delete)
-redis.register_function('motia1_clear', clear)
+redis.register_function('motia1_set', once(set))
+redis.register_function('motia1_cas', once(cas))
+redis.register_function('motia1_delete', once(delete))
+redis.register_function('motia1_clear', once(clear))
 redis.register_function{function_name = 'motia1_items', callback = items, flags = {'no-writes'}}
 redis.register_function{function_name = 'motia1_count', callback = count, flags = {'no-writes'}}
 redis.register_function{function_name = 'motia1_scopes', callback = scopes, flags = {'no-writes'}}
 redis.register_function('motia1_purge', purge)
-redis.register_function('motia1_commit', commit)
-redis.register_function('motia1_restore', restore)
+redis.register_function('motia1_commit', once(commit))
+redis.register_function('motia1_restore', once(restore))
 redis.register_function('motia1_enable_events', enable_events)
 redis.register_function('motia1_dispatch', dispatch)
 redis.register_function('motia1_enqueue', enqueue)
