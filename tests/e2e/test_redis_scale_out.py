@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 STEPS = Path(__file__).resolve().parent / "steps_scale_out"
 APP_STEPS = STEPS / "app"
-CRON_STEPS = STEPS / "cron"
+CRON_STEPS = Path(__file__).resolve().parent / "steps_cron"  # the per-second ticker the SQLite test uses
 #: Short leases and quick polls, so another instance takes over a killed one's work within seconds.
 FAST = {"MOTIA_DELIVERY_LEASE": "1", "MOTIA_DELIVERY_POLL_INTERVAL": "0.05"}
 CONSOLE_ENTRY = "/__motia/api/entry"

@@ -15,7 +15,6 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata, resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -26,6 +25,7 @@ from motia.console.auth import ConsoleAuth
 from motia.console.events import StateEventHub
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.state.types import StateEntry
+from motia.state.urls import mask_url
 from motia.steps.triggers import StateTrigger
 
 if TYPE_CHECKING:
@@ -83,14 +83,6 @@ def step_json(step: Step) -> dict[str, Any]:
         "enqueues": [topic if isinstance(topic, str) else topic.get("topic") for topic in config.enqueues],
         "triggers": [trigger_json(trigger) for trigger in step.triggers],
     }
-
-
-def mask_url(url: str) -> str:
-    """The URL without any password (a Redis URL may carry one)."""
-    parts = urlsplit(url)
-    if parts.password:
-        return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
-    return url
 
 
 def _query(request: Request, name: str) -> str | None:

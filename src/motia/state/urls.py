@@ -67,7 +67,7 @@ def open_backend(url: str, **options: Any) -> StateBackend:
         _reject_unknown(url, options, {"clock", "prefix", "timeout"})
         return RedisBackend(url, **options)
     raise ConfigError(
-        f"unknown state URL scheme {parts.scheme!r} in {_mask(url)!r}: use sqlite:///, memory:// or redis://"
+        f"unknown state URL scheme {parts.scheme!r} in {mask_url(url)!r}: use sqlite:///, memory:// or redis://"
     )
 
 
@@ -87,13 +87,13 @@ def _reject_unknown(url: str, given: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
         known = ", ".join(sorted(allowed)) or "none"
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for state URL {_mask(url)!r} (known: {known})")
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for state URL {mask_url(url)!r} (known: {known})")
 
 
-def _mask(url: str) -> str:
-    """The URL with any password replaced, for error messages and logs."""
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
     parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()

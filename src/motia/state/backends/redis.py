@@ -80,6 +80,7 @@ from motia.state.backends.base import (
     tick_millis,
 )
 from motia.state.ops import Operation
+from motia.state.urls import mask_url
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -102,16 +103,6 @@ def _import_redis() -> Any:
     except ImportError:
         raise ConfigError("the Redis state backend needs the redis package: pip install 'pymotia[redis]'") from None
     return redis
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 class _Hints:
@@ -149,11 +140,12 @@ class _Hints:
 
 
 class _Channel:
-    """Per-client batching state (touched only on the client's own loop)."""
+    """One event loop's client, connection and batching state (touched only on that loop)."""
 
-    __slots__ = ("busy", "connection", "queue", "scheduled", "tasks")
+    __slots__ = ("busy", "client", "connection", "queue", "scheduled", "tasks")
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any) -> None:
+        self.client = client
         self.busy = False
         self.connection: Any = None  # the loop's own connection, for calls when nothing else is in flight
         self.scheduled = False
@@ -195,7 +187,7 @@ def _time(seconds: float) -> str:
 
 
 class RedisBackend(StateBackend):
-    """State in a Redis server (6.2 or newer is not enough: functions need Redis 7)."""
+    """State in a Redis server, 7.0 or newer (the store is a Redis function library)."""
 
     def __init__(
         self,
@@ -238,8 +230,7 @@ class RedisBackend(StateBackend):
         self._hints = _Hints()
         self._tokens = itertools.count()
         self._token_prefix = os.urandom(6).hex()
-        self._clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
-        self._channels: dict[redis.asyncio.Redis, _Channel] = {}
+        self._channels: dict[asyncio.AbstractEventLoop, _Channel] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._events_here = False  # this process enabled events: wake local workers after writes
@@ -267,18 +258,19 @@ class RedisBackend(StateBackend):
         finally:
             client.close()
 
-    def _client(self) -> redis.asyncio.Redis:
+    def _channel(self) -> _Channel:
+        """This event loop's channel (redis-py's asyncio connections belong to the loop that made them)."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        channel = self._channels.get(loop)
+        if channel is None:
             with self._lock:
                 if self._closed:
                     raise StateClosedError(f"the state store {self.url} is closed")
-                client = self._clients.get(loop)
-                if client is None:
+                channel = self._channels.get(loop)
+                if channel is None:
                     redis = self._redis
                     # No socket_timeout: redis-py would wrap every send in asyncio.wait_for (a task per
-                    # command); _run bounds each call with one asyncio.timeout instead. Retries are ours.
+                    # command); _run bounds each call with one timer instead. Retries are ours too.
                     client = redis.asyncio.Redis.from_url(
                         self._connect_url,
                         protocol=2,
@@ -287,8 +279,8 @@ class RedisBackend(StateBackend):
                         socket_connect_timeout=min(self.timeout, 5.0),
                         retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
                     )
-                    self._clients[loop] = client
-        return client
+                    channel = self._channels[loop] = _Channel(client)
+        return channel
 
     def _translate(self, exc: Exception, doing: str) -> StateBackendError:
         redis = self._redis
@@ -310,8 +302,8 @@ class RedisBackend(StateBackend):
             return True  # a failover in progress: the new primary is being promoted
         return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("BUSY", "TRYAGAIN"))
 
-    async def _run(self, send: Callable[[redis.asyncio.Redis], Any], what: str) -> Any:
-        """Run ``send(client)``; on connection trouble retry with backoff until ``timeout`` passes."""
+    async def _run(self, send: Callable[[_Channel], Any], what: str) -> Any:
+        """Run ``send(channel)``; on connection trouble retry with backoff until ``timeout`` passes."""
         redis = self._redis
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -321,13 +313,13 @@ class RedisBackend(StateBackend):
         while True:
             if self._closed:
                 raise StateClosedError(f"the state store {self.url} is closed")
-            client = self._client()
+            channel = self._channel()
             # A bare timer that cancels this task, instead of asyncio.timeout() (which costs several
             # times as much per call); an interrupted read makes redis-py drop that connection.
             expired: list[bool] = []
             timer = loop.call_at(deadline, _expire, task, expired)
             try:
-                return await send(client)
+                return await send(channel)
             except asyncio.CancelledError:
                 if not expired or task is None:
                     raise
@@ -338,7 +330,7 @@ class RedisBackend(StateBackend):
             finally:
                 timer.cancel()
             if isinstance(error, redis.exceptions.ResponseError) and "Function not found" in str(error):
-                await client.function_load(self._library, replace=True)  # the server lost it (no persistence)
+                await channel.client.function_load(self._library, replace=True)  # the server lost it (no persistence)
                 continue
             if not self._retryable(error):
                 raise self._translate(error, what) from error
@@ -361,24 +353,21 @@ class RedisBackend(StateBackend):
 
     async def _command(self, *command: Any) -> Any:
         what = str(command[1])[6:] if command[0] == "FCALL" else str(command[0])
-        return await self._run(lambda client: self._send(client, command), what)
+        return await self._run(lambda channel: self._send(channel, command), what)
 
-    async def _send(self, client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
+    async def _send(self, channel: _Channel, command: tuple[Any, ...]) -> Any:
         """One command. When the loop has no other call in flight it goes straight over the loop's own
         connection (redis-py's connection: packing, parsing, connecting, but not its pool and retry
         wrappers, which cost more than the round trip and which ``_run`` replaces). While a call is in
         flight, further calls queue up and go out together as one pipeline: that is what makes many
         concurrent tasks faster than one."""
-        channel = self._channels.get(client)
-        if channel is None:
-            channel = self._channels[client] = _Channel()
         loop = asyncio.get_running_loop()
         if not channel.busy:
             channel.busy = True
             try:
                 connection = channel.connection
                 if connection is None:
-                    pool: Any = client.connection_pool
+                    pool: Any = channel.client.connection_pool
                     connection = channel.connection = await pool.get_connection()
                 await connection.send_packed_command(_pack(command), check_health=False)
                 return await connection.read_response()
@@ -386,20 +375,20 @@ class RedisBackend(StateBackend):
                 channel.busy = False  # also after a failure: redis-py has dropped a connection it could not read
                 if channel.queue and not channel.scheduled:
                     channel.scheduled = True
-                    loop.call_soon(self._flush, client, channel)
+                    loop.call_soon(self._flush, channel)
         future: asyncio.Future[Any] = loop.create_future()
         channel.queue.append((command, future))
         if not channel.scheduled:
             channel.scheduled = True
-            loop.call_soon(self._flush, client, channel)
+            loop.call_soon(self._flush, channel)
         return await future
 
-    def _flush(self, client: redis.asyncio.Redis, channel: _Channel) -> None:
+    def _flush(self, channel: _Channel) -> None:
         channel.scheduled = False
         batch, channel.queue = channel.queue, []
         batch = [call for call in batch if not call[1].done()]  # a caller may have timed out
         if batch:
-            task = asyncio.get_running_loop().create_task(self._send_batch(client, batch))
+            task = asyncio.get_running_loop().create_task(self._send_batch(channel.client, batch))
             channel.tasks.add(task)
             task.add_done_callback(channel.tasks.discard)
 
@@ -719,9 +708,10 @@ class RedisBackend(StateBackend):
             if self._closed:
                 return
             self._closed = True
-            clients, self._clients = self._clients, {}
+            channels, self._channels = self._channels, {}
         current = asyncio.get_running_loop()
-        for loop, client in clients.items():
+        for loop, channel in channels.items():
+            client = channel.client
             if loop is current:
                 await client.aclose()
             elif loop.is_running():
