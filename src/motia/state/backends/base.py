@@ -37,6 +37,12 @@ across a crash:
   nothing) when the caller no longer holds the lease.
 - ``claim_tick`` lets every instance of an app run the same cron schedule while each tick runs once:
   the first claim of a ``(job, tick)`` wins, in any process using the store.
+- ``acquire_lease``/``release_lease`` give one owner at a time, among every process using the store, a
+  named lease that expires unless renewed: a cron job still running holds one, so no other instance
+  starts it again.
+- ``touch_steps`` records which steps running apps serve; ``prune`` applies retention: old dead letters
+  go, and the deliveries and subscriptions of steps no app has served for a long time (a renamed or
+  removed step) become dead letters, never silently dropped.
 """
 
 from __future__ import annotations
@@ -96,6 +102,18 @@ class DeadLetter(NamedTuple):
     error: str
     created_at: float
     failed_at: float
+
+
+class PruneResult(NamedTuple):
+    """What one :meth:`StateBackend.prune` removed or moved."""
+
+    dead_letters: int  #: dead letters deleted (failed before the cut-off)
+    steps: int  #: stale steps forgotten (with their subscriptions)
+    orphaned: int  #: waiting deliveries of those steps moved to the dead letters
+
+
+#: The error text a delivery gets when it is dead-lettered because its step no longer runs anywhere.
+ORPHANED_ERROR = "no running app has served step {step!r} since {since}: retention moved it here"
 
 
 class TransactionWrite(NamedTuple):
@@ -281,6 +299,41 @@ class StateBackend:
         the schedule; it is compared at millisecond precision (:func:`tick_millis`). The claim is
         remembered at least ``hold`` seconds (longer than any clock skew between instances), after
         which it may be forgotten and the tick claimed again. Atomic, and durable like a write.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    async def acquire_lease(self, name: str, owner: str, *, ttl: float) -> bool:
+        """Take, or renew, the lease ``name`` for ``owner`` until ``ttl`` seconds from now.
+
+        Returns ``True`` when ``owner`` holds the lease afterwards: it was free, expired, or already
+        ``owner``'s (then its expiry moves to now + ``ttl``). Returns ``False``, changing nothing, while
+        another owner holds an unexpired lease. Atomic across every process using the store, and durable
+        like a write; a retried call (lost reply) must give the same answer.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give up ``owner``'s lease ``name`` at once; ``True`` if it was held by ``owner`` (and unexpired),
+        ``False`` (changing nothing) otherwise."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def touch_steps(self, steps: Sequence[str]) -> None:
+        """Record that a running app serves ``steps`` now (their last-seen time becomes now).
+
+        Apps call it at start and then periodically (far more often than any retention age), so that
+        :meth:`prune` can tell a step that still runs somewhere from one that was renamed or removed.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+        """Apply retention once, atomically per part; ``None`` skips a part.
+
+        - Dead letters that failed more than ``dead_letter_age`` seconds ago are deleted.
+        - Steps touched (:meth:`touch_steps`) last more than ``step_age`` seconds ago are forgotten: their
+          state-trigger subscriptions are removed (new events no longer make deliveries for them) and
+          their waiting deliveries become dead letters with the error :data:`ORPHANED_ERROR`, so
+          nothing is lost silently. Leased deliveries are left alone (their worker is still running).
+          Steps that were never touched are never pruned (stores written by older versions).
         """
         raise NotImplementedError  # pragma: no cover
 
