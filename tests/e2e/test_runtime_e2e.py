@@ -12,7 +12,8 @@ from datetime import datetime
 
 import httpx
 import pytest
-from motia_proc import EXAMPLE_STEPS, EXTRA_STEPS, REPO, MotiaProcess, free_port, poll
+
+from tests.e2e.motia_proc import EXAMPLE_STEPS, EXTRA_STEPS, REPO, MotiaProcess, free_port, poll
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def run_cli(args, *, cwd=REPO, timeout=30) -> subprocess.CompletedProcess[str]:
 def extra(tmp_path_factory):
     """The test-only steps (errors, slow request, cron) served with JSON logs."""
     tmp = tmp_path_factory.mktemp("extra")
-    from motia_proc import start_run
+    from tests.e2e.motia_proc import start_run
 
     proc = start_run(tmp, EXTRA_STEPS, state=f"sqlite:///{tmp / 'state.db'}", extra=["--log-format", "json"])
     yield proc.wait_ready()

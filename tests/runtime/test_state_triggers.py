@@ -10,13 +10,13 @@ import time
 from typing import Any
 
 import pytest
-from delivery_helpers import FAST, StartApp
 
 from motia import StateTriggerInput, state, step
 from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.types import TriggerInfo
 from motia.state.manager import StateManager
+from tests.runtime.delivery_helpers import FAST, StartApp
 
 
 def recorder(seen: list[tuple[StateTriggerInput, Any]]):

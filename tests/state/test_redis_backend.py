@@ -20,8 +20,6 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from test_concurrency import PROCESSES, UPDATES_PER_PROCESS, check_exact_total, run_children
-from test_transactions import TRANSFER_SCRIPT
 
 from motia import (
     MotiaError,
@@ -31,7 +29,9 @@ from motia import (
     SyncStateManager,
 )
 from motia.state.backends.base import NewDelivery, Subscription
-from redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port
+from tests.state.test_concurrency import PROCESSES, UPDATES_PER_PROCESS, check_exact_total, run_children
+from tests.state.test_transactions import TRANSFER_SCRIPT
 
 PASSWORD = "pa55-w0rd-never-printed"
 
