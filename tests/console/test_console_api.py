@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import orjson
@@ -425,7 +426,7 @@ async def wait_for_subscriber(hub, count=1, timeout=5.0):
         await asyncio.sleep(0.01)
 
 
-def parse_sse(raw: bytes) -> list[tuple[str, str | None, dict]]:
+def parse_sse(raw: bytes) -> list[tuple[str, str | None, dict[str, Any]]]:
     messages = []
     for block in raw.decode().split("\n\n"):
         fields = dict(

@@ -77,7 +77,7 @@ def test_per_second_cron_runs_on_successive_ticks(extra):
 
     body = poll(ticks, timeout=15, interval=0.2, what="two cron ticks")
     at = [datetime.fromisoformat(t) for t in body["at"]]
-    assert all(t.microsecond == 0 and t.utcoffset().total_seconds() == 0 for t in at)
+    assert all(t.microsecond == 0 and t.utcoffset().total_seconds() == 0 for t in at)  # type: ignore[union-attr]
     assert at == sorted(at) and len(set(at)) == len(at)  # one run per tick
     assert '"msg":"tick"' in extra.logs() and '"isCron":true' in extra.logs()
 

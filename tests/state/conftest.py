@@ -65,7 +65,7 @@ class FakeClock:
 @pytest.fixture(autouse=True)
 def _watchdog() -> Iterator[None]:
     """Turn a hang into a loud failure: dump every thread's stack and exit instead of blocking forever."""
-    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True, file=sys.__stderr__)
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True, file=sys.__stderr__)  # type: ignore[arg-type]
     yield
     faulthandler.cancel_dump_traceback_later()
 

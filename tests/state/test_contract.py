@@ -50,7 +50,7 @@ async def populate(sm: StateManager) -> None:
     await sm.set("other", "x", [1, 2, 3])
 
 
-def increment(path: str = "n", value: Any = 1) -> dict[str, Any]:
+def increment(path: str | list[Any] = "n", value: Any = 1) -> dict[str, Any]:
     return {"type": "increment", "path": path, "value": value}
 
 
@@ -250,7 +250,7 @@ async def test_get_returns_a_fresh_object(state):
 
 async def test_mutating_the_object_passed_to_set_changes_nothing(state):
     # Given a value that was set
-    value = {"list": [1], "obj": {"a": 1}}
+    value: dict[str, Any] = {"list": [1], "obj": {"a": 1}}
     await state.set("s", "k", value)
     # When the caller mutates its own object afterwards
     value["list"].append(2)
@@ -644,7 +644,7 @@ async def test_list_groups_hides_scopes_emptied_by_delete_and_clear(state):
 # update (1.2, 9)
 # --------------------------------------------------------------------------------------------------------------
 
-UPDATE_CASES = [
+UPDATE_CASES: list[Any] = [
     # (id, initial value or None for missing key, ops, expected value)
     ("set-top", {"a": 1}, [{"type": "set", "path": "b", "value": 2}], {"a": 1, "b": 2}),
     ("set-replace", {"a": 1}, [{"type": "set", "path": "a", "value": [1]}], {"a": [1]}),
@@ -823,7 +823,7 @@ async def test_invalid_update_raises_and_writes_nothing(state, initial, ops, ind
     assert err.index == index
     if path is not None:
         shown = path if isinstance(path, str) else str(path)
-        assert err.path == path or (isinstance(path, str) and list(err.path or []) == path.split("."))
+        assert err.path == path or (isinstance(path, str) and list(err.path or []) == path.split("."))  # type: ignore[call-overload]
         assert shown in str(err)
     assert str(index) in str(err)
     # And nothing was written (value, version and expiry unchanged)
@@ -1329,6 +1329,7 @@ async def test_items_bad_arguments_raise_state_value_error(state, kwargs):
 def test_error_hierarchy():
     from motia import StateBackendError, StateBackendUnavailable, StateTimeout
 
+    cls: type[StateError]
     for cls in (StateValueError, InvalidUpdateError):
         assert issubclass(cls, StateError)
         assert issubclass(cls, MotiaError)
@@ -1517,5 +1518,6 @@ async def test_default_clock_is_wall_time(backend_url):
         await sm.set("s", "k", 1, ttl=3600)
         after = time.time()
         # Then expires_at is Unix time in seconds
-        expires_at = (await sm.get_entry("s", "k")).expires_at
+        expires_at = (await sm.get_entry("s", "k")).expires_at  # type: ignore[union-attr]
+    assert expires_at is not None
     assert before + 3600 - 1 <= expires_at <= after + 3600 + 1

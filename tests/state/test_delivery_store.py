@@ -22,7 +22,7 @@ async def events_of(state: StateManager, subscriptions: list[Subscription] | Non
     """Dispatch what is recorded and claim it all back, in commit (``seq``) order."""
     backend = state.backend
     await backend.dispatch_events(subscriptions or EVERYTHING)
-    payloads = []
+    payloads: list[dict[str, Any]] = []
     while True:
         claimed = await backend.claim(["watcher"], owner="test", limit=1000, lease=60)
         if not claimed:

@@ -80,6 +80,7 @@ def test_two_processes_transferring_in_transactions_keep_the_sum(redis_url, chil
     ]
     try:
         for child in children:
+            assert child.stdin is not None
             child.stdin.write("go\n")
             child.stdin.flush()
         for child in children:
@@ -126,10 +127,10 @@ async def test_a_second_manager_on_the_same_url_is_the_same_store(redis_url, clo
         async with StateManager.from_url(redis_url, clock=clock) as second:
             # Then the second sees the value, version and expiry the first wrote, and vice versa
             entry = await second.get_entry("s", "k")
-            assert (entry.value, entry.version, entry.expires_at) == ({"n": 1}, 1, clock() + 60)
+            assert (entry.value, entry.version, entry.expires_at) == ({"n": 1}, 1, clock() + 60)  # type: ignore[union-attr]
             await second.update("s", "k", [{"type": "increment", "path": "n", "value": 1}])
             assert await first.get("s", "k") == {"n": 2}
-            assert (await first.get_entry("s", "k")).version == 2
+            assert (await first.get_entry("s", "k")).version == 2  # type: ignore[union-attr]
 
 
 async def test_every_redis_key_is_under_the_store_prefix(redis_server_factory, clock):

@@ -220,8 +220,8 @@ async def test_data_persists_across_close_and_reopen(sqlite_url, clock):
         # Then everything is there: values (key order too), versions and expiries
         assert after == before
         assert list((await sm.get("users", "u1")).keys()) == ["name", "z", "a", "logins"]
-        assert (await sm.get_entry("users", "u1")).version == 3
-        assert (await sm.get_entry("sessions", "s1")).expires_at == pytest.approx(clock() + 60)
+        assert (await sm.get_entry("users", "u1")).version == 3  # type: ignore[union-attr]
+        assert (await sm.get_entry("sessions", "s1")).expires_at == pytest.approx(clock() + 60)  # type: ignore[union-attr]
         assert await sm.list_groups() == ["sessions", "users"]
         # And versions continue from where they were
         assert (await sm.update("users", "u1", [{"type": "increment", "path": "logins", "value": 1}])).version == 4
