@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from motia import cron, http, state, step
 from motia.console.auth import COOKIE_NAME, check_console_bind, is_loopback
-from motia.console.routes import ConsoleAPI, console_routes, mask_url
+from motia.console.routes import ConsoleAPI, console_routes
 from motia.exceptions import ConfigError
 from motia.runtime.app import MotiaApp
 from motia.runtime.http import build_asgi
@@ -179,11 +179,6 @@ async def test_scopes_with_counts_and_info(client, app):
         and info["steps"] == 3
         and info["events"] == {"durable": False, "subscribers": 0}
     )
-
-
-def test_mask_url_hides_passwords():
-    assert mask_url("redis://user:hunter2@host:6379/0") == "redis://user:***@host:6379/0"
-    assert mask_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
 async def test_items_are_paginated_and_filtered_by_prefix(client, app):

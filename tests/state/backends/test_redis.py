@@ -2,8 +2,8 @@
 stores, fail-closed start-up with the password masked, durability across a server crash (AOF), and a clear
 message when the ``redis`` extra is missing.
 
-The contract itself (every operation, TTL, versions, events) runs against Redis in test_contract.py and the other
-modules through ``BACKENDS``; the tests here use real ``redis-server`` processes (``tests/redis_server.py``).
+The contract itself (every operation, TTL, versions, events) runs against Redis in ``tests/state/contract/`` and the
+other modules through ``BACKENDS``; the tests here use real ``redis-server`` processes (``tests/redis_server.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from motia import (
 from motia.state.backends.base import NewDelivery, Subscription
 from tests.redis_server import RedisServer, free_port
 from tests.state.test_concurrency import PROCESSES, UPDATES_PER_PROCESS, check_exact_total, run_children
-from tests.state.test_transactions import TRANSFER_SCRIPT
+from tests.state.test_transaction import TRANSFER_SCRIPT
 
 PASSWORD = "pa55-w0rd-never-printed"
 
