@@ -6,7 +6,9 @@ large the scope grows. Values are stored as encoded JSON blobs; a per-key ``vers
 ``expires_at`` (Unix seconds, filtered in every ``SELECT``) live beside them. Change events can be
 written to ``motia_state_events`` in the same transaction as the write (the transactional outbox).
 Claimed cron ticks are rows of ``motia_cron_ticks`` keyed by ``(job, tick)``: ``INSERT OR IGNORE`` picks
-the one claim that wins.
+the one claim that wins. Named leases are rows of ``motia_leases`` (``name``, ``owner``, ``expires_at``),
+taken by one upsert whose ``WHERE`` admits only a free, expired or own lease; ``motia_steps`` holds when
+an app last said it serves each step, for retention (``prune``).
 
 Concurrency and the event loop:
 
