@@ -309,12 +309,16 @@ class StateBackend:
         ``owner``'s (then its expiry moves to now + ``ttl``). Returns ``False``, changing nothing, while
         another owner holds an unexpired lease. Atomic across every process using the store, and durable
         like a write; a retried call (lost reply) must give the same answer.
+
+        The runtime calls this directly, so the backend checks its arguments: an empty or non-``str``
+        ``name``/``owner`` (or one not encodable as UTF-8), or a ``ttl`` that is not a positive finite
+        number, raises :class:`~motia.exceptions.StateValueError` and changes nothing.
         """
         raise NotImplementedError  # pragma: no cover
 
     async def release_lease(self, name: str, owner: str) -> bool:
         """Give up ``owner``'s lease ``name`` at once; ``True`` if it was held by ``owner`` (and unexpired),
-        ``False`` (changing nothing) otherwise."""
+        ``False`` (changing nothing) otherwise. ``name`` and ``owner`` are checked as by :meth:`acquire_lease`."""
         raise NotImplementedError  # pragma: no cover
 
     async def touch_steps(self, steps: Sequence[str]) -> None:
@@ -322,6 +326,8 @@ class StateBackend:
 
         Apps call it at start and then periodically (far more often than any retention age), so that
         :meth:`prune` can tell a step that still runs somewhere from one that was renamed or removed.
+        A last-seen time never moves back. Raises :class:`~motia.exceptions.StateValueError` (changing
+        nothing) unless ``steps`` is a sequence of non-empty ``str``.
         """
         raise NotImplementedError  # pragma: no cover
 
@@ -332,8 +338,14 @@ class StateBackend:
         - Steps touched (:meth:`touch_steps`) last more than ``step_age`` seconds ago are forgotten: their
           state-trigger subscriptions are removed (new events no longer make deliveries for them) and
           their waiting deliveries become dead letters with the error :data:`ORPHANED_ERROR`, so
-          nothing is lost silently. Leased deliveries are left alone (their worker is still running).
+          nothing is lost silently. Leased deliveries are left alone (their worker is still running):
+          such a step loses its subscriptions at once but is forgotten (and counted in
+          :attr:`PruneResult.steps`) by the first prune that finds none of its deliveries left; a
+          delivery whose lease has expired counts as waiting.
           Steps that were never touched are never pruned (stores written by older versions).
+
+        Raises :class:`~motia.exceptions.StateValueError` (changing nothing) for an age that is not
+        ``None`` or a finite number of seconds >= 0.
         """
         raise NotImplementedError  # pragma: no cover
 
