@@ -142,7 +142,7 @@ class _Hints:
 class _Channel:
     """One event loop's client, connection and batching state (touched only on that loop)."""
 
-    __slots__ = ("busy", "client", "connection", "queue", "scheduled", "tasks")
+    __slots__ = ("busy", "client", "connection", "loading", "queue", "scheduled", "tasks")
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -151,6 +151,7 @@ class _Channel:
         self.scheduled = False
         self.queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        self.loading: asyncio.Future[Any] | None = None  # a FUNCTION LOAD in flight, shared by every caller
 
 
 def _pack(command: tuple[Any, ...]) -> bytes:
@@ -171,6 +172,12 @@ def _expire(task: asyncio.Task[Any] | None, expired: list[bool]) -> None:
     if task is not None and not task.done():
         expired.append(True)
         task.cancel()
+
+
+def _loaded(channel: _Channel, loading: asyncio.Future[Any]) -> None:
+    channel.loading = None
+    if not loading.cancelled():
+        loading.exception()  # each waiting caller gets (and reports) it; no "never retrieved" noise when none waits
 
 
 def _parse(key: str, raw: bytes) -> tuple[Record, bytes]:
@@ -284,6 +291,11 @@ class RedisBackend(StateBackend):
 
     def _translate(self, exc: Exception, doing: str) -> StateBackendError:
         redis = self._redis
+        if isinstance(exc, redis.exceptions.OutOfMemoryError):
+            return StateBackendError(
+                f"{doing}: Redis at {self.url} is out of memory (maxmemory reached, and its eviction policy keeps "
+                f"every key): the call was refused and changed nothing; reads still work: {exc}"
+            )
         if isinstance(exc, redis.exceptions.AuthenticationError):
             return StateBackendUnavailable(f"{doing}: Redis at {self.url} refused the credentials: {exc}")
         if isinstance(exc, redis.exceptions.TimeoutError):
@@ -303,45 +315,68 @@ class RedisBackend(StateBackend):
         return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("BUSY", "TRYAGAIN"))
 
     async def _run(self, send: Callable[[_Channel], Any], what: str) -> Any:
-        """Run ``send(channel)``; on connection trouble retry with backoff until ``timeout`` passes."""
+        """Run ``send(channel)``; on connection trouble retry with backoff until ``timeout`` passes.
+
+        Everything a call sends to Redis goes through here, including reloading the function library when
+        the server lost it (restarted without persistence, ``FUNCTION FLUSH``): one deadline bounds the
+        call, and every driver error is translated, naming what was being done."""
         redis = self._redis
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         deadline = loop.time() + self.timeout
         delay = 0.02
         warned = False
+        reload = False  # the server answered "Function not found": load the library before the call
+        reloaded = False
         while True:
             if self._closed:
                 raise StateClosedError(f"the state store {self.url} is closed")
             channel = self._channel()
+            doing = what
             # A bare timer that cancels this task, instead of asyncio.timeout() (which costs several
             # times as much per call); an interrupted read makes redis-py drop that connection.
             expired: list[bool] = []
             timer = loop.call_at(deadline, _expire, task, expired)
             try:
+                if reload:
+                    doing = f"{what} (loading the function library again: the server had lost it)"
+                    await self._load_library(channel)
+                    reload, reloaded, doing = False, True, what
                 return await send(channel)
             except asyncio.CancelledError:
                 if not expired or task is None:
                     raise
                 task.uncancel()
-                raise StateTimeout(f"{what}: Redis at {self.url} did not answer within {self.timeout:g} s") from None
+                raise StateTimeout(f"{doing}: Redis at {self.url} did not answer within {self.timeout:g} s") from None
             except redis.exceptions.RedisError as exc:
                 error = exc
             finally:
                 timer.cancel()
             if isinstance(error, redis.exceptions.ResponseError) and "Function not found" in str(error):
-                await channel.client.function_load(self._library, replace=True)  # the server lost it (no persistence)
-                continue
-            if not self._retryable(error):
-                raise self._translate(error, what) from error
+                reload = True
+                if not reloaded:
+                    continue  # at once the first time; if it is lost again right away, back off as below
+            elif not self._retryable(error):
+                raise self._translate(error, doing) from error
             now = loop.time()
             if not warned:
                 warned = True
                 logger.warning("Redis at %s: %s; retrying for up to %g s", self.url, error, deadline - now)
             if now >= deadline:
-                raise self._translate(error, what) from error
+                raise self._translate(error, doing) from error
             await asyncio.sleep(min(delay, max(deadline - now, 0.0)))
             delay = min(delay * 2, 1.0)
+
+    async def _load_library(self, channel: _Channel) -> None:
+        """``FUNCTION LOAD REPLACE`` the library, once per loop however many calls found it missing
+        (after a ``FUNCTION FLUSH`` every call of a pipelined batch does)."""
+        loading = channel.loading
+        if loading is None:
+            loading = channel.loading = asyncio.ensure_future(
+                self._send(channel, ("FUNCTION", "LOAD", "REPLACE", self._library))
+            )
+            loading.add_done_callback(lambda done: _loaded(channel, done))
+        await asyncio.shield(loading)
 
     async def _call(self, function: str, *args: Any) -> Any:
         return await self._command("FCALL", function, 1, self._meta, *args)
@@ -352,7 +387,11 @@ class RedisBackend(StateBackend):
         return await self._call(function, token, self._marker_ms, *args)
 
     async def _command(self, *command: Any) -> Any:
-        what = str(command[1])[6:] if command[0] == "FCALL" else str(command[0])
+        if command[0] == "FCALL":
+            what = str(command[1]).removeprefix("motia1_")
+            what = "update" if what == "cas" else what
+        else:
+            what = str(command[0])
         return await self._run(lambda channel: self._send(channel, command), what)
 
     async def _send(self, channel: _Channel, command: tuple[Any, ...]) -> Any:
