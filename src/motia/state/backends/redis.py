@@ -52,7 +52,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -142,7 +142,7 @@ class _Hints:
 class _Channel:
     """One event loop's client, connection and batching state (touched only on that loop)."""
 
-    __slots__ = ("busy", "client", "connection", "loading", "queue", "scheduled", "tasks")
+    __slots__ = ("busy", "client", "closed", "connection", "loading", "queue", "scheduled", "tasks", "watch")
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -152,6 +152,8 @@ class _Channel:
         self.queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.loading: asyncio.Future[Any] | None = None  # a FUNCTION LOAD in flight, shared by every caller
+        self.watch: AsyncGenerator[None, None] | None = None  # closes the client when the loop shuts down
+        self.closed = False
 
 
 def _pack(command: tuple[Any, ...]) -> bytes:
@@ -172,6 +174,21 @@ def _expire(task: asyncio.Task[Any] | None, expired: list[bool]) -> None:
     if task is not None and not task.done():
         expired.append(True)
         task.cancel()
+
+
+def _start(generator: AsyncGenerator[None, None]) -> None:
+    """Run an async generator up to its first ``yield``, at once. That first step registers it with the
+    running loop, which closes it (running its ``finally``) when the loop shuts down its async generators."""
+    try:
+        generator.asend(None).send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("the generator awaited before its first yield")  # pragma: no cover
+
+
+async def _close_watch(channel: _Channel) -> None:
+    if channel.watch is not None:
+        await channel.watch.aclose()
 
 
 def _loaded(channel: _Channel, loading: asyncio.Future[Any]) -> None:
@@ -286,8 +303,35 @@ class RedisBackend(StateBackend):
                         socket_connect_timeout=min(self.timeout, 5.0),
                         retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
                     )
+                    # A loop closed without shutting down its async generators (loop.close() alone)
+                    # never let its channel's watch run: drop the entry; its sockets go with the loop.
+                    for closed in [other for other in self._channels if other.is_closed()]:
+                        del self._channels[closed]
                     channel = self._channels[loop] = _Channel(client)
+                    channel.watch = self._watch(loop, channel)
+                    _start(channel.watch)
         return channel
+
+    async def _watch(self, loop: asyncio.AbstractEventLoop, channel: _Channel) -> AsyncGenerator[None, None]:
+        """Lives as long as ``loop``: when the loop shuts down (the end of ``asyncio.run``, ``Runner.close()``,
+        ``loop.shutdown_asyncgens()``) it closes the loop's client. Without it every short-lived loop that
+        used the store (200 ``asyncio.run`` calls in a script) left a connection open until the process ended."""
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._channels.get(loop) is channel:
+                    del self._channels[loop]
+            await self._close_channel(channel)
+
+    async def _close_channel(self, channel: _Channel) -> None:
+        if channel.closed:
+            return
+        channel.closed = True
+        try:
+            await channel.client.aclose()
+        except (self._redis.exceptions.RedisError, OSError) as exc:
+            logger.warning("Redis at %s: closing a connection failed: %s", self.url, exc, exc_info=True)
 
     def _translate(self, exc: Exception, doing: str) -> StateBackendError:
         redis = self._redis
@@ -750,10 +794,10 @@ class RedisBackend(StateBackend):
             channels, self._channels = self._channels, {}
         current = asyncio.get_running_loop()
         for loop, channel in channels.items():
-            client = channel.client
+            # Closing the watch closes the client (in its finally) and takes it off the loop's generators.
             if loop is current:
-                await client.aclose()
+                await _close_watch(channel)
             elif loop.is_running():
-                future = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+                future = asyncio.run_coroutine_threadsafe(_close_watch(channel), loop)
                 await asyncio.wrap_future(future)
             # a client of a loop that has stopped cannot be closed from here; its sockets die with it

@@ -1,0 +1,63 @@
+"""Redis backend hardening (issue 11): per-loop clients released with their loop, a lost ``claim`` reply
+answered again instead of claiming twice, one bad call failing only itself in a pipelined batch, dead
+letters read in proportion to the page asked for, and a clear refusal of Redis Cluster.
+
+Real ``redis-server`` processes only (``tests/redis_server.py``); faults of the whole server (maxmemory,
+``FUNCTION FLUSH``) are in ``tests/faults/test_redis_faults.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis
+
+from motia import StateManager
+from redis_server import RedisServer
+
+
+def connected_clients(server: RedisServer) -> int:
+    """Clients connected to the server, not counting the connection asking."""
+    with redis.Redis(host="127.0.0.1", port=server.port) as admin:
+        return int(admin.info("clients")["connected_clients"]) - 1
+
+
+# -- a client per event loop, released with its loop (#9) -----------------------------------------------------------
+
+
+def test_a_store_used_from_many_short_lived_loops_keeps_its_connections_bounded(redis_server_factory):
+    # Given a store opened once (as a script or `motia state` does) on a private server
+    server = redis_server_factory()
+    sm = StateManager.from_url(f"{server.url}?prefix=loops")
+    try:
+        asyncio.run(sm.set("s", "k", {"n": 1}))
+        before = connected_clients(server)
+        # When 200 short-lived event loops each make a call (asyncio.run closes its loop at the end)
+        for _ in range(200):
+            assert asyncio.run(sm.get("s", "k")) == {"n": 1}
+        # Then the connections of the closed loops were released: none is left open
+        assert connected_clients(server) <= before <= 1
+        # And the store still works, from yet another loop
+        assert asyncio.run(sm.update("s", "k", [{"type": "increment", "path": "n", "value": 1}])).new_value == {"n": 2}
+    finally:
+        asyncio.run(sm.aclose())
+    assert connected_clients(server) == 0
+
+
+def test_a_loop_run_by_hand_releases_its_client_when_it_shuts_down(redis_server_factory):
+    server = redis_server_factory()
+    sm = StateManager.from_url(f"{server.url}?prefix=rawloops")
+    try:
+        # Given loops run by hand, each shut down as asyncio.run does (async generators, then close)
+        for i in range(20):
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(sm.set("s", f"k{i}", i))
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+        # Then their clients were closed with them as well
+        assert connected_clients(server) == 0
+        assert asyncio.run(sm.count("s")) == 20
+    finally:
+        asyncio.run(sm.aclose())
