@@ -9,10 +9,13 @@ Real ``redis-server`` processes only (``tests/redis_server.py``); faults of the 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import redis
+from test_redis_backend import ReplyDroppingProxy
 
 from motia import StateManager
+from motia.state.backends.base import NewDelivery
 from redis_server import RedisServer
 
 
@@ -61,3 +64,45 @@ def test_a_loop_run_by_hand_releases_its_client_when_it_shuts_down(redis_server_
         assert asyncio.run(sm.count("s")) == 20
     finally:
         asyncio.run(sm.aclose())
+
+
+# -- a claim whose reply was lost ------------------------------------------------------------------------------------
+
+
+async def test_a_claim_whose_reply_was_lost_is_answered_again_instead_of_leaving_the_deliveries_leased(redis_server):
+    proxy = ReplyDroppingProxy(redis_server.port)
+    proxy.start()
+    worker = StateManager.from_url(f"redis://127.0.0.1:{proxy.port}/0?prefix=lost-claim")
+    watcher = StateManager.from_url(f"{redis_server.url}?prefix=lost-claim")
+    try:
+        # Given three queued messages
+        await watcher.backend.enqueue([NewDelivery(f"m{i}", "worker", "queue", b"{}") for i in range(3)])
+        assert await worker.backend.pending("worker") == 3  # the worker's connection is made (and its set-up done)
+        # When the reply to the claim is lost after Redis applied it, and the claim is retried
+        proxy.armed = True
+        claimed = await worker.backend.claim(["worker"], owner="w1", limit=10, lease=60)
+        assert proxy.dropped.is_set()
+        # Then the retry returns what the first attempt leased (not nothing, leased for 60 s to nobody's knowledge)
+        assert sorted(d.id for d in claimed) == ["m0", "m1", "m2"]
+        # And the attempt was counted once
+        assert [d.attempts for d in claimed] == [1, 1, 1]
+        for delivery in claimed:
+            assert await worker.backend.complete(delivery.id, owner="w1")
+        assert await watcher.backend.pending("worker") == 0
+    finally:
+        await worker.aclose()
+        await watcher.aclose()
+        proxy.close()
+
+
+async def test_a_retried_claim_does_not_hand_back_a_delivery_settled_in_between(redis_server):
+    # A retry answered from the claim's marker returns only what the owner still holds.
+    async with StateManager.from_url(f"{redis_server.url}?prefix=claim-settled") as sm:
+        backend = sm.backend
+        await backend.enqueue([NewDelivery(f"m{i}", "worker", "queue", b"{}") for i in range(2)])
+        token, now = backend._token(), repr(time.time())
+        first = await backend._write("motia1_claim", token, "w1", 10, "60.0", now, "worker")
+        assert len(first) == 12
+        assert await backend.complete("m0", owner="w1")
+        again = await backend._write("motia1_claim", token, "w1", 10, "60.0", now, "worker")
+        assert [again[i] for i in range(0, len(again), 6)] == [b"m1"]

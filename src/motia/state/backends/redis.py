@@ -20,7 +20,8 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
     {P}:head:<step>\\n<ok>   string / {P}:chain:<step>\\n<ok> list: deliveries sharing an order key
     {P}:pending             hash: step -> unsettled deliveries
     {P}:dead                list: dead letters (JSON)
-    {P}:w:<token>           string, expires after timeout + 30 s: the reply to one write (makes a retry safe)
+    {P}:w:<token>           string, expires after timeout + 30 s: the reply to one write, or the ids one claim
+                            leased (makes a retry safe)
     {P}:tick:<job>:<ms>     string, expires: the instance that runs one cron tick
 
 One store lives in one hash slot: on Redis Cluster stores (prefixes) are spread over shards, scopes of
@@ -720,7 +721,10 @@ class RedisBackend(StateBackend):
     async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
         if not steps or limit <= 0:
             return []
-        reply = await self._call("motia1_claim", owner, limit, _time(lease), _time(self._clock()), *steps)
+        # A token, as for writes: a retried claim (its reply lost) returns what the first attempt leased.
+        reply = await self._write(
+            "motia1_claim", self._token(), owner, limit, _time(lease), _time(self._clock()), *steps
+        )
         return [
             Delivery(
                 reply[i].decode(),
