@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis
 from test_redis_backend import ReplyDroppingProxy
 
-from motia import StateManager
+from motia import StateManager, StateValueError
 from motia.state.backends.base import NewDelivery
 from redis_server import RedisServer
 
@@ -106,3 +107,42 @@ async def test_a_retried_claim_does_not_hand_back_a_delivery_settled_in_between(
         assert await backend.complete("m0", owner="w1")
         again = await backend._write("motia1_claim", token, "w1", 10, "60.0", now, "worker")
         assert [again[i] for i in range(0, len(again), 6)] == [b"m1"]
+
+
+# -- one call's failure in a pipelined batch fails that call only (#2 on Redis) --------------------------------------
+
+
+async def test_an_argument_redis_cannot_take_fails_only_its_own_call_in_a_batch(redis_url):
+    async with StateManager.from_url(redis_url) as sm:
+        # Given five writes and one call with a job name holding a lone surrogate, all in flight at once
+        calls = [sm.set("s", f"k{i}", i) for i in range(3)]
+        calls.append(sm.backend.claim_tick("job-\ud800", 1_700_000_000.0, hold=10))
+        calls += [sm.set("s", f"k{i}", i) for i in range(3, 5)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        # Then that call fails with a clear StateValueError, and every other call succeeded
+        assert isinstance(results[3], StateValueError), repr(results[3])
+        assert "surrogate" in str(results[3])
+        assert [r for i, r in enumerate(results) if i != 3 and isinstance(r, BaseException)] == []
+        assert await sm.items("s") and await sm.count("s") == 5
+
+
+async def test_a_delivery_error_text_with_a_lone_surrogate_is_recorded_not_refused(redis_url):
+    # An exception message may hold lone surrogates (e.g. a file name decoded with surrogateescape).
+    async with StateManager.from_url(redis_url) as sm:
+        backend = sm.backend
+        await backend.enqueue([NewDelivery("m1", "worker", "queue", b"{}")])
+        (delivery,) = await backend.claim(["worker"], owner="w", limit=1, lease=60)
+        assert await backend.dead_letter(delivery.id, owner="w", error="no such file: b'\udcff.txt'")
+        (letter,) = await backend.dead_letters("worker")
+        assert letter.error == "no such file: b'\\udcff.txt'"
+
+
+@pytest.mark.parametrize("url", ["memory://", "redis"])
+async def test_a_page_bound_with_a_lone_surrogate_orders_by_code_point_like_every_backend(url, redis_url):
+    async with StateManager.from_url(redis_url if url == "redis" else url) as sm:
+        for key in ["a", "z", "\ud7ffx", "\ue000x"]:
+            await sm.set("s", key, 1)
+        # Then a prefix holding a lone surrogate matches no key, and an "after" holding one sorts by code point
+        assert await sm.keys("s", prefix="\ud800") == []
+        assert await sm.keys("s", after="\ud800") == ["\ue000x"]
+        assert await sm.keys("s", after="a", prefix="\udfff") == []

@@ -67,6 +67,7 @@ from motia.exceptions import (
     StateClosedError,
     StateError,
     StateTimeout,
+    StateValueError,
 )
 from motia.state.backends._writes import check_version, is_live, plan_update
 from motia.state.backends.base import (
@@ -164,7 +165,12 @@ def _pack(command: tuple[Any, ...]) -> bytes:
     for argument in command:
         kind = type(argument)
         if kind is str:
-            argument = argument.encode()
+            try:
+                argument = argument.encode()
+            except UnicodeEncodeError:
+                raise StateValueError(
+                    f"{argument!r} contains a lone surrogate and cannot be sent to Redis as UTF-8"
+                ) from None
         elif kind is int:
             argument = b"%d" % argument
         packed += b"$%d\r\n%b\r\n" % (len(argument), argument)
@@ -477,26 +483,48 @@ class RedisBackend(StateBackend):
             task.add_done_callback(channel.tasks.discard)
 
     async def _send_batch(self, client: redis.asyncio.Redis, batch: list[tuple[tuple[Any, ...], Any]]) -> None:
-        pipeline = client.pipeline(transaction=False)
-        for command, _ in batch:
-            pipeline.execute_command(*command)
+        """Send queued calls as one pipeline over a pooled connection. Each command is packed on its own,
+        so one that cannot be sent fails its own caller only (redis-py's pipeline packs them all at once:
+        one bad argument failed every call of the batch), and each reply, an error reply included, goes to
+        its own caller."""
+        redis = self._redis
+        packed: list[bytes] = []
+        waiting: list[asyncio.Future[Any]] = []
+        for command, future in batch:
+            try:
+                packed.append(_pack(command))
+            except StateError as exc:
+                future.set_exception(exc)
+            else:
+                waiting.append(future)
+        if not waiting:
+            return
+        pool: Any = client.connection_pool
+        connection: Any = None
         try:
-            results = await pipeline.execute(raise_on_error=False)
-        except BaseException as exc:  # every caller gets the failure and decides (retry or raise) itself
-            error = exc if isinstance(exc, Exception) else self._redis.exceptions.ConnectionError(repr(exc))
-            for _, future in batch:
+            connection = await pool.get_connection()
+            await connection.send_packed_command(b"".join(packed), check_health=False)
+            for future in waiting:  # read every reply, also of callers that gave up, to keep the connection in step
+                try:
+                    result = await connection.read_response()
+                except redis.exceptions.ResponseError as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                else:
+                    if not future.done():
+                        future.set_result(result)
+        except BaseException as exc:  # every caller still waiting gets the failure and decides (retry or raise)
+            error = exc if isinstance(exc, Exception) else redis.exceptions.ConnectionError(repr(exc))
+            for future in waiting:
                 if not future.done():
                     future.set_exception(error)
+            if connection is not None:
+                await connection.disconnect(nowait=True)  # replies may still be on their way: out of step
             if not isinstance(exc, Exception):
                 raise
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        finally:
+            if connection is not None:
+                await pool.release(connection)
 
     def _token(self) -> str:
         return f"{self._token_prefix}{next(self._tokens):x}"
@@ -626,12 +654,14 @@ class RedisBackend(StateBackend):
     async def items(self, scope: str, *, prefix: str | None, after: str | None, limit: int | None) -> list[Record]:
         if limit == 0:
             return []
-        low = b"-" if after is None else b"(" + after.encode()
+        # "surrogatepass": a lone surrogate (no stored key has one) encodes to bytes that sort where its code
+        # point does, so a bound holding one still orders right and a prefix holding one matches nothing.
+        low = b"-" if after is None else b"(" + after.encode("utf-8", "surrogatepass")
         high = b"+"
         if prefix:
             if after is None or after < prefix:
-                low = b"[" + prefix.encode()
-            high = b"(" + prefix.encode() + b"\xff"  # 0xFF never occurs in UTF-8: above every key with prefix
+                low = b"[" + prefix.encode("utf-8", "surrogatepass")
+            high = b"(" + prefix.encode("utf-8", "surrogatepass") + b"\xff"  # never in UTF-8: above all with prefix
         reply = await self._call("motia1_items", scope, low, high, limit or 0, _time(self._clock()))
         records = []
         for position in range(0, len(reply), 2):
@@ -743,6 +773,9 @@ class RedisBackend(StateBackend):
 
     async def _settle(self, delivery_id: str, owner: str, outcome: str, delay: float, error: str) -> bool:
         now = self._clock()
+        # An exception's text may hold lone surrogates (a file name decoded with surrogateescape): keep
+        # them visible as escapes rather than fail to settle the delivery.
+        error = error.encode("utf-8", "backslashreplace").decode()
         done = bool(
             await self._call("motia1_settle", delivery_id, owner, outcome, _time(now + delay), error, _time(now))
         )
