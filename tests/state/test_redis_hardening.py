@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import orjson
 import pytest
 import redis
 from test_redis_backend import ReplyDroppingProxy
@@ -146,3 +147,37 @@ async def test_a_page_bound_with_a_lone_surrogate_orders_by_code_point_like_ever
         assert await sm.keys("s", prefix="\ud800") == []
         assert await sm.keys("s", after="\ud800") == ["\ue000x"]
         assert await sm.keys("s", after="a", prefix="\udfff") == []
+
+
+# -- dead letters: a page costs about the page ------------------------------------------------------------------------
+
+
+async def test_reading_a_page_of_dead_letters_does_not_read_the_whole_list(redis_server_factory):
+    server = redis_server_factory()
+    prefix = "dead"
+    # Given 10 dead letters of step "a", then 200,000 of step "b", then 3 of step "c"
+    with redis.Redis(host="127.0.0.1", port=server.port) as admin:
+        letters = [orjson.dumps([f"a{i}", "a", "queue", "{}", 1, "boom", "1.0", "2.0"]) for i in range(10)]
+        letters += [orjson.dumps([f"b{i}", "b", "queue", "{}", 1, "boom", "1.0", "2.0"]) for i in range(200_000)]
+        letters += [orjson.dumps([f"c{i}", "c", "queue", "{}", 1, "boom", "1.0", "2.0"]) for i in range(3)]
+        with admin.pipeline(transaction=False) as pipe:
+            for start in range(0, len(letters), 10_000):
+                pipe.rpush(f"{{{prefix}}}:dead", *letters[start : start + 10_000])
+            pipe.execute()
+        async with StateManager.from_url(f"{server.url}?prefix={prefix}") as sm:
+            await sm.count("warm-up")  # the library is loaded, the connection made
+            admin.config_resetstat()
+            # When pages are read: the oldest of all, the oldest of each step
+            every = await sm.backend.dead_letters(limit=10)
+            of_a = await sm.backend.dead_letters("a", limit=10)
+            of_b = await sm.backend.dead_letters("b", limit=5)
+            stats = admin.info("commandstats")["cmdstat_fcall"]
+            # (the letters of a step behind all others are found too, reading through the others)
+            assert [letter.id for letter in await sm.backend.dead_letters("c")] == ["c0", "c1", "c2"]
+    # Then each page is right
+    assert [letter.id for letter in every] == [f"a{i}" for i in range(10)]
+    assert [letter.id for letter in of_a] == [f"a{i}" for i in range(10)]
+    assert [letter.id for letter in of_b] == [f"b{i}" for i in range(5)]
+    # And the server spent about the page on each, not the 200,013 letters (reading them all takes ~100 ms)
+    assert stats["calls"] == 3
+    assert stats["usec_per_call"] < 10_000, stats

@@ -480,16 +480,28 @@ local function settle(keys, args)
   return 1
 end
 
--- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first
+-- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first. Reads the list a chunk
+-- at a time from the oldest and stops once the page is full: a page costs about the page (plus, for one
+-- step, the letters of other steps before it), not the whole list.
 local function dead(keys, args)
   local P = prefix_of(keys)
-  local limit = tonumber(args[2])
+  local step, limit = args[1], tonumber(args[2])
+  if limit <= 0 then return {} end
+  if step == '' then return redis.call('LRANGE', P .. ':dead', 0, limit - 1) end
   local out = {}
-  for _, raw in ipairs(redis.call('LRANGE', P .. ':dead', 0, -1)) do
-    if #out >= limit then break end
-    if args[1] == '' or cjson.decode(raw)[2] == args[1] then out[#out + 1] = raw end
+  local chunk = math.max(limit, 100)
+  local start = 0
+  while true do
+    local raws = redis.call('LRANGE', P .. ':dead', start, start + chunk - 1)
+    for _, raw in ipairs(raws) do
+      if cjson.decode(raw)[2] == step then
+        out[#out + 1] = raw
+        if #out >= limit then return out end
+      end
+    end
+    if #raws < chunk then return out end
+    start = start + chunk
   end
-  return out
 end
 
 -- PENDING: args step ('' = all) -> unsettled deliveries
