@@ -16,9 +16,9 @@ import pytest
 import redis
 from test_redis_backend import ReplyDroppingProxy
 
-from motia import StateManager, StateValueError
+from motia import StateBackendUnavailable, StateManager, StateValueError
 from motia.state.backends.base import NewDelivery
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 
 
 def connected_clients(server: RedisServer) -> int:
@@ -181,3 +181,18 @@ async def test_reading_a_page_of_dead_letters_does_not_read_the_whole_list(redis
     # And the server spent about the page on each, not the 200,013 letters (reading them all takes ~100 ms)
     assert stats["calls"] == 3
     assert stats["usec_per_call"] < 10_000, stats
+
+
+# -- what is supported: a standalone server ---------------------------------------------------------------------------
+
+
+def test_a_cluster_node_is_refused_at_start_up_with_a_clear_message(redis_server, tmp_path):
+    # (redis_server: skips, or fails in CI, without redis-server, like every Redis test)
+    cluster = ["--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")]
+    server = RedisServer(extra_args=[*cluster, "--cluster-port", str(free_port())])  # any client port works
+    try:
+        with pytest.raises(StateBackendUnavailable, match="Redis Cluster is not supported") as excinfo:
+            StateManager.from_url(server.url)
+        assert f"127.0.0.1:{server.port}" in str(excinfo.value)
+    finally:
+        server.close()

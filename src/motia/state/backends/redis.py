@@ -4,8 +4,15 @@ Every operation is one call of a Redis *function* from the library in ``redis_fu
 with ``FUNCTION LOAD REPLACE``, which Redis keeps in its RDB/AOF like data), so each write, its change
 event and its delivery bookkeeping happen atomically on the server in one round trip.
 
+What is supported: one standalone Redis server, 7.0 or newer (a primary; while a failover promotes a
+replica at the same address, calls are retried). Redis Cluster is not: the client is not cluster-aware
+(it would get ``MOVED`` replies), so a cluster node is refused at start-up with a clear error. The key
+layout is ready for it (below); a Cluster backend would also need ``redis.asyncio.RedisCluster``
+routing each call by the ``{P}`` tag, the function library loaded on every primary (and again after
+a failover or resharding), and tests against a real cluster.
+
 Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts with the hash tag
-``{P}``, so every function call touches one hash slot and works on Redis Cluster as on one server)::
+``{P}``, so every function call touches one hash slot, as Redis Cluster would require)::
 
     {P}:meta                hash: events flag, event and delivery counters
     {P}:scopes              zset: scopes holding at least one key, in key order (list_groups)
@@ -24,9 +31,9 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
                             leased (makes a retry safe)
     {P}:tick:<job>:<ms>     string, expires: the instance that runs one cron tick
 
-One store lives in one hash slot: on Redis Cluster stores (prefixes) are spread over shards, scopes of
-one store are not. That is the price of committing a write and its change event atomically, which
-Cluster allows only inside one slot; a per-scope tag would split them.
+One store lives in one hash slot: on a Redis Cluster stores (prefixes) could be spread over shards,
+scopes of one store could not. That is the price of committing a write and its change event
+atomically, which Cluster allows only inside one slot; a per-scope tag would split them.
 
 Why update is compare-and-set instead of a Lua implementation of the update operations: Redis's Lua
 JSON (cjson) reads every number as a double (large ints and exact floats would change) and cannot tell
@@ -282,6 +289,11 @@ class RedisBackend(StateBackend):
             if version < (7, 0):
                 raise StateBackendUnavailable(
                     f"Redis at {self.url} is version {info.get('redis_version')}; pymotia needs Redis 7 or newer"
+                )
+            if info.get("redis_mode") == "cluster":
+                raise StateBackendUnavailable(
+                    f"Redis at {self.url} is a Redis Cluster node: Redis Cluster is not supported (the client is "
+                    "not cluster-aware); use a standalone Redis server"
                 )
             client.function_load(self._library, replace=True)
         except redis.exceptions.RedisError as exc:
