@@ -404,12 +404,28 @@ local function enqueue(keys, args)
   return added
 end
 
--- CLAIM: args owner, limit, lease, now, steps... -> flat {id, step, kind, payload, attempts, created, ...}
+-- CLAIM: args token, ms, owner, limit, lease, now, steps...
+--   -> flat {id, step, kind, payload, attempts, created, ...}
+-- Like the writes, a claim is applied once per token: it keeps the ids it leased under "{P}:w:<token>",
+-- and a retry (its reply was lost) gets those of them the owner still holds, as they are now, instead
+-- of claiming again and leaving the first claim's deliveries leased to nobody's knowledge.
 local function claim(keys, args)
   local P = prefix_of(keys)
-  local owner, limit, lease, now = args[1], tonumber(args[2]), tonumber(args[3]), tonumber(args[4])
+  local marker = P .. ':w:' .. args[1]
+  local owner, limit, lease, now = args[3], tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
+  local seen = redis.call('GET', marker)
+  if seen then
+    local out = {}
+    for _, id in ipairs(cmsgpack.unpack(seen)) do
+      local f = redis.call('HMGET', P .. ':d:' .. id, 'owner', 'step', 'kind', 'payload', 'attempts', 'created')
+      if f[1] == owner then
+        for _, value in ipairs({id, f[2], f[3], f[4], tonumber(f[5]), f[6]}) do out[#out + 1] = value end
+      end
+    end
+    return out
+  end
   local candidates = {}
-  for i = 5, #args do
+  for i = 7, #args do
     local due = redis.call('ZRANGE', P .. ':due:' .. args[i], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit,
       'WITHSCORES')
     for j = 1, #due, 2 do candidates[#candidates + 1] = {due[j], tonumber(due[j + 1]), args[i]} end
@@ -419,6 +435,7 @@ local function claim(keys, args)
     return a[1] < b[1]
   end)
   local out = {}
+  local ids = {}
   for i = 1, math.min(limit, #candidates) do
     local member, step = candidates[i][1], candidates[i][3]
     local id = string.sub(member, 18)
@@ -428,7 +445,9 @@ local function claim(keys, args)
     redis.call('ZADD', P .. ':due:' .. step, now + lease, member)
     local f = redis.call('HMGET', d, 'kind', 'payload', 'created')
     for _, value in ipairs({id, step, f[1], f[2], attempts, f[3]}) do out[#out + 1] = value end
+    ids[#ids + 1] = id
   end
+  if #ids > 0 then redis.call('SET', marker, cmsgpack.pack(ids), 'PX', args[2]) end
   return out
 end
 
@@ -461,16 +480,28 @@ local function settle(keys, args)
   return 1
 end
 
--- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first
+-- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first. Reads the list a chunk
+-- at a time from the oldest and stops once the page is full: a page costs about the page (plus, for one
+-- step, the letters of other steps before it), not the whole list.
 local function dead(keys, args)
   local P = prefix_of(keys)
-  local limit = tonumber(args[2])
+  local step, limit = args[1], tonumber(args[2])
+  if limit <= 0 then return {} end
+  if step == '' then return redis.call('LRANGE', P .. ':dead', 0, limit - 1) end
   local out = {}
-  for _, raw in ipairs(redis.call('LRANGE', P .. ':dead', 0, -1)) do
-    if #out >= limit then break end
-    if args[1] == '' or cjson.decode(raw)[2] == args[1] then out[#out + 1] = raw end
+  local chunk = math.max(limit, 100)
+  local start = 0
+  while true do
+    local raws = redis.call('LRANGE', P .. ':dead', start, start + chunk - 1)
+    for _, raw in ipairs(raws) do
+      if cjson.decode(raw)[2] == step then
+        out[#out + 1] = raw
+        if #out >= limit then return out end
+      end
+    end
+    if #raws < chunk then return out end
+    start = start + chunk
   end
-  return out
 end
 
 -- PENDING: args step ('' = all) -> unsettled deliveries
