@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from motia import MotiaError, StateBackendError, StateManager
 from motia.state.backends.base import NewDelivery, Subscription
-from redis_server import RedisServer
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -88,14 +89,16 @@ async def test_at_maxmemory_writes_fail_clearly_reads_go_on_and_writes_resume_on
                     await write()
                 assert_clear_out_of_memory_error(excinfo.value, server)
             # And reads keep working, also while refused writes are in the same pipelined batch
-            results = await asyncio.gather(
-                sm.get("orders", "o05"),
-                sm.set("orders", "o05", {"n": "lost"}),
-                sm.get("orders", "o06"),
-                sm.items("orders", limit=3),
-                sm.count("orders"),
-                sm.backend.pending("watch"),
-                return_exceptions=True,
+            results: list[Any] = list(
+                await asyncio.gather(
+                    sm.get("orders", "o05"),
+                    sm.set("orders", "o05", {"n": "lost"}),
+                    sm.get("orders", "o06"),
+                    sm.items("orders", limit=3),
+                    sm.count("orders"),
+                    sm.backend.pending("watch"),
+                    return_exceptions=True,
+                )
             )
             assert results[0] == {"n": 5}
             assert_clear_out_of_memory_error(results[1], server)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import orjson
 import pytest
 import redis
-from test_redis_backend import ReplyDroppingProxy
 
 from motia import StateBackendUnavailable, StateManager, StateValueError
 from motia.state.backends.base import NewDelivery
-from redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port
+from tests.state.backends.test_redis import ReplyDroppingProxy
 
 
 def connected_clients(server: RedisServer) -> int:
@@ -100,7 +101,7 @@ async def test_a_claim_whose_reply_was_lost_is_answered_again_instead_of_leaving
 async def test_a_retried_claim_does_not_hand_back_a_delivery_settled_in_between(redis_server):
     # A retry answered from the claim's marker returns only what the owner still holds.
     async with StateManager.from_url(f"{redis_server.url}?prefix=claim-settled") as sm:
-        backend = sm.backend
+        backend: Any = sm.backend  # the Redis backend's private write path
         await backend.enqueue([NewDelivery(f"m{i}", "worker", "queue", b"{}") for i in range(2)])
         token, now = backend._token(), repr(time.time())
         first = await backend._write("motia1_claim", token, "w1", 10, "60.0", now, "worker")
@@ -116,7 +117,7 @@ async def test_a_retried_claim_does_not_hand_back_a_delivery_settled_in_between(
 async def test_an_argument_redis_cannot_take_fails_only_its_own_call_in_a_batch(redis_url):
     async with StateManager.from_url(redis_url) as sm:
         # Given five writes and one call with a job name holding a lone surrogate, all in flight at once
-        calls = [sm.set("s", f"k{i}", i) for i in range(3)]
+        calls: list[Any] = [sm.set("s", f"k{i}", i) for i in range(3)]
         calls.append(sm.backend.claim_tick("job-\ud800", 1_700_000_000.0, hold=10))
         calls += [sm.set("s", f"k{i}", i) for i in range(3, 5)]
         results = await asyncio.gather(*calls, return_exceptions=True)
