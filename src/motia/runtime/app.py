@@ -30,9 +30,26 @@ if TYPE_CHECKING:
     from motia.state.manager import StateManager
     from motia.state.sync import SyncStateManager
 
-__all__ = ["MotiaApp", "new_trace_id"]
+__all__ = ["HandlerExit", "MotiaApp", "new_trace_id"]
 
 logger = logging.getLogger("motia.runtime")
+
+
+class HandlerExit(Exception):
+    """A ``def`` handler raised a ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
+    ``SystemExit``, ``GeneratorExit``...): carried back to the event loop as an ordinary failure of that
+    run (the original is the ``__cause__``), because asyncio lets such exceptions stop the event loop or
+    the awaiting coroutine rather than just fail one run."""
+
+
+def _in_thread(context: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Run a ``def`` handler in ``context`` on a pool thread; a non-``Exception`` becomes :class:`HandlerExit`."""
+    try:
+        return context.run(fn, *args)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise HandlerExit(f"the handler raised {type(exc).__name__}: {exc}") from exc
 
 
 def new_trace_id() -> str:
@@ -262,7 +279,7 @@ class MotiaApp:
             if self._executor is None:
                 raise RuntimeError("MotiaApp.startup() has not run")
             ctx = contextvars.copy_context()
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, ctx.run, fn, *args)
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, _in_thread, ctx, fn, args)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -310,7 +327,9 @@ class MotiaApp:
                 ctx.logger.debug("cron run skipped: condition is false")
                 return
             await self.invoke(step, cron_input, ctx)
-        except Exception:
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # even KeyboardInterrupt/SystemExit/GeneratorExit from a handler fail this run only
             # A failing run must not stop the schedule: log it with its traceback and wait for the next tick.
             ctx.logger.exception("cron run failed", {"scheduled_at": scheduled_at.isoformat()})
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from croniter import CroniterError, croniter
 
-from motia.exceptions import ConfigError, StateError
+from motia.exceptions import ConfigError
 
 __all__ = ["CLAIM_HOLD", "CronScheduler", "CronJob", "TickClaim", "next_fire", "validate_expression"]
 
@@ -28,6 +28,9 @@ logger = logging.getLogger("motia.cron")
 #: How long (seconds) a claimed tick is remembered: far longer than clock skew between instances, so a
 #: late instance still finds the claim, and short enough to keep a per-second job's claims few.
 CLAIM_HOLD = 3600.0
+
+#: Longest pause (seconds) after an unexpected scheduling error before the schedule resumes.
+MAX_ERROR_DELAY = 5.0
 
 _ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
 
@@ -132,6 +135,19 @@ class CronScheduler:
             self._loops.append(asyncio.create_task(self._loop(job), name=f"motia-cron:{job.name}"))
 
     async def _loop(self, job: CronJob) -> None:
+        """Schedule ``job`` tick after tick. An unexpected error is logged and the schedule resumes after a
+        bounded pause from the next tick: this loop never dies while the app runs (issue 11, #4)."""
+        failures = 0
+        while True:
+            try:
+                await self._schedule(job)
+            except Exception:
+                failures += 1
+                delay = min(0.5 * 2 ** min(failures, 10), MAX_ERROR_DELAY)
+                logger.exception("cron %s: scheduling failed; resuming in %.1f s", job.name, delay)
+                await self._sleep(delay)
+
+    async def _schedule(self, job: CronJob) -> None:
         tick = next_fire(self._now(), job.expression)
         while True:
             # Sleep on the monotonic clock, then re-check the wall clock: sleep may end early or late.
@@ -151,13 +167,18 @@ class CronScheduler:
         if self._claim is not None:
             try:
                 won = await self._claim(job.key, tick.timestamp(), hold=self._claim_hold)
-            except StateError:
+            except Exception:
                 logger.exception("cron %s: tick %s skipped, it could not be claimed", job.name, tick.isoformat())
                 return
             if not won:
                 logger.debug("cron %s: tick %s was claimed by another instance", job.name, tick.isoformat())
                 return
-        await job.run(tick)
+        try:
+            await job.run(tick)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # KeyboardInterrupt, SystemExit... from a job: that run fails, the schedule goes on
+            logger.exception("cron %s: the run of tick %s failed", job.name, tick.isoformat())
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop scheduling, let runs in progress finish within ``timeout`` seconds, then cancel them."""

@@ -108,10 +108,15 @@ class Undeliverable(MotiaError):
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` and wait for it; an error it died of is logged, not raised, so stopping goes on."""
     if task is not None:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("delivery: the task %s had failed", task.get_name())
 
 
 def _error_text(exc: BaseException) -> str:
@@ -185,11 +190,15 @@ class DeliveryWorker:
     async def stop(self, timeout: float) -> None:
         """Stop claiming, give running handlers ``timeout`` seconds, then interrupt them and release
         their deliveries (claimable again at once; the interrupted attempt counts)."""
-        self.backend.remove_listener(self._on_commit)
+        try:
+            self.backend.remove_listener(self._on_commit)
+        except Exception:
+            logger.exception("delivery: removing the commit listener failed")
         await _cancel(self._dispatch_task)
         await _cancel(self._claim_task)
         self._dispatch_task = self._claim_task = None
         if self._running:
+            # _handle settles every outcome itself (and _settle never raises), so these end without error.
             _, unfinished = await asyncio.wait(set(self._running.values()), timeout=timeout)
             interrupted = [delivery_id for delivery_id, task in self._running.items() if task in unfinished]
             for task in unfinished:
@@ -249,7 +258,7 @@ class DeliveryWorker:
                     claimed = await self.backend.claim(
                         self._step_names, owner=self.owner, limit=free, lease=options.lease
                     )
-                except MotiaError as exc:
+                except Exception as exc:  # any failure: log, back off, go on; this loop never dies (#4)
                     await asyncio.sleep(self._store_error(exc))
                     continue
                 self._errors = 0
@@ -274,7 +283,7 @@ class DeliveryWorker:
             if running:
                 try:
                     await self.backend.extend(running, owner=self.owner, lease=self.options.lease)
-                except MotiaError:
+                except Exception:  # the next period tries again; a lease that lapses meanwhile only repeats work
                     logger.warning("delivery: renewing %d lease(s) failed", len(running), exc_info=True)
 
     # -- handling ----------------------------------------------------------------------------------
@@ -306,7 +315,7 @@ class DeliveryWorker:
         step = self.steps[delivery.step]
         try:
             triggers, input_, info, trace_id = self._route(step, delivery)
-        except (MotiaError, ValueError) as exc:
+        except Exception as exc:  # a payload no trigger can take: it could never succeed
             logger.error("delivery %s of step %r cannot be handled: %s; dead-lettered", delivery.id, step.name, exc)
             await self._settle("dead", delivery.id, error=f"undeliverable: {exc}")
             return
@@ -322,7 +331,9 @@ class DeliveryWorker:
                 ctx.logger.debug("skipped: the trigger's condition is false", {"delivery": delivery.id})
             else:
                 await self.app.invoke(step, input_, ctx)
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit... fail this attempt only
             policy = trigger.retry if isinstance(trigger, QueueTrigger | StateTrigger) else RetryPolicy()
             fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
             if policy.gives_up_after(delivery.attempts):
@@ -347,7 +358,7 @@ class DeliveryWorker:
             if outcome == "retry":
                 return await self.backend.retry(delivery_id, owner=self.owner, delay=delay, error=error)
             return await self.backend.dead_letter(delivery_id, owner=self.owner, error=error)
-        except MotiaError:
+        except Exception:
             logger.exception(
                 "delivery %s: recording its outcome (%s) failed; it will be tried again once its lease expires",
                 delivery_id,
@@ -363,4 +374,7 @@ class DeliveryWorker:
         self._published[seq] = None
         if len(self._published) > 10_000:
             self._published.popitem(last=False)
-        hub.publish(event)
+        try:
+            hub.publish(event)
+        except Exception:  # the console feed is a view: its failure must not fail a delivery
+            logger.exception("delivery: publishing event %s to the console feed failed", seq)

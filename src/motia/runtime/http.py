@@ -8,6 +8,7 @@ a response. Errors never escape a route: a failing handler is logged with its tr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import json
@@ -190,7 +191,9 @@ class StepRoute(BaseRoute):
             else:
                 result = await app.invoke(step, request, ctx)
             response = to_response(result, trace_id)
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit from a handler: a 500 too
             ctx.logger.exception(
                 f"handler failed: {type(exc).__name__}: {exc}", {"method": request.method, "path": request.path}
             )
