@@ -142,6 +142,9 @@ def downgrade_to_schema_1(path: Path) -> None:
     """Make the file exactly what pymotia before tick claims left: no motia_cron_ticks, schema version 1."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
         connection.execute("DROP TABLE motia_cron_ticks")
+        connection.execute("DROP TABLE motia_leases")  # and what later versions added (schema version 3)
+        connection.execute("DROP TABLE motia_steps")
+        connection.execute("DROP INDEX motia_dead_letters_failed")
         connection.execute("UPDATE motia_meta SET value = '1' WHERE name = 'schema_version'")
 
 
@@ -158,11 +161,11 @@ async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_
     assert schema_version(sqlite_path) == "1"
     # When it is opened again
     async with StateManager.from_url(sqlite_url) as sm:
-        # Then its data is intact, claims work, and it is marked as schema 2
+        # Then its data is intact, claims work, and it is marked as the current schema
         assert await sm.get("s", "k") == {"n": 1}
         assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
         assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "2"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "3"
 
 
 async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:

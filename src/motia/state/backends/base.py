@@ -332,8 +332,14 @@ class StateBackend:
         - Steps touched (:meth:`touch_steps`) last more than ``step_age`` seconds ago are forgotten: their
           state-trigger subscriptions are removed (new events no longer make deliveries for them) and
           their waiting deliveries become dead letters with the error :data:`ORPHANED_ERROR`, so
-          nothing is lost silently. Leased deliveries are left alone (their worker is still running).
+          nothing is lost silently. Leased deliveries are left alone (their worker is still running):
+          such a step loses its subscriptions at once but is forgotten (and counted in
+          :attr:`PruneResult.steps`) by the first prune that finds none of its deliveries left; a
+          delivery whose lease has expired counts as waiting.
           Steps that were never touched are never pruned (stores written by older versions).
+
+        Raises :class:`~motia.exceptions.StateValueError` (changing nothing) for an age that is not
+        ``None`` or a finite number of seconds >= 0.
         """
         raise NotImplementedError  # pragma: no cover
 

@@ -22,6 +22,8 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
     {P}:dead                list: dead letters (JSON)
     {P}:w:<token>           string, expires after timeout + 30 s: the reply to one write (makes a retry safe)
     {P}:tick:<job>:<ms>     string, expires: the instance that runs one cron tick
+    {P}:lease:<name>        string "expires_at|owner": a named lease (kept by Redis LEASE_KEEP s past its ttl)
+    {P}:steps               zset: step -> when an app last said it serves it (touch_steps; retention)
 
 One store lives in one hash slot: on Redis Cluster stores (prefixes) are spread over shards, scopes of
 one store are not. That is the price of committing a write and its change event atomically, which
@@ -67,11 +69,21 @@ from motia.exceptions import (
     StateError,
     StateTimeout,
 )
-from motia.state.backends._writes import check_version, is_live, plan_update
+from motia.state.backends._writes import (
+    check_age,
+    check_lease,
+    check_lease_ttl,
+    check_steps,
+    check_version,
+    is_live,
+    orphaned_error,
+    plan_update,
+)
 from motia.state.backends.base import (
     DeadLetter,
     Delivery,
     NewDelivery,
+    PruneResult,
     Record,
     StateBackend,
     Subscription,
@@ -92,6 +104,10 @@ HINT_VALUE_BYTES = 16 * 1024
 HINT_BYTES = 8 * 1024 * 1024
 #: Expired keys removed per purge call (each call blocks the server while it runs).
 PURGE_BATCH = 1000
+#: A lease's key outlives its ttl by this long (seconds, server time) before Redis deletes it: expiry is
+#: judged by the clients' clocks, so a client clock behind the server's by less than this never sees a
+#: lease it should still respect disappear. Only leases nobody released wait this long.
+LEASE_KEEP = 600.0
 
 _OPTIONS = {"prefix", "timeout"}
 
@@ -700,6 +716,55 @@ class RedisBackend(StateBackend):
             return True
         # Taken: by another instance, or by this very call if its reply was lost and the SET was retried.
         return bool(await self._command("GET", name) == token.encode())
+
+    async def acquire_lease(self, name: str, owner: str, *, ttl: float) -> bool:
+        check_lease(name, owner)
+        ttl = check_lease_ttl(ttl)
+        now = self._clock()
+        keep = max(1, round((ttl + LEASE_KEEP) * 1000))
+        return bool(
+            await self._write("motia1_acquire_lease", self._token(), name, owner, _time(now), _time(now + ttl), keep)
+        )
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        check_lease(name, owner)
+        return bool(await self._write("motia1_release_lease", self._token(), name, owner, _time(self._clock())))
+
+    async def touch_steps(self, steps: Sequence[str]) -> None:
+        names = check_steps(steps)
+        if names:
+            now = _time(self._clock())
+            await self._command(
+                "ZADD", f"{{{self.prefix}}}:steps", "GT", *(part for step in names for part in (now, step))
+            )
+
+    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+        dead_letter_age = check_age("dead_letter_age", dead_letter_age)
+        step_age = check_age("step_age", step_age)
+        if dead_letter_age is None and step_age is None:
+            return PruneResult(0, 0, 0)
+        now = self._clock()
+        stale: list[Any] = []
+        if step_age is not None:
+            # The error text needs each step's last-seen time, formatted here; the function checks again
+            # that each step is still stale, so a step touched in between is kept.
+            reply = await self._command(
+                "ZRANGE", f"{{{self.prefix}}}:steps", "-inf", f"({_time(now - step_age)}", "BYSCORE", "WITHSCORES"
+            )
+            for position in range(0, len(reply), 2):
+                step = reply[position].decode()
+                stale += (step, orphaned_error(step, float(reply[position + 1])))
+        removed, forgotten, orphaned = await self._write(
+            "motia1_prune",
+            self._token(),
+            _time(now),
+            "" if dead_letter_age is None else _time(now - dead_letter_age),
+            "" if step_age is None else _time(now - step_age),
+            *stale,
+        )
+        if orphaned:
+            self._notify_listeners()
+        return PruneResult(int(removed), int(forgotten), int(orphaned))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
