@@ -171,8 +171,10 @@ class MotiaApp:
                 for i, trig in enumerate(step.cron_triggers)
             ]
             if jobs:
-                # Every instance on this store schedules every tick; the claim lets exactly one run it.
-                self._scheduler = CronScheduler(jobs, claim=self.state.backend.claim_tick)
+                # Every instance on this store schedules every tick; the claim lets exactly one run it, and
+                # the job's lease keeps a run from starting while another instance still runs the job.
+                backend = self.state.backend
+                self._scheduler = CronScheduler(jobs, claim=backend.claim_tick, leases=backend)
                 self._scheduler.start()
         if self.sweep_interval > 0:
             self._sweeper = asyncio.create_task(self._sweep_expired(), name="motia-ttl-sweeper")
