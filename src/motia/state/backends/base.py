@@ -309,12 +309,16 @@ class StateBackend:
         ``owner``'s (then its expiry moves to now + ``ttl``). Returns ``False``, changing nothing, while
         another owner holds an unexpired lease. Atomic across every process using the store, and durable
         like a write; a retried call (lost reply) must give the same answer.
+
+        The runtime calls this directly, so the backend checks its arguments: an empty or non-``str``
+        ``name``/``owner`` (or one not encodable as UTF-8), or a ``ttl`` that is not a positive finite
+        number, raises :class:`~motia.exceptions.StateValueError` and changes nothing.
         """
         raise NotImplementedError  # pragma: no cover
 
     async def release_lease(self, name: str, owner: str) -> bool:
         """Give up ``owner``'s lease ``name`` at once; ``True`` if it was held by ``owner`` (and unexpired),
-        ``False`` (changing nothing) otherwise."""
+        ``False`` (changing nothing) otherwise. ``name`` and ``owner`` are checked as by :meth:`acquire_lease`."""
         raise NotImplementedError  # pragma: no cover
 
     async def touch_steps(self, steps: Sequence[str]) -> None:
@@ -322,6 +326,8 @@ class StateBackend:
 
         Apps call it at start and then periodically (far more often than any retention age), so that
         :meth:`prune` can tell a step that still runs somewhere from one that was renamed or removed.
+        A last-seen time never moves back. Raises :class:`~motia.exceptions.StateValueError` (changing
+        nothing) unless ``steps`` is a sequence of non-empty ``str``.
         """
         raise NotImplementedError  # pragma: no cover
 
