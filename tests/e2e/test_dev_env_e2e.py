@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from motia_proc import MotiaProcess, free_port, poll
 
 from motia import SyncStateManager
 from motia.runtime.server import RunOptions, run_command
+from tests.e2e.motia_proc import MotiaProcess, free_port, poll
 
 pytestmark = pytest.mark.slow
 

@@ -62,7 +62,8 @@ def set_disk_full(app: MotiaApp, full: bool) -> None:
     """Pin (or unpin) the size of the app's SQLite file on every connection its store has open: a write
     that needs a new page then fails with SQLITE_FULL, "database or disk is full", as on a full disk."""
     limit = 1 if full else 1_073_741_823  # SQLite never sets it below the current size: 1 pins the size
-    for connection in list(app.state.backend._connections):
+    backend: Any = app.state.backend  # the SQLite backend keeps every connection it opened
+    for connection in list(backend._connections):
         connection.execute(f"PRAGMA max_page_count = {limit}")
 
 
@@ -106,7 +107,9 @@ async def test_disk_full_kills_no_background_loop_and_nothing_acknowledged_is_lo
             await other.set("orders", "c", {"n": 3, "blob": "c" * 300_000})
             # And the dispatcher meets the fault when it moves that write's event (it logs the failure, or,
             # as before issue 11 #4 was fixed, its task dies of it)
+            assert app.delivery is not None
             dispatcher = app.delivery._dispatch_task
+            assert dispatcher is not None
             await wait_until(
                 lambda: (
                     dispatcher.done()
@@ -228,4 +231,4 @@ async def test_a_handler_raising_a_base_exception_fails_its_run_only(
     assert runtime_queue._apps == []
     # And every failure was logged with its traceback, naming the exception
     logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is not None]
-    assert any(exc_type.__name__ in (r.exc_text or "") or r.exc_info[0] is exc_type for r in logged)
+    assert any(exc_type.__name__ in (r.exc_text or "") or (r.exc_info or (None,))[0] is exc_type for r in logged)
