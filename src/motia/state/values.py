@@ -35,12 +35,18 @@ def check_name(kind: str, name: object, max_length: int) -> str:
         raise StateValueError(f"{kind} must not be empty")
     if len(name) > max_length:
         raise StateValueError(f"{kind} is {len(name)} characters long; the limit is {max_length}")
-    if not name.isascii():
+    return _check_utf8(kind, name)
+
+
+def _check_utf8(kind: str, text: str) -> str:
+    """Return ``text`` if it is valid UTF-8 text, else raise: a lone surrogate cannot be stored, compared
+    or sent by any backend (SQLite and Redis would raise ``UnicodeEncodeError``)."""
+    if not text.isascii():
         try:
-            name.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:
-            raise StateValueError(f"{kind} contains a lone surrogate and cannot be stored as UTF-8") from None
-    return name
+            raise StateValueError(f"{kind} contains a lone surrogate and is not valid UTF-8") from None
+    return text
 
 
 def check_scope(scope: object) -> str:
@@ -129,7 +135,10 @@ def dumps(value: JSON) -> bytes:
         if "64-bit" not in str(exc):
             raise StateValueError(f"value cannot be stored as JSON: {exc}") from None
     # orjson stops at 64 bits; JSON and Python ints do not. The rare big int takes the slow road.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:  # an int past sys.get_int_max_str_digits() (4,300 digits by default)
+        raise StateValueError(f"value cannot be stored as JSON: {exc}") from None
 
 
 def encode(value: JSON, max_bytes: int) -> bytes:
@@ -191,7 +200,9 @@ def check_optional_str(kind: str, text: object) -> str | None:
         return None
     if not isinstance(text, str):
         raise StateValueError(f"{kind} must be a str or None, not {type(text).__name__}")
-    return text
+    # No key holds a lone surrogate, so one here could only match nothing; an error (like a key's) says
+    # so on every backend, where the drivers would otherwise raise UnicodeEncodeError.
+    return _check_utf8(kind, text)
 
 
 def prefix_upper_bound(prefix: str) -> str | None:

@@ -1,0 +1,78 @@
+"""Odd values (ints past 64 bits or past a float's range, huge ints, lone surrogates) get a clear
+MotiaError on every backend, never a raw ``TypeError``/``ValueError``/``OverflowError``/``UnicodeEncodeError``,
+and change nothing (issue 11, #2 and the lone-surrogate finding)."""
+
+from __future__ import annotations
+
+import pytest
+
+from motia import StateManager
+from motia.exceptions import InvalidUpdateError, StateValueError
+from motia.state.ops import apply_operations, parse_operations
+
+BIG = 2**70
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [{"type": "set", "path": "a.b", "value": 1}],  # walks through the big int
+        [{"type": "merge", "path": "a", "value": {"b": 1}}],
+        [{"type": "append", "path": "a", "value": 1}],
+        [{"type": "increment", "path": "l", "value": 1}],  # a list holding a big int
+    ],
+)
+async def test_update_through_a_stored_big_int_is_an_invalid_update(
+    state: StateManager, operations: list[dict[str, object]]
+) -> None:
+    # Given a value holding ints past 64 bits
+    await state.set("s", "k", {"a": BIG, "l": [BIG, -BIG]})
+    # When an update cannot apply to it, Then the error is the usual InvalidUpdateError, naming the int
+    with pytest.raises(InvalidUpdateError, match="op 0"):
+        await state.update("s", "k", operations)
+    # And nothing changed
+    assert await state.get("s", "k") == {"a": BIG, "l": [BIG, -BIG]}
+
+
+async def test_adding_a_float_to_an_int_past_the_float_range_is_an_invalid_update(state: StateManager) -> None:
+    await state.set("s", "k", {"n": 2**1100})
+    with pytest.raises(InvalidUpdateError, match="too large"):
+        await state.update("s", "k", [{"type": "increment", "path": "n", "value": 1.5}])
+    assert await state.get("s", "k") == {"n": 2**1100}
+
+
+async def test_a_huge_int_amount_is_exact(state: StateManager) -> None:
+    # math.isfinite(10**400) raises OverflowError: parsing must not call it on ints
+    result = await state.update("s", "k", [{"type": "increment", "path": "n", "value": 10**400}])
+    assert result.new_value == {"n": 10**400}
+    assert await state.get("s", "k") == {"n": 10**400}
+
+
+async def test_an_int_too_long_for_str_is_a_state_value_error(state: StateManager) -> None:
+    # Python refuses to turn an int of more than 4,300 digits into text (sys.get_int_max_str_digits)
+    with pytest.raises(StateValueError, match="cannot be stored as JSON"):
+        await state.set("s", "k", {"n": 10**5000})
+    with pytest.raises(InvalidUpdateError):
+        await state.update("s", "k", [{"type": "set", "path": "n", "value": 10**5000}])
+    assert await state.get("s", "k") is None
+
+
+def test_describing_any_stored_value_never_raises() -> None:
+    # Every error message describes the value it found: none of these may fail to describe.
+    for document in ({"a": BIG}, {"a": [BIG]}, {"a": {"b": -(2**200)}}, {"a": 10**4000}, {"a": [10**4000]}):
+        with pytest.raises(InvalidUpdateError):
+            apply_operations(document, parse_operations([{"type": "set", "path": "a.b.c", "value": 1}]))
+
+
+@pytest.mark.parametrize("argument", ["prefix", "after"])
+@pytest.mark.parametrize("text", ["\ud800", "a\udfff", "\udc80x"])
+async def test_a_lone_surrogate_in_prefix_or_after_is_a_state_value_error(
+    state: StateManager, argument: str, text: str
+) -> None:
+    # Given a store with keys (no key can hold a lone surrogate: keys are UTF-8)
+    await state.set("s", "a", 1)
+    # When a page is asked for with a lone surrogate in prefix/after, Then every backend says why, alike
+    with pytest.raises(StateValueError, match=f"{argument} contains a lone surrogate"):
+        await state.keys("s", **{argument: text})
+    with pytest.raises(StateValueError, match=f"{argument} contains a lone surrogate"):
+        await state.items("s", **{argument: text})
