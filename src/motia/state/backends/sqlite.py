@@ -180,6 +180,8 @@ class _Busy(Exception):
 
 
 _UNSEEN: Any = object()
+#: Marks an undo-log entry for a flush: the buffers as they were before it.
+_FLUSHED: Any = object()
 
 #: Bumped in a child process after fork: connections opened before it must not be used there.
 _forks = [0]
@@ -197,9 +199,14 @@ class _Transaction:
 
     Rows are read once (a batch prefetches its keys with one query per scope), changed in Python and
     written back at commit with ``executemany``: a group of writes costs little more than one.
+
+    Each call of a batch can be undone on its own (:meth:`begin_call` … :meth:`undo_call`): while a call
+    runs, every change to the buffers is logged, so a call that raises leaves them as they were before it,
+    and the other calls of the batch still commit. (Statements a call executes itself are undone by a
+    ``SAVEPOINT``, see :meth:`SQLiteBackend._run_call`.)
     """
 
-    __slots__ = ("connection", "now", "record_events", "notify", "_known", "_dirty", "_events")
+    __slots__ = ("connection", "now", "record_events", "notify", "_known", "_dirty", "_events", "_undo", "_mark")
 
     def __init__(self, connection: sqlite3.Connection, now: float, record_events: bool) -> None:
         self.connection = connection
@@ -212,6 +219,39 @@ class _Transaction:
         #: What to write at commit: the final record of each changed key (``None``: delete the row).
         self._dirty: dict[tuple[str, str], Record | None] = {}
         self._events: list[tuple[str, str, str, bytes | None, bytes | None, int, float]] = []
+        #: While a call runs: how to undo each change it made to the buffers, in order.
+        self._undo: list[tuple[Any, ...]] | None = None
+        #: ``len(self._events)`` when the running call began.
+        self._mark = 0
+
+    def begin_call(self) -> None:
+        """Start logging changes, so that :meth:`undo_call` can take back everything the next call does."""
+        self._undo = []
+        self._mark = len(self._events)
+
+    def end_call(self) -> None:
+        """The call succeeded: keep its changes."""
+        self._undo = None
+
+    def undo_call(self) -> None:
+        """Take back every buffered change of the call that began last (it raised)."""
+        undo, self._undo = self._undo, None
+        assert undo is not None
+        for entry in reversed(undo):
+            if entry[0] is _FLUSHED:  # the statements were rolled back: buffer those writes again
+                self._dirty, self._events = entry[1], entry[2]
+            else:
+                table, pair, old = entry
+                if old is _UNSEEN:
+                    table.pop(pair, None)
+                else:
+                    table[pair] = old
+        del self._events[self._mark :]
+
+    def _set(self, table: dict[tuple[str, str], Record | None], pair: tuple[str, str], record: Record | None) -> None:
+        if self._undo is not None:
+            self._undo.append((table, pair, table.get(pair, _UNSEEN)))
+        table[pair] = record
 
     def prefetch(self, scope: str, keys: Sequence[str]) -> None:
         missing = list(dict.fromkeys(key for key in keys if (scope, key) not in self._known))
@@ -238,20 +278,22 @@ class _Transaction:
         if row is not None:
             data, version, expires_at = row
             if expires_at is not None and expires_at <= self.now:
-                self._dirty[scope, key] = None
+                self._set(self._dirty, (scope, key), None)
                 self.event("expired", scope, key, data, None, version)
             else:
                 record = Record(key, data, version, expires_at)
-        self._known[scope, key] = record
+        self._set(self._known, (scope, key), record)
         return record
 
     def store(self, scope: str, record: Record, old_data: bytes | None) -> None:
-        self._known[scope, record.key] = self._dirty[scope, record.key] = record
+        self._set(self._known, (scope, record.key), record)
+        self._set(self._dirty, (scope, record.key), record)
         event_type = "created" if old_data is None else "updated"
         self.event(event_type, scope, record.key, old_data, record.data, record.version)
 
     def remove(self, scope: str, current: Record) -> None:
-        self._known[scope, current.key] = self._dirty[scope, current.key] = None
+        self._set(self._known, (scope, current.key), None)
+        self._set(self._dirty, (scope, current.key), None)
         self.event("deleted", scope, current.key, current.data, None, current.version)
 
     def event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
@@ -261,12 +303,14 @@ class _Transaction:
 
     def forget_scope(self, scope: str) -> None:
         """Every key of ``scope`` is gone (after a clear)."""
-        for pair in self._known:
-            if pair[0] == scope:
-                self._known[pair] = None
+        for pair in [pair for pair in self._known if pair[0] == scope]:
+            self._set(self._known, pair, None)
 
     def flush(self) -> None:
         """Write the changed rows and the events (before COMMIT, or before a statement that reads rows)."""
+        if self._undo is not None and (self._dirty or self._events):
+            # Both buffers are swapped out below, not changed: keeping them is enough to restore them.
+            self._undo.append((_FLUSHED, self._dirty, self._events))
         if self._dirty:
             dirty, self._dirty = self._dirty, {}
             upserts = [
@@ -351,6 +395,9 @@ def _write_restore(
 
 #: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.
 _KEYED_WRITES = (_write_set, _write_update, _write_delete, _write_restore)
+#: Writes that only read rows and buffer their changes in the transaction (they execute no write
+#: statement until the batch's final flush), so undoing their buffered changes undoes them.
+_BUFFERED_WRITES = (*_KEYED_WRITES, _write_commit)
 
 
 def _write_clear(tx: _Transaction, scope: str) -> int:
@@ -603,9 +650,11 @@ class _LoopWriter:
 
 
 class _Failure:
+    """The outcome of a call that raised: its caller gets ``error``; the rest of the batch committed."""
+
     __slots__ = ("error",)
 
-    def __init__(self, error: StateError) -> None:
+    def __init__(self, error: Exception) -> None:
         self.error = error
 
 
@@ -792,12 +841,16 @@ class SQLiteBackend(StateBackend):
                 self._drain.notify_all()
 
     def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call]) -> list[Any]:
-        """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken."""
+        """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken.
+
+        Returns one outcome per call: its result, or a :class:`_Failure` for a call that raised (that call
+        changed nothing; the others commit). An error outside the calls (``BEGIN``, the final flush,
+        ``COMMIT``, or one after which SQLite rolled the whole transaction back) fails the whole batch.
+        """
         now = self._clock()
         if not self._events_enabled and time.monotonic() - self._events_checked > EVENTS_FLAG_REFRESH:
             self._events_checked = time.monotonic()
             self._events_enabled = _events_flag(connection)
-        tx = _Transaction(connection, now, self._events_enabled)
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -806,7 +859,9 @@ class SQLiteBackend(StateBackend):
             raise self._translate(exc) from exc
         outcomes: list[Any] = []
         try:
-            if len(batch) > 1:
+            tx = _Transaction(connection, now, self._events_enabled)
+            isolate = len(batch) > 1
+            if isolate:
                 by_scope: dict[str, list[str]] = {}
                 for call in batch:
                     if call.function in _KEYED_WRITES:
@@ -814,29 +869,81 @@ class SQLiteBackend(StateBackend):
                 for scope, keys in by_scope.items():
                     tx.prefetch(scope, keys)
             for call in batch:
-                try:
-                    outcomes.append(call.function(tx, *call.args))
-                except StateError as exc:  # this call's own fault: it changed nothing
-                    outcomes.append(_Failure(exc))
+                outcomes.append(self._run_call(tx, call, isolate))
             if now - self._last_sweep >= self._sweep_interval:
                 self._last_sweep = now
                 _write_purge(tx, SWEEP_BATCH)
             tx.flush()
             connection.execute("COMMIT")
-            if tx.notify:
-                self._notify_listeners()
-        except sqlite3.OperationalError as exc:
-            connection.execute("ROLLBACK")
-            if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
-                raise _Busy from None
-            raise self._translate(exc) from exc
-        except sqlite3.Error as exc:
-            connection.execute("ROLLBACK")
-            raise self._translate(exc) from exc
-        except BaseException:
-            connection.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(connection)
+            if isinstance(exc, sqlite3.Error):
+                if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+                    raise _Busy from None
+                raise self._translate(exc) from exc
             raise
+        if tx.notify:
+            self._notify_listeners()
         return outcomes
+
+    def _run_call(self, tx: _Transaction, call: _Call, isolate: bool) -> Any:
+        """Run one call of a batch; return its result, or a :class:`_Failure` if it raised.
+
+        A failed call changes nothing, whatever it raised and however far it got: its buffered changes
+        are undone (:meth:`_Transaction.undo_call`) and, in a batch of several calls, the statements it
+        executed itself are rolled back to a ``SAVEPOINT`` taken before it. (Buffered writes execute no
+        statement, so they skip the savepoint; a single call needs none, its batch is rolled back whole.)
+        """
+        statements = call.function not in _BUFFERED_WRITES
+        savepoint = isolate and statements
+        connection = tx.connection
+        if savepoint:
+            connection.execute("SAVEPOINT motia_call")
+        tx.begin_call()
+        try:
+            outcome = call.function(tx, *call.args)
+        except Exception as exc:
+            if not connection.in_transaction:  # SQLite rolled everything back (disk full, I/O error)
+                raise
+            if statements and not savepoint:
+                raise  # no savepoint to return to: roll the (single-call) batch back
+            tx.undo_call()
+            if savepoint:
+                connection.execute("ROLLBACK TO motia_call")
+                connection.execute("RELEASE motia_call")
+            if isinstance(exc, sqlite3.Error):
+                return _Failure(self._translate(exc))
+            return _Failure(exc)
+        tx.end_call()
+        if savepoint:
+            connection.execute("RELEASE motia_call")
+        return outcome
+
+    def _rollback(self, connection: sqlite3.Connection) -> None:
+        """End a failed transaction without hiding why it failed.
+
+        After some errors (disk full, I/O error) SQLite has already rolled the transaction back: a
+        ``ROLLBACK`` then raises "no transaction is active", which would replace the real error. If the
+        rollback itself fails, the connection is closed (which rolls back and releases the write lock)
+        and the next use opens a new one.
+        """
+        if not connection.in_transaction:
+            return
+        try:
+            connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.warning("could not roll back on %s; reopening the connection", self.path, exc_info=True)
+            self._discard(connection)
+
+    def _discard(self, connection: sqlite3.Connection) -> None:
+        """Close one of this thread's connections and forget it (the next use opens a new one)."""
+        for attribute in ("inline", "blocking"):
+            if getattr(self._local, attribute, None) is connection:
+                delattr(self._local, attribute)
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        connection.close()
 
     def _run_batch_blocking(self, batch: list[_Request]) -> list[Any]:
         try:
