@@ -10,12 +10,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from motia import StateManager
 from motia.exceptions import InvalidUpdateError, MotiaError, StateBackendError
-from motia.state.backends.base import NewDelivery, TransactionWrite
+from motia.state.backends.base import NewDelivery, Subscription, TransactionWrite
+from motia.state.backends.sqlite import SQLiteBackend
 from motia.state.ops import Operation
 
 FIVE = [f"k{i}" for i in range(5)]
@@ -113,6 +117,54 @@ async def test_calls_after_a_failed_one_see_the_batch_as_it_was(sqlite_state: St
     assert results[2].new_value == {"n": 2}  # type: ignore[union-attr]
     entry = await sqlite_state.get_entry("s", "n")
     assert entry is not None and entry.version == 2
+
+
+ENABLER = """
+import asyncio, sys
+from motia.state.backends.sqlite import SQLiteBackend
+
+async def main():
+    backend = SQLiteBackend(sys.argv[1])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    await backend.enable_events()
+    print("enabled", flush=True)
+    await backend.aclose()
+
+asyncio.run(main())
+"""
+
+
+async def test_writes_right_after_another_process_enabled_events_all_record_events(
+    sqlite_path: Path, child_env: dict[str, str]
+) -> None:
+    # Given a running process (this one) writing while events are off
+    backend = SQLiteBackend(sqlite_path)
+    try:
+        await backend.set("s", "before", b"0", ttl=None, if_version=None)
+        with subprocess.Popen(
+            [sys.executable, "-c", ENABLER, str(sqlite_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=child_env,
+        ) as enabler:
+            assert enabler.stdout is not None and enabler.stdin is not None
+            assert enabler.stdout.readline().strip() == "ready"
+            await backend.set("s", "still-off", b"0", ttl=None, if_version=None)
+            # When another process (an app starting with a state trigger) turns events on
+            enabler.stdin.write("go\n")
+            enabler.stdin.flush()
+            assert enabler.stdout.readline().strip() == "enabled"
+            assert enabler.wait(timeout=30) == 0
+        # And this process writes at once, alone and in group commits
+        await backend.set("s", "k0", b"0", ttl=None, if_version=None)
+        await asyncio.gather(*(backend.set("s", f"k{i}", b"1", ttl=None, if_version=None) for i in range(1, 20)))
+        # Then every one of those writes recorded its event
+        assert await backend.dispatch_events([Subscription("watcher", "s")]) == 20
+        assert await backend.pending("watcher") == 20
+    finally:
+        await backend.aclose()
 
 
 async def test_unexpected_errors_are_motia_errors_or_the_callers_own(sqlite_state: StateManager) -> None:

@@ -159,8 +159,6 @@ _SCOPES = f"""
         SELECT 1 FROM motia_state WHERE motia_state.scope = scopes.scope AND {_LIVE}
     )"""
 
-#: How often (seconds) a process that does not record events yet looks whether another enabled them.
-EVENTS_FLAG_REFRESH = 1.0
 #: Writes committed together at most; bounds how long one flush holds the loop.
 MAX_BATCH = 256
 #: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
@@ -678,7 +676,6 @@ class SQLiteBackend(StateBackend):
         self.timeout = timeout
         #: Whether writes record change events: a flag kept in the file, so every process agrees.
         self._events_enabled = False
-        self._events_checked = 0.0
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._last_sweep = 0.0
@@ -848,9 +845,6 @@ class SQLiteBackend(StateBackend):
         ``COMMIT``, or one after which SQLite rolled the whole transaction back) fails the whole batch.
         """
         now = self._clock()
-        if not self._events_enabled and time.monotonic() - self._events_checked > EVENTS_FLAG_REFRESH:
-            self._events_checked = time.monotonic()
-            self._events_enabled = _events_flag(connection)
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -859,6 +853,11 @@ class SQLiteBackend(StateBackend):
             raise self._translate(exc) from exc
         outcomes: list[Any] = []
         try:
+            if not self._events_enabled:
+                # Read under the write lock, in this transaction: a process that enabled events committed
+                # before this BEGIN, so this batch sees it and records its events. Once on, the flag never
+                # goes off, so the read is paid only while events are off.
+                self._events_enabled = _events_flag(connection)
             tx = _Transaction(connection, now, self._events_enabled)
             isolate = len(batch) > 1
             if isolate:
