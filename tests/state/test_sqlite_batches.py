@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,31 @@ async def test_writes_right_after_another_process_enabled_events_all_record_even
         assert await backend.pending("watcher") == 20
     finally:
         await backend.aclose()
+
+
+def test_many_short_lived_loops_keep_writers_connections_and_threads_bounded(sqlite_url: str) -> None:
+    # Given one store used from a new event loop per call, as scripts calling asyncio.run() each time do
+    sm = StateManager.from_url(sqlite_url)
+    backend = sm.backend
+    assert isinstance(backend, SQLiteBackend)
+    threads_before = threading.active_count()
+
+    async def one(i: int) -> None:
+        await sm.set("s", f"k{i % 7}", i)
+        await sm.get("s", f"k{i % 7}")
+
+    # When 200 loops come and go, in this thread and in short-lived threads
+    for i in range(200):
+        asyncio.run(one(i))
+    for i in range(20):
+        thread = threading.Thread(target=asyncio.run, args=(one(i),))
+        thread.start()
+        thread.join()
+    # Then the per-loop writers of closed loops are released, and connections and threads stay bounded
+    assert len(backend._writers) <= 1
+    assert len(backend._connections) <= 6  # this thread's + the dead threads' released + 4 workers at most
+    assert threading.active_count() <= threads_before + 4
+    asyncio.run(sm.aclose())
 
 
 async def test_unexpected_errors_are_motia_errors_or_the_callers_own(sqlite_state: StateManager) -> None:

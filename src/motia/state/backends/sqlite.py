@@ -684,9 +684,11 @@ class SQLiteBackend(StateBackend):
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
         self._forks = _forks[0]
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: Every open connection, with the thread it belongs to (closed once that thread has ended).
+        self._connections: dict[sqlite3.Connection, threading.Thread] = {}
         self._lock = threading.Lock()
         self._drain = threading.Condition(self._lock)
+        #: Group commit per event loop; a closed loop's writer is released when the next loop's is made.
         self._writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
         self._outstanding = 0
         self._closed = False
@@ -769,13 +771,21 @@ class SQLiteBackend(StateBackend):
             raise self._translate(exc, opening=True) from exc
         setattr(self._local, attribute, connection)
         with self._lock:
-            self._connections.append(connection)
+            ended = [(known, thread) for known, thread in self._connections.items() if not thread.is_alive()]
+            for known, _ in ended:
+                del self._connections[known]
+            self._connections[connection] = threading.current_thread()
+        for known, thread in ended:
+            # Its thread has ended (a script's short-lived thread, say), so nothing uses it any more: without
+            # this, every thread that ever used the store would keep a connection (a file descriptor) open.
+            logger.debug("closing the connection of ended thread %s to %s", thread.name, self.path)
+            known.close()
         return connection
 
     def _after_fork(self) -> None:
         self._forks = _forks[0]
         self._local = threading.local()
-        self._connections = []
+        self._connections = {}
         self._lock = threading.Lock()
         self._drain = threading.Condition(self._lock)
         self._writers = {}
@@ -803,6 +813,10 @@ class SQLiteBackend(StateBackend):
             self._outstanding += 1
             writer = self._writers.get(loop)
             if writer is None:
+                # A closed loop never runs again (asyncio.run() per call makes and closes one each time):
+                # release its writer, so the writers are bounded by the loops alive at once.
+                for closed in [known for known in self._writers if known.is_closed()]:
+                    del self._writers[closed]
                 writer = self._writers[loop] = _LoopWriter(self, loop)
         if (
             self._inline_writes
@@ -940,8 +954,7 @@ class SQLiteBackend(StateBackend):
             if getattr(self._local, attribute, None) is connection:
                 delattr(self._local, attribute)
         with self._lock:
-            if connection in self._connections:
-                self._connections.remove(connection)
+            self._connections.pop(connection, None)
         connection.close()
 
     def _run_batch_blocking(self, batch: list[_Request]) -> list[Any]:
@@ -1181,7 +1194,7 @@ class SQLiteBackend(StateBackend):
 
     def _close_connections(self) -> None:
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections), {}
         for connection in connections:
             connection.close()
         self._local = threading.local()
