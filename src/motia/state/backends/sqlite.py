@@ -171,6 +171,15 @@ TICK_PRUNE_INTERVAL = 60.0
 #: frame, so this matches SQLite's own default of a checkpoint per 1,000 pages).
 CHECKPOINT_WRITES = 1000
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+#: Opening retries a busy set-up step after this pause (seconds), doubling up to the maximum.
+OPEN_RETRY_PAUSE = 0.002
+OPEN_RETRY_PAUSE_MAX = 0.1
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds a lock (extended codes such as SQLITE_BUSY_RECOVERY too)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF in _BUSY_CODES) or "locked" in str(exc)
 
 
 class _Busy(Exception):
@@ -715,32 +724,58 @@ class SQLiteBackend(StateBackend):
         if self.path.is_dir():
             raise StateBackendUnavailable(f"the state path {self.path} is a directory, not a SQLite file")
         connection = self._connection(inline=False)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
+        deadline = time.monotonic() + self.timeout
+        pause = OPEN_RETRY_PAUSE
+        while True:
             try:
-                for statement in _SCHEMA:
-                    connection.execute(statement)
-                row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
-                if row is None:
-                    connection.execute(
-                        "INSERT INTO motia_meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                    )
-                elif int(row[0]) > SCHEMA_VERSION:
-                    raise StateBackendUnavailable(
-                        f"the state file {self.path} has schema version {row[0]}, newer than this pymotia "
-                        f"understands ({SCHEMA_VERSION}); upgrade pymotia"
-                    )
-                elif int(row[0]) < SCHEMA_VERSION:  # the statements above added what it lacked
-                    connection.execute(
-                        "UPDATE motia_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
-                    )
-                    logger.info("upgraded the state file %s to schema version %d", self.path, SCHEMA_VERSION)
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
+                self._create_schema(connection)
+                return
+            except sqlite3.Error as exc:
+                self._rollback(connection)
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise self._translate(exc, opening=True) from exc
+            # Busy without the busy handler being asked to wait (SQLite does that where waiting could
+            # deadlock): another process is creating or upgrading the file. Try again shortly.
+            time.sleep(pause)
+            pause = min(pause * 2, OPEN_RETRY_PAUSE_MAX)
+
+    def _create_schema(self, connection: sqlite3.Connection) -> None:
+        """Create or upgrade the tables, unless the file is already at this schema version.
+
+        The check runs first, without the write lock: opening a store that is in use (every open but
+        the first) then never waits behind, or competes with, the processes writing to it.
+        """
+        try:
+            row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
                 raise
-        except sqlite3.Error as exc:
-            raise self._translate(exc, opening=True) from exc
+            row = None  # a new file
+        if row is not None and int(row[0]) == SCHEMA_VERSION:
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
+            if row is None:
+                connection.execute(
+                    "INSERT INTO motia_meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StateBackendUnavailable(
+                    f"the state file {self.path} has schema version {row[0]}, newer than this pymotia "
+                    f"understands ({SCHEMA_VERSION}); upgrade pymotia"
+                )
+            elif int(row[0]) < SCHEMA_VERSION:  # the statements above added what it lacked
+                connection.execute(
+                    "UPDATE motia_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
+                logger.info("upgraded the state file %s to schema version %d", self.path, SCHEMA_VERSION)
+            connection.execute("COMMIT")
+        except BaseException:
+            self._rollback(connection)
+            raise
 
     def _connection(self, *, inline: bool) -> sqlite3.Connection:
         if self._forks != _forks[0]:  # forked: never share a connection with the parent
@@ -751,24 +786,7 @@ class SQLiteBackend(StateBackend):
             return connection
         if self._closed:
             raise StateClosedError(f"the state store {self.url} is closed")
-        try:
-            connection = sqlite3.connect(
-                self.path,
-                timeout=0 if inline else self.timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=64,
-            )
-            # journal_mode first: it reads the header, so a corrupt file fails here, before any write.
-            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StateBackendUnavailable(f"cannot switch the state file {self.path} to WAL mode (got {mode!r})")
-            connection.execute(f"PRAGMA synchronous={self._synchronous}")
-            connection.execute("PRAGMA cache_size=-16000")
-            if inline:
-                connection.execute("PRAGMA wal_autocheckpoint=0")
-        except sqlite3.Error as exc:
-            raise self._translate(exc, opening=True) from exc
+        connection = self._connect(inline)
         setattr(self._local, attribute, connection)
         with self._lock:
             ended = [(known, thread) for known, thread in self._connections.items() if not thread.is_alive()]
@@ -782,6 +800,55 @@ class SQLiteBackend(StateBackend):
             known.close()
         return connection
 
+    def _connect(self, inline: bool) -> sqlite3.Connection:
+        """Open and set up a connection, waiting out other processes that are creating or writing the file.
+
+        Some set-up steps meet a lock the busy timeout does not cover: SQLite answers "database is
+        locked" at once, without waiting, to a switch to WAL while another process creates the file, or
+        while it recovers the WAL. Those are retried until ``timeout``. An inline connection (made on
+        the event loop thread, which must not wait) raises :class:`_Busy` instead: its caller moves the
+        work to a worker thread, which waits.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = OPEN_RETRY_PAUSE
+        while True:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=0 if inline else self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=64,
+            )
+            try:
+                self._set_up(connection, inline)
+                return connection
+            except sqlite3.Error as exc:
+                connection.close()
+                if not _is_busy(exc):
+                    raise self._translate(exc, opening=True) from exc
+                if inline:
+                    raise _Busy from None
+                if time.monotonic() >= deadline:
+                    raise self._translate(exc, opening=True) from exc
+            except BaseException:
+                connection.close()
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, OPEN_RETRY_PAUSE_MAX)
+
+    def _set_up(self, connection: sqlite3.Connection, inline: bool) -> None:
+        # The mode is read first (it reads the header, so a corrupt file fails here, before any write),
+        # and switched only when needed: switching takes a lock, which a store in use should not need.
+        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() != "wal":
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StateBackendUnavailable(f"cannot switch the state file {self.path} to WAL mode (got {mode!r})")
+        connection.execute(f"PRAGMA synchronous={self._synchronous}")
+        connection.execute("PRAGMA cache_size=-16000")
+        if inline:
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+
     def _after_fork(self) -> None:
         self._forks = _forks[0]
         self._local = threading.local()
@@ -793,9 +860,8 @@ class SQLiteBackend(StateBackend):
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="motia-sqlite")
 
     def _translate(self, exc: sqlite3.Error, *, opening: bool = False) -> StateBackendError:
-        code = getattr(exc, "sqlite_errorcode", None)
         message = str(exc)
-        if code in _BUSY_CODES or "locked" in message:
+        if _is_busy(exc):
             return StateTimeout(
                 f"the state file {self.path} stayed locked for more than {self.timeout:g} s ({message})"
             )
@@ -862,7 +928,7 @@ class SQLiteBackend(StateBackend):
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc):
+            if _is_busy(exc):
                 raise _Busy from None
             raise self._translate(exc) from exc
         outcomes: list[Any] = []
@@ -891,7 +957,7 @@ class SQLiteBackend(StateBackend):
         except BaseException as exc:
             self._rollback(connection)
             if isinstance(exc, sqlite3.Error):
-                if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+                if _is_busy(exc):
                     raise _Busy from None
                 raise self._translate(exc) from exc
             raise
@@ -1102,7 +1168,7 @@ class SQLiteBackend(StateBackend):
         try:
             return self._connection(inline=inline).execute(sql, parameters).fetchall()
         except sqlite3.OperationalError as exc:
-            if inline and (getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc)):
+            if inline and _is_busy(exc):
                 raise _Busy from None
             raise self._translate(exc) from exc
         except sqlite3.Error as exc:
