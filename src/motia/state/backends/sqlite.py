@@ -163,6 +163,9 @@ _SCOPES = f"""
 MAX_BATCH = 256
 #: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
 INLINE_PAGE_LIMIT = 1000
+#: A clear recording events writes them in chunks of at most this many rows or (about) bytes of values.
+CLEAR_CHUNK_ROWS = 500
+CLEAR_CHUNK_BYTES = 1 << 20
 #: Expired keys swept per write batch, at most once per ``sweep_interval``.
 SWEEP_BATCH = 256
 #: Forgotten cron tick claims are deleted at most this often (seconds), by the claim that comes next.
@@ -408,17 +411,32 @@ _BUFFERED_WRITES = (*_KEYED_WRITES, _write_commit)
 
 
 def _write_clear(tx: _Transaction, scope: str) -> int:
+    """Delete every row of ``scope``. Values are read only when events need them, and then streamed in
+    chunks straight into the outbox, so clearing a large scope never holds its values in memory."""
     tx.flush()
-    rows = tx.connection.execute(
-        "SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,)
-    ).fetchall()
-    tx.connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
+    connection = tx.connection
+    if not tx.record_events:
+        live: int = connection.execute(
+            f"SELECT count(*) FROM motia_state WHERE scope = ? AND {_LIVE}", (scope, tx.now)
+        ).fetchone()[0]
+    else:
+        live = removed = size = 0
+        events: list[tuple[str, str, str, bytes | None, bytes | None, int, float]] = []
+        rows = connection.execute("SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,))
+        for key, data, version, expires_at in rows:  # one row at a time from SQLite, in key order
+            expired = expires_at is not None and expires_at <= tx.now
+            live += not expired
+            removed += 1
+            events.append(("expired" if expired else "deleted", scope, key, data, None, version, tx.now))
+            size += len(data)
+            if size >= CLEAR_CHUNK_BYTES or len(events) >= CLEAR_CHUNK_ROWS:
+                connection.executemany(_INSERT_EVENT, events)
+                events, size = [], 0
+        if events:
+            connection.executemany(_INSERT_EVENT, events)
+        tx.notify = tx.notify or removed > 0
+    connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
     tx.forget_scope(scope)
-    live = 0
-    for key, data, version, expires_at in rows:
-        expired = expires_at is not None and expires_at <= tx.now
-        live += not expired
-        tx.event("expired" if expired else "deleted", scope, key, data, None, version)
     return live
 
 
