@@ -4,10 +4,13 @@ and change nothing (issue 11, #2 and the lone-surrogate finding)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from motia import StateManager
 from motia.exceptions import InvalidUpdateError, StateValueError
+from motia.state.backends.base import NewDelivery
 from motia.state.ops import apply_operations, parse_operations
 
 BIG = 2**70
@@ -76,3 +79,41 @@ async def test_a_lone_surrogate_in_prefix_or_after_is_a_state_value_error(
         await state.keys("s", **{argument: text})
     with pytest.raises(StateValueError, match=f"{argument} contains a lone surrogate"):
         await state.items("s", **{argument: text})
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def embedded_state(request: pytest.FixtureRequest) -> StateManager:
+    """Memory and SQLite (the Redis backend escapes error text on its own branch of issue 11)."""
+    state: StateManager = request.getfixturevalue(f"{request.param}_state")
+    return state
+
+
+async def test_a_lone_surrogate_in_a_dead_letters_error_text_is_kept_escaped(embedded_state: StateManager) -> None:
+    # Given a delivery whose handler failed with a message holding a lone surrogate (a file name decoded
+    # with surrogateescape, say)
+    backend = embedded_state.backend
+    await backend.enqueue([NewDelivery("d1", "step", "queue", b"{}")])
+    [delivery] = await backend.claim(["step"], owner="w", limit=1, lease=60)
+    # When it is dead-lettered, Then that works, and the text keeps the surrogate as an escape
+    assert await backend.dead_letter(delivery.id, owner="w", error="no such file: caf\udce9.txt")
+    [letter] = await backend.dead_letters("step")
+    assert letter.error == "no such file: caf\\udce9.txt"
+
+
+async def test_sqlite_never_leaks_unicode_encode_error(sqlite_state: StateManager) -> None:
+    backend = sqlite_state.backend
+    with pytest.raises(StateValueError, match="lone surrogate"):
+        await backend.enqueue([NewDelivery("d\ud800", "step", "queue", b"{}")])
+    with pytest.raises(StateValueError, match="lone surrogate"):
+        await backend.dead_letters("step\udc80")
+    with pytest.raises(StateValueError, match="lone surrogate"):
+        await backend.claim_tick("job\udc80", 1.0, hold=60)
+    # and a bad call in a group commit fails alone
+    results = await asyncio.gather(
+        backend.enqueue([NewDelivery("d\ud800", "step", "queue", b"{}")]),
+        sqlite_state.set("s", "k", 1),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], StateValueError)
+    assert await sqlite_state.get("s", "k") == 1
+    assert await backend.pending() == 0

@@ -47,8 +47,9 @@ from motia.exceptions import (
     StateClosedError,
     StateError,
     StateTimeout,
+    StateValueError,
 )
-from motia.state.backends._events import state_deliveries
+from motia.state.backends._events import error_text, state_deliveries
 from motia.state.backends._writes import check_version, plan_restore, plan_set, plan_transaction_write, plan_update
 from motia.state.backends.base import (
     DeadLetter,
@@ -559,7 +560,7 @@ def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, 
         tx.connection.execute(
             "INSERT OR REPLACE INTO motia_dead_letters"
             " (id, step, kind, payload, attempts, error, created_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (delivery_id, *row[:4], error, row[4], tx.now),
+            (delivery_id, *row[:4], error_text(error), row[4], tx.now),
         )
     tx.notify = True  # a later delivery of the same key may be ready now
     return True
@@ -877,7 +878,9 @@ class SQLiteBackend(StateBackend):
         self._outstanding = 0
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="motia-sqlite")
 
-    def _translate(self, exc: sqlite3.Error, *, opening: bool = False) -> StateBackendError:
+    def _translate(self, exc: sqlite3.Error | UnicodeEncodeError, *, opening: bool = False) -> StateError:
+        if isinstance(exc, UnicodeEncodeError):  # sqlite3 binds str as UTF-8: a lone surrogate cannot be
+            return StateValueError(f"a text argument contains a lone surrogate and is not valid UTF-8 ({exc})")
         message = str(exc)
         if _is_busy(exc):
             return StateTimeout(
@@ -978,6 +981,8 @@ class SQLiteBackend(StateBackend):
                 if _is_busy(exc):
                     raise _Busy from None
                 raise self._translate(exc) from exc
+            if isinstance(exc, UnicodeEncodeError):
+                raise self._translate(exc) from exc
             raise
         if tx.notify:
             self._notify_listeners()
@@ -1008,7 +1013,7 @@ class SQLiteBackend(StateBackend):
             if savepoint:
                 connection.execute("ROLLBACK TO motia_call")
                 connection.execute("RELEASE motia_call")
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, sqlite3.Error | UnicodeEncodeError):
                 return _Failure(self._translate(exc))
             return _Failure(exc)
         tx.end_call()
@@ -1189,7 +1194,7 @@ class SQLiteBackend(StateBackend):
             if inline and _is_busy(exc):
                 raise _Busy from None
             raise self._translate(exc) from exc
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise self._translate(exc) from exc
 
     async def _read(self, sql: str, parameters: tuple[Any, ...], *, inline: bool) -> list[Any]:
