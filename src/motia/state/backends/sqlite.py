@@ -180,10 +180,18 @@ OPEN_RETRY_PAUSE = 0.002
 OPEN_RETRY_PAUSE_MAX = 0.1
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
-    """Whether ``exc`` says another connection holds a lock (extended codes such as SQLITE_BUSY_RECOVERY too)."""
+SQLITE_READONLY = 8
+
+
+def _error_code(exc: sqlite3.Error) -> int | None:
+    """The primary result code of ``exc`` (extended codes such as SQLITE_BUSY_RECOVERY folded into theirs)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return (code is not None and code & 0xFF in _BUSY_CODES) or "locked" in str(exc)
+    return None if code is None else int(code) & 0xFF
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds a lock."""
+    return _error_code(exc) in _BUSY_CODES or "locked" in str(exc)
 
 
 class _Busy(Exception):
@@ -980,6 +988,10 @@ class SQLiteBackend(StateBackend):
             if isinstance(exc, sqlite3.Error):
                 if _is_busy(exc):
                     raise _Busy from None
+                if _error_code(exc) == SQLITE_READONLY:
+                    # SQLite opens a file it cannot write read-only, and the connection stays so: drop it,
+                    # so that writes work again (on a new connection) once the file is writable again.
+                    self._discard(connection)
                 raise self._translate(exc) from exc
             if isinstance(exc, UnicodeEncodeError):
                 raise self._translate(exc) from exc
