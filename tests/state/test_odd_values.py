@@ -83,7 +83,7 @@ async def test_a_lone_surrogate_in_prefix_or_after_is_a_state_value_error(
 
 @pytest.fixture(params=["memory", "sqlite"])
 def embedded_state(request: pytest.FixtureRequest) -> StateManager:
-    """Memory and SQLite (the Redis backend escapes error text on its own branch of issue 11)."""
+    """Memory and SQLite: the backends this error-text escaping covers so far (Redis has its own module)."""
     state: StateManager = request.getfixturevalue(f"{request.param}_state")
     return state
 

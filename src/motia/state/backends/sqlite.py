@@ -11,7 +11,9 @@ the one claim that wins.
 Concurrency and the event loop:
 
 * Writes are queued per event loop and *group committed*: everything queued during one loop iteration
-  runs in one ``BEGIN IMMEDIATE`` … ``COMMIT``, and each caller is answered only after that commit.
+  runs in one ``BEGIN IMMEDIATE`` … ``COMMIT``, and each caller is answered only after that commit. A
+  call that raises fails alone and leaves nothing behind (an undo log for its buffered changes, a
+  ``SAVEPOINT`` for the statements it ran); the rest of its batch commits.
 * The commit runs on the loop thread itself when the write lock is free: the attempt uses
   ``busy_timeout=0``, so it never waits on another process, and with ``synchronous=NORMAL`` a WAL commit
   does not fsync. If the lock is taken, the batch moves to a worker thread, which waits with a deadline
