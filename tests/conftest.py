@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from redis_server import RedisServer, redis_server_path
+from tests.redis_server import RedisServer, redis_server_path
 
 
 def require_redis_server() -> None:

@@ -3,7 +3,8 @@
 ``RedisServer()`` starts at once and waits until the server answers ``PING``. ``stop()`` sends SIGTERM and waits,
 ``kill()`` sends SIGKILL (a crash), ``restart()`` starts it again on the same port and dir, so an append-only file
 (``appendonly=True``: ``--appendonly yes --appendfsync always``) is reloaded. ``close()`` stops it and removes the
-dir. The server's output goes to ``redis.log`` in its dir; start-up failures quote its tail.
+dir. ``extra_args`` go at the end of the command line (e.g. ``["--cluster-enabled", "yes"]``). The server's output
+goes to ``redis.log`` in its dir; start-up failures quote its tail.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -55,12 +57,15 @@ def ping(port: int, timeout: float = 1.0) -> bool:
 class RedisServer:
     """A ``redis-server`` process on ``127.0.0.1:port`` with its data in ``dir``."""
 
-    def __init__(self, *, appendonly: bool = False, executable: str | None = None) -> None:
+    def __init__(
+        self, *, appendonly: bool = False, executable: str | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         exe = executable or redis_server_path()
         if exe is None:
             raise FileNotFoundError("redis-server is not on PATH")
         self.executable = exe
         self.appendonly = appendonly
+        self.extra_args = list(extra_args)
         self.dir = Path(tempfile.mkdtemp(prefix="motia-redis-"))
         self.log_path = self.dir / "redis.log"
         self.port = free_port()
@@ -92,7 +97,7 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
-        return args
+        return args + self.extra_args
 
     def _start_on_a_free_port(self, attempts: int = 5) -> None:
         """First start: if another process grabbed the free port in between, try another one."""

@@ -31,6 +31,7 @@ def test_all_has_no_duplicates_and_each_group_is_sorted():
     source = Path(motia.__file__).read_text()
     tree = ast.parse(source)
     [node] = [n for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "__all__"]
+    assert node.end_lineno is not None
     lines = source.splitlines()[node.lineno : node.end_lineno - 1]
     groups: list[list[str]] = []
     for line in lines:

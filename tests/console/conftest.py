@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# The process helpers of the end-to-end tests (tests/e2e/motia_proc.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-from motia_proc import MotiaProcess, run_motia, start_run  # noqa: E402, F401 - run_motia is a fixture
+# The process helpers of the end-to-end tests.
+from tests.e2e.motia_proc import MotiaProcess, run_motia, start_run  # noqa: F401 - run_motia is a fixture
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 #: Flags that let Debian's Chromium run headless as root in a container, without touching the network.

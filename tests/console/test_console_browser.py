@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from motia_proc import EXAMPLE_STEPS, poll
 
 from motia import SyncStateManager
+from tests.e2e.motia_proc import EXAMPLE_STEPS, poll
 
 pytestmark = pytest.mark.slow
 

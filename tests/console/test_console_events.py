@@ -33,7 +33,7 @@ async def test_publish_from_another_thread_reaches_the_loop():
     thread.start()
     thread.join()
     got = [await asyncio.wait_for(subscription.next(), 5) for _ in range(3)]
-    assert [event["n"] for event in got] == [0, 1, 2]
+    assert [event["n"] for event in got] == [0, 1, 2]  # type: ignore[index]
 
 
 async def test_a_slow_subscriber_loses_the_oldest_events_and_is_told_how_many():
@@ -43,9 +43,9 @@ async def test_a_slow_subscriber_loses_the_oldest_events_and_is_told_how_many():
         hub.publish({"n": n})
     first = await asyncio.wait_for(subscription.next(), 5)
     # Deliveries are scheduled on the loop: by the time the first is read, all five were pushed.
-    assert first["n"] == 2 and first["missed"] == 2
+    assert first["n"] == 2 and first["missed"] == 2  # type: ignore[index]
     rest = [await asyncio.wait_for(subscription.next(), 5) for _ in range(2)]
-    assert [event["n"] for event in rest] == [3, 4] and all("missed" not in event for event in rest)
+    assert [event["n"] for event in rest] == [3, 4] and all("missed" not in event for event in rest)  # type: ignore[index, operator]
 
 
 async def test_replay_returns_kept_events_after_an_id():

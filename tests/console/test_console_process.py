@@ -7,9 +7,9 @@ import sys
 
 import httpx
 import pytest
-from motia_proc import EXAMPLE_STEPS
 
 from motia.runtime.server import RunOptions, run_command
+from tests.e2e.motia_proc import EXAMPLE_STEPS
 
 pytestmark = pytest.mark.slow
 

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from motia_proc import run_motia  # noqa: F401 - the fixture, shared with tests/console
+from tests.e2e.motia_proc import run_motia  # noqa: F401 - the fixture, shared with tests/console

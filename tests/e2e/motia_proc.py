@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -117,7 +117,7 @@ def start_run(
 
 
 @pytest.fixture
-def run_motia(tmp_path) -> Iterator:
+def run_motia(tmp_path) -> Iterator[Callable[..., MotiaProcess]]:
     """Start ``motia run`` processes (killed at the end of the test if still running)."""
     started: list[MotiaProcess] = []
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from motia_proc import MotiaProcess, poll
 
 from motia import SyncStateManager
+from tests.e2e.motia_proc import MotiaProcess, poll
 
 pytestmark = pytest.mark.slow
 

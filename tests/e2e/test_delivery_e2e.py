@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from motia_proc import MotiaProcess, poll
+
+from tests.e2e.motia_proc import MotiaProcess, poll
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-from motia_proc import MotiaProcess
 
 from motia import StateManager
+from tests.e2e.motia_proc import MotiaProcess
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from motia_proc import MotiaProcess, poll
 
 from motia import StateManager, SyncStateManager
+from tests.e2e.motia_proc import MotiaProcess, poll
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from datetime import datetime
 
 import httpx
 import pytest
-from motia_proc import EXAMPLE_STEPS, EXTRA_STEPS, REPO, MotiaProcess, free_port, poll
+
+from tests.e2e.motia_proc import EXAMPLE_STEPS, EXTRA_STEPS, REPO, MotiaProcess, free_port, poll
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def run_cli(args, *, cwd=REPO, timeout=30) -> subprocess.CompletedProcess[str]:
 def extra(tmp_path_factory):
     """The test-only steps (errors, slow request, cron) served with JSON logs."""
     tmp = tmp_path_factory.mktemp("extra")
-    from motia_proc import start_run
+    from tests.e2e.motia_proc import start_run
 
     proc = start_run(tmp, EXTRA_STEPS, state=f"sqlite:///{tmp / 'state.db'}", extra=["--log-format", "json"])
     yield proc.wait_ready()
@@ -76,7 +77,7 @@ def test_per_second_cron_runs_on_successive_ticks(extra):
 
     body = poll(ticks, timeout=15, interval=0.2, what="two cron ticks")
     at = [datetime.fromisoformat(t) for t in body["at"]]
-    assert all(t.microsecond == 0 and t.utcoffset().total_seconds() == 0 for t in at)
+    assert all(t.microsecond == 0 and t.utcoffset().total_seconds() == 0 for t in at)  # type: ignore[union-attr]
     assert at == sorted(at) and len(set(at)) == len(at)  # one run per tick
     assert '"msg":"tick"' in extra.logs() and '"isCron":true' in extra.logs()
 

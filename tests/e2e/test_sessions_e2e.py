@@ -6,7 +6,8 @@ import time
 
 import httpx
 import pytest
-from motia_proc import EXAMPLE_STEPS, start_run
+
+from tests.e2e.motia_proc import EXAMPLE_STEPS, start_run
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from motia_proc import EXAMPLE_STEPS
-
 from motia import CronInput, TriggerInfo
 from motia.steps.loader import load_step_file, load_steps
 from motia.testing import call_handler, memory_state
+from tests.e2e.motia_proc import EXAMPLE_STEPS
 
 
 async def test_cleanup_cron_deletes_only_expired_sessions_across_pages():

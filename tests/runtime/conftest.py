@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_helpers import FAST, StartApp
 
 from motia.runtime.app import MotiaApp
 from motia.state.manager import StateManager
 from motia.steps.definition import Step
+from tests.runtime.delivery_helpers import FAST, StartApp
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -31,9 +31,9 @@ def test_fields_positionally_or_as_extra(caplog, call):
     record = make_record(caplog, call)
     assert record.getMessage() == "Session deleted"
     assert record.levelno == logging.INFO
-    assert record.motia_step == "get-session"
-    assert record.motia_trace_id == "trace123"
-    assert record.motia_fields == {"sessionId": "s1", "userId": "42"}
+    assert record.motia_step == "get-session"  # type: ignore[attr-defined]
+    assert record.motia_trace_id == "trace123"  # type: ignore[attr-defined]
+    assert record.motia_fields == {"sessionId": "s1", "userId": "42"}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

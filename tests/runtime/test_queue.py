@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import pytest
-from delivery_helpers import StartApp
 from pydantic import BaseModel
 
 import motia
@@ -18,6 +17,7 @@ from motia import EnqueueError, MotiaError, http, queue, step
 from motia.runtime.app import MotiaApp
 from motia.runtime.types import TriggerInfo
 from motia.testing import app_client, capture_enqueues, drain
+from tests.runtime.delivery_helpers import StartApp
 
 
 class Order(BaseModel):
@@ -291,9 +291,8 @@ async def test_shutdown_releases_running_deliveries(state_url: str) -> None:
         started.set()
         await asyncio.Event().wait()  # never finishes on its own
 
-    from delivery_helpers import FAST
-
     from motia.state.manager import StateManager
+    from tests.runtime.delivery_helpers import FAST
 
     store = StateManager.from_url(state_url)
     app = MotiaApp([step({"name": "slow", "triggers": [queue("t")]}, slow)], state=store, delivery=FAST)

@@ -10,13 +10,13 @@ import time
 from typing import Any
 
 import pytest
-from delivery_helpers import FAST, StartApp
 
 from motia import StateTriggerInput, state, step
 from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.types import TriggerInfo
 from motia.state.manager import StateManager
+from tests.runtime.delivery_helpers import FAST, StartApp
 
 
 def recorder(seen: list[tuple[StateTriggerInput, Any]]):
@@ -60,7 +60,7 @@ async def test_each_event_type_reaches_the_handler_with_its_fields(start_app: St
 
 
 async def test_state_trigger_input_aliases_and_item_access() -> None:
-    event = StateTriggerInput(event_type="updated", scope="s", key="k", old_value=1, new_value=2, version=2)
+    event = StateTriggerInput(event_type="updated", scope="s", key="k", old_value=1, new_value=2, version=2)  # type: ignore[call-arg]
     assert (event.scope, event.key, event.group_id, event.item_id) == ("s", "k", "s", "k")
     assert event["scope"] == event["group_id"] == "s" and event["newValue"] == 2
     assert event.get("missing", "dflt") == "dflt" and event.get("old_value") == 1

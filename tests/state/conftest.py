@@ -37,7 +37,7 @@ if importlib.util.find_spec("motia") is None:  # not installed in the venv: impo
     sys.path.insert(0, str(SRC_DIR))
 
 from motia import StateClosedError, StateManager  # noqa: E402
-from redis_server import RedisServer  # noqa: E402 - tests/redis_server.py
+from tests.redis_server import RedisServer  # noqa: E402 - tests/redis_server.py
 
 #: Every backend the contract suite runs against (each needs ``{name}_url``, ``{name}_url_factory``, ``{name}_state``).
 BACKENDS = ["memory", "sqlite", "redis"]
@@ -65,7 +65,7 @@ class FakeClock:
 @pytest.fixture(autouse=True)
 def _watchdog() -> Iterator[None]:
     """Turn a hang into a loud failure: dump every thread's stack and exit instead of blocking forever."""
-    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True, file=sys.__stderr__)
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True, file=sys.__stderr__)  # type: ignore[arg-type]
     yield
     faulthandler.cancel_dump_traceback_later()
 

@@ -170,9 +170,11 @@ def run_children(modes: list[str], url: str, count: int, env: dict[str, str]) ->
     ]
     try:
         for p in procs:
+            assert p.stdout is not None and p.stderr is not None
             line = p.stdout.readline()
             assert line == "ready\n", f"child did not start: {line!r} {p.stderr.read() if not line else ''}"
         for p in procs:  # the barrier: every child is open and waiting; release them all at once
+            assert p.stdin is not None
             p.stdin.write("go\n")
             p.stdin.flush()
         seen: list[list[int]] = []
@@ -191,7 +193,7 @@ def run_children(modes: list[str], url: str, count: int, env: dict[str, str]) ->
 def check_exact_total(sqlite_url: str, seen: list[list[int]], total: int) -> None:
     with SyncStateManager.from_url(sqlite_url) as sm:
         assert sm.get("counter", "shared") == {"n": total}
-        assert sm.get_entry("counter", "shared").version == total
+        assert sm.get_entry("counter", "shared").version == total  # type: ignore[union-attr]
     # every increment saw a distinct value, and each process saw its own values in increasing order
     assert sorted(v for s in seen for v in s) == list(range(1, total + 1))
     for s in seen:
@@ -231,6 +233,7 @@ async def test_async_tasks_and_a_process_share_a_sqlite_key(sqlite_url, child_en
         text=True,
         env=child_env,
     )
+    assert proc.stdout is not None and proc.stdin is not None
     try:
         assert await asyncio.to_thread(proc.stdout.readline) == "ready\n"
         async with StateManager.from_url(sqlite_url) as sm:

@@ -41,6 +41,7 @@ def kill_and_drain(proc: subprocess.Popen[str]) -> tuple[str, str]:
 
     Reads through the same text streams used by readline (not communicate(), which would skip what they
     already buffered)."""
+    assert proc.stdout is not None and proc.stderr is not None
     if proc.stdout.closed:
         return "", ""
     if proc.poll() is None:
@@ -101,6 +102,7 @@ async def test_sigkill_at_random_moments_loses_no_acknowledged_write(tmp_path, c
         where = f"seed={seed} round={rnd} mode={mode}"
         acks_before_kill = rng.randint(20, 300)
         proc = start_writer(mode, url, ack.prefix, rng.randrange(2**32), child_env)
+        assert proc.stdout is not None
         try:
             line = proc.stdout.readline()
             if line != "ready\n":
@@ -151,6 +153,7 @@ async def test_sigkill_right_after_open_leaves_a_clean_store(tmp_path, child_env
     # Given a child that opened a fresh store and is about to write
     db = tmp_path / "fresh.db"
     proc = start_writer("async", f"sqlite:///{db}", "p", 1, child_env)
+    assert proc.stdout is not None
     try:
         assert proc.stdout.readline() == "ready\n"
     finally:

@@ -15,7 +15,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, event, settings
@@ -26,6 +26,8 @@ from motia import InvalidUpdateError, StateConflictError, StateError, StateManag
 
 MAX_EXAMPLES = int(os.environ.get("STATE_MODEL_EXAMPLES", "150"))
 STEPS = 40
+
+E = TypeVar("E", bound=BaseException)
 
 T0 = 1_700_000_000.0
 
@@ -320,7 +322,7 @@ def ops_strategy(draw: st.DrawFn) -> dict[str, Any] | str:
     if kind in ("delete", "remove"):
         return {"type": kind, "path": draw(any_path)}
     if kind in ("increment", "decrement"):
-        amount = draw(st.sampled_from(["good"] * 12 + ["1", True, None]))
+        amount: Any = draw(st.sampled_from(["good"] * 12 + ["1", True, None]))
         if amount == "good":
             amount = draw(numbers)
         return {"type": kind, "path": draw(any_path), draw(st.sampled_from(["value", "by"])): amount}
@@ -333,7 +335,8 @@ def ops_strategy(draw: st.DrawFn) -> dict[str, Any] | str:
         return op
     if kind == "append":
         return {"type": "append", "path": draw(any_path), "value": draw(json_values)}
-    return draw(st.sampled_from([{"type": "bogus", "path": "a"}, {"path": "a", "value": 1}, "set"]))
+    malformed: list[dict[str, Any] | str] = [{"type": "bogus", "path": "a"}, {"path": "a", "value": 1}, "set"]
+    return draw(st.sampled_from(malformed))
 
 
 op_lists = st.lists(ops_strategy(), min_size=1, max_size=4)
@@ -367,7 +370,7 @@ class StateMachine(RuleBasedStateMachine):
         finally:
             self.runner.close()
 
-    def expect_error(self, coro: Any, *classes: type[BaseException]) -> BaseException:
+    def expect_error(self, coro: Any, *classes: type[E]) -> E:
         try:
             result = self.run(coro)
         except StateError as exc:
@@ -613,7 +616,7 @@ class StateMachine(RuleBasedStateMachine):
 def test_random_operation_sequences_match_the_model(fresh_url_factory, clock_factory):
     # every example gets a fresh store and a fresh fake clock
     run_state_machine_as_test(
-        lambda: StateMachine(fresh_url_factory(), clock_factory(T0)),
+        lambda: StateMachine(fresh_url_factory(), clock_factory(T0)),  # type: ignore[arg-type]
         settings=settings(
             max_examples=MAX_EXAMPLES,
             stateful_step_count=STEPS,

@@ -49,7 +49,7 @@ def exercise_every_method(sm: SyncStateManager) -> None:
     entry = sm.get_entry("s", "b")
     assert isinstance(entry, StateEntry)
     assert (entry.key, entry.value, entry.version, entry.expires_at) == ("b", {"a": 1, "n": 2}, 2, None)
-    assert sm.get_entry("t", "x").expires_at is not None
+    assert sm.get_entry("t", "x").expires_at is not None  # type: ignore[union-attr]
     assert [e.key for e in sm.items("s")] == ["a", "b"]
     assert [e.key for e in sm.items("s", prefix="b")] == ["b"]
     assert sm.keys("s", after="a") == ["b"]
@@ -58,7 +58,7 @@ def exercise_every_method(sm: SyncStateManager) -> None:
     assert sm.delete("s", "a") == [1]
     assert sm.delete("s", "a") is None
     assert sm.purge_expired() == 0
-    assert sm.clear("t") is None
+    assert sm.clear("t") is None  # type: ignore[func-returns-value]
     assert sm.list_groups() == ["s"]
     with pytest.raises(StateConflictError):
         sm.set("s", "b", 0, if_version=1)
@@ -66,7 +66,7 @@ def exercise_every_method(sm: SyncStateManager) -> None:
         sm.set("", "k", 1)
     with pytest.raises(InvalidUpdateError):
         sm.update("s", "b", [{"type": "increment", "path": "a.x"}])
-    assert sm.get_entry("s", "b").version == 2
+    assert sm.get_entry("s", "b").version == 2  # type: ignore[union-attr]
 
 
 def run_in_thread(fn: Callable[[], Any]) -> Any:
@@ -144,7 +144,7 @@ async def test_sync_manager_in_loop_thread_sees_async_writes(sqlite_url):
             assert sync_sm.get("s", "a") == 1
             assert await async_sm.get("s", "b") == 2
             assert await async_sm.get("s", "c") == {"n": 2}
-            assert sync_sm.get_entry("s", "c").version == 2
+            assert sync_sm.get_entry("s", "c").version == 2  # type: ignore[union-attr]
             assert sync_sm.list("s") == [1, 2, {"n": 2}]
 
 
@@ -194,7 +194,7 @@ def test_sync_with_closes_on_exit(backend_url):
 def test_sync_clock_option_drives_ttl(backend_url, clock):
     with SyncStateManager.from_url(backend_url, clock=clock) as sm:
         sm.set("s", "k", 1, ttl=10)
-        assert sm.get_entry("s", "k").expires_at == pytest.approx(clock() + 10)
+        assert sm.get_entry("s", "k").expires_at == pytest.approx(clock() + 10)  # type: ignore[union-attr]
         sm.set("s", "perm", 2)
         clock.advance(11)
         assert sm.purge_expired() == 1
@@ -240,7 +240,7 @@ def test_threads_sharing_one_sync_manager_lose_no_update(backend_url):
         # Then the total is exact and every increment saw a distinct value
         total = THREADS * UPDATES_PER_THREAD
         assert sm.get("c", "shared") == {"n": total}
-        assert sm.get_entry("c", "shared").version == total
+        assert sm.get_entry("c", "shared").version == total  # type: ignore[union-attr]
         assert sorted(seen) == list(range(1, total + 1))
 
 
@@ -251,7 +251,7 @@ def test_threads_each_with_own_sync_manager_on_one_sqlite_file_lose_no_update(sq
     managers = [SyncStateManager.from_url(sqlite_url) for _ in range(THREADS)]
     try:
         # When each thread increments the same key M times through its own manager
-        _run_threads([lambda sm=sm: _hammer(sm, barrier, seen) for sm in managers])
+        _run_threads([lambda sm=sm: _hammer(sm, barrier, seen) for sm in managers])  # type: ignore[misc]
     finally:
         for sm in managers:
             sm.close()
@@ -259,7 +259,7 @@ def test_threads_each_with_own_sync_manager_on_one_sqlite_file_lose_no_update(sq
     total = THREADS * UPDATES_PER_THREAD
     with SyncStateManager.from_url(sqlite_url) as sm:
         assert sm.get("c", "shared") == {"n": total}
-        assert sm.get_entry("c", "shared").version == total
+        assert sm.get_entry("c", "shared").version == total  # type: ignore[union-attr]
     assert sorted(seen) == list(range(1, total + 1))
 
 
@@ -277,7 +277,8 @@ async def test_threads_with_sync_manager_while_async_tasks_update_same_key(sqlit
                     seen.append((await async_sm.update("c", "shared", INC)).new_value["n"])
 
             threads_done = asyncio.to_thread(
-                _run_threads, [lambda sm=sm: _hammer(sm, barrier, seen) for sm in managers]
+                _run_threads,
+                [lambda sm=sm: _hammer(sm, barrier, seen) for sm in managers],  # type: ignore[misc]
             )
             await asyncio.gather(async_worker(), threads_done)
             # Then nothing was lost

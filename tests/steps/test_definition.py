@@ -34,7 +34,7 @@ def test_decorated_function_stays_callable_and_named():
 
     assert isinstance(echo, Step)
     assert echo(5) == 5
-    assert echo.__name__ == "echo"
+    assert echo.__name__ == "echo"  # type: ignore[attr-defined]
     assert echo.arity == 1 and echo.is_async is False
 
 

@@ -76,11 +76,11 @@ def test_http_rejects_bad_options():
     with pytest.raises(ConfigError, match="body_schema"):
         http("POST", "/x", body_schema=42)
     with pytest.raises(ConfigError, match="middleware"):
-        http("POST", "/x", middleware=["nope"])
+        http("POST", "/x", middleware=["nope"])  # type: ignore[list-item]
     with pytest.raises(ConfigError, match="condition"):
-        http("POST", "/x", condition="yes")
+        http("POST", "/x", condition="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        http("POST", "/x", {"type": "object"})  # keyword-only after the first arguments
+        http("POST", "/x", {"type": "object"})  # type: ignore[call-arg]  # keyword-only after the first arguments
 
 
 def test_triggers_compare_by_value_and_repr():
@@ -119,7 +119,7 @@ def test_queue_and_state_triggers():
     with pytest.raises(ConfigError):
         state(scope="")
     with pytest.raises(TypeError):
-        state("user-sessions")  # keyword-only
+        state("user-sessions")  # type: ignore[call-arg]  # keyword-only
 
 
 def test_retry_policy_from_trigger_config():

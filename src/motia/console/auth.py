@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from motia.console._json import JSONResponse
 from motia.exceptions import ConfigError
+from motia.runtime.http import JSONResponse
 
 __all__ = ["COOKIE_NAME", "TOKEN_ENV", "ConsoleAuth", "check_console_bind", "is_loopback"]
 

@@ -10,7 +10,6 @@ answers a 4xx JSON ``{"error": ...}`` naming the problem; a backend failure is a
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata, resources
@@ -20,12 +19,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from motia.console._json import JSONResponse, dumps
 from motia.console.auth import ConsoleAuth
 from motia.console.events import StateEventHub
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
+from motia.runtime.http import JSONResponse, parse_json
 from motia.state.types import StateEntry
 from motia.state.urls import mask_url
+from motia.state.values import dumps
 from motia.steps.triggers import StateTrigger
 
 if TYPE_CHECKING:
@@ -160,9 +160,8 @@ class ConsoleAPI:
                 raise ApiError(413, f"request body too large (limit {self.max_body} bytes)")
             chunks.append(chunk)
         try:
-            # The standard library reads big ints exactly; orjson would turn them into floats.
-            body = json.loads(b"".join(chunks))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            body = parse_json(b"".join(chunks))  # the runtime's one strict parser: big ints exact, no NaN
+        except ValueError as exc:
             raise ApiError(400, f"malformed JSON body: {exc}") from None
         if not isinstance(body, dict):
             raise ApiError(400, f"the JSON body must be an object, not {type(body).__name__}")

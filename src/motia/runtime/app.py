@@ -4,19 +4,18 @@ trigger delivery, shutdown)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import inspect
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from motia.console.events import StateEventHub
-from motia.exceptions import MotiaError, StepLoadError
+from motia.exceptions import StepLoadError
 from motia.runtime.context import FlowContext, StepLogger
 from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
@@ -31,9 +30,26 @@ if TYPE_CHECKING:
     from motia.state.manager import StateManager
     from motia.state.sync import SyncStateManager
 
-__all__ = ["MotiaApp", "new_trace_id"]
+__all__ = ["HandlerExit", "MotiaApp", "new_trace_id"]
 
 logger = logging.getLogger("motia.runtime")
+
+
+class HandlerExit(Exception):
+    """A ``def`` handler raised a ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
+    ``SystemExit``, ``GeneratorExit``...): carried back to the event loop as an ordinary failure of that
+    run (the original is the ``__cause__``), because asyncio lets such exceptions stop the event loop or
+    the awaiting coroutine rather than just fail one run."""
+
+
+def _in_thread(context: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Run a ``def`` handler in ``context`` on a pool thread; a non-``Exception`` becomes :class:`HandlerExit`."""
+    try:
+        return context.run(fn, *args)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise HandlerExit(f"the handler raised {type(exc).__name__}: {exc}") from exc
 
 
 def new_trace_id() -> str:
@@ -114,6 +130,23 @@ class MotiaApp:
         return self._asgi
 
     async def startup(self) -> None:
+        """Bind the globals and start the background work; on any failure undo all of it and re-raise.
+
+        A failed startup leaves nothing behind (issue 11, #10): ``motia.stateManager`` and
+        ``motia.enqueue`` are unbound again, the handler pool and every task started are stopped. The
+        store stays open (the caller's, or the app's own until :meth:`aclose`).
+        """
+        if self.started:
+            return
+        self.started = True  # from here on, shutdown() has something to undo
+        try:
+            await self._start()
+        except BaseException:
+            logger.error("start-up failed: undoing what it started")
+            await self._stop(close_state=False)
+            raise
+
+    async def _start(self) -> None:
         from motia.state.sync import SyncStateManager, bind_global
 
         loop = self._loop = asyncio.get_running_loop()
@@ -138,47 +171,56 @@ class MotiaApp:
                 for i, trig in enumerate(step.cron_triggers)
             ]
             if jobs:
-                # Every instance on this store schedules every tick; the claim lets exactly one run it.
-                self._scheduler = CronScheduler(jobs, claim=self.state.backend.claim_tick)
+                # Every instance on this store schedules every tick; the claim lets exactly one run it, and
+                # the job's lease keeps a run from starting while another instance still runs the job.
+                backend = self.state.backend
+                self._scheduler = CronScheduler(jobs, claim=backend.claim_tick, leases=backend)
                 self._scheduler.start()
         if self.sweep_interval > 0:
             self._sweeper = asyncio.create_task(self._sweep_expired(), name="motia-ttl-sweeper")
-        self.started = True
 
     async def _sweep_expired(self) -> None:
         """Remove expired keys from storage now and then (reads already ignore them).
 
-        Writes sweep a few as they go; this covers a store that only expires and is never written.
+        Writes sweep a few as they go; this covers a store that only expires and is never written. Any
+        error is logged and the sweep tried again next interval: this loop never dies (issue 11, #4).
         """
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
                 removed = await self.state.purge_expired()
-            except MotiaError:
+            except Exception:
                 logger.exception("sweeping expired state keys failed; retrying in %.0f s", self.sweep_interval)
             else:
                 if removed:
                     logger.debug("swept %d expired state key(s)", removed)
 
     async def shutdown(self) -> None:
-        from motia.state.sync import unbind_global
-
+        """Stop the background work (runs get ``shutdown_timeout`` to finish), unbind the globals and close
+        the store when the app opened it. Every step runs even if an earlier one fails (a task that died,
+        a store that errors on close); each failure is logged with its traceback."""
         if not self.started:
             return
+        await self._stop(close_state=self._owns_state)
+
+    async def _stop(self, *, close_state: bool) -> None:
+        from motia.state.sync import unbind_global
+
         self.started = False
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-        stopping = []
+        sweeper, self._sweeper = self._sweeper, None
+        await _stop_task(sweeper, "the expired-key sweeper")
+        stopping: list[tuple[str, Awaitable[None]]] = []
         if self._scheduler is not None:
-            stopping.append(self._scheduler.stop(self.shutdown_timeout))
+            stopping.append(("the cron scheduler", self._scheduler.stop(self.shutdown_timeout)))
             self._scheduler = None
         if self.delivery is not None:
-            stopping.append(self.delivery.stop(self.shutdown_timeout))
+            stopping.append(("the delivery worker", self.delivery.stop(self.shutdown_timeout)))
             self.delivery = None
-        await asyncio.gather(*stopping)  # both wait for their runs at once, within one timeout
+        # Both wait for their runs at once, within one timeout; one failing does not stop the other.
+        results = await asyncio.gather(*(work for _, work in stopping), return_exceptions=True)
+        for (what, _), result in zip(stopping, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error("shutdown: stopping %s failed", what, exc_info=result)
         if self._enqueue_token is not None:
             unbind_app(self._enqueue_token)
             self._enqueue_token = None
@@ -189,9 +231,13 @@ class MotiaApp:
         if self._bind_token is not None:
             unbind_global(self._bind_token)
             self._bind_token = None
-        if self._owns_state:
-            await self.state.aclose()
-            logger.info("state store closed")
+        if close_state:
+            try:
+                await self.state.aclose()
+            except Exception:
+                logger.exception("shutdown: closing the state store failed")
+            else:
+                logger.info("state store closed")
 
     def context(
         self, step: Step, trigger: TriggerInfo, trace_id: str, *, delivery_id: str | None = None
@@ -235,7 +281,7 @@ class MotiaApp:
             if self._executor is None:
                 raise RuntimeError("MotiaApp.startup() has not run")
             ctx = contextvars.copy_context()
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, ctx.run, fn, *args)
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, _in_thread, ctx, fn, args)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -283,9 +329,24 @@ class MotiaApp:
                 ctx.logger.debug("cron run skipped: condition is false")
                 return
             await self.invoke(step, cron_input, ctx)
-        except Exception:
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # even KeyboardInterrupt/SystemExit/GeneratorExit from a handler fail this run only
             # A failing run must not stop the schedule: log it with its traceback and wait for the next tick.
             ctx.logger.exception("cron run failed", {"scheduled_at": scheduled_at.isoformat()})
+
+
+async def _stop_task(task: asyncio.Task[None] | None, what: str) -> None:
+    """Cancel ``task`` and wait for it; an error it died of is logged, never raised (shutdown goes on)."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        logger.exception("shutdown: %s had failed", what)
 
 
 def check_steps(steps: list[Step]) -> None:

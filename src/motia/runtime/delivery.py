@@ -10,6 +10,11 @@ least once, and, with one lease per (step, key) at a time (the backend's rule), 
 Wake-ups: the store calls back after every local commit that recorded events or added deliveries, so a
 local write reaches its handler without waiting for a poll; other processes' commits are found by
 polling every ``poll_interval`` seconds.
+
+Retention: at start and every ``retention_interval`` seconds the worker tells the store which steps this
+app serves (``touch_steps``) and applies retention (``prune``): dead letters older than
+``dead_letter_retention`` are deleted, and a step no running app has served for ``step_retention`` (a
+renamed or removed step) loses its subscriptions, its waiting deliveries moving to the dead letters.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import os
 import secrets
 import socket
@@ -55,6 +61,7 @@ logger = logging.getLogger("motia.runtime")
 MAX_ERROR_CHARS = 8000
 #: After a store error, the worker and the dispatcher wait this long at most before trying again.
 MAX_ERROR_DELAY = 5.0
+DAY = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +69,20 @@ class DeliveryOptions:
     """How the worker runs: ``lease`` (seconds a claimed delivery stays ours without renewal; a crashed
     process's work is picked up after it), ``poll_interval`` (seconds between looks for other processes'
     work), ``concurrency`` (handlers running at once per process) and ``batch_window`` (seconds the
-    dispatcher lets a burst of local writes gather before moving their events; 0 dispatches at once)."""
+    dispatcher lets a burst of local writes gather before moving their events; 0 dispatches at once).
+
+    Retention (seconds; 0 turns a part off): ``dead_letter_retention`` (dead letters are deleted this long
+    after they failed; 30 days), ``step_retention`` (a step no running app has served for this long is
+    forgotten and its waiting deliveries become dead letters; 7 days; at least twice
+    ``retention_interval``, which is how often apps say which steps they serve: 1 hour)."""
 
     lease: float = 30.0
     poll_interval: float = 0.1
     concurrency: int = 16
     batch_window: float = 0.002
+    dead_letter_retention: float = 30 * DAY
+    step_retention: float = 7 * DAY
+    retention_interval: float = 3600.0
 
     #: Environment variables read by :meth:`from_env`, by field.
     ENV = {
@@ -75,22 +90,34 @@ class DeliveryOptions:
         "poll_interval": "MOTIA_DELIVERY_POLL_INTERVAL",
         "concurrency": "MOTIA_DELIVERY_CONCURRENCY",
         "batch_window": "MOTIA_DELIVERY_BATCH_WINDOW",
+        "dead_letter_retention": "MOTIA_DELIVERY_DEAD_LETTER_RETENTION",
+        "step_retention": "MOTIA_DELIVERY_STEP_RETENTION",
+        "retention_interval": "MOTIA_DELIVERY_RETENTION_INTERVAL",
     }
 
     def __post_init__(self) -> None:
-        for name in ("lease", "poll_interval", "batch_window"):
+        may_be_zero = ("batch_window", "dead_letter_retention", "step_retention")
+        for name in ("lease", "poll_interval", "retention_interval", *may_be_zero):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
                 raise ConfigError(f"delivery {name} must be a number of seconds >= 0, got {value!r}")
-            if name != "batch_window" and value == 0:
+            if name not in may_be_zero and value == 0:
                 raise ConfigError(f"delivery {name} must be a positive number of seconds, got {value!r}")
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigError(f"delivery concurrency must be an int >= 1, got {self.concurrency!r}")
+        if 0 < self.step_retention < 2 * self.retention_interval:
+            # Running apps touch their steps every retention_interval: a shorter retention would forget them.
+            raise ConfigError(
+                f"delivery step_retention ({self.step_retention:g} s) must be 0 (off) or at least twice "
+                f"retention_interval ({self.retention_interval:g} s)"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DeliveryOptions:
-        """The defaults, overridden by ``MOTIA_DELIVERY_LEASE``, ``MOTIA_DELIVERY_POLL_INTERVAL``,
-        ``MOTIA_DELIVERY_CONCURRENCY`` and ``MOTIA_DELIVERY_BATCH_WINDOW``."""
+        """The defaults, overridden by the variables of :attr:`ENV` (``MOTIA_DELIVERY_LEASE``,
+        ``MOTIA_DELIVERY_POLL_INTERVAL``, ``MOTIA_DELIVERY_CONCURRENCY``, ``MOTIA_DELIVERY_BATCH_WINDOW``,
+        ``MOTIA_DELIVERY_DEAD_LETTER_RETENTION``, ``MOTIA_DELIVERY_STEP_RETENTION``,
+        ``MOTIA_DELIVERY_RETENTION_INTERVAL``)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name, variable in cls.ENV.items():
@@ -108,10 +135,15 @@ class Undeliverable(MotiaError):
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` and wait for it; an error it died of is logged, not raised, so stopping goes on."""
     if task is not None:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("delivery: the task %s had failed", task.get_name())
 
 
 def _error_text(exc: BaseException) -> str:
@@ -146,6 +178,7 @@ class DeliveryWorker:
         self._dispatch_task: asyncio.Task[None] | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -171,6 +204,7 @@ class DeliveryWorker:
             await self.backend.enable_events()
         self.backend.add_listener(self._on_commit)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="motia-event-dispatcher")
+        self._retention_task = asyncio.create_task(self._retain(), name="motia-retention")
         if self.steps:
             logger.info(
                 "delivery: %d queue/state step(s), up to %d at once, lease %g s, polling every %g s",
@@ -185,11 +219,16 @@ class DeliveryWorker:
     async def stop(self, timeout: float) -> None:
         """Stop claiming, give running handlers ``timeout`` seconds, then interrupt them and release
         their deliveries (claimable again at once; the interrupted attempt counts)."""
-        self.backend.remove_listener(self._on_commit)
+        try:
+            self.backend.remove_listener(self._on_commit)
+        except Exception:
+            logger.exception("delivery: removing the commit listener failed")
+        await _cancel(self._retention_task)
         await _cancel(self._dispatch_task)
         await _cancel(self._claim_task)
-        self._dispatch_task = self._claim_task = None
+        self._dispatch_task = self._claim_task = self._retention_task = None
         if self._running:
+            # _handle settles every outcome itself (and _settle never raises), so these end without error.
             _, unfinished = await asyncio.wait(set(self._running.values()), timeout=timeout)
             interrupted = [delivery_id for delivery_id, task in self._running.items() if task in unfinished]
             for task in unfinished:
@@ -249,7 +288,7 @@ class DeliveryWorker:
                     claimed = await self.backend.claim(
                         self._step_names, owner=self.owner, limit=free, lease=options.lease
                     )
-                except MotiaError as exc:
+                except Exception as exc:  # any failure: log, back off, go on; this loop never dies (#4)
                     await asyncio.sleep(self._store_error(exc))
                     continue
                 self._errors = 0
@@ -274,8 +313,43 @@ class DeliveryWorker:
             if running:
                 try:
                     await self.backend.extend(running, owner=self.owner, lease=self.options.lease)
-                except MotiaError:
+                except Exception:  # the next period tries again; a lease that lapses meanwhile only repeats work
                     logger.warning("delivery: renewing %d lease(s) failed", len(running), exc_info=True)
+
+    async def _retain(self) -> None:
+        """Touch this app's steps and apply retention now, then every ``retention_interval`` seconds.
+
+        Touching first: a step this app serves is never forgotten by its own prune. A failure is logged
+        and tried again next interval; this loop never dies.
+        """
+        options = self.options
+        while True:
+            try:
+                await self.backend.touch_steps(self._step_names)
+                result = await self.backend.prune(
+                    dead_letter_age=options.dead_letter_retention or None,
+                    step_age=options.step_retention or None,
+                )
+            except Exception:
+                logger.warning(
+                    "retention: the state store failed; trying again in %g s", options.retention_interval, exc_info=True
+                )
+            else:
+                if result.dead_letters:
+                    logger.info(
+                        "retention: deleted %d dead letter(s) older than %g s",
+                        result.dead_letters,
+                        options.dead_letter_retention,
+                    )
+                if result.steps or result.orphaned:
+                    logger.warning(
+                        "retention: forgot %d step(s) no running app has served for %g s; %d of their waiting "
+                        "deliveries moved to the dead letters",
+                        result.steps,
+                        options.step_retention,
+                        result.orphaned,
+                    )
+            await asyncio.sleep(options.retention_interval)
 
     # -- handling ----------------------------------------------------------------------------------
 
@@ -306,7 +380,7 @@ class DeliveryWorker:
         step = self.steps[delivery.step]
         try:
             triggers, input_, info, trace_id = self._route(step, delivery)
-        except (MotiaError, ValueError) as exc:
+        except Exception as exc:  # a payload no trigger can take: it could never succeed
             logger.error("delivery %s of step %r cannot be handled: %s; dead-lettered", delivery.id, step.name, exc)
             await self._settle("dead", delivery.id, error=f"undeliverable: {exc}")
             return
@@ -322,7 +396,9 @@ class DeliveryWorker:
                 ctx.logger.debug("skipped: the trigger's condition is false", {"delivery": delivery.id})
             else:
                 await self.app.invoke(step, input_, ctx)
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit... fail this attempt only
             policy = trigger.retry if isinstance(trigger, QueueTrigger | StateTrigger) else RetryPolicy()
             fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
             if policy.gives_up_after(delivery.attempts):
@@ -347,7 +423,7 @@ class DeliveryWorker:
             if outcome == "retry":
                 return await self.backend.retry(delivery_id, owner=self.owner, delay=delay, error=error)
             return await self.backend.dead_letter(delivery_id, owner=self.owner, error=error)
-        except MotiaError:
+        except Exception:
             logger.exception(
                 "delivery %s: recording its outcome (%s) failed; it will be tried again once its lease expires",
                 delivery_id,
@@ -363,4 +439,7 @@ class DeliveryWorker:
         self._published[seq] = None
         if len(self._published) > 10_000:
             self._published.popitem(last=False)
-        hub.publish(event)
+        try:
+            hub.publish(event)
+        except Exception:  # the console feed is a view: its failure must not fail a delivery
+            logger.exception("delivery: publishing event %s to the console feed failed", seq)

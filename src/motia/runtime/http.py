@@ -8,6 +8,7 @@ a response. Errors never escape a route: a failing handler is logged with its tr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import json
@@ -29,6 +30,7 @@ from motia.runtime.app import new_trace_id
 from motia.runtime.context import FlowContext
 from motia.runtime.schema import schema_errors
 from motia.runtime.types import ApiRequest, ApiResponse, TriggerInfo
+from motia.state.values import MAX_DEPTH
 from motia.state.values import decode as decode_json
 from motia.steps.definition import Step
 from motia.steps.triggers import Match as TriggerMatch
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from motia.runtime.app import MotiaApp
     from motia.steps.triggers import HttpTrigger
 
-__all__ = ["JSONResponse", "StepRoute", "StepRouter", "build_asgi", "openapi_document", "to_response"]
+__all__ = ["JSONResponse", "StepRoute", "StepRouter", "build_asgi", "openapi_document", "parse_json", "to_response"]
 
 logger = logging.getLogger("motia.http")
 
@@ -47,7 +49,8 @@ RESERVED_PATHS = ("/openapi.json", "/__motia")
 
 class JSONResponse(Response):
     """A JSON response encoded with orjson (fast, and handles dataclasses and datetimes); ints beyond
-    64 bits, which orjson refuses, go through the standard library."""
+    64 bits, which orjson refuses, go through the standard library. The one JSON response of the
+    runtime and the console, so both answer the same bytes for the same value."""
 
     media_type = "application/json"
 
@@ -57,7 +60,9 @@ class JSONResponse(Response):
         except orjson.JSONEncodeError as exc:
             if "64-bit" not in str(exc):
                 raise
-            return json.dumps(content, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
+            # allow_nan=False: never answer NaN/Infinity, which no JSON parser reads back.
+            text = json.dumps(content, default=_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            return text.encode()
 
 
 def _default(value: Any) -> Any:
@@ -186,7 +191,9 @@ class StepRoute(BaseRoute):
             else:
                 result = await app.invoke(step, request, ctx)
             response = to_response(result, trace_id)
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit from a handler: a 500 too
             ctx.logger.exception(
                 f"handler failed: {type(exc).__name__}: {exc}", {"method": request.method, "path": request.path}
             )
@@ -209,6 +216,40 @@ class StepRoute(BaseRoute):
         return f"StepRoute(step={self.step.name!r}, trigger={self.trigger!r})"
 
 
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body as strict JSON, the one way every endpoint does (issue 11, #6).
+
+    Ints of any size come back exact; ``NaN``/``Infinity`` and nesting deeper than a state value may
+    have (:data:`motia.state.values.MAX_DEPTH` levels) raise ``ValueError`` saying what is wrong, so such
+    a body is a 400 and never reaches a handler (which could neither store nor echo it).
+    """
+    try:
+        body = decode_json(raw)
+    except ValueError as exc:
+        # orjson stops at 1024 levels ("depth limit exceeded"), the stdlib at its recursion limit: one message.
+        if "depth limit" in str(exc) or "nested too deeply" in str(exc):
+            raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        raise
+    # Only a body with enough brackets can be too deep: counting them is cheap, walking the value is not.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth_exceeds(body, MAX_DEPTH):
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return body
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds containers nested more than ``limit`` deep (iterative: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def _parse_body(raw: bytes, content_type: str | None) -> Any:
     """JSON for JSON content types (malformed → 400); leniently JSON for bodies sent without a content
     type or as a form (curl's default); other forms as a dict; anything else as text (bytes if not UTF-8).
@@ -218,13 +259,13 @@ def _parse_body(raw: bytes, content_type: str | None) -> Any:
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime == "application/json" or mime.endswith("+json"):
         try:
-            return decode_json(raw)
+            return parse_json(raw)
         except ValueError as exc:  # orjson's and the stdlib's decode errors are both ValueErrors
             raise BadRequest(400, "Malformed JSON body", detail=str(exc)) from None
     if not mime or mime == "application/x-www-form-urlencoded":
         # `curl -d '{"a": 1}'` sends JSON labelled as a form: accept it as JSON.
         with contextlib.suppress(ValueError):
-            return decode_json(raw)
+            return parse_json(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

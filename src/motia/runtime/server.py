@@ -148,7 +148,9 @@ def run_app(options: RunOptions) -> None:
 
 
 def run_command(options: RunOptions) -> list[str]:
-    """The ``motia run`` command line equivalent to ``options`` (what ``motia dev`` restarts)."""
+    """The ``motia run`` command line equivalent to ``options`` (what ``motia dev`` restarts), minus the
+    secrets: the state URL (it may hold a password) and the console token travel in the environment
+    (``MOTIA_STATE_URL``, ``MOTIA_CONSOLE_TOKEN``), since any user of the machine can read a command line."""
     cmd = [
         sys.executable,
         "-m",
@@ -167,8 +169,6 @@ def run_command(options: RunOptions) -> list[str]:
         "--shutdown-timeout",
         str(options.shutdown_timeout),
     ]
-    if options.state_url:
-        cmd += ["--state", options.state_url]
     if not options.console:
         cmd.append("--no-console")
     return cmd
@@ -189,6 +189,8 @@ def run_dev(options: RunOptions, *, watch: Sequence[str | os.PathLike[str]] = ()
         check_console_bind(options.host, options.console_token)
         if options.console_token is not None:
             os.environ[TOKEN_ENV] = options.console_token  # the child reads it: kept off its command line
+    if options.state_url:
+        os.environ["MOTIA_STATE_URL"] = options.state_url  # the child reads it: kept off its command line
     steps_dir = Path(options.steps_dir)
     if not steps_dir.is_dir():
         from motia.exceptions import StepLoadError

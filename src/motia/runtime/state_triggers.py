@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from motia.exceptions import MotiaError
 from motia.runtime.types import StateTriggerInput
 from motia.state import values as _values
 from motia.state.backends.base import Subscription
@@ -97,7 +96,7 @@ class EventDispatcher:
             self.wake.clear()
             try:
                 consumed = await self.dispatch_all()
-            except MotiaError as exc:  # a busy or failing store: say so, wait, try again
+            except Exception as exc:  # any failure (a busy or failing store): say so, wait, try again (#4)
                 await asyncio.sleep(self._on_error(exc))
                 continue
             if consumed or woken:  # new deliveries, or a local commit that may have enqueued some

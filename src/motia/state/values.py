@@ -158,14 +158,25 @@ def encode_value(value: object, max_bytes: int) -> bytes:
 _LONG_DIGITS = re.compile(rb"\d{20,}")
 
 
+def _not_json(constant: str) -> JSON:
+    raise ValueError(f"{constant} is not valid JSON (only finite numbers are)")
+
+
 def decode(data: bytes) -> JSON:
-    """Decode stored bytes into a fresh object (mutating it changes nothing stored).
+    """Decode JSON bytes (stored values, request bodies) into a fresh object; raise ``ValueError`` for
+    anything that is not strict JSON.
 
     orjson is exact up to 64-bit ints; a value that might hold a bigger one (a false positive, such as
-    a long digit string, only costs speed) is read by the stdlib, which keeps every int exact.
+    a long digit string, only costs speed) is read by the stdlib, which keeps every int exact. Both
+    paths accept the same language (issue 11, #6): the stdlib's extensions ``NaN``/``Infinity`` are
+    refused as orjson refuses them, and nesting too deep for its recursion is a ``ValueError`` like
+    orjson's depth limit, never a ``RecursionError``.
     """
     if _LONG_DIGITS.search(data):
-        return json.loads(data)
+        try:
+            return json.loads(data, parse_constant=_not_json)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply to decode") from None
     return orjson.loads(data)
 
 

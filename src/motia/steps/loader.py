@@ -7,6 +7,7 @@ duplicate step name or route, invalid cron expression) raises ``StepLoadError`` 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -59,7 +60,13 @@ def _display(path: Path) -> str:
 
 
 def _module_name(path: Path) -> str:
-    return "motia_steps." + re.sub(r"\W", "_", str(path.resolve()).lstrip("/"))
+    """A module name unique to the file: readable, plus a digest of the absolute path, because the
+    readable part alone is not unique (``orders/create_step.py`` and ``orders_create_step.py`` both read
+    ``orders_create_step_py``) and a second import under one name would replace the first."""
+    resolved = str(path.resolve())
+    digest = hashlib.sha256(resolved.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    readable = re.sub(r"\W", "_", resolved.lstrip("/"))
+    return f"motia_steps.{readable}_{digest}"
 
 
 def _where(exc: BaseException, path: Path) -> str:

@@ -7,12 +7,14 @@ on versions, TTL and conflicts.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 
-from motia.exceptions import StateConflictError
-from motia.state.backends.base import Record, TransactionWrite, WriteResult
+from motia.exceptions import StateConflictError, StateValueError
+from motia.state.backends.base import ORPHANED_ERROR, Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation, apply_operations
-from motia.state.values import decode, encode
+from motia.state.values import MAX_KEY_LENGTH, check_name, check_ttl, decode, encode
 
 
 def check_version(scope: str, key: str, current: Record | None, if_version: int | None) -> None:
@@ -87,3 +89,45 @@ def plan_restore(
     if version is None:
         version = current.version + 1 if current is not None else 1
     return Record(key, data, version, expires_at)
+
+
+# -- named leases and retention: argument checks and texts every backend shares ------------------------
+
+
+def check_lease(name: object, owner: object) -> None:
+    """Raise :class:`StateValueError` unless ``name`` and ``owner`` are usable (non-empty UTF-8 ``str``):
+    the runtime calls the backend directly, so the checks the manager makes for keys are made here."""
+    check_name("lease name", name, MAX_KEY_LENGTH)
+    check_name("lease owner", owner, MAX_KEY_LENGTH)
+
+
+def check_lease_ttl(ttl: object) -> float:
+    """A lease's ttl: a positive finite number of seconds (never ``None``: a lease always expires)."""
+    checked = check_ttl(ttl)
+    if checked is None:
+        raise StateValueError("a lease's ttl must be a positive number of seconds, not None")
+    return checked
+
+
+def check_steps(steps: object) -> list[str]:
+    """The step names of :meth:`~motia.state.backends.base.StateBackend.touch_steps`, checked; a lone
+    ``str`` is refused (it would be read as one step per character)."""
+    if isinstance(steps, str | bytes) or not isinstance(steps, Sequence | set | frozenset):
+        raise StateValueError(f"steps must be a sequence of step names, not {type(steps).__name__}")
+    return [check_name("step name", step, MAX_KEY_LENGTH) for step in steps]
+
+
+def check_age(kind: str, age: object) -> float | None:
+    """A retention age: ``None`` (skip that part) or a finite number of seconds, at least 0."""
+    if age is None:
+        return None
+    if isinstance(age, bool) or not isinstance(age, int | float) or not math.isfinite(age) or age < 0:
+        raise StateValueError(f"{kind} must be None or a number of seconds >= 0, not {age!r}")
+    return float(age)
+
+
+def orphaned_error(step: str, seen_at: float) -> str:
+    """The error of a delivery retention moved to the dead letters (its step last seen at ``seen_at``),
+    worded alike by every backend."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seen_at))
+    return ORPHANED_ERROR.format(step=step, since=since)

@@ -48,97 +48,34 @@ across a crash:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
 
+from motia.state.backends.types import (
+    ORPHANED_ERROR,
+    DeadLetter,
+    Delivery,
+    NewDelivery,
+    PruneResult,
+    Record,
+    Subscription,
+    TransactionWrite,
+    WriteResult,
+    tick_millis,
+)
 from motia.state.ops import Operation
 
-
-class Record(NamedTuple):
-    """A stored key as the backend returns it: the value still encoded."""
-
-    key: str
-    data: bytes
-    version: int
-    expires_at: float | None
-
-
-class Subscription(NamedTuple):
-    """A state trigger: deliver events of ``scope``/``key`` (``None``: any) to ``step``."""
-
-    step: str
-    scope: str | None = None
-    key: str | None = None
-
-
-class NewDelivery(NamedTuple):
-    """A delivery to add: ``payload`` is encoded JSON; ``order_key`` serialises deliveries that share it."""
-
-    id: str
-    step: str
-    kind: str
-    payload: bytes
-    order_key: str | None = None
-
-
-class Delivery(NamedTuple):
-    """A leased delivery. ``attempts`` counts this attempt (1 on the first)."""
-
-    id: str
-    step: str
-    kind: str
-    payload: bytes
-    attempts: int
-    created_at: float
-
-
-class DeadLetter(NamedTuple):
-    """A delivery that failed every attempt, kept for inspection."""
-
-    id: str
-    step: str
-    kind: str
-    payload: bytes
-    attempts: int
-    error: str
-    created_at: float
-    failed_at: float
-
-
-class PruneResult(NamedTuple):
-    """What one :meth:`StateBackend.prune` removed or moved."""
-
-    dead_letters: int  #: dead letters deleted (failed before the cut-off)
-    steps: int  #: stale steps forgotten (with their subscriptions)
-    orphaned: int  #: waiting deliveries of those steps moved to the dead letters
-
-
-#: The error text a delivery gets when it is dead-lettered because its step no longer runs anywhere.
-ORPHANED_ERROR = "no running app has served step {step!r} since {since}: retention moved it here"
-
-
-class TransactionWrite(NamedTuple):
-    """One write of a committed transaction: ``data=None`` deletes. ``ttl=None`` with ``keep_expiry``
-    keeps the key's expiry (an ``update``), without it makes the key permanent (a ``set``)."""
-
-    scope: str
-    key: str
-    data: bytes | None
-    ttl: float | None = None
-    keep_expiry: bool = False
-
-
-class WriteResult(NamedTuple):
-    """The outcome of ``set``/``update``: encoded values before (``None`` if absent) and after."""
-
-    old_data: bytes | None
-    new_data: bytes | None
-    version: int
-
-
-def tick_millis(tick: float) -> int:
-    """A tick's time as whole milliseconds: the exact form backends store, so processes agree on it
-    however their floats were computed."""
-    return round(tick * 1000)
+__all__ = [
+    "ORPHANED_ERROR",
+    "DeadLetter",
+    "Delivery",
+    "NewDelivery",
+    "PruneResult",
+    "Record",
+    "StateBackend",
+    "Subscription",
+    "TransactionWrite",
+    "WriteResult",
+    "tick_millis",
+]
 
 
 class StateBackend:
@@ -309,12 +246,16 @@ class StateBackend:
         ``owner``'s (then its expiry moves to now + ``ttl``). Returns ``False``, changing nothing, while
         another owner holds an unexpired lease. Atomic across every process using the store, and durable
         like a write; a retried call (lost reply) must give the same answer.
+
+        The runtime calls this directly, so the backend checks its arguments: an empty or non-``str``
+        ``name``/``owner`` (or one not encodable as UTF-8), or a ``ttl`` that is not a positive finite
+        number, raises :class:`~motia.exceptions.StateValueError` and changes nothing.
         """
         raise NotImplementedError  # pragma: no cover
 
     async def release_lease(self, name: str, owner: str) -> bool:
         """Give up ``owner``'s lease ``name`` at once; ``True`` if it was held by ``owner`` (and unexpired),
-        ``False`` (changing nothing) otherwise."""
+        ``False`` (changing nothing) otherwise. ``name`` and ``owner`` are checked as by :meth:`acquire_lease`."""
         raise NotImplementedError  # pragma: no cover
 
     async def touch_steps(self, steps: Sequence[str]) -> None:
@@ -322,6 +263,8 @@ class StateBackend:
 
         Apps call it at start and then periodically (far more often than any retention age), so that
         :meth:`prune` can tell a step that still runs somewhere from one that was renamed or removed.
+        A last-seen time never moves back. Raises :class:`~motia.exceptions.StateValueError` (changing
+        nothing) unless ``steps`` is a sequence of non-empty ``str``.
         """
         raise NotImplementedError  # pragma: no cover
 
@@ -332,8 +275,14 @@ class StateBackend:
         - Steps touched (:meth:`touch_steps`) last more than ``step_age`` seconds ago are forgotten: their
           state-trigger subscriptions are removed (new events no longer make deliveries for them) and
           their waiting deliveries become dead letters with the error :data:`ORPHANED_ERROR`, so
-          nothing is lost silently. Leased deliveries are left alone (their worker is still running).
+          nothing is lost silently. Leased deliveries are left alone (their worker is still running):
+          such a step loses its subscriptions at once but is forgotten (and counted in
+          :attr:`PruneResult.steps`) by the first prune that finds none of its deliveries left; a
+          delivery whose lease has expired counts as waiting.
           Steps that were never touched are never pruned (stores written by older versions).
+
+        Raises :class:`~motia.exceptions.StateValueError` (changing nothing) for an age that is not
+        ``None`` or a finite number of seconds >= 0.
         """
         raise NotImplementedError  # pragma: no cover
 

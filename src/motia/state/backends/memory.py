@@ -18,8 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from motia.exceptions import StateClosedError
 from motia.state.backends._events import error_text, state_deliveries
 from motia.state.backends._writes import (
+    check_age,
+    check_lease,
+    check_lease_ttl,
+    check_steps,
     check_version,
     is_live,
+    orphaned_error,
     plan_restore,
     plan_set,
     plan_transaction_write,
@@ -29,6 +34,7 @@ from motia.state.backends.base import (
     DeadLetter,
     Delivery,
     NewDelivery,
+    PruneResult,
     Record,
     StateBackend,
     Subscription,
@@ -91,6 +97,8 @@ class MemoryBackend(StateBackend):
         self._subscriptions: dict[Subscription, None] = {}  # every one registered, in order
         self._ticks: dict[tuple[str, int], float] = {}  # claimed (job, tick ms) -> when it may be forgotten
         self._tick_expiry: list[tuple[float, str, int]] = []  # a heap over the same claims, soonest first
+        self._leases: dict[str, tuple[str, float]] = {}  # lease name -> (owner, expires_at)
+        self._steps_seen: dict[str, float] = {}  # step -> when an app last said it serves it (touch_steps)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -422,9 +430,83 @@ class MemoryBackend(StateBackend):
             heapq.heappush(self._tick_expiry, (now + hold, *claim))
             return True
 
+    async def acquire_lease(self, name: str, owner: str, *, ttl: float) -> bool:
+        check_lease(name, owner)
+        ttl = check_lease_ttl(ttl)
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            held = self._leases.get(name)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self._leases[name] = (owner, now + ttl)
+            return True
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        check_lease(name, owner)
+        with self._lock:
+            self._check_open()
+            held = self._leases.get(name)
+            if held is None or held[0] != owner or held[1] <= self._clock():
+                return False
+            del self._leases[name]
+            return True
+
+    async def touch_steps(self, steps: Sequence[str]) -> None:
+        names = check_steps(steps)
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            for step in names:
+                self._steps_seen[step] = max(now, self._steps_seen.get(step, now))
+
+    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+        dead_letter_age = check_age("dead_letter_age", dead_letter_age)
+        step_age = check_age("step_age", step_age)
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            removed = forgotten = orphaned = 0
+            if dead_letter_age is not None:
+                cut = now - dead_letter_age
+                kept = [letter for letter in self._dead if letter.failed_at >= cut]
+                removed = len(self._dead) - len(kept)
+                self._dead = kept
+            if step_age is not None:
+                cut = now - step_age
+                for step, seen_at in [(step, seen) for step, seen in self._steps_seen.items() if seen < cut]:
+                    moved, leased = self._orphan(step, orphaned_error(step, seen_at), now)
+                    orphaned += moved
+                    for subscription in [sub for sub in self._subscriptions if sub.step == step]:
+                        del self._subscriptions[subscription]
+                    if not leased:  # else kept (still stale) until its leased deliveries are settled
+                        del self._steps_seen[step]
+                        forgotten += 1
+        if orphaned:
+            self._notify_listeners()
+        return PruneResult(removed, forgotten, orphaned)
+
+    def _orphan(self, step: str, error: str, now: float) -> tuple[int, int]:
+        """Move the waiting deliveries of ``step`` to the dead letters; return (moved, still leased)."""
+        moved = leased = 0
+        for delivery_id, pending in list(self._deliveries.items()):
+            if pending.new.step != step:
+                continue
+            if pending.owner is not None and pending.lease_until > now:
+                leased += 1
+                continue
+            del self._deliveries[delivery_id]
+            new = pending.new
+            self._dead.append(
+                DeadLetter(new.id, new.step, new.kind, new.payload, pending.attempts, error, pending.created_at, now)
+            )
+            moved += 1
+        return moved, leased
+
     async def aclose(self) -> None:
         with self._lock:
             self._closed = True
             self._scopes.clear()
             self._ticks.clear()
             self._tick_expiry.clear()
+            self._leases.clear()

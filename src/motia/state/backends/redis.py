@@ -4,8 +4,15 @@ Every operation is one call of a Redis *function* from the library in ``redis_fu
 with ``FUNCTION LOAD REPLACE``, which Redis keeps in its RDB/AOF like data), so each write, its change
 event and its delivery bookkeeping happen atomically on the server in one round trip.
 
+What is supported: one standalone Redis server, 7.0 or newer (a primary; while a failover promotes a
+replica at the same address, calls are retried). Redis Cluster is not: the client is not cluster-aware
+(it would get ``MOVED`` replies), so a cluster node is refused at start-up with a clear error. The key
+layout is ready for it (below); a Cluster backend would also need ``redis.asyncio.RedisCluster``
+routing each call by the ``{P}`` tag, the function library loaded on every primary (and again after
+a failover or resharding), and tests against a real cluster.
+
 Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts with the hash tag
-``{P}``, so every function call touches one hash slot and works on Redis Cluster as on one server)::
+``{P}``, so every function call touches one hash slot, as Redis Cluster would require)::
 
     {P}:meta                hash: events flag, event and delivery counters
     {P}:scopes              zset: scopes holding at least one key, in key order (list_groups)
@@ -20,12 +27,15 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
     {P}:head:<step>\\n<ok>   string / {P}:chain:<step>\\n<ok> list: deliveries sharing an order key
     {P}:pending             hash: step -> unsettled deliveries
     {P}:dead                list: dead letters (JSON)
-    {P}:w:<token>           string, expires after timeout + 30 s: the reply to one write (makes a retry safe)
+    {P}:w:<token>           string, expires after timeout + 30 s: the reply to one write, or the ids one claim
+                            leased (makes a retry safe)
     {P}:tick:<job>:<ms>     string, expires: the instance that runs one cron tick
+    {P}:lease:<name>        string "expires_at|owner": a named lease (kept by Redis LEASE_KEEP s past its ttl)
+    {P}:steps               zset: step -> when an app last said it serves it (touch_steps; retention)
 
-One store lives in one hash slot: on Redis Cluster stores (prefixes) are spread over shards, scopes of
-one store are not. That is the price of committing a write and its change event atomically, which
-Cluster allows only inside one slot; a per-scope tag would split them.
+One store lives in one hash slot: on a Redis Cluster stores (prefixes) could be spread over shards,
+scopes of one store could not. That is the price of committing a write and its change event
+atomically, which Cluster allows only inside one slot; a per-scope tag would split them.
 
 Why update is compare-and-set instead of a Lua implementation of the update operations: Redis's Lua
 JSON (cjson) reads every number as a double (large ints and exact floats would change) and cannot tell
@@ -52,7 +62,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -66,12 +76,23 @@ from motia.exceptions import (
     StateClosedError,
     StateError,
     StateTimeout,
+    StateValueError,
 )
-from motia.state.backends._writes import check_version, is_live, plan_update
+from motia.state.backends._writes import (
+    check_age,
+    check_lease,
+    check_lease_ttl,
+    check_steps,
+    check_version,
+    is_live,
+    orphaned_error,
+    plan_update,
+)
 from motia.state.backends.base import (
     DeadLetter,
     Delivery,
     NewDelivery,
+    PruneResult,
     Record,
     StateBackend,
     Subscription,
@@ -92,6 +113,10 @@ HINT_VALUE_BYTES = 16 * 1024
 HINT_BYTES = 8 * 1024 * 1024
 #: Expired keys removed per purge call (each call blocks the server while it runs).
 PURGE_BATCH = 1000
+#: A lease's key outlives its ttl by this long (seconds, server time) before Redis deletes it: expiry is
+#: judged by the clients' clocks, so a client clock behind the server's by less than this never sees a
+#: lease it should still respect disappear. Only leases nobody released wait this long.
+LEASE_KEEP = 600.0
 
 _OPTIONS = {"prefix", "timeout"}
 
@@ -142,7 +167,7 @@ class _Hints:
 class _Channel:
     """One event loop's client, connection and batching state (touched only on that loop)."""
 
-    __slots__ = ("busy", "client", "connection", "queue", "scheduled", "tasks")
+    __slots__ = ("busy", "client", "closed", "connection", "loading", "queue", "scheduled", "tasks", "watch")
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -151,6 +176,9 @@ class _Channel:
         self.scheduled = False
         self.queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        self.loading: asyncio.Future[Any] | None = None  # a FUNCTION LOAD in flight, shared by every caller
+        self.watch: AsyncGenerator[None, None] | None = None  # closes the client when the loop shuts down
+        self.closed = False
 
 
 def _pack(command: tuple[Any, ...]) -> bytes:
@@ -160,7 +188,12 @@ def _pack(command: tuple[Any, ...]) -> bytes:
     for argument in command:
         kind = type(argument)
         if kind is str:
-            argument = argument.encode()
+            try:
+                argument = argument.encode()
+            except UnicodeEncodeError:
+                raise StateValueError(
+                    f"{argument!r} contains a lone surrogate and cannot be sent to Redis as UTF-8"
+                ) from None
         elif kind is int:
             argument = b"%d" % argument
         packed += b"$%d\r\n%b\r\n" % (len(argument), argument)
@@ -171,6 +204,27 @@ def _expire(task: asyncio.Task[Any] | None, expired: list[bool]) -> None:
     if task is not None and not task.done():
         expired.append(True)
         task.cancel()
+
+
+def _start(generator: AsyncGenerator[None, None]) -> None:
+    """Run an async generator up to its first ``yield``, at once. That first step registers it with the
+    running loop, which closes it (running its ``finally``) when the loop shuts down its async generators."""
+    try:
+        generator.asend(None).send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("the generator awaited before its first yield")  # pragma: no cover
+
+
+async def _close_watch(channel: _Channel) -> None:
+    if channel.watch is not None:
+        await channel.watch.aclose()
+
+
+def _loaded(channel: _Channel, loading: asyncio.Future[Any]) -> None:
+    channel.loading = None
+    if not loading.cancelled():
+        loading.exception()  # each waiting caller gets (and reports) it; no "never retrieved" noise when none waits
 
 
 def _parse(key: str, raw: bytes) -> tuple[Record, bytes]:
@@ -252,6 +306,11 @@ class RedisBackend(StateBackend):
                 raise StateBackendUnavailable(
                     f"Redis at {self.url} is version {info.get('redis_version')}; pymotia needs Redis 7 or newer"
                 )
+            if info.get("redis_mode") == "cluster":
+                raise StateBackendUnavailable(
+                    f"Redis at {self.url} is a Redis Cluster node: Redis Cluster is not supported (the client is "
+                    "not cluster-aware); use a standalone Redis server"
+                )
             client.function_load(self._library, replace=True)
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc, "cannot open the state store") from exc
@@ -279,11 +338,43 @@ class RedisBackend(StateBackend):
                         socket_connect_timeout=min(self.timeout, 5.0),
                         retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
                     )
+                    # A loop closed without shutting down its async generators (loop.close() alone)
+                    # never let its channel's watch run: drop the entry; its sockets go with the loop.
+                    for closed in [other for other in self._channels if other.is_closed()]:
+                        del self._channels[closed]
                     channel = self._channels[loop] = _Channel(client)
+                    channel.watch = self._watch(loop, channel)
+                    _start(channel.watch)
         return channel
+
+    async def _watch(self, loop: asyncio.AbstractEventLoop, channel: _Channel) -> AsyncGenerator[None, None]:
+        """Lives as long as ``loop``: when the loop shuts down (the end of ``asyncio.run``, ``Runner.close()``,
+        ``loop.shutdown_asyncgens()``) it closes the loop's client. Without it every short-lived loop that
+        used the store (200 ``asyncio.run`` calls in a script) left a connection open until the process ended."""
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._channels.get(loop) is channel:
+                    del self._channels[loop]
+            await self._close_channel(channel)
+
+    async def _close_channel(self, channel: _Channel) -> None:
+        if channel.closed:
+            return
+        channel.closed = True
+        try:
+            await channel.client.aclose()
+        except (self._redis.exceptions.RedisError, OSError) as exc:
+            logger.warning("Redis at %s: closing a connection failed: %s", self.url, exc, exc_info=True)
 
     def _translate(self, exc: Exception, doing: str) -> StateBackendError:
         redis = self._redis
+        if isinstance(exc, redis.exceptions.OutOfMemoryError):
+            return StateBackendError(
+                f"{doing}: Redis at {self.url} is out of memory (maxmemory reached, and its eviction policy keeps "
+                f"every key): the call was refused and changed nothing; reads still work: {exc}"
+            )
         if isinstance(exc, redis.exceptions.AuthenticationError):
             return StateBackendUnavailable(f"{doing}: Redis at {self.url} refused the credentials: {exc}")
         if isinstance(exc, redis.exceptions.TimeoutError):
@@ -303,45 +394,68 @@ class RedisBackend(StateBackend):
         return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("BUSY", "TRYAGAIN"))
 
     async def _run(self, send: Callable[[_Channel], Any], what: str) -> Any:
-        """Run ``send(channel)``; on connection trouble retry with backoff until ``timeout`` passes."""
+        """Run ``send(channel)``; on connection trouble retry with backoff until ``timeout`` passes.
+
+        Everything a call sends to Redis goes through here, including reloading the function library when
+        the server lost it (restarted without persistence, ``FUNCTION FLUSH``): one deadline bounds the
+        call, and every driver error is translated, naming what was being done."""
         redis = self._redis
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         deadline = loop.time() + self.timeout
         delay = 0.02
         warned = False
+        reload = False  # the server answered "Function not found": load the library before the call
+        reloaded = False
         while True:
             if self._closed:
                 raise StateClosedError(f"the state store {self.url} is closed")
             channel = self._channel()
+            doing = what
             # A bare timer that cancels this task, instead of asyncio.timeout() (which costs several
             # times as much per call); an interrupted read makes redis-py drop that connection.
             expired: list[bool] = []
             timer = loop.call_at(deadline, _expire, task, expired)
             try:
+                if reload:
+                    doing = f"{what} (loading the function library again: the server had lost it)"
+                    await self._load_library(channel)
+                    reload, reloaded, doing = False, True, what
                 return await send(channel)
             except asyncio.CancelledError:
                 if not expired or task is None:
                     raise
                 task.uncancel()
-                raise StateTimeout(f"{what}: Redis at {self.url} did not answer within {self.timeout:g} s") from None
+                raise StateTimeout(f"{doing}: Redis at {self.url} did not answer within {self.timeout:g} s") from None
             except redis.exceptions.RedisError as exc:
                 error = exc
             finally:
                 timer.cancel()
             if isinstance(error, redis.exceptions.ResponseError) and "Function not found" in str(error):
-                await channel.client.function_load(self._library, replace=True)  # the server lost it (no persistence)
-                continue
-            if not self._retryable(error):
-                raise self._translate(error, what) from error
+                reload = True
+                if not reloaded:
+                    continue  # at once the first time; if it is lost again right away, back off as below
+            elif not self._retryable(error):
+                raise self._translate(error, doing) from error
             now = loop.time()
             if not warned:
                 warned = True
                 logger.warning("Redis at %s: %s; retrying for up to %g s", self.url, error, deadline - now)
             if now >= deadline:
-                raise self._translate(error, what) from error
+                raise self._translate(error, doing) from error
             await asyncio.sleep(min(delay, max(deadline - now, 0.0)))
             delay = min(delay * 2, 1.0)
+
+    async def _load_library(self, channel: _Channel) -> None:
+        """``FUNCTION LOAD REPLACE`` the library, once per loop however many calls found it missing
+        (after a ``FUNCTION FLUSH`` every call of a pipelined batch does)."""
+        loading = channel.loading
+        if loading is None:
+            loading = channel.loading = asyncio.ensure_future(
+                self._send(channel, ("FUNCTION", "LOAD", "REPLACE", self._library))
+            )
+            loading.add_done_callback(lambda done: _loaded(channel, done))
+        await asyncio.shield(loading)
 
     async def _call(self, function: str, *args: Any) -> Any:
         return await self._command("FCALL", function, 1, self._meta, *args)
@@ -352,7 +466,11 @@ class RedisBackend(StateBackend):
         return await self._call(function, token, self._marker_ms, *args)
 
     async def _command(self, *command: Any) -> Any:
-        what = str(command[1])[6:] if command[0] == "FCALL" else str(command[0])
+        if command[0] == "FCALL":
+            what = str(command[1]).removeprefix("motia1_")
+            what = "update" if what == "cas" else what
+        else:
+            what = str(command[0])
         return await self._run(lambda channel: self._send(channel, command), what)
 
     async def _send(self, channel: _Channel, command: tuple[Any, ...]) -> Any:
@@ -393,26 +511,48 @@ class RedisBackend(StateBackend):
             task.add_done_callback(channel.tasks.discard)
 
     async def _send_batch(self, client: redis.asyncio.Redis, batch: list[tuple[tuple[Any, ...], Any]]) -> None:
-        pipeline = client.pipeline(transaction=False)
-        for command, _ in batch:
-            pipeline.execute_command(*command)
+        """Send queued calls as one pipeline over a pooled connection. Each command is packed on its own,
+        so one that cannot be sent fails its own caller only (redis-py's pipeline packs them all at once:
+        one bad argument failed every call of the batch), and each reply, an error reply included, goes to
+        its own caller."""
+        redis = self._redis
+        packed: list[bytes] = []
+        waiting: list[asyncio.Future[Any]] = []
+        for command, future in batch:
+            try:
+                packed.append(_pack(command))
+            except StateError as exc:
+                future.set_exception(exc)
+            else:
+                waiting.append(future)
+        if not waiting:
+            return
+        pool: Any = client.connection_pool
+        connection: Any = None
         try:
-            results = await pipeline.execute(raise_on_error=False)
-        except BaseException as exc:  # every caller gets the failure and decides (retry or raise) itself
-            error = exc if isinstance(exc, Exception) else self._redis.exceptions.ConnectionError(repr(exc))
-            for _, future in batch:
+            connection = await pool.get_connection()
+            await connection.send_packed_command(b"".join(packed), check_health=False)
+            for future in waiting:  # read every reply, also of callers that gave up, to keep the connection in step
+                try:
+                    result = await connection.read_response()
+                except redis.exceptions.ResponseError as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                else:
+                    if not future.done():
+                        future.set_result(result)
+        except BaseException as exc:  # every caller still waiting gets the failure and decides (retry or raise)
+            error = exc if isinstance(exc, Exception) else redis.exceptions.ConnectionError(repr(exc))
+            for future in waiting:
                 if not future.done():
                     future.set_exception(error)
+            if connection is not None:
+                await connection.disconnect(nowait=True)  # replies may still be on their way: out of step
             if not isinstance(exc, Exception):
                 raise
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        finally:
+            if connection is not None:
+                await pool.release(connection)
 
     def _token(self) -> str:
         return f"{self._token_prefix}{next(self._tokens):x}"
@@ -542,12 +682,14 @@ class RedisBackend(StateBackend):
     async def items(self, scope: str, *, prefix: str | None, after: str | None, limit: int | None) -> list[Record]:
         if limit == 0:
             return []
-        low = b"-" if after is None else b"(" + after.encode()
+        # "surrogatepass": a lone surrogate (no stored key has one) encodes to bytes that sort where its code
+        # point does, so a bound holding one still orders right and a prefix holding one matches nothing.
+        low = b"-" if after is None else b"(" + after.encode("utf-8", "surrogatepass")
         high = b"+"
         if prefix:
             if after is None or after < prefix:
-                low = b"[" + prefix.encode()
-            high = b"(" + prefix.encode() + b"\xff"  # 0xFF never occurs in UTF-8: above every key with prefix
+                low = b"[" + prefix.encode("utf-8", "surrogatepass")
+            high = b"(" + prefix.encode("utf-8", "surrogatepass") + b"\xff"  # never in UTF-8: above all with prefix
         reply = await self._call("motia1_items", scope, low, high, limit or 0, _time(self._clock()))
         records = []
         for position in range(0, len(reply), 2):
@@ -637,7 +779,10 @@ class RedisBackend(StateBackend):
     async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
         if not steps or limit <= 0:
             return []
-        reply = await self._call("motia1_claim", owner, limit, _time(lease), _time(self._clock()), *steps)
+        # A token, as for writes: a retried claim (its reply lost) returns what the first attempt leased.
+        reply = await self._write(
+            "motia1_claim", self._token(), owner, limit, _time(lease), _time(self._clock()), *steps
+        )
         return [
             Delivery(
                 reply[i].decode(),
@@ -656,6 +801,9 @@ class RedisBackend(StateBackend):
 
     async def _settle(self, delivery_id: str, owner: str, outcome: str, delay: float, error: str) -> bool:
         now = self._clock()
+        # An exception's text may hold lone surrogates (a file name decoded with surrogateescape): keep
+        # them visible as escapes rather than fail to settle the delivery.
+        error = error.encode("utf-8", "backslashreplace").decode()
         done = bool(
             await self._call("motia1_settle", delivery_id, owner, outcome, _time(now + delay), error, _time(now))
         )
@@ -701,6 +849,55 @@ class RedisBackend(StateBackend):
         # Taken: by another instance, or by this very call if its reply was lost and the SET was retried.
         return bool(await self._command("GET", name) == token.encode())
 
+    async def acquire_lease(self, name: str, owner: str, *, ttl: float) -> bool:
+        check_lease(name, owner)
+        ttl = check_lease_ttl(ttl)
+        now = self._clock()
+        keep = max(1, round((ttl + LEASE_KEEP) * 1000))
+        return bool(
+            await self._write("motia1_acquire_lease", self._token(), name, owner, _time(now), _time(now + ttl), keep)
+        )
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        check_lease(name, owner)
+        return bool(await self._write("motia1_release_lease", self._token(), name, owner, _time(self._clock())))
+
+    async def touch_steps(self, steps: Sequence[str]) -> None:
+        names = check_steps(steps)
+        if names:
+            now = _time(self._clock())
+            await self._command(
+                "ZADD", f"{{{self.prefix}}}:steps", "GT", *(part for step in names for part in (now, step))
+            )
+
+    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+        dead_letter_age = check_age("dead_letter_age", dead_letter_age)
+        step_age = check_age("step_age", step_age)
+        if dead_letter_age is None and step_age is None:
+            return PruneResult(0, 0, 0)
+        now = self._clock()
+        stale: list[Any] = []
+        if step_age is not None:
+            # The error text needs each step's last-seen time, formatted here; the function checks again
+            # that each step is still stale, so a step touched in between is kept.
+            reply = await self._command(
+                "ZRANGE", f"{{{self.prefix}}}:steps", "-inf", f"({_time(now - step_age)}", "BYSCORE", "WITHSCORES"
+            )
+            for position in range(0, len(reply), 2):
+                step = reply[position].decode()
+                stale += (step, orphaned_error(step, float(reply[position + 1])))
+        removed, forgotten, orphaned = await self._write(
+            "motia1_prune",
+            self._token(),
+            _time(now),
+            "" if dead_letter_age is None else _time(now - dead_letter_age),
+            "" if step_age is None else _time(now - step_age),
+            *stale,
+        )
+        if orphaned:
+            self._notify_listeners()
+        return PruneResult(int(removed), int(forgotten), int(orphaned))
+
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -711,10 +908,10 @@ class RedisBackend(StateBackend):
             channels, self._channels = self._channels, {}
         current = asyncio.get_running_loop()
         for loop, channel in channels.items():
-            client = channel.client
+            # Closing the watch closes the client (in its finally) and takes it off the loop's generators.
             if loop is current:
-                await client.aclose()
+                await _close_watch(channel)
             elif loop.is_running():
-                future = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+                future = asyncio.run_coroutine_threadsafe(_close_watch(channel), loop)
                 await asyncio.wrap_future(future)
             # a client of a loop that has stopped cannot be closed from here; its sockets die with it

@@ -404,12 +404,28 @@ local function enqueue(keys, args)
   return added
 end
 
--- CLAIM: args owner, limit, lease, now, steps... -> flat {id, step, kind, payload, attempts, created, ...}
+-- CLAIM: args token, ms, owner, limit, lease, now, steps...
+--   -> flat {id, step, kind, payload, attempts, created, ...}
+-- Like the writes, a claim is applied once per token: it keeps the ids it leased under "{P}:w:<token>",
+-- and a retry (its reply was lost) gets those of them the owner still holds, as they are now, instead
+-- of claiming again and leaving the first claim's deliveries leased to nobody's knowledge.
 local function claim(keys, args)
   local P = prefix_of(keys)
-  local owner, limit, lease, now = args[1], tonumber(args[2]), tonumber(args[3]), tonumber(args[4])
+  local marker = P .. ':w:' .. args[1]
+  local owner, limit, lease, now = args[3], tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
+  local seen = redis.call('GET', marker)
+  if seen then
+    local out = {}
+    for _, id in ipairs(cmsgpack.unpack(seen)) do
+      local f = redis.call('HMGET', P .. ':d:' .. id, 'owner', 'step', 'kind', 'payload', 'attempts', 'created')
+      if f[1] == owner then
+        for _, value in ipairs({id, f[2], f[3], f[4], tonumber(f[5]), f[6]}) do out[#out + 1] = value end
+      end
+    end
+    return out
+  end
   local candidates = {}
-  for i = 5, #args do
+  for i = 7, #args do
     local due = redis.call('ZRANGE', P .. ':due:' .. args[i], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit,
       'WITHSCORES')
     for j = 1, #due, 2 do candidates[#candidates + 1] = {due[j], tonumber(due[j + 1]), args[i]} end
@@ -419,6 +435,7 @@ local function claim(keys, args)
     return a[1] < b[1]
   end)
   local out = {}
+  local ids = {}
   for i = 1, math.min(limit, #candidates) do
     local member, step = candidates[i][1], candidates[i][3]
     local id = string.sub(member, 18)
@@ -428,7 +445,9 @@ local function claim(keys, args)
     redis.call('ZADD', P .. ':due:' .. step, now + lease, member)
     local f = redis.call('HMGET', d, 'kind', 'payload', 'created')
     for _, value in ipairs({id, step, f[1], f[2], attempts, f[3]}) do out[#out + 1] = value end
+    ids[#ids + 1] = id
   end
+  if #ids > 0 then redis.call('SET', marker, cmsgpack.pack(ids), 'PX', args[2]) end
   return out
 end
 
@@ -461,16 +480,28 @@ local function settle(keys, args)
   return 1
 end
 
--- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first
+-- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first. Reads the list a chunk
+-- at a time from the oldest and stops once the page is full: a page costs about the page (plus, for one
+-- step, the letters of other steps before it), not the whole list.
 local function dead(keys, args)
   local P = prefix_of(keys)
-  local limit = tonumber(args[2])
+  local step, limit = args[1], tonumber(args[2])
+  if limit <= 0 then return {} end
+  if step == '' then return redis.call('LRANGE', P .. ':dead', 0, limit - 1) end
   local out = {}
-  for _, raw in ipairs(redis.call('LRANGE', P .. ':dead', 0, -1)) do
-    if #out >= limit then break end
-    if args[1] == '' or cjson.decode(raw)[2] == args[1] then out[#out + 1] = raw end
+  local chunk = math.max(limit, 100)
+  local start = 0
+  while true do
+    local raws = redis.call('LRANGE', P .. ':dead', start, start + chunk - 1)
+    for _, raw in ipairs(raws) do
+      if cjson.decode(raw)[2] == step then
+        out[#out + 1] = raw
+        if #out >= limit then return out end
+      end
+    end
+    if #raws < chunk then return out end
+    start = start + chunk
   end
-  return out
 end
 
 -- PENDING: args step ('' = all) -> unsettled deliveries
@@ -501,3 +532,120 @@ redis.register_function('motia1_extend', extend)
 redis.register_function('motia1_settle', settle)
 redis.register_function{function_name = 'motia1_dead', callback = dead, flags = {'no-writes'}}
 redis.register_function{function_name = 'motia1_pending', callback = pending, flags = {'no-writes'}}
+
+-- Named leases and retention -----------------------------------------------------------------------
+-- "{P}:lease:<name>": string "expires_at|owner" (expires_at as the client formatted it), with a Redis
+-- expiry well after expires_at that only collects leases nobody released. "{P}:steps": zset step ->
+-- when an app last said it serves the step (touch_steps, a plain ZADD GT from the client).
+
+local function lease_of(P, name)
+  local raw = redis.call('GET', P .. ':lease:' .. name)
+  if not raw then return nil end
+  local sep = string.find(raw, '|', 1, true)
+  return tonumber(string.sub(raw, 1, sep - 1)), string.sub(raw, sep + 1)
+end
+
+-- ACQUIRE_LEASE: args token, ms, name, owner, now, expires_at, keep (ms the key outlives now) -> 1 | 0
+local function acquire_lease(P, args)
+  local expires_at, holder = lease_of(P, args[3])
+  if holder and holder ~= args[4] and expires_at > tonumber(args[5]) then return 0 end
+  redis.call('SET', P .. ':lease:' .. args[3], args[6] .. '|' .. args[4], 'PX', args[7])
+  return 1
+end
+
+-- RELEASE_LEASE: args token, ms, name, owner, now -> 1 | 0
+local function release_lease(P, args)
+  local expires_at, holder = lease_of(P, args[3])
+  if holder ~= args[4] or expires_at <= tonumber(args[5]) then return 0 end
+  redis.call('DEL', P .. ':lease:' .. args[3])
+  return 1
+end
+
+local function delivery_fields(P, id)
+  local raw = redis.call('HGETALL', P .. ':d:' .. id)
+  local fields = {}
+  for i = 1, #raw, 2 do fields[raw[i]] = raw[i + 1] end
+  return fields
+end
+
+-- Move one delivery to the dead letters (as settle does) with its hash; its index entries are the caller's.
+local function bury(P, id, fields, error, now)
+  redis.call('RPUSH', P .. ':dead', cjson.encode({id, fields.step, fields.kind, fields.payload,
+    tonumber(fields.attempts), error, fields.created, now}))
+  redis.call('DEL', P .. ':d:' .. id)
+end
+
+-- The waiting deliveries of a step become dead letters; leased ones (owner set, lease not over) stay.
+-- Every delivery of a step is a member of its due set or waits in the chain behind one that is.
+-- -> moved, still leased
+local function orphan(P, step, error, now)
+  local due = P .. ':due:' .. step
+  local moved, leased = 0, 0
+  local members = redis.call('ZRANGE', due, 0, -1, 'WITHSCORES')
+  for i = 1, #members, 2 do
+    local member = members[i]
+    local id = string.sub(member, 18)
+    local fields = delivery_fields(P, id)
+    if fields.owner and tonumber(members[i + 1]) > tonumber(now) then
+      leased = leased + 1
+    else
+      bury(P, id, fields, error, now)
+      redis.call('ZREM', due, member)
+      if fields.order ~= '' then redis.call('DEL', P .. ':head:' .. step .. '\n' .. fields.order) end
+      moved = moved + 1
+    end
+    if fields.order ~= '' then
+      local chain = P .. ':chain:' .. step .. '\n' .. fields.order
+      for _, next_id in ipairs(redis.call('LRANGE', chain, 0, -1)) do
+        bury(P, next_id, delivery_fields(P, next_id), error, now)
+        moved = moved + 1
+      end
+      redis.call('DEL', chain)
+    end
+  end
+  if moved > 0 and redis.call('HINCRBY', P .. ':pending', step, -moved) <= 0 then
+    redis.call('HDEL', P .. ':pending', step)
+  end
+  return moved, leased
+end
+
+-- PRUNE: args token, ms, now, dead-letter cut ('' = skip), step cut ('' = skip), then n x (step, error)
+--   for the steps the client found stale (each checked again here) -> {dead letters, steps, orphaned}.
+-- Dead letters are appended in failure order, so the old ones are at the head: popping them costs what
+-- is removed (one that a client with a slow clock appended late waits for the newer one before it).
+local function prune(P, args)
+  local now = args[3]
+  local removed, forgotten, orphaned = 0, 0, 0
+  if args[4] ~= '' then
+    local cut = tonumber(args[4])
+    while true do
+      local raw = redis.call('LINDEX', P .. ':dead', 0)
+      if not raw or tonumber(cjson.decode(raw)[8]) >= cut then break end
+      redis.call('LPOP', P .. ':dead')
+      removed = removed + 1
+    end
+  end
+  if args[5] ~= '' then
+    local cut = tonumber(args[5])
+    for i = 6, #args, 2 do
+      local step = args[i]
+      local seen = redis.call('ZSCORE', P .. ':steps', step)
+      if seen and tonumber(seen) < cut then  -- not touched since the client looked
+        local moved, leased = orphan(P, step, args[i + 1], now)
+        orphaned = orphaned + moved
+        for _, raw in ipairs(redis.call('SMEMBERS', P .. ':subs')) do
+          if cjson.decode(raw)[1] == step then redis.call('SREM', P .. ':subs', raw) end
+        end
+        if leased == 0 then
+          redis.call('ZREM', P .. ':steps', step)
+          forgotten = forgotten + 1
+        end
+      end
+    end
+  end
+  return {removed, forgotten, orphaned}
+end
+
+redis.register_function('motia1_acquire_lease', once(acquire_lease))
+redis.register_function('motia1_release_lease', once(release_lease))
+redis.register_function('motia1_prune', once(prune))

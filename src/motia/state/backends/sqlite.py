@@ -6,7 +6,9 @@ large the scope grows. Values are stored as encoded JSON blobs; a per-key ``vers
 ``expires_at`` (Unix seconds, filtered in every ``SELECT``) live beside them. Change events can be
 written to ``motia_state_events`` in the same transaction as the write (the transactional outbox).
 Claimed cron ticks are rows of ``motia_cron_ticks`` keyed by ``(job, tick)``: ``INSERT OR IGNORE`` picks
-the one claim that wins.
+the one claim that wins. Named leases are rows of ``motia_leases`` (``name``, ``owner``, ``expires_at``),
+taken by one upsert whose ``WHERE`` admits only a free, expired or own lease; ``motia_steps`` holds when
+an app last said it serves each step, for retention (``prune``).
 
 Concurrency and the event loop:
 
@@ -52,11 +54,23 @@ from motia.exceptions import (
     StateValueError,
 )
 from motia.state.backends._events import error_text, state_deliveries
-from motia.state.backends._writes import check_version, plan_restore, plan_set, plan_transaction_write, plan_update
+from motia.state.backends._writes import (
+    check_age,
+    check_lease,
+    check_lease_ttl,
+    check_steps,
+    check_version,
+    orphaned_error,
+    plan_restore,
+    plan_set,
+    plan_transaction_write,
+    plan_update,
+)
 from motia.state.backends.base import (
     DeadLetter,
     Delivery,
     NewDelivery,
+    PruneResult,
     Record,
     StateBackend,
     Subscription,
@@ -69,10 +83,11 @@ from motia.state.values import prefix_upper_bound
 
 logger = logging.getLogger("motia.state")
 
-#: 1: state, outbox and delivery tables. 2: ``motia_cron_ticks``. Every table is created ``IF NOT EXISTS``
-#: at open, which upgrades an older file in place; the stored version then stops an older pymotia from
-#: opening it (it would run cron ticks without claiming them, so twice beside newer instances).
-SCHEMA_VERSION = 2
+#: 1: state, outbox and delivery tables. 2: ``motia_cron_ticks``. 3: ``motia_leases`` and ``motia_steps``
+#: (named leases, retention). Every table is created ``IF NOT EXISTS`` at open, which upgrades an older
+#: file in place; the stored version then stops an older pymotia from opening it (it would run cron ticks
+#: without claiming them, or a cron job without its lease, so twice beside newer instances).
+SCHEMA_VERSION = 3
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS motia_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -137,6 +152,16 @@ _SCHEMA = (
         expires_at REAL NOT NULL,
         PRIMARY KEY (job, tick)
     ) WITHOUT ROWID""",
+    # Named leases (schema version 3): one owner at a time until expires_at (Unix seconds).
+    """CREATE TABLE IF NOT EXISTS motia_leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    # When an app last said it serves each step (touch_steps), so prune can tell renamed steps (version 3).
+    "CREATE TABLE IF NOT EXISTS motia_steps (step TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID",
+    # Retention deletes dead letters by age, and dead_letters() lists them by failure time (version 3).
+    "CREATE INDEX IF NOT EXISTS motia_dead_letters_failed ON motia_dead_letters (failed_at)",
 )
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -583,6 +608,61 @@ def _write_claim_tick(tx: _Transaction, job: str, tick: int, hold: float, prune:
         "INSERT OR IGNORE INTO motia_cron_ticks (job, tick, expires_at) VALUES (?, ?, ?)", (job, tick, tx.now + hold)
     )
     return cursor.rowcount == 1
+
+
+def _write_acquire_lease(tx: _Transaction, name: str, owner: str, ttl: float) -> bool:
+    # One statement: the row is taken when absent, expired or already ours; else the upsert's WHERE
+    # leaves it alone and changes no row.
+    cursor = tx.connection.execute(
+        "INSERT INTO motia_leases (name, owner, expires_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+        " WHERE motia_leases.owner = excluded.owner OR motia_leases.expires_at <= ?",
+        (name, owner, tx.now + ttl, tx.now),
+    )
+    return cursor.rowcount == 1
+
+
+def _write_release_lease(tx: _Transaction, name: str, owner: str) -> bool:
+    cursor = tx.connection.execute(
+        "DELETE FROM motia_leases WHERE name = ? AND owner = ? AND expires_at > ?", (name, owner, tx.now)
+    )
+    return cursor.rowcount == 1
+
+
+def _write_touch_steps(tx: _Transaction, steps: Sequence[str]) -> None:
+    tx.connection.executemany(
+        "INSERT INTO motia_steps (step, seen_at) VALUES (?, ?)"
+        " ON CONFLICT (step) DO UPDATE SET seen_at = max(seen_at, excluded.seen_at)",
+        [(step, tx.now) for step in steps],
+    )
+
+
+def _write_prune(tx: _Transaction, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    removed = forgotten = orphaned = 0
+    if dead_letter_age is not None:
+        removed = tx.connection.execute(
+            "DELETE FROM motia_dead_letters WHERE failed_at < ?", (tx.now - dead_letter_age,)
+        ).rowcount
+    if step_age is None:
+        return PruneResult(removed, 0, 0)
+    stale = tx.connection.execute(
+        "SELECT step, seen_at FROM motia_steps WHERE seen_at < ?", (tx.now - step_age,)
+    ).fetchall()
+    waiting = "step = ? AND (owner IS NULL OR lease_until <= ?)"  # a lease that has expired is waiting too
+    for step, seen_at in stale:
+        orphaned += tx.connection.execute(
+            "INSERT OR REPLACE INTO motia_dead_letters"
+            " (id, step, kind, payload, attempts, error, created_at, failed_at)"
+            f" SELECT id, step, kind, payload, attempts, ?, created_at, ? FROM motia_deliveries WHERE {waiting}",
+            (orphaned_error(step, seen_at), tx.now, step, tx.now),
+        ).rowcount
+        tx.connection.execute(f"DELETE FROM motia_deliveries WHERE {waiting}", (step, tx.now))
+        tx.connection.execute("DELETE FROM motia_subscriptions WHERE step = ?", (step,))
+        if tx.connection.execute("SELECT 1 FROM motia_deliveries WHERE step = ? LIMIT 1", (step,)).fetchone() is None:
+            tx.connection.execute("DELETE FROM motia_steps WHERE step = ?", (step,))
+            forgotten += 1
+    tx.notify = tx.notify or orphaned > 0
+    return PruneResult(removed, forgotten, orphaned)
 
 
 class _Call:
@@ -1180,6 +1260,29 @@ class SQLiteBackend(StateBackend):
             self._ticks_pruned = now
         claimed: bool = await self._write(_write_claim_tick, job, tick_millis(tick), hold, prune)
         return claimed
+
+    async def acquire_lease(self, name: str, owner: str, *, ttl: float) -> bool:
+        check_lease(name, owner)
+        acquired: bool = await self._write(_write_acquire_lease, name, owner, check_lease_ttl(ttl))
+        return acquired
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        check_lease(name, owner)
+        released: bool = await self._write(_write_release_lease, name, owner)
+        return released
+
+    async def touch_steps(self, steps: Sequence[str]) -> None:
+        names = check_steps(steps)
+        if names:
+            await self._write(_write_touch_steps, tuple(names))
+
+    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+        dead_letter_age = check_age("dead_letter_age", dead_letter_age)
+        step_age = check_age("step_age", step_age)
+        if dead_letter_age is None and step_age is None:
+            return PruneResult(0, 0, 0)
+        result: PruneResult = await self._write(_write_prune, dead_letter_age, step_age, heavy=True)
+        return result
 
     async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
         sql = "SELECT id, step, kind, payload, attempts, error, created_at, failed_at FROM motia_dead_letters"

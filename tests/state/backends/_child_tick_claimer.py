@@ -1,4 +1,5 @@
-"""Child process for test_tick_claims: open a store, say "ready", wait for "go" on stdin, then claim ticks.
+"""Child process for the tick-claim race in test_sqlite.py: open a store, say "ready", wait for "go" on stdin,
+then claim ticks.
 
 Usage: python _child_tick_claimer.py URL COUNT
 Claims ticks 0..COUNT-1 of one job one after another and prints "won <json list of the ticks it won>".

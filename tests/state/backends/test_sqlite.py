@@ -1,10 +1,16 @@
-"""SQLite backend specifics (SPEC 2): URL handling, fail closed, persistence, no raw sqlite3 errors."""
+"""SQLite backend specifics (SPEC 2, 3.1, 4): fail closed, persistence, no raw sqlite3 errors, events in the write's
+transaction, tick claims across processes."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,12 +18,12 @@ from motia import (
     MotiaError,
     StateBackendError,
     StateBackendUnavailable,
-    StateError,
     StateManager,
     StateTimeout,
     SyncStateManager,
 )
-from motia.exceptions import ConfigError
+from motia.state.backends import sqlite as sqlite_backend
+from motia.state.backends.base import Subscription
 
 
 def assert_not_raw_driver_error(exc: BaseException) -> None:
@@ -112,39 +118,8 @@ async def test_corruption_found_after_open_is_a_state_backend_error(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# URLs and options
+# Journal mode and persistence
 # --------------------------------------------------------------------------------------------------------------
-
-
-async def test_relative_path_resolves_against_the_cwd(tmp_path, monkeypatch):
-    # Given the cwd is a temp dir
-    monkeypatch.chdir(tmp_path)
-    # When a relative sqlite URL is used
-    async with StateManager.from_url("sqlite:///relative.db") as sm:
-        await sm.set("s", "k", 1)
-    # Then the file lives in the cwd, and holds the data
-    assert (tmp_path / "relative.db").is_file()
-    monkeypatch.chdir(tmp_path.parent)
-    async with StateManager.from_url(f"sqlite:///{tmp_path / 'relative.db'}") as sm:
-        assert await sm.get("s", "k") == 1
-
-
-async def test_relative_path_with_subdirectory(tmp_path, monkeypatch):
-    (tmp_path / "sub").mkdir()
-    monkeypatch.chdir(tmp_path)
-    async with StateManager.from_url("sqlite:///sub/state.db") as sm:
-        await sm.set("s", "k", 1)
-    assert (tmp_path / "sub" / "state.db").is_file()
-
-
-@pytest.mark.parametrize("query", ["?durability=full", "?durability=normal"])
-async def test_durability_option_is_accepted(tmp_path, query):
-    db = tmp_path / "state.db"
-    async with StateManager.from_url(f"sqlite:///{db}{query}") as sm:
-        await sm.set("s", "k", {"a": 1})
-        assert await sm.get("s", "k") == {"a": 1}
-    async with StateManager.from_url(f"sqlite:///{db}") as sm:
-        assert await sm.get("s", "k") == {"a": 1}
 
 
 def test_database_is_in_wal_mode(tmp_path):
@@ -153,48 +128,6 @@ def test_database_is_in_wal_mode(tmp_path):
         sm.set("s", "k", 1)
     with contextlib.closing(sqlite3.connect(db)) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "postgres://localhost/db",
-        "mysql://localhost/db",
-        "file:///tmp/x.db",
-        "",
-        "not a url",
-    ],
-)
-@pytest.mark.parametrize("opener", [StateManager.from_url, SyncStateManager.from_url], ids=["async", "sync"])
-def test_unknown_scheme_raises_config_error(url, opener):
-    with pytest.raises(ConfigError) as excinfo:
-        opener(url)
-    assert isinstance(excinfo.value, MotiaError)
-
-
-@pytest.mark.parametrize("query", ["?foo=bar", "?durability=bogus", "?durability=full&nope=1", "?journal=delete"])
-@pytest.mark.parametrize("opener", [StateManager.from_url, SyncStateManager.from_url], ids=["async", "sync"])
-def test_unknown_sqlite_option_raises_config_error(tmp_path, query, opener):
-    db = tmp_path / "state.db"
-    with pytest.raises(ConfigError) as excinfo:
-        opener(f"sqlite:///{db}{query}")
-    assert isinstance(excinfo.value, MotiaError)
-    assert not db.exists(), "a store was created from an invalid URL"
-
-
-def test_unknown_memory_option_raises_config_error():
-    with pytest.raises(ConfigError):
-        StateManager.from_url("memory://?foo=bar")
-
-
-def test_config_error_is_a_motia_error_not_a_state_value_error():
-    assert issubclass(ConfigError, MotiaError)
-    assert not issubclass(ConfigError, StateError)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Persistence
-# --------------------------------------------------------------------------------------------------------------
 
 
 async def test_data_persists_across_close_and_reopen(sqlite_url, clock):
@@ -220,8 +153,8 @@ async def test_data_persists_across_close_and_reopen(sqlite_url, clock):
         # Then everything is there: values (key order too), versions and expiries
         assert after == before
         assert list((await sm.get("users", "u1")).keys()) == ["name", "z", "a", "logins"]
-        assert (await sm.get_entry("users", "u1")).version == 3
-        assert (await sm.get_entry("sessions", "s1")).expires_at == pytest.approx(clock() + 60)
+        assert (await sm.get_entry("users", "u1")).version == 3  # type: ignore[union-attr]
+        assert (await sm.get_entry("sessions", "s1")).expires_at == pytest.approx(clock() + 60)  # type: ignore[union-attr]
         assert await sm.list_groups() == ["sessions", "users"]
         # And versions continue from where they were
         assert (await sm.update("users", "u1", [{"type": "increment", "path": "logins", "value": 1}])).version == 4
@@ -298,7 +231,149 @@ def test_sync_write_blocked_by_a_foreign_lock_times_out_cleanly(sqlite_path, sql
         assert sm.set("s", "k", 3).version == 2
 
 
-@pytest.mark.parametrize("query", ["?timeout=abc", "?timeout="])
-def test_bad_timeout_option_raises_config_error(tmp_path, query):
-    with pytest.raises(ConfigError):
-        StateManager.from_url(f"sqlite:///{tmp_path / 'state.db'}{query}")
+# --------------------------------------------------------------------------------------------------------------
+# Change events: recorded in the write's transaction, the events flag shared by every process
+# --------------------------------------------------------------------------------------------------------------
+
+
+EVERYTHING = [Subscription("watcher")]
+
+
+async def test_sqlite_records_events_in_the_same_transaction(sqlite_state: StateManager, sqlite_path: Path) -> None:
+    await sqlite_state.backend.enable_events()
+    await sqlite_state.set("s", "k", {"n": 1})
+    # Acknowledged means committed, the event with it: another connection sees both
+    with sqlite3.connect(sqlite_path) as connection:
+        assert connection.execute("SELECT count(*) FROM motia_state").fetchone()[0] == 1
+        rows = connection.execute("SELECT event_type, scope, key, new_value FROM motia_state_events").fetchall()
+    assert rows == [("created", "s", "k", b'{"n":1}')]
+
+
+async def test_sqlite_events_flag_is_shared_by_every_process(sqlite_url: str, clock: Any) -> None:
+    # Given a store opened before another one enabled events (a script and `motia run`)
+    script = StateManager.from_url(sqlite_url, clock=clock)
+    app = StateManager.from_url(sqlite_url, clock=clock)
+    try:
+        await app.backend.enable_events()
+        # When the other one writes (a fresh open reads the flag at its first write)
+        late = StateManager.from_url(sqlite_url, clock=clock)
+        await late.set("s", "from-late-open", 1)
+        await late.aclose()
+        # Then the app dispatches its event
+        assert await app.backend.dispatch_events(EVERYTHING) == 1
+    finally:
+        await script.aclose()
+        await app.aclose()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tick claims: schema upgrade in place, pruning, locks, and real processes racing on one file
+# --------------------------------------------------------------------------------------------------------------
+
+
+TICK = 1_700_000_000.0
+
+
+HOLD = 3600.0
+
+
+def downgrade_to_schema_1(path: Path) -> None:
+    """Make the file exactly what pymotia before tick claims left: no motia_cron_ticks, schema version 1."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.execute("DROP TABLE motia_cron_ticks")
+        connection.execute("DROP TABLE motia_leases")  # and what later versions added (schema version 3)
+        connection.execute("DROP TABLE motia_steps")
+        connection.execute("DROP INDEX motia_dead_letters_failed")
+        connection.execute("UPDATE motia_meta SET value = '1' WHERE name = 'schema_version'")
+
+
+def schema_version(path: Path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return str(connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()[0])
+
+
+async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_path: Path) -> None:
+    # Given a file written by a pymotia without tick claims
+    async with StateManager.from_url(sqlite_url) as sm:
+        await sm.set("s", "k", {"n": 1})
+    downgrade_to_schema_1(sqlite_path)
+    assert schema_version(sqlite_path) == "1"
+    # When it is opened again
+    async with StateManager.from_url(sqlite_url) as sm:
+        # Then its data is intact, claims work, and it is marked as the current schema
+        assert await sm.get("s", "k") == {"n": 1}
+        assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
+        assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "3"
+
+
+async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:
+    async with StateManager.from_url(sqlite_url, clock=clock) as sm:
+        for second in range(5):
+            assert await sm.backend.claim_tick("cron:job:0", TICK + second, hold=10)
+        clock.advance(10 + sqlite_backend.TICK_PRUNE_INTERVAL)
+        assert await sm.backend.claim_tick("cron:job:0", TICK + 100, hold=10)
+    with contextlib.closing(sqlite3.connect(sqlite_path)) as connection:
+        rows = connection.execute("SELECT job, tick FROM motia_cron_ticks").fetchall()
+    assert rows == [("cron:job:0", round((TICK + 100) * 1000))]
+
+
+async def test_sqlite_claim_blocked_by_a_foreign_lock_times_out_cleanly(sqlite_path: Path, sqlite_url: str) -> None:
+    async with StateManager.from_url(f"{sqlite_url}?timeout=0.3") as sm:
+        with contextlib.closing(sqlite3.connect(sqlite_path, isolation_level=None)) as foreign:
+            foreign.execute("BEGIN IMMEDIATE")
+            try:
+                with pytest.raises(StateTimeout) as excinfo:
+                    await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
+                assert isinstance(excinfo.value, StateBackendError)
+            finally:
+                foreign.execute("ROLLBACK")
+        # Nothing was claimed by the attempt that timed out
+        assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
+
+
+CHILD = Path(__file__).with_name("_child_tick_claimer.py")
+
+
+PROCESSES = 4
+
+
+TICKS = 200
+
+
+def test_processes_racing_on_one_sqlite_file_claim_each_tick_once(sqlite_url: str, child_env: dict[str, str]) -> None:
+    # Given four processes on one file, each about to claim the same 200 ticks
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(CHILD), sqlite_url, str(TICKS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env,
+        )
+        for _ in range(PROCESSES)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready", child.stderr.read() if child.stderr else ""
+        # When they are released together
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        outputs = [child.communicate(timeout=120) for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    won: list[list[int]] = []
+    for child, (out, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err
+        [line] = [line for line in out.splitlines() if line.startswith("won ")]
+        won.append(json.loads(line.removeprefix("won ")))
+    # Then every tick was won by exactly one process
+    every = sorted(tick for ticks in won for tick in ticks)
+    assert every == list(range(TICKS))

@@ -2,8 +2,8 @@
 stores, fail-closed start-up with the password masked, durability across a server crash (AOF), and a clear
 message when the ``redis`` extra is missing.
 
-The contract itself (every operation, TTL, versions, events) runs against Redis in test_contract.py and the other
-modules through ``BACKENDS``; the tests here use real ``redis-server`` processes (``tests/redis_server.py``).
+The contract itself (every operation, TTL, versions, events) runs against Redis in ``tests/state/contract/`` and the
+other modules through ``BACKENDS``; the tests here use real ``redis-server`` processes (``tests/redis_server.py``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from test_concurrency import PROCESSES, UPDATES_PER_PROCESS, check_exact_total, run_children
-from test_transactions import TRANSFER_SCRIPT
 
 from motia import (
     MotiaError,
@@ -31,7 +29,9 @@ from motia import (
     SyncStateManager,
 )
 from motia.state.backends.base import NewDelivery, Subscription
-from redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port
+from tests.state.test_concurrency import PROCESSES, UPDATES_PER_PROCESS, check_exact_total, run_children
+from tests.state.test_transaction import TRANSFER_SCRIPT
 
 PASSWORD = "pa55-w0rd-never-printed"
 
@@ -80,6 +80,7 @@ def test_two_processes_transferring_in_transactions_keep_the_sum(redis_url, chil
     ]
     try:
         for child in children:
+            assert child.stdin is not None
             child.stdin.write("go\n")
             child.stdin.flush()
         for child in children:
@@ -126,10 +127,10 @@ async def test_a_second_manager_on_the_same_url_is_the_same_store(redis_url, clo
         async with StateManager.from_url(redis_url, clock=clock) as second:
             # Then the second sees the value, version and expiry the first wrote, and vice versa
             entry = await second.get_entry("s", "k")
-            assert (entry.value, entry.version, entry.expires_at) == ({"n": 1}, 1, clock() + 60)
+            assert (entry.value, entry.version, entry.expires_at) == ({"n": 1}, 1, clock() + 60)  # type: ignore[union-attr]
             await second.update("s", "k", [{"type": "increment", "path": "n", "value": 1}])
             assert await first.get("s", "k") == {"n": 2}
-            assert (await first.get_entry("s", "k")).version == 2
+            assert (await first.get_entry("s", "k")).version == 2  # type: ignore[union-attr]
 
 
 async def test_every_redis_key_is_under_the_store_prefix(redis_server_factory, clock):

@@ -1,11 +1,9 @@
 """The delivery contract (SPEC 1.4): change events recorded with the write, dispatched once per
-subscription, leased, retried, dead-lettered — run over every backend."""
+subscription, leased, retried, dead-lettered, run over every backend (SQLite specifics: ``backends/test_sqlite.py``)."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,7 +20,7 @@ async def events_of(state: StateManager, subscriptions: list[Subscription] | Non
     """Dispatch what is recorded and claim it all back, in commit (``seq``) order."""
     backend = state.backend
     await backend.dispatch_events(subscriptions or EVERYTHING)
-    payloads = []
+    payloads: list[dict[str, Any]] = []
     while True:
         claimed = await backend.claim(["watcher"], owner="test", limit=1000, lease=60)
         if not claimed:
@@ -244,33 +242,6 @@ async def test_listeners_hear_about_commits_with_events(state: StateManager) -> 
     backend.remove_listener(heard.set)
     await state.set("s", "k", 3)
     assert not heard.is_set()
-
-
-async def test_sqlite_records_events_in_the_same_transaction(sqlite_state: StateManager, sqlite_path: Path) -> None:
-    await sqlite_state.backend.enable_events()
-    await sqlite_state.set("s", "k", {"n": 1})
-    # Acknowledged means committed, the event with it: another connection sees both
-    with sqlite3.connect(sqlite_path) as connection:
-        assert connection.execute("SELECT count(*) FROM motia_state").fetchone()[0] == 1
-        rows = connection.execute("SELECT event_type, scope, key, new_value FROM motia_state_events").fetchall()
-    assert rows == [("created", "s", "k", b'{"n":1}')]
-
-
-async def test_sqlite_events_flag_is_shared_by_every_process(sqlite_url: str, clock: Any) -> None:
-    # Given a store opened before another one enabled events (a script and `motia run`)
-    script = StateManager.from_url(sqlite_url, clock=clock)
-    app = StateManager.from_url(sqlite_url, clock=clock)
-    try:
-        await app.backend.enable_events()
-        # When the other one writes (a fresh open reads the flag at its first write)
-        late = StateManager.from_url(sqlite_url, clock=clock)
-        await late.set("s", "from-late-open", 1)
-        await late.aclose()
-        # Then the app dispatches its event
-        assert await app.backend.dispatch_events(EVERYTHING) == 1
-    finally:
-        await script.aclose()
-        await app.aclose()
 
 
 async def test_event_seqs_are_never_reused_after_a_dispatch(state: StateManager) -> None:

@@ -1,0 +1,97 @@
+"""The records state backends exchange with the layers above: stored keys, subscriptions, deliveries.
+
+The runtime and the testing kit import these (never a backend module); the contract that produces them is
+:mod:`motia.state.backends.base`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Record(NamedTuple):
+    """A stored key as the backend returns it: the value still encoded."""
+
+    key: str
+    data: bytes
+    version: int
+    expires_at: float | None
+
+
+class Subscription(NamedTuple):
+    """A state trigger: deliver events of ``scope``/``key`` (``None``: any) to ``step``."""
+
+    step: str
+    scope: str | None = None
+    key: str | None = None
+
+
+class NewDelivery(NamedTuple):
+    """A delivery to add: ``payload`` is encoded JSON; ``order_key`` serialises deliveries that share it."""
+
+    id: str
+    step: str
+    kind: str
+    payload: bytes
+    order_key: str | None = None
+
+
+class Delivery(NamedTuple):
+    """A leased delivery. ``attempts`` counts this attempt (1 on the first)."""
+
+    id: str
+    step: str
+    kind: str
+    payload: bytes
+    attempts: int
+    created_at: float
+
+
+class DeadLetter(NamedTuple):
+    """A delivery that failed every attempt, kept for inspection."""
+
+    id: str
+    step: str
+    kind: str
+    payload: bytes
+    attempts: int
+    error: str
+    created_at: float
+    failed_at: float
+
+
+class PruneResult(NamedTuple):
+    """What one :meth:`StateBackend.prune` removed or moved."""
+
+    dead_letters: int  #: dead letters deleted (failed before the cut-off)
+    steps: int  #: stale steps forgotten (with their subscriptions)
+    orphaned: int  #: waiting deliveries of those steps moved to the dead letters
+
+
+#: The error text a delivery gets when it is dead-lettered because its step no longer runs anywhere.
+ORPHANED_ERROR = "no running app has served step {step!r} since {since}: retention moved it here"
+
+
+class TransactionWrite(NamedTuple):
+    """One write of a committed transaction: ``data=None`` deletes. ``ttl=None`` with ``keep_expiry``
+    keeps the key's expiry (an ``update``), without it makes the key permanent (a ``set``)."""
+
+    scope: str
+    key: str
+    data: bytes | None
+    ttl: float | None = None
+    keep_expiry: bool = False
+
+
+class WriteResult(NamedTuple):
+    """The outcome of ``set``/``update``: encoded values before (``None`` if absent) and after."""
+
+    old_data: bytes | None
+    new_data: bytes | None
+    version: int
+
+
+def tick_millis(tick: float) -> int:
+    """A tick's time as whole milliseconds: the exact form backends store, so processes agree on it
+    however their floats were computed."""
+    return round(tick * 1000)

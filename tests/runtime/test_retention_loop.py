@@ -1,0 +1,131 @@
+"""The app applies the store's retention (issue 11): it touches its steps at start and every
+``retention_interval``, and prunes old dead letters and the subscriptions and waiting deliveries of steps
+no running app serves any more (a renamed step), logging what it moved or removed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+import motia
+from motia import ConfigError, StateManager, queue, state, step
+from motia.runtime.app import MotiaApp
+from motia.runtime.delivery import DeliveryOptions
+
+
+async def noop(input, ctx):
+    return None
+
+
+async def fail(input, ctx):
+    raise RuntimeError("always fails")
+
+
+async def poll_until(predicate, *, timeout: float, what: str):
+    """Bounded poll of the store (retention runs on its own timer, with no event to await)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_renamed_step_is_pruned_and_old_dead_letters_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="motia.runtime")
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    # Given version 1 of an app ran on a store: a state step "old-name", and a queue step whose one
+    # message was dead-lettered
+    v1 = MotiaApp(
+        [
+            step({"name": "old-name", "triggers": [state(scope="orders")]}, noop),
+            step({"name": "failing", "triggers": [queue("jobs", config={"max_retries": 0})]}, fail),
+        ],
+        state=url,
+        cron=False,
+        delivery=DeliveryOptions(poll_interval=0.05, dead_letter_retention=0, step_retention=0),
+    )
+    await v1.startup()
+    await motia.enqueue({"topic": "jobs", "data": {}})
+    await v1.drain()
+    await v1.shutdown()
+    # And a write made while no app ran
+    async with StateManager.from_url(url) as sm:
+        await sm.set("orders", "k1", {"n": 1})
+
+    # When version 2, where the step is renamed "new-name", runs with short retention ages
+    handled: list[str] = []
+
+    async def on_order(input, ctx):
+        handled.append(input.key)
+
+    options = DeliveryOptions(poll_interval=0.05, retention_interval=0.1, step_retention=0.5, dead_letter_retention=2.0)
+    v2 = MotiaApp(
+        [step({"name": "new-name", "triggers": [state(scope="orders")]}, on_order)],
+        state=url,
+        cron=False,
+        delivery=options,
+    )
+    await v2.startup()
+    backend = v2.state.backend
+    try:
+        # Then the renamed step's waiting delivery becomes a dead letter saying why, never silently dropped
+        orphans = await poll_until(
+            lambda: backend.dead_letters("old-name"), timeout=10, what="old-name's delivery dead-lettered"
+        )
+        assert [letter.payload for letter in orphans] and "retention moved it here" in orphans[0].error
+        # And its subscription is gone: a new write makes a delivery for new-name only
+        await v2.state.set("orders", "k2", {"n": 2})
+        await v2.drain()
+        assert await backend.pending("old-name") == 0
+        assert sorted(handled) == ["k1", "k2"]
+        # And the dead letter older than 2 s is deleted, while the app's own step is kept
+        await poll_until(lambda: _no_dead_letters(backend, "failing"), timeout=10, what="the old dead letter deleted")
+        await v2.state.set("orders", "k3", {"n": 3})
+        await v2.drain()
+        assert sorted(handled) == ["k1", "k2", "k3"]
+    finally:
+        await v2.shutdown()
+    # And retention said what it did
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("retention: forgot 2 step(s)" in m and "1 of their waiting deliveries" in m for m in messages)
+    assert any("retention: deleted 1 dead letter(s)" in m for m in messages)
+
+
+async def _no_dead_letters(backend, step_name: str) -> bool:
+    return not await backend.dead_letters(step_name)
+
+
+def test_retention_settings_come_from_the_environment() -> None:
+    options = DeliveryOptions.from_env(
+        {
+            "MOTIA_DELIVERY_DEAD_LETTER_RETENTION": "86400",
+            "MOTIA_DELIVERY_STEP_RETENTION": "0",
+            "MOTIA_DELIVERY_RETENTION_INTERVAL": "60",
+        }
+    )
+    assert (options.dead_letter_retention, options.step_retention, options.retention_interval) == (86400, 0, 60)
+    defaults = DeliveryOptions()
+    assert defaults.dead_letter_retention == 30 * 86400 and defaults.step_retention == 7 * 86400
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"dead_letter_retention": -1},
+        {"step_retention": float("inf")},
+        {"retention_interval": 0},
+        {"step_retention": 100, "retention_interval": 60},  # shorter than two touches apart
+    ],
+)
+def test_bad_retention_settings_are_a_config_error(fields) -> None:
+    with pytest.raises(ConfigError):
+        DeliveryOptions(**fields)
