@@ -35,18 +35,12 @@ def check_name(kind: str, name: object, max_length: int) -> str:
         raise StateValueError(f"{kind} must not be empty")
     if len(name) > max_length:
         raise StateValueError(f"{kind} is {len(name)} characters long; the limit is {max_length}")
-    return _check_utf8(kind, name)
-
-
-def _check_utf8(kind: str, text: str) -> str:
-    """Return ``text`` if it is valid UTF-8 text, else raise: a lone surrogate cannot be stored, compared
-    or sent by any backend (SQLite and Redis would raise ``UnicodeEncodeError``)."""
-    if not text.isascii():
+    if not name.isascii():
         try:
-            text.encode("utf-8")
+            name.encode("utf-8")
         except UnicodeEncodeError:
-            raise StateValueError(f"{kind} contains a lone surrogate and is not valid UTF-8") from None
-    return text
+            raise StateValueError(f"{kind} contains a lone surrogate and cannot be stored as UTF-8") from None
+    return name
 
 
 def check_scope(scope: object) -> str:
@@ -211,9 +205,7 @@ def check_optional_str(kind: str, text: object) -> str | None:
         return None
     if not isinstance(text, str):
         raise StateValueError(f"{kind} must be a str or None, not {type(text).__name__}")
-    # No key holds a lone surrogate, so one here could only match nothing; an error (like a key's) says
-    # so on every backend, where the drivers would otherwise raise UnicodeEncodeError.
-    return _check_utf8(kind, text)
+    return text
 
 
 def prefix_upper_bound(prefix: str) -> str | None:

@@ -216,6 +216,17 @@ def _error_code(exc: sqlite3.Error) -> int | None:
     return None if code is None else int(code) & 0xFF
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (holds no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` says another connection holds a lock."""
     return _error_code(exc) in _BUSY_CODES or "locked" in str(exc)
@@ -1345,11 +1356,20 @@ class SQLiteBackend(StateBackend):
     async def items(self, scope: str, *, prefix: str | None, after: str | None, limit: int | None) -> list[Record]:
         if limit == 0:
             return []
+        if prefix and not _is_utf8(prefix):
+            return []  # no key holds a lone surrogate, so none starts with this prefix
         sql = "SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?"
         parameters: list[Any] = [scope]
         if after is not None:
-            sql += " AND key > ?"
-            parameters.append(after)
+            if _is_utf8(after):
+                sql += " AND key > ?"
+                parameters.append(after)
+            else:
+                # sqlite3 binds str as strict UTF-8; a lone surrogate encoded as its code point's bytes
+                # ("surrogatepass") and read back as TEXT sorts by code point among the keys, as on
+                # every backend (keys compare as UTF-8 bytes, which is code point order).
+                sql += " AND key > CAST(? AS TEXT)"
+                parameters.append(after.encode("utf-8", "surrogatepass"))
         if prefix:
             sql += " AND key >= ?"
             parameters.append(prefix)
