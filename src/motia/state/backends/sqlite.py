@@ -1115,9 +1115,8 @@ class SQLiteBackend(StateBackend):
             if statements and not savepoint:
                 raise  # no savepoint to return to: roll the (single-call) batch back
             tx.undo_call()
-            if savepoint:
-                connection.execute("ROLLBACK TO motia_call")
-                connection.execute("RELEASE motia_call")
+            if savepoint and not self._roll_back_call(connection):
+                raise  # it cannot be taken back alone: the whole batch fails, with this call's own error
             if isinstance(exc, sqlite3.Error | UnicodeEncodeError):
                 return _Failure(self._translate(exc))
             return _Failure(exc)
@@ -1125,6 +1124,16 @@ class SQLiteBackend(StateBackend):
         if savepoint:
             connection.execute("RELEASE motia_call")
         return outcome
+
+    def _roll_back_call(self, connection: sqlite3.Connection) -> bool:
+        """Undo the statements of the call that began last; ``False`` (logged) if SQLite could not."""
+        try:
+            connection.execute("ROLLBACK TO motia_call")
+            connection.execute("RELEASE motia_call")
+        except sqlite3.Error:
+            logger.warning("could not roll back one write on %s", self.path, exc_info=True)
+            return False
+        return True
 
     def _rollback(self, connection: sqlite3.Connection) -> None:
         """End a failed transaction without hiding why it failed.
