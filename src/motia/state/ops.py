@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from motia.exceptions import InvalidUpdateError, StateValueError
 from motia.state.types import JSON
 from motia.state.values import decode, dumps, to_json
@@ -126,7 +124,8 @@ def _parse_one(index: int, raw: object) -> Operation:
         if "value" not in raw and "by" not in raw:
             raise InvalidUpdateError(f"{where}: missing the amount ('value' or 'by')", index=index, path=raw_path)
         amount = raw["value"] if "value" in raw else raw["by"]
-        if not _is_number(amount) or not math.isfinite(amount):
+        # ints are always finite (and math.isfinite raises OverflowError on one beyond a float's range)
+        if not _is_number(amount) or (isinstance(amount, float) and not math.isfinite(amount)):
             raise InvalidUpdateError(
                 f"{where}: the amount must be a finite number, not {amount!r}", index=index, path=raw_path
             )
@@ -221,7 +220,10 @@ def _combine(current: JSON, op: Operation) -> JSON:
             current = 0
         if not _is_number(current):
             raise op.error(f"cannot increment {_describe(current)}; only numbers can be incremented")
-        result = current + op.operand
+        try:
+            result = current + op.operand
+        except OverflowError:  # an int beyond a float's range plus a float amount
+            raise op.error(f"the result of adding {op.operand!r} to {_describe(current)} is too large") from None
         if isinstance(result, float) and not math.isfinite(result):
             raise op.error(f"the result {result!r} is not a finite number")
         return result
@@ -287,10 +289,26 @@ def _list_index(items: list[JSON], segment: Segment, op: Operation, *, allow_end
 
 
 def _describe(value: JSON) -> str:
+    """A short description of a stored value for an error message.
+
+    Never raises: it runs while an error is being reported, and a description that failed (an int past
+    64 bits once made orjson raise ``TypeError`` here) would replace the real error and fail a whole
+    group-commit batch.
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
         return f"a bool ({value!r})"
     if isinstance(value, str):
         return "a str"
-    return f"{type(value).__name__} {orjson.dumps(value)[:40].decode(errors='replace')}"
+    if isinstance(value, int):
+        if value.bit_length() > 64:  # also stays clear of the 4,300-digit limit on str(int)
+            return f"an int of {value.bit_length()} bits"
+        return f"int {value}"
+    if isinstance(value, float):
+        return f"float {value!r}"
+    try:
+        preview = dumps(value)[:40].decode(errors="replace")
+    except (ValueError, TypeError, RecursionError):  # StateValueError is a ValueError
+        preview = "(not shown)"
+    return f"{type(value).__name__} {preview}"

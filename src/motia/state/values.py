@@ -129,7 +129,10 @@ def dumps(value: JSON) -> bytes:
         if "64-bit" not in str(exc):
             raise StateValueError(f"value cannot be stored as JSON: {exc}") from None
     # orjson stops at 64 bits; JSON and Python ints do not. The rare big int takes the slow road.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:  # an int past sys.get_int_max_str_digits() (4,300 digits by default)
+        raise StateValueError(f"value cannot be stored as JSON: {exc}") from None
 
 
 def encode(value: JSON, max_bytes: int) -> bytes:

@@ -35,6 +35,18 @@ def state_event_payload(
     )
 
 
+def error_text(error: str) -> str:
+    """The error text a delivery keeps (retry, dead letter), storable by every backend.
+
+    A handler's exception message may hold lone surrogates (text decoded with ``surrogateescape``, such
+    as a file name), which no store can encode as UTF-8: they are kept as ``\\udcxx`` escapes, so
+    recording the failure never fails itself.
+    """
+    if error.isascii():
+        return error
+    return error.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def order_key(scope: str, key: str) -> str:
     """Deliveries of one (scope, key) share this, so they are handled in commit order."""
     return orjson.dumps([scope, key]).decode()

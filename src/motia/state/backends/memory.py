@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from motia.exceptions import StateClosedError
-from motia.state.backends._events import state_deliveries
+from motia.state.backends._events import error_text, state_deliveries
 from motia.state.backends._writes import (
     check_age,
     check_lease,
@@ -392,7 +392,14 @@ class MemoryBackend(StateBackend):
             new = pending.new
             self._dead.append(
                 DeadLetter(
-                    new.id, new.step, new.kind, new.payload, pending.attempts, error, pending.created_at, self._clock()
+                    new.id,
+                    new.step,
+                    new.kind,
+                    new.payload,
+                    pending.attempts,
+                    error_text(error),
+                    pending.created_at,
+                    self._clock(),
                 )
             )
         self._notify_listeners()

@@ -13,7 +13,9 @@ an app last said it serves each step, for retention (``prune``).
 Concurrency and the event loop:
 
 * Writes are queued per event loop and *group committed*: everything queued during one loop iteration
-  runs in one ``BEGIN IMMEDIATE`` … ``COMMIT``, and each caller is answered only after that commit.
+  runs in one ``BEGIN IMMEDIATE`` … ``COMMIT``, and each caller is answered only after that commit. A
+  call that raises fails alone and leaves nothing behind (an undo log for its buffered changes, a
+  ``SAVEPOINT`` for the statements it ran); the rest of its batch commits.
 * The commit runs on the loop thread itself when the write lock is free: the attempt uses
   ``busy_timeout=0``, so it never waits on another process, and with ``synchronous=NORMAL`` a WAL commit
   does not fsync. If the lock is taken, the batch moves to a worker thread, which waits with a deadline
@@ -49,8 +51,9 @@ from motia.exceptions import (
     StateClosedError,
     StateError,
     StateTimeout,
+    StateValueError,
 )
-from motia.state.backends._events import state_deliveries
+from motia.state.backends._events import error_text, state_deliveries
 from motia.state.backends._writes import (
     check_age,
     check_lease,
@@ -184,12 +187,13 @@ _SCOPES = f"""
         SELECT 1 FROM motia_state WHERE motia_state.scope = scopes.scope AND {_LIVE}
     )"""
 
-#: How often (seconds) a process that does not record events yet looks whether another enabled them.
-EVENTS_FLAG_REFRESH = 1.0
 #: Writes committed together at most; bounds how long one flush holds the loop.
 MAX_BATCH = 256
 #: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
 INLINE_PAGE_LIMIT = 1000
+#: A clear recording events writes them in chunks of at most this many rows or (about) bytes of values.
+CLEAR_CHUNK_ROWS = 500
+CLEAR_CHUNK_BYTES = 1 << 20
 #: Expired keys swept per write batch, at most once per ``sweep_interval``.
 SWEEP_BATCH = 256
 #: Forgotten cron tick claims are deleted at most this often (seconds), by the claim that comes next.
@@ -198,6 +202,34 @@ TICK_PRUNE_INTERVAL = 60.0
 #: frame, so this matches SQLite's own default of a checkpoint per 1,000 pages).
 CHECKPOINT_WRITES = 1000
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+#: Opening retries a busy set-up step after this pause (seconds), doubling up to the maximum.
+OPEN_RETRY_PAUSE = 0.002
+OPEN_RETRY_PAUSE_MAX = 0.1
+
+
+SQLITE_READONLY = 8
+
+
+def _error_code(exc: sqlite3.Error) -> int | None:
+    """The primary result code of ``exc`` (extended codes such as SQLITE_BUSY_RECOVERY folded into theirs)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (holds no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds a lock."""
+    return _error_code(exc) in _BUSY_CODES or "locked" in str(exc)
 
 
 class _Busy(Exception):
@@ -205,6 +237,8 @@ class _Busy(Exception):
 
 
 _UNSEEN: Any = object()
+#: Marks an undo-log entry for a flush: the buffers as they were before it.
+_FLUSHED: Any = object()
 
 #: Bumped in a child process after fork: connections opened before it must not be used there.
 _forks = [0]
@@ -222,9 +256,14 @@ class _Transaction:
 
     Rows are read once (a batch prefetches its keys with one query per scope), changed in Python and
     written back at commit with ``executemany``: a group of writes costs little more than one.
+
+    Each call of a batch can be undone on its own (:meth:`begin_call` … :meth:`undo_call`): while a call
+    runs, every change to the buffers is logged, so a call that raises leaves them as they were before it,
+    and the other calls of the batch still commit. (Statements a call executes itself are undone by a
+    ``SAVEPOINT``, see :meth:`SQLiteBackend._run_call`.)
     """
 
-    __slots__ = ("connection", "now", "record_events", "notify", "_known", "_dirty", "_events")
+    __slots__ = ("connection", "now", "record_events", "notify", "_known", "_dirty", "_events", "_undo", "_mark")
 
     def __init__(self, connection: sqlite3.Connection, now: float, record_events: bool) -> None:
         self.connection = connection
@@ -237,6 +276,39 @@ class _Transaction:
         #: What to write at commit: the final record of each changed key (``None``: delete the row).
         self._dirty: dict[tuple[str, str], Record | None] = {}
         self._events: list[tuple[str, str, str, bytes | None, bytes | None, int, float]] = []
+        #: While a call runs: how to undo each change it made to the buffers, in order.
+        self._undo: list[tuple[Any, ...]] | None = None
+        #: ``len(self._events)`` when the running call began.
+        self._mark = 0
+
+    def begin_call(self) -> None:
+        """Start logging changes, so that :meth:`undo_call` can take back everything the next call does."""
+        self._undo = []
+        self._mark = len(self._events)
+
+    def end_call(self) -> None:
+        """The call succeeded: keep its changes."""
+        self._undo = None
+
+    def undo_call(self) -> None:
+        """Take back every buffered change of the call that began last (it raised)."""
+        undo, self._undo = self._undo, None
+        assert undo is not None
+        for entry in reversed(undo):
+            if entry[0] is _FLUSHED:  # the statements were rolled back: buffer those writes again
+                self._dirty, self._events = entry[1], entry[2]
+            else:
+                table, pair, old = entry
+                if old is _UNSEEN:
+                    table.pop(pair, None)
+                else:
+                    table[pair] = old
+        del self._events[self._mark :]
+
+    def _set(self, table: dict[tuple[str, str], Record | None], pair: tuple[str, str], record: Record | None) -> None:
+        if self._undo is not None:
+            self._undo.append((table, pair, table.get(pair, _UNSEEN)))
+        table[pair] = record
 
     def prefetch(self, scope: str, keys: Sequence[str]) -> None:
         missing = list(dict.fromkeys(key for key in keys if (scope, key) not in self._known))
@@ -263,20 +335,22 @@ class _Transaction:
         if row is not None:
             data, version, expires_at = row
             if expires_at is not None and expires_at <= self.now:
-                self._dirty[scope, key] = None
+                self._set(self._dirty, (scope, key), None)
                 self.event("expired", scope, key, data, None, version)
             else:
                 record = Record(key, data, version, expires_at)
-        self._known[scope, key] = record
+        self._set(self._known, (scope, key), record)
         return record
 
     def store(self, scope: str, record: Record, old_data: bytes | None) -> None:
-        self._known[scope, record.key] = self._dirty[scope, record.key] = record
+        self._set(self._known, (scope, record.key), record)
+        self._set(self._dirty, (scope, record.key), record)
         event_type = "created" if old_data is None else "updated"
         self.event(event_type, scope, record.key, old_data, record.data, record.version)
 
     def remove(self, scope: str, current: Record) -> None:
-        self._known[scope, current.key] = self._dirty[scope, current.key] = None
+        self._set(self._known, (scope, current.key), None)
+        self._set(self._dirty, (scope, current.key), None)
         self.event("deleted", scope, current.key, current.data, None, current.version)
 
     def event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
@@ -286,12 +360,14 @@ class _Transaction:
 
     def forget_scope(self, scope: str) -> None:
         """Every key of ``scope`` is gone (after a clear)."""
-        for pair in self._known:
-            if pair[0] == scope:
-                self._known[pair] = None
+        for pair in [pair for pair in self._known if pair[0] == scope]:
+            self._set(self._known, pair, None)
 
     def flush(self) -> None:
         """Write the changed rows and the events (before COMMIT, or before a statement that reads rows)."""
+        if self._undo is not None and (self._dirty or self._events):
+            # Both buffers are swapped out below, not changed: keeping them is enough to restore them.
+            self._undo.append((_FLUSHED, self._dirty, self._events))
         if self._dirty:
             dirty, self._dirty = self._dirty, {}
             upserts = [
@@ -376,20 +452,38 @@ def _write_restore(
 
 #: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.
 _KEYED_WRITES = (_write_set, _write_update, _write_delete, _write_restore)
+#: Writes that only read rows and buffer their changes in the transaction (they execute no write
+#: statement until the batch's final flush), so undoing their buffered changes undoes them.
+_BUFFERED_WRITES = (*_KEYED_WRITES, _write_commit)
 
 
 def _write_clear(tx: _Transaction, scope: str) -> int:
+    """Delete every row of ``scope``. Values are read only when events need them, and then streamed in
+    chunks straight into the outbox, so clearing a large scope never holds its values in memory."""
     tx.flush()
-    rows = tx.connection.execute(
-        "SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,)
-    ).fetchall()
-    tx.connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
+    connection = tx.connection
+    if not tx.record_events:
+        live: int = connection.execute(
+            f"SELECT count(*) FROM motia_state WHERE scope = ? AND {_LIVE}", (scope, tx.now)
+        ).fetchone()[0]
+    else:
+        live = removed = size = 0
+        events: list[tuple[str, str, str, bytes | None, bytes | None, int, float]] = []
+        rows = connection.execute("SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,))
+        for key, data, version, expires_at in rows:  # one row at a time from SQLite, in key order
+            expired = expires_at is not None and expires_at <= tx.now
+            live += not expired
+            removed += 1
+            events.append(("expired" if expired else "deleted", scope, key, data, None, version, tx.now))
+            size += len(data)
+            if size >= CLEAR_CHUNK_BYTES or len(events) >= CLEAR_CHUNK_ROWS:
+                connection.executemany(_INSERT_EVENT, events)
+                events, size = [], 0
+        if events:
+            connection.executemany(_INSERT_EVENT, events)
+        tx.notify = tx.notify or removed > 0
+    connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
     tx.forget_scope(scope)
-    live = 0
-    for key, data, version, expires_at in rows:
-        expired = expires_at is not None and expires_at <= tx.now
-        live += not expired
-        tx.event("expired" if expired else "deleted", scope, key, data, None, version)
     return live
 
 
@@ -512,7 +606,7 @@ def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, 
         tx.connection.execute(
             "INSERT OR REPLACE INTO motia_dead_letters"
             " (id, step, kind, payload, attempts, error, created_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (delivery_id, *row[:4], error, row[4], tx.now),
+            (delivery_id, *row[:4], error_text(error), row[4], tx.now),
         )
     tx.notify = True  # a later delivery of the same key may be ready now
     return True
@@ -683,9 +777,11 @@ class _LoopWriter:
 
 
 class _Failure:
+    """The outcome of a call that raised: its caller gets ``error``; the rest of the batch committed."""
+
     __slots__ = ("error",)
 
-    def __init__(self, error: StateError) -> None:
+    def __init__(self, error: Exception) -> None:
         self.error = error
 
 
@@ -709,7 +805,6 @@ class SQLiteBackend(StateBackend):
         self.timeout = timeout
         #: Whether writes record change events: a flag kept in the file, so every process agrees.
         self._events_enabled = False
-        self._events_checked = 0.0
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._last_sweep = 0.0
@@ -718,9 +813,11 @@ class SQLiteBackend(StateBackend):
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
         self._forks = _forks[0]
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: Every open connection, with the thread it belongs to (closed once that thread has ended).
+        self._connections: dict[sqlite3.Connection, threading.Thread] = {}
         self._lock = threading.Lock()
         self._drain = threading.Condition(self._lock)
+        #: Group commit per event loop; a closed loop's writer is released when the next loop's is made.
         self._writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
         self._outstanding = 0
         self._closed = False
@@ -747,32 +844,58 @@ class SQLiteBackend(StateBackend):
         if self.path.is_dir():
             raise StateBackendUnavailable(f"the state path {self.path} is a directory, not a SQLite file")
         connection = self._connection(inline=False)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
+        deadline = time.monotonic() + self.timeout
+        pause = OPEN_RETRY_PAUSE
+        while True:
             try:
-                for statement in _SCHEMA:
-                    connection.execute(statement)
-                row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
-                if row is None:
-                    connection.execute(
-                        "INSERT INTO motia_meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                    )
-                elif int(row[0]) > SCHEMA_VERSION:
-                    raise StateBackendUnavailable(
-                        f"the state file {self.path} has schema version {row[0]}, newer than this pymotia "
-                        f"understands ({SCHEMA_VERSION}); upgrade pymotia"
-                    )
-                elif int(row[0]) < SCHEMA_VERSION:  # the statements above added what it lacked
-                    connection.execute(
-                        "UPDATE motia_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
-                    )
-                    logger.info("upgraded the state file %s to schema version %d", self.path, SCHEMA_VERSION)
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
+                self._create_schema(connection)
+                return
+            except sqlite3.Error as exc:
+                self._rollback(connection)
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise self._translate(exc, opening=True) from exc
+            # Busy without the busy handler being asked to wait (SQLite does that where waiting could
+            # deadlock): another process is creating or upgrading the file. Try again shortly.
+            time.sleep(pause)
+            pause = min(pause * 2, OPEN_RETRY_PAUSE_MAX)
+
+    def _create_schema(self, connection: sqlite3.Connection) -> None:
+        """Create or upgrade the tables, unless the file is already at this schema version.
+
+        The check runs first, without the write lock: opening a store that is in use (every open but
+        the first) then never waits behind, or competes with, the processes writing to it.
+        """
+        try:
+            row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
                 raise
-        except sqlite3.Error as exc:
-            raise self._translate(exc, opening=True) from exc
+            row = None  # a new file
+        if row is not None and int(row[0]) == SCHEMA_VERSION:
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
+            if row is None:
+                connection.execute(
+                    "INSERT INTO motia_meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StateBackendUnavailable(
+                    f"the state file {self.path} has schema version {row[0]}, newer than this pymotia "
+                    f"understands ({SCHEMA_VERSION}); upgrade pymotia"
+                )
+            elif int(row[0]) < SCHEMA_VERSION:  # the statements above added what it lacked
+                connection.execute(
+                    "UPDATE motia_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
+                logger.info("upgraded the state file %s to schema version %d", self.path, SCHEMA_VERSION)
+            connection.execute("COMMIT")
+        except BaseException:
+            self._rollback(connection)
+            raise
 
     def _connection(self, *, inline: bool) -> sqlite3.Connection:
         if self._forks != _forks[0]:  # forked: never share a connection with the parent
@@ -783,7 +906,32 @@ class SQLiteBackend(StateBackend):
             return connection
         if self._closed:
             raise StateClosedError(f"the state store {self.url} is closed")
-        try:
+        connection = self._connect(inline)
+        setattr(self._local, attribute, connection)
+        with self._lock:
+            ended = [(known, thread) for known, thread in self._connections.items() if not thread.is_alive()]
+            for known, _ in ended:
+                del self._connections[known]
+            self._connections[connection] = threading.current_thread()
+        for known, thread in ended:
+            # Its thread has ended (a script's short-lived thread, say), so nothing uses it any more: without
+            # this, every thread that ever used the store would keep a connection (a file descriptor) open.
+            logger.debug("closing the connection of ended thread %s to %s", thread.name, self.path)
+            known.close()
+        return connection
+
+    def _connect(self, inline: bool) -> sqlite3.Connection:
+        """Open and set up a connection, waiting out other processes that are creating or writing the file.
+
+        Some set-up steps meet a lock the busy timeout does not cover: SQLite answers "database is
+        locked" at once, without waiting, to a switch to WAL while another process creates the file, or
+        while it recovers the WAL. Those are retried until ``timeout``. An inline connection (made on
+        the event loop thread, which must not wait) raises :class:`_Busy` instead: its caller moves the
+        work to a worker thread, which waits.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = OPEN_RETRY_PAUSE
+        while True:
             connection = sqlite3.connect(
                 self.path,
                 timeout=0 if inline else self.timeout,
@@ -791,35 +939,51 @@ class SQLiteBackend(StateBackend):
                 check_same_thread=False,
                 cached_statements=64,
             )
-            # journal_mode first: it reads the header, so a corrupt file fails here, before any write.
+            try:
+                self._set_up(connection, inline)
+                return connection
+            except sqlite3.Error as exc:
+                connection.close()
+                if not _is_busy(exc):
+                    raise self._translate(exc, opening=True) from exc
+                if inline:
+                    raise _Busy from None
+                if time.monotonic() >= deadline:
+                    raise self._translate(exc, opening=True) from exc
+            except BaseException:
+                connection.close()
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, OPEN_RETRY_PAUSE_MAX)
+
+    def _set_up(self, connection: sqlite3.Connection, inline: bool) -> None:
+        # The mode is read first (it reads the header, so a corrupt file fails here, before any write),
+        # and switched only when needed: switching takes a lock, which a store in use should not need.
+        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() != "wal":
             mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StateBackendUnavailable(f"cannot switch the state file {self.path} to WAL mode (got {mode!r})")
-            connection.execute(f"PRAGMA synchronous={self._synchronous}")
-            connection.execute("PRAGMA cache_size=-16000")
-            if inline:
-                connection.execute("PRAGMA wal_autocheckpoint=0")
-        except sqlite3.Error as exc:
-            raise self._translate(exc, opening=True) from exc
-        setattr(self._local, attribute, connection)
-        with self._lock:
-            self._connections.append(connection)
-        return connection
+        connection.execute(f"PRAGMA synchronous={self._synchronous}")
+        connection.execute("PRAGMA cache_size=-16000")
+        if inline:
+            connection.execute("PRAGMA wal_autocheckpoint=0")
 
     def _after_fork(self) -> None:
         self._forks = _forks[0]
         self._local = threading.local()
-        self._connections = []
+        self._connections = {}
         self._lock = threading.Lock()
         self._drain = threading.Condition(self._lock)
         self._writers = {}
         self._outstanding = 0
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="motia-sqlite")
 
-    def _translate(self, exc: sqlite3.Error, *, opening: bool = False) -> StateBackendError:
-        code = getattr(exc, "sqlite_errorcode", None)
+    def _translate(self, exc: sqlite3.Error | UnicodeEncodeError, *, opening: bool = False) -> StateError:
+        if isinstance(exc, UnicodeEncodeError):  # sqlite3 binds str as UTF-8: a lone surrogate cannot be
+            return StateValueError(f"a text argument contains a lone surrogate and is not valid UTF-8 ({exc})")
         message = str(exc)
-        if code in _BUSY_CODES or "locked" in message:
+        if _is_busy(exc):
             return StateTimeout(
                 f"the state file {self.path} stayed locked for more than {self.timeout:g} s ({message})"
             )
@@ -837,6 +1001,10 @@ class SQLiteBackend(StateBackend):
             self._outstanding += 1
             writer = self._writers.get(loop)
             if writer is None:
+                # A closed loop never runs again (asyncio.run() per call makes and closes one each time):
+                # release its writer, so the writers are bounded by the loops alive at once.
+                for closed in [known for known in self._writers if known.is_closed()]:
+                    del self._writers[closed]
                 writer = self._writers[loop] = _LoopWriter(self, loop)
         if (
             self._inline_writes
@@ -872,21 +1040,29 @@ class SQLiteBackend(StateBackend):
                 self._drain.notify_all()
 
     def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call]) -> list[Any]:
-        """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken."""
+        """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken.
+
+        Returns one outcome per call: its result, or a :class:`_Failure` for a call that raised (that call
+        changed nothing; the others commit). An error outside the calls (``BEGIN``, the final flush,
+        ``COMMIT``, or one after which SQLite rolled the whole transaction back) fails the whole batch.
+        """
         now = self._clock()
-        if not self._events_enabled and time.monotonic() - self._events_checked > EVENTS_FLAG_REFRESH:
-            self._events_checked = time.monotonic()
-            self._events_enabled = _events_flag(connection)
-        tx = _Transaction(connection, now, self._events_enabled)
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc):
+            if _is_busy(exc):
                 raise _Busy from None
             raise self._translate(exc) from exc
         outcomes: list[Any] = []
         try:
-            if len(batch) > 1:
+            if not self._events_enabled:
+                # Read under the write lock, in this transaction: a process that enabled events committed
+                # before this BEGIN, so this batch sees it and records its events. Once on, the flag never
+                # goes off, so the read is paid only while events are off.
+                self._events_enabled = _events_flag(connection)
+            tx = _Transaction(connection, now, self._events_enabled)
+            isolate = len(batch) > 1
+            if isolate:
                 by_scope: dict[str, list[str]] = {}
                 for call in batch:
                     if call.function in _KEYED_WRITES:
@@ -894,29 +1070,95 @@ class SQLiteBackend(StateBackend):
                 for scope, keys in by_scope.items():
                     tx.prefetch(scope, keys)
             for call in batch:
-                try:
-                    outcomes.append(call.function(tx, *call.args))
-                except StateError as exc:  # this call's own fault: it changed nothing
-                    outcomes.append(_Failure(exc))
+                outcomes.append(self._run_call(tx, call, isolate))
             if now - self._last_sweep >= self._sweep_interval:
                 self._last_sweep = now
                 _write_purge(tx, SWEEP_BATCH)
             tx.flush()
             connection.execute("COMMIT")
-            if tx.notify:
-                self._notify_listeners()
-        except sqlite3.OperationalError as exc:
-            connection.execute("ROLLBACK")
-            if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
-                raise _Busy from None
-            raise self._translate(exc) from exc
-        except sqlite3.Error as exc:
-            connection.execute("ROLLBACK")
-            raise self._translate(exc) from exc
-        except BaseException:
-            connection.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(connection)
+            if isinstance(exc, sqlite3.Error):
+                if _is_busy(exc):
+                    raise _Busy from None
+                if _error_code(exc) == SQLITE_READONLY:
+                    # SQLite opens a file it cannot write read-only, and the connection stays so: drop it,
+                    # so that writes work again (on a new connection) once the file is writable again.
+                    self._discard(connection)
+                raise self._translate(exc) from exc
+            if isinstance(exc, UnicodeEncodeError):
+                raise self._translate(exc) from exc
             raise
+        if tx.notify:
+            self._notify_listeners()
         return outcomes
+
+    def _run_call(self, tx: _Transaction, call: _Call, isolate: bool) -> Any:
+        """Run one call of a batch; return its result, or a :class:`_Failure` if it raised.
+
+        A failed call changes nothing, whatever it raised and however far it got: its buffered changes
+        are undone (:meth:`_Transaction.undo_call`) and, in a batch of several calls, the statements it
+        executed itself are rolled back to a ``SAVEPOINT`` taken before it. (Buffered writes execute no
+        statement, so they skip the savepoint; a single call needs none, its batch is rolled back whole.)
+        """
+        statements = call.function not in _BUFFERED_WRITES
+        savepoint = isolate and statements
+        connection = tx.connection
+        if savepoint:
+            connection.execute("SAVEPOINT motia_call")
+        tx.begin_call()
+        try:
+            outcome = call.function(tx, *call.args)
+        except Exception as exc:
+            if not connection.in_transaction:  # SQLite rolled everything back (disk full, I/O error)
+                raise
+            if statements and not savepoint:
+                raise  # no savepoint to return to: roll the (single-call) batch back
+            tx.undo_call()
+            if savepoint and not self._roll_back_call(connection):
+                raise  # it cannot be taken back alone: the whole batch fails, with this call's own error
+            if isinstance(exc, sqlite3.Error | UnicodeEncodeError):
+                return _Failure(self._translate(exc))
+            return _Failure(exc)
+        tx.end_call()
+        if savepoint:
+            connection.execute("RELEASE motia_call")
+        return outcome
+
+    def _roll_back_call(self, connection: sqlite3.Connection) -> bool:
+        """Undo the statements of the call that began last; ``False`` (logged) if SQLite could not."""
+        try:
+            connection.execute("ROLLBACK TO motia_call")
+            connection.execute("RELEASE motia_call")
+        except sqlite3.Error:
+            logger.warning("could not roll back one write on %s", self.path, exc_info=True)
+            return False
+        return True
+
+    def _rollback(self, connection: sqlite3.Connection) -> None:
+        """End a failed transaction without hiding why it failed.
+
+        After some errors (disk full, I/O error) SQLite has already rolled the transaction back: a
+        ``ROLLBACK`` then raises "no transaction is active", which would replace the real error. If the
+        rollback itself fails, the connection is closed (which rolls back and releases the write lock)
+        and the next use opens a new one.
+        """
+        if not connection.in_transaction:
+            return
+        try:
+            connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.warning("could not roll back on %s; reopening the connection", self.path, exc_info=True)
+            self._discard(connection)
+
+    def _discard(self, connection: sqlite3.Connection) -> None:
+        """Close one of this thread's connections and forget it (the next use opens a new one)."""
+        for attribute in ("inline", "blocking"):
+            if getattr(self._local, attribute, None) is connection:
+                delattr(self._local, attribute)
+        with self._lock:
+            self._connections.pop(connection, None)
+        connection.close()
 
     def _run_batch_blocking(self, batch: list[_Request]) -> list[Any]:
         try:
@@ -1086,10 +1328,10 @@ class SQLiteBackend(StateBackend):
         try:
             return self._connection(inline=inline).execute(sql, parameters).fetchall()
         except sqlite3.OperationalError as exc:
-            if inline and (getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc)):
+            if inline and _is_busy(exc):
                 raise _Busy from None
             raise self._translate(exc) from exc
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise self._translate(exc) from exc
 
     async def _read(self, sql: str, parameters: tuple[Any, ...], *, inline: bool) -> list[Any]:
@@ -1123,11 +1365,20 @@ class SQLiteBackend(StateBackend):
     async def items(self, scope: str, *, prefix: str | None, after: str | None, limit: int | None) -> list[Record]:
         if limit == 0:
             return []
+        if prefix and not _is_utf8(prefix):
+            return []  # no key holds a lone surrogate, so none starts with this prefix
         sql = "SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?"
         parameters: list[Any] = [scope]
         if after is not None:
-            sql += " AND key > ?"
-            parameters.append(after)
+            if _is_utf8(after):
+                sql += " AND key > ?"
+                parameters.append(after)
+            else:
+                # sqlite3 binds str as strict UTF-8; a lone surrogate encoded as its code point's bytes
+                # ("surrogatepass") and read back as TEXT sorts by code point among the keys, as on
+                # every backend (keys compare as UTF-8 bytes, which is code point order).
+                sql += " AND key > CAST(? AS TEXT)"
+                parameters.append(after.encode("utf-8", "surrogatepass"))
         if prefix:
             sql += " AND key >= ?"
             parameters.append(prefix)
@@ -1178,7 +1429,7 @@ class SQLiteBackend(StateBackend):
 
     def _close_connections(self) -> None:
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections), {}
         for connection in connections:
             connection.close()
         self._local = threading.local()
