@@ -7,8 +7,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from motia import (
 )
 from motia.state.backends import sqlite as sqlite_backend
 from motia.state.backends.base import Subscription
+from tests.state.children import run_released_together
 
 
 def assert_not_raw_driver_error(exc: BaseException) -> None:
@@ -343,35 +342,10 @@ TICKS = 200
 
 def test_processes_racing_on_one_sqlite_file_claim_each_tick_once(sqlite_url: str, child_env: dict[str, str]) -> None:
     # Given four processes on one file, each about to claim the same 200 ticks
-    children = [
-        subprocess.Popen(
-            [sys.executable, str(CHILD), sqlite_url, str(TICKS)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env,
-        )
-        for _ in range(PROCESSES)
-    ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready", child.stderr.read() if child.stderr else ""
-        # When they are released together
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        outputs = [child.communicate(timeout=120) for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+    # When they are released together
+    outputs = run_released_together([[str(CHILD), sqlite_url, str(TICKS)]] * PROCESSES, child_env, timeout=120)
     won: list[list[int]] = []
-    for child, (out, err) in zip(children, outputs, strict=True):
-        assert child.returncode == 0, err
+    for out in outputs:
         [line] = [line for line in out.splitlines() if line.startswith("won ")]
         won.append(json.loads(line.removeprefix("won ")))
     # Then every tick was won by exactly one process

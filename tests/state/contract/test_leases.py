@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 from motia.exceptions import StateValueError
 from motia.state.backends import sqlite as sqlite_backend
 from motia.state.manager import StateManager
+from tests.state.children import run_released_together
 
 TTL = 10.0
 
@@ -161,35 +160,11 @@ ROUNDS = 25
 
 def test_processes_contending_for_one_lease_never_hold_it_at_once(shared_url: str, child_env: dict[str, str]) -> None:
     # Given four processes on one store, each about to take the same lease 25 times
-    children = [
-        subprocess.Popen(
-            [sys.executable, str(CHILD), shared_url, f"owner-{number}", str(ROUNDS)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env,
-        )
-        for number in range(PROCESSES)
-    ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready", child.stderr.read() if child.stderr else ""
-        # When they are released together
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        outputs = [child.communicate(timeout=180) for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+    commands = [[str(CHILD), shared_url, f"owner-{number}", str(ROUNDS)] for number in range(PROCESSES)]
+    # When they are released together
+    outputs = run_released_together(commands, child_env, timeout=180)
     intervals: list[tuple[float, float, int]] = []
-    for number, (child, (out, err)) in enumerate(zip(children, outputs, strict=True)):
-        assert child.returncode == 0, err
+    for number, out in enumerate(outputs):
         [line] = [line for line in out.splitlines() if line.startswith("held ")]
         intervals += [(start, end, number) for start, end in json.loads(line.removeprefix("held "))]
     # Then every process held it every round, and no two hold intervals overlap
