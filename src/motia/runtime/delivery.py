@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import ConfigError, MotiaError
-from motia.runtime.retry import RetryPolicy
 from motia.runtime.state_triggers import (
     EventDispatcher,
     matching,
@@ -47,6 +46,7 @@ from motia.runtime.state_triggers import (
 from motia.runtime.types import StateTriggerInput, TriggerInfo
 from motia.state import values as _values
 from motia.state.backends.base import Delivery
+from motia.steps.retry import RetryPolicy
 from motia.steps.triggers import QueueTrigger, StateTrigger, Trigger
 
 if TYPE_CHECKING:
