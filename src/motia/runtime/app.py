@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from motia.console.events import StateEventHub
 from motia.exceptions import StepLoadError
 from motia.runtime.context import FlowContext, StepLogger
 from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
+from motia.runtime.events import StateEventHub
 from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
 from motia.runtime.types import CronInput, TriggerInfo
 from motia.steps.definition import Step, handler_arity
@@ -117,7 +117,7 @@ class MotiaApp:
         self._bind_token: Any = None
         self._asgi: Starlette | None = None
         self._arity_cache: dict[Any, int] = {}
-        #: Live state events for the console feed (``motia.console.events``).
+        #: Live state events for the console feed (``motia.runtime.events``).
         self.state_events = StateEventHub()
         self.started = False
 

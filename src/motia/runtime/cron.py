@@ -48,6 +48,7 @@ RUN_LEASE = 30.0
 #: Longest pause (seconds) after an unexpected scheduling error before the schedule resumes.
 MAX_ERROR_DELAY = 5.0
 
+
 class TickClaim(Protocol):
     """``StateBackend.claim_tick``: ``True`` for exactly one caller per ``(job, tick)`` across processes."""
 
