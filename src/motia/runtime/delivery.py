@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motia.exceptions import ConfigError, MotiaError
+from motia.exceptions import ConfigError, Undeliverable
 from motia.runtime.state_triggers import (
     EventDispatcher,
     matching,
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from motia.runtime.app import MotiaApp
     from motia.steps.definition import Step
 
-__all__ = ["DeliveryOptions", "DeliveryWorker"]
+__all__ = ["DeliveryOptions", "DeliveryWorker", "Undeliverable"]
 
 logger = logging.getLogger("motia.runtime")
 
@@ -128,10 +128,6 @@ class DeliveryOptions:
                 except ValueError:
                     raise ConfigError(f"${variable} must be a number, got {text!r}") from None
         return cls(**values)
-
-
-class Undeliverable(MotiaError):
-    """A delivery no trigger of its step can take (the step changed since it was enqueued)."""
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:
