@@ -42,7 +42,7 @@ from motia.runtime.queue import EnqueueError, Message, parse_event
 from motia.runtime.state_triggers import decode_state_event, subscriptions
 from motia.runtime.types import ApiRequest, StateTriggerInput, TriggerInfo
 from motia.state import values as _values
-from motia.state.backends.base import Subscription
+from motia.state.backends.types import Subscription
 from motia.state.manager import StateManager
 from motia.steps.definition import Step
 

@@ -45,7 +45,7 @@ from motia.runtime.state_triggers import (
 )
 from motia.runtime.types import StateTriggerInput, TriggerInfo
 from motia.state import values as _values
-from motia.state.backends.base import Delivery
+from motia.state.backends.types import Delivery
 from motia.steps.retry import RetryPolicy
 from motia.steps.triggers import QueueTrigger, StateTrigger, Trigger
 
