@@ -35,8 +35,8 @@ from typing import Any
 
 import httpx
 
-from motia.runtime.app import MotiaApp, new_trace_id
-from motia.runtime.context import FlowContext, StepLogger
+from motia.runtime.app import MotiaApp
+from motia.runtime.context import FlowContext, StepLogger, new_trace_id
 from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.queue import EnqueueError, Message, parse_event
 from motia.runtime.state_triggers import decode_state_event, subscriptions

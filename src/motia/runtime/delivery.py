@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import ConfigError, Undeliverable
+from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
     EventDispatcher,
     matching,
@@ -50,7 +51,6 @@ from motia.steps.retry import RetryPolicy
 from motia.steps.triggers import QueueTrigger, StateTrigger, Trigger
 
 if TYPE_CHECKING:
-    from motia.runtime.app import MotiaApp
     from motia.steps.definition import Step
 
 __all__ = ["DeliveryOptions", "DeliveryWorker", "Undeliverable"]
@@ -158,7 +158,7 @@ class DeliveryWorker:
     ``owner`` identifies this worker in leases (host, pid and a random part: unique per process).
     """
 
-    def __init__(self, app: MotiaApp, options: DeliveryOptions) -> None:
+    def __init__(self, app: StepRunner, options: DeliveryOptions) -> None:
         self.app = app
         self.backend = app.state.backend
         self.options = options
