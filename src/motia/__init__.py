@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import sys as _sys
+
+from motia._facade import PackageCallable as _PackageCallable
 from motia.exceptions import (
     ConfigError,
     EnqueueError,
@@ -27,10 +30,12 @@ from motia.state.sync import SyncStateManager, SyncTransaction, stateManager
 from motia.state.transaction import StateTransaction
 from motia.state.typed import TypedScope
 from motia.state.types import StateEntry, StateSetResult
+from motia.steps import Step, StepConfig, cron, http, queue, step
+from motia.steps import state as _state_trigger
 
-# After motia.state (sorted order keeps it so): the trigger constructor `state` shadows the subpackage
-# attribute `motia.state`; import state modules with `from motia.state.x import y`, never `motia.state.x`.
-from motia.steps import Step, StepConfig, cron, http, queue, state, step
+# The import of motia.state.* above bound the package to `motia.state`; rebinding the name here keeps the
+# package reachable through it (`motia.state.manager`) while `motia.state(scope=...)` builds a trigger.
+state = _PackageCallable(_state_trigger, _sys.modules["motia.state"])
 
 __version__ = "0.1.0"
 

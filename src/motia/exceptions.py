@@ -6,6 +6,7 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
     ├── ConfigError                  bad configuration (URL, option, step config)
     ├── StepLoadError                a step file cannot be loaded or registered
     ├── EnqueueError                 a message cannot be enqueued (nothing was sent); also a ValueError
+    ├── Undeliverable                a stored delivery no trigger of its step can take (dead-lettered)
     └── StateError                   anything about state
         ├── StateValueError          bad scope, key or value (not JSON, over a limit); also a ValueError
         ├── InvalidUpdateError       a malformed or inapplicable update operation; also a ValueError
@@ -34,6 +35,7 @@ __all__ = [
     "StateTimeout",
     "StateValueError",
     "StepLoadError",
+    "Undeliverable",
 ]
 
 
@@ -51,6 +53,10 @@ class StepLoadError(MotiaError):
 
 class EnqueueError(MotiaError, ValueError):
     """Raised when a message cannot be enqueued (undeclared topic, no subscriber, invalid data); nothing was sent."""
+
+
+class Undeliverable(MotiaError):
+    """A delivery no trigger of its step can take (the step changed since it was enqueued)."""
 
 
 class StateError(MotiaError):

@@ -35,14 +35,14 @@ from typing import Any
 
 import httpx
 
-from motia.runtime.app import MotiaApp, new_trace_id
-from motia.runtime.context import FlowContext, StepLogger
+from motia.runtime.app import MotiaApp
+from motia.runtime.context import FlowContext, StepLogger, new_trace_id
 from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.queue import EnqueueError, Message, parse_event
 from motia.runtime.state_triggers import decode_state_event, subscriptions
 from motia.runtime.types import ApiRequest, StateTriggerInput, TriggerInfo
 from motia.state import values as _values
-from motia.state.backends.base import Subscription
+from motia.state.backends.types import Subscription
 from motia.state.manager import StateManager
 from motia.steps.definition import Step
 

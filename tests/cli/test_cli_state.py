@@ -13,8 +13,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from motia import StateManager, cli_state
+from motia import StateManager
 from motia.cli import main
+from motia.cli import state as cli_state
 
 
 @pytest.fixture

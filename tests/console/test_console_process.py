@@ -8,7 +8,7 @@ import sys
 import httpx
 import pytest
 
-from motia.runtime.server import RunOptions, run_command
+from motia.cli.serve import RunOptions, run_command
 from tests.e2e.motia_proc import EXAMPLE_STEPS
 
 pytestmark = pytest.mark.slow

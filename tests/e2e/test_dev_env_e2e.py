@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from motia import SyncStateManager
-from motia.runtime.server import RunOptions, run_command
+from motia.cli.serve import RunOptions, run_command
 from tests.e2e.motia_proc import MotiaProcess, free_port, poll
 
 pytestmark = pytest.mark.slow

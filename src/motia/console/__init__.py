@@ -1,6 +1,7 @@
 """The Console: a web page at ``/__motia`` to inspect and edit state, watch state events and see the steps.
 
-``motia.console.events`` (the in-process event hub) is imported by the runtime; the routes live in
-``motia.console.routes`` and are mounted by ``motia run``. Nothing is imported here so that the runtime
-can import the hub without pulling in the web part.
+The routes live in ``motia.console.routes`` (who may use them: ``motia.console.auth``) and are mounted by
+``motia run`` (``motia.cli``). The live feed reads the runtime's event hub, ``motia.runtime.events``
+(``motia.console.events`` re-exports it). Nothing is imported here, so importing a console module pulls in
+only what it needs.
 """

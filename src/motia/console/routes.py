@@ -20,8 +20,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from motia.console.auth import ConsoleAuth
-from motia.console.events import StateEventHub
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
+from motia.runtime.events import StateEventHub
 from motia.runtime.http import JSONResponse, parse_json
 from motia.state.types import StateEntry
 from motia.state.urls import mask_url

@@ -1,1 +1,1 @@
-"""Running steps: the app, ``ctx``, HTTP and cron triggers, logging and the server."""
+"""Running steps: the app, ``ctx``, HTTP, cron, queue and state triggers, delivery, events and logging."""

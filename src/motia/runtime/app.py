@@ -8,27 +8,26 @@ import contextvars
 import functools
 import inspect
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from motia.console.events import StateEventHub
 from motia.exceptions import StepLoadError
-from motia.runtime.context import FlowContext, StepLogger
+from motia.runtime.context import FlowContext, StepLogger, new_trace_id
 from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
+from motia.runtime.events import StateEventHub
+from motia.runtime.http import build_asgi
 from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
 from motia.runtime.types import CronInput, TriggerInfo
+from motia.state.manager import StateManager
+from motia.state.sync import SyncStateManager, bind_global, unbind_global
 from motia.steps.definition import Step, handler_arity
 from motia.steps.triggers import CronTrigger, Trigger
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-
-    from motia.state.manager import StateManager
-    from motia.state.sync import SyncStateManager
 
 __all__ = ["HandlerExit", "MotiaApp", "new_trace_id"]
 
@@ -50,11 +49,6 @@ def _in_thread(context: contextvars.Context, fn: Callable[..., Any], args: tuple
         raise
     except BaseException as exc:
         raise HandlerExit(f"the handler raised {type(exc).__name__}: {exc}") from exc
-
-
-def new_trace_id() -> str:
-    """A fresh random trace id (16 hex characters)."""
-    return secrets.token_hex(8)
 
 
 class MotiaApp:
@@ -86,8 +80,6 @@ class MotiaApp:
         sweep_interval: float = 30.0,
         delivery: bool | DeliveryOptions = True,
     ) -> None:
-        from motia.state.manager import StateManager
-
         self.steps = list(steps)
         check_steps(self.steps)
         if isinstance(state, str):
@@ -117,15 +109,13 @@ class MotiaApp:
         self._bind_token: Any = None
         self._asgi: Starlette | None = None
         self._arity_cache: dict[Any, int] = {}
-        #: Live state events for the console feed (``motia.console.events``).
+        #: Live state events for the console feed (``motia.runtime.events``).
         self.state_events = StateEventHub()
         self.started = False
 
     @property
     def asgi(self) -> Starlette:
         if self._asgi is None:
-            from motia.runtime.http import build_asgi
-
             self._asgi = build_asgi(self)
         return self._asgi
 
@@ -147,8 +137,6 @@ class MotiaApp:
             raise
 
     async def _start(self) -> None:
-        from motia.state.sync import SyncStateManager, bind_global
-
         loop = self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
         self.sync_state = SyncStateManager(self.state, loop=loop)
@@ -204,8 +192,6 @@ class MotiaApp:
         await self._stop(close_state=self._owns_state)
 
     async def _stop(self, *, close_state: bool) -> None:
-        from motia.state.sync import unbind_global
-
         self.started = False
         sweeper, self._sweeper = self._sweeper, None
         await _stop_task(sweeper, "the expired-key sweeper")

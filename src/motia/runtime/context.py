@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from motia.exceptions import MotiaError
 from motia.runtime.types import TriggerInfo
 
-__all__ = ["Context", "FlowContext", "StepLogger"]
+__all__ = ["Context", "FlowContext", "StepLogger", "new_trace_id"]
 
 _step_log = logging.getLogger("motia.step")
+
+
+def new_trace_id() -> str:
+    """A fresh random trace id (16 hex characters)."""
+    return secrets.token_hex(8)
 
 
 class StepLogger:

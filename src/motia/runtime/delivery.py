@@ -35,8 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motia.exceptions import ConfigError, MotiaError
-from motia.runtime.retry import RetryPolicy
+from motia.exceptions import ConfigError, Undeliverable
+from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
     EventDispatcher,
     matching,
@@ -46,14 +46,14 @@ from motia.runtime.state_triggers import (
 )
 from motia.runtime.types import StateTriggerInput, TriggerInfo
 from motia.state import values as _values
-from motia.state.backends.base import Delivery
+from motia.state.backends.types import Delivery
+from motia.steps.retry import RetryPolicy
 from motia.steps.triggers import QueueTrigger, StateTrigger, Trigger
 
 if TYPE_CHECKING:
-    from motia.runtime.app import MotiaApp
     from motia.steps.definition import Step
 
-__all__ = ["DeliveryOptions", "DeliveryWorker"]
+__all__ = ["DeliveryOptions", "DeliveryWorker", "Undeliverable"]
 
 logger = logging.getLogger("motia.runtime")
 
@@ -130,10 +130,6 @@ class DeliveryOptions:
         return cls(**values)
 
 
-class Undeliverable(MotiaError):
-    """A delivery no trigger of its step can take (the step changed since it was enqueued)."""
-
-
 async def _cancel(task: asyncio.Task[None] | None) -> None:
     """Cancel ``task`` and wait for it; an error it died of is logged, not raised, so stopping goes on."""
     if task is not None:
@@ -162,7 +158,7 @@ class DeliveryWorker:
     ``owner`` identifies this worker in leases (host, pid and a random part: unique per process).
     """
 
-    def __init__(self, app: MotiaApp, options: DeliveryOptions) -> None:
+    def __init__(self, app: StepRunner, options: DeliveryOptions) -> None:
         self.app = app
         self.backend = app.state.backend
         self.options = options

@@ -26,8 +26,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
-from motia.runtime.app import new_trace_id
-from motia.runtime.context import FlowContext
+from motia.exceptions import StepLoadError
+from motia.runtime.context import FlowContext, new_trace_id
+from motia.runtime.runner import StepRunner
 from motia.runtime.schema import schema_errors
 from motia.runtime.types import ApiRequest, ApiResponse, TriggerInfo
 from motia.state.values import MAX_DEPTH
@@ -36,7 +37,6 @@ from motia.steps.definition import Step
 from motia.steps.triggers import Match as TriggerMatch
 
 if TYPE_CHECKING:
-    from motia.runtime.app import MotiaApp
     from motia.steps.triggers import HttpTrigger
 
 __all__ = ["JSONResponse", "StepRoute", "StepRouter", "build_asgi", "openapi_document", "parse_json", "to_response"]
@@ -93,7 +93,7 @@ class BadRequest(Exception):
 class StepRoute(BaseRoute):
     """Serves one ``http(...)`` trigger of one step."""
 
-    def __init__(self, app: MotiaApp, step: Step, trigger: HttpTrigger) -> None:
+    def __init__(self, app: StepRunner, step: Step, trigger: HttpTrigger) -> None:
         self.app = app
         self.step = step
         self.trigger = trigger
@@ -327,7 +327,7 @@ def _route_order(route: StepRoute) -> tuple[int, ...]:
     return tuple(1 if seg.startswith("{") else 0 for seg in route.trigger.openapi_path.split("/"))
 
 
-def step_routes(app: MotiaApp) -> list[StepRoute]:
+def step_routes(app: StepRunner) -> list[StepRoute]:
     routes = [StepRoute(app, step, trig) for step in app.steps for trig in step.http_triggers]
     return sorted(routes, key=_route_order)
 
@@ -415,7 +415,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return _error(status, "Not Found" if status == 404 else "Method Not Allowed" if status == 405 else "Error")
 
 
-def build_asgi(app: MotiaApp, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+def build_asgi(app: StepRunner, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The Starlette application for ``app``: step routes, ``/openapi.json``, ``/__motia/health``.
 
     Its lifespan runs ``app.startup()`` and ``app.shutdown()``.
@@ -423,8 +423,6 @@ def build_asgi(app: MotiaApp, *, extra_routes: list[BaseRoute] | None = None) ->
     for step in app.steps:
         for trig in step.http_triggers:
             if trig.openapi_path == RESERVED_PATHS[0] or trig.openapi_path.startswith(RESERVED_PATHS[1]):
-                from motia.exceptions import StepLoadError
-
                 raise StepLoadError(f"step {step.name!r}: the path {trig.path!r} is reserved by the runtime")
     document = openapi_document(app.steps)
 

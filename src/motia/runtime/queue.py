@@ -28,7 +28,7 @@ import orjson
 from motia.exceptions import EnqueueError, MotiaError, StateValueError
 from motia.runtime.schema import schema_errors
 from motia.state import values as _values
-from motia.state.backends.base import NewDelivery
+from motia.state.backends.types import NewDelivery
 from motia.steps.triggers import QueueTrigger
 
 if TYPE_CHECKING:

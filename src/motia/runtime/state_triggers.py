@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from motia.runtime.types import StateTriggerInput
 from motia.state import values as _values
-from motia.state.backends.base import Subscription
+from motia.state.backends.types import Subscription
 from motia.steps.triggers import StateTrigger
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from motia.exceptions import ConfigError
-from motia.runtime.cron import validate_expression
-from motia.runtime.retry import RetryPolicy
 from motia.steps._signature import handler_arity
+from motia.steps.retry import RetryPolicy
+from motia.steps.schedule import validate_expression
 
 __all__ = [
     "HTTP_METHODS",
@@ -181,7 +181,7 @@ class QueueTrigger(Trigger):
 
     ``input`` (a pydantic model class or a JSON Schema dict) is checked when a message is enqueued: an
     invalid one raises there and nothing is enqueued. ``config`` holds the retry policy
-    (``max_retries``, ``backoff``, ``backoff_max``; see :class:`~motia.runtime.retry.RetryPolicy`).
+    (``max_retries``, ``backoff``, ``backoff_max``; see :class:`~motia.steps.retry.RetryPolicy`).
     """
 
     type: ClassVar[str] = "queue"

@@ -1,8 +1,8 @@
-"""The ``motia`` command line: thin click commands over ``motia.runtime.server``.
+"""``motia run`` and ``motia dev``: thin click commands over :mod:`motia.cli.serve`.
 
-Every ``MotiaError`` becomes a ``click.ClickException`` (message on stderr, exit status 1). Command
-groups live in their own modules and attach to ``main`` with ``main.add_command`` (``motia state ...``:
-``motia.cli_state``).
+Every ``MotiaError`` becomes a ``click.ClickException`` (message on stderr, exit status 1). The serving
+code is imported when a command runs, so ``motia --help`` and ``motia state ...`` never load the web
+server.
 """
 
 from __future__ import annotations
@@ -15,21 +15,9 @@ import click
 
 from motia.exceptions import MotiaError
 
-__all__ = ["main", "run_options"]
+__all__ = ["dev", "run", "run_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pymotia", prog_name="motia")
-def main() -> None:
-    """pymotia: Motia's steps, triggers and scoped persistent state in pure Python.
-
-    \b
-    Example:
-        motia run --dir steps
-        motia state groups
-    """
 
 
 def run_options(fn: F) -> F:
@@ -106,7 +94,7 @@ def _errors_to_click(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@main.command()
+@click.command()
 @run_options
 @_errors_to_click
 def run(**kwargs: Any) -> None:
@@ -121,12 +109,12 @@ def run(**kwargs: Any) -> None:
         motia run --dir examples/sessions/steps --port 3111
         MOTIA_STATE_URL=memory:// motia run --log-format json
     """
-    from motia.runtime.server import RunOptions, run_app
+    from motia.cli.serve import RunOptions, run_app
 
     run_app(RunOptions(**kwargs))
 
 
-@main.command()
+@click.command()
 @run_options
 @click.option("--watch", "watch", multiple=True, metavar="PATH", help="Extra path to watch (repeatable).")
 @_errors_to_click
@@ -139,11 +127,6 @@ def dev(watch: tuple[str, ...], **kwargs: Any) -> None:
     Example:
         motia dev --dir steps
     """
-    from motia.runtime.server import RunOptions, run_dev
+    from motia.cli.serve import RunOptions, run_dev
 
     run_dev(RunOptions(**kwargs), watch=watch)
-
-
-from motia.cli_state import state  # noqa: E402 - after main, which it joins
-
-main.add_command(state)

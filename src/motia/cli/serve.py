@@ -1,5 +1,8 @@
 """Serving an app: ``run_app`` (``motia run``) and ``run_dev`` (``motia dev``, restart on change).
 
+The CLI's job, so it lives here and not in the runtime: it composes the app's ASGI application with
+the console's routes and runs uvicorn (or, for ``dev``, a watching parent process).
+
 Signals: SIGINT/SIGTERM stop accepting connections, let in-flight requests and cron runs finish
 within the shutdown timeout, close the store, and return normally (exit status 0). uvicorn's own
 signal handling re-raises the signal after shutting down, which would turn SIGTERM into exit
@@ -22,8 +25,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from motia.console.auth import TOKEN_ENV, check_console_bind
+from motia.console.routes import console_routes
+from motia.exceptions import StepLoadError
 from motia.runtime.app import MotiaApp
+from motia.runtime.http import build_asgi
 from motia.runtime.logging import LogFormat, configure_logging
+from motia.state.urls import default_state_url
+from motia.steps.loader import load_steps
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -51,9 +60,6 @@ class RunOptions:
 
 def load_app(options: RunOptions) -> MotiaApp:
     """Load the steps and open the store; every problem raises a ``MotiaError`` naming the file or path."""
-    from motia.state.urls import default_state_url
-    from motia.steps.loader import load_steps
-
     project_dir = Path.cwd()
     # Like `python -m`, let step files import helper modules from the project directory.
     if str(project_dir) not in sys.path:
@@ -131,15 +137,10 @@ def run_app(options: RunOptions) -> None:
     """``motia run``: configure logging, load steps, open the store, serve (with the console unless disabled)."""
     configure_logging(options.log_format, level=options.log_level.upper())
     if options.console:
-        from motia.console.auth import check_console_bind
-
         check_console_bind(options.host, options.console_token)
     app = load_app(options)
     asgi = app.asgi
     if options.console:
-        from motia.console.routes import console_routes
-        from motia.runtime.http import build_asgi
-
         asgi = build_asgi(app, extra_routes=console_routes(app, token=options.console_token))
         host = f"[{options.host}]" if ":" in options.host else options.host
         hint = " (open it once with ?token=<console token>)" if options.console_token else ""
@@ -184,8 +185,6 @@ def run_dev(options: RunOptions, *, watch: Sequence[str | os.PathLike[str]] = ()
 
     configure_logging(options.log_format, level=options.log_level.upper())
     if options.console:
-        from motia.console.auth import TOKEN_ENV, check_console_bind
-
         check_console_bind(options.host, options.console_token)
         if options.console_token is not None:
             os.environ[TOKEN_ENV] = options.console_token  # the child reads it: kept off its command line
@@ -193,8 +192,6 @@ def run_dev(options: RunOptions, *, watch: Sequence[str | os.PathLike[str]] = ()
         os.environ["MOTIA_STATE_URL"] = options.state_url  # the child reads it: kept off its command line
     steps_dir = Path(options.steps_dir)
     if not steps_dir.is_dir():
-        from motia.exceptions import StepLoadError
-
         raise StepLoadError(f"steps directory {steps_dir} does not exist (use --dir to point at your steps)")
     paths = sorted({str(steps_dir.resolve()), str(Path.cwd()), *(str(Path(p).resolve()) for p in watch)})
     logger.info("dev mode: restarting on changes to .py files under %s", ", ".join(paths))

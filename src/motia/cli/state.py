@@ -25,6 +25,7 @@ import orjson
 from motia.exceptions import MotiaError
 from motia.state.manager import StateManager
 from motia.state.types import JSON, StateEntry
+from motia.state.urls import default_state_url, sqlite_path
 
 __all__ = ["state"]
 
@@ -60,8 +61,6 @@ def _json_argument(ctx: click.Context, param: click.Parameter, value: str) -> JS
 
 def _open(url: str | None, *, create: bool) -> StateManager:
     """Open the store; a command that only reads refuses to create a missing SQLite file."""
-    from motia.state.urls import default_state_url, sqlite_path
-
     url = url or default_state_url()
     path = sqlite_path(url)
     if not create and path is not None and not path.exists():

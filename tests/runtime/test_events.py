@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from motia.console.events import StateEventHub
+from motia.runtime.events import StateEventHub
 
 
 async def test_subscribers_get_events_published_after_they_subscribed():
@@ -78,3 +78,9 @@ async def test_async_context_manager_unsubscribes():
     assert hub.subscriber_count == 0
     hub.publish({"n": 1})  # nobody is listening: nothing to deliver, nothing raised
     assert await asyncio.wait_for(subscription.next(), 5) is None
+
+
+def test_the_console_keeps_the_old_import_path():
+    from motia.console import events
+
+    assert events.StateEventHub is StateEventHub

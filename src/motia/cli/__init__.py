@@ -1,0 +1,33 @@
+"""The ``motia`` command line: the click group ``main`` (entry point ``motia.cli:main``).
+
+A thin layer over the library. Every ``MotiaError`` becomes a ``click.ClickException`` (message on
+stderr, exit status 1). Commands live in their own modules and attach to ``main`` here: ``motia run``
+and ``motia dev`` in :mod:`motia.cli.run` (serving: :mod:`motia.cli.serve`), ``motia state ...`` in
+:mod:`motia.cli.state`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from motia.cli import run, state
+from motia.cli.run import run_options
+
+__all__ = ["main", "run_options"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pymotia", prog_name="motia")
+def main() -> None:
+    """pymotia: Motia's steps, triggers and scoped persistent state in pure Python.
+
+    \b
+    Example:
+        motia run --dir steps
+        motia state groups
+    """
+
+
+main.add_command(run.run)
+main.add_command(run.dev)
+main.add_command(state.state)
