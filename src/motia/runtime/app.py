@@ -276,6 +276,9 @@ class MotiaApp:
         # `motia.enqueue` inside the handler is its ctx.enqueue (def handlers inherit the context var).
         token = current_scope.set(ctx.enqueuer if isinstance(ctx.enqueuer, EnqueueScope) else None)
         try:
+            if step.is_async:  # what call() does for it, one coroutine fewer on every request
+                result = step.handler(*(input, ctx)[: step.arity])
+                return (await result) if inspect.isawaitable(result) else result
             return await self.call(step.handler, step.arity, step.is_async, input, ctx)
         finally:
             current_scope.reset(token)

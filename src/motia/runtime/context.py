@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Mapping
+from random import getrandbits as _rand_bits
 from typing import Any
 
 from motia.exceptions import MotiaError
@@ -16,8 +16,13 @@ _step_log = logging.getLogger("motia.step")
 
 
 def new_trace_id() -> str:
-    """A fresh random trace id (16 hex characters)."""
-    return secrets.token_hex(8)
+    """A fresh random trace id (16 hex characters).
+
+    It ties log lines and responses to one run; nothing is protected by it, so it comes from ``random``
+    (cheaper than ``secrets``, which makes a system call per id; issue 15). ``random`` is
+    re-seeded in a forked child, so processes never share a sequence.
+    """
+    return "%016x" % _rand_bits(64)  # noqa: UP031 - the fastest spelling, on every request
 
 
 class StepLogger:

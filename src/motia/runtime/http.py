@@ -4,6 +4,11 @@ Each ``StepRoute`` is a starlette ``BaseRoute``: ``matches`` asks the trigger, `
 parses the body, validates it, runs condition + middleware + handler and turns the return value into
 a response. Errors never escape a route: a failing handler is logged with its traceback and answers
 500 with the trace id, and the server keeps serving.
+
+The hot path skips Starlette (issue 15): :class:`MotiaStarlette` looks a request up in one table of
+the step routes (method, then exact path or first segment) and calls the route directly; everything
+else (``/__motia``, ``/openapi.json``, requests no step serves, which answer 404/405 or a redirect)
+goes through Starlette's router as before, so every answer but the speed is unchanged.
 """
 
 from __future__ import annotations
@@ -34,12 +39,23 @@ from motia.runtime.types import ApiRequest, ApiResponse, TriggerInfo
 from motia.state.values import MAX_DEPTH
 from motia.state.values import decode as decode_json
 from motia.steps.definition import Step
+from motia.steps.triggers import HTTP_METHODS
 from motia.steps.triggers import Match as TriggerMatch
 
 if TYPE_CHECKING:
     from motia.steps.triggers import HttpTrigger
 
-__all__ = ["JSONResponse", "StepRoute", "StepRouter", "build_asgi", "openapi_document", "parse_json", "to_response"]
+__all__ = [
+    "JSONResponse",
+    "MotiaStarlette",
+    "StepRoute",
+    "StepRouter",
+    "build_asgi",
+    "encode_json",
+    "openapi_document",
+    "parse_json",
+    "to_response",
+]
 
 logger = logging.getLogger("motia.http")
 
@@ -55,14 +71,19 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        try:
-            return orjson.dumps(content, default=_default)
-        except orjson.JSONEncodeError as exc:
-            if "64-bit" not in str(exc):
-                raise
-            # allow_nan=False: never answer NaN/Infinity, which no JSON parser reads back.
-            text = json.dumps(content, default=_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            return text.encode()
+        return encode_json(content)
+
+
+def encode_json(content: Any) -> bytes:
+    """The bytes of every JSON response: orjson, and the standard library for ints beyond 64 bits."""
+    try:
+        return orjson.dumps(content, default=_default)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        # allow_nan=False: never answer NaN/Infinity, which no JSON parser reads back.
+        text = json.dumps(content, default=_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode()
 
 
 def _default(value: Any) -> Any:
@@ -119,18 +140,41 @@ class StepRoute(BaseRoute):
             response.headers["allow"] = allowed
             await response(scope, receive, send)
             return
+        await self.serve(scope, receive, send, scope.get("path_params") or {})
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
+        """Answer a request this route matched (method included), with its path parameters."""
         trace_id = new_trace_id()
+        response: Response | tuple[int, bytes]
         try:
-            request = await self._build_input(scope, receive)
+            request = await self._build_input(scope, receive, params)
         except BadRequest as exc:
             response = _error(exc.status, exc.message, trace_id, **exc.extra)
         except ClientDisconnect:
             return
         else:
             response = await self._run(request, trace_id)
-        await response(scope, receive, send)
+        if type(response) is tuple:
+            # The common answer, a JSON body and no headers of the handler's, sent as two ASGI messages:
+            # the same bytes and headers a JSONResponse would send, without building one.
+            status, body = response
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"x-trace-id", trace_id.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"content-type", b"application/json"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        else:
+            assert isinstance(response, Response)
+            await response(scope, receive, send)
 
-    async def _build_input(self, scope: Scope, receive: Receive) -> ApiRequest:
+    async def _build_input(self, scope: Scope, receive: Receive, params: dict[str, str]) -> ApiRequest:
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         headers: dict[str, str] = {}
         for k, v in raw_headers:
@@ -143,9 +187,10 @@ class StepRoute(BaseRoute):
                 old = query.get(k)
                 query[k] = v if old is None else [*old, v] if isinstance(old, list) else [old, v]
         raw = b""
+        body = None
         if scope["method"] not in ("GET", "HEAD") or "content-length" in headers or "transfer-encoding" in headers:
             raw = await self._read_body(headers, receive)
-        body = _parse_body(raw, headers.get("content-type"))
+            body = _parse_body(raw, headers.get("content-type"))
         schema = self.trigger.body_schema
         if schema is not None:
             problems = schema_errors(schema, body)
@@ -154,7 +199,7 @@ class StepRoute(BaseRoute):
         return ApiRequest(
             method=scope["method"],
             path=scope["path"],
-            path_params=scope.get("path_params") or {},
+            path_params=params,
             query_params=query,
             headers=headers,
             body=body,
@@ -180,17 +225,18 @@ class StepRoute(BaseRoute):
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _run(self, request: ApiRequest, trace_id: str) -> Response:
+    async def _run(self, request: ApiRequest, trace_id: str) -> Response | tuple[int, bytes]:
         app, step = self.app, self.step
         ctx = app.context(step, self.info, trace_id)
         try:
-            if not await app.condition_passes(self.trigger, request, ctx):
+            if self.trigger.condition is not None and not await app.condition_passes(self.trigger, request, ctx):
                 return _error(404, "Not Found")
             if self.trigger.middleware:
                 result = await self._with_middleware(request, ctx)
             else:
                 result = await app.invoke(step, request, ctx)
-            response = to_response(result, trace_id)
+            fast = _plain_json(result)
+            return fast if fast is not None else to_response(result, trace_id)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit from a handler: a 500 too
@@ -198,7 +244,6 @@ class StepRoute(BaseRoute):
                 f"handler failed: {type(exc).__name__}: {exc}", {"method": request.method, "path": request.path}
             )
             return _error(500, "Internal Server Error", trace_id)
-        return response
 
     async def _with_middleware(self, request: ApiRequest, ctx: FlowContext) -> Any:
         chain = self.trigger.middleware
@@ -276,6 +321,28 @@ def _parse_body(raw: bytes, content_type: str | None) -> Any:
 
 
 _RESPONSE_KEYS = frozenset({"status", "body", "headers"})
+
+
+def _plain_json(result: Any) -> tuple[int, bytes] | None:
+    """``(status, JSON bytes)`` when ``result`` is the common answer (a JSON body, a status with a body,
+    no headers of the handler's), which :meth:`StepRoute.serve` sends without building a ``Response``;
+    ``None`` for everything else, which :func:`to_response` turns into one (and checks)."""
+    if type(result) is dict:
+        if "status" not in result or result.get("headers") or not _RESPONSE_KEYS.issuperset(result):
+            return None
+        status, body = result["status"], result.get("body")
+    elif type(result) is ApiResponse:
+        if result.headers:
+            return None
+        status, body = result.status, result.body
+    else:
+        return None
+    # No body, bytes and text (sent as they are), and statuses sent without a body or length: to_response.
+    if type(status) is not int or not 200 <= status <= 599 or status in (204, 304):
+        return None
+    if body is None or isinstance(body, str | bytes | bytearray):
+        return None
+    return status, encode_json(body)
 
 
 def to_response(result: Any, trace_id: str | None = None) -> Response:
@@ -371,6 +438,75 @@ class StepRouter(BaseRoute):
         await scope["motia_route"].handle(scope, receive, send)
 
 
+class _Dispatch:
+    """The step routes indexed for one lookup per request: by method, then by exact path (routes
+    without parameters) or by first path segment (routes with parameters, in precedence order).
+
+    :meth:`lookup` answers the route :class:`StepRouter` would serve, or ``None`` when it is not sure
+    (no route of that method matches; a path only the route regexes' corner cases match): the request
+    then goes through Starlette, which answers it exactly as before (404, 405, redirect, or the route).
+    """
+
+    def __init__(self, routes: list[StepRoute]) -> None:
+        self._static: dict[str, dict[str, StepRoute]] = {}
+        self._params: dict[str, tuple[dict[str, list[StepRoute]], list[StepRoute]]] = {}
+        for method in HTTP_METHODS:
+            # A HEAD request is served by a GET route (StepRoute.matches): both, in precedence order.
+            served = [r for r in routes if r.trigger.method in (method, "GET" if method == "HEAD" else method)]
+            static: dict[str, StepRoute] = {}
+            for route in served:
+                if not route.trigger.param_names:
+                    static.setdefault(route.trigger.openapi_path, route)
+            with_params = [r for r in served if r.trigger.param_names]
+            firsts = {r: _first_segment(r.trigger.openapi_path) for r in with_params}
+            wild = [r for r in with_params if firsts[r].startswith("{")]
+            keys = {f for f in firsts.values() if not f.startswith("{")}
+            index = {k: [r for r in with_params if firsts[r] == k or firsts[r].startswith("{")] for k in keys}
+            self._static[method] = static
+            self._params[method] = (index, wild)
+
+    def lookup(self, method: str, path: str) -> tuple[StepRoute, dict[str, str]] | None:
+        static = self._static.get(method)
+        if static is None:
+            return None
+        # A route without parameters matches its path with or without one trailing slash ("//" is not "/");
+        # it wins over every route with parameters that matches the same path (_route_order).
+        route = static.get(path)
+        if route is None and len(path) > 2 and path[-1] == "/":
+            route = static.get(path[:-1])
+        if route is not None:
+            return route, {}
+        index, wild = self._params[method]
+        for route in index.get(_first_segment(path), wild):
+            m = route.trigger.regex.match(path)
+            if m is not None:
+                return route, dict(zip(route.trigger.param_names, m.groups(), strict=True))
+        return None
+
+
+class MotiaStarlette(Starlette):
+    """The app's Starlette application, with the step routes served without Starlette's router.
+
+    A request outside ``/__motia`` and ``/openapi.json`` is looked up once in the step routes and the
+    route called directly; on a miss, and for every other request, Starlette answers as it always did.
+    """
+
+    def __init__(self, dispatch: _Dispatch, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._dispatch = dispatch
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            path: str = scope["path"]
+            if not path.startswith(RESERVED_PATHS[1]) and path != RESERVED_PATHS[0]:
+                found = self._dispatch.lookup(scope["method"], path)
+                if found is not None:
+                    scope["app"] = self
+                    await found[0].serve(scope, receive, send, found[1])
+                    return
+        await super().__call__(scope, receive, send)
+
+
 def openapi_document(steps: list[Step], *, title: str = "pymotia app", version: str = "0.1.0") -> dict[str, Any]:
     """An OpenAPI 3.1 document describing every HTTP trigger of ``steps``."""
     paths: dict[str, dict[str, Any]] = {}
@@ -440,11 +576,12 @@ def build_asgi(app: StepRunner, *, extra_routes: list[BaseRoute] | None = None) 
         finally:
             await app.shutdown()
 
+    served = step_routes(app)
     routes: list[BaseRoute] = [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/__motia/health", health, methods=["GET"]),
         *(extra_routes or []),
-        StepRouter(step_routes(app)),
+        StepRouter(served),
     ]
     handlers: dict[Any, Callable[..., Any]] = {404: _not_found, 405: _not_found}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    return MotiaStarlette(_Dispatch(served), routes=routes, exception_handlers=handlers, lifespan=lifespan)
