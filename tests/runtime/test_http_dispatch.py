@@ -102,7 +102,8 @@ def tables() -> tuple[_Dispatch, StepRouter]:
 @pytest.mark.parametrize("method", [*HTTP_METHODS, "TRACE"])
 @pytest.mark.parametrize("path", PATHS)
 def test_lookup_finds_the_route_the_router_serves(tables, method, path):
-    check_agrees(*tables, method, path)
+    dispatch, router = tables
+    check_agrees(dispatch, router, method, path)
 
 
 @settings(max_examples=300, deadline=None)
@@ -112,7 +113,8 @@ def test_lookup_finds_the_route_the_router_serves(tables, method, path):
     trailing=st.sampled_from(["", "/", "//"]),
 )
 def test_lookup_agrees_with_the_router_on_generated_paths(tables, method, segments, trailing):
-    check_agrees(*tables, method, "/" + "/".join(segments) + trailing)
+    dispatch, router = tables
+    check_agrees(dispatch, router, method, "/" + "/".join(segments) + trailing)
 
 
 def test_the_app_is_still_a_starlette_application():
