@@ -96,18 +96,29 @@ def _errors_to_click(fn: F) -> F:
 
 @click.command()
 @run_options
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Serving processes sharing the port and the store (sqlite or redis, not memory://); "
+    "each cron tick still runs once.",
+)
 @_errors_to_click
 def run(**kwargs: Any) -> None:
-    """Serve the steps: HTTP triggers and cron schedules in one process.
+    """Serve the steps: HTTP triggers and cron schedules, in one process or --workers N.
 
     Loads every step file under --dir, opens the state store (its absolute location is logged) and
     serves until SIGINT/SIGTERM, then finishes in-flight requests and exits 0. The console, a web
-    page to browse and edit state, watch state events and see the steps, is at /__motia.
+    page to browse and edit state, watch state events and see the steps, is at /__motia. With
+    --workers N, N processes accept on the one port and share the store, as instances do.
 
     \b
     Example:
         motia run --dir examples/sessions/steps --port 3111
         MOTIA_STATE_URL=memory:// motia run --log-format json
+        motia run --workers 2 --state sqlite:///.motia/state.db
     """
     from motia.cli.serve import RunOptions, run_app
 
@@ -121,7 +132,8 @@ def run(**kwargs: Any) -> None:
 def dev(watch: tuple[str, ...], **kwargs: Any) -> None:
     """Like `motia run`, restarting the server whenever a .py file changes.
 
-    Watches the steps directory and the project (current) directory.
+    Watches the steps directory and the project (current) directory. Always one serving process
+    (no --workers).
 
     \b
     Example:

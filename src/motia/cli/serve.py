@@ -12,11 +12,13 @@ status -15; ``_Server`` keeps the graceful part and drops the re-raise.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Generator, Sequence
@@ -25,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from motia.cli.workers import check_workers, inherited_socket, supervise
 from motia.console.auth import TOKEN_ENV, check_console_bind
 from motia.console.routes import console_routes
 from motia.exceptions import StepLoadError
@@ -56,6 +59,7 @@ class RunOptions:
     shutdown_timeout: float = 10.0
     console: bool = True
     console_token: str | None = None
+    workers: int = 1
 
 
 def load_app(options: RunOptions) -> MotiaApp:
@@ -115,8 +119,8 @@ class _Server:
 
         self.server = Server(config)
 
-    def run(self) -> None:
-        self.server.run()
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        self.server.run(sockets=sockets)
 
 
 def serve(
@@ -126,18 +130,45 @@ def serve(
     port: int = 3111,
     shutdown_timeout: float = 10.0,
     asgi: ASGIApp | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve ``app`` (or ``asgi``, an application built for it) over HTTP until SIGINT/SIGTERM, then
-    shut down gracefully and return."""
-    _Server(app, host, port, shutdown_timeout, app.asgi if asgi is None else asgi).run()
+    shut down gracefully and return. ``sock``: accept on this listening socket (a worker's, from its
+    supervisor) instead of binding ``host:port``."""
+    _Server(app, host, port, shutdown_timeout, app.asgi if asgi is None else asgi).run(None if sock is None else [sock])
     logger.info("stopped")
 
 
 def run_app(options: RunOptions) -> None:
-    """``motia run``: configure logging, load steps, open the store, serve (with the console unless disabled)."""
+    """``motia run``: configure logging, load steps, open the store, serve (with the console unless disabled).
+
+    With ``workers`` > 1, start that many ``motia run`` processes on one socket instead and supervise them
+    (:mod:`motia.cli.workers`); a worker finds its socket in its environment.
+    """
+    state_url = options.state_url or default_state_url(Path.cwd())
+    check_workers(options.workers, state_url)
     configure_logging(options.log_format, level=options.log_level.upper())
     if options.console:
         check_console_bind(options.host, options.console_token)
+    if options.workers > 1:
+        if not Path(options.steps_dir).is_dir():  # one clear error, not one per worker
+            raise StepLoadError(
+                f"steps directory {options.steps_dir} does not exist (use --dir to point at your steps)"
+            )
+        # Like `motia dev`: the state URL (it may hold a password) and the token travel in the environment.
+        env = {"MOTIA_STATE_URL": state_url}
+        if options.console_token is not None:
+            env[TOKEN_ENV] = options.console_token
+        supervise(
+            lambda port: run_command(dataclasses.replace(options, port=port, workers=1)),
+            host=options.host,
+            port=options.port,
+            workers=options.workers,
+            shutdown_timeout=options.shutdown_timeout,
+            env=env,
+        )
+        return
+    sock = inherited_socket()
     app = load_app(options)
     asgi = app.asgi
     if options.console:
@@ -145,7 +176,7 @@ def run_app(options: RunOptions) -> None:
         host = f"[{options.host}]" if ":" in options.host else options.host
         hint = " (open it once with ?token=<console token>)" if options.console_token else ""
         logger.info("console: http://%s:%d/__motia%s", host, options.port, hint)
-    serve(app, host=options.host, port=options.port, shutdown_timeout=options.shutdown_timeout, asgi=asgi)
+    serve(app, host=options.host, port=options.port, shutdown_timeout=options.shutdown_timeout, asgi=asgi, sock=sock)
 
 
 def run_command(options: RunOptions) -> list[str]:
@@ -172,6 +203,8 @@ def run_command(options: RunOptions) -> list[str]:
     ]
     if not options.console:
         cmd.append("--no-console")
+    if options.workers != 1:
+        cmd += ["--workers", str(options.workers)]
     return cmd
 
 

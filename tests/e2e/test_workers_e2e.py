@@ -1,0 +1,152 @@
+"""``motia run --workers N`` as real processes on real sockets (SPEC 4): the workers serve one port,
+share the store, run each cron tick once, and stop together, gracefully, on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from motia import SyncStateManager
+from motia.cli import main
+from tests.e2e.motia_proc import MotiaProcess, poll
+
+pytestmark = pytest.mark.slow
+
+STEPS = Path(__file__).resolve().parent / "steps_workers"
+
+
+def worker_pids(proc: MotiaProcess) -> list[int]:
+    """The worker pids the supervisor logged once it started them."""
+
+    def logged() -> list[int]:
+        m = re.search(r"with \d+ workers \(pids ([\d, ]+)\)", proc.logs())
+        return [int(p) for p in m.group(1).split(", ")] if m else []
+
+    return poll(logged, timeout=30, what="the supervisor's list of workers")
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie waiting for an init that does not reap counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def answering_pid(url: str, path: str = "/pid") -> int:
+    """The pid of the worker answering one request on a new connection."""
+    r = httpx.get(url + path, timeout=10)
+    assert r.status_code == 200, r.text
+    return int(r.json()["pid"])
+
+
+@pytest.fixture
+def two_workers(run_motia: Callable[..., MotiaProcess], tmp_path: Path) -> tuple[MotiaProcess, str]:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    proc = run_motia(STEPS, state=url, extra=["--workers", "2", "--log-level", "debug"])
+    return proc.wait_ready(), url
+
+
+def test_two_workers_serve_one_port_and_share_state(two_workers):
+    proc, _ = two_workers
+    pids = set(worker_pids(proc))
+    assert len(pids) == 2 and proc.proc.pid not in pids
+
+    # Both workers answer on the one port (the kernel gives each new connection to one of them)
+    seen: set[int] = set()
+
+    def both_answered() -> bool:
+        seen.add(answering_pid(proc.url))
+        return seen == pids
+
+    poll(both_answered, timeout=30, interval=0.01, what="answers from both workers")
+
+    # A value written through one worker is read through the other
+    put = httpx.put(f"{proc.url}/shared/k", json={"n": 1}, timeout=10)
+    writer = put.json()["pid"]
+
+    def read_by_the_other() -> Any:
+        r = httpx.get(f"{proc.url}/shared/k", timeout=10)
+        return r.json() if r.json()["pid"] != writer else None
+
+    read = poll(read_by_the_other, timeout=30, interval=0.01, what="a read through the other worker")
+    assert read["stored"] == {"value": {"n": 1}, "pid": writer}
+    assert proc.stop() == 0
+
+
+def test_each_cron_tick_runs_once_across_workers(two_workers):
+    proc, url = two_workers
+    worker_pids(proc)
+    up = datetime.now(UTC)
+
+    def ticks() -> dict[datetime, Any]:
+        with SyncStateManager.from_url(url) as sm:
+            return {datetime.fromisoformat(e.key): e.value for e in sm.items("ticks")}
+
+    def five_ticks() -> list[datetime]:
+        contested = sorted(t for t in ticks() if t > up)
+        return contested if len(contested) >= 5 else []
+
+    contested = poll(five_ticks, timeout=30, interval=0.2, what="five cron ticks with both workers up")
+    assert proc.stop() == 0
+
+    runs = ticks()
+    assert {tick: entry for tick, entry in runs.items() if entry["runs"] != 1} == {}
+    # Both workers scheduled the ticks: the one that did not run a tick logged losing its claim.
+    logs = proc.logs()
+    for tick in contested[:-1]:
+        assert f"tick {tick.isoformat()} was claimed by another instance" in logs, tick
+
+
+def test_sigterm_lets_in_flight_requests_finish_stops_every_worker_and_exits_0(two_workers):
+    proc, url = two_workers
+    pids = worker_pids(proc)
+    with ThreadPoolExecutor(1) as pool:
+        # Given a request in flight in one worker
+        pending = pool.submit(httpx.get, f"{proc.url}/slow", timeout=30)
+
+        def started() -> bool:
+            with SyncStateManager.from_url(url) as sm:
+                return sm.get("slow", "started") is not None
+
+        poll(started, timeout=30, what="the slow request to start")
+        # When the supervisor gets SIGTERM
+        code = proc.stop(signal.SIGTERM)
+        # Then the request was answered, every worker exited, and the supervisor exits 0
+        assert pending.result().json()["done"] is True
+    assert code == 0
+    assert all(gone(pid) for pid in pids)
+    assert "all 2 workers stopped" in proc.logs()
+
+
+def test_a_worker_that_dies_stops_the_others_and_the_supervisor_exits_1(two_workers):
+    proc, _ = two_workers
+    first, second = worker_pids(proc)
+    os.kill(first, signal.SIGKILL)
+    assert proc.proc.wait(timeout=60) == 1
+    assert gone(second)
+    assert f"worker {first} exited with status -9" in proc.logs()
+
+
+def test_workers_stop_when_their_supervisor_is_killed(two_workers):
+    proc, _ = two_workers
+    pids = worker_pids(proc)
+    proc.kill()  # SIGKILL: the supervisor cannot pass anything on
+    poll(lambda: all(gone(pid) for pid in pids), timeout=60, what="the orphaned workers to stop")
+
+
+def test_workers_cannot_share_a_memory_store():
+    result = CliRunner().invoke(main, ["run", "--workers", "2", "--state", "memory://"])
+    assert result.exit_code == 1
+    assert "--workers 2 needs a store the processes can share" in result.output
