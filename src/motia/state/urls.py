@@ -14,11 +14,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from motia.exceptions import ConfigError
 from motia.state.backends.base import StateBackend
+from motia.state.masking import mask_url
 
 #: The environment variable that overrides the default state URL.
 STATE_URL_ENV = "MOTIA_STATE_URL"
 #: Where the default SQLite file lives, relative to the project directory.
 DEFAULT_STATE_PATH = Path(".motia") / "state.db"
+
+__all__ = ["DEFAULT_STATE_PATH", "STATE_URL_ENV", "default_state_url", "mask_url", "open_backend", "sqlite_path"]
 
 _SQLITE_OPTIONS = {"durability": str, "timeout": float}
 
@@ -88,12 +91,3 @@ def _reject_unknown(url: str, given: dict[str, Any], allowed: set[str]) -> None:
     if unknown:
         known = ", ".join(sorted(allowed)) or "none"
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} for state URL {mask_url(url)!r} (known: {known})")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
