@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from motia.exceptions import ConfigError
 from motia.state.backends.base import StateBackend
+from motia.state.backends.memory import MemoryBackend
 from motia.state.masking import mask_url
 
 #: The environment variable that overrides the default state URL.
@@ -43,12 +44,10 @@ def open_backend(url: str, **options: Any) -> StateBackend:
     scheme = parts.scheme.lower()
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if scheme == "memory":
-        from motia.state.backends.memory import MemoryBackend
-
         _reject_unknown(url, {**query, **options}, {"clock"})
         return MemoryBackend(**options)
     if scheme == "sqlite":
-        from motia.state.backends.sqlite import SQLiteBackend
+        from motia.state.backends.sqlite import SQLiteBackend  # lazy: a backend loads when a URL names it
 
         path = _sqlite_path_text(url)
         if not path:
@@ -65,7 +64,7 @@ def open_backend(url: str, **options: Any) -> StateBackend:
         _reject_unknown(url, merged, {*_SQLITE_OPTIONS, "clock", "sweep_interval"})
         return SQLiteBackend(path, **merged)
     if scheme in ("redis", "rediss"):
-        from motia.state.backends.redis import RedisBackend
+        from motia.state.backends.redis import RedisBackend  # lazy: needs the optional redis package
 
         _reject_unknown(url, options, {"clock", "prefix", "timeout"})
         return RedisBackend(url, **options)
