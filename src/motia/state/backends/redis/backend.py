@@ -1,19 +1,15 @@
 """``RedisBackend``: one store shared by many processes on many machines (``pymotia[redis]``).
 
-Every operation is one call of a Redis *function* from the library in ``redis_functions.lua`` (loaded
+Every operation is one call of a Redis *function* from the library in ``functions.lua`` (loaded
 with ``FUNCTION LOAD REPLACE``, which Redis keeps in its RDB/AOF like data), so each write, its change
 event and its delivery bookkeeping happen atomically on the server in one round trip.
 
 What is supported: one standalone Redis server, 7.0 or newer (a primary; while a failover promotes a
 replica at the same address, calls are retried). Redis Cluster is not: the client is not cluster-aware
 (it would get ``MOVED`` replies), so a cluster node is refused at start-up with a clear error. The key
-layout is ready for it (below); a Cluster backend would also need ``redis.asyncio.RedisCluster``
-routing each call by the ``{P}`` tag, the function library loaded on every primary (and again after
-a failover or resharding), and tests against a real cluster.
-
-One store lives in one hash slot: on a Redis Cluster stores (prefixes) could be spread over shards,
-scopes of one store could not. That is the price of committing a write and its change event
-atomically, which Cluster allows only inside one slot; a per-scope tag would split them.
+layout is ready for it (:mod:`~motia.state.backends.redis.keys`); a Cluster backend would also need
+``redis.asyncio.RedisCluster`` routing each call by the ``{P}`` tag, the function library loaded on every
+primary (and again after a failover or resharding), and tests against a real cluster.
 
 Why update is compare-and-set instead of a Lua implementation of the update operations: Redis's Lua
 JSON (cjson) reads every number as a double (large ints and exact floats would change) and cannot tell

@@ -293,6 +293,7 @@ class RedisClient:
         await asyncio.shield(loading)
 
     async def call(self, function: str, *args: Any) -> Any:
+        """Call the library's ``function`` (``FCALL``) with the store's one key and ``args``."""
         return await self.command("FCALL", function, 1, self._meta, *args)
 
     async def write(self, function: str, token: str, *args: Any) -> Any:
@@ -301,6 +302,7 @@ class RedisClient:
         return await self.call(function, token, self._marker_ms, *args)
 
     async def command(self, *command: Any) -> Any:
+        """Send one command, retried on connection trouble within ``timeout``."""
         if command[0] == "FCALL":
             what = str(command[1]).removeprefix("motia1_")
             what = "update" if what == "cas" else what
@@ -390,9 +392,11 @@ class RedisClient:
                 await pool.release(connection)
 
     def token(self) -> str:
+        """A new write token, unique across processes (see :meth:`write`)."""
         return f"{self._token_prefix}{next(self._tokens):x}"
 
     async def aclose(self) -> None:
+        """Close every event loop's connection that can be closed from here. Idempotent."""
         with self._lock:
             if self._closed:
                 return

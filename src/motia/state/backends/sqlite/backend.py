@@ -1,8 +1,7 @@
 """``SQLiteBackend``: the store's methods, composed from the connections, the group-commit writer, and the
-key-value and delivery writes.
-
-* Point reads and small pages read on the loop thread (WAL readers never wait for writers; a thread
-  hop would cost ten times the read). Whole-scope reads run on a worker thread.
+key-value and delivery writes. Its reads go through :meth:`SQLiteConnections._read
+<motia.state.backends.sqlite.connection.SQLiteConnections._read>`: point reads and small pages on the loop thread,
+whole-scope reads on a worker thread.
 """
 
 from __future__ import annotations

@@ -108,7 +108,8 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
     """Create or upgrade the tables, unless the file is already at this schema version.
 
     The check runs first, without the write lock: opening a store that is in use (every open but
-    the first) then never waits behind, or competes with, the processes writing to it.
+    the first) then never waits behind, or competes with, the processes writing to it. ``path`` names the
+    file in messages; ``rollback`` ends a failed transaction (the connection's owner knows how).
     """
     try:
         row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
