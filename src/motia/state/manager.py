@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from motia.exceptions import StateClosedError, StateValueError
 from motia.state import values as _values
-from motia.state.backends.base import Record, StateBackend
+from motia.state.backends.base import StateBackend
+from motia.state.backends.types import Record
 from motia.state.ops import parse_operations
+from motia.state.paging import read_page
+from motia.state.transaction import StateTransaction, transact
+from motia.state.typed import TypedScope
 from motia.state.types import JSON, StateEntry, StateSetResult
+from motia.state.urls import open_backend
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-
-    from motia.state.transaction import StateTransaction
-    from motia.state.typed import TypedScope
 
     ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -52,8 +54,6 @@ class StateManager:
         ``timeout``; Redis: ``prefix``, ``timeout``). URL query parameters (``?durability=full``) are backend
         options too.
         """
-        from motia.state.urls import open_backend
-
         max_value_bytes = options.pop("max_value_bytes", _values.DEFAULT_MAX_VALUE_BYTES)
         return cls(open_backend(url, **options), max_value_bytes=max_value_bytes)
 
@@ -65,7 +65,9 @@ class StateManager:
     def __repr__(self) -> str:
         return f"<StateManager {self.url}{' closed' if self._closed else ''}>"
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """Raise :class:`~motia.exceptions.StateClosedError` once the manager is closed (every method checks;
+        layers that reach :attr:`backend` directly, such as typed scopes, call it first)."""
         if self._closed:
             raise StateClosedError(f"the state manager for {self.url} is closed")
 
@@ -73,7 +75,7 @@ class StateManager:
 
     async def get(self, scope: str, key: str) -> JSON:
         """The value stored at ``(scope, key)``, or ``None`` if there is none."""
-        self._check_open()
+        self.check_open()
         record = await self.backend.get(_values.check_scope(scope), _values.check_key(key))
         return None if record is None else _values.decode(record.data)
 
@@ -86,7 +88,7 @@ class StateManager:
         writes only if the stored version equals it (0: only if absent), else raises
         :class:`~motia.exceptions.StateConflictError`.
         """
-        self._check_open()
+        self.check_open()
         scope, key = _values.check_scope(scope), _values.check_key(key)
         data = _values.encode_value(value, self.max_value_bytes)
         checked_ttl, checked_version = _values.check_ttl(ttl), _values.check_version(if_version)
@@ -107,7 +109,7 @@ class StateManager:
         A missing key starts as ``{}``. ``ttl`` sets a new expiry; without it the current one is kept.
         An empty ``ops`` writes nothing.
         """
-        self._check_open()
+        self.check_open()
         scope, key = _values.check_scope(scope), _values.check_key(key)
         operations = parse_operations(ops)
         checked_ttl, checked_version = _values.check_ttl(ttl), _values.check_version(if_version)
@@ -123,31 +125,31 @@ class StateManager:
 
     async def delete(self, scope: str, key: str, *, if_version: int | None = None) -> JSON:
         """Remove the key; return its previous value, or ``None`` (changing nothing) if it was absent."""
-        self._check_open()
+        self.check_open()
         scope, key = _values.check_scope(scope), _values.check_key(key)
         data = await self.backend.delete(scope, key, if_version=_values.check_version(if_version))
         return None if data is None else _values.decode(data)
 
     async def list(self, scope: str) -> builtins.list[JSON]:
         """Every value of ``scope``, ordered by key; ``[]`` for an unknown scope."""
-        self._check_open()
+        self.check_open()
         return [_values.decode(data) for data in await self.backend.values(_values.check_scope(scope))]
 
     async def clear(self, scope: str) -> None:
         """Remove every key of ``scope`` in one atomic step."""
-        self._check_open()
+        self.check_open()
         await self.backend.clear(_values.check_scope(scope))
 
     async def list_groups(self) -> builtins.list[str]:
         """Sorted scopes that hold at least one key."""
-        self._check_open()
+        self.check_open()
         return await self.backend.scopes()
 
     # -- beyond Motia -----------------------------------------------------------------------------
 
     async def get_entry(self, scope: str, key: str) -> StateEntry | None:
         """The key with its value, version and expiry, or ``None``."""
-        self._check_open()
+        self.check_open()
         record = await self.backend.get(_values.check_scope(scope), _values.check_key(key))
         return None if record is None else _entry(record)
 
@@ -167,17 +169,12 @@ class StateManager:
         return [record.key for record in await self._page(scope, prefix, after, limit)]
 
     async def _page(self, scope: str, prefix: object, after: object, limit: object) -> builtins.list[Record]:
-        self._check_open()
-        return await self.backend.items(
-            _values.check_scope(scope),
-            prefix=_values.check_optional_str("prefix", prefix),
-            after=_values.check_optional_str("after", after),
-            limit=_values.check_limit(limit),
-        )
+        self.check_open()
+        return await read_page(self.backend, scope, prefix, after, limit)
 
     async def count(self, scope: str) -> int:
         """The number of keys in ``scope``."""
-        self._check_open()
+        self.check_open()
         return await self.backend.count(_values.check_scope(scope))
 
     # -- several keys at once -----------------------------------------------------------------------
@@ -188,22 +185,16 @@ class StateManager:
         Optimistic: a key it read that changed before the commit raises ``StateConflictError`` and
         writes nothing; :meth:`transact` retries instead.
         """
-        self._check_open()
-        from motia.state.transaction import StateTransaction
-
+        self.check_open()
         return StateTransaction(self)
 
     async def transact(self, function: Callable[[StateTransaction], Awaitable[_T]], *, retries: int = 5) -> _T:
         """Run ``await function(tx)`` in a transaction and commit, re-running it on a conflict."""
-        self._check_open()
-        from motia.state.transaction import transact
-
+        self.check_open()
         return await transact(self, function, retries=retries)
 
     def scope(self, scope: str, model: type[ModelT]) -> TypedScope[ModelT]:
         """The scope bound to a pydantic ``model``: validated writes, model instances back."""
-        from motia.state.typed import TypedScope
-
         return TypedScope(self, _values.check_scope(scope), model)
 
     async def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
@@ -255,7 +246,7 @@ class StateManager:
         Without ``replace`` an existing key is left alone and ``False`` returned. For moving data
         (``motia state import``), not for application writes: it skips ``if_version`` checks.
         """
-        self._check_open()
+        self.check_open()
         scope, key = _values.check_scope(scope), _values.check_key(key)
         data = _values.encode_value(value, self.max_value_bytes)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
@@ -275,7 +266,7 @@ class StateManager:
 
     async def purge_expired(self) -> int:
         """Remove expired keys now (they are already invisible); return how many were removed."""
-        self._check_open()
+        self.check_open()
         return await self.backend.purge_expired()
 
     # -- lifecycle --------------------------------------------------------------------------------

@@ -18,8 +18,11 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
+from motia.exceptions import StateConflictError
 from motia.state.manager import StateManager
+from motia.state.transaction import StateTransaction
 from motia.state.types import JSON, StateEntry, StateSetResult
+from motia.state.urls import default_state_url
 
 _T = TypeVar("_T")
 
@@ -160,14 +163,10 @@ class SyncStateManager:
 
     def transaction(self) -> SyncTransaction:
         """``with state.transaction() as tx:``: the blocking form of :meth:`StateManager.transaction`."""
-        from motia.state.transaction import StateTransaction
-
         return SyncTransaction(self, StateTransaction(self.manager))
 
     def transact(self, function: Callable[[SyncTransaction], _T], *, retries: int = 5) -> _T:
         """Run ``function(tx)`` and commit, re-running it on a conflict (the blocking ``transact``)."""
-        from motia.exceptions import StateConflictError
-
         attempt = 0
         while True:
             transaction = self.transaction()
@@ -267,8 +266,6 @@ class _GlobalStateManager(SyncStateManager):
                 _, manager, loop = self._bindings[-1]
                 return manager, loop
             if self._default is None:
-                from motia.state.urls import default_state_url
-
                 self._default = StateManager.from_url(default_state_url())
             return self._default, None
 

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from motia.exceptions import StateError
+from motia.exceptions import StateConflictError, StateError
 from motia.state import values as _values
-from motia.state.backends.base import Record, TransactionWrite
+from motia.state.backends.types import Record, TransactionWrite
 from motia.state.ops import apply_operations, parse_operations
 from motia.state.types import JSON, StateEntry, StateSetResult
 
@@ -172,8 +172,6 @@ async def transact(
     manager: StateManager, function: Callable[[StateTransaction], Awaitable[_T]], *, retries: int = 5
 ) -> _T:
     """Run ``function(tx)`` and commit; on a conflict run it again on fresh reads, up to ``retries`` times."""
-    from motia.exceptions import StateConflictError
-
     attempt = 0
     while True:
         transaction = StateTransaction(manager)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from motia.exceptions import StateValueError
-from motia.state.backends.base import Record
+from motia.state.backends.types import Record
+from motia.state.paging import read_page
 from motia.state.types import JSON, StateEntry, StateSetResult
 from motia.state.values import check_key
 
@@ -79,12 +80,12 @@ class TypedScope(Generic[ModelT]):
         return StateSetResult(self._load(key, result.old_value), self._load(key, result.new_value), result.version)
 
     async def get(self, key: str) -> ModelT | None:
-        self.manager._check_open()
+        self.manager.check_open()
         record = await self.manager.backend.get(self.name, check_key(key))
         return None if record is None else self._load_stored(key, record.data)
 
     async def get_entry(self, key: str) -> StateEntry | None:
-        self.manager._check_open()
+        self.manager.check_open()
         record = await self.manager.backend.get(self.name, check_key(key))
         return None if record is None else self._record_entry(record)
 
@@ -116,5 +117,6 @@ class TypedScope(Generic[ModelT]):
     async def items(
         self, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
     ) -> builtins.list[StateEntry]:
-        records = await self.manager._page(self.name, prefix, after, limit)
+        self.manager.check_open()
+        records = await read_page(self.manager.backend, self.name, prefix, after, limit)
         return [self._record_entry(record) for record in records]

@@ -14,11 +14,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from motia.exceptions import ConfigError
 from motia.state.backends.base import StateBackend
+from motia.state.backends.memory import MemoryBackend
+from motia.state.masking import mask_url
 
 #: The environment variable that overrides the default state URL.
 STATE_URL_ENV = "MOTIA_STATE_URL"
 #: Where the default SQLite file lives, relative to the project directory.
 DEFAULT_STATE_PATH = Path(".motia") / "state.db"
+
+__all__ = ["DEFAULT_STATE_PATH", "STATE_URL_ENV", "default_state_url", "mask_url", "open_backend", "sqlite_path"]
 
 _SQLITE_OPTIONS = {"durability": str, "timeout": float}
 
@@ -40,12 +44,10 @@ def open_backend(url: str, **options: Any) -> StateBackend:
     scheme = parts.scheme.lower()
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if scheme == "memory":
-        from motia.state.backends.memory import MemoryBackend
-
         _reject_unknown(url, {**query, **options}, {"clock"})
         return MemoryBackend(**options)
     if scheme == "sqlite":
-        from motia.state.backends.sqlite import SQLiteBackend
+        from motia.state.backends.sqlite import SQLiteBackend  # lazy: a backend loads when a URL names it
 
         path = _sqlite_path_text(url)
         if not path:
@@ -62,7 +64,7 @@ def open_backend(url: str, **options: Any) -> StateBackend:
         _reject_unknown(url, merged, {*_SQLITE_OPTIONS, "clock", "sweep_interval"})
         return SQLiteBackend(path, **merged)
     if scheme in ("redis", "rediss"):
-        from motia.state.backends.redis import RedisBackend
+        from motia.state.backends.redis import RedisBackend  # lazy: needs the optional redis package
 
         _reject_unknown(url, options, {"clock", "prefix", "timeout"})
         return RedisBackend(url, **options)
@@ -88,12 +90,3 @@ def _reject_unknown(url: str, given: dict[str, Any], allowed: set[str]) -> None:
     if unknown:
         known = ", ".join(sorted(allowed)) or "none"
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} for state URL {mask_url(url)!r} (known: {known})")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from motia.state.backends.base import NewDelivery, Subscription
+from motia.state.backends.types import NewDelivery, Subscription
 
 
 def state_event_payload(

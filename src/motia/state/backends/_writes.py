@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from motia.exceptions import StateConflictError, StateValueError
-from motia.state.backends.base import ORPHANED_ERROR, Record, TransactionWrite, WriteResult
+from motia.state.backends.types import ORPHANED_ERROR, Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation, apply_operations
 from motia.state.values import MAX_KEY_LENGTH, check_name, check_ttl, decode, encode
 

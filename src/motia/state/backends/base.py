@@ -1,48 +1,9 @@
-"""The contract every state backend implements.
+"""The two contracts every state backend implements, written once here: :class:`StateStore` (the
+key-value store) and :class:`DeliveryStore` (change events, deliveries, cron ticks, leases, retention).
+Both live in one store, so that a change event commits with the write that caused it; every backend
+subclasses :class:`StateBackend`, which joins them.
 
-The :class:`~motia.state.manager.StateManager` validates and encodes everything before a backend sees
-it: scopes and keys are valid ``str``, values are encoded JSON ``bytes`` within the size limit, update
-operations are parsed (:mod:`motia.state.ops`), ``ttl`` is a positive float or ``None``, ``if_version``
-a non-negative int or ``None``. Backends store, return encoded ``bytes`` and never decode for the caller.
-
-Guarantees every backend gives:
-
-- Every write (``set``, ``update``, ``delete``, ``clear``) is atomic and isolated: concurrent writers
-  (tasks, threads, processes, machines) never lose an update; ``update`` reads, applies and writes in
-  one atomic step; ``clear`` removes the whole scope in one.
-- A write is acknowledged (its coroutine returns) only once it is durable to the backend's promise.
-- Keys are ordered by code point (``str`` order, equal to UTF-8 byte order) everywhere.
-- Expired keys are absent to every read and every write from the instant they expire.
-- Versions start at 1 on creation and increase by 1 per write; an absent key has version 0.
-- Methods may be awaited from any event loop in any thread (the synchronous twin runs them on a
-  private loop), concurrently.
-- Driver errors are translated to :class:`~motia.exceptions.StateBackendError` subclasses.
-
-Delivery (state triggers and queues) lives in the same store, so that a change event is recorded in the
-same transaction as the write that caused it (a transactional outbox) and nothing acknowledged is lost
-across a crash:
-
-- Once events are enabled (persistently, for every process using the store), every write that changes
-  state records one event per changed key, in commit order, atomically with the write.
-- ``dispatch_events`` turns recorded events into *deliveries*, one per matching subscription, exactly
-  once even with several dispatchers, and forgets the events it consumed. Subscriptions are registered
-  in the store by every dispatcher and served as a union, so an app never consumes (and drops) the
-  events meant for another app's triggers on the same store: those wait as deliveries for that app.
-- ``enqueue`` adds deliveries directly (queue messages); a delivery id already present is ignored, so a
-  retried producer does not duplicate its messages.
-- ``claim`` leases ready deliveries to one owner; deliveries sharing an ``order_key`` are leased one at a
-  time, oldest first, so per-key order holds across retries. A lease that expires (its owner died)
-  makes the delivery claimable again: delivery is at least once.
-- ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
-  nothing) when the caller no longer holds the lease.
-- ``claim_tick`` lets every instance of an app run the same cron schedule while each tick runs once:
-  the first claim of a ``(job, tick)`` wins, in any process using the store.
-- ``acquire_lease``/``release_lease`` give one owner at a time, among every process using the store, a
-  named lease that expires unless renewed: a cron job still running holds one, so no other instance
-  starts it again.
-- ``touch_steps`` records which steps running apps serve; ``prune`` applies retention: old dead letters
-  go, and the deliveries and subscriptions of steps no app has served for a long time (a renamed or
-  removed step) become dead letters, never silently dropped.
+The records the contracts exchange live in :mod:`motia.state.backends.types` (re-exported here).
 """
 
 from __future__ import annotations
@@ -67,10 +28,12 @@ __all__ = [
     "ORPHANED_ERROR",
     "DeadLetter",
     "Delivery",
+    "DeliveryStore",
     "NewDelivery",
     "PruneResult",
     "Record",
     "StateBackend",
+    "StateStore",
     "Subscription",
     "TransactionWrite",
     "WriteResult",
@@ -78,8 +41,27 @@ __all__ = [
 ]
 
 
-class StateBackend:
-    """Base class of the backends. Subclasses implement every method below."""
+class StateStore:
+    """The key-value contract.
+
+    The :class:`~motia.state.manager.StateManager` validates and encodes everything before a backend sees
+    it: scopes and keys are valid ``str``, values are encoded JSON ``bytes`` within the size limit, update
+    operations are parsed (:mod:`motia.state.ops`), ``ttl`` is a positive float or ``None``, ``if_version``
+    a non-negative int or ``None``. Backends store, return encoded ``bytes`` and never decode for the caller.
+
+    Guarantees every backend gives:
+
+    - Every write (``set``, ``update``, ``delete``, ``clear``) is atomic and isolated: concurrent writers
+      (tasks, threads, processes, machines) never lose an update; ``update`` reads, applies and writes in
+      one atomic step; ``clear`` removes the whole scope in one.
+    - A write is acknowledged (its coroutine returns) only once it is durable to the backend's promise.
+    - Keys are ordered by code point (``str`` order, equal to UTF-8 byte order) everywhere.
+    - Expired keys are absent to every read and every write from the instant they expire.
+    - Versions start at 1 on creation and increase by 1 per write; an absent key has version 0.
+    - Methods may be awaited from any event loop in any thread (the synchronous twin runs them on a
+      private loop), concurrently.
+    - Driver errors are translated to :class:`~motia.exceptions.StateBackendError` subclasses.
+    """
 
     #: The backend's URL in normalised form (for SQLite, with the absolute path).
     url: str
@@ -164,7 +146,40 @@ class StateBackend:
         ``False`` returned. Fires ``created``/``updated`` like a write."""
         raise NotImplementedError  # pragma: no cover
 
-    # -- delivery ---------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Finish pending writes and release every resource. Idempotent."""
+        raise NotImplementedError  # pragma: no cover
+
+
+class DeliveryStore:
+    """The delivery contract: state triggers and queues.
+
+    Delivery (state triggers and queues) lives in the same store, so that a change event is recorded in the
+    same transaction as the write that caused it (a transactional outbox) and nothing acknowledged is lost
+    across a crash:
+
+    - Once events are enabled (persistently, for every process using the store), every write that changes
+      state records one event per changed key, in commit order, atomically with the write.
+    - ``dispatch_events`` turns recorded events into *deliveries*, one per matching subscription, exactly
+      once even with several dispatchers, and forgets the events it consumed. Subscriptions are registered
+      in the store by every dispatcher and served as a union, so an app never consumes (and drops) the
+      events meant for another app's triggers on the same store: those wait as deliveries for that app.
+    - ``enqueue`` adds deliveries directly (queue messages); a delivery id already present is ignored, so a
+      retried producer does not duplicate its messages.
+    - ``claim`` leases ready deliveries to one owner; deliveries sharing an ``order_key`` are leased one at a
+      time, oldest first, so per-key order holds across retries. A lease that expires (its owner died)
+      makes the delivery claimable again: delivery is at least once.
+    - ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
+      nothing) when the caller no longer holds the lease.
+    - ``claim_tick`` lets every instance of an app run the same cron schedule while each tick runs once:
+      the first claim of a ``(job, tick)`` wins, in any process using the store.
+    - ``acquire_lease``/``release_lease`` give one owner at a time, among every process using the store, a
+      named lease that expires unless renewed: a cron job still running holds one, so no other instance
+      starts it again.
+    - ``touch_steps`` records which steps running apps serve; ``prune`` applies retention: old dead letters
+      go, and the deliveries and subscriptions of steps no app has served for a long time (a renamed or
+      removed step) become dead letters, never silently dropped.
+    """
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (from any thread; keep it cheap and thread-safe) after each commit that
@@ -286,6 +301,6 @@ class StateBackend:
         """
         raise NotImplementedError  # pragma: no cover
 
-    async def aclose(self) -> None:
-        """Finish pending writes and release every resource. Idempotent."""
-        raise NotImplementedError  # pragma: no cover
+
+class StateBackend(StateStore, DeliveryStore):
+    """Base class of the backends. Subclasses implement every method of both contracts."""

@@ -30,13 +30,13 @@ from motia.state.backends._writes import (
     plan_transaction_write,
     plan_update,
 )
-from motia.state.backends.base import (
+from motia.state.backends.base import StateBackend
+from motia.state.backends.types import (
     DeadLetter,
     Delivery,
     NewDelivery,
     PruneResult,
     Record,
-    StateBackend,
     Subscription,
     TransactionWrite,
     WriteResult,

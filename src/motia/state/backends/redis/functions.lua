@@ -1,7 +1,7 @@
 #!lua name=motia1
 
 --[[
-pymotia's Redis function library (loaded with FUNCTION LOAD REPLACE; see redis.py for the key layout).
+pymotia's Redis function library (loaded with FUNCTION LOAD REPLACE; see keys.py for the key layout).
 
 Every function is called with one key, "{P}:meta", whose hash tag {P} every other key of the store
 shares: each call touches one hash slot, so it runs atomically on a standalone server and on Redis

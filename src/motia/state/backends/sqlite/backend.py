@@ -1,0 +1,320 @@
+"""``SQLiteBackend``: the store's methods, composed from the connections, the group-commit writer, and the
+key-value and delivery writes. Its reads go through :meth:`SQLiteConnections._read
+<motia.state.backends.sqlite.connection.SQLiteConnections._read>`: point reads and small pages on the loop thread,
+whole-scope reads on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from motia.exceptions import ConfigError
+from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_steps
+from motia.state.backends.sqlite.connection import _forks
+from motia.state.backends.sqlite.delivery import (
+    TICK_PRUNE_INTERVAL,
+    _write_acquire_lease,
+    _write_claim,
+    _write_claim_tick,
+    _write_dispatch,
+    _write_enable_events,
+    _write_enqueue,
+    _write_extend,
+    _write_prune,
+    _write_release_lease,
+    _write_settle,
+    _write_touch_steps,
+)
+from motia.state.backends.sqlite.keyvalue import (
+    _LIVE,
+    _SCOPES,
+    _write_clear,
+    _write_commit,
+    _write_delete,
+    _write_purge,
+    _write_restore,
+    _write_set,
+    _write_update,
+)
+from motia.state.backends.sqlite.writer import SQLiteWriter, _LoopWriter
+from motia.state.backends.types import (
+    DeadLetter,
+    Delivery,
+    NewDelivery,
+    PruneResult,
+    Record,
+    Subscription,
+    TransactionWrite,
+    WriteResult,
+    tick_millis,
+)
+from motia.state.ops import Operation
+from motia.state.values import prefix_upper_bound
+
+#: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
+INLINE_PAGE_LIMIT = 1000
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (holds no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class SQLiteBackend(SQLiteWriter):
+    """State in one SQLite file, shared safely by every thread and process that opens it."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: str = "normal",
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        sweep_interval: float = 5.0,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise ConfigError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.path = Path(path).expanduser().absolute()
+        self.url = f"sqlite:///{self.path}" + ("?durability=full" if durability == "full" else "")
+        self.durability = durability
+        self.timeout = timeout
+        #: Whether writes record change events: a flag kept in the file, so every process agrees.
+        self._events_enabled = False
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self._last_sweep = 0.0
+        self._ticks_pruned = 0.0
+        self._inline_writes = durability == "normal"
+        self._synchronous = "FULL" if durability == "full" else "NORMAL"
+        self._forks = _forks[0]
+        self._local = threading.local()
+        #: Every open connection, with the thread it belongs to (closed once that thread has ended).
+        self._connections: dict[sqlite3.Connection, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._drain = threading.Condition(self._lock)
+        #: Group commit per event loop; a closed loop's writer is released when the next loop's is made.
+        self._writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
+        self._outstanding = 0
+        self._closed = False
+        self._writes_since_checkpoint = 0
+        self._checkpointing = False
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="motia-sqlite")
+        try:
+            self._open()
+        except BaseException:
+            self._close_connections()
+            self._executor.shutdown(wait=False)
+            raise
+
+    async def set(self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None) -> WriteResult:
+        result: WriteResult = await self._write(_write_set, scope, key, data, ttl, if_version)
+        return result
+
+    async def update(
+        self,
+        scope: str,
+        key: str,
+        operations: Sequence[Operation],
+        *,
+        ttl: float | None,
+        if_version: int | None,
+        max_value_bytes: int,
+    ) -> WriteResult:
+        result: WriteResult = await self._write(_write_update, scope, key, operations, ttl, if_version, max_value_bytes)
+        return result
+
+    async def delete(self, scope: str, key: str, *, if_version: int | None) -> bytes | None:
+        result: bytes | None = await self._write(_write_delete, scope, key, if_version)
+        return result
+
+    async def clear(self, scope: str) -> int:
+        result: int = await self._write(_write_clear, scope, heavy=True)
+        return result
+
+    async def purge_expired(self) -> int:
+        removed = 0
+        while True:
+            count: int = await self._write(_write_purge, 10_000, heavy=True)
+            removed += count
+            if count < 10_000:
+                return removed
+
+    async def commit(self, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]) -> None:
+        await self._write(_write_commit, dict(expected), tuple(writes))
+
+    async def restore(
+        self, scope: str, key: str, data: bytes, *, version: int | None, expires_at: float | None, replace: bool
+    ) -> bool:
+        written: bool = await self._write(_write_restore, scope, key, data, version, expires_at, replace)
+        return written
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    async def enable_events(self) -> None:
+        await self._write(_write_enable_events)
+        self._events_enabled = True
+
+    async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
+        consumed: int = await self._write(_write_dispatch, tuple(subscriptions), limit)
+        return consumed
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
+        if not deliveries:
+            return 0
+        added: int = await self._write(_write_enqueue, tuple(deliveries))
+        return added
+
+    async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
+        if not steps or limit <= 0:
+            return []
+        claimed: list[Delivery] = await self._write(_write_claim, tuple(steps), owner, limit, lease)
+        return claimed
+
+    async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
+        if ids:
+            await self._write(_write_extend, tuple(ids), owner, lease)
+
+    async def complete(self, delivery_id: str, *, owner: str) -> bool:
+        done: bool = await self._write(_write_settle, delivery_id, owner, "complete", 0.0, "")
+        return done
+
+    async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
+        done: bool = await self._write(_write_settle, delivery_id, owner, "retry", delay, error)
+        return done
+
+    async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
+        done: bool = await self._write(_write_settle, delivery_id, owner, "dead", 0.0, error)
+        return done
+
+    async def claim_tick(self, job: str, tick: float, *, hold: float) -> bool:
+        now = self._clock()
+        prune = now - self._ticks_pruned >= TICK_PRUNE_INTERVAL
+        if prune:
+            self._ticks_pruned = now
+        claimed: bool = await self._write(_write_claim_tick, job, tick_millis(tick), hold, prune)
+        return claimed
+
+    async def acquire_lease(self, name: str, owner: str, *, ttl: float) -> bool:
+        check_lease(name, owner)
+        acquired: bool = await self._write(_write_acquire_lease, name, owner, check_lease_ttl(ttl))
+        return acquired
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        check_lease(name, owner)
+        released: bool = await self._write(_write_release_lease, name, owner)
+        return released
+
+    async def touch_steps(self, steps: Sequence[str]) -> None:
+        names = check_steps(steps)
+        if names:
+            await self._write(_write_touch_steps, tuple(names))
+
+    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+        dead_letter_age = check_age("dead_letter_age", dead_letter_age)
+        step_age = check_age("step_age", step_age)
+        if dead_letter_age is None and step_age is None:
+            return PruneResult(0, 0, 0)
+        result: PruneResult = await self._write(_write_prune, dead_letter_age, step_age, heavy=True)
+        return result
+
+    async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        sql = "SELECT id, step, kind, payload, attempts, error, created_at, failed_at FROM motia_dead_letters"
+        parameters: tuple[Any, ...] = (limit,)
+        if step is not None:
+            sql += " WHERE step = ?"
+            parameters = (step, limit)
+        rows = await self._read(sql + " ORDER BY failed_at, id LIMIT ?", parameters, inline=False)
+        return [DeadLetter(*row) for row in rows]
+
+    async def pending(self, step: str | None = None) -> int:
+        if step is None:
+            rows = await self._read("SELECT count(*) FROM motia_deliveries", (), inline=False)
+        else:
+            rows = await self._read("SELECT count(*) FROM motia_deliveries WHERE step = ?", (step,), inline=False)
+        return int(rows[0][0])
+
+    async def get(self, scope: str, key: str) -> Record | None:
+        rows = await self._read(
+            f"SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ? AND {_LIVE}",
+            (scope, key, self._clock()),
+            inline=True,
+        )
+        if not rows:
+            return None
+        data, version, expires_at = rows[0]
+        return Record(key, data, version, expires_at)
+
+    async def values(self, scope: str) -> list[bytes]:
+        rows = await self._read(
+            f"SELECT value FROM motia_state WHERE scope = ? AND {_LIVE} ORDER BY key",
+            (scope, self._clock()),
+            inline=False,
+        )
+        return [row[0] for row in rows]
+
+    async def items(self, scope: str, *, prefix: str | None, after: str | None, limit: int | None) -> list[Record]:
+        if limit == 0:
+            return []
+        if prefix and not _is_utf8(prefix):
+            return []  # no key holds a lone surrogate, so none starts with this prefix
+        sql = "SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?"
+        parameters: list[Any] = [scope]
+        if after is not None:
+            if _is_utf8(after):
+                sql += " AND key > ?"
+                parameters.append(after)
+            else:
+                # sqlite3 binds str as strict UTF-8; a lone surrogate encoded as its code point's bytes
+                # ("surrogatepass") and read back as TEXT sorts by code point among the keys, as on
+                # every backend (keys compare as UTF-8 bytes, which is code point order).
+                sql += " AND key > CAST(? AS TEXT)"
+                parameters.append(after.encode("utf-8", "surrogatepass"))
+        if prefix:
+            sql += " AND key >= ?"
+            parameters.append(prefix)
+            upper = prefix_upper_bound(prefix)
+            if upper is not None:
+                sql += " AND key < ?"
+                parameters.append(upper)
+        sql += f" AND {_LIVE} ORDER BY key"
+        parameters.append(self._clock())
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        inline = limit is not None and limit <= INLINE_PAGE_LIMIT
+        rows = await self._read(sql, tuple(parameters), inline=inline)
+        return [Record(key, data, version, expires_at) for key, data, version, expires_at in rows]
+
+    async def count(self, scope: str) -> int:
+        rows = await self._read(
+            f"SELECT count(*) FROM motia_state WHERE scope = ? AND {_LIVE}", (scope, self._clock()), inline=False
+        )
+        return int(rows[0][0])
+
+    async def scopes(self) -> list[str]:
+        rows = await self._read(_SCOPES, (self._clock(),), inline=False)
+        return [row[0] for row in rows]
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        await asyncio.get_running_loop().run_in_executor(None, self._drain_and_stop)
+        self._close_connections()

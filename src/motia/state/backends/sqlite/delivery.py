@@ -1,0 +1,193 @@
+"""The delivery writes: the outbox dispatch, deliveries and their settling, dead letters, cron tick
+claims, named leases and retention. Each runs inside a batch's transaction: ``function(transaction, *args)``.
+
+Claimed cron ticks are rows of ``motia_cron_ticks`` keyed by ``(job, tick)``: ``INSERT OR IGNORE`` picks
+the one claim that wins. Named leases are rows of ``motia_leases`` (``name``, ``owner``, ``expires_at``),
+taken by one upsert whose ``WHERE`` admits only a free, expired or own lease; ``motia_steps`` holds when
+an app last said it serves each step, for retention (``prune``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from motia.state.backends._events import error_text, state_deliveries
+from motia.state.backends._writes import orphaned_error
+from motia.state.backends.sqlite.transaction import _Transaction
+from motia.state.backends.types import Delivery, NewDelivery, PruneResult, Subscription
+
+#: Forgotten cron tick claims are deleted at most this often (seconds), by the claim that comes next.
+TICK_PRUNE_INTERVAL = 60.0
+
+_INSERT_DELIVERY = (
+    "INSERT OR IGNORE INTO motia_deliveries (id, step, kind, payload, order_key, available_at, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_CLAIMABLE = """
+    SELECT d.seq, d.id, d.step, d.kind, d.payload, d.attempts, d.created_at FROM motia_deliveries d
+    WHERE d.step IN ({steps}) AND d.available_at <= ? AND (d.owner IS NULL OR d.lease_until <= ?)
+    AND (d.order_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM motia_deliveries e WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq
+    ))
+    ORDER BY d.seq LIMIT ?"""
+
+
+def _events_flag(connection: sqlite3.Connection) -> bool:
+    row = connection.execute("SELECT value FROM motia_meta WHERE name = 'events'").fetchone()
+    return row is not None and row[0] == "on"
+
+
+def _write_enable_events(tx: _Transaction) -> None:
+    tx.connection.execute("INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('events', 'on')")
+
+
+def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], limit: int) -> int:
+    tx.flush()  # this batch's own events first
+    if subscriptions:  # a no-op (no page written) once registered
+        tx.connection.executemany(
+            "INSERT OR IGNORE INTO motia_subscriptions (step, scope, key) VALUES (?, ?, ?)",
+            [(s.step, s.scope or "", s.key or "") for s in subscriptions],
+        )
+    cursor_row = tx.connection.execute("SELECT value FROM motia_meta WHERE name = 'outbox_cursor'").fetchone()
+    cursor = int(cursor_row[0]) if cursor_row is not None else 0
+    rows = tx.connection.execute(
+        "SELECT seq, event_type, scope, key, old_value, new_value, version, timestamp FROM motia_state_events"
+        " WHERE seq > ? ORDER BY seq LIMIT ?",
+        (cursor, limit),
+    ).fetchall()
+    if not rows:
+        return 0
+    registered = [
+        Subscription(step, scope or None, key or None)
+        for step, scope, key in tx.connection.execute("SELECT step, scope, key FROM motia_subscriptions")
+    ]
+    deliveries = [delivery for row in rows for delivery in state_deliveries(registered, *row)]
+    if deliveries:
+        tx.connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
+        tx.notify = True
+    last = rows[-1][0]
+    # Keep the newest consumed row: new events then get larger seqs than any before (rowid rule), so
+    # delivery ids built from seq are never reused. The cursor says it is consumed.
+    tx.connection.execute("DELETE FROM motia_state_events WHERE seq < ?", (last,))
+    tx.connection.execute("INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)", (str(last),))
+    return len(rows)
+
+
+def _write_enqueue(tx: _Transaction, deliveries: Sequence[NewDelivery]) -> int:
+    before = tx.connection.total_changes
+    tx.connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
+    added = tx.connection.total_changes - before
+    tx.notify = tx.notify or added > 0
+    return added
+
+
+def _write_claim(tx: _Transaction, steps: Sequence[str], owner: str, limit: int, lease: float) -> list[Delivery]:
+    rows = tx.connection.execute(
+        _CLAIMABLE.format(steps=",".join("?" * len(steps))), (*steps, tx.now, tx.now, limit)
+    ).fetchall()
+    if rows:
+        tx.connection.executemany(
+            "UPDATE motia_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
+            [(owner, tx.now + lease, row[0]) for row in rows],
+        )
+    return [
+        Delivery(delivery_id, step, kind, payload, attempts + 1, created_at)
+        for _, delivery_id, step, kind, payload, attempts, created_at in rows
+    ]
+
+
+def _write_extend(tx: _Transaction, ids: Sequence[str], owner: str, lease: float) -> None:
+    tx.connection.executemany(
+        "UPDATE motia_deliveries SET lease_until = ? WHERE id = ? AND owner = ?",
+        [(tx.now + lease, delivery_id, owner) for delivery_id in ids],
+    )
+
+
+def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, delay: float, error: str) -> bool:
+    """Complete, retry or dead-letter a delivery, if ``owner`` still holds it."""
+    row = tx.connection.execute(
+        "SELECT step, kind, payload, attempts, created_at FROM motia_deliveries WHERE id = ? AND owner = ?",
+        (delivery_id, owner),
+    ).fetchone()
+    if row is None:
+        return False
+    if outcome == "retry":
+        tx.connection.execute(
+            "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ? WHERE id = ?",
+            (tx.now + delay, delivery_id),
+        )
+        return True
+    tx.connection.execute("DELETE FROM motia_deliveries WHERE id = ?", (delivery_id,))
+    if outcome == "dead":
+        tx.connection.execute(
+            "INSERT OR REPLACE INTO motia_dead_letters"
+            " (id, step, kind, payload, attempts, error, created_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (delivery_id, *row[:4], error_text(error), row[4], tx.now),
+        )
+    tx.notify = True  # a later delivery of the same key may be ready now
+    return True
+
+
+def _write_claim_tick(tx: _Transaction, job: str, tick: int, hold: float, prune: bool) -> bool:
+    if prune:  # a full scan, but of at most ``hold`` seconds of ticks, once a minute
+        tx.connection.execute("DELETE FROM motia_cron_ticks WHERE expires_at <= ?", (tx.now,))
+    cursor = tx.connection.execute(
+        "INSERT OR IGNORE INTO motia_cron_ticks (job, tick, expires_at) VALUES (?, ?, ?)", (job, tick, tx.now + hold)
+    )
+    return cursor.rowcount == 1
+
+
+def _write_acquire_lease(tx: _Transaction, name: str, owner: str, ttl: float) -> bool:
+    # One statement: the row is taken when absent, expired or already ours; else the upsert's WHERE
+    # leaves it alone and changes no row.
+    cursor = tx.connection.execute(
+        "INSERT INTO motia_leases (name, owner, expires_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+        " WHERE motia_leases.owner = excluded.owner OR motia_leases.expires_at <= ?",
+        (name, owner, tx.now + ttl, tx.now),
+    )
+    return cursor.rowcount == 1
+
+
+def _write_release_lease(tx: _Transaction, name: str, owner: str) -> bool:
+    cursor = tx.connection.execute(
+        "DELETE FROM motia_leases WHERE name = ? AND owner = ? AND expires_at > ?", (name, owner, tx.now)
+    )
+    return cursor.rowcount == 1
+
+
+def _write_touch_steps(tx: _Transaction, steps: Sequence[str]) -> None:
+    tx.connection.executemany(
+        "INSERT INTO motia_steps (step, seen_at) VALUES (?, ?)"
+        " ON CONFLICT (step) DO UPDATE SET seen_at = max(seen_at, excluded.seen_at)",
+        [(step, tx.now) for step in steps],
+    )
+
+
+def _write_prune(tx: _Transaction, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    removed = forgotten = orphaned = 0
+    if dead_letter_age is not None:
+        removed = tx.connection.execute(
+            "DELETE FROM motia_dead_letters WHERE failed_at < ?", (tx.now - dead_letter_age,)
+        ).rowcount
+    if step_age is None:
+        return PruneResult(removed, 0, 0)
+    stale = tx.connection.execute(
+        "SELECT step, seen_at FROM motia_steps WHERE seen_at < ?", (tx.now - step_age,)
+    ).fetchall()
+    waiting = "step = ? AND (owner IS NULL OR lease_until <= ?)"  # a lease that has expired is waiting too
+    for step, seen_at in stale:
+        orphaned += tx.connection.execute(
+            "INSERT OR REPLACE INTO motia_dead_letters"
+            " (id, step, kind, payload, attempts, error, created_at, failed_at)"
+            f" SELECT id, step, kind, payload, attempts, ?, created_at, ? FROM motia_deliveries WHERE {waiting}",
+            (orphaned_error(step, seen_at), tx.now, step, tx.now),
+        ).rowcount
+        tx.connection.execute(f"DELETE FROM motia_deliveries WHERE {waiting}", (step, tx.now))
+        tx.connection.execute("DELETE FROM motia_subscriptions WHERE step = ?", (step,))
+        if tx.connection.execute("SELECT 1 FROM motia_deliveries WHERE step = ? LIMIT 1", (step,)).fetchone() is None:
+            tx.connection.execute("DELETE FROM motia_steps WHERE step = ?", (step,))
+            forgotten += 1
+    tx.notify = tx.notify or orphaned > 0
+    return PruneResult(removed, forgotten, orphaned)

@@ -1,0 +1,151 @@
+"""The key-value writes, each run inside a batch's transaction: ``function(transaction, *args)``.
+
+Each reads the rows it needs through the :class:`~motia.state.backends.sqlite.transaction._Transaction`,
+plans the write with the shared rules (:mod:`motia.state.backends._writes`) and buffers the result; the
+SQL fragments the reads share live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from motia.state.backends._writes import (
+    check_version,
+    plan_restore,
+    plan_set,
+    plan_transaction_write,
+    plan_update,
+)
+from motia.state.backends.sqlite.transaction import _DELETE, _INSERT_EVENT, _Transaction
+from motia.state.backends.types import TransactionWrite, WriteResult
+from motia.state.ops import Operation
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_SCOPES = f"""
+    WITH RECURSIVE scopes(scope) AS (
+        SELECT min(scope) FROM motia_state
+        UNION ALL
+        SELECT (SELECT min(scope) FROM motia_state WHERE scope > scopes.scope) FROM scopes
+        WHERE scopes.scope IS NOT NULL
+    )
+    SELECT scope FROM scopes WHERE scope IS NOT NULL AND EXISTS (
+        SELECT 1 FROM motia_state WHERE motia_state.scope = scopes.scope AND {_LIVE}
+    )"""
+
+#: A clear recording events writes them in chunks of at most this many rows or (about) bytes of values.
+CLEAR_CHUNK_ROWS = 500
+CLEAR_CHUNK_BYTES = 1 << 20
+
+
+def _write_set(
+    tx: _Transaction, scope: str, key: str, data: bytes, ttl: float | None, if_version: int | None
+) -> WriteResult:
+    record, result = plan_set(scope, key, tx.load(scope, key), data, ttl, if_version, tx.now)
+    tx.store(scope, record, result.old_data)
+    return result
+
+
+def _write_update(
+    tx: _Transaction,
+    scope: str,
+    key: str,
+    operations: Sequence[Operation],
+    ttl: float | None,
+    if_version: int | None,
+    max_value_bytes: int,
+) -> WriteResult:
+    current = tx.load(scope, key)
+    record, result = plan_update(scope, key, current, operations, ttl, if_version, max_value_bytes, tx.now)
+    if record is not None:
+        tx.store(scope, record, result.old_data)
+    return result
+
+
+def _write_delete(tx: _Transaction, scope: str, key: str, if_version: int | None) -> bytes | None:
+    current = tx.load(scope, key)
+    check_version(scope, key, current, if_version)
+    if current is None:
+        return None
+    tx.remove(scope, current)
+    return current.data
+
+
+def _write_commit(
+    tx: _Transaction, expected: Mapping[tuple[str, str], int], writes: Sequence[TransactionWrite]
+) -> None:
+    for (scope, key), version in expected.items():  # every check before any write: all or nothing
+        check_version(scope, key, tx.load(scope, key), version)
+    for write in writes:
+        current = tx.load(write.scope, write.key)
+        record = plan_transaction_write(current, write, tx.now)
+        if record is not None:
+            tx.store(write.scope, record, None if current is None else current.data)
+        elif current is not None:
+            tx.remove(write.scope, current)
+
+
+def _write_restore(
+    tx: _Transaction,
+    scope: str,
+    key: str,
+    data: bytes,
+    version: int | None,
+    expires_at: float | None,
+    replace: bool,
+) -> bool:
+    current = tx.load(scope, key)
+    if current is not None and not replace:
+        return False
+    tx.store(scope, plan_restore(current, key, data, version, expires_at), None if current is None else current.data)
+    return True
+
+
+#: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.
+_KEYED_WRITES = (_write_set, _write_update, _write_delete, _write_restore)
+#: Writes that only read rows and buffer their changes in the transaction (they execute no write
+#: statement until the batch's final flush), so undoing their buffered changes undoes them.
+_BUFFERED_WRITES = (*_KEYED_WRITES, _write_commit)
+
+
+def _write_clear(tx: _Transaction, scope: str) -> int:
+    """Delete every row of ``scope``. Values are read only when events need them, and then streamed in
+    chunks straight into the outbox, so clearing a large scope never holds its values in memory."""
+    tx.flush()
+    connection = tx.connection
+    if not tx.record_events:
+        live: int = connection.execute(
+            f"SELECT count(*) FROM motia_state WHERE scope = ? AND {_LIVE}", (scope, tx.now)
+        ).fetchone()[0]
+    else:
+        live = removed = size = 0
+        events: list[tuple[str, str, str, bytes | None, bytes | None, int, float]] = []
+        rows = connection.execute("SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,))
+        for key, data, version, expires_at in rows:  # one row at a time from SQLite, in key order
+            expired = expires_at is not None and expires_at <= tx.now
+            live += not expired
+            removed += 1
+            events.append(("expired" if expired else "deleted", scope, key, data, None, version, tx.now))
+            size += len(data)
+            if size >= CLEAR_CHUNK_BYTES or len(events) >= CLEAR_CHUNK_ROWS:
+                connection.executemany(_INSERT_EVENT, events)
+                events, size = [], 0
+        if events:
+            connection.executemany(_INSERT_EVENT, events)
+        tx.notify = tx.notify or removed > 0
+    connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
+    tx.forget_scope(scope)
+    return live
+
+
+def _write_purge(tx: _Transaction, limit: int) -> int:
+    tx.flush()
+    rows = tx.connection.execute(
+        "SELECT scope, key, value, version FROM motia_state WHERE expires_at IS NOT NULL AND expires_at <= ?"
+        " ORDER BY expires_at LIMIT ?",
+        (tx.now, limit),
+    ).fetchall()
+    if rows:
+        tx.connection.executemany(_DELETE, [(scope, key) for scope, key, _, _ in rows])
+    for scope, key, data, version in rows:
+        tx.event("expired", scope, key, data, None, version)
+    return len(rows)

@@ -1,0 +1,142 @@
+"""The SQLite file's schema: its tables, their version, and creating or upgrading them when a file is opened.
+
+Layout: one row per ``(scope, key)`` in a ``WITHOUT ROWID`` table whose primary key is ``(scope, key)``,
+so a point lookup, a write and a page of ``items`` each cost a B-tree seek plus the rows touched, however
+large the scope grows. Values are stored as encoded JSON blobs; a per-key ``version`` and an optional
+``expires_at`` (Unix seconds, filtered in every ``SELECT``) live beside them. Change events can be
+written to ``motia_state_events`` in the same transaction as the write (the transactional outbox).
+Claimed cron ticks are rows of ``motia_cron_ticks`` keyed by ``(job, tick)``: ``INSERT OR IGNORE`` picks
+the one claim that wins. Named leases are rows of ``motia_leases`` (``name``, ``owner``, ``expires_at``),
+taken by one upsert whose ``WHERE`` admits only a free, expired or own lease; ``motia_steps`` holds when
+an app last said it serves each step, for retention (``prune``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from motia.exceptions import StateBackendUnavailable
+
+logger = logging.getLogger("motia.state")
+
+#: 1: state, outbox and delivery tables. 2: ``motia_cron_ticks``. 3: ``motia_leases`` and ``motia_steps``
+#: (named leases, retention). Every table is created ``IF NOT EXISTS`` at open, which upgrades an older
+#: file in place; the stored version then stops an older pymotia from opening it (it would run cron ticks
+#: without claiming them, or a cron job without its lease, so twice beside newer instances).
+SCHEMA_VERSION = 3
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS motia_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS motia_state (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        version INTEGER NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS motia_state_expiry ON motia_state (expires_at) WHERE expires_at IS NOT NULL",
+    # No AUTOINCREMENT (its sqlite_sequence update is one more page written per commit): seq stays
+    # monotonic because dispatch always keeps the newest row it consumed (see _write_dispatch).
+    """CREATE TABLE IF NOT EXISTS motia_state_events (
+        seq INTEGER PRIMARY KEY,
+        event_type TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        old_value BLOB,
+        new_value BLOB,
+        version INTEGER NOT NULL,
+        timestamp REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS motia_deliveries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        step TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        order_key TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        available_at REAL NOT NULL,
+        owner TEXT,
+        lease_until REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS motia_deliveries_step ON motia_deliveries (step, seq)",
+    # Every state-trigger subscription any app registered ('' = any scope/key): dispatch serves them all.
+    """CREATE TABLE IF NOT EXISTS motia_subscriptions (
+        step TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (step, scope, key)
+    ) WITHOUT ROWID""",
+    """CREATE INDEX IF NOT EXISTS motia_deliveries_order ON motia_deliveries (step, order_key, seq)
+        WHERE order_key IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS motia_dead_letters (
+        id TEXT PRIMARY KEY,
+        step TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        failed_at REAL NOT NULL
+    )""",
+    # Claimed cron ticks (schema version 2); tick in whole milliseconds, so every process agrees.
+    """CREATE TABLE IF NOT EXISTS motia_cron_ticks (
+        job TEXT NOT NULL,
+        tick INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (job, tick)
+    ) WITHOUT ROWID""",
+    # Named leases (schema version 3): one owner at a time until expires_at (Unix seconds).
+    """CREATE TABLE IF NOT EXISTS motia_leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    # When an app last said it serves each step (touch_steps), so prune can tell renamed steps (version 3).
+    "CREATE TABLE IF NOT EXISTS motia_steps (step TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID",
+    # Retention deletes dead letters by age, and dead_letters() lists them by failure time (version 3).
+    "CREATE INDEX IF NOT EXISTS motia_dead_letters_failed ON motia_dead_letters (failed_at)",
+)
+
+
+def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable[[sqlite3.Connection], None]) -> None:
+    """Create or upgrade the tables, unless the file is already at this schema version.
+
+    The check runs first, without the write lock: opening a store that is in use (every open but
+    the first) then never waits behind, or competes with, the processes writing to it. ``path`` names the
+    file in messages; ``rollback`` ends a failed transaction (the connection's owner knows how).
+    """
+    try:
+        row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        row = None  # a new file
+    if row is not None and int(row[0]) == SCHEMA_VERSION:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA:
+            connection.execute(statement)
+        row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
+        if row is None:
+            connection.execute(
+                "INSERT INTO motia_meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StateBackendUnavailable(
+                f"the state file {path} has schema version {row[0]}, newer than this pymotia "
+                f"understands ({SCHEMA_VERSION}); upgrade pymotia"
+            )
+        elif int(row[0]) < SCHEMA_VERSION:  # the statements above added what it lacked
+            connection.execute("UPDATE motia_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+            logger.info("upgraded the state file %s to schema version %d", path, SCHEMA_VERSION)
+        connection.execute("COMMIT")
+    except BaseException:
+        rollback(connection)
+        raise

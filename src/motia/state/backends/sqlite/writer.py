@@ -1,0 +1,321 @@
+"""Group commit: the writes of one event loop queued, committed together, each caller answered after the commit.
+
+* Writes are queued per event loop and *group committed*: everything queued during one loop iteration
+  runs in one ``BEGIN IMMEDIATE`` … ``COMMIT``, and each caller is answered only after that commit. A
+  call that raises fails alone and leaves nothing behind (an undo log for its buffered changes, a
+  ``SAVEPOINT`` for the statements it ran); the rest of its batch commits.
+* The commit runs on the loop thread itself when the write lock is free: the attempt uses
+  ``busy_timeout=0``, so it never waits on another process, and with ``synchronous=NORMAL`` a WAL commit
+  does not fsync. If the lock is taken, the batch moves to a worker thread, which waits with a deadline
+  (``timeout``) and then raises :class:`StateTimeout`. With ``durability=full`` (fsync per commit) every
+  commit runs on a worker thread.
+
+Why not one writer thread: handing each write to a thread and back costs more than the commit itself
+(measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
+from threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from motia.exceptions import StateClosedError, StateTimeout
+from motia.state.backends.sqlite.connection import SQLITE_READONLY, SQLiteConnections, _Busy, _error_code, _is_busy
+from motia.state.backends.sqlite.delivery import _events_flag
+from motia.state.backends.sqlite.keyvalue import _BUFFERED_WRITES, _KEYED_WRITES, _write_purge
+from motia.state.backends.sqlite.transaction import _Transaction
+
+logger = logging.getLogger("motia.state")
+
+#: Writes committed together at most; bounds how long one flush holds the loop.
+MAX_BATCH = 256
+#: Expired keys swept per write batch, at most once per ``sweep_interval``.
+SWEEP_BATCH = 256
+
+
+class _Call:
+    """One write to run inside a batch's transaction: ``function(transaction, *args)``."""
+
+    __slots__ = ("function", "args")
+
+    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.function = function
+        self.args = args
+
+
+class _Request(_Call):
+    """A queued write: its caller awaits ``future``, answered after the batch commits."""
+
+    __slots__ = ("future", "heavy")
+
+    def __init__(
+        self, function: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any], heavy: bool
+    ) -> None:
+        super().__init__(function, args)
+        self.future = future
+        self.heavy = heavy
+
+
+class _LoopWriter:
+    """Group commit for one event loop: queue writes, flush them together, answer after commit."""
+
+    def __init__(self, backend: SQLiteWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self.backend = backend
+        self.loop = loop
+        self.pending: list[_Request] = []
+        self.scheduled = False
+        self.in_thread = False  # a batch is committing on a worker thread; keep commit order
+
+    def submit(self, request: _Request) -> None:
+        self.pending.append(request)
+        if not self.scheduled and not self.in_thread:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        taken = self.pending[:MAX_BATCH]
+        del self.pending[:MAX_BATCH]
+        if self.pending:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+        # A caller cancelled before its commit started: skip it, so nothing unacknowledged is written.
+        batch = [request for request in taken if not request.future.cancelled()]
+        if len(batch) < len(taken):
+            self.backend._finished(len(taken) - len(batch))
+        if not batch:
+            return
+        backend = self.backend
+        if backend._inline_writes and not any(request.heavy for request in batch):
+            try:
+                outcomes = backend._run_batch(backend._connection(inline=True), batch)
+            except _Busy:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - every caller must hear about it
+                self._answer_all(batch, exc)
+                return
+            else:
+                self._answer(batch, outcomes)
+                backend._after_commit(len(batch))
+                return
+        self.in_thread = True
+        self.scheduled = True  # hold further flushes until this batch is answered: commit order
+        future = self.loop.run_in_executor(backend._executor, backend._run_batch_blocking, batch)
+        future.add_done_callback(lambda done: self._thread_done(done, batch))
+
+    def _thread_done(self, done: asyncio.Future[list[Any]], batch: list[_Request]) -> None:
+        self.in_thread = False
+        self.scheduled = False
+        exc = done.exception()
+        if exc is not None:
+            self._answer_all(batch, exc)
+        else:
+            self._answer(batch, done.result())
+            self.backend._after_commit(len(batch))
+        if self.pending:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _answer(self, batch: list[_Request], outcomes: list[Any]) -> None:
+        for request, outcome in zip(batch, outcomes, strict=True):
+            if request.future.cancelled():
+                continue
+            if isinstance(outcome, _Failure):
+                request.future.set_exception(outcome.error)
+            else:
+                request.future.set_result(outcome)
+        self.backend._finished(len(batch))
+
+    def _answer_all(self, batch: list[_Request], exc: BaseException) -> None:
+        for request in batch:
+            if not request.future.cancelled():
+                request.future.set_exception(exc)
+        self.backend._finished(len(batch))
+
+
+class _Failure:
+    """The outcome of a call that raised: its caller gets ``error``; the rest of the batch committed."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class SQLiteWriter(SQLiteConnections):
+    """The group-commit writer of :class:`~motia.state.backends.sqlite.SQLiteBackend` (its base): queues each
+    write on its event loop's :class:`_LoopWriter` and runs batches in one transaction."""
+
+    #: Whether writes record change events: a flag kept in the file, so every process agrees.
+    _events_enabled: bool
+    _clock: Callable[[], float]
+    _sweep_interval: float
+    _last_sweep: float
+    _inline_writes: bool
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def _write(self, function: Callable[..., Any], *args: Any, heavy: bool = False) -> Any:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._closed:
+                raise StateClosedError(f"the state store {self.url} is closed")
+            self._outstanding += 1
+            writer = self._writers.get(loop)
+            if writer is None:
+                # A closed loop never runs again (asyncio.run() per call makes and closes one each time):
+                # release its writer, so the writers are bounded by the loops alive at once.
+                for closed in [known for known in self._writers if known.is_closed()]:
+                    del self._writers[closed]
+                writer = self._writers[loop] = _LoopWriter(self, loop)
+        if (
+            self._inline_writes
+            and not heavy
+            and not writer.pending
+            and not writer.in_thread
+            and not getattr(loop, "_ready", True)
+        ):
+            # Nothing else is ready to run on this loop, so no other write could join a batch: commit
+            # this one now, a batch of one, without a round trip through the loop. (``_ready`` is
+            # asyncio's queue of runnable callbacks; other loops lack it and always take the queue.)
+            try:
+                outcome = self._run_batch(self._connection(inline=True), [_Call(function, args)])
+            except _Busy:
+                pass  # another connection holds the lock: queue it for a thread that may wait
+            except BaseException:
+                self._finished(1)
+                raise
+            else:
+                self._finished(1)
+                if isinstance(outcome[0], _Failure):
+                    raise outcome[0].error
+                self._after_commit(1)
+                return outcome[0]
+        future: asyncio.Future[Any] = loop.create_future()
+        writer.submit(_Request(function, args, future, heavy))
+        return await future
+
+    def _finished(self, count: int) -> None:
+        with self._drain:
+            self._outstanding -= count
+            if self._closed and self._outstanding <= 0:  # only aclose() waits for this
+                self._drain.notify_all()
+
+    def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call]) -> list[Any]:
+        """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken.
+
+        Returns one outcome per call: its result, or a :class:`_Failure` for a call that raised (that call
+        changed nothing; the others commit). An error outside the calls (``BEGIN``, the final flush,
+        ``COMMIT``, or one after which SQLite rolled the whole transaction back) fails the whole batch.
+        """
+        now = self._clock()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _Busy from None
+            raise self._translate(exc) from exc
+        outcomes: list[Any] = []
+        try:
+            if not self._events_enabled:
+                # Read under the write lock, in this transaction: a process that enabled events committed
+                # before this BEGIN, so this batch sees it and records its events. Once on, the flag never
+                # goes off, so the read is paid only while events are off.
+                self._events_enabled = _events_flag(connection)
+            tx = _Transaction(connection, now, self._events_enabled)
+            isolate = len(batch) > 1
+            if isolate:
+                by_scope: dict[str, list[str]] = {}
+                for call in batch:
+                    if call.function in _KEYED_WRITES:
+                        by_scope.setdefault(call.args[0], []).append(call.args[1])
+                for scope, keys in by_scope.items():
+                    tx.prefetch(scope, keys)
+            for call in batch:
+                outcomes.append(self._run_call(tx, call, isolate))
+            if now - self._last_sweep >= self._sweep_interval:
+                self._last_sweep = now
+                _write_purge(tx, SWEEP_BATCH)
+            tx.flush()
+            connection.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(connection)
+            if isinstance(exc, sqlite3.Error):
+                if _is_busy(exc):
+                    raise _Busy from None
+                if _error_code(exc) == SQLITE_READONLY:
+                    # SQLite opens a file it cannot write read-only, and the connection stays so: drop it,
+                    # so that writes work again (on a new connection) once the file is writable again.
+                    self._discard(connection)
+                raise self._translate(exc) from exc
+            if isinstance(exc, UnicodeEncodeError):
+                raise self._translate(exc) from exc
+            raise
+        if tx.notify:
+            self._notify_listeners()
+        return outcomes
+
+    def _run_call(self, tx: _Transaction, call: _Call, isolate: bool) -> Any:
+        """Run one call of a batch; return its result, or a :class:`_Failure` if it raised.
+
+        A failed call changes nothing, whatever it raised and however far it got: its buffered changes
+        are undone (:meth:`_Transaction.undo_call`) and, in a batch of several calls, the statements it
+        executed itself are rolled back to a ``SAVEPOINT`` taken before it. (Buffered writes execute no
+        statement, so they skip the savepoint; a single call needs none, its batch is rolled back whole.)
+        """
+        statements = call.function not in _BUFFERED_WRITES
+        savepoint = isolate and statements
+        connection = tx.connection
+        if savepoint:
+            connection.execute("SAVEPOINT motia_call")
+        tx.begin_call()
+        try:
+            outcome = call.function(tx, *call.args)
+        except Exception as exc:
+            if not connection.in_transaction:  # SQLite rolled everything back (disk full, I/O error)
+                raise
+            if statements and not savepoint:
+                raise  # no savepoint to return to: roll the (single-call) batch back
+            tx.undo_call()
+            if savepoint and not self._roll_back_call(connection):
+                raise  # it cannot be taken back alone: the whole batch fails, with this call's own error
+            if isinstance(exc, sqlite3.Error | UnicodeEncodeError):
+                return _Failure(self._translate(exc))
+            return _Failure(exc)
+        tx.end_call()
+        if savepoint:
+            connection.execute("RELEASE motia_call")
+        return outcome
+
+    def _roll_back_call(self, connection: sqlite3.Connection) -> bool:
+        """Undo the statements of the call that began last; ``False`` (logged) if SQLite could not."""
+        try:
+            connection.execute("ROLLBACK TO motia_call")
+            connection.execute("RELEASE motia_call")
+        except sqlite3.Error:
+            logger.warning("could not roll back one write on %s", self.path, exc_info=True)
+            return False
+        return True
+
+    def _run_batch_blocking(self, batch: list[_Request]) -> list[Any]:
+        try:
+            return self._run_batch(self._connection(inline=False), batch)
+        except _Busy:
+            raise StateTimeout(f"the state file {self.path} stayed locked for more than {self.timeout:g} s") from None
+
+    def _drain_and_stop(self) -> None:
+        """Wait for pending writes, then for the worker threads (checkpoints, reads) to finish.
+
+        Connections are closed only after this: closing a SQLite connection that another thread is
+        using is undefined behaviour (it crashed the interpreter once, during a checkpoint).
+        """
+        deadline = time.monotonic() + self.timeout + 5
+        with self._drain:
+            while self._outstanding and time.monotonic() < deadline:
+                self._drain.wait(0.05)
+        self._executor.shutdown(wait=True)
