@@ -82,7 +82,7 @@ def test_two_workers_serve_one_port_and_share_state(two_workers):
 
     read = poll(read_by_the_other, timeout=30, interval=0.01, what="a read through the other worker")
     assert read["stored"] == {"value": {"n": 1}, "pid": writer}
-    assert proc.stop() == 0
+    assert proc.stop() == 0, proc.logs()
 
 
 def test_each_cron_tick_runs_once_across_workers(two_workers):
@@ -99,7 +99,7 @@ def test_each_cron_tick_runs_once_across_workers(two_workers):
         return contested if len(contested) >= 5 else []
 
     contested = poll(five_ticks, timeout=30, interval=0.2, what="five cron ticks with both workers up")
-    assert proc.stop() == 0
+    assert proc.stop() == 0, proc.logs()
 
     runs = ticks()
     assert {tick: entry for tick, entry in runs.items() if entry["runs"] != 1} == {}
@@ -125,9 +125,16 @@ def test_sigterm_lets_in_flight_requests_finish_stops_every_worker_and_exits_0(t
         code = proc.stop(signal.SIGTERM)
         # Then the request was answered, every worker exited, and the supervisor exits 0
         assert pending.result().json()["done"] is True
-    assert code == 0
+    assert code == 0, proc.logs()
     assert all(gone(pid) for pid in pids)
     assert "all 2 workers stopped" in proc.logs()
+
+
+def test_sigterm_while_the_workers_start_still_exits_0(run_motia: Callable[..., MotiaProcess], tmp_path: Path):
+    proc = run_motia(STEPS, state=f"sqlite:///{tmp_path / 'state.db'}", extra=["--workers", "2"])
+    pids = worker_pids(proc)  # started, perhaps still importing: not waiting for them to serve
+    assert proc.stop(signal.SIGTERM) == 0, proc.logs()
+    assert all(gone(pid) for pid in pids)
 
 
 def test_a_worker_that_dies_stops_the_others_and_the_supervisor_exits_1(two_workers):

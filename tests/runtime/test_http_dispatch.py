@@ -146,3 +146,19 @@ async def test_answers_outside_the_step_routes_are_the_routers():
         # the runtime's own routes
         assert (await client.get("/__motia/health")).json()["status"] == "ok"
         assert "/session/{id}" in (await client.get("/openapi.json")).json()["paths"]
+
+
+async def test_added_middleware_sees_step_requests_too():
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    seen: list[str] = []
+
+    async def record(request, call_next):
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    app = make_app()
+    app.asgi.add_middleware(BaseHTTPMiddleware, dispatch=record)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app.asgi), base_url="http://t") as client:
+        assert (await client.get("/session/s1")).json()["step"] == "s1"
+    assert seen == ["/session/s1"]

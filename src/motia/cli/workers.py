@@ -79,82 +79,95 @@ def supervise(
     port = sock.getsockname()[1]
     watch_read, watch_write = os.pipe()  # the workers hold the read end; nobody ever writes
     child_env = {**os.environ, **env, SOCKET_ENV: str(sock.fileno()), SUPERVISOR_ENV: str(watch_read)}
-    cmd = command(port)
-    started: list[subprocess.Popen[bytes]] = []
+    supervisor = _Supervisor(shutdown_timeout)
+    # Handlers first: a signal that comes while workers start is passed to those already started.
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in handled}
     try:
-        for _ in range(workers):
-            started.append(subprocess.Popen(cmd, env=child_env, pass_fds=(sock.fileno(), watch_read), process_group=0))
+        try:
+            cmd = command(port)
+            for _ in range(workers):
+                if supervisor.stopping.is_set():
+                    break
+                fds = (sock.fileno(), watch_read)
+                supervisor.start(subprocess.Popen(cmd, env=child_env, pass_fds=fds, process_group=0))
+        finally:
+            # The workers accept; the supervisor never does. The write end stays open while it lives.
+            sock.close()
+            os.close(watch_read)
+        pids = ", ".join(str(w.pid) for w in supervisor.workers)
+        logger.info("serving on port %d with %d workers (pids %s)", port, len(supervisor.workers), pids)
+        failed = supervisor.wait()
     except BaseException:
-        for worker in started:
-            worker.kill()
-            worker.wait()
+        supervisor.kill()
         raise
     finally:
-        # The workers accept; the supervisor never does. The write end stays open for as long as it lives.
-        sock.close()
-        os.close(watch_read)
-    pids = ", ".join(str(w.pid) for w in started)
-    logger.info("serving on port %d with %d workers (pids %s)", port, len(started), pids)
-    try:
-        failed = _wait(started, shutdown_timeout)
-    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         os.close(watch_write)
     if failed:
-        raise MotiaError(f"{failed} of {len(started)} workers failed (their output says why)")
-    logger.info("all %d workers stopped", len(started))
+        raise MotiaError(f"{failed} of {len(supervisor.workers)} workers failed (their output says why)")
+    logger.info("all %d workers stopped", len(supervisor.workers))
 
 
-def _wait(workers: list[subprocess.Popen[bytes]], shutdown_timeout: float) -> int:
-    """Pass signals on, wait for every worker; the number of workers that failed or exited on their own."""
-    exited: queue.SimpleQueue[subprocess.Popen[bytes]] = queue.SimpleQueue()
+class _Supervisor:
+    """The workers, the signals passed to them, and the wait for all of them to exit."""
 
-    def reap(worker: subprocess.Popen[bytes]) -> None:
+    def __init__(self, shutdown_timeout: float) -> None:
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.stopping = threading.Event()
+        #: The signals passed on: a worker one ended before it could catch it (still starting) stopped as told.
+        self.sent: set[int] = set()
+        self._exited: queue.SimpleQueue[subprocess.Popen[bytes]] = queue.SimpleQueue()
+        self._killer = threading.Timer(shutdown_timeout + KILL_GRACE, self.kill)
+        self._killer.daemon = True
+
+    def start(self, worker: subprocess.Popen[bytes]) -> None:
+        self.workers.append(worker)
+        threading.Thread(target=self._reap, args=(worker,), name=f"motia-reap-{worker.pid}", daemon=True).start()
+
+    def _reap(self, worker: subprocess.Popen[bytes]) -> None:
         worker.wait()
-        exited.put(worker)
+        self._exited.put(worker)
 
-    for worker in workers:
-        threading.Thread(target=reap, args=(worker,), name=f"motia-reap-{worker.pid}", daemon=True).start()
-    stopping = threading.Event()
-    killer = threading.Timer(shutdown_timeout + KILL_GRACE, _kill, args=(workers,))
-    killer.daemon = True
+    def on_signal(self, sig: int, frame: FrameType | None) -> None:
+        if not self.stopping.is_set():
+            logger.info("received %s: stopping the workers gracefully", signal.Signals(sig).name)
+        self.stop(sig)
 
-    def stop(sig: int) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            killer.start()
-        for worker in workers:
+    def stop(self, sig: int) -> None:
+        """Pass ``sig`` to every running worker (again on a second signal: a second Ctrl-C forces)."""
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self._killer.start()
+        self.sent.add(sig)
+        for worker in self.workers:
             if worker.poll() is None:
                 worker.send_signal(sig)
 
-    def on_signal(sig: int, frame: FrameType | None) -> None:
-        if not stopping.is_set():
-            logger.info("received %s: stopping %d workers gracefully", signal.Signals(sig).name, len(workers))
-        stop(sig)
+    def wait(self) -> int:
+        """Wait for every worker; the number that failed (exit status not 0) or exited on their own."""
+        failed = 0
+        try:
+            for _ in self.workers:
+                worker = self._exited.get()  # signal handlers run while this waits
+                code = worker.returncode
+                told = self.stopping.is_set()
+                if not told or (code != 0 and -code not in self.sent):
+                    failed += 1
+                    logger.error("worker %d exited with status %s", worker.pid, code)
+                if not told:
+                    logger.error("a worker stopped on its own: stopping the others")
+                    self.stop(signal.SIGTERM)
+        finally:
+            self._killer.cancel()
+        return failed
 
-    handled = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
-    failed = 0
-    try:
-        for _ in workers:
-            worker = exited.get()  # signal handlers run while this waits
-            if worker.returncode != 0 or not stopping.is_set():
-                failed += 1
-                logger.error("worker %d exited with status %s", worker.pid, worker.returncode)
-            if not stopping.is_set():
-                logger.error("a worker stopped on its own: stopping the others")
-                stop(signal.SIGTERM)
-    finally:
-        killer.cancel()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return failed
-
-
-def _kill(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            logger.error("worker %d did not stop in time: killing it", worker.pid)
-            worker.kill()
+    def kill(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                logger.error("worker %d did not stop in time: killing it", worker.pid)
+                worker.kill()
 
 
 def inherited_socket() -> socket.socket | None:

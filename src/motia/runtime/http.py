@@ -488,7 +488,8 @@ class MotiaStarlette(Starlette):
     """The app's Starlette application, with the step routes served without Starlette's router.
 
     A request outside ``/__motia`` and ``/openapi.json`` is looked up once in the step routes and the
-    route called directly; on a miss, and for every other request, Starlette answers as it always did.
+    route called directly; on a miss, and for every other request, Starlette answers as it always did
+    (for every request, when middleware was added or the app is mounted under a root path).
     """
 
     def __init__(self, dispatch: _Dispatch, **kwargs: Any) -> None:
@@ -496,7 +497,8 @@ class MotiaStarlette(Starlette):
         self._dispatch = dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
+        # Middleware added with add_middleware must see every request: then Starlette serves them all.
+        if scope["type"] == "http" and not self.user_middleware and not scope.get("root_path"):
             path: str = scope["path"]
             if not path.startswith(RESERVED_PATHS[1]) and path != RESERVED_PATHS[0]:
                 found = self._dispatch.lookup(scope["method"], path)
