@@ -3,7 +3,7 @@
 Run from the repository root:
 
     apt-get install -y wrk                                     # Debian's wrk, for the wrk table
-    .venv/bin/pip install fastapi                              # the FastAPI peer (never a motia dependency)
+    .venv/bin/pip install -e ".[bench]"                        # the FastAPI peer (never a motia dependency)
     .venv/bin/python bench/http_bench.py --rounds 3            # 32 connections, 10 s per server per round
     .venv/bin/python bench/http_bench.py --baseline /tmp/motia-main    # + `motia run` of another checkout
     .venv/bin/python bench/http_bench.py --workers-compare     # `motia run --workers 2` vs `--workers 1`
