@@ -100,8 +100,9 @@ def test_cron_validates_at_declaration():
     assert cron("@Hourly").expression == "@hourly"
     with pytest.raises(ConfigError, match="invalid cron expression 'every minute'"):
         cron("every minute")
-    with pytest.raises(ConfigError, match="got 7"):
-        cron("0 0 * * * * 2030")
+    assert cron("0 0 9 * * * 2030").expression == "0 0 9 * * * 2030"  # 7 fields: year last
+    with pytest.raises(ConfigError, match="got 8"):
+        cron("0 0 * * * * 2030 1")
     with pytest.raises(ConfigError, match="invalid cron expression"):
         cron("61 * * * *")
 
