@@ -9,8 +9,8 @@ from motia import ConfigError, cron, step
 from motia.exceptions import StateTimeout
 from motia.runtime.app import MotiaApp
 from motia.runtime.cron import CLAIM_HOLD, CronJob, CronScheduler, next_fire, validate_expression
-from motia.steps.schedule import ScheduleExhausted
 from motia.state.backends.memory import MemoryBackend
+from motia.steps.schedule import ScheduleExhausted
 
 
 def utc(*args: int) -> datetime:
