@@ -188,3 +188,15 @@ def test_condition_signature_is_checked_at_declaration():
     with pytest.raises(ConfigError, match="takes 3 arguments"):
         http("GET", "/x", condition=lambda a, b, c: True)
     assert http("GET", "/x", condition=lambda input: True).condition is not None
+
+
+def test_query_params_accept_query_param_objects_names_and_dicts():
+    from motia import QueryParam, api
+
+    trig = api("GET", "/q", query_params=[QueryParam(name="a", description="A"), QueryParam("b"), "c", {"name": "d"}])
+    assert trig == http(
+        "GET", "/q", query_params=[{"name": "a", "description": "A"}, {"name": "b"}, "c", {"name": "d"}]
+    )
+    for bad in ["", {"description": "no name"}, 3]:
+        with pytest.raises(ConfigError, match="query parameter"):
+            http("GET", "/q", query_params=[bad])  # type: ignore[list-item]
