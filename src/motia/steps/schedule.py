@@ -16,13 +16,9 @@ from datetime import UTC, datetime
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-from motia.exceptions import ConfigError
+from motia.exceptions import ConfigError, ScheduleExhausted
 
 __all__ = ["ScheduleExhausted", "next_fire", "validate_expression"]
-
-
-class ScheduleExhausted(ConfigError):
-    """Raised by ``next_fire`` when the expression has no tick left (its last year is past)."""
 
 
 #: How many years croniter may search for a tick: all of its range (1970-2099), so a 7-field expression
