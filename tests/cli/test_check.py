@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -52,3 +53,14 @@ def test_missing_directory(tmp_path):
     result = CliRunner().invoke(main, ["check", "--dir", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert "does not exist" in result.stderr
+
+
+def test_step_files_may_import_from_the_project_directory(tmp_path, monkeypatch):
+    # Given a helper module at the project root (Motia's templates import `src.services...` this way)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "check_helper_mod.py").write_text("GREETING = 'hi'\n")
+    body = GOOD.replace("NAME", "a") + "from check_helper_mod import GREETING\n"
+    project(tmp_path, {"a_step.py": body})
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 0, result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -34,6 +35,9 @@ def check(steps_dir: str) -> None:
     """
     from motia.steps.loader import check_steps_dir
 
+    # As `motia run` does: step files may import helper modules from the project (current) directory.
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
     try:
         loaded, problems = check_steps_dir(Path(steps_dir))
     except MotiaError as exc:
