@@ -4,6 +4,7 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
 
     MotiaError
     ├── ConfigError                  bad configuration (URL, option, step config)
+    │   └── ScheduleExhausted        a cron expression has no tick left (its last year is past)
     ├── StepLoadError                a step file cannot be loaded or registered
     ├── EnqueueError                 a message cannot be enqueued (nothing was sent); also a ValueError
     ├── Undeliverable                a stored delivery no trigger of its step can take (dead-lettered)
@@ -27,6 +28,7 @@ __all__ = [
     "EnqueueError",
     "InvalidUpdateError",
     "MotiaError",
+    "ScheduleExhausted",
     "StateBackendError",
     "StateBackendUnavailable",
     "StateClosedError",
@@ -45,6 +47,11 @@ class MotiaError(Exception):
 
 class ConfigError(MotiaError):
     """Raised when configuration (a state URL, an option, a step config) is invalid."""
+
+
+class ScheduleExhausted(ConfigError):
+    """Raised by ``next_fire`` when a cron expression has no tick left (a 7-field expression whose last
+    year is past); the scheduler stops scheduling that job."""
 
 
 class StepLoadError(MotiaError):

@@ -10,6 +10,7 @@ from motia.exceptions import StateTimeout
 from motia.runtime.app import MotiaApp
 from motia.runtime.cron import CLAIM_HOLD, CronJob, CronScheduler, next_fire, validate_expression
 from motia.state.backends.memory import MemoryBackend
+from motia.steps.schedule import ScheduleExhausted
 
 
 def utc(*args: int) -> datetime:
@@ -40,6 +41,14 @@ def utc(*args: int) -> datetime:
         (utc(2024, 1, 1, 0, 0, 30), "30 * * * * *", utc(2024, 1, 1, 0, 1, 30)),
         (utc(2024, 1, 1, 0, 0, 0), "0 0 * * * *", utc(2024, 1, 1, 1, 0, 0)),
         (utc(2024, 1, 1, 0, 0, 0, 500000), "* * * * * *", utc(2024, 1, 1, 0, 0, 1)),
+        # 7 fields: second first, year last (motia-py 1.0)
+        (utc(2024, 1, 1, 0, 0, 0), "0 30 9 * * * 2030", utc(2030, 1, 1, 9, 30, 0)),
+        (utc(2024, 1, 1, 0, 0, 0), "*/5 * * * * * *", utc(2024, 1, 1, 0, 0, 5)),
+        (utc(2024, 1, 1, 0, 0, 0), "0 0 12 29 2 * 2025-2030", utc(2028, 2, 29, 12, 0, 0)),  # next leap day in range
+        (utc(2030, 12, 31, 22, 30, 0), "0 0 * * * * 2030,2032", utc(2030, 12, 31, 23, 0, 0)),
+        (utc(2030, 12, 31, 23, 0, 0), "0 0 * * * * 2030,2032", utc(2032, 1, 1, 0, 0, 0)),  # skips 2031
+        (utc(2024, 1, 1, 0, 0, 0), "15 10 8 * * 1-5 2024/2", utc(2024, 1, 1, 8, 10, 15)),
+        (utc(2024, 1, 1, 0, 0, 0), "0 0 0 1 1 * 2099", utc(2099, 1, 1, 0, 0, 0)),  # decades ahead
         # aliases
         (utc(2024, 1, 1, 0, 10, 0), "@hourly", utc(2024, 1, 1, 1, 0, 0)),
         (utc(2024, 1, 1, 0, 10, 0), "@daily", utc(2024, 1, 2, 0, 0, 0)),
@@ -60,11 +69,54 @@ def test_next_fire_treats_naive_as_utc_and_converts_other_zones():
 
 @pytest.mark.parametrize(
     "expression",
-    ["", "* * * *", "0 0 * * * * 2030", "61 * * * *", "* 25 * * *", "every hour", "@sometimes", "*/0 * * * *"],
+    [
+        "",
+        "* * * *",
+        "0 0 * * * * 2030 1",  # 8 fields
+        "61 * * * *",
+        "* 25 * * *",
+        "every hour",
+        "@sometimes",
+        "*/0 * * * *",
+        "0 0 0 1 1 * 2100",  # year out of range (1970-2099)
+        "0 0 0 1 1 * 20x0",
+        "0 0 0 30 2 * 2027",  # never: no 30 February
+    ],
 )
 def test_invalid_expressions(expression):
     with pytest.raises(ConfigError, match="invalid cron expression"):
         validate_expression(expression)
+
+
+def test_seven_fields_whose_years_are_over_are_valid_but_exhausted():
+    # Given an expression of a past year: it is valid (it once fired) ...
+    assert validate_expression("0 0 0 1 1 * 2020") == "0 0 0 1 1 * 2020"
+    assert next_fire(utc(2019, 6, 1), "0 0 0 1 1 * 2020") == utc(2020, 1, 1)
+    # ... but after its last tick there is no next one.
+    with pytest.raises(ScheduleExhausted, match="no tick after"):
+        next_fire(utc(2020, 1, 1), "0 0 0 1 1 * 2020")
+
+
+async def test_scheduler_stops_scheduling_an_exhausted_job_and_keeps_the_others(caplog):
+    # Given a job whose last year is past and one that fires every second
+    clock = FakeClock(utc(2024, 1, 1))
+    ticks: list[str] = []
+
+    async def run_old(at: datetime) -> None:
+        ticks.append("old")
+
+    async def run_now(at: datetime) -> None:
+        ticks.append("now")
+
+    jobs = [CronJob("old", "0 0 0 1 1 * 2020", run_old), CronJob("now", "* * * * * *", run_now)]
+    scheduler = CronScheduler(jobs, now=clock, sleep=clock.sleep)
+    caplog.set_level("INFO", logger="motia.cron")
+    scheduler.start()
+    # When ticks pass, then the live job runs, the exhausted one never, and that is logged, not raised.
+    await wait_until(lambda: len(ticks) >= 2)
+    await scheduler.stop()
+    assert set(ticks) == {"now"}
+    assert "old: 0 0 0 1 1 * 2020 has no tick left" in caplog.text
 
 
 def test_non_string_expression():

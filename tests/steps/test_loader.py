@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from motia import StepLoadError, http
-from motia.steps.loader import discover_step_files, is_step_file, load_step_file, load_steps
+from motia.steps.loader import (
+    check_steps_dir,
+    discover_step_files,
+    generate_step_id,
+    is_step_file,
+    load_step_file,
+    load_steps,
+)
 
 HEADER = "from motia import cron, http, step\n"
 
@@ -196,3 +204,69 @@ def test_a_step_imported_by_another_file_registers_once(tmp_path, monkeypatch):
     loaded = load_steps(tmp_path / "steps")
     assert [ls.step.name for ls in loaded] == ["shared"]
     assert loaded[0].step.http_triggers == [http("GET", "/shared")]
+
+
+# -- include_files and check_steps_dir (motia check) ----------------------------------------------------------
+
+
+def test_include_files_resolve_relative_to_the_step_file_with_globs(tmp_path):
+    write(tmp_path, "lib/prompts/a.txt", "")
+    write(tmp_path, "lib/prompts/b.txt", "")
+    write(tmp_path, "lib/extra.json", "")
+    write(
+        tmp_path,
+        "lib/uses_step.py",
+        """
+        config = {"name": "uses", "triggers": [], "includeFiles": ["prompts/*.txt", "extra.json"]}
+        async def handler(input, ctx): ...
+        """,
+    )
+    [loaded] = load_steps(tmp_path)
+    names = [p.relative_to(tmp_path.resolve()).as_posix() for p in loaded.include_files]
+    assert names == ["lib/prompts/a.txt", "lib/prompts/b.txt", "lib/extra.json"]
+    assert loaded.step.config.include_files == ("prompts/*.txt", "extra.json")
+
+
+@pytest.mark.parametrize("entry", ["missing.txt", "none/*.txt", "sub"])
+def test_an_include_file_that_names_nothing_is_a_load_error(tmp_path, entry):
+    (tmp_path / "sub").mkdir()  # a directory is not a file
+    write(
+        tmp_path,
+        "uses_step.py",
+        f"""
+        config = {{"name": "uses", "triggers": [], "include_files": [{entry!r}]}}
+        async def handler(input, ctx): ...
+        """,
+    )
+    expected = rf"uses_step.py: step 'uses' includes '{re.escape(entry)}'.*relative to the step file"
+    with pytest.raises(StepLoadError, match=expected):
+        load_steps(tmp_path)
+
+
+def test_generate_step_id_is_stable_per_path():
+    assert generate_step_id("steps/a_step.py") == generate_step_id("steps/a_step.py")
+    assert generate_step_id("steps/a_step.py") != generate_step_id("steps/b_step.py")
+    assert len(generate_step_id("x")) == 36
+
+
+def test_check_collects_every_problem_with_its_file(tmp_path):
+    # Given a broken import, a bad config, a good step, a duplicate name and a duplicate route
+    write(tmp_path, "a_broken_step.py", "import not_a_module_anywhere\n")
+    write(
+        tmp_path, "b_bad_cron_step.py", 'config = {"name": "bad", "triggers": [cron("every day")]}\nhandler = print\n'
+    )
+    write(tmp_path, "c_good_step.py", http_step("good", path="/good"))
+    write(tmp_path, "d_same_name_step.py", http_step("good", path="/other"))
+    write(tmp_path, "e_same_route_step.py", http_step("route", path="/good"))
+    # When checked, then every problem is reported, file problems first, then clashes, and the rest loads.
+    loaded, problems = check_steps_dir(tmp_path)
+    messages = [str(p) for p in problems]
+    assert len(messages) == 4, messages
+    assert "a_broken_step.py:" in messages[0] and "No module named 'not_a_module_anywhere'" in messages[0]
+    assert "b_bad_cron_step.py" in messages[1] and "invalid cron expression" in messages[1]
+    assert "d_same_name_step.py: duplicate step name 'good'" in messages[2]
+    assert "e_same_route_step.py: duplicate route GET /good" in messages[3]
+    assert [ls.step.name for ls in loaded] == ["good", "route"]
+    # load_steps, by contrast, stops at the first.
+    with pytest.raises(StepLoadError, match="a_broken_step.py"):
+        load_steps(tmp_path)

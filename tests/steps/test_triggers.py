@@ -100,8 +100,9 @@ def test_cron_validates_at_declaration():
     assert cron("@Hourly").expression == "@hourly"
     with pytest.raises(ConfigError, match="invalid cron expression 'every minute'"):
         cron("every minute")
-    with pytest.raises(ConfigError, match="got 7"):
-        cron("0 0 * * * * 2030")
+    assert cron("0 0 9 * * * 2030").expression == "0 0 9 * * * 2030"  # 7 fields: year last
+    with pytest.raises(ConfigError, match="got 8"):
+        cron("0 0 * * * * 2030 1")
     with pytest.raises(ConfigError, match="invalid cron expression"):
         cron("61 * * * *")
 
@@ -187,3 +188,15 @@ def test_condition_signature_is_checked_at_declaration():
     with pytest.raises(ConfigError, match="takes 3 arguments"):
         http("GET", "/x", condition=lambda a, b, c: True)
     assert http("GET", "/x", condition=lambda input: True).condition is not None
+
+
+def test_query_params_accept_query_param_objects_names_and_dicts():
+    from motia import QueryParam, api
+
+    trig = api("GET", "/q", query_params=[QueryParam(name="a", description="A"), QueryParam("b"), "c", {"name": "d"}])
+    assert trig == http(
+        "GET", "/q", query_params=[{"name": "a", "description": "A"}, {"name": "b"}, "c", {"name": "d"}]
+    )
+    for bad in ["", {"description": "no name"}, 3]:
+        with pytest.raises(ConfigError, match="query parameter"):
+            http("GET", "/q", query_params=[bad])  # type: ignore[list-item]

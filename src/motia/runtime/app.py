@@ -19,6 +19,7 @@ from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
+from motia.runtime.logger import current_logger
 from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
 from motia.runtime.types import CronInput, TriggerInfo
 from motia.state.manager import StateManager
@@ -275,12 +276,14 @@ class MotiaApp:
     async def invoke(self, step: Step, input: Any, ctx: FlowContext) -> Any:  # noqa: A002
         # `motia.enqueue` inside the handler is its ctx.enqueue (def handlers inherit the context var).
         token = current_scope.set(ctx.enqueuer if isinstance(ctx.enqueuer, EnqueueScope) else None)
+        logger_token = current_logger.set(ctx.logger)  # and `motia.logger` is its ctx.logger
         try:
             if step.is_async:  # what call() does for it, one coroutine fewer on every request
                 result = step.handler(*(input, ctx)[: step.arity])
                 return (await result) if inspect.isawaitable(result) else result
             return await self.call(step.handler, step.arity, step.is_async, input, ctx)
         finally:
+            current_logger.reset(logger_token)
             current_scope.reset(token)
 
     async def drain(self, timeout: float = 10.0) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from random import getrandbits as _rand_bits
-from typing import Any
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
 
 from motia.exceptions import MotiaError
 from motia.runtime.types import TriggerInfo
@@ -13,6 +15,9 @@ from motia.runtime.types import TriggerInfo
 __all__ = ["Context", "FlowContext", "StepLogger", "new_trace_id"]
 
 _step_log = logging.getLogger("motia.step")
+
+#: What the step enqueues, for ``FlowContext[OrderEvent]`` in annotations (not checked).
+TEnqueueData = TypeVar("TEnqueueData", default=Any)
 
 
 def new_trace_id() -> str:
@@ -124,7 +129,7 @@ class StepLogger:
         self.log(logging.CRITICAL, msg, fields, extra=extra, exc_info=exc_info)
 
 
-class FlowContext:
+class FlowContext(Generic[TEnqueueData]):
     """The ``ctx`` passed to handlers.
 
     ``state`` is the app's async ``StateManager`` for ``async def`` handlers and its blocking twin

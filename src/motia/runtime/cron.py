@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Protocol
 
-from motia.steps.schedule import next_fire, validate_expression
+from motia.steps.schedule import ScheduleExhausted, next_fire, validate_expression
 
 __all__ = [
     "CLAIM_HOLD",
@@ -134,11 +134,15 @@ class CronScheduler:
 
     async def _loop(self, job: CronJob) -> None:
         """Schedule ``job`` tick after tick. An unexpected error is logged and the schedule resumes after a
-        bounded pause from the next tick: this loop never dies while the app runs (issue 11, #4)."""
+        bounded pause from the next tick: this loop never dies while the app runs (issue 11, #4), unless the
+        expression has no tick left (a 7-field expression whose years are over)."""
         failures = 0
         while True:
             try:
                 await self._schedule(job)
+            except ScheduleExhausted:
+                logger.info("cron %s: %s has no tick left; not scheduled any more", job.name, job.expression)
+                return
             except Exception:
                 failures += 1
                 delay = min(0.5 * 2 ** min(failures, 10), MAX_ERROR_DELAY)

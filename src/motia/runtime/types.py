@@ -6,22 +6,37 @@ Kept free of starlette imports so ``import motia`` stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeAlias
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
 
-__all__ = ["ApiRequest", "ApiResponse", "CronInput", "StateTriggerInput", "TriggerInfo"]
+__all__ = [
+    "ApiMiddleware",
+    "ApiRequest",
+    "ApiResponse",
+    "CronInput",
+    "Enqueuer",
+    "StateTriggerInput",
+    "TriggerInfo",
+    "TriggerInput",
+]
+
+#: The type of a request's parsed body, for ``ApiRequest[Order]`` (annotations only: not checked).
+TBody = TypeVar("TBody", default=Any)
+#: The type of a response's body, for ``ApiResponse[Order]`` (annotations only: not checked).
+TOutput = TypeVar("TOutput", default=Any)
 
 StateEventType = Literal["created", "updated", "deleted", "expired"]
 
 _ALIASES = {"pathParams": "path_params", "queryParams": "query_params"}
 
 
-class ApiRequest:
-    """The ``input`` of an HTTP handler.
+class ApiRequest(Generic[TBody]):
+    """The ``input`` of an HTTP handler; ``ApiRequest[Order]`` in annotations (generic in the body type).
 
     ``path_params``, ``query_params``, ``headers`` (lower-case names), ``body`` (parsed JSON, or text)
     and ``method`` are available both as ``input.request.<name>`` (Motia's shape) and as
@@ -81,8 +96,9 @@ class ApiRequest:
 
 
 @dataclass(slots=True)
-class ApiResponse:
-    """What an HTTP handler may return instead of ``{"status": ..., "body": ..., "headers": ...}``.
+class ApiResponse(Generic[TOutput]):
+    """What an HTTP handler may return instead of ``{"status": ..., "body": ..., "headers": ...}``;
+    ``ApiResponse[Order]`` in annotations (generic in the body type).
 
     ``body`` is sent as JSON (dicts, lists, strings, numbers, pydantic models, dataclasses); ``bytes``
     are sent as they are; ``None`` sends an empty body.
@@ -177,3 +193,14 @@ class TriggerInfo:
     key: str | None = None
     delivery_id: str | None = None
     attempt: int | None = None
+
+
+#: A trigger's input, whatever its type (motia-py 1.0's name).
+TriggerInput: TypeAlias = Any
+
+#: What sends messages: ``ctx.enqueue`` and ``motia.enqueue`` (motia-py 1.0's name).
+Enqueuer: TypeAlias = Callable[[Any], Any]
+
+#: An HTTP middleware: ``async def mw(request, ctx, next)`` returning the response ``await next()`` gives,
+#: or its own.
+ApiMiddleware: TypeAlias = Callable[[ApiRequest[Any], Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]

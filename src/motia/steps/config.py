@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from motia.exceptions import ConfigError
+from motia.steps.legacy import is_v0_config, translate_v0
 from motia.steps.triggers import Trigger, trigger_from_dict
 
 __all__ = ["StepConfig", "parse_config"]
@@ -17,7 +18,9 @@ class StepConfig(BaseModel):
 
     ``name`` identifies the step (unique per app); ``triggers`` lists trigger objects (``http(...)``,
     ``cron(...)``, ...) or their dict forms; ``enqueues`` (topics, or dicts with ``topic``) and
-    ``flows`` are metadata. Keys starting with ``virtual`` (Motia's diagram hints) are ignored;
+    ``flows`` are metadata; ``include_files`` (``includeFiles``) lists files the step needs, relative to
+    its file (the loader checks they exist). A Motia 0.x config (``{"type": "api", "path": ...}``) is
+    translated first (:mod:`motia.steps.legacy`). Keys starting with ``virtual`` (Motia's diagram hints) are ignored;
     any other unknown key is an error, so a typo such as ``trigers`` cannot pass silently.
     """
 
@@ -28,6 +31,7 @@ class StepConfig(BaseModel):
     triggers: tuple[Trigger, ...] = ()
     enqueues: tuple[str | dict[str, Any], ...] = ()
     flows: tuple[str, ...] = ()
+    include_files: tuple[str, ...] = Field(default=(), validation_alias=AliasChoices("include_files", "includeFiles"))
 
     @model_validator(mode="before")
     @classmethod
@@ -35,6 +39,11 @@ class StepConfig(BaseModel):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("virtual"))}
         return data
+
+    @field_validator("include_files", mode="before")
+    @classmethod
+    def _one_or_more_files(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("name")
     @classmethod
@@ -78,6 +87,8 @@ def parse_config(config: StepConfig | dict[str, Any] | Any) -> StepConfig:
         return config
     if not isinstance(config, dict):
         raise ConfigError(f"step config must be a dict, got {type(config).__name__}")
+    if is_v0_config(config):
+        config = translate_v0(config)
     try:
         return StepConfig.model_validate(config)
     except ValidationError as exc:
@@ -91,6 +102,6 @@ def parse_config(config: StepConfig | dict[str, Any] | Any) -> StepConfig:
 
 def _message(err: Any) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown key (expected name, description, triggers, enqueues, flows)"
+        return "unknown key (expected name, description, triggers, enqueues, flows, include_files)"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")

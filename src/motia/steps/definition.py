@@ -13,9 +13,10 @@ from typing import Any, overload
 from motia.exceptions import ConfigError
 from motia.steps._signature import callable_name, handler_arity, is_async_callable
 from motia.steps.config import StepConfig, parse_config
+from motia.steps.legacy import adapt_v0
 from motia.steps.triggers import CronTrigger, HttpTrigger, Trigger
 
-__all__ = ["Step", "StepBuilder", "handler_arity", "is_async_callable", "step"]
+__all__ = ["Step", "StepBuilder", "StepDefinition", "handler_arity", "is_async_callable", "step"]
 
 Handler = Callable[..., Any]
 
@@ -28,6 +29,7 @@ class Step:
     """
 
     def __init__(self, config: StepConfig | dict[str, Any], handler: Handler) -> None:
+        config, handler = adapt_v0(config, handler)  # a Motia 0.x config ({"type": "api", ...})
         if not callable(handler):
             raise ConfigError(f"step handler must be callable, got {handler!r}")
         self.config = parse_config(config)
@@ -64,6 +66,10 @@ class Step:
     def __repr__(self) -> str:
         triggers = ", ".join(repr(t) for t in self.triggers)
         return f"Step(name={self.name!r}, triggers=[{triggers}], handler={callable_name(self.handler)})"
+
+
+#: motia-py 1.0's name for what ``step(config, handler)`` returns (``StepDefinition(config=..., handler=...)``).
+StepDefinition = Step
 
 
 class StepBuilder:

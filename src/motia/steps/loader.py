@@ -2,7 +2,8 @@
 
 A file declares steps by holding ``Step`` objects (``default = step(...)``, ``@step(...)``) or a
 module-level ``config`` dict plus ``handler`` function. Every problem (import error, bad config,
-duplicate step name or route, invalid cron expression) raises ``StepLoadError`` naming the file.
+duplicate step name or route, invalid cron expression, a missing ``include_files`` entry) raises
+``StepLoadError`` naming the file; :func:`check_steps_dir` collects them all instead (``motia check``).
 """
 
 from __future__ import annotations
@@ -14,26 +15,45 @@ import os
 import re
 import sys
 import traceback
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from motia.exceptions import ConfigError, StepLoadError
 from motia.steps.definition import Step, StepBuilder
 
-__all__ = ["LoadedStep", "discover_step_files", "is_step_file", "load_step_file", "load_steps"]
+__all__ = [
+    "LoadedStep",
+    "check_steps_dir",
+    "discover_step_files",
+    "generate_step_id",
+    "is_step_file",
+    "load_step_file",
+    "load_steps",
+]
 
 logger = logging.getLogger("motia.loader")
 
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "venv"})
 
 
+#: Motia's namespace for step ids, so ids match those upstream tooling computes for the same path.
+_STEP_NAMESPACE = uuid.UUID("7f1c3ff2-9b00-4d0a-bdd7-efb8bca49d4f")
+
+
+def generate_step_id(path: str) -> str:
+    """A stable id for the step file at ``path``: a UUID derived from the path (uuid5), as Motia's."""
+    return str(uuid.uuid5(_STEP_NAMESPACE, path))
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedStep:
-    """A step and the file it came from."""
+    """A step, the file it came from and the files its ``include_files`` names (resolved, existing)."""
 
     step: Step
     path: Path
+    include_files: tuple[Path, ...] = field(default=())
 
 
 def is_step_file(name: str) -> bool:
@@ -127,18 +147,58 @@ def _collect(module: ModuleType, shown: str) -> list[Step]:
     return steps
 
 
+def included_files(step: Step, path: Path) -> tuple[Path, ...]:
+    """The files ``step``'s ``include_files`` names, relative to its file ``path`` (glob patterns allowed);
+    ``StepLoadError`` when one names nothing."""
+    found: list[Path] = []
+    for entry in step.config.include_files:
+        if any(c in entry for c in "*?["):
+            matches = sorted(p for p in path.parent.glob(entry) if p.is_file())
+        else:
+            candidate = path.parent / entry
+            matches = [candidate] if candidate.is_file() else []
+        if not matches:
+            raise StepLoadError(
+                f"{_display(path)}: step {step.name!r} includes {entry!r}, but there is no such file "
+                f"(include_files are relative to the step file: {_display(path.parent)})"
+            )
+        found.extend(p.resolve() for p in matches)
+    return tuple(found)
+
+
 def load_steps(directory: str | os.PathLike[str]) -> list[LoadedStep]:
-    """Load every step under ``directory``; raise ``StepLoadError`` naming the file(s) on any problem.
+    """Load every step under ``directory``; raise ``StepLoadError`` naming the file(s) on the first problem.
 
     Checks across files: step names are unique, and no two HTTP triggers serve the same method and path
     (``/a/:id`` and ``/a/{key}`` are the same route).
     """
-    root = Path(directory)
+    loaded, problems = _load(Path(directory), stop_at_first=True)
+    if problems:
+        raise problems[0]
+    return loaded
+
+
+def check_steps_dir(directory: str | os.PathLike[str]) -> tuple[list[LoadedStep], list[StepLoadError]]:
+    """Load every step under ``directory`` and return what loaded and every problem found (``motia
+    check``): each file's own problem first, in file order, then names and routes declared twice."""
+    return _load(Path(directory), stop_at_first=False)
+
+
+def _load(root: Path, *, stop_at_first: bool) -> tuple[list[LoadedStep], list[StepLoadError]]:
     loaded: list[LoadedStep] = []
+    problems: list[StepLoadError] = []
+    clashes: list[StepLoadError] = []
     names: dict[str, Path] = {}
     routes: dict[tuple[str, str], tuple[Path, str]] = {}
     for path in discover_step_files(root):
-        steps = load_step_file(path)
+        try:
+            steps = load_step_file(path)
+            includes = {id(step): included_files(step, path) for step in steps}
+        except StepLoadError as exc:
+            problems.append(exc)
+            if stop_at_first:
+                break
+            continue
         if not steps:
             logger.warning(
                 "%s declares no step (expected `default = step(...)`, @step or config + handler)", _display(path)
@@ -148,15 +208,23 @@ def load_steps(directory: str | os.PathLike[str]) -> list[LoadedStep]:
                 continue  # imported from another step file: registered once, where it was first found
             if step.name in names:
                 first = _display(names[step.name])
-                raise StepLoadError(f"{_display(path)}: duplicate step name {step.name!r} (also declared in {first})")
+                clashes.append(
+                    StepLoadError(f"{_display(path)}: duplicate step name {step.name!r} (also declared in {first})")
+                )
+                continue
             names[step.name] = path
             for trig in step.http_triggers:
                 other = routes.get(trig.route_key)
                 if other is not None:
-                    raise StepLoadError(
-                        f"{_display(path)}: duplicate route {trig.method} {trig.path} in step {step.name!r} "
-                        f"(already served by step {other[1]!r} in {_display(other[0])})"
+                    clashes.append(
+                        StepLoadError(
+                            f"{_display(path)}: duplicate route {trig.method} {trig.path} in step {step.name!r} "
+                            f"(already served by step {other[1]!r} in {_display(other[0])})"
+                        )
                     )
-                routes[trig.route_key] = (path, step.name)
-            loaded.append(LoadedStep(step, path))
-    return loaded
+                else:
+                    routes[trig.route_key] = (path, step.name)
+            loaded.append(LoadedStep(step, path, includes[id(step)]))
+        if stop_at_first and clashes:
+            break
+    return loaded, problems + clashes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -22,9 +23,11 @@ __all__ = [
     "CronTrigger",
     "HttpTrigger",
     "Match",
+    "QueryParam",
     "QueueTrigger",
     "StateTrigger",
     "Trigger",
+    "api",
     "cron",
     "http",
     "queue",
@@ -60,6 +63,26 @@ class Trigger:
 
     def __hash__(self) -> int:
         return hash((type(self), repr(self)))
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParam:
+    """A query parameter of an HTTP trigger, for its OpenAPI document: ``QueryParam(name="limit",
+    description="How many")`` in ``http(..., query_params=[...])``."""
+
+    name: str
+    description: str = ""
+
+
+def _query_param(item: object) -> str | dict[str, Any]:
+    """A query parameter as a name or a dict with ``name`` (``QueryParam`` objects become dicts)."""
+    if isinstance(item, QueryParam):
+        item = {"name": item.name, "description": item.description} if item.description else {"name": item.name}
+    if isinstance(item, str) and item:
+        return item
+    if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
+        return item
+    raise ConfigError(f"http query parameter must be a name, a dict with 'name' or a QueryParam, got {item!r}")
 
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_-]*)|\{([A-Za-z_][A-Za-z0-9_-]*)\}")
@@ -101,7 +124,8 @@ class HttpTrigger(Trigger):
 
     ``body_schema`` (a pydantic model class or a JSON Schema dict) is checked before the handler
     runs: a violation answers 400 with details. ``query_params`` documents query parameters in the
-    OpenAPI document (names, or dicts with ``name`` and ``description``). ``middleware`` is a list
+    OpenAPI document (names, dicts with ``name`` and ``description``, or ``QueryParam`` objects, kept as
+    dicts). ``middleware`` is a list
     of ``async def mw(input, ctx, next)`` run in order around the handler.
     """
 
@@ -113,7 +137,7 @@ class HttpTrigger(Trigger):
         path: str,
         *,
         body_schema: Any = None,
-        query_params: Sequence[str | dict[str, Any]] | None = None,
+        query_params: Sequence[str | dict[str, Any] | QueryParam] | None = None,
         middleware: Sequence[Callable[..., Any]] | None = None,
         condition: Condition | None = None,
     ) -> None:
@@ -124,7 +148,7 @@ class HttpTrigger(Trigger):
         self.regex, self.param_names, self.openapi_path = _compile_path(path)
         _check_body_schema(body_schema)
         self.body_schema = body_schema
-        self.query_params = list(query_params or [])
+        self.query_params = [_query_param(q) for q in query_params or []]
         self.middleware = list(middleware or [])
         for mw in self.middleware:
             if not callable(mw):
@@ -160,7 +184,8 @@ class HttpTrigger(Trigger):
 
 
 class CronTrigger(Trigger):
-    """A schedule: a 5-field or 6-field (seconds first) cron expression, evaluated in UTC."""
+    """A schedule: a 5-field, 6-field (seconds first) or 7-field (seconds first, year last) cron
+    expression, evaluated in UTC."""
 
     type: ClassVar[str] = "cron"
 
@@ -277,7 +302,7 @@ def http(
     path: str,
     *,
     body_schema: Any = None,
-    query_params: Sequence[str | dict[str, Any]] | None = None,
+    query_params: Sequence[str | dict[str, Any] | QueryParam] | None = None,
     middleware: Sequence[Callable[..., Any]] | None = None,
     condition: Condition | None = None,
 ) -> HttpTrigger:
@@ -287,8 +312,13 @@ def http(
     )
 
 
+#: Motia's earlier name of :func:`http` (``api("POST", "/orders")``): the same function.
+api = http
+
+
 def cron(expression: str, *, condition: Condition | None = None) -> CronTrigger:
-    """A cron trigger: ``cron("0 * * * *")`` (hourly) or ``cron("*/10 * * * * *")`` (every 10 s), UTC."""
+    """A cron trigger: ``cron("0 * * * *")`` (hourly), ``cron("*/10 * * * * *")`` (every 10 s) or
+    ``cron("0 0 9 * * * 2027")`` (9:00 every day of 2027), UTC."""
     return CronTrigger(expression, condition=condition)
 
 

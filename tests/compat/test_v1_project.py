@@ -1,0 +1,59 @@
+"""motia-py 1.0.x step files (``logger``, ``enqueue``, ``multi_trigger_step``, generic types, ``QueryParam``,
+``include_files``, 7-field cron, ``api``) load and run unchanged, on every backend."""
+
+from __future__ import annotations
+
+import logging
+
+from motia.steps.loader import load_steps
+from motia.testing import app_client, drain
+from tests.compat.conftest import HERE
+from tests.compat.helpers import eventually
+
+STEPS = HERE / "v1_project" / "steps"
+
+
+def test_include_files_are_resolved_relative_to_the_step():
+    loaded = {ls.step.name: ls for ls in load_steps(STEPS)}
+    assert loaded["CreateOrder"].include_files == ((STEPS / "data" / "prices.json").resolve(),)
+    assert loaded["OrderLifecycle"].include_files == ()
+
+
+async def test_query_params_are_in_the_openapi_document():
+    async with app_client(STEPS) as client:
+        document = (await client.get("/openapi.json")).json()
+    params = document["paths"]["/orders"]["post"]["parameters"]
+    assert {"in": "query", "name": "coupon", "description": "A discount code", "schema": {"type": "string"}} in params
+    assert {"in": "query", "name": "note", "schema": {"type": "string"}} in params
+
+
+async def test_http_queue_and_state_triggers_of_one_multi_trigger_step(state_url, caplog):
+    caplog.set_level(logging.INFO, logger="motia.step")
+    async with app_client(STEPS, state=state_url) as client:
+        # Given an order placed over HTTP (module-level logger and enqueue inside the handler)
+        placed = await client.post("/orders", json={"id": "o1", "item": "book"})
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["price"] == 12  # read from the included file
+        # When the queue and state handlers of the multi-trigger step have run
+        await drain(client)
+        # Then the queue handler confirmed it, the state handler saw the change, the HTTP handler serves it.
+        assert (await client.get("/orders/o1")).json()["status"] == "confirmed"
+        assert await client.state.get("order-audit", "o1") == {"event": "updated", "status": "confirmed"}
+        assert (await client.get("/orders/o2")).status_code == 404
+        # And the blocking `def` handler reads through the module-level stateManager.
+        stats = (await client.get("/stats")).json()
+        assert stats["count"] == 1
+
+    # `motia.logger` inside a handler logs as that run: step name and trace id.
+    [placed_log] = [r for r in caplog.records if r.getMessage() == "Order placed"]
+    assert placed_log.motia_step == "CreateOrder"
+    assert placed_log.motia_trace_id == placed.json()["traceId"]
+    assert placed_log.motia_fields == {"orderId": "o1"}
+    [counted] = [r for r in caplog.records if r.getMessage() == "Counting orders"]
+    assert (counted.levelname, counted.motia_step) == ("WARNING", "OrderStats")
+    assert counted.motia_trace_id == stats["traceId"]
+
+
+async def test_seven_field_cron_runs_the_cron_handler_with_ctx(state_url):
+    async with app_client(STEPS, state=state_url, cron=True) as client:
+        assert await eventually(lambda: client.state.get("lifecycle", "ticks")) >= 1
