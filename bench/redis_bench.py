@@ -5,6 +5,7 @@ Run from the repository root (starts a private ``redis-server`` on a free port, 
     .venv/bin/python bench/redis_bench.py                       # N=1,000 and 10,000, 5 rounds
     .venv/bin/python bench/redis_bench.py --url redis://127.0.0.1:6379/0   # an existing server
     .venv/bin/python bench/redis_bench.py --motia-js $PEER/motia-js   # also Motia 0.x's Redis adapter
+    .venv/bin/python bench/redis_bench.py --loop asyncio         # on asyncio's loop (default: uvloop, as `motia run`)
 
 ``--motia-js DIR`` runs ../shared/peers/motia_js_state_bench.mjs (Motia 0.x installed in DIR, see
 ../shared/peers/README.md) against the same server after pymotia's rounds and prints its figures.
@@ -38,6 +39,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from _loops import add_loop_option, run_on
 from motia import StateManager
 
 SCOPE = "sessions"
@@ -125,7 +127,7 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
 
 
-async def run(url: str, sizes: list[int], repeat: int, tasks: int) -> None:
+async def run(url: str, sizes: list[int], repeat: int, tasks: int, loop: str) -> None:
     run_id = f"bench{os.getpid()}"
     manager = StateManager.from_url(f"{url}?prefix={run_id}")
     raw = redis.asyncio.Redis.from_url(url)
@@ -242,12 +244,12 @@ async def run(url: str, sizes: list[int], repeat: int, tasks: int) -> None:
         await raw.aclose()
         blocking.close()
     print_table(
-        f"Sequential (median of {repeat} interleaved rounds; ratio = pymotia / peer, higher is better)",
+        f"Sequential, {loop} loop (median of {repeat} interleaved rounds; ratio = pymotia / peer, higher is better)",
         ["N", "workload", "pymotia redis", "redis-py asyncio", "redis-py blocking", "vs asyncio", "vs blocking"],
         rows,
     )
     print_table(
-        f"{tasks} concurrent tasks against one awaited call at a time",
+        f"{tasks} concurrent tasks against one awaited call at a time, {loop} loop",
         ["N", "op", "pymotia sequential", f"pymotia {tasks} tasks", "gain", f"redis-py asyncio {tasks} tasks", "gain"],
         concurrency,
     )
@@ -306,6 +308,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--motia-js", help="a folder with Motia 0.x installed (node_modules/motia)")
+    add_loop_option(parser)
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     process = None
@@ -316,7 +319,7 @@ def main() -> None:
     try:
         info = redis.Redis.from_url(url).info("server")
         print(f"redis-server {info['redis_version']}, redis-py {redis.__version__}, {url}")
-        asyncio.run(run(url, sizes, args.repeat, args.tasks))
+        run_on(args.loop, run(url, sizes, args.repeat, args.tasks, args.loop))
         if args.motia_js:
             motia_js(args.motia_js, url, sizes)
     finally:

@@ -4,6 +4,10 @@ Run from the repository root:
 
     .venv/bin/python bench/state_bench.py                  # sequential + concurrent, N=1,000 and 10,000
     .venv/bin/python bench/state_bench.py --scale 1000000  # adds set / items(limit=100) cost at 1k vs 1M keys
+    .venv/bin/python bench/state_bench.py --loop asyncio   # on asyncio's own loop instead
+
+It runs on the event loop ``motia run`` serves on: uvloop when it is installed (uvicorn's ``loop="auto"``
+picks it; ``uvicorn[standard]`` installs it), else asyncio's. Every table says which loop it ran on.
 
 The workload follows ../shared/peers: scope ``sessions``, keys ``k0..kN-1``, values
 ``{"userId": "42", "expiresAt": <counter>, "data": {}}`` (a fresh value per write, see ``next_value``),
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import orjson
 
+from _loops import add_loop_option, run_on
 from motia import StateManager
 
 SCOPE = "sessions"
@@ -292,16 +297,21 @@ async def scale(big: int, repeat: int, workdir: Path) -> list[list[str]]:
     return rows
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000", help="scope sizes N (comma-separated)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds per figure (median reported)")
     parser.add_argument("--tasks", type=int, default=200, help="concurrent tasks for the concurrent rows")
     parser.add_argument("--scale", type=int, default=0, help="also measure set/items cost at this many keys")
+    add_loop_option(parser)
     args = parser.parse_args()
+    run_on(args.loop, run(args))
+
+
+async def run(args: argparse.Namespace) -> None:
     print(
         f"pymotia state benchmark — python {os.sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, "
-        f"{os.cpu_count()} cores, median of {args.repeat} interleaved rounds"
+        f"{os.cpu_count()} cores, {args.loop} event loop, median of {args.repeat} interleaved rounds"
     )
     with tempfile.TemporaryDirectory(prefix="motia-bench-") as directory:
         workdir = Path(directory)
@@ -309,17 +319,17 @@ async def main() -> None:
         for n in (int(size) for size in args.sizes.split(",")):
             rows.extend(await sequential_and_concurrent(n, args.repeat, args.tasks, workdir))
         print_table(
-            "StateManager vs raw sqlite3 (WAL, synchronous=NORMAL, one transaction per op)",
+            f"StateManager vs raw sqlite3 (WAL, synchronous=NORMAL, one transaction per op), {args.loop} loop",
             ["N", "workload", "pymotia sqlite", "pymotia memory", "raw sqlite3", "sqlite ratio"],
             rows,
         )
         if args.scale:
             print_table(
-                f"Scale: cost at 1,000 vs {args.scale:,} keys in one scope (pymotia sqlite)",
+                f"Scale: cost at 1,000 vs {args.scale:,} keys in one scope (pymotia sqlite), {args.loop} loop",
                 ["operation", "1,000 keys", f"{args.scale:,} keys", "slowdown"],
                 await scale(args.scale, args.repeat, workdir),
             )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

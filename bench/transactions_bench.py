@@ -4,6 +4,7 @@ Run from the repository root:
 
     .venv/bin/python bench/transactions_bench.py            # SQLite and memory, 5 rounds
     .venv/bin/python bench/transactions_bench.py --redis redis://127.0.0.1:6379/0   # and Redis
+    .venv/bin/python bench/transactions_bench.py --loop asyncio   # asyncio's loop (default: uvloop, as `motia run`)
 
 * **transfer**: move 1 from one counter to another. As a transaction (read both, write both, commit
   once: consistent) vs two separate ``update`` increments (atomic each, not together).
@@ -16,7 +17,6 @@ One awaited call at a time, rounds interleaved, median of ``--repeat`` rounds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
@@ -26,6 +26,7 @@ from typing import Any
 
 import pydantic
 
+from _loops import add_loop_option, run_on
 from motia import StateManager
 
 
@@ -87,13 +88,21 @@ async def measure(state: StateManager, count: int, repeat: int) -> dict[str, flo
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=3000, help="operations per round")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--redis", help="also measure a Redis server (a fresh key prefix is used)")
+    add_loop_option(parser)
     args = parser.parse_args()
-    print(f"transactions and typed scopes, {args.n:,} operations a round, median of {args.repeat}\n")
+    run_on(args.loop, run(args))
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(
+        f"transactions and typed scopes, {args.n:,} operations a round, median of {args.repeat}, "
+        f"{args.loop} event loop\n"
+    )
     print("| backend | workload | ops/s | vs plain |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="motia-tx-bench-") as directory:
@@ -115,4 +124,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

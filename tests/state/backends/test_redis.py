@@ -388,6 +388,38 @@ async def test_a_server_that_stops_answering_raises_state_timeout_within_the_tim
         await manager.aclose()
 
 
+@pytest.mark.slow
+async def test_every_call_in_flight_on_a_stalled_server_times_out_on_its_own_deadline(redis_server_factory):
+    # Given a store with a short timeout whose server stops answering (one timer keeps every call's deadline)
+    server = redis_server_factory()
+    manager = StateManager.from_url(f"{server.url}?prefix=stall&timeout=0.5")
+    try:
+        await manager.set("s", "k", 1)
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            # When calls start at different moments: twenty together, then five more 0.3 s later
+            started = time.monotonic()
+            first = [asyncio.ensure_future(manager.get("s", f"k{i}")) for i in range(20)]
+            await asyncio.sleep(0.3)
+            later = [asyncio.ensure_future(manager.set("s", f"k{i}", i)) for i in range(5)]
+            first_results = await asyncio.gather(*first, return_exceptions=True)
+            first_elapsed = time.monotonic() - started
+            later_results = await asyncio.gather(*later, return_exceptions=True)
+            later_elapsed = time.monotonic() - started
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        # Then each raised StateTimeout at its own deadline (the later ones did not end with the first)
+        assert all(isinstance(result, StateTimeout) for result in first_results + later_results), first_results
+        assert 0.4 < first_elapsed < 3.0, first_elapsed
+        assert later_elapsed - first_elapsed > 0.15, (first_elapsed, later_elapsed)
+        # And the store works again once the server answers
+        await manager.set("s", "k", 2)
+        assert await manager.get("s", "k") == 2
+    finally:
+        await manager.aclose()
+
+
 class ReplyDroppingProxy:
     """A TCP proxy to Redis that, once armed, forwards the next request but cuts both connections as
     soon as the server's reply arrives: the write is applied, the client never hears so. It runs on a

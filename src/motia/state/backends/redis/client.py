@@ -12,11 +12,12 @@ write (about 100 bytes for ``timeout`` + 30 s). Reads are simply repeated.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -45,13 +46,78 @@ def _import_redis() -> Any:
     return redis
 
 
+class _Deadlines:
+    """The deadlines of one event loop's calls in flight, kept by one timer instead of one timer per call.
+
+    A call's deadline is the same ``timeout`` after its start for every call, and a call usually ends
+    long before it, so arming and cancelling a loop timer per call (a few microseconds on uvloop, a heap
+    entry on asyncio) is paid for nothing. Here a call costs a dict entry; the one timer fires at the
+    earliest deadline armed, cancels the calls past theirs and re-arms for the next.
+    """
+
+    __slots__ = ("loop", "calls", "timer", "when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        #: id -> [deadline, task, expired]: a call in flight that the timer cancels at ``deadline``.
+        self.calls: dict[int, list[Any]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.when = 0.0
+
+    def arm(self, deadline: float, task: asyncio.Task[Any] | None) -> list[Any]:
+        """Cancel ``task`` at ``deadline`` unless :meth:`disarm` is called first; the entry's third item
+        says whether it was (so the caller can tell its deadline from any other cancellation)."""
+        entry = [deadline, task, False]
+        self.calls[id(entry)] = entry
+        if self.timer is None or deadline < self.when:
+            self._schedule(deadline)
+        return entry
+
+    def disarm(self, entry: list[Any]) -> None:
+        del self.calls[id(entry)]
+
+    def _schedule(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.when = when
+        self.timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        earliest: float | None = None
+        for key, entry in list(self.calls.items()):
+            if entry[0] <= now:
+                del self.calls[key]
+                task = entry[1]
+                if task is not None and not task.done():
+                    entry[2] = True
+                    task.cancel()
+            elif earliest is None or entry[0] < earliest:
+                earliest = entry[0]
+        if earliest is not None:
+            self._schedule(earliest)
+
+
 class _Channel:
     """One event loop's client, connection and batching state (touched only on that loop)."""
 
-    __slots__ = ("busy", "client", "closed", "connection", "loading", "queue", "scheduled", "tasks", "watch")
+    __slots__ = (
+        "busy",
+        "client",
+        "closed",
+        "connection",
+        "deadlines",
+        "loading",
+        "queue",
+        "scheduled",
+        "tasks",
+        "watch",
+    )
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client
+        self.deadlines = _Deadlines(loop)
         self.busy = False
         self.connection: Any = None  # the loop's own connection, for calls when nothing else is in flight
         self.scheduled = False
@@ -81,10 +147,11 @@ def _pack(command: tuple[Any, ...]) -> bytes:
     return bytes(packed)
 
 
-def _expire(task: asyncio.Task[Any] | None, expired: list[bool]) -> None:
-    if task is not None and not task.done():
-        expired.append(True)
-        task.cancel()
+@functools.cache
+def _doing(function: str) -> str:
+    """What a call of the library's ``function`` is called in messages (``motia1_cas`` is an update)."""
+    what = function.removeprefix("motia1_")
+    return "update" if what == "cas" else what
 
 
 def _start(generator: AsyncGenerator[None, None]) -> None:
@@ -177,7 +244,7 @@ class RedisClient:
                     # never let its channel's watch run: drop the entry; its sockets go with the loop.
                     for closed in [other for other in self._channels if other.is_closed()]:
                         del self._channels[closed]
-                    channel = self._channels[loop] = _Channel(client)
+                    channel = self._channels[loop] = _Channel(client, loop)
                     channel.watch = self._watch(loop, channel)
                     _start(channel.watch)
         return channel
@@ -228,8 +295,8 @@ class RedisClient:
             return True  # a failover in progress: the new primary is being promoted
         return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("BUSY", "TRYAGAIN"))
 
-    async def _run(self, send: Callable[[_Channel], Any], what: str) -> Any:
-        """Run ``send(channel)``; on connection trouble retry with backoff until ``timeout`` passes.
+    async def _run(self, command: tuple[Any, ...], what: str) -> Any:
+        """Send ``command``; on connection trouble retry with backoff until ``timeout`` passes.
 
         Everything a call sends to Redis goes through here, including reloading the function library when
         the server lost it (restarted without persistence, ``FUNCTION FLUSH``): one deadline bounds the
@@ -247,25 +314,26 @@ class RedisClient:
                 raise StateClosedError(f"the state store {self.url} is closed")
             channel = self._channel()
             doing = what
-            # A bare timer that cancels this task, instead of asyncio.timeout() (which costs several
-            # times as much per call); an interrupted read makes redis-py drop that connection.
-            expired: list[bool] = []
-            timer = loop.call_at(deadline, _expire, task, expired)
+            # The loop's deadline keeper cancels this task at the deadline, instead of asyncio.timeout()
+            # (which costs several times as much per call); an interrupted read makes redis-py drop that
+            # connection. Armed only while sending: the backoff below ends before the deadline itself.
+            entry = channel.deadlines.arm(deadline, task)
             try:
                 if reload:
                     doing = f"{what} (loading the function library again: the server had lost it)"
                     await self._load_library(channel)
                     reload, reloaded, doing = False, True, what
-                return await send(channel)
+                return await self._send(channel, command)
             except asyncio.CancelledError:
-                if not expired or task is None:
+                if not entry[2] or task is None:
                     raise
                 task.uncancel()
                 raise StateTimeout(f"{doing}: Redis at {self.url} did not answer within {self.timeout:g} s") from None
             except redis.exceptions.RedisError as exc:
                 error = exc
             finally:
-                timer.cancel()
+                if not entry[2]:
+                    channel.deadlines.disarm(entry)
             if isinstance(error, redis.exceptions.ResponseError) and "Function not found" in str(error):
                 reload = True
                 if not reloaded:
@@ -294,21 +362,18 @@ class RedisClient:
 
     async def call(self, function: str, *args: Any) -> Any:
         """Call the library's ``function`` (``FCALL``) with the store's one key and ``args``."""
-        return await self.command("FCALL", function, 1, self._meta, *args)
+        return await self._run(("FCALL", function, 1, self._meta, *args), _doing(function))
 
     async def write(self, function: str, token: str, *args: Any) -> Any:
         """Call a write function: applied at most once for ``token``, however often a retry repeats it.
         The store keeps the reply under the token a little longer than this client retries."""
-        return await self.call(function, token, self._marker_ms, *args)
+        return await self._run(("FCALL", function, 1, self._meta, token, self._marker_ms, *args), _doing(function))
 
     async def command(self, *command: Any) -> Any:
         """Send one command, retried on connection trouble within ``timeout``."""
         if command[0] == "FCALL":
-            what = str(command[1]).removeprefix("motia1_")
-            what = "update" if what == "cas" else what
-        else:
-            what = str(command[0])
-        return await self._run(lambda channel: self._send(channel, command), what)
+            return await self._run(command, _doing(str(command[1])))
+        return await self._run(command, str(command[0]))
 
     async def _send(self, channel: _Channel, command: tuple[Any, ...]) -> Any:
         """One command. When the loop has no other call in flight it goes straight over the loop's own

@@ -112,6 +112,7 @@ class SQLiteBackend(SQLiteWriter):
         self._closed = False
         self._writes_since_checkpoint = 0
         self._checkpointing = False
+        self._checkpoint_gate = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="motia-sqlite")
         try:
             self._open()

@@ -9,6 +9,12 @@
   does not fsync. If the lock is taken, the batch moves to a worker thread, which waits with a deadline
   (``timeout``) and then raises :class:`StateTimeout`. With ``durability=full`` (fsync per commit) every
   commit runs on a worker thread.
+* A write that no other could join commits *inline*, at once, without the round trip through the loop
+  (a future, a callback, two loop iterations) that a queued write pays. Whether another could join is
+  judged with public asyncio only, so that it works on uvloop (what ``motia run`` serves on) as on
+  asyncio's loop (see :meth:`_LoopWriter.inline_turn`): one task writing one write after another commits
+  inline; as soon as a second task writes in the same loop iteration, or the last batch grouped several
+  writes, writes queue and are group committed again.
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
@@ -36,6 +42,11 @@ logger = logging.getLogger("motia.state")
 MAX_BATCH = 256
 #: Expired keys swept per write batch, at most once per ``sweep_interval``.
 SWEEP_BATCH = 256
+#: Inline commits one task may make in a row before its next write queues (and so yields to the loop):
+#: a task writing in a tight loop never suspends otherwise, and would keep every other task waiting.
+INLINE_STREAK = 32
+
+_NOBODY: Any = object()
 
 
 class _Call:
@@ -70,6 +81,40 @@ class _LoopWriter:
         self.pending: list[_Request] = []
         self.scheduled = False
         self.in_thread = False  # a batch is committing on a worker thread; keep commit order
+        #: The last batch flushed grouped several writes: writers are running concurrently, so queue.
+        self.contended = False
+        #: The task that committed inline since the loop last ran :meth:`_new_turn`, and how many times.
+        self.turn_task: Any = _NOBODY
+        self.turn_writes = 0
+
+    def inline_turn(self) -> bool:
+        """Whether the current write may commit now, alone, on the loop thread: no other write could join it.
+
+        asyncio's loop has a private queue of ready callbacks that would tell; uvloop has none, and
+        ``motia run`` serves on uvloop. So it is judged from what the writer itself sees: nothing queued
+        or committing on a thread (commit order), the last batch was not a group (no concurrent writers
+        seen), and no *other* task has written since the loop last went round (the first write of a
+        round commits inline and notes its task; a second task writing in the same round means writers
+        are running side by side, so it queues and the batch gathers them). One task may commit
+        :data:`INLINE_STREAK` times in a round; its next write queues, letting the loop run others. And
+        none commits inline while a checkpoint finishes (it holds the gate for a moment, see
+        :meth:`SQLiteConnections._checkpoint`).
+        """
+        if self.pending or self.in_thread or self.contended or self.backend._checkpoint_gate.locked():
+            return False
+        task = asyncio.current_task(self.loop)
+        if self.turn_task is _NOBODY:
+            self.turn_task = task
+            self.turn_writes = 1
+            self.loop.call_soon(self._new_turn)
+            return True
+        if self.turn_task is task and self.turn_writes < INLINE_STREAK:
+            self.turn_writes += 1
+            return True
+        return False
+
+    def _new_turn(self) -> None:
+        self.turn_task = _NOBODY
 
     def submit(self, request: _Request) -> None:
         self.pending.append(request)
@@ -81,6 +126,7 @@ class _LoopWriter:
         self.scheduled = False
         taken = self.pending[:MAX_BATCH]
         del self.pending[:MAX_BATCH]
+        self.contended = len(taken) > 1
         if self.pending:
             self.scheduled = True
             self.loop.call_soon(self.flush)
@@ -91,7 +137,11 @@ class _LoopWriter:
         if not batch:
             return
         backend = self.backend
-        if backend._inline_writes and not any(request.heavy for request in batch):
+        if (
+            backend._inline_writes
+            and not backend._checkpoint_gate.locked()  # a checkpoint is finishing: wait on a thread
+            and not any(request.heavy for request in batch)
+        ):
             try:
                 outcomes = backend._run_batch(backend._connection(inline=True), batch)
             except _Busy:
@@ -173,16 +223,9 @@ class SQLiteWriter(SQLiteConnections):
                 for closed in [known for known in self._writers if known.is_closed()]:
                     del self._writers[closed]
                 writer = self._writers[loop] = _LoopWriter(self, loop)
-        if (
-            self._inline_writes
-            and not heavy
-            and not writer.pending
-            and not writer.in_thread
-            and not getattr(loop, "_ready", True)
-        ):
-            # Nothing else is ready to run on this loop, so no other write could join a batch: commit
-            # this one now, a batch of one, without a round trip through the loop. (``_ready`` is
-            # asyncio's queue of runnable callbacks; other loops lack it and always take the queue.)
+        if self._inline_writes and not heavy and writer.inline_turn():
+            # No other write could join a batch: commit this one now, a batch of one, without a round
+            # trip through the loop.
             try:
                 outcome = self._run_batch(self._connection(inline=True), [_Call(function, args)])
             except _Busy:
@@ -303,6 +346,11 @@ class SQLiteWriter(SQLiteConnections):
         return True
 
     def _run_batch_blocking(self, batch: list[_Request]) -> list[Any]:
+        # A checkpoint blocking writers: wait for its end here, where it wakes us at once, not in SQLite's
+        # busy handler (which polls, sleeping 1, 2, 5, 10 ... ms). Then SQLite waits for anyone else.
+        if not self._checkpoint_gate.acquire(timeout=self.timeout):
+            raise StateTimeout(f"the state file {self.path} stayed locked for more than {self.timeout:g} s")
+        self._checkpoint_gate.release()
         try:
             return self._run_batch(self._connection(inline=False), batch)
         except _Busy:
