@@ -133,3 +133,42 @@ async def test_concurrency_is_bounded(tmp_path: Path) -> None:
     finally:
         await app.shutdown()
     assert peak == 3
+
+
+async def test_handlers_that_return_together_are_completed_in_one_store_call(tmp_path: Path) -> None:
+    # Given a worker running up to 8 handlers at once, and 8 handlers held until all have started
+    release = asyncio.Event()
+    started_count = 0
+
+    async def job(input, ctx):
+        nonlocal started_count
+        started_count += 1
+        if started_count == 8:
+            release.set()
+        await release.wait()
+
+    app = await started(
+        [step({"name": "job", "triggers": [state(scope="jobs")]}, job)],
+        f"sqlite:///{tmp_path / 'state.db'}",
+        DeliveryOptions(poll_interval=0.02, concurrency=8),
+    )
+    backend = app.state.backend
+    calls: list[list[str]] = []
+    complete_many = backend.complete_many
+
+    async def counting(ids: Any, *, owner: str) -> set[str]:
+        calls.append(list(ids))
+        return await complete_many(ids, owner=owner)
+
+    backend.complete_many = counting  # type: ignore[method-assign,assignment]
+    try:
+        # When 8 writes trigger it and the handlers all return in the same moment
+        for n in range(8):
+            await app.state.set("jobs", f"k{n}", n)
+        await app.drain()
+        left = await backend.pending()
+    finally:
+        await app.shutdown()
+    # Then their 8 deliveries were completed by one call, and none is left
+    assert sorted(len(ids) for ids in calls) == [8], calls
+    assert left == 0

@@ -181,6 +181,9 @@ class DeliveryWorker:
         self._loop_thread = 0
         self._published: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._errors = 0
+        #: Handlers that returned, waiting for their deliveries to be completed together (one store call).
+        self._completions: list[tuple[str, asyncio.Future[bool]]] = []
+        self._completer: asyncio.Task[None] | None = None
         self.dispatcher = EventDispatcher(
             self.backend,
             self.subscriptions,
@@ -233,6 +236,8 @@ class DeliveryWorker:
             for delivery_id in interrupted:
                 logger.warning("delivery %s interrupted by shutdown: released for another attempt", delivery_id)
                 await self._settle("retry", delivery_id, delay=0.0, error="interrupted: the app shut down")
+        if self._completer is not None:
+            await asyncio.gather(self._completer, return_exceptions=True)  # it answers every waiter, then ends
         await _cancel(self._lease_task)
         self._lease_task = None
 
@@ -415,7 +420,7 @@ class DeliveryWorker:
         """Complete, retry or dead-letter; a store failure is logged (the lease expires, it comes back)."""
         try:
             if outcome == "complete":
-                return await self.backend.complete(delivery_id, owner=self.owner)
+                return await self._complete(delivery_id)
             if outcome == "retry":
                 return await self.backend.retry(delivery_id, owner=self.owner, delay=delay, error=error)
             return await self.backend.dead_letter(delivery_id, owner=self.owner, error=error)
@@ -426,6 +431,34 @@ class DeliveryWorker:
                 outcome,
             )
             return True
+
+    async def _complete(self, delivery_id: str) -> bool:
+        """Complete ``delivery_id`` together with the others whose handlers returned meanwhile.
+
+        Like the store's group commit: the first completion starts a flush on the next loop iteration;
+        the handlers that return before it runs (or while it is in the store) join it, so a busy trigger
+        pays one ``complete_many`` per burst instead of one write per delivery. Each caller still hears
+        whether *its* lease was held.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._completions.append((delivery_id, future))
+        if self._completer is None or self._completer.done():
+            self._completer = asyncio.create_task(self._flush_completions(), name="motia-delivery-complete")
+        return await future
+
+    async def _flush_completions(self) -> None:
+        while self._completions:
+            batch, self._completions = self._completions, []
+            try:
+                done = await self.backend.complete_many([delivery_id for delivery_id, _ in batch], owner=self.owner)
+            except Exception as exc:  # every waiter hears it (and logs it); their leases expire and they come back
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for delivery_id, future in batch:
+                    if not future.done():
+                        future.set_result(delivery_id in done)
 
     def _publish(self, seq: int | None, event: dict[str, Any]) -> None:
         """Show the event in the console's live feed, once per event however many steps receive it."""
