@@ -90,10 +90,12 @@ def _write_claim(tx: _Transaction, steps: Sequence[str], owner: str, limit: int,
     rows = tx.connection.execute(
         _CLAIMABLE.format(steps=",".join("?" * len(steps))), (*steps, tx.now, tx.now, limit)
     ).fetchall()
-    if rows:
-        tx.connection.executemany(
-            "UPDATE motia_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
-            [(owner, tx.now + lease, row[0]) for row in rows],
+    for start in range(0, len(rows), COMPLETE_CHUNK):  # one statement per chunk, not one per delivery
+        chunk = rows[start : start + COMPLETE_CHUNK]
+        tx.connection.execute(
+            "UPDATE motia_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1"
+            f" WHERE seq IN ({','.join('?' * len(chunk))})",
+            (owner, tx.now + lease, *(row[0] for row in chunk)),
         )
     return [
         Delivery(delivery_id, step, kind, payload, attempts + 1, created_at)
