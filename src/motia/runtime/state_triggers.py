@@ -91,6 +91,7 @@ class EventDispatcher:
                 return total
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         woken = True
         while True:
             self.wake.clear()
@@ -101,11 +102,14 @@ class EventDispatcher:
                 continue
             if consumed or woken:  # new deliveries, or a local commit that may have enqueued some
                 self._after_cycle()
+            cycle_end = loop.time()
             await wait_for(self.wake, self.poll_interval)
             woken = self.wake.is_set()
-            if woken and self.batch_window > 0:
-                # Woken by a local commit: let the writes of the next moment join this batch. One
-                # dispatch per burst instead of one per write is most of what the outbox costs.
+            if woken and self.batch_window > 0 and loop.time() - cycle_end < self.batch_window:
+                # Woken by a local commit within a window of the last dispatch: a burst of writes is on,
+                # so let the writes of the next moment join this batch. One dispatch per burst instead of
+                # one per write is most of what the outbox costs. A lone write (light load) is
+                # dispatched at once: waiting would only add the window to its latency.
                 await asyncio.sleep(self.batch_window)
 
 
