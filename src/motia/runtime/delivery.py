@@ -184,6 +184,8 @@ class DeliveryWorker:
         #: Handlers that returned, waiting for their deliveries to be completed together (one store call).
         self._completions: list[tuple[str, asyncio.Future[bool]]] = []
         self._completer: asyncio.Task[None] | None = None
+        #: Deliveries whose handler returned and that wait for their completion: their slots are free.
+        self._settling = 0
         self.dispatcher = EventDispatcher(
             self.backend,
             self.subscriptions,
@@ -283,7 +285,9 @@ class DeliveryWorker:
         options = self.options
         while True:
             self._wake.clear()
-            free = options.concurrency - len(self._running)
+            # A handler that returned no longer counts: its slot is free while its completion is being
+            # written, so the next claim can join that write's commit instead of waiting for it.
+            free = options.concurrency - len(self._running) + self._settling
             if free > 0:
                 try:
                     claimed = await self.backend.claim(
@@ -444,7 +448,12 @@ class DeliveryWorker:
         self._completions.append((delivery_id, future))
         if self._completer is None or self._completer.done():
             self._completer = asyncio.create_task(self._flush_completions(), name="motia-delivery-complete")
-        return await future
+        self._settling += 1
+        self._wake.set()  # a slot is free
+        try:
+            return await future
+        finally:
+            self._settling -= 1
 
     async def _flush_completions(self) -> None:
         while self._completions:
