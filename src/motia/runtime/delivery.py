@@ -2,8 +2,9 @@
 
 Each app process leases ready deliveries of its own steps (``backend.claim``), runs their handlers with
 bounded concurrency, renews the leases of handlers that run long, and settles each delivery only after
-its handler returned: ``complete`` on success, ``retry`` with exponential backoff on an exception, and
-``dead_letter`` once the trigger's retry policy is spent. A process that dies holding leases simply lets
+its handler returned: ``complete`` on success (the handlers that return together are completed in one
+``complete_many``, and a returned handler's slot is free at once), ``retry`` with exponential backoff on
+an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process that dies holding leases simply lets
 them expire; another process (or the restarted one) claims the deliveries again. That makes delivery at
 least once, and, with one lease per (step, key) at a time (the backend's rule), in commit order per key.
 
@@ -69,7 +70,8 @@ class DeliveryOptions:
     """How the worker runs: ``lease`` (seconds a claimed delivery stays ours without renewal; a crashed
     process's work is picked up after it), ``poll_interval`` (seconds between looks for other processes'
     work), ``concurrency`` (handlers running at once per process) and ``batch_window`` (seconds the
-    dispatcher lets a burst of local writes gather before moving their events; 0 dispatches at once).
+    dispatcher lets a burst of local writes gather before moving their events; a lone write, or 0,
+    dispatches at once).
 
     Retention (seconds; 0 turns a part off): ``dead_letter_retention`` (dead letters are deleted this long
     after they failed; 30 days), ``step_retention`` (a step no running app has served for this long is
