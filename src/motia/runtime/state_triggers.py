@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,7 @@ class EventDispatcher:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         woken = True
+        busy_until = -math.inf  # when the last cycle that consumed events ended
         while True:
             self.wake.clear()
             try:
@@ -102,14 +104,15 @@ class EventDispatcher:
                 continue
             if consumed or woken:  # new deliveries, or a local commit that may have enqueued some
                 self._after_cycle()
-            cycle_end = loop.time()
+            if consumed:
+                busy_until = loop.time()
             await wait_for(self.wake, self.poll_interval)
             woken = self.wake.is_set()
-            if woken and self.batch_window > 0 and loop.time() - cycle_end < self.batch_window:
-                # Woken by a local commit within a window of the last dispatch: a burst of writes is on,
-                # so let the writes of the next moment join this batch. One dispatch per burst instead of
-                # one per write is most of what the outbox costs. A lone write (light load) is
-                # dispatched at once: waiting would only add the window to its latency.
+            if woken and self.batch_window > 0 and loop.time() - busy_until < self.batch_window:
+                # Woken by a local commit within a window of the last dispatch that moved events: a
+                # burst of writes is on, so let the writes of the next moment join this batch. One
+                # dispatch per burst instead of one per write is most of what the outbox costs. A lone
+                # write (light load) is dispatched at once: waiting would only add to its latency.
                 await asyncio.sleep(self.batch_window)
 
 
