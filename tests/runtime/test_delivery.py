@@ -133,3 +133,81 @@ async def test_concurrency_is_bounded(tmp_path: Path) -> None:
     finally:
         await app.shutdown()
     assert peak == 3
+
+
+async def test_handlers_that_return_together_are_completed_in_one_store_call(tmp_path: Path) -> None:
+    # Given a worker running up to 8 handlers at once, and 8 handlers held until all have started
+    release = asyncio.Event()
+    started_count = 0
+
+    async def job(input, ctx):
+        nonlocal started_count
+        started_count += 1
+        if started_count == 8:
+            release.set()
+        await release.wait()
+
+    app = await started(
+        [step({"name": "job", "triggers": [state(scope="jobs")]}, job)],
+        f"sqlite:///{tmp_path / 'state.db'}",
+        DeliveryOptions(poll_interval=0.02, concurrency=8),
+    )
+    backend = app.state.backend
+    calls: list[list[str]] = []
+    complete_many = backend.complete_many
+
+    async def counting(ids: Any, *, owner: str) -> set[str]:
+        calls.append(list(ids))
+        return await complete_many(ids, owner=owner)
+
+    backend.complete_many = counting  # type: ignore[method-assign,assignment]
+    try:
+        # When 8 writes trigger it and the handlers all return in the same moment
+        for n in range(8):
+            await app.state.set("jobs", f"k{n}", n)
+        await app.drain()
+        left = await backend.pending()
+    finally:
+        await app.shutdown()
+    # Then their 8 deliveries were completed by one call, and none is left
+    assert sorted(len(ids) for ids in calls) == [8], calls
+    assert left == 0
+
+
+async def test_a_returned_handler_frees_its_slot_while_its_completion_is_written(tmp_path: Path) -> None:
+    # Given a worker running one handler at a time, whose completions are held back at a gate
+    second_started = asyncio.Event()
+    seen: list[int] = []
+
+    async def job(input, ctx):
+        seen.append(input.new_value)
+        if len(seen) == 2:
+            second_started.set()
+
+    app = await started(
+        [step({"name": "job", "triggers": [state(scope="jobs")]}, job)],
+        f"sqlite:///{tmp_path / 'state.db'}",
+        DeliveryOptions(poll_interval=0.02, concurrency=1),
+    )
+    backend = app.state.backend
+    gate = asyncio.Event()
+    complete_many = backend.complete_many
+
+    async def gated(ids: Any, *, owner: str) -> set[str]:
+        await gate.wait()
+        return await complete_many(ids, owner=owner)
+
+    backend.complete_many = gated  # type: ignore[method-assign,assignment]
+    try:
+        # When two keys change: the first handler returns, its completion waits at the gate
+        await app.state.set("jobs", "a", 1)
+        await app.state.set("jobs", "b", 2)
+        # Then the second handler runs meanwhile (the slot was free), and both complete once released
+        await asyncio.wait_for(second_started.wait(), 10)
+        gate.set()
+        await app.drain()
+        left = await backend.pending()
+    finally:
+        gate.set()
+        await app.shutdown()
+    assert sorted(seen) == [1, 2] and left == 0

@@ -331,3 +331,31 @@ async def test_delivery_options_from_env(monkeypatch: pytest.MonkeyPatch) -> Non
         DeliveryOptions.from_env()
     with pytest.raises(ConfigError, match="concurrency"):
         DeliveryOptions(concurrency=0)
+
+
+async def test_a_lone_write_is_dispatched_without_waiting_out_the_batch_window(start_app: StartApp) -> None:
+    # Given a batch window far longer than the test may wait (the poll timer would never mask it)
+    handled = asyncio.Event()
+
+    async def on_change(input, ctx):
+        handled.set()
+
+    app = await start_app(
+        [step({"name": "on_change", "triggers": [state(scope="s")]}, on_change)],
+        delivery=DeliveryOptions(lease=5.0, poll_interval=0.02, concurrency=8, batch_window=60.0),
+    )
+    assert app.delivery is not None
+    dispatcher = app.delivery.dispatcher
+    idle = asyncio.Event()
+    after_cycle = dispatcher._after_cycle
+
+    def cycled() -> None:
+        after_cycle()
+        idle.set()
+
+    dispatcher._after_cycle = cycled
+    await asyncio.wait_for(idle.wait(), 10)  # the dispatcher has run a cycle and waits for a wake-up
+    # When one write comes after that quiet period (no burst on)
+    await app.state.set("s", "k", 1)
+    # Then its handler runs at once, not a window later
+    await asyncio.wait_for(handled.wait(), 10)

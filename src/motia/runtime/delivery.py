@@ -2,10 +2,12 @@
 
 Each app process leases ready deliveries of its own steps (``backend.claim``), runs their handlers with
 bounded concurrency, renews the leases of handlers that run long, and settles each delivery only after
-its handler returned: ``complete`` on success, ``retry`` with exponential backoff on an exception, and
-``dead_letter`` once the trigger's retry policy is spent. A process that dies holding leases simply lets
-them expire; another process (or the restarted one) claims the deliveries again. That makes delivery at
-least once, and, with one lease per (step, key) at a time (the backend's rule), in commit order per key.
+its handler returned: ``complete`` on success (the handlers that return together are completed in one
+``complete_many``, and a returned handler's slot is free at once), ``retry`` with exponential backoff on
+an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process that dies holding
+leases simply lets them expire; another process (or the restarted one) claims the deliveries again.
+That makes delivery at least once, and, with one lease per (step, key) at a time (the backend's rule),
+in commit order per key.
 
 Wake-ups: the store calls back after every local commit that recorded events or added deliveries, so a
 local write reaches its handler without waiting for a poll; other processes' commits are found by
@@ -69,7 +71,8 @@ class DeliveryOptions:
     """How the worker runs: ``lease`` (seconds a claimed delivery stays ours without renewal; a crashed
     process's work is picked up after it), ``poll_interval`` (seconds between looks for other processes'
     work), ``concurrency`` (handlers running at once per process) and ``batch_window`` (seconds the
-    dispatcher lets a burst of local writes gather before moving their events; 0 dispatches at once).
+    dispatcher lets a burst of local writes gather before moving their events; a lone write, or 0,
+    dispatches at once).
 
     Retention (seconds; 0 turns a part off): ``dead_letter_retention`` (dead letters are deleted this long
     after they failed; 30 days), ``step_retention`` (a step no running app has served for this long is
@@ -181,6 +184,11 @@ class DeliveryWorker:
         self._loop_thread = 0
         self._published: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._errors = 0
+        #: Handlers that returned, waiting for their deliveries to be completed together (one store call).
+        self._completions: list[tuple[str, asyncio.Future[bool]]] = []
+        self._completer: asyncio.Task[None] | None = None
+        #: Deliveries whose handler returned and that wait for their completion: their slots are free.
+        self._settling = 0
         self.dispatcher = EventDispatcher(
             self.backend,
             self.subscriptions,
@@ -233,6 +241,8 @@ class DeliveryWorker:
             for delivery_id in interrupted:
                 logger.warning("delivery %s interrupted by shutdown: released for another attempt", delivery_id)
                 await self._settle("retry", delivery_id, delay=0.0, error="interrupted: the app shut down")
+        if self._completer is not None:
+            await asyncio.gather(self._completer, return_exceptions=True)  # it answers every waiter, then ends
         await _cancel(self._lease_task)
         self._lease_task = None
 
@@ -278,7 +288,9 @@ class DeliveryWorker:
         options = self.options
         while True:
             self._wake.clear()
-            free = options.concurrency - len(self._running)
+            # A handler that returned no longer counts: its slot is free while its completion is being
+            # written, so the next claim can join that write's commit instead of waiting for it.
+            free = options.concurrency - len(self._running) + self._settling
             if free > 0:
                 try:
                     claimed = await self.backend.claim(
@@ -415,7 +427,7 @@ class DeliveryWorker:
         """Complete, retry or dead-letter; a store failure is logged (the lease expires, it comes back)."""
         try:
             if outcome == "complete":
-                return await self.backend.complete(delivery_id, owner=self.owner)
+                return await self._complete(delivery_id)
             if outcome == "retry":
                 return await self.backend.retry(delivery_id, owner=self.owner, delay=delay, error=error)
             return await self.backend.dead_letter(delivery_id, owner=self.owner, error=error)
@@ -426,6 +438,39 @@ class DeliveryWorker:
                 outcome,
             )
             return True
+
+    async def _complete(self, delivery_id: str) -> bool:
+        """Complete ``delivery_id`` together with the others whose handlers returned meanwhile.
+
+        Like the store's group commit: the first completion starts a flush on the next loop iteration;
+        the handlers that return before it runs (or while it is in the store) join it, so a busy trigger
+        pays one ``complete_many`` per burst instead of one write per delivery. Each caller still hears
+        whether *its* lease was held.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._completions.append((delivery_id, future))
+        if self._completer is None or self._completer.done():
+            self._completer = asyncio.create_task(self._flush_completions(), name="motia-delivery-complete")
+        self._settling += 1
+        self._wake.set()  # a slot is free
+        try:
+            return await future
+        finally:
+            self._settling -= 1
+
+    async def _flush_completions(self) -> None:
+        while self._completions:
+            batch, self._completions = self._completions, []
+            try:
+                done = await self.backend.complete_many([delivery_id for delivery_id, _ in batch], owner=self.owner)
+            except Exception as exc:  # every waiter hears it (and logs it); their leases expire and they come back
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for delivery_id, future in batch:
+                    if not future.done():
+                        future.set_result(delivery_id in done)
 
     def _publish(self, seq: int | None, event: dict[str, Any]) -> None:
         """Show the event in the console's live feed, once per event however many steps receive it."""

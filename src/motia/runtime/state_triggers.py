@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +92,9 @@ class EventDispatcher:
                 return total
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         woken = True
+        busy_until = -math.inf  # when the last cycle that consumed events ended
         while True:
             self.wake.clear()
             try:
@@ -101,11 +104,15 @@ class EventDispatcher:
                 continue
             if consumed or woken:  # new deliveries, or a local commit that may have enqueued some
                 self._after_cycle()
+            if consumed:
+                busy_until = loop.time()
             await wait_for(self.wake, self.poll_interval)
             woken = self.wake.is_set()
-            if woken and self.batch_window > 0:
-                # Woken by a local commit: let the writes of the next moment join this batch. One
-                # dispatch per burst instead of one per write is most of what the outbox costs.
+            if woken and self.batch_window > 0 and loop.time() - busy_until < self.batch_window:
+                # Woken by a local commit within a window of the last dispatch that moved events: a
+                # burst of writes is on, so let the writes of the next moment join this batch. One
+                # dispatch per burst instead of one per write is most of what the outbox costs. A lone
+                # write (light load) is dispatched at once: waiting would only add to its latency.
                 await asyncio.sleep(self.batch_window)
 
 

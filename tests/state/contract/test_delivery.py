@@ -179,6 +179,47 @@ async def test_an_expired_lease_makes_a_delivery_claimable_again(state: StateMan
     assert await backend.pending("worker") == 0
 
 
+async def test_complete_many_completes_only_what_the_owner_holds(state: StateManager, clock: Any) -> None:
+    # Given four deliveries: two held by "a", one whose lease "a" lost to "b", one never claimed
+    backend = state.backend
+    await backend.enqueue([NewDelivery(f"m{n}", "worker", "queue", b"1") for n in range(3)])
+    held = await backend.claim(["worker"], owner="a", limit=3, lease=30)
+    assert [d.id for d in held] == ["m0", "m1", "m2"]
+    clock.advance(31)
+    (lost,) = await backend.claim(["worker"], owner="b", limit=1, lease=30)
+    assert lost.id == "m0"
+    await backend.extend(["m1", "m2"], owner="a", lease=30)
+    await backend.enqueue([NewDelivery("m3", "worker", "queue", b"1")])
+    # When "a" completes all of them (and an unknown id) in one call
+    done = await backend.complete_many(["m0", "m1", "m2", "m3", "missing"], owner="a")
+    # Then exactly the two it held are gone; the others are untouched
+    assert done == {"m1", "m2"}
+    assert await backend.pending("worker") == 2
+    assert not await backend.complete_many([], owner="a")
+    assert await backend.complete_many(["m0"], owner="b") == {"m0"}
+    (last,) = await backend.claim(["worker"], owner="a", limit=5, lease=30)
+    assert last.id == "m3" and last.attempts == 1
+
+
+async def test_complete_many_releases_the_next_delivery_of_each_key(state: StateManager) -> None:
+    # Given two events on each of two keys: only the first of each key is claimable
+    backend = state.backend
+    await backend.enable_events()
+    for value in (1, 2):
+        await state.set("s", "a", value)
+        await state.set("s", "b", value)
+    await backend.dispatch_events(EVERYTHING)
+    first = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
+    assert [orjson.loads(d.payload)["new_value"] for d in first] == [1, 1]
+    # When both are completed in one call, the second event of each key becomes claimable, in order
+    assert await backend.complete_many([d.id for d in first], owner="w") == {d.id for d in first}
+    second = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
+    assert [(orjson.loads(d.payload)["item_id"], orjson.loads(d.payload)["new_value"]) for d in second] == [
+        ("a", 2),
+        ("b", 2),
+    ]
+
+
 async def test_extend_keeps_a_lease(state: StateManager, clock: Any) -> None:
     backend = state.backend
     await backend.enqueue([NewDelivery("m1", "worker", "queue", b"1")])

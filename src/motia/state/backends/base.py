@@ -8,6 +8,7 @@ The records the contracts exchange live in :mod:`motia.state.backends.types` (re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
 from motia.state.backends.types import (
@@ -170,7 +171,7 @@ class DeliveryStore:
       time, oldest first, so per-key order holds across retries. A lease that expires (its owner died)
       makes the delivery claimable again: delivery is at least once.
     - ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
-      nothing) when the caller no longer holds the lease.
+      nothing) when the caller no longer holds the lease. ``complete_many`` completes several at once.
     - ``claim_tick`` lets every instance of an app run the same cron schedule while each tick runs once:
       the first claim of a ``(job, tick)`` wins, in any process using the store.
     - ``acquire_lease``/``release_lease`` give one owner at a time, among every process using the store, a
@@ -226,6 +227,21 @@ class DeliveryStore:
     async def complete(self, delivery_id: str, *, owner: str) -> bool:
         """Remove a delivery its owner handled."""
         raise NotImplementedError  # pragma: no cover
+
+    async def complete_many(self, delivery_ids: Sequence[str], *, owner: str) -> set[str]:
+        """Remove the deliveries of ``delivery_ids`` that ``owner`` still holds, as :meth:`complete` would
+        each; return the ids removed (the others, no longer held, are left alone).
+
+        The worker settles the handlers that finished together in one call: a backend that can remove
+        them in one statement (SQLite) or one round trip makes the completion of a busy trigger cost a
+        fraction of one call per delivery. Each delivery is settled on its own terms, so a lost lease
+        on one never keeps the others from completing. This default completes them one by one,
+        concurrently.
+        """
+        if not delivery_ids:
+            return set()
+        done = await asyncio.gather(*(self.complete(delivery_id, owner=owner) for delivery_id in delivery_ids))
+        return {delivery_id for delivery_id, ok in zip(delivery_ids, done, strict=True) if ok}
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         """Release a failed delivery, claimable again after ``delay`` seconds."""

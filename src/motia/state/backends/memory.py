@@ -10,6 +10,7 @@ the durable backends, in memory.
 from __future__ import annotations
 
 import bisect
+import builtins
 import heapq
 import threading
 import time
@@ -371,6 +372,16 @@ class MemoryBackend(StateBackend):
             del self._deliveries[delivery_id]
         self._notify_listeners()  # a later delivery of the same key may be ready now
         return True
+
+    async def complete_many(self, delivery_ids: Sequence[str], *, owner: str) -> builtins.set[str]:
+        with self._lock:
+            self._check_open()
+            done = {delivery_id for delivery_id in delivery_ids if self._held(delivery_id, owner) is not None}
+            for delivery_id in done:
+                del self._deliveries[delivery_id]
+        if done:
+            self._notify_listeners()  # later deliveries of the same keys may be ready now
+        return done
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         with self._lock:

@@ -7,6 +7,7 @@ whole-scope reads on a worker thread.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from motia.state.backends.sqlite.delivery import (
     _write_acquire_lease,
     _write_claim,
     _write_claim_tick,
+    _write_complete_many,
     _write_dispatch,
     _write_enable_events,
     _write_enqueue,
@@ -191,6 +193,12 @@ class SQLiteBackend(SQLiteWriter):
 
     async def complete(self, delivery_id: str, *, owner: str) -> bool:
         done: bool = await self._write(_write_settle, delivery_id, owner, "complete", 0.0, "")
+        return done
+
+    async def complete_many(self, delivery_ids: Sequence[str], *, owner: str) -> builtins.set[str]:
+        if not delivery_ids:
+            return set()
+        done: builtins.set[str] = await self._write(_write_complete_many, tuple(dict.fromkeys(delivery_ids)), owner)
         return done
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:

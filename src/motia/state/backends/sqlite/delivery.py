@@ -20,6 +20,10 @@ from motia.state.backends.types import Delivery, NewDelivery, PruneResult, Subsc
 #: Forgotten cron tick claims are deleted at most this often (seconds), by the claim that comes next.
 TICK_PRUNE_INTERVAL = 60.0
 
+#: Deliveries per ``… IN (…)`` statement of a claim or a bulk completion (well under SQLite's limit of
+#: bound parameters).
+COMPLETE_CHUNK = 500
+
 _INSERT_DELIVERY = (
     "INSERT OR IGNORE INTO motia_deliveries (id, step, kind, payload, order_key, available_at, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -86,10 +90,12 @@ def _write_claim(tx: _Transaction, steps: Sequence[str], owner: str, limit: int,
     rows = tx.connection.execute(
         _CLAIMABLE.format(steps=",".join("?" * len(steps))), (*steps, tx.now, tx.now, limit)
     ).fetchall()
-    if rows:
-        tx.connection.executemany(
-            "UPDATE motia_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
-            [(owner, tx.now + lease, row[0]) for row in rows],
+    for start in range(0, len(rows), COMPLETE_CHUNK):  # one statement per chunk, not one per delivery
+        chunk = rows[start : start + COMPLETE_CHUNK]
+        tx.connection.execute(
+            "UPDATE motia_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1"
+            f" WHERE seq IN ({','.join('?' * len(chunk))})",
+            (owner, tx.now + lease, *(row[0] for row in chunk)),
         )
     return [
         Delivery(delivery_id, step, kind, payload, attempts + 1, created_at)
@@ -127,6 +133,21 @@ def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, 
         )
     tx.notify = True  # a later delivery of the same key may be ready now
     return True
+
+
+def _write_complete_many(tx: _Transaction, ids: Sequence[str], owner: str) -> set[str]:
+    """Complete every delivery of ``ids`` that ``owner`` holds: one statement per chunk, not two per id."""
+    done: set[str] = set()
+    for start in range(0, len(ids), COMPLETE_CHUNK):
+        chunk = ids[start : start + COMPLETE_CHUNK]
+        rows = tx.connection.execute(
+            f"DELETE FROM motia_deliveries WHERE owner = ? AND id IN ({','.join('?' * len(chunk))}) RETURNING id",
+            (owner, *chunk),
+        ).fetchall()
+        done.update(row[0] for row in rows)
+    if done:
+        tx.notify = True  # later deliveries of the same keys may be ready now
+    return done
 
 
 def _write_claim_tick(tx: _Transaction, job: str, tick: int, hold: float, prune: bool) -> bool:

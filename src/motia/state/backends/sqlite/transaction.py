@@ -158,4 +158,7 @@ class _Transaction:
                 self.connection.executemany(_DELETE, deletes)
         if self._events:
             events, self._events = self._events, []
-            self.connection.executemany(_INSERT_EVENT, events)
+            if len(events) == 1:
+                self.connection.execute(_INSERT_EVENT, events[0])
+            else:
+                self.connection.executemany(_INSERT_EVENT, events)
