@@ -7,20 +7,14 @@ from pathlib import Path
 
 import click
 
+from motia.cli.run import steps_dir_option
 from motia.exceptions import MotiaError
 
 __all__ = ["check"]
 
 
 @click.command()
-@click.option(
-    "--dir",
-    "steps_dir",
-    default="steps",
-    show_default=True,
-    metavar="DIR",
-    help="Directory searched (recursively) for *_step.py and *.step.py files.",
-)
+@steps_dir_option
 def check(steps_dir: str) -> None:
     """Load every step file and print each problem with its file; exit 1 if there is any.
 

@@ -15,22 +15,25 @@ import click
 
 from motia.exceptions import MotiaError
 
-__all__ = ["dev", "run", "run_options"]
+__all__ = ["dev", "run", "run_options", "steps_dir_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``--dir``: shared by every command that loads step files (run, dev, check).
+steps_dir_option = click.option(
+    "--dir",
+    "steps_dir",
+    default="steps",
+    show_default=True,
+    metavar="DIR",
+    help="Directory searched (recursively) for *_step.py and *.step.py files.",
+)
 
 
 def run_options(fn: F) -> F:
     """The options shared by ``motia run`` and ``motia dev``."""
     options = [
-        click.option(
-            "--dir",
-            "steps_dir",
-            default="steps",
-            show_default=True,
-            metavar="DIR",
-            help="Directory searched (recursively) for *_step.py and *.step.py files.",
-        ),
+        steps_dir_option,
         click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on."),
         click.option("--port", default=3111, show_default=True, type=click.IntRange(0, 65535), help="Port."),
         click.option(
