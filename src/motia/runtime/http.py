@@ -321,6 +321,8 @@ def _parse_body(raw: bytes, content_type: str | None) -> Any:
 
 
 _RESPONSE_KEYS = frozenset({"status", "body", "headers"})
+#: Statuses that never carry a body, besides 1xx.
+_BODYLESS = frozenset({204, 304})
 
 
 def _plain_json(result: Any) -> tuple[int, bytes] | None:
@@ -367,6 +369,12 @@ def to_response(result: Any, trace_id: str | None = None) -> Response:
     headers = {str(k): str(v) for k, v in headers.items()}
     if trace_id:
         headers["x-trace-id"] = trace_id
+    if status < 200 or status in _BODYLESS:
+        # HTTP forbids a body here (RFC 9110 15.3.5, 15.4.5): sending one breaks the connection, and the
+        # server refuses it ("Response content longer than Content-Length"). The headers (an ETag) stay.
+        if body not in (None, "", b""):
+            logger.warning("a %d response has no body: the handler's body was not sent", status)
+        return Response(status_code=status, headers=headers)
     if body is None:
         return Response(status_code=status, headers=headers)
     if isinstance(body, bytes | bytearray):
