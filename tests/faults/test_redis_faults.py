@@ -127,16 +127,22 @@ async def test_function_flush_mid_run_reloads_the_library_once_and_every_call_go
         loads_before = function_loads(admin)
         # Given 50 tasks incrementing one counter concurrently (their calls go out in pipelined batches)
         flushed = asyncio.Event()
+        paused = 0
+        all_paused = asyncio.Event()
 
         async def worker() -> None:
+            nonlocal paused
             for i in range(20):
-                if i == 5:
+                if i == 5:  # each stops mid-run, after 5 increments, until the flush
+                    paused += 1
+                    if paused == 50:
+                        all_paused.set()
                     await flushed.wait()
                 await sm.update("c", "n", [{"type": "increment", "path": "n", "value": 1}])
 
         tasks = [asyncio.create_task(worker()) for _ in range(50)]
-        # When the library is flushed while they run
-        await asyncio.sleep(0.05)
+        # When the library is flushed while they run (every task has made calls and has more to make)
+        await all_paused.wait()
         admin.function_flush()
         flushed.set()
         await asyncio.gather(*tasks)
