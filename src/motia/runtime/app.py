@@ -21,6 +21,7 @@ from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
 from motia.runtime.logger import current_logger
 from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
+from motia.runtime.tasks import cancel_and_wait
 from motia.runtime.types import CronInput, TriggerInfo
 from motia.state.manager import StateManager
 from motia.state.sync import SyncStateManager, bind_global, unbind_global
@@ -195,7 +196,7 @@ class MotiaApp:
     async def _stop(self, *, close_state: bool) -> None:
         self.started = False
         sweeper, self._sweeper = self._sweeper, None
-        await _stop_task(sweeper, "the expired-key sweeper")
+        await cancel_and_wait(sweeper, "shutdown: the expired-key sweeper")
         stopping: list[tuple[str, Awaitable[None]]] = []
         if self._scheduler is not None:
             stopping.append(("the cron scheduler", self._scheduler.stop(self.shutdown_timeout)))
@@ -326,19 +327,6 @@ class MotiaApp:
         except BaseException:  # even KeyboardInterrupt/SystemExit/GeneratorExit from a handler fail this run only
             # A failing run must not stop the schedule: log it with its traceback and wait for the next tick.
             ctx.logger.exception("cron run failed", {"scheduled_at": scheduled_at.isoformat()})
-
-
-async def _stop_task(task: asyncio.Task[None] | None, what: str) -> None:
-    """Cancel ``task`` and wait for it; an error it died of is logged, never raised (shutdown goes on)."""
-    if task is None:
-        return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except Exception:
-        logger.exception("shutdown: %s had failed", what)
 
 
 def check_steps(steps: list[Step]) -> None:

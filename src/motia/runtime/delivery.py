@@ -46,6 +46,7 @@ from motia.runtime.state_triggers import (
     subscriptions,
     wait_for,
 )
+from motia.runtime.tasks import cancel_and_wait
 from motia.runtime.types import StateTriggerInput, TriggerInfo
 from motia.state import values as _values
 from motia.state.backends.types import Delivery
@@ -133,18 +134,6 @@ class DeliveryOptions:
         return cls(**values)
 
 
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    """Cancel ``task`` and wait for it; an error it died of is logged, not raised, so stopping goes on."""
-    if task is not None:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            logger.exception("delivery: the task %s had failed", task.get_name())
-
-
 def _error_text(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc))
     return (
@@ -227,9 +216,9 @@ class DeliveryWorker:
             self.backend.remove_listener(self._on_commit)
         except Exception:
             logger.exception("delivery: removing the commit listener failed")
-        await _cancel(self._retention_task)
-        await _cancel(self._dispatch_task)
-        await _cancel(self._claim_task)
+        await cancel_and_wait(self._retention_task, "delivery: retention")
+        await cancel_and_wait(self._dispatch_task, "delivery: the event dispatcher")
+        await cancel_and_wait(self._claim_task, "delivery: claiming")
         self._dispatch_task = self._claim_task = self._retention_task = None
         if self._running:
             # _handle settles every outcome itself (and _settle never raises), so these end without error.
@@ -243,7 +232,7 @@ class DeliveryWorker:
                 await self._settle("retry", delivery_id, delay=0.0, error="interrupted: the app shut down")
         if self._completer is not None:
             await asyncio.gather(self._completer, return_exceptions=True)  # it answers every waiter, then ends
-        await _cancel(self._lease_task)
+        await cancel_and_wait(self._lease_task, "delivery: lease renewal")
         self._lease_task = None
 
     def _on_commit(self) -> None:
