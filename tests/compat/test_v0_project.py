@@ -6,7 +6,7 @@ from motia.steps.loader import load_steps
 from motia.steps.triggers import CronTrigger, HttpTrigger, QueueTrigger
 from motia.testing import app_client, drain
 from tests.compat.conftest import HERE
-from tests.compat.helpers import eventually
+from tests.polling import eventually
 
 STEPS = HERE / "v0_project" / "steps"
 

@@ -8,7 +8,7 @@ import logging
 from motia.steps.loader import load_steps
 from motia.testing import app_client, drain
 from tests.compat.conftest import HERE
-from tests.compat.helpers import eventually
+from tests.polling import eventually
 
 STEPS = HERE / "v1_project" / "steps"
 

@@ -12,9 +12,7 @@ delivering once the fault clears, and shutdown completes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from motia.runtime import queue as runtime_queue
 from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import DeliveryOptions
 from motia.state.sync import stateManager
+from tests.polling import eventually
 
 #: Short leases and polls so retries and backoff fit in a test.
 FAST = DeliveryOptions(lease=5.0, poll_interval=0.05)
@@ -35,16 +34,6 @@ FAST = DeliveryOptions(lease=5.0, poll_interval=0.05)
 ONE_RETRY = {"max_retries": 1, "backoff": 0.05, "backoff_max": 0.05}
 
 
-async def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    """Bounded poll of a condition that has no event to await (log records, another connection's writes)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def client_for(app: MotiaApp) -> httpx.AsyncClient:
@@ -110,7 +99,7 @@ async def test_disk_full_kills_no_background_loop_and_nothing_acknowledged_is_lo
             assert app.delivery is not None
             dispatcher = app.delivery._dispatch_task
             assert dispatcher is not None
-            await wait_until(
+            await eventually(
                 lambda: (
                     dispatcher.done()
                     or any("delivery: the state store failed" in r.getMessage() for r in caplog.records)
@@ -219,7 +208,7 @@ async def test_a_handler_raising_a_base_exception_fails_its_run_only(
             await app.drain()
             assert ran["fine"] == 1
             # When cron handlers raise it: the schedule goes on, tick after tick
-            await wait_until(
+            await eventually(
                 lambda: ran.get("cron-async", 0) >= 2 and ran.get("cron-def", 0) >= 2,
                 timeout=10,
                 what="two failed runs of each cron step",

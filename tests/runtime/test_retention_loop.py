@@ -4,9 +4,7 @@ no running app serves any more (a renamed step), logging what it moved or remove
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import motia
 from motia import ConfigError, StateManager, queue, state, step
 from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import DeliveryOptions
+from tests.polling import eventually
 
 
 async def noop(input, ctx):
@@ -25,16 +24,6 @@ async def fail(input, ctx):
     raise RuntimeError("always fails")
 
 
-async def poll_until(predicate, *, timeout: float, what: str):
-    """Bounded poll of the store (retention runs on its own timer, with no event to await)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 async def test_a_renamed_step_is_pruned_and_old_dead_letters_deleted(
@@ -78,7 +67,7 @@ async def test_a_renamed_step_is_pruned_and_old_dead_letters_deleted(
     backend = v2.state.backend
     try:
         # Then the renamed step's waiting delivery becomes a dead letter saying why, never silently dropped
-        orphans = await poll_until(
+        orphans = await eventually(
             lambda: backend.dead_letters("old-name"), timeout=10, what="old-name's delivery dead-lettered"
         )
         assert [letter.payload for letter in orphans] and "retention moved it here" in orphans[0].error
@@ -88,7 +77,7 @@ async def test_a_renamed_step_is_pruned_and_old_dead_letters_deleted(
         assert await backend.pending("old-name") == 0
         assert sorted(handled) == ["k1", "k2"]
         # And the dead letter older than 2 s is deleted, while the app's own step is kept
-        await poll_until(lambda: _no_dead_letters(backend, "failing"), timeout=10, what="the old dead letter deleted")
+        await eventually(lambda: _no_dead_letters(backend, "failing"), timeout=10, what="the old dead letter deleted")
         await v2.state.set("orders", "k3", {"n": 3})
         await v2.drain()
         assert sorted(handled) == ["k1", "k2", "k3"]
