@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import orjson
 
-from motia.state.backends.types import NewDelivery, Subscription
+from motia.state.backends.types import NewDelivery, StreamChange, StreamSubscription, Subscription
 
 
 def state_event_payload(
@@ -76,5 +76,53 @@ def state_deliveries(
     ordering = order_key(scope, key)
     return [
         NewDelivery(f"state:{seq}:{subscription.step}", subscription.step, "state", payload, ordering)
+        for subscription in matching
+    ]
+
+
+def stream_event_payload(change: StreamChange) -> bytes:
+    """The JSON payload of a stream-trigger delivery, embedding the stored values without decoding them.
+
+    ``data`` is what the change is about: the item after a create or update, the removed item after a
+    delete, the event ``{"type", "data"}`` of a ``send``.
+    """
+    old = None if change.old_data is None else orjson.Fragment(change.old_data)
+    new = None if change.new_data is None else orjson.Fragment(change.new_data)
+    if change.kind == "event":
+        data, new = new, None
+    else:
+        data = old if change.kind == "delete" else new
+    return orjson.dumps(
+        {
+            "type": "stream",
+            "event_type": change.kind,
+            "stream_name": change.stream,
+            "group_id": change.group,
+            "item_id": change.item,
+            "old_value": old,
+            "new_value": new,
+            "data": data,
+            "seq": change.seq,
+            "position": change.position,
+            "timestamp": change.timestamp,
+        }
+    )
+
+
+def stream_deliveries(subscriptions: Iterable[StreamSubscription], change: StreamChange) -> list[NewDelivery]:
+    """One delivery per stream subscription matching ``change``; deterministic ids, ordered per group."""
+    matching = [
+        subscription
+        for subscription in subscriptions
+        if subscription.stream == change.stream
+        and (subscription.group is None or subscription.group == change.group)
+        and (subscription.item is None or subscription.item == change.item)
+    ]
+    if not matching:
+        return []
+    payload = stream_event_payload(change)
+    ordering = orjson.dumps(["stream", change.stream, change.group]).decode()
+    return [
+        NewDelivery(f"stream:{change.position}:{subscription.step}", subscription.step, "stream", payload, ordering)
         for subscription in matching
     ]

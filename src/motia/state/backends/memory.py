@@ -32,6 +32,7 @@ from motia.state.backends._writes import (
     plan_update,
 )
 from motia.state.backends.base import StateBackend
+from motia.state.backends.memory_streams import MemoryStreams
 from motia.state.backends.types import (
     DeadLetter,
     Delivery,
@@ -81,7 +82,7 @@ class _Pending:
         self.created_at = created_at
 
 
-class MemoryBackend(StateBackend):
+class MemoryBackend(MemoryStreams, StateBackend):
     """A private in-memory store; each instance (each ``memory://`` URL opened) is independent."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
@@ -100,6 +101,7 @@ class MemoryBackend(StateBackend):
         self._tick_expiry: list[tuple[float, str, int]] = []  # a heap over the same claims, soonest first
         self._leases: dict[str, tuple[str, float]] = {}  # lease name -> (owner, expires_at)
         self._steps_seen: dict[str, float] = {}  # step -> when an app last said it serves it (touch_steps)
+        self._init_streams()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -109,6 +111,10 @@ class MemoryBackend(StateBackend):
         if self._events_enabled:
             self._event_seq += 1
             self._events.append((self._event_seq, event_type, scope, key, old, new, version, self._clock()))
+
+    def _add_deliveries(self, deliveries: Sequence[NewDelivery], now: float) -> None:
+        for new in deliveries:
+            self._deliveries.setdefault(new.id, _Pending(new, now))
 
     def _live(self, scope: str, key: str, now: float) -> Record | None:
         bucket = self._scopes.get(scope)
@@ -490,6 +496,7 @@ class MemoryBackend(StateBackend):
                     orphaned += moved
                     for subscription in [sub for sub in self._subscriptions if sub.step == step]:
                         del self._subscriptions[subscription]
+                    self._forget_stream_subscriptions(step)
                     if not leased:  # else kept (still stale) until its leased deliveries are settled
                         del self._steps_seen[step]
                         forgotten += 1
@@ -518,6 +525,7 @@ class MemoryBackend(StateBackend):
         with self._lock:
             self._closed = True
             self._scopes.clear()
+            self._close_streams()
             self._ticks.clear()
             self._tick_expiry.clear()
             self._leases.clear()

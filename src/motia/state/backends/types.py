@@ -91,6 +91,36 @@ class WriteResult(NamedTuple):
     version: int
 
 
+class StreamChange(NamedTuple):
+    """One change of a stream, as the store recorded it (see :class:`~motia.state.backends.base.StreamStore`).
+
+    ``position`` orders every change of the store in commit order (the log every instance tails); ``seq``
+    numbers the changes of one ``(stream, group)`` from 1, with no gaps. ``kind`` is ``"create"``,
+    ``"update"``, ``"delete"`` or ``"event"``. Values stay encoded: ``old_data``/``new_data`` are the item
+    before and after (``None`` when absent); for an ``"event"`` (``send``), ``new_data`` is the encoded
+    event ``{"type", "data"}`` and ``old_data`` is ``None``. ``timestamp`` is the commit time (Unix seconds).
+    """
+
+    position: int
+    stream: str
+    group: str
+    item: str | None
+    seq: int
+    kind: str
+    old_data: bytes | None
+    new_data: bytes | None
+    timestamp: float
+
+
+class StreamSubscription(NamedTuple):
+    """A stream trigger: deliver the changes of ``stream`` (of one ``group``/``item`` when given) to ``step``."""
+
+    step: str
+    stream: str
+    group: str | None = None
+    item: str | None = None
+
+
 def tick_millis(tick: float) -> int:
     """A tick's time as whole milliseconds: the exact form backends store, so processes agree on it
     however their floats were computed."""
