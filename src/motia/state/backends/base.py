@@ -387,7 +387,9 @@ class StreamStore:
         """
         raise NotImplementedError  # pragma: no cover
 
-    async def stream_send(self, stream: str, group: str, item: str | None, event: bytes, *, history: int) -> StreamChange:
+    async def stream_send(
+        self, stream: str, group: str, item: str | None, event: bytes, *, history: int
+    ) -> StreamChange:
         """Record an ``"event"`` change carrying ``event`` (no item is stored or changed)."""
         raise NotImplementedError  # pragma: no cover
 

@@ -116,7 +116,9 @@ class MemoryStreams:
     async def stream_groups(self, stream: str) -> list[str]:
         with self._lock:
             self._check_open()
-            return sorted(group for (name, group), bucket in self._stream_groups.items() if name == stream and bucket.items)
+            return sorted(
+                group for (name, group), bucket in self._stream_groups.items() if name == stream and bucket.items
+            )
 
     async def stream_names(self) -> list[str]:
         with self._lock:
@@ -142,7 +144,9 @@ class MemoryStreams:
                     return None
                 del bucket.items[item]
                 del bucket.sorted_ids[bisect.bisect_left(bucket.sorted_ids, item)]
-                change, delivered = self._record_change(bucket, stream, group, item, "delete", current.data, None, history)
+                change, delivered = self._record_change(
+                    bucket, stream, group, item, "delete", current.data, None, history
+                )
             else:
                 if current is None:
                     bisect.insort(bucket.sorted_ids, item)
@@ -153,7 +157,9 @@ class MemoryStreams:
         self._committed(delivered)
         return change
 
-    async def stream_send(self, stream: str, group: str, item: str | None, event: bytes, *, history: int) -> StreamChange:
+    async def stream_send(
+        self, stream: str, group: str, item: str | None, event: bytes, *, history: int
+    ) -> StreamChange:
         with self._lock:
             self._check_open()
             bucket = self._group(stream, group)
