@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import orjson
 
-from motia.state.backends.types import NewDelivery, StreamChange, StreamSubscription, Subscription
+from motia.state.backends.types import NewDelivery, StreamChange, StreamTriggerSubscription, Subscription
 
 
 def state_event_payload(
@@ -109,7 +109,7 @@ def stream_event_payload(change: StreamChange) -> bytes:
     )
 
 
-def stream_deliveries(subscriptions: Iterable[StreamSubscription], change: StreamChange) -> list[NewDelivery]:
+def stream_deliveries(subscriptions: Iterable[StreamTriggerSubscription], change: StreamChange) -> list[NewDelivery]:
     """One delivery per stream subscription matching ``change``; deterministic ids, ordered per group."""
     matching = [
         subscription

@@ -19,7 +19,7 @@ from motia.state.backends.types import (
     PruneResult,
     Record,
     StreamChange,
-    StreamSubscription,
+    StreamTriggerSubscription,
     Subscription,
     TransactionWrite,
     WriteResult,
@@ -39,7 +39,7 @@ __all__ = [
     "StateStore",
     "StreamChange",
     "StreamStore",
-    "StreamSubscription",
+    "StreamTriggerSubscription",
     "Subscription",
     "TransactionWrite",
     "WriteResult",
@@ -344,7 +344,7 @@ class StreamStore:
       ``history`` (the argument of the write that recorded the newest one); older ones may be removed.
       The log :meth:`stream_tail` reads keeps every change at least a minute (and at least the newest
       10,000), so an instance that tails it promptly misses nothing.
-    - In the same transaction, a change makes one delivery per registered :class:`StreamSubscription`
+    - In the same transaction, a change makes one delivery per registered :class:`StreamTriggerSubscription`
       matching it (``stream`` equal; ``group``/``item`` equal or ``None``), as
       :func:`~motia.state.backends._events.stream_deliveries` builds them; they are claimed and settled
       like every delivery of :class:`DeliveryStore` (stream triggers are durable, at least once).
@@ -416,7 +416,7 @@ class StreamStore:
         """
         raise NotImplementedError  # pragma: no cover
 
-    async def add_stream_subscriptions(self, subscriptions: Sequence[StreamSubscription]) -> None:
+    async def add_stream_subscriptions(self, subscriptions: Sequence[StreamTriggerSubscription]) -> None:
         """Register stream triggers: changes committed from now on make deliveries for them (in every
         process using the store). Registering one again is harmless. :meth:`DeliveryStore.prune` removes
         the subscriptions of forgotten steps as it removes their state-trigger subscriptions."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from motia.exceptions import StateConflictError
 from motia.state.backends._events import stream_deliveries
 from motia.state.backends._waiters import CommitWaiters
-from motia.state.backends.types import NewDelivery, Record, StreamChange, StreamSubscription
+from motia.state.backends.types import NewDelivery, Record, StreamChange, StreamTriggerSubscription
 
 #: The tail keeps at least this many changes, and every change younger than LOG_AGE seconds.
 LOG_KEEP = 10_000
@@ -51,7 +51,7 @@ class MemoryStreams:
         self._stream_groups: dict[tuple[str, str], _Group] = {}
         self._stream_log: deque[StreamChange] = deque()
         self._stream_position = 0
-        self._stream_subscriptions: dict[StreamSubscription, None] = {}
+        self._stream_subscriptions: dict[StreamTriggerSubscription, None] = {}
         self._stream_waiters = CommitWaiters()
 
     def _group(self, stream: str, group: str) -> _Group:
@@ -211,7 +211,7 @@ class MemoryStreams:
         start = max(0, after + 1 - log[0].position)
         return [log[i] for i in range(start, min(len(log), start + limit))]
 
-    async def add_stream_subscriptions(self, subscriptions: Sequence[StreamSubscription]) -> None:
+    async def add_stream_subscriptions(self, subscriptions: Sequence[StreamTriggerSubscription]) -> None:
         with self._lock:
             self._check_open()
             self._stream_subscriptions.update(dict.fromkeys(subscriptions))

@@ -112,7 +112,7 @@ class StreamChange(NamedTuple):
     timestamp: float
 
 
-class StreamSubscription(NamedTuple):
+class StreamTriggerSubscription(NamedTuple):
     """A stream trigger: deliver the changes of ``stream`` (of one ``group``/``item`` when given) to ``step``."""
 
     step: str
