@@ -14,7 +14,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from motia.runtime.app import MotiaApp
-from tests.e2e.motia_proc import free_port
+from tests.e2e.motia_proc import free_port, run_motia  # noqa: F401 - run_motia: the fixture
 from tests.polling import eventually
 
 
