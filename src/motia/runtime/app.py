@@ -285,8 +285,10 @@ class MotiaApp:
 
     def stream_routes(self) -> list[BaseRoute]:
         """The stream WebSocket routes (``/`` and ``/__motia/streams``)."""
+        from motia.runtime.streams.auth import mask_tokens_in_server_logs
         from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
 
+        mask_tokens_in_server_logs()
         return stream_routes(StreamEndpoint(lambda: self.stream_hub.ensure_started(), lambda: self.stream_authenticate))
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
