@@ -267,12 +267,12 @@ class MotiaApp:
         )
 
     def stream_context(
-        self, definition: StreamDefinition, subscription: StreamSubscription, is_async: bool
+        self, definition: StreamDefinition | None, subscription: StreamSubscription | None, is_async: bool
     ) -> FlowContext:
-        """The ``ctx`` of a stream's ``on_join``/``on_leave`` hook (blocking state for a ``def`` hook, which
-        runs in a worker thread)."""
+        """The ``ctx`` of a stream's ``on_join``/``on_leave`` hook, or (``definition`` ``None``) of a
+        two-argument ``stream_authenticate``; blocking state for a ``def`` hook, which runs in a worker thread."""
         trace_id = new_trace_id()
-        name = f"stream:{definition.name}"
+        name = "stream:auth" if definition is None else f"stream:{definition.name}"
         blocking = not is_async and self.sync_state is not None
         return FlowContext(
             state=self.sync_state if blocking else self.state,
@@ -286,10 +286,18 @@ class MotiaApp:
     def stream_routes(self) -> list[BaseRoute]:
         """The stream WebSocket routes (``/`` and ``/__motia/streams``)."""
         from motia.runtime.streams.auth import mask_tokens_in_server_logs
+        from motia.runtime.streams.hooks import is_async_hook
         from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
 
         mask_tokens_in_server_logs()
-        return stream_routes(StreamEndpoint(lambda: self.stream_hub.ensure_started(), lambda: self.stream_authenticate))
+        endpoint = StreamEndpoint(
+            lambda: self.stream_hub.ensure_started(),
+            lambda: self.stream_authenticate,
+            auth_context=lambda: self.stream_context(
+                None, None, self.stream_authenticate is not None and is_async_hook(self.stream_authenticate)
+            ),
+        )
+        return stream_routes(endpoint)
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
         """``ctx`` with the async store and enqueue, for conditions and middleware (always ``async``-capable code)."""
