@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from motia.exceptions import StepLoadError
+from motia.exceptions import MotiaError, StepLoadError
 from motia.runtime.context import FlowContext, StepLogger, new_trace_id
 from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
@@ -290,14 +290,20 @@ class MotiaApp:
         from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
 
         mask_tokens_in_server_logs()
-        endpoint = StreamEndpoint(
-            lambda: self.stream_hub.ensure_started(),
-            lambda: self.stream_authenticate,
-            auth_context=lambda: self.stream_context(
-                None, None, self.stream_authenticate is not None and is_async_hook(self.stream_authenticate)
-            ),
-        )
-        return stream_routes(endpoint)
+
+        async def hub_of() -> StreamHub:
+            if not self.started:  # shut down (or not started): never restart the hub on a stopped store
+                raise MotiaError("the app is not running")
+            return await self.stream_hub.ensure_started()
+
+        def authenticate_hook() -> Authenticate | None:
+            return self.stream_authenticate
+
+        def auth_context() -> FlowContext:
+            hook = self.stream_authenticate
+            return self.stream_context(None, None, hook is not None and is_async_hook(hook))
+
+        return stream_routes(StreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context))
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
         """``ctx`` with the async store and enqueue, for conditions and middleware (always ``async``-capable code)."""
