@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from importlib import metadata, resources
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from motia.console._api import ApiError, Endpoint, query, query_int, required
 from motia.console.auth import ConsoleAuth
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.runtime.events import StateEventHub
@@ -42,18 +43,6 @@ DEFAULT_PAGE, MAX_PAGE = 50, 500
 #: Seconds between keep-alive comments on an idle event stream (proxies drop silent connections).
 KEEPALIVE = 15.0
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class ApiError(Exception):
-    """A client error: answered as ``{"error": message, **extra}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
 
 
 def entry_json(entry: StateEntry) -> dict[str, Any]:
@@ -83,30 +72,6 @@ def step_json(step: Step) -> dict[str, Any]:
         "enqueues": [topic if isinstance(topic, str) else topic.get("topic") for topic in config.enqueues],
         "triggers": [trigger_json(trigger) for trigger in step.triggers],
     }
-
-
-def _query(request: Request, name: str) -> str | None:
-    return request.query_params.get(name) or None
-
-
-def _required(request: Request, name: str) -> str:
-    value = request.query_params.get(name)
-    if not value:
-        raise ApiError(400, f"missing query parameter {name!r}")
-    return value
-
-
-def _query_int(request: Request, name: str, *, low: int, high: int) -> int | None:
-    raw = _query(request, name)
-    if raw is None:
-        return None
-    try:
-        number = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, not {raw!r}") from None
-    if not low <= number <= high:
-        raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}, not {number}")
-    return number
 
 
 class ConsoleAPI:
@@ -185,8 +150,8 @@ class ConsoleAPI:
         return JSONResponse({"scopes": [{"name": n, "count": c} for n, c in zip(names, counts, strict=True)]})
 
     async def items(self, request: Request) -> Response:
-        scope, prefix, after = _required(request, "scope"), _query(request, "prefix"), _query(request, "after")
-        limit = _query_int(request, "limit", low=1, high=MAX_PAGE) or DEFAULT_PAGE
+        scope, prefix, after = required(request, "scope"), query(request, "prefix"), query(request, "after")
+        limit = query_int(request, "limit", low=1, high=MAX_PAGE) or DEFAULT_PAGE
         page = await self.state.items(scope, prefix=prefix, after=after, limit=limit + 1)
         count = await self.state.count(scope)
         more = len(page) > limit
@@ -249,7 +214,7 @@ class ConsoleAPI:
 
     async def delete_entry(self, request: Request) -> Response:
         scope, key = self._scope_key(request)
-        if_version = _query_int(request, "if_version", low=0, high=2**63 - 1)
+        if_version = query_int(request, "if_version", low=0, high=2**63 - 1)
         entry = await self.state.get_entry(scope, key)
         if entry is None:
             raise ApiError(404, f"no key {key!r} in scope {scope!r}")
@@ -258,7 +223,7 @@ class ConsoleAPI:
         return JSONResponse({"deleted": key, "scope": scope, "old_value": old})
 
     async def clear_scope(self, request: Request) -> Response:
-        scope = _required(request, "scope")
+        scope = required(request, "scope")
         if request.query_params.get("confirm") != scope:
             raise ApiError(400, "clearing a scope needs confirm=<the scope's name> as a query parameter")
         count = await self.state.count(scope)
@@ -307,7 +272,7 @@ class ConsoleAPI:
         )
 
     def _scope_key(self, request: Request) -> tuple[str, str]:
-        return _required(request, "scope"), _required(request, "key")
+        return required(request, "scope"), required(request, "key")
 
 
 def _sse(event: dict[str, Any]) -> bytes:
