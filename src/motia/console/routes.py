@@ -4,7 +4,8 @@
 
 Keys and scopes may hold any character, ``/`` included, so they travel as query parameters
 (``/__motia/api/entry?scope=S&key=K``), never as path segments. Every endpoint validates its input and
-answers a 4xx JSON ``{"error": ...}`` naming the problem; a backend failure is a 503.
+answers a 4xx JSON ``{"error": ...}`` naming the problem; a backend failure is a 503. The Streams view's
+endpoints and the stream feed live in :mod:`motia.console.streams`; their routes are added here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from motia.console._api import ApiError, Endpoint, query, query_int, required
 from motia.console.auth import ConsoleAuth
+from motia.console.streams import StreamFeed, StreamsAPI, app_streams
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import JSONResponse, parse_json
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from motia.state.manager import StateManager
     from motia.steps.definition import Step
     from motia.steps.triggers import Trigger
+    from motia.streams.manager import StreamManager
 
 __all__ = ["ConsoleAPI", "console_routes"]
 
@@ -77,10 +80,14 @@ def step_json(step: Step) -> dict[str, Any]:
 class ConsoleAPI:
     """The endpoints, bound to one app's store, steps and event hub."""
 
-    def __init__(self, app: MotiaApp, hub: StateEventHub, *, keepalive: float = KEEPALIVE) -> None:
+    def __init__(
+        self, app: MotiaApp, hub: StateEventHub, *, keepalive: float = KEEPALIVE, stream_feed: StreamFeed | None = None
+    ) -> None:
         self.app = app
         self.hub = hub
         self.keepalive = keepalive
+        #: Publishes stream changes to ``hub`` while a feed is open (``None``: the feed carries state only).
+        self.stream_feed = stream_feed
         # A request body holds one value plus a little JSON around it.
         self.max_body = app.state.max_value_bytes + 64 * 1024
 
@@ -141,6 +148,7 @@ class ConsoleAPI:
                 "version": metadata.version("pymotia"),
                 "steps": len(self.app.steps),
                 "events": {"durable": self.hub.durable, "subscribers": self.hub.subscriber_count},
+                "streams": {"tailing": self.stream_feed is not None and self.stream_feed.running},
             }
         )
 
@@ -246,6 +254,13 @@ class ConsoleAPI:
             except ValueError:
                 raise ApiError(400, f"Last-Event-ID must be an integer, not {last!r}") from None
         subscription, replay = self.hub.subscribe(after=after)
+        feed = self.stream_feed
+        if feed is not None:
+            try:
+                await feed.watch()  # once it returns, every stream change committed is published
+            except BaseException:
+                subscription.close()
+                raise
         hello = {"durable": self.hub.durable}
 
         async def stream() -> AsyncIterator[bytes]:
@@ -264,6 +279,8 @@ class ConsoleAPI:
                     yield _sse(live)
             finally:
                 subscription.close()
+                if feed is not None:
+                    feed.unwatch()
 
         return StreamingResponse(
             stream(),
@@ -276,20 +293,32 @@ class ConsoleAPI:
 
 
 def _sse(event: dict[str, Any]) -> bytes:
-    return b"id: %d\nevent: state\ndata: %s\n\n" % (event["id"], dumps(event))
+    """A state change is an ``event: state``, a stream change (from the stream feed) an ``event: stream``."""
+    kind = b"stream" if event.get("kind") == "stream" else b"state"
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event["id"], kind, dumps(event))
 
 
 def _static(name: str) -> bytes:
     return resources.files("motia.console").joinpath("static", name).read_bytes()
 
 
-def console_routes(app: MotiaApp, *, token: str | None = None, hub: StateEventHub | None = None) -> list[BaseRoute]:
+def console_routes(
+    app: MotiaApp,
+    *,
+    token: str | None = None,
+    hub: StateEventHub | None = None,
+    streams: StreamManager | None = None,
+) -> list[BaseRoute]:
     """The console's routes for ``build_asgi(app, extra_routes=...)``; ``token=None``: loopback only.
 
-    ``hub`` defaults to ``app.state_events``, the app's event hub.
+    ``hub`` defaults to ``app.state_events``, the app's event hub; ``streams`` to the app's stream manager.
     """
     auth = ConsoleAuth(token)
-    api = ConsoleAPI(app, hub if hub is not None else app.state_events)
+    hub = hub if hub is not None else app.state_events
+    manager = streams if streams is not None else app_streams(app)
+    feed = StreamFeed(manager.backend, hub)
+    api = ConsoleAPI(app, hub, stream_feed=feed)
+    streams_api = StreamsAPI(manager)
     static_files = {name: _static(name) for name in ("index.html", "app.js", "app.css")}
 
     def guarded(endpoint: Endpoint) -> Endpoint:
@@ -319,6 +348,10 @@ def console_routes(app: MotiaApp, *, token: str | None = None, hub: StateEventHu
                 return JSONResponse({"error": str(exc)}, status_code=400)
             except ClientDisconnect:
                 return Response(status_code=400)
+            except NotImplementedError:  # a backend without streams (the stream endpoints)
+                return JSONResponse(
+                    {"error": f"the state store {mask_url(api.state.url)} does not support this"}, status_code=501
+                )
 
         return run
 
@@ -355,6 +388,10 @@ def console_routes(app: MotiaApp, *, token: str | None = None, hub: StateEventHu
         Route(f"{PREFIX}/api/entry", _by_method(guarded, api), methods=["GET", "PUT", "DELETE"]),
         api_route("steps", api.steps, ["GET"]),
         api_route("events", api.events, ["GET"]),
+        api_route("streams", streams_api.streams, ["GET"]),
+        api_route("streams/groups", streams_api.groups, ["GET"]),
+        api_route("streams/items", streams_api.items, ["GET"]),
+        api_route("streams/item", streams_api.item, ["GET"]),
     ]
 
 
