@@ -37,7 +37,7 @@ DEFINITIONS = [
 
 @pytest.fixture
 async def app():
-    app = MotiaApp([], state="memory://", cron=False)
+    app = MotiaApp([], state="memory://", cron=False, streams=DEFINITIONS)
     await app.startup()
     yield app
     await app.shutdown()
@@ -45,17 +45,18 @@ async def app():
 
 @pytest.fixture
 def streams(app) -> StreamManager:
-    return StreamManager(app.state.backend, DEFINITIONS)
+    """The app's streams: what its handlers write through."""
+    return app.streams
 
 
-def client_for(app: MotiaApp, streams: StreamManager, *, token: str | None = None) -> httpx.AsyncClient:
-    asgi = build_asgi(app, extra_routes=console_routes(app, token=token, streams=streams))
+def client_for(app: MotiaApp, *, token: str | None = None) -> httpx.AsyncClient:
+    asgi = build_asgi(app, extra_routes=console_routes(app, token=token))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE)
 
 
 @pytest.fixture
-def asgi(app, streams):
-    return build_asgi(app, extra_routes=console_routes(app, streams=streams))
+def asgi(app):
+    return build_asgi(app, extra_routes=console_routes(app))
 
 
 @pytest.fixture
@@ -155,7 +156,7 @@ async def test_bad_queries_get_a_clear_error(client, path, params, status, messa
 
 async def test_stream_endpoints_need_the_console_token(app, streams):
     await fill(streams)
-    async with client_for(app, streams, token=TOKEN) as client:
+    async with client_for(app, token=TOKEN) as client:
         for path, params in [
             ("streams", {}),
             ("streams/groups", {"stream": "todo"}),
@@ -169,11 +170,11 @@ async def test_stream_endpoints_need_the_console_token(app, streams):
             assert allowed.status_code == 200, path
 
 
-async def test_without_a_stream_manager_the_console_shows_what_the_store_holds(app, streams):
-    # Given an app without declared streams (console_routes falls back to the store) and stored items
+async def test_an_app_without_streams_shows_what_the_store_holds(app, streams):
+    # Given items stored by this app, and another app on the same store that declares no stream
     await fill(streams)
-    asgi = build_asgi(app, extra_routes=console_routes(app))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    bare = MotiaApp([], state=app.state, cron=False, delivery=False)
+    async with client_for(bare) as client:
         listed = (await client.get("/__motia/api/streams")).json()["streams"]
         items = (await client.get("/__motia/api/streams/items", params={"stream": "todo", "group": "done"})).json()
     assert [(s["name"], s["declared"]) for s in listed] == [("todo", False)]

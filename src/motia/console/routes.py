@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from motia.console._api import ApiError, Endpoint, query, query_int, required
 from motia.console.auth import ConsoleAuth
-from motia.console.streams import StreamFeed, StreamsAPI, app_streams
+from motia.console.streams import StreamFeed, StreamsAPI
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import JSONResponse, parse_json
@@ -315,7 +315,7 @@ def console_routes(
     """
     auth = ConsoleAuth(token)
     hub = hub if hub is not None else app.state_events
-    manager = streams if streams is not None else app_streams(app)
+    manager = streams if streams is not None else app.streams
     feed = StreamFeed(manager.backend, hub)
     api = ConsoleAPI(app, hub, stream_feed=feed)
     streams_api = StreamsAPI(manager)

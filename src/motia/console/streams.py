@@ -29,14 +29,14 @@ from motia.runtime.http import JSONResponse
 from motia.runtime.tasks import cancel_and_wait
 from motia.state import values as _values
 from motia.state.backends.types import Record, StreamChange
-from motia.streams.manager import StreamManager
 
 if TYPE_CHECKING:
     from motia.runtime.events import StateEventHub
     from motia.state.backends.base import StateBackend
     from motia.streams.config import StreamDefinition
+    from motia.streams.manager import StreamManager
 
-__all__ = ["StreamFeed", "StreamsAPI", "app_streams", "change_event"]
+__all__ = ["StreamFeed", "StreamsAPI", "change_event"]
 
 logger = logging.getLogger("motia.console")
 
@@ -191,15 +191,6 @@ class StreamFeed:
                     after = self.position = change.position
         finally:
             started.set()
-
-
-def app_streams(app: Any) -> StreamManager:
-    """The app's stream manager (``app.streams``), or one with no declarations on the app's store (the
-    console then shows the streams that hold items)."""
-    manager = getattr(app, "streams", None)
-    if isinstance(manager, StreamManager):
-        return manager
-    return StreamManager(app.state.backend)
 
 
 def _schema_name(schema: Any) -> str | None:
