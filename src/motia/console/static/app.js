@@ -401,7 +401,7 @@ function streamMeta(stream) {
   const parts = [];
   if (stream.description) parts.push(stream.description);
   parts.push(stream.schema ? `schema ${stream.schema}` : "no schema");
-  if (stream.source) parts.push(stream.source);
+  if (stream.source) parts.push(stream.source.split("/").pop());
   parts.push(`history ${stream.history}`);
   return parts.join(" · ");
 }
@@ -433,7 +433,13 @@ async function loadStreams() {
     ),
   );
   $("no-streams").hidden = streams.length > 0;
-  if (view.stream !== null) $("stream-meta").textContent = streamMeta(view.streams.get(view.stream));
+  if (view.stream !== null) showStreamMeta();
+}
+
+function showStreamMeta() {
+  const stream = view.streams.get(view.stream);
+  $("stream-meta").textContent = streamMeta(stream);
+  $("stream-meta").title = (stream && stream.source) || "";
 }
 
 function leaveStream() {
@@ -464,7 +470,7 @@ async function selectStream(name, group = null) {
     button.classList.toggle("active", button.dataset.stream === name);
   }
   $("stream-title").textContent = name;
-  $("stream-meta").textContent = streamMeta(view.streams.get(name));
+  showStreamMeta();
   $("group-view").hidden = true;
   if (changed) {
     $("stream-changes").replaceChildren();
@@ -612,7 +618,7 @@ function streamEventNode(event, withStream) {
   return el(
     "li",
     {
-      class: `event stream ${event.event_type}`,
+      class: `event stream change-${event.event_type}`,
       dataset: { stream: event.stream, group: event.group_id, item: event.item_id ?? "", seq: event.seq },
       title: `seq ${event.seq} of ${event.stream} / ${event.group_id}: open`,
       onclick: () => openStreamEvent(event).catch(report),
@@ -719,7 +725,8 @@ function connectEvents() {
     const hello = JSON.parse(message.data);
     const note = $("feed-note");
     note.hidden = hello.durable;
-    note.textContent = "Shows the writes made through the console and the changes a state trigger receives.";
+    note.textContent =
+      "State: shows the writes made through the console and the changes a state trigger receives. Streams: every change.";
   });
   source.addEventListener("stream", (message) => onStreamEvent(JSON.parse(message.data)));
   source.addEventListener("state", (message) => {
