@@ -3,12 +3,9 @@ changes of the store's stream log reaching an open event stream as they commit."
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
 import httpx
-import orjson
 import pytest
 from pydantic import BaseModel
 
@@ -18,6 +15,7 @@ from motia.runtime.app import MotiaApp
 from motia.runtime.http import build_asgi
 from motia.streams import StreamConfig, StreamManager
 from motia.streams.config import definition_from_config
+from tests.console.sse import Feed
 from tests.polling import eventually
 
 TOKEN = "s3cret-console-token"
@@ -182,60 +180,6 @@ async def test_an_app_without_streams_shows_what_the_store_holds(app, streams):
 
 
 # -- the live feed --------------------------------------------------------------------------------------
-
-
-class Feed:
-    """An open ``/__motia/api/events`` stream, driven over ASGI message by message (the in-process HTTP
-    client would only return the body once the stream ends)."""
-
-    def __init__(self, asgi: Any) -> None:
-        self.asgi = asgi
-        self.started = asyncio.Event()
-        self.status: int | None = None
-        self.messages: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-        self._buffer = b""
-        self._disconnect = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _receive(self) -> dict[str, Any]:
-        await self._disconnect.wait()
-        return {"type": "http.disconnect"}
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.started.set()
-            return
-        self._buffer += message.get("body", b"")
-        while b"\n\n" in self._buffer:
-            block, self._buffer = self._buffer.split(b"\n\n", 1)
-            lines = [line for line in block.decode().splitlines() if line and not line.startswith((":", "retry"))]
-            fields = dict(line.split(": ", 1) for line in lines)
-            if "data" in fields:
-                self.messages.put_nowait((fields.get("event", "message"), orjson.loads(fields["data"])))
-
-    async def open(self) -> Feed:
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/__motia/api/events",
-            "headers": [(b"host", b"127.0.0.1:3111")],
-            "query_string": b"",
-        }
-        self._task = asyncio.create_task(self.asgi(scope, self._receive, self._send))
-        await asyncio.wait_for(self.started.wait(), 10)
-        return self
-
-    async def next(self, kind: str = "stream") -> dict[str, Any]:
-        while True:
-            event, data = await asyncio.wait_for(self.messages.get(), 10)
-            if event == kind:
-                return data
-
-    async def close(self) -> None:
-        self._disconnect.set()
-        assert self._task is not None
-        await asyncio.wait_for(self._task, 10)
 
 
 async def tailing(client: httpx.AsyncClient) -> bool:

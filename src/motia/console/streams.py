@@ -161,12 +161,16 @@ class StreamFeed:
     async def _run(self, started: asyncio.Event) -> None:
         delay = self.backoff[0]
         after: int | None = None
+        failed = False
         try:
             while True:
                 try:
                     if after is None:
                         after = await self.backend.stream_position()
                         started.set()
+                    elif failed:
+                        after = await self._resume_from(after)
+                        failed = False
                     changes = await self.backend.stream_tail(after, limit=self.batch, wait=self.wait)
                 except StateClosedError:
                     logger.info("console stream feed: the state store is closed; live stream changes stop")
@@ -180,6 +184,7 @@ class StreamFeed:
                     return
                 except Exception:
                     self.failures += 1
+                    failed = True
                     logger.exception("console stream feed: reading the stream log failed; retrying in %.1f s", delay)
                     started.set()  # answer the page: the feed is open, changes follow once the store recovers
                     await asyncio.sleep(delay)
@@ -191,6 +196,22 @@ class StreamFeed:
                     after = self.position = change.position
         finally:
             started.set()
+
+    async def _resume_from(self, after: int) -> int:
+        """Where to go on after a failure: ``after``, unless the store's log now ends before it (a Redis
+        server restarted without its data, a store replaced). Then every change in the log is newer than
+        those seen, so from its start; otherwise the tail would wait for positions the log will not reach
+        for a long time."""
+        newest = await self.backend.stream_position()
+        if newest < after:
+            logger.warning(
+                "console stream feed: the store's stream log went back from position %d to %d (its data was "
+                "lost or replaced); following it from its start",
+                after,
+                newest,
+            )
+            return 0
+        return after
 
 
 def _schema_name(schema: Any) -> str | None:
