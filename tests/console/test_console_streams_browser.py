@@ -6,14 +6,19 @@ Set ``MOTIA_CONSOLE_STREAMS_SCREENSHOT=docs/console-streams.png`` to keep the sc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.motia_proc import poll
+from motia.state.manager import StateManager
+from tests.e2e.motia_proc import REPO, poll
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +28,35 @@ STEPS = Path(__file__).resolve().parent / "stream_steps"
 TIMEOUT_MS = 10_000
 
 
-def test_stream_changes_show_up_live_in_the_streams_view(browser, run_motia, tmp_path):
+def has_streams(url: str) -> bool:
+    """Whether the store's backend implements streams (the SQLite one lands on its own branch of issue 13)."""
+
+    async def probe() -> bool:
+        state = StateManager.from_url(url)
+        try:
+            await state.backend.stream_position()
+        except NotImplementedError:
+            return False
+        finally:
+            await state.aclose()
+        return True
+
+    # In a thread of its own: Playwright's sync API keeps an event loop running on this one.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, probe()).result()
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_stream_changes_show_up_live_in_the_streams_view(browser, run_motia, tmp_path, store):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
+    url = "memory://" if store == "memory" else f"sqlite:///{tmp_path / 'state.db'}"
+    if store != "memory" and not has_streams(url):
+        pytest.skip(f"the {store} backend does not implement streams yet")
 
     # Given `motia run` serving a declared stream, with items written through the app before the page opens
-    server = run_motia(STEPS, state="memory://", env={"MOTIA_CONSOLE_TOKEN": TOKEN}).wait_ready()
+    server = run_motia(STEPS, state=url, env={"MOTIA_CONSOLE_TOKEN": TOKEN}).wait_ready()
     app = httpx.Client(base_url=server.url, timeout=10)
     console = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
 
@@ -109,6 +136,24 @@ def test_stream_changes_show_up_live_in_the_streams_view(browser, run_motia, tmp
     page.locator("#events li").first.click()
     expect(page.locator("#group-title")).to_have_text("later")
     expect(page.locator("#stream-item")).to_contain_text("someday")
+
+    # On a shared store, the changes another process makes appear too (it writes p1 in inbox, sends an
+    # event and deletes p1: the group ends as it was, its seq four further)
+    if store == "sqlite":
+        page.click('#stream-groups [data-group="inbox"]')
+        expect(page.locator("#group-seq")).to_have_text("seq 6")
+        writer = subprocess.run(
+            [sys.executable, "-m", "tests.console._stream_writer", url], cwd=REPO, timeout=60, capture_output=True
+        )
+        assert writer.returncode == 0, writer.stderr
+        expect(page.locator("#group-seq")).to_have_text("seq 10")
+        changes = page.locator("#stream-changes li")
+        expect(changes.first).to_contain_text("delete")
+        expect(changes.first).to_contain_text("inbox / p1")
+        expect(changes.nth(1)).to_contain_text("ping")
+        expect(changes.nth(3)).to_contain_text("from another process")
+        expect(rows).to_have_count(2)
+        assert page.evaluate("window.__notReloaded") is True
 
     shot = tmp_path / "console-streams.png"
     page.click('#stream-groups [data-group="inbox"]')
