@@ -110,19 +110,11 @@ class StreamFeed:
         self._watchers = 0
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
-        #: The position of the newest change published (``None`` before the tail has read one).
-        self.position: int | None = None
-        #: Failed tail reads since the feed was made (each was logged).
-        self.failures = 0
 
     @property
     def running(self) -> bool:
         """Whether a tail task is running (it stops when the last feed closes or the store does)."""
         return self._task is not None and not self._task.done()
-
-    @property
-    def watchers(self) -> int:
-        return self._watchers
 
     async def watch(self) -> None:
         """One more feed is open: start the tail unless it runs, and return once it knows where the log
@@ -183,7 +175,6 @@ class StreamFeed:
                     )
                     return
                 except Exception:
-                    self.failures += 1
                     failed = True
                     logger.exception("console stream feed: reading the stream log failed; retrying in %.1f s", delay)
                     started.set()  # answer the page: the feed is open, changes follow once the store recovers
@@ -193,7 +184,7 @@ class StreamFeed:
                 delay = self.backoff[0]
                 for change in changes:
                     self.hub.publish(change_event(change))
-                    after = self.position = change.position
+                    after = change.position
         finally:
             started.set()
 
