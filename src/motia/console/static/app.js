@@ -713,9 +713,13 @@ async function openFromEvent(event) {
 function connectEvents() {
   const status = $("feed-status");
   const source = new EventSource(`${API}events`);
+  let opened = false;
   source.addEventListener("open", () => {
     status.textContent = "live";
     status.dataset.state = "live";
+    // After a reconnect the stream shown may have changed meanwhile (a restarted server replays nothing)
+    if (opened && view.stream !== null) scheduleStreamRefresh();
+    opened = true;
   });
   source.addEventListener("error", () => {
     status.textContent = "reconnecting…";
