@@ -60,7 +60,7 @@ def test_stream_changes_show_up_live_in_the_streams_view(browser, run_motia, tmp
     app = httpx.Client(base_url=server.url, timeout=10)
     console = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
 
-    def put(group: str, item: str, body: dict) -> None:
+    def put(group: str, item: str, body: dict[str, object]) -> None:
         response = app.put(f"/todo/{group}/{item}", json=body)
         assert response.status_code == 200, response.text
 
