@@ -21,6 +21,7 @@ from motia.state.urls import open_backend
 from motia.streams.config import StreamDefinition
 from motia.streams.manager import StreamManager
 from motia.streams.protocol import ClientRequest
+from tests.polling import eventually
 
 TODO = StreamDefinition(name="todo", history=5)
 
@@ -74,8 +75,7 @@ async def messages(subscriber: Subscriber, count: int, timeout: float = 5.0) -> 
 async def nothing_more(subscriber: Subscriber, hub: StreamHub) -> None:
     """Nothing is queued once the hub has fanned out everything committed so far."""
     end = await hub.manager.backend.stream_position()
-    while hub.position < end:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: hub.position >= end, what="the hub fanning out every change")
     assert subscriber.queued == 0
 
 
@@ -435,3 +435,34 @@ async def test_joins_racing_writes_miss_nothing_and_get_nothing_twice(
         else:
             assert got[0]["event"]["type"] == "sync", name
             assert seqs[1:] == list(range(seqs[0] + 1, total + 1)), name
+
+
+async def test_a_log_that_went_back_is_followed_and_subscribers_resume(
+    hubs: list[StreamHub], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a subscriber following a group on a store that then loses its stream data (a Redis restarted
+    # without persistence: positions and seqs start again from nothing)
+    store = MemoryBackend()
+    hub = await make_hub(store)
+    hubs.append(hub)
+    for n in range(5):
+        await hub.manager.set("todo", "inbox", "t", {"n": n})
+    subscriber = hub.open_subscriber()
+    await subscriber.join(join())
+    await messages(subscriber, 1)
+    await eventually(lambda: hub.position >= 5, what="the hub reading the old log")
+    with caplog.at_level(logging.WARNING, "motia.streams"):
+        store._init_streams()
+        # Then the subscriber is closed so that its client resumes
+        await asyncio.wait_for(subscriber.wait_closed(), 5)
+    assert subscriber.close_code == CLOSE_TOO_SLOW and "reset" in (subscriber.close_reason or "")
+    assert "the stream change log went back from position 5 to 0" in caplog.text
+    # ... and resuming from its old seq gets a reset sync, then the new log's changes
+    again = hub.open_subscriber()
+    assert await again.join(join(since=5)) is None
+    [reset] = await messages(again, 1)
+    assert (reset["seq"], reset["event"]) == (0, {"type": "sync", "data": [], "reset": True})
+    await hub.manager.set("todo", "inbox", "t", {"n": "new"})
+    [created] = await messages(again, 1)
+    assert (created["seq"], created["event"]["type"]) == (1, "create")
+    await store.aclose()

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from motia.runtime.streams.feed import Feed
-from motia.runtime.streams.subscriber import Subscriber
+from motia.runtime.streams.subscriber import CLOSE_TOO_SLOW, Subscriber
 from motia.runtime.tasks import cancel_and_wait
 from motia.state.backends.types import StreamChange
 from motia.streams.config import StreamDefinition, StreamSubscription
@@ -124,11 +124,22 @@ class StreamHub:
         """Stop tailing and close every subscriber (their connections end; ``on_leave`` runs as each
         connection finishes)."""
         task, self._task = self._task, None
+        if task is not None:
+            # Cancelled again until it ends: on Python 3.11 an asyncio.wait_for inside the store's wait can
+            # swallow a cancellation that coincides with a wake-up, and the loop would then go on forever.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
         await cancel_and_wait(task, "the stream hub")
-        for subscriber in list(self._subscribers):
-            subscriber.close(1001, "the server is shutting down")
+        self.close_subscribers()
         self._subscribers.clear()
         self._feeds.clear()
+
+    def close_subscribers(self, code: int = 1001, reason: str = "the server is shutting down") -> None:
+        """End every open connection's subscriber now, without waiting (a signal handler calls it): a
+        graceful shutdown waits for open responses, and an SSE response would otherwise never end."""
+        for subscriber in list(self._subscribers):
+            subscriber.close(code, reason)
 
     def open_subscriber(
         self,
@@ -159,6 +170,8 @@ class StreamHub:
         while True:
             try:
                 changes = await backend.stream_tail(self.position, limit=self.tail_limit, wait=self.tail_wait)
+                if not changes:  # idle: the moment to notice a log that went back
+                    await self._check_log_went_back()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -182,6 +195,24 @@ class StreamHub:
                     await asyncio.sleep(0)
             if changes:
                 await asyncio.sleep(0)  # let the connections write
+
+    async def _check_log_went_back(self) -> None:
+        """A log whose newest position is behind ours lost its data (a Redis server restarted without it,
+        a store replaced): its new changes would never be read, and their ``seq`` restart below what
+        subscribers hold. Follow the new log, and close every subscriber so its client resumes (a cursor
+        the store no longer knows gets a full, reset sync)."""
+        newest = await self.manager.backend.stream_position()
+        if newest >= self.position:
+            return
+        log.warning(
+            "the stream change log went back from position %d to %d (the store lost or replaced its data): "
+            "following it from there and closing %d subscriber(s) so they resume",
+            self.position,
+            newest,
+            len(self._subscribers),
+        )
+        self.position = newest
+        self.close_subscribers(CLOSE_TOO_SLOW, "the stream store was reset; resume by seq")
 
     def fan_out(self, change: StreamChange) -> int:
         """Hand ``change`` to every feed of its group (its message is built at most once); returns how
