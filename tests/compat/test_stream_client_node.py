@@ -1,0 +1,147 @@
+"""Motia's own Node stream client, unchanged, against a real ``motia run`` (SPEC 10.3), on every backend.
+
+The client (``@motiadev/stream-client-node`` 0.17.x) routes a message by its ``id`` to the item room and, for
+changes, to the group room as well; its item subscription drops a message whose ``timestamp`` is not newer
+than the last one, its group subscription an update not newer than the last one for that item. So the
+server must send each change once per socket, with timestamps that strictly increase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.compat.conftest import HERE
+from tests.compat.node_client import NodeClient, ensure_installed
+
+pytestmark = pytest.mark.slow
+
+STEPS = HERE / "streams_project" / "steps"
+GROUP = "inbox"
+ITEM = "t1"
+BURST = 10
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    return ensure_installed()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[NodeClient]]:
+    started: list[NodeClient] = []
+    yield started
+    for client in started:
+        client.kill()
+
+
+def todo(item_id: str, title: str, done: bool = False) -> dict[str, Any]:
+    return {"title": title, "done": done, "id": item_id}
+
+
+def test_the_motia_node_client_sees_sync_every_change_and_events_once(node, run_motia, clients, state_url):
+    server = run_motia(STEPS, state=state_url).wait_ready()
+    api = httpx.Client(base_url=server.url, timeout=10)
+
+    def ok(response: httpx.Response) -> Any:
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    # Given a group holding two items before the client connects
+    ok(api.put(f"/todo/{GROUP}/t1", json={"title": "write tests"}))
+    ok(api.put(f"/todo/{GROUP}/t0", json={"title": "read the client", "done": True}))
+    t0, t1 = todo("t0", "read the client", True), todo("t1", "write tests")
+
+    # When Motia's Node client subscribes to the group and to item t1 (at "/", where Motia's clients connect)
+    ws_url = server.url.replace("http://", "ws://") + "/"
+    client = NodeClient(node, ws_url, "todo", GROUP, ITEM, ["nudge", "done"])
+    clients.append(client)
+
+    # Then each subscription gets its initial sync: the group's items in id order, and the item
+    synced: set[str] = set()
+
+    def sync_seen(line: dict[str, Any]) -> bool:
+        expected = {"group": [t0, t1], "item": t1}
+        if line["kind"] in expected and line["state"] == expected[line["kind"]]:
+            synced.add(line["kind"])
+        return synced == {"group", "item"}
+
+    client.expect("both initial syncs", sync_seen)
+
+    # A create reaches the group (and no item subscription: it is another item)
+    ok(api.put(f"/todo/{GROUP}/t2", json={"title": "ship"}))
+    t2 = todo("t2", "ship")
+    client.state("group", [t0, t1, t2])
+
+    # An update by set, then one by update operations, reach both subscriptions
+    ok(api.put(f"/todo/{GROUP}/t1", json={"title": "write more tests"}))
+    client.state("item", todo("t1", "write more tests"))
+    client.state("group", [t0, todo("t1", "write more tests"), t2])
+    ok(api.patch(f"/todo/{GROUP}/t1", json=[{"type": "set", "path": "done", "value": True}]))
+    client.state("item", todo("t1", "write more tests", True))
+    client.state("group", [t0, todo("t1", "write more tests", True), t2])
+
+    # A custom event to the group reaches the group's listener; one to the item reaches both listeners
+    ok(api.post(f"/todo/{GROUP}/events", json={"type": "nudge", "data": {"to": "group"}}))
+    group_only = {"kind": "group-event", "type": "nudge", "data": {"to": "group"}}
+    client.expect("the group event", lambda line: line == group_only)
+    ok(api.post(f"/todo/{GROUP}/events", json={"type": "nudge", "data": {"to": "t1"}, "id": ITEM}))
+    item_event = {"kind": "item-event", "type": "nudge", "data": {"to": "t1"}}
+    group_event = {"kind": "group-event", "type": "nudge", "data": {"to": "t1"}}
+    client.expect("the item event at the item", lambda line: line == item_event)
+    client.expect("the item event at the group", lambda line: line == group_event)
+
+    # Changes made back to back, several within one millisecond, all reach the item subscription, in order
+    stamps = ok(api.post(f"/todo/{GROUP}/{ITEM}/burst", json={"count": BURST}))["ms"]
+    for n in range(BURST):
+        client.state("item", todo("t1", f"burst {n}"))
+    client.state("group", [t0, todo("t1", f"burst {BURST - 1}"), t2])
+    burst_states = [
+        line["state"]["title"] for line in client.of_kind("item") if line["state"]["title"].startswith("burst")
+    ]
+    assert burst_states == [f"burst {n}" for n in range(BURST)]
+
+    # Deletes reach the group, and the item subscription sees its item gone
+    ok(api.delete(f"/todo/{GROUP}/t2"))
+    client.state("group", [t0, todo("t1", f"burst {BURST - 1}")])
+    ok(api.delete(f"/todo/{GROUP}/t1"))
+    client.state("item", None)
+    client.state("group", [t0])
+
+    # A last event marks the end: everything sent before it on the socket has arrived
+    ok(api.post(f"/todo/{GROUP}/events", json={"type": "done", "data": None}))
+    client.expect("the closing event", lambda line: line == {"kind": "group-event", "type": "done", "data": None})
+    client.close()
+    api.close()
+    assert server.stop() == 0
+
+    raw = client.raw()
+    changes = [message for message in raw if message["event"]["type"] != "sync"]
+    kinds = [(message["event"]["type"], message.get("id")) for message in raw]
+    # exactly one message per change (and per sync) on the socket: nothing arrived twice, nothing extra
+    assert kinds.count(("sync", None)) == 1 and kinds.count(("sync", ITEM)) == 1, kinds
+    assert sorted(kinds[2:], key=str) == sorted(
+        [("create", "t2"), ("update", "t1"), ("update", "t1"), ("event", None), ("event", ITEM)]
+        + [("update", "t1")] * BURST
+        + [("delete", "t2"), ("delete", "t1"), ("event", None)],
+        key=str,
+    ), kinds
+    for message in raw:
+        assert message["type"] == "stream" and message["streamName"] == "todo" and message["groupId"] == GROUP
+    # the delete carries the old item (the client finds it by data.id)
+    assert [m["event"]["data"] for m in changes if m["event"]["type"] == "delete"] == [
+        todo("t2", "ship"),
+        todo("t1", f"burst {BURST - 1}"),
+    ]
+    # timestamps strictly increase on the socket, although some changes shared a millisecond
+    timestamps = [message["timestamp"] for message in raw]
+    assert all(a < b for a, b in zip(timestamps, timestamps[1:], strict=False)), timestamps
+    assert any(a == b for a, b in zip(stamps, stamps[1:], strict=False)), f"no two writes in one ms: {stamps}"
+    # seq increases with every change of the group (events included), committed order
+    seqs = [message["seq"] for message in changes]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+    # no item state was reported twice in a row for one message, and the client never reconnected
+    assert client.of_kind("close") == [] and client.of_kind("error") == [], client.transcript()
