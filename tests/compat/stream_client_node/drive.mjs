@@ -41,9 +41,15 @@ for (const type of eventTypes.split(',')) {
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() !== 'close') return
-  item.close()
+  item.close() // "leave" frames
   group.close()
-  stream.close()
-  print({ kind: 'closed' })
-  process.exit(0)
+  stream.close() // closes the socket and removes every listener, ours included
+  const exit = () => {
+    print({ kind: 'closed' })
+    process.exit(0)
+  }
+  // exit once the close handshake is done, so the leave frames and the close frame reach the server
+  if (socket.readyState === socket.CLOSED) exit()
+  socket.once('close', exit)
+  setTimeout(exit, 5000).unref()
 })
