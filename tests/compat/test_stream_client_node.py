@@ -38,8 +38,9 @@ def clients() -> Iterator[list[NodeClient]]:
         client.kill()
 
 
-def todo(item_id: str, title: str, done: bool = False) -> dict[str, Any]:
-    return {"title": title, "done": done, "id": item_id}
+def todo(item_id: str, title: str, **fields: Any) -> dict[str, Any]:
+    """The item as stored: the body written, plus its ``id`` (a schema's defaults are not filled in)."""
+    return {"title": title, **fields, "id": item_id}
 
 
 def test_the_motia_node_client_sees_sync_every_change_and_events_once(node, run_motia, clients, state_url):
@@ -53,7 +54,7 @@ def test_the_motia_node_client_sees_sync_every_change_and_events_once(node, run_
     # Given a group holding two items before the client connects
     ok(api.put(f"/todo/{GROUP}/t1", json={"title": "write tests"}))
     ok(api.put(f"/todo/{GROUP}/t0", json={"title": "read the client", "done": True}))
-    t0, t1 = todo("t0", "read the client", True), todo("t1", "write tests")
+    t0, t1 = todo("t0", "read the client", done=True), todo("t1", "write tests")
 
     # When Motia's Node client subscribes to the group and to item t1 (at "/", where Motia's clients connect)
     ws_url = server.url.replace("http://", "ws://") + "/"
@@ -81,8 +82,8 @@ def test_the_motia_node_client_sees_sync_every_change_and_events_once(node, run_
     client.state("item", todo("t1", "write more tests"))
     client.state("group", [t0, todo("t1", "write more tests"), t2])
     ok(api.patch(f"/todo/{GROUP}/t1", json=[{"type": "set", "path": "done", "value": True}]))
-    client.state("item", todo("t1", "write more tests", True))
-    client.state("group", [t0, todo("t1", "write more tests", True), t2])
+    client.state("item", todo("t1", "write more tests", done=True))
+    client.state("group", [t0, todo("t1", "write more tests", done=True), t2])
 
     # A custom event to the group reaches the group's listener; one to the item reaches both listeners
     ok(api.post(f"/todo/{GROUP}/events", json={"type": "nudge", "data": {"to": "group"}}))
