@@ -8,14 +8,18 @@ server must send each change once per socket, with timestamps that strictly incr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from motia.state.urls import open_backend
+from motia.streams import StreamDefinition, StreamManager
 from tests.compat.conftest import HERE
 from tests.compat.node_client import NodeClient, ensure_installed
+from tests.e2e.motia_proc import REPO, MotiaProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -146,3 +150,45 @@ def test_the_motia_node_client_sees_sync_every_change_and_events_once(node, run_
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
     # no item state was reported twice in a row for one message, and the client never reconnected
     assert client.of_kind("close") == [] and client.of_kind("error") == [], client.transcript()
+
+
+def write_offline(url: str, group: str, item: str, data: dict[str, Any]) -> None:
+    """Write an item straight to the store, while no server runs (as a script or ``motia state`` would)."""
+
+    async def write() -> None:
+        backend = open_backend(url)
+        try:
+            await StreamManager(backend, [StreamDefinition("todo")]).set("todo", group, item, data)
+        finally:
+            await backend.aclose()
+
+    asyncio.run(write())
+
+
+def test_the_motia_node_client_resyncs_after_the_server_restarts(node, clients, tmp_path):
+    # Given a client subscribed through a server on a SQLite store, that has seen a burst of changes
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    port = free_port()
+    args = ["run", "--port", str(port), "--dir", str(STEPS), "--state", url]
+    server = MotiaProcess(args, cwd=REPO, log_path=tmp_path / "first.log", port=port).wait_ready()
+    with httpx.Client(base_url=server.url, timeout=10) as api:
+        assert api.put(f"/todo/{GROUP}/{ITEM}", json={"title": "before"}).status_code == 200
+        client = NodeClient(node, server.url.replace("http://", "ws://"), "todo", GROUP, ITEM, ["nudge"])
+        clients.append(client)
+        client.state("item", todo(ITEM, "before"))
+        assert api.post(f"/todo/{GROUP}/{ITEM}/burst", json={"count": BURST}).status_code == 200
+        client.state("item", todo(ITEM, f"burst {BURST - 1}"))
+
+    # When the server stops, the item changes while it is down, and a new server starts on the same port
+    assert server.stop() == 0
+    client.expect("the socket closing", lambda line: line["kind"] == "close")
+    write_offline(url, GROUP, ITEM, {"title": "changed while down"})
+    write_offline(url, GROUP, "t9", {"title": "added while down"})
+    restarted = MotiaProcess(args, cwd=REPO, log_path=tmp_path / "second.log", port=port).wait_ready()
+
+    # Then the client reconnects by itself (after 2 s), joins again and takes the new syncs: their
+    # timestamps are newer than everything the old socket sent, or the client would drop them
+    client.state("item", todo(ITEM, "changed while down"), timeout=20)
+    client.state("group", [todo(ITEM, "changed while down"), todo("t9", "added while down")], timeout=20)
+    client.close()
+    assert restarted.stop() == 0

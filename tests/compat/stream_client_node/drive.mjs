@@ -7,7 +7,7 @@
 //   {"kind": "item", "state": {...} | null}         the item subscription's state, each time it changes
 //   {"kind": "group-event" | "item-event", "type": T, "data": D}   a custom event (Stream.send) reaching a
 //                                                   subscription's onEvent listener
-//   {"kind": "close"}                               the socket closed (the client would reconnect)
+//   {"kind": "close"}                               the socket closed (the client reconnects 2 s later)
 // Usage: node drive.mjs WS_URL STREAM GROUP ITEM EVENT_TYPE[,EVENT_TYPE...]
 // A line "close" on stdin closes the subscriptions and the client, then the script exits.
 import { createInterface } from 'node:readline'
@@ -23,12 +23,21 @@ const print = (line) => process.stdout.write(`${JSON.stringify(line)}\n`)
 
 const stream = new Stream(url)
 // The adapter's `ws` is the `ws` package's WebSocket (an EventEmitter): prepend a listener so each raw
-// message is printed before the client's own listener turns it into state changes.
-const socket = stream.ws.ws
-socket.prependListener('message', (data) => print({ kind: 'raw', message: JSON.parse(data.toString()) }))
-socket.on('open', () => print({ kind: 'open' }))
-socket.on('close', (code, reason) => print({ kind: 'close', code, reason: reason.toString() }))
-socket.on('error', (error) => print({ kind: 'error', error: String(error) }))
+// message is printed before the client's own listener turns it into state changes. The client makes a
+// new socket 2 s after one closes (and joins again): tap each.
+const tap = (socket) => {
+  socket.prependListener('message', (data) => print({ kind: 'raw', message: JSON.parse(data.toString()) }))
+  socket.on('open', () => print({ kind: 'open' }))
+  socket.on('close', (code, reason) => print({ kind: 'close', code, reason: reason.toString() }))
+  socket.on('error', (error) => print({ kind: 'error', error: String(error) }))
+}
+tap(stream.ws.ws)
+const createSocket = stream.createSocket.bind(stream)
+stream.createSocket = () => {
+  const adapter = createSocket()
+  tap(adapter.ws)
+  return adapter
+}
 
 const group = stream.subscribeGroup(streamName, groupId)
 group.addChangeListener((state) => print({ kind: 'group', state }))
@@ -41,6 +50,7 @@ for (const type of eventTypes.split(',')) {
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() !== 'close') return
+  const socket = stream.ws.ws
   item.close() // "leave" frames
   group.close()
   stream.close() // closes the socket and removes every listener, ours included
