@@ -32,10 +32,16 @@ def can_access(subscription, auth_context):
             {"name": "todo", "schema": {"type": "object"}, "baseConfig": {"storageType": "default"}},
             StreamDefinition("todo", schema={"type": "object"}),
         ),
-        ({"name": "todo", "base_config": {"storage_type": "default"}, "history": 5}, StreamDefinition("todo", history=5)),
+        (
+            {"name": "todo", "base_config": {"storage_type": "default"}, "history": 5},
+            StreamDefinition("todo", history=5),
+        ),
         ({"name": "chat-room.v2:a_b"}, StreamDefinition("chat-room.v2:a_b")),
         ({"name": "todo", "canAccess": can_access}, StreamDefinition("todo", can_access=can_access)),
-        (StreamConfig(name="todo", schema=Todo, description="d"), StreamDefinition("todo", schema=Todo, description="d")),
+        (
+            StreamConfig(name="todo", schema=Todo, description="d"),
+            StreamDefinition("todo", schema=Todo, description="d"),
+        ),
     ],
 )
 def test_configs_that_declare_a_stream(config, expected):

@@ -19,7 +19,15 @@ class Todo(BaseModel):
 
 
 TODO = StreamDefinition("todo", schema=Todo, source="steps/todo_stream.py")
-NOTES = StreamDefinition("notes", schema={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"], "additionalProperties": False})
+NOTES = StreamDefinition(
+    "notes",
+    schema={
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text"],
+        "additionalProperties": False,
+    },
+)
 FREE = StreamDefinition("free", history=3)
 
 
