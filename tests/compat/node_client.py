@@ -82,8 +82,12 @@ class NodeClient:
             stderr=subprocess.PIPE,
             text=True,
         )
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -132,14 +136,26 @@ class NodeClient:
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
             pytest.fail(f"the Node client did not exit after close:\n{self.transcript()}")
+        self._release()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._release()
+
+    def _release(self) -> None:
+        """Close the pipes once the readers have seen their end (the process has exited)."""
+        for reader in self._readers:
+            reader.join(timeout=5)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None and not pipe.closed:
+                try:
+                    pipe.close()
+                except BrokenPipeError:  # stdin of a process that is gone: nothing left to flush
+                    pass
 
     def transcript(self) -> str:
         return "\n".join(json.dumps(line) for line in self.lines[-60:]) + "\nstderr: " + "".join(self._stderr)[-2000:]
