@@ -9,6 +9,7 @@ server must send each change once per socket, with timestamps that strictly incr
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,9 +166,17 @@ def write_offline(url: str, group: str, item: str, data: dict[str, Any]) -> None
     asyncio.run(write())
 
 
-def test_the_motia_node_client_resyncs_after_the_server_restarts(node, clients, tmp_path):
-    # Given a client subscribed through a server on a SQLite store, that has seen a burst of changes
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+@pytest.fixture(params=["sqlite", "redis"])
+def durable_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A store that outlives the server: a SQLite file, or a fresh prefix on the shared Redis test server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return f"{request.getfixturevalue('redis_server').url}?prefix=node-{uuid.uuid4().hex[:12]}"
+
+
+def test_the_motia_node_client_resyncs_after_the_server_restarts(node, clients, tmp_path, durable_url):
+    # Given a client subscribed through a server on a durable store, that has seen a burst of changes
+    url = durable_url
     port = free_port()
     args = ["run", "--port", str(port), "--dir", str(STEPS), "--state", url]
     server = MotiaProcess(args, cwd=REPO, log_path=tmp_path / "first.log", port=port).wait_ready()
