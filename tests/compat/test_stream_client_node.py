@@ -43,6 +43,20 @@ def clients() -> Iterator[list[NodeClient]]:
         client.kill()
 
 
+def both_synced(client: NodeClient, group: list[dict[str, Any]], item: dict[str, Any] | None, timeout: float = 10.0):
+    """Wait until the group and the item subscription have each reported their expected state (their
+    syncs come in the order the joins are answered, so either may come first)."""
+    seen: set[str] = set()
+
+    def check(line: dict[str, Any]) -> bool:
+        expected = {"group": group, "item": item}
+        if line["kind"] in expected and line["state"] == expected[line["kind"]]:
+            seen.add(line["kind"])
+        return seen == {"group", "item"}
+
+    client.expect(f"group state {group!r} and item state {item!r}", check, timeout)
+
+
 def todo(item_id: str, title: str, **fields: Any) -> dict[str, Any]:
     """The item as stored: the body written, plus its ``id`` (a schema's defaults are not filled in)."""
     return {"title": title, **fields, "id": item_id}
@@ -67,15 +81,7 @@ def test_the_motia_node_client_sees_sync_every_change_and_events_once(node, run_
     clients.append(client)
 
     # Then each subscription gets its initial sync: the group's items in id order, and the item
-    synced: set[str] = set()
-
-    def sync_seen(line: dict[str, Any]) -> bool:
-        expected = {"group": [t0, t1], "item": t1}
-        if line["kind"] in expected and line["state"] == expected[line["kind"]]:
-            synced.add(line["kind"])
-        return synced == {"group", "item"}
-
-    client.expect("both initial syncs", sync_seen)
+    both_synced(client, [t0, t1], t1)
 
     # A create reaches the group (and no item subscription: it is another item)
     ok(api.put(f"/todo/{GROUP}/t2", json={"title": "ship"}))
@@ -174,12 +180,23 @@ def durable_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return f"{request.getfixturevalue('redis_server').url}?prefix=node-{uuid.uuid4().hex[:12]}"
 
 
-def test_the_motia_node_client_resyncs_after_the_server_restarts(node, clients, tmp_path, durable_url):
+@pytest.fixture
+def servers() -> Iterator[list[MotiaProcess]]:
+    """``motia run`` processes started on a chosen port, killed at the end of the test if still running."""
+    started: list[MotiaProcess] = []
+    yield started
+    for server in started:
+        server.kill()
+
+
+def test_the_motia_node_client_resyncs_after_the_server_restarts(node, clients, servers, tmp_path, durable_url):
     # Given a client subscribed through a server on a durable store, that has seen a burst of changes
     url = durable_url
     port = free_port()
     args = ["run", "--port", str(port), "--dir", str(STEPS), "--state", url]
-    server = MotiaProcess(args, cwd=REPO, log_path=tmp_path / "first.log", port=port).wait_ready()
+    server = MotiaProcess(args, cwd=REPO, log_path=tmp_path / "first.log", port=port)
+    servers.append(server)
+    server.wait_ready()
     with httpx.Client(base_url=server.url, timeout=10) as api:
         assert api.put(f"/todo/{GROUP}/{ITEM}", json={"title": "before"}).status_code == 200
         client = NodeClient(node, server.url.replace("http://", "ws://"), "todo", GROUP, ITEM, ["nudge"])
@@ -193,11 +210,13 @@ def test_the_motia_node_client_resyncs_after_the_server_restarts(node, clients, 
     client.expect("the socket closing", lambda line: line["kind"] == "close")
     write_offline(url, GROUP, ITEM, {"title": "changed while down"})
     write_offline(url, GROUP, "t9", {"title": "added while down"})
-    restarted = MotiaProcess(args, cwd=REPO, log_path=tmp_path / "second.log", port=port).wait_ready()
+    restarted = MotiaProcess(args, cwd=REPO, log_path=tmp_path / "second.log", port=port)
+    servers.append(restarted)
+    restarted.wait_ready()
 
     # Then the client reconnects by itself (after 2 s), joins again and takes the new syncs: their
     # timestamps are newer than everything the old socket sent, or the client would drop them
-    client.state("item", todo(ITEM, "changed while down"), timeout=20)
-    client.state("group", [todo(ITEM, "changed while down"), todo("t9", "added while down")], timeout=20)
+    changed = todo(ITEM, "changed while down")
+    both_synced(client, [changed, todo("t9", "added while down")], changed, timeout=20)
     client.close()
     assert restarted.stop() == 0
