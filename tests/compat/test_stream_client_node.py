@@ -151,7 +151,9 @@ def test_the_motia_node_client_sees_sync_every_change_and_events_once(node, run_
     # timestamps strictly increase on the socket, although some changes shared a millisecond
     timestamps = [message["timestamp"] for message in raw]
     assert all(a < b for a, b in zip(timestamps, timestamps[1:], strict=False)), timestamps
-    assert any(a == b for a, b in zip(stamps, stamps[1:], strict=False)), f"no two writes in one ms: {stamps}"
+    if state_url == "memory://":  # writes of microseconds: the burst surely shares a millisecond (elsewhere,
+        # on a loaded machine, a SQLite or Redis write may take a millisecond each)
+        assert any(a == b for a, b in zip(stamps, stamps[1:], strict=False)), f"no two writes in one ms: {stamps}"
     # seq increases with every change of the group (events included), committed order
     seqs = [message["seq"] for message in changes]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
