@@ -427,6 +427,8 @@ class Result:
     delivered: dict[int, int] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
     rss_per_sub: list[float] = field(default_factory=list)
+    #: messages/s of each round, per subscriber count
+    round_rates: dict[int, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def rate(self, n: int) -> float:
@@ -481,6 +483,7 @@ async def measure(port: int, n: int, args: argparse.Namespace, out: Result) -> N
         finished = max(await asyncio.wait_for(asyncio.gather(*pending), 60)) if pending else time.perf_counter()
         out.delivered[n] = out.delivered.get(n, 0) + subs.received - received_before
         out.seconds[n] = out.seconds.get(n, 0.0) + (finished - started)
+        out.round_rates.setdefault(n, []).append((subs.received - received_before) / (finished - started))
         if subs.duplicates:
             out.errors.append(f"{n} subscribers: {subs.duplicates} duplicate messages")
     finally:
@@ -573,7 +576,12 @@ def main() -> None:
         motia, bare = results["motia"], results["bare"]
         for n in args.subscribers:
             ratio = motia.rate(n) / bare.rate(n) if bare.rate(n) else float("nan")
-            print(f"motia / bare messages/s at {n:,} subscribers: {ratio:.2f}x")
+            per_round = [a / b for a, b in zip(motia.round_rates[n], bare.round_rates[n], strict=True) if b]
+            line = f"motia / bare messages/s at {n:,} subscribers: {ratio:.2f}x"
+            if len(per_round) > 1:
+                rounds = ", ".join(f"{x:.2f}" for x in per_round)
+                line += f"  (rounds {rounds}; median {statistics.median(per_round):.2f})"
+            print(line)
         print()
         print("Targets (issue 13):")
         if 1000 in args.subscribers:
