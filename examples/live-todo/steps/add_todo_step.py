@@ -1,6 +1,7 @@
 """POST /lists/:list/todos ``{"title": ...}``: add a todo; every open page of that list shows it."""
 
-import uuid
+import os
+import time
 
 from pydantic import BaseModel, Field
 
@@ -20,6 +21,8 @@ config = {
 
 
 async def handler(request, ctx):
-    todo_id = uuid.uuid4().hex[:12]
+    # ids that sort in the order todos were added: a sync lists a group's items in id order, so a page
+    # opened later shows the list in the same order as one that watched it grow
+    todo_id = f"{time.time_ns():016x}{os.urandom(2).hex()}"
     result = await ctx.streams.todo.set(request.path_params["list"], todo_id, {"title": request.body["title"]})
     return {"status": 201, "body": result.new_value}
