@@ -263,18 +263,23 @@ async def test_can_access_decides_each_join_and_fails_closed(
     await nothing_more(anonymous, hub)
 
 
-async def test_presence_hooks_run_on_join_leave_and_close_and_their_errors_are_only_logged(
+async def test_presence_hooks_run_on_join_leave_and_close_and_on_join_may_refuse(
     backend: StateBackend, hubs: list[StreamHub], caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: list[tuple[str, str | None, Any, Any]] = []
 
-    async def on_join(subscription: Any, ctx: Any, auth_context: Any) -> None:
+    async def on_join(subscription: Any, ctx: Any, auth_context: Any) -> Any:
         calls.append(("join", subscription.subscription_id, ctx, auth_context))
         if subscription.group_id == "bad":
             raise RuntimeError("join hook failed")
+        if subscription.group_id == "closed":
+            return {"unauthorized": True}  # motia-py 1.0's way to refuse a join
+        return {"unauthorized": False}
 
     def on_leave(subscription: Any, ctx: Any, auth_context: Any) -> None:  # a def hook: runs in a thread
         calls.append(("leave", subscription.subscription_id, ctx, auth_context))
+        if subscription.subscription_id == "c":
+            raise RuntimeError("leave hook failed")
 
     hub = StreamHub(
         StreamManager(backend, [StreamDefinition(name="todo", on_join=on_join, on_leave=on_leave)]),
@@ -282,21 +287,33 @@ async def test_presence_hooks_run_on_join_leave_and_close_and_their_errors_are_o
     )
     await hub.start()
     hubs.append(hub)
+    await hub.manager.set("todo", "bad", "t", {"n": 1})
     subscriber = hub.open_subscriber("user-1")
     assert await subscriber.join(join(sub="a")) is None
+    [synced] = await messages(subscriber, 1)
+    assert synced["groupId"] == "inbox"
+    # A hook that raises or refuses denies the join: no data is sent for it, and no on_leave runs
     with caplog.at_level(logging.ERROR, "motia.streams"):
-        assert await subscriber.join(join(group="bad", sub="b")) is None  # joined all the same
-    assert "on_join of stream 'todo' raised" in caplog.text
+        refused = await subscriber.join(join(group="bad", sub="b"))
+        assert refused is not None and refused.code == "STREAM_ACCESS_DENIED"
+    assert "on_join of stream 'todo' raised: the join is denied" in caplog.text
+    refused = await subscriber.join(join(group="closed", sub="x"))
+    assert refused is not None and refused.code == "STREAM_ACCESS_DENIED"
+    assert set(subscriber.subscriptions) == {"a"}
     assert await subscriber.leave("a")
     assert await subscriber.join(join(sub="c")) is None
-    await subscriber.aclose()
-    await subscriber.aclose()  # once
+    [synced] = await messages(subscriber, 1)  # the next message: nothing of the refused groups came before
+    assert (synced["groupId"], synced["event"]["type"]) == ("inbox", "sync")
+    with caplog.at_level(logging.ERROR, "motia.streams"):
+        await subscriber.aclose()
+        await subscriber.aclose()  # once
+    assert "on_leave of stream 'todo' raised" in caplog.text
     assert [(kind, sub) for kind, sub, _, _ in calls] == [
         ("join", "a"),
         ("join", "b"),
+        ("join", "x"),
         ("leave", "a"),
         ("join", "c"),
-        ("leave", "b"),
         ("leave", "c"),
     ]
     assert {(kind, ctx, auth) for kind, _, ctx, auth in calls} == {
@@ -366,3 +383,55 @@ async def test_the_tail_survives_errors_and_misses_nothing(
     assert caplog.text.count("reading the stream change log failed") >= 1
     assert hub.running
     await store.aclose()
+
+
+async def test_joins_racing_writes_miss_nothing_and_get_nothing_twice(
+    backend: StateBackend, hubs: list[StreamHub]
+) -> None:
+    # Given a writer changing a group continuously (items and events)
+    hub = await make_hub(backend, StreamDefinition(name="todo", history=10_000))
+    hubs.append(hub)
+    total = 300
+
+    async def write() -> None:
+        for n in range(total):
+            if n % 7 == 3:
+                await hub.manager.send("todo", {"groupId": "inbox", "id": f"t{n % 5}"}, {"type": "tick", "data": n})
+            else:
+                await hub.manager.set("todo", "inbox", f"t{n % 5}", {"n": n})
+            if n % 10 == 0:
+                await asyncio.sleep(0)
+
+    # When subscribers join the group (and one item, and a resume) while it changes
+    async def join_later(delay_writes: int, request: ClientRequest) -> Subscriber:
+        while (await hub.manager.backend.stream_snapshot("todo", "inbox", None))[0] < delay_writes:
+            await asyncio.sleep(0.001)
+        subscriber = hub.open_subscriber()
+        assert await subscriber.join(request) is None
+        return subscriber
+
+    writer = asyncio.create_task(write())
+    joins = [join_later(at, join(sub=f"g{at}")) for at in (0, 40, 90, 150, 220)]
+    joins += [join_later(60, join(item="t2", sub="item")), join_later(120, join(since=100, sub="resume"))]
+    subscribers = await asyncio.gather(*joins)
+    await writer
+
+    # Then each one's seqs run from where it started, one by one, to the last change, with no repeat
+    for subscriber, name in zip(
+        subscribers, [*(f"g{at}" for at in (0, 40, 90, 150, 220)), "item", "resume"], strict=True
+    ):
+        got: list[dict[str, Any]] = []
+        while not got or got[-1]["seq"] < total:
+            if name == "item" and got and got[-1]["seq"] >= total - 5:
+                break  # the item's last change may be before the group's last
+            got.extend(await messages(subscriber, 1))
+        seqs = [m["seq"] for m in got]
+        if name == "item":
+            assert got[0]["event"]["type"] == "sync" and all(m["id"] == "t2" for m in got[1:]), name
+            expected = [s for s in range(seqs[0] + 1, total + 1) if (s - 1) % 5 == 2]
+            assert seqs[1:] == expected and expected[-1] == total - 2, name
+        elif name == "resume":
+            assert seqs == list(range(101, total + 1)), name
+        else:
+            assert got[0]["event"]["type"] == "sync", name
+            assert seqs[1:] == list(range(seqs[0] + 1, total + 1)), name
