@@ -70,13 +70,24 @@ class NodeClient:
     line read is kept in :attr:`lines` for the final checks.
     """
 
-    def __init__(self, node: str, url: str, stream: str, group: str, item: str, event_types: list[str]) -> None:
+    def __init__(
+        self,
+        node: str,
+        url: str,
+        stream: str,
+        group: str,
+        item: str,
+        event_types: list[str],
+        *,
+        token: str | None = None,
+    ) -> None:
         self.lines: list[dict[str, Any]] = []
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._stderr: list[str] = []
         self.proc = subprocess.Popen(
             [node, str(DRIVER), url, stream, group, item, ",".join(event_types)],
             cwd=NODE_DIR,
+            env={**os.environ, "MOTIA_STREAM_TOKEN": token or ""},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

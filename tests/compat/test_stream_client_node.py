@@ -222,3 +222,46 @@ def test_the_motia_node_client_resyncs_after_the_server_restarts(node, clients, 
     both_synced(client, [changed, todo("t9", "added while down")], changed, timeout=20)
     client.close()
     assert restarted.stop() == 0
+
+
+AUTH_CONFIG = """
+def stream_authenticate(request):
+    if request.token != "s3cret-token":
+        raise PermissionError("bad token")
+    return {"user": "ann"}
+"""
+
+
+def test_the_motia_node_client_authenticates_with_its_protocols_option(node, run_motia, clients, tmp_path):
+    # Given a project whose motia_config.py wants a token, and a stream that refuses group "forbidden"
+    (tmp_path / "motia_config.py").write_text(AUTH_CONFIG)
+    server = run_motia(STEPS, state="memory://", cwd=tmp_path).wait_ready()
+    with httpx.Client(base_url=server.url, timeout=10) as api:
+        assert api.put(f"/todo/{GROUP}/{ITEM}", json={"title": "secret plans"}).status_code == 200
+        assert api.put(f"/todo/forbidden/{ITEM}", json={"title": "not for you"}).status_code == 200
+    ws_url = server.url.replace("http://", "ws://")
+
+    # When the client offers the token as its README shows (protocols: ['Authorization', token]),
+    # the server selects the subprotocol (or `ws` would fail the handshake) and the joins are served
+    allowed = NodeClient(node, ws_url, "todo", GROUP, ITEM, ["nudge"], token="s3cret-token")
+    clients.append(allowed)
+    both_synced(allowed, [todo(ITEM, "secret plans")], todo(ITEM, "secret plans"))
+
+    # A wrong token: the socket is closed with 4401 before any message
+    refused = NodeClient(node, ws_url, "todo", GROUP, ITEM, ["nudge"], token="wrong")
+    clients.append(refused)
+    closed = refused.expect("the refusal", lambda line: line["kind"] == "close")
+    assert closed["code"] == 4401, refused.transcript()
+    assert refused.raw() == []
+
+    # A join can_access refuses gets STREAM_ACCESS_DENIED for each subscription and no data
+    denied = NodeClient(node, ws_url, "todo", "forbidden", ITEM, ["nudge"], token="s3cret-token")
+    clients.append(denied)
+    for _ in range(2):
+        denied.expect("a refusal", lambda line: line["kind"] == "raw")
+    codes = sorted((m.get("id") or "", m["event"]["type"], m["event"]["data"]["code"]) for m in denied.raw())
+    assert codes == [("", "error", "STREAM_ACCESS_DENIED"), (ITEM, "error", "STREAM_ACCESS_DENIED")], codes
+    assert denied.of_kind("group") == [] and denied.of_kind("item") == []
+    for client in (allowed, denied):
+        client.close()
+    refused.kill()

@@ -9,6 +9,8 @@
 //                                                   subscription's onEvent listener
 //   {"kind": "close"}                               the socket closed (the client reconnects 2 s later)
 // Usage: node drive.mjs WS_URL STREAM GROUP ITEM EVENT_TYPE[,EVENT_TYPE...]
+// With MOTIA_STREAM_TOKEN set, the client offers it as the client's README shows: protocols
+// ['Authorization', token] (the Sec-WebSocket-Protocol header).
 // A line "close" on stdin closes the subscriptions and the client, then the script exits.
 import { createInterface } from 'node:readline'
 import { Stream } from '@motiadev/stream-client-node'
@@ -21,7 +23,8 @@ if (!url || !streamName || !groupId || !itemId || !eventTypes) {
 
 const print = (line) => process.stdout.write(`${JSON.stringify(line)}\n`)
 
-const stream = new Stream(url)
+const token = process.env.MOTIA_STREAM_TOKEN
+const stream = new Stream(url, token ? { protocols: ['Authorization', token] } : undefined)
 // The adapter's `ws` is the `ws` package's WebSocket (an EventEmitter): prepend a listener so each raw
 // message is printed before the client's own listener turns it into state changes. The client makes a
 // new socket 2 s after one closes (and joins again): tap each.

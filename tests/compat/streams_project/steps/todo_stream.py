@@ -9,3 +9,8 @@ class Todo(BaseModel):
 
 
 config = {"name": "todo", "schema": Todo, "baseConfig": {"storageType": "default"}}
+
+
+def can_access(subscription, auth_context):
+    """Group ``forbidden`` is refused to everyone: the Node client test checks what a refused join sends."""
+    return subscription.group_id != "forbidden"
