@@ -407,6 +407,8 @@ class RedisClient:
         except TimeoutError:
             raise StateTimeout(f"{what}: Redis at {self.url} did not answer within {self.timeout:g} s") from None
         except redis.exceptions.RedisError as exc:
+            if self._closed:  # aclose() dropped the connection under the read
+                raise StateClosedError(f"the state store {self.url} is closed") from None
             raise self._translate(exc, what) from exc
         finally:
             if connection is not None:

@@ -45,6 +45,9 @@ local function trim_log(log, now, keep, age)
   local excess = redis.call('XLEN', log) - keep
   if excess <= 0 then return end
   local cut = now - age
+  -- usually the oldest is still young (a busy minute): one entry read, not a batch
+  local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
+  if tonumber(oldest[2][2]) >= cut then return end
   local last = nil
   for _, entry in ipairs(redis.call('XRANGE', log, '-', '+', 'COUNT', math.min(excess, TRIM_BATCH))) do
     if tonumber(entry[2][2]) >= cut then break end  -- t is the first field
