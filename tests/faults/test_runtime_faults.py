@@ -34,8 +34,6 @@ FAST = DeliveryOptions(lease=5.0, poll_interval=0.05)
 ONE_RETRY = {"max_retries": 1, "backoff": 0.05, "backoff_max": 0.05}
 
 
-
-
 def client_for(app: MotiaApp) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app.asgi), base_url="http://testserver")
 

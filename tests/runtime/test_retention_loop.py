@@ -24,8 +24,6 @@ async def fail(input, ctx):
     raise RuntimeError("always fails")
 
 
-
-
 async def test_a_renamed_step_is_pruned_and_old_dead_letters_deleted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
