@@ -18,23 +18,21 @@ names hold). An item is stored as "version|json".
     {P}:s:t:<stream>     set: the stream's triggers as JSON [step, group|null, item|null]
     {P}:meta             field "spos": the position of the newest change
 
-A change is recorded with the fields t (server time, Unix seconds), p (position), s, g, q (seq), k (kind:
-create/update/delete/event), and i (item), o (old value), n (new value) when present: the same in the
-history and the log, so both read back as the same StreamChange.
+A change is recorded with the fields t (its timestamp: the writer's clock, as every backend stamps it),
+p (position), s, g, q (seq), k (kind: create/update/delete/event), and i (item), o (old value), n (new
+value) when present: the same in the history and the log, so both read back as the same StreamChange.
+The log's entries start with one more, w: the server's clock when written, by which the log is trimmed.
 ]]
 
 local function group_name(stream, group)
   return #stream .. ':' .. stream .. ':' .. group
 end
 
--- The server's clock as the shortest decimal that reads back as the same double (what Python's repr and
--- orjson print): microseconds without trailing zeros, at least one digit. Ten-digit seconds leave no
--- shorter representation, so a delivery's payload is byte for byte what stream_event_payload builds.
+-- The server's clock, Unix seconds: the one clock every instance shares, so the log is trimmed by age
+-- alike whoever writes (a change's own timestamp is the writer's clock, as for every backend).
 local function server_time()
   local now = redis.call('TIME')
-  local fraction = string.gsub(string.format('%06d', tonumber(now[2])), '0+$', '')
-  if fraction == '' then fraction = '0' end
-  return now[1] .. '.' .. fraction, tonumber(now[1]) + tonumber(now[2]) / 1000000
+  return now[1] .. '.' .. string.format('%06d', tonumber(now[2])), tonumber(now[1]) + tonumber(now[2]) / 1000000
 end
 
 -- Drops the oldest changes of the log while it holds more than `keep` and they are older than `age`
@@ -50,7 +48,7 @@ local function trim_log(log, now, keep, age)
   if tonumber(oldest[2][2]) >= cut then return end
   local last = nil
   for _, entry in ipairs(redis.call('XRANGE', log, '-', '+', 'COUNT', math.min(excess, TRIM_BATCH))) do
-    if tonumber(entry[2][2]) >= cut then break end  -- t is the first field
+    if tonumber(entry[2][2]) >= cut then break end  -- w (server time) is the first field
     last = entry[1]
   end
   if last then
@@ -87,22 +85,23 @@ end
 
 -- Numbers a change, keeps it in the group's history and the log, makes its deliveries.
 -- args (after token and ms): see stream_write / stream_send; the common tail is at `at`:
---   history, now (client clock, for deliveries), ident, order key, log keep, log age (seconds)
+--   history, now (client clock, for deliveries), ident, order key, log keep, log age (seconds), the
+--   change's timestamp (client clock, as JSON: it goes into the payload as written)
 -- -> {1, position, seq, kind, old or false, timestamp, deliveries added}
 local function record(P, args, at, stream, group, item, kind, old, new)
   local G = group_name(stream, group)
   local history, now, ident, order_key = args[at], args[at + 1], args[at + 2], args[at + 3]
-  local keep, age = tonumber(args[at + 4]), tonumber(args[at + 5])
+  local keep, age, stamp = tonumber(args[at + 4]), tonumber(args[at + 5]), args[at + 6]
   local seq = redis.call('HINCRBY', P .. ':s:seq', G, 1)
   local position = redis.call('HINCRBY', P .. ':meta', 'spos', 1)
-  local stamp, seconds = server_time()
+  local written, seconds = server_time()
   local fields = {'t', stamp, 'p', int(position), 's', stream, 'g', group, 'q', int(seq), 'k', kind}
   if item then fields[#fields + 1] = 'i'; fields[#fields + 1] = item end
   if old then fields[#fields + 1] = 'o'; fields[#fields + 1] = old end
   if new then fields[#fields + 1] = 'n'; fields[#fields + 1] = new end
   redis.call('XADD', P .. ':s:h:' .. G, 'MAXLEN', history, int(seq) .. '-0', unpack(fields))
   local log = P .. ':s:log'
-  redis.call('XADD', log, int(position) .. '-0', unpack(fields))
+  redis.call('XADD', log, int(position) .. '-0', 'w', written, unpack(fields))
   trim_log(log, seconds, keep, age)
   local change = {kind = kind, old = old, new = new, seq = seq, position = position, time = stamp}
   local added = deliver(P, now, stream, group, item, change, ident, order_key)

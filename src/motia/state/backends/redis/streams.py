@@ -4,8 +4,9 @@
 Each change is one call of a function of ``streams.lua`` (appended to the store's function library): it
 checks ``if_version``, stores or deletes the item, numbers the change (the group's ``seq``, the store's
 ``position``), keeps it in the group's history and the store-wide log, and makes the stream-trigger
-deliveries, atomically. Its timestamp is the server's clock, the one clock every instance shares, so
-changes read in position order carry times in that order too (unless the server's clock steps back).
+deliveries, atomically. Its timestamp is the writer's clock, as on every backend (and as state events are
+stamped); the log is trimmed by the server's clock, the one every instance shares, so that a writer
+whose clock runs ahead never drops changes younger than a minute.
 
 Waiting for the log (:meth:`RedisStreams.stream_tail`) is a blocking ``XREAD`` on a connection of its own:
 the server answers it as soon as any instance commits a change, this one included (the commit's ``XADD``
@@ -104,7 +105,8 @@ class RedisStreams:
         delivery's payload and order key are encoded here, exactly as ``_events.stream_deliveries`` does."""
         ident = orjson.dumps({"stream_name": stream, "group_id": group, "item_id": item})[1:-1]
         order_key = orjson.dumps(["stream", stream, group])
-        return history, repr(float(self._clock())), ident, order_key, LOG_KEEP, repr(float(LOG_AGE))
+        now = float(self._clock())
+        return history, repr(now), ident, order_key, LOG_KEEP, repr(float(LOG_AGE)), orjson.dumps(now)
 
     def _recorded(self, reply: list[Any], stream: str, group: str, item: str | None, new: bytes | None) -> StreamChange:
         change = StreamChange(
