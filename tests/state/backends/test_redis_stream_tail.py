@@ -253,6 +253,30 @@ async def test_positions_keep_counting_across_a_restart_of_the_server(redis_serv
         await store.aclose()
 
 
+async def test_a_tail_waiting_through_a_server_restart_ends_without_an_error_and_tails_on(
+    redis_server_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a durable server, and a tail waiting on its log
+    server: RedisServer = redis_server_factory(appendonly=True)
+    store = RedisBackend(f"{server.url}?prefix=app")
+    try:
+        await store.stream_send("s", "g", None, b"{}", history=10)
+        waiting = asyncio.ensure_future(store.stream_tail(1, limit=10, wait=LONG))
+        with redis.Redis(host="127.0.0.1", port=server.port) as admin:
+            await eventually(lambda: blocked_readers(admin) == 1, what="the tail blocked on the server")
+        # When the server restarts under it
+        server.restart()
+        # Then the wait ends early with nothing (a warning logged), not with an error
+        assert await asyncio.wait_for(waiting, LONG) == []
+        assert "waiting for stream changes" in caplog.text
+        # And the next change reaches the next wait
+        waiting = asyncio.ensure_future(store.stream_tail(1, limit=10, wait=LONG))
+        change = await store.stream_send("s", "g", None, b"{}", history=10)
+        assert await asyncio.wait_for(waiting, LONG) == [change] and change.position == 2
+    finally:
+        await store.aclose()
+
+
 async def test_a_tail_on_a_stopped_server_fails_with_a_motia_error(server: RedisServer) -> None:
     # Given a store whose server goes away
     store = RedisBackend(f"{server.url}?prefix=app&timeout=1")

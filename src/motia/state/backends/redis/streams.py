@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from motia.exceptions import StateConflictError
+from motia.exceptions import StateBackendUnavailable, StateConflictError
+from motia.state.backends.redis.client import logger
 from motia.state.backends.redis.keys import (
     meta_key,
     stream_groups_key,
@@ -177,9 +178,24 @@ class RedisStreams:
         if found or wait <= 0:
             return [_change(entry) for entry in found]
         # Race-free: XREAD answers at once with any change after `start` committed since the XRANGE.
-        reply = await self._client.blocking(
-            "XREAD", "COUNT", limit, "BLOCK", max(1, math.ceil(wait * 1000)), "STREAMS", log, f"{start}-0", block=wait
-        )
+        try:
+            reply = await self._client.blocking(
+                "XREAD",
+                "COUNT",
+                limit,
+                "BLOCK",
+                max(1, math.ceil(wait * 1000)),
+                "STREAMS",
+                log,
+                f"{start}-0",
+                block=wait,
+            )
+        except StateBackendUnavailable as exc:
+            # The connection broke under the wait (a server restart, a failover): the wait ends early and the
+            # log is read once more through the calls that retry until the server is back or the timeout.
+            logger.warning("waiting for stream changes: %s; reading the log again", exc)
+            found = await self._command("XRANGE", log, f"{start + 1}-0", "+", "COUNT", limit)
+            return [_change(entry) for entry in found]
         if not reply:
             return []
         return [_change(entry) for entry in reply[0][1]]
