@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -313,5 +314,26 @@ async def test_prune_forgets_the_stream_triggers_of_a_forgotten_step(redis_url: 
             assert members == {b"s"}
         finally:
             client.close()
+    finally:
+        await store.aclose()
+
+
+async def test_a_failing_listener_does_not_fail_the_committed_change(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a stream listener with a bug
+    store = RedisBackend(redis_url)
+    try:
+
+        def broken() -> None:
+            raise RuntimeError("listener bug")
+
+        store.add_stream_listener(broken)
+        # When a change commits
+        change = await store.stream_write("s", "g", "i", b"1", if_version=None, history=10)
+        # Then its writer hears it committed, and the bug is logged
+        assert change is not None and change.seq == 1
+        assert await store.stream_get("s", "g", "i") is not None
+        assert "a stream listener" in caplog.text and "listener bug" in caplog.text
     finally:
         await store.aclose()

@@ -113,9 +113,12 @@ class RedisStreams:
         change = StreamChange(
             int(reply[1]), stream, group, item, int(reply[2]), reply[3].decode(), reply[4], new, float(reply[5])
         )
-        self._notify_stream_listeners()
-        if int(reply[6]):
-            self._notify_listeners()  # stream-trigger deliveries are ready for this process's workers
+        try:
+            self._notify_stream_listeners()
+            if int(reply[6]):
+                self._notify_listeners()  # stream-trigger deliveries are ready for this process's workers
+        except Exception:  # the change is committed: its writer must hear so, whatever a listener does
+            logger.exception("a stream listener of the state store %s failed", self._client.url)
         return change
 
     async def stream_write(
