@@ -146,10 +146,11 @@ async def test_each_write_trims_its_group_oldest_first_and_boundedly(
         await backend.aclose()
 
 
-async def test_the_periodic_pass_trims_groups_no_longer_written(
+async def test_the_periodic_pass_trims_groups_no_longer_written_within_its_budget(
     sqlite_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(streams, "TAIL_KEEP", 20)
+    monkeypatch.setattr(streams, "TRIM_BUDGET", 60)
     clock = FakeClock()
     backend = SQLiteBackend(sqlite_path, clock=clock)
     try:
@@ -160,11 +161,17 @@ async def test_the_periodic_pass_trims_groups_no_longer_written(
         await backend.stream_send("s", "short", None, b"{}", history=5)
         for _ in range(streams.TAIL_KEEP):
             await backend.stream_send("t", "busy", None, b"{}", history=1000)
-        assert len(group_log(sqlite_path, "quiet")) == 100
+        assert len(group_log(sqlite_path, "quiet")) == len(group_log(sqlite_path, "also-quiet")) == 100
         # When they are no longer written, and the periodic pass runs (in any write, after TRIM_INTERVAL)
-        clock.advance(max(streams.TRIM_INTERVAL, streams.TAIL_AGE) * 2)
+        clock.advance(streams.TAIL_AGE * 2)
         await backend.stream_send("t", "busy", None, b"{}", history=1000)
-        # Then each keeps its history, and no more
+        # Then one pass removes at most its budget, oldest first
+        left = len(group_log(sqlite_path, "quiet")) + len(group_log(sqlite_path, "also-quiet"))
+        assert left == 200 - 60
+        # and later passes go on where it stopped, until each group keeps its history and no more
+        for _ in range(3):
+            clock.advance(streams.TRIM_INTERVAL)
+            await backend.stream_send("t", "busy", None, b"{}", history=1000)
         assert group_log(sqlite_path, "quiet") == list(range(96, 101))
         assert group_log(sqlite_path, "also-quiet") == list(range(96, 101))
         assert group_log(sqlite_path, "short") == [1]
