@@ -2,7 +2,7 @@
 
 Layers, each importing only itself and the ones below::
 
-    exceptions  <-  state  <-  steps  <-  runtime  <-  console  <-  cli  <-  testing
+    exceptions  <-  state  <-  streams  <-  steps  <-  runtime  <-  console  <-  cli  <-  testing
 
 A module's layer is given by its path (``motia/state/...`` is ``state``). Three checks:
 
@@ -29,12 +29,12 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "motia"
 
 #: The layers, lowest first; a module may import modules of its own layer and the layers before it.
-LAYERS = ("exceptions", "state", "steps", "runtime", "console", "cli", "testing")
+LAYERS = ("exceptions", "state", "streams", "steps", "runtime", "console", "cli", "testing")
 
 #: Modules outside the layers, and the layers each may import. The facade re-exports the public names
 #: (``from motia import step``); ``__main__`` is ``python -m motia``.
 FACADE = {
-    "motia": ("exceptions", "state", "steps", "runtime", "motia._facade"),
+    "motia": ("exceptions", "state", "streams", "steps", "runtime", "motia._facade"),
     "motia._facade": (),
     "motia.__main__": ("cli",),
 }

@@ -8,6 +8,9 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
     ├── StepLoadError                a step file cannot be loaded or registered
     ├── EnqueueError                 a message cannot be enqueued (nothing was sent); also a ValueError
     ├── Undeliverable                a stored delivery no trigger of its step can take (dead-lettered)
+    ├── StreamError                  anything about streams that is not a state error
+    │   ├── StreamNotFoundError      no stream of that name is declared; also a LookupError
+    │   └── StreamProtocolError      a client's stream frame is malformed; also a ValueError
     └── StateError                   anything about state
         ├── StateValueError          bad scope, key or value (not JSON, over a limit); also a ValueError
         ├── InvalidUpdateError       a malformed or inapplicable update operation; also a ValueError
@@ -37,6 +40,9 @@ __all__ = [
     "StateTimeout",
     "StateValueError",
     "StepLoadError",
+    "StreamError",
+    "StreamNotFoundError",
+    "StreamProtocolError",
     "Undeliverable",
 ]
 
@@ -64,6 +70,19 @@ class EnqueueError(MotiaError, ValueError):
 
 class Undeliverable(MotiaError):
     """A delivery no trigger of its step can take (the step changed since it was enqueued)."""
+
+
+class StreamError(MotiaError):
+    """Raised for stream problems that are not state problems (a stream item's bad value is a
+    :class:`StateValueError`, as for state)."""
+
+
+class StreamNotFoundError(StreamError, LookupError):
+    """Raised when a stream name is not declared by any stream file or ``Stream(...)`` object."""
+
+
+class StreamProtocolError(StreamError, ValueError):
+    """Raised when a client's stream frame (join, leave) is malformed; the message says what is wrong."""
 
 
 class StateError(MotiaError):

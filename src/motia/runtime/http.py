@@ -34,8 +34,8 @@ from starlette.types import Receive, Scope, Send
 from motia.exceptions import StepLoadError
 from motia.runtime.context import FlowContext, new_trace_id
 from motia.runtime.runner import StepRunner
-from motia.runtime.schema import schema_errors
 from motia.runtime.types import ApiRequest, ApiResponse, TriggerInfo
+from motia.state.schema import schema_errors
 from motia.state.values import MAX_DEPTH
 from motia.state.values import decode as decode_json
 from motia.steps.definition import Step

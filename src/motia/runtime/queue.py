@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from motia.exceptions import EnqueueError, MotiaError, StateValueError
-from motia.runtime.schema import schema_errors
 from motia.state import values as _values
 from motia.state.backends.types import NewDelivery
+from motia.state.schema import schema_errors
 from motia.steps.triggers import QueueTrigger
 
 if TYPE_CHECKING:

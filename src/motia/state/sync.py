@@ -54,6 +54,23 @@ class _Portal:
 _portal = _Portal()
 
 
+def run_blocking(call: Callable[[], Coroutine[Any, Any, _T]], loop: asyncio.AbstractEventLoop | None) -> _T:
+    """Run the coroutine ``call()`` makes and block for its result: on ``loop`` while it runs in another
+    thread (a sync handler shares the app's loop and connections), else on the portal. Never on the
+    calling thread's own loop, which blocking would deadlock."""
+    if loop is None or not loop.is_running() or loop.is_closed():
+        loop = _portal.loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        loop = _portal.loop()
+        if running is loop:  # pragma: no cover - only pymotia's own code runs on the portal
+            raise RuntimeError("a blocking state call was made from the state portal thread")
+    return asyncio.run_coroutine_threadsafe(call(), loop).result()
+
+
 class SyncStateManager:
     """Blocking twin of :class:`StateManager` with the same methods; safe from any thread.
 
@@ -88,17 +105,7 @@ class SyncStateManager:
 
     def _run(self, call: Callable[[StateManager], Coroutine[Any, Any, _T]]) -> _T:
         manager, loop = self._target()
-        if loop is None or not loop.is_running() or loop.is_closed():
-            loop = _portal.loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            loop = _portal.loop()
-            if running is loop:  # pragma: no cover - only pymotia's own code runs on the portal
-                raise RuntimeError("SyncStateManager was called from the state portal thread")
-        return asyncio.run_coroutine_threadsafe(call(manager), loop).result()
+        return run_blocking(lambda: call(manager), loop)
 
     def get(self, scope: str, key: str) -> JSON:
         return self._run(lambda manager: manager.get(scope, key))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from motia.runtime.schema import validate_json_schema
+from motia.state.schema import validate_json_schema
 
 USER = {
     "type": "object",
