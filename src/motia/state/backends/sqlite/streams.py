@@ -49,16 +49,17 @@ _INSERT_CHANGE = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SAVE_GROUP = (
-    "INSERT INTO motia_stream_groups (stream, grp, seq, items, history, oldest) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (stream, grp) DO UPDATE SET seq = excluded.seq, items = excluded.items,"
-    " history = excluded.history, oldest = excluded.oldest"
+    "INSERT INTO motia_stream_groups (stream, grp, seq, items, history, oldest, oldest_position, oldest_time)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (stream, grp) DO UPDATE SET seq = excluded.seq,"
+    " items = excluded.items, history = excluded.history, oldest = excluded.oldest,"
+    " oldest_position = excluded.oldest_position, oldest_time = excluded.oldest_time"
 )
 _TRIM = (
     "DELETE FROM motia_stream_changes WHERE position IN ("
     " SELECT position FROM motia_stream_changes WHERE stream = ? AND grp = ? AND seq <= ? ORDER BY seq LIMIT ?"
     ") AND position <= ? AND timestamp < ?"
 )
-_OLDEST = "SELECT seq FROM motia_stream_changes WHERE stream = ? AND grp = ? ORDER BY seq LIMIT 1"
+_OLDEST = "SELECT seq, position, timestamp FROM motia_stream_changes WHERE stream = ? AND grp = ? ORDER BY seq LIMIT 1"
 #: The group's seq, read in the same statement (so the same read transaction) as its items or changes.
 _GROUP_SEQ = "coalesce((SELECT seq FROM motia_stream_groups WHERE stream = ?1 AND grp = ?2), 0)"
 _SNAPSHOT = (
@@ -89,19 +90,27 @@ def _record_change(
     """Number the change, log it, trim the group's log, save the group and make the deliveries."""
     connection = tx.connection
     row = connection.execute(
-        "SELECT seq, items, oldest FROM motia_stream_groups WHERE stream = ? AND grp = ?", (stream, group)
+        "SELECT seq, items, oldest, oldest_position, oldest_time FROM motia_stream_groups WHERE stream = ? AND grp = ?",
+        (stream, group),
     ).fetchone()
-    seq, items, oldest = (0, 0, 1) if row is None else row
-    seq += 1
-    cursor = connection.execute(_INSERT_CHANGE, (stream, group, item, seq, kind, old, new, tx.now))
+    cursor = connection.execute(
+        _INSERT_CHANGE, (stream, group, item, 1 if row is None else row[0] + 1, kind, old, new, tx.now)
+    )
     position = cursor.lastrowid
     assert position is not None
-    if oldest <= seq - history:  # changes past the history are logged: trim the oldest the tail is done with
+    if row is None:
+        seq, items, oldest = 1, 0, (1, position, tx.now)
+    else:
+        seq, items, oldest = row[0] + 1, row[1], row[2:]
+    # Changes past the history are logged and the tail is done with the oldest: trim, oldest first. (The
+    # oldest's position and time are kept with the group, so a write whose trim would find nothing to
+    # remove skips it.)
+    if oldest[0] <= seq - history and oldest[1] <= position - TAIL_KEEP and oldest[2] < tx.now - TAIL_AGE:
         connection.execute(
             _TRIM, (stream, group, seq - history, TRIM_PER_WRITE, position - TAIL_KEEP, tx.now - TAIL_AGE)
         )
-        oldest = connection.execute(_OLDEST, (stream, group)).fetchone()[0]
-    connection.execute(_SAVE_GROUP, (stream, group, seq, items + items_delta, history, oldest))
+        oldest = connection.execute(_OLDEST, (stream, group)).fetchone()
+    connection.execute(_SAVE_GROUP, (stream, group, seq, items + items_delta, history, *oldest))
     change = StreamChange(position, stream, group, item, seq, kind, old, new, tx.now)
     subscriptions = [
         StreamTriggerSubscription(step, stream, sub_group, sub_item)
@@ -172,8 +181,8 @@ def _trim_backlog(tx: _Transaction, after: tuple[str, str]) -> tuple[str, str]:
         return ("", "")
     groups = connection.execute(
         "SELECT stream, grp, seq, history FROM motia_stream_groups WHERE oldest <= seq - history"
-        " AND (stream, grp) > (?, ?) ORDER BY stream, grp LIMIT ?",
-        (*after, TRIM_GROUPS),
+        " AND (stream, grp) > (?, ?) AND oldest_position <= ? AND oldest_time < ? ORDER BY stream, grp LIMIT ?",
+        (*after, newest - TAIL_KEEP, tx.now - TAIL_AGE, TRIM_GROUPS),
     ).fetchall()
     budget = TRIM_BUDGET
     for index, (stream, group, seq, history) in enumerate(groups):
@@ -181,7 +190,8 @@ def _trim_backlog(tx: _Transaction, after: tuple[str, str]) -> tuple[str, str]:
             _TRIM, (stream, group, seq - history, budget, newest - TAIL_KEEP, tx.now - TAIL_AGE)
         )
         connection.execute(
-            "UPDATE motia_stream_groups SET oldest = (" + _OLDEST + ") WHERE stream = ? AND grp = ?",
+            "UPDATE motia_stream_groups SET (oldest, oldest_position, oldest_time) = (" + _OLDEST + ")"
+            " WHERE stream = ? AND grp = ?",
             (stream, group, stream, group),
         )
         budget -= cursor.rowcount
