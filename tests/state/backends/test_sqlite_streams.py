@@ -87,6 +87,34 @@ async def test_a_change_from_another_process_reaches_a_waiting_tail_in_seq_order
         await backend.aclose()
 
 
+@pytest.mark.slow
+async def test_two_processes_writing_one_group_are_tailed_in_seq_order(
+    sqlite_path: Path, child_env: dict[str, str]
+) -> None:
+    backend = SQLiteBackend(sqlite_path)
+    children = [start_child(sqlite_path, "count", 100, child_env) for _ in range(2)]
+    try:
+        # Given two processes racing to change the same group
+        for child in children:
+            go(child)
+        found: list[StreamChange] = []
+        while len(found) < 200:
+            more = await backend.stream_tail(found[-1].position if found else 0, limit=1000, wait=10)
+            assert more, f"only {len(found)} of 200 changes arrived"
+            found += more
+        # Then in position (commit) order the group's seqs run 1..200: no process's change is seen out of order
+        assert [change.seq for change in found] == list(range(1, 201))
+        assert await backend.stream_history("s", "g", after=0, limit=1000) == found
+        for child in children:
+            assert child.communicate(timeout=30)[0].strip() == "done"
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        await backend.aclose()
+
+
 async def test_a_schema_3_file_is_upgraded_in_place(sqlite_url: str, sqlite_path: Path) -> None:
     # Given a file as pymotia before streams left it: state, a lease, a claimed tick, schema version 3
     async with StateManager.from_url(sqlite_url) as sm:
