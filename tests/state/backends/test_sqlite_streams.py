@@ -271,3 +271,21 @@ async def test_kill_9_of_a_writer_leaves_no_half_change(sqlite_path: Path, child
                 assert orjson.loads(payload)["position"] in positions
         finally:
             await backend.aclose()
+
+
+async def test_a_failing_listener_does_not_fail_the_committed_change(
+    sqlite_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = SQLiteBackend(sqlite_path)
+    try:
+
+        def broken() -> None:
+            raise RuntimeError("listener bug")
+
+        backend.add_stream_listener(broken)
+        change = await backend.stream_write("s", "g", "i", b"1", if_version=None, history=10)
+        assert change is not None and change.seq == 1
+        assert await backend.stream_get("s", "g", "i") is not None
+        assert "a stream listener" in caplog.text and "listener bug" in caplog.text
+    finally:
+        await backend.aclose()
