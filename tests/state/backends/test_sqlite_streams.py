@@ -87,6 +87,34 @@ async def test_a_change_from_another_process_reaches_a_waiting_tail_in_seq_order
         await backend.aclose()
 
 
+@pytest.mark.slow
+async def test_two_processes_writing_one_group_are_tailed_in_seq_order(
+    sqlite_path: Path, child_env: dict[str, str]
+) -> None:
+    backend = SQLiteBackend(sqlite_path)
+    children = [start_child(sqlite_path, "count", 100, child_env) for _ in range(2)]
+    try:
+        # Given two processes racing to change the same group
+        for child in children:
+            go(child)
+        found: list[StreamChange] = []
+        while len(found) < 200:
+            more = await backend.stream_tail(found[-1].position if found else 0, limit=1000, wait=10)
+            assert more, f"only {len(found)} of 200 changes arrived"
+            found += more
+        # Then in position (commit) order the group's seqs run 1..200: no process's change is seen out of order
+        assert [change.seq for change in found] == list(range(1, 201))
+        assert await backend.stream_history("s", "g", after=0, limit=1000) == found
+        for child in children:
+            assert child.communicate(timeout=30)[0].strip() == "done"
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        await backend.aclose()
+
+
 async def test_a_schema_3_file_is_upgraded_in_place(sqlite_url: str, sqlite_path: Path) -> None:
     # Given a file as pymotia before streams left it: state, a lease, a claimed tick, schema version 3
     async with StateManager.from_url(sqlite_url) as sm:
@@ -146,10 +174,11 @@ async def test_each_write_trims_its_group_oldest_first_and_boundedly(
         await backend.aclose()
 
 
-async def test_the_periodic_pass_trims_groups_no_longer_written(
+async def test_the_periodic_pass_trims_groups_no_longer_written_within_its_budget(
     sqlite_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(streams, "TAIL_KEEP", 20)
+    monkeypatch.setattr(streams, "TRIM_BUDGET", 60)
     clock = FakeClock()
     backend = SQLiteBackend(sqlite_path, clock=clock)
     try:
@@ -160,11 +189,17 @@ async def test_the_periodic_pass_trims_groups_no_longer_written(
         await backend.stream_send("s", "short", None, b"{}", history=5)
         for _ in range(streams.TAIL_KEEP):
             await backend.stream_send("t", "busy", None, b"{}", history=1000)
-        assert len(group_log(sqlite_path, "quiet")) == 100
+        assert len(group_log(sqlite_path, "quiet")) == len(group_log(sqlite_path, "also-quiet")) == 100
         # When they are no longer written, and the periodic pass runs (in any write, after TRIM_INTERVAL)
-        clock.advance(max(streams.TRIM_INTERVAL, streams.TAIL_AGE) * 2)
+        clock.advance(streams.TAIL_AGE * 2)
         await backend.stream_send("t", "busy", None, b"{}", history=1000)
-        # Then each keeps its history, and no more
+        # Then one pass removes at most its budget, oldest first
+        left = len(group_log(sqlite_path, "quiet")) + len(group_log(sqlite_path, "also-quiet"))
+        assert left == 200 - 60
+        # and later passes go on where it stopped, until each group keeps its history and no more
+        for _ in range(3):
+            clock.advance(streams.TRIM_INTERVAL)
+            await backend.stream_send("t", "busy", None, b"{}", history=1000)
         assert group_log(sqlite_path, "quiet") == list(range(96, 101))
         assert group_log(sqlite_path, "also-quiet") == list(range(96, 101))
         assert group_log(sqlite_path, "short") == [1]
@@ -236,3 +271,21 @@ async def test_kill_9_of_a_writer_leaves_no_half_change(sqlite_path: Path, child
                 assert orjson.loads(payload)["position"] in positions
         finally:
             await backend.aclose()
+
+
+async def test_a_failing_listener_does_not_fail_the_committed_change(
+    sqlite_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = SQLiteBackend(sqlite_path)
+    try:
+
+        def broken() -> None:
+            raise RuntimeError("listener bug")
+
+        backend.add_stream_listener(broken)
+        change = await backend.stream_write("s", "g", "i", b"1", if_version=None, history=10)
+        assert change is not None and change.seq == 1
+        assert await backend.stream_get("s", "g", "i") is not None
+        assert "a stream listener" in caplog.text and "listener bug" in caplog.text
+    finally:
+        await backend.aclose()

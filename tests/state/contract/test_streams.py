@@ -172,7 +172,15 @@ async def test_snapshot_is_atomic_with_its_seq(state: StateManager) -> None:
         for index in range(count):
             await backend.stream_write("s", "g", f"i{index:04}", b"1", if_version=None, history=H)
 
-    writer = threading.Thread(target=asyncio.run, args=(create_all(),))
+    failures: list[BaseException] = []
+
+    def run_writer() -> None:
+        try:
+            asyncio.run(create_all())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failures.append(exc)
+
+    writer = threading.Thread(target=run_writer)
     writer.start()
     try:
         while writer.is_alive():
@@ -182,6 +190,7 @@ async def test_snapshot_is_atomic_with_its_seq(state: StateManager) -> None:
             await asyncio.sleep(0)
     finally:
         writer.join()
+    assert not failures, failures
     assert await backend.stream_snapshot("s", "g", None) == (
         count,
         [Record(f"i{i:04}", b"1", 1, None) for i in range(count)],

@@ -14,9 +14,10 @@ Streams (schema version 4) live in tables of their own, apart from the state sco
 ``motia_stream_items`` keyed by ``(stream, grp, item)``; one row per group in ``motia_stream_groups`` with
 its ``seq`` counter (kept after the group empties, so a seq never repeats), its live item count (groups
 and stream names list only non-empty groups without scanning items), the ``history`` its newest change
-asked for and its ``oldest`` seq still logged; the change log ``motia_stream_changes``, whose rowid is the
-store-wide ``position`` (see :mod:`~motia.state.backends.sqlite.streams` for why it increases in commit
-order); and the stream-trigger subscriptions.
+asked for and its oldest change still logged (seq, position, timestamp); the change log
+``motia_stream_changes``, whose rowid is the store-wide ``position`` (see
+:mod:`~motia.state.backends.sqlite.streams` for why it increases in commit order); and the stream-trigger
+subscriptions.
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ _SCHEMA = (
         PRIMARY KEY (stream, grp, item)
     ) WITHOUT ROWID""",
     # One row per group ever changed: its seq counter, live items, the history its newest change asked
-    # for, and the oldest seq still in the log (``oldest <= seq - history``: a trim is due, see backlog).
+    # for, and the oldest change still in the log: its seq (``oldest <= seq - history``: changes past the
+    # history are kept, see the backlog index), position and timestamp (whether the tail is done with it).
     """CREATE TABLE IF NOT EXISTS motia_stream_groups (
         stream TEXT NOT NULL,
         grp TEXT NOT NULL,
@@ -128,6 +130,8 @@ _SCHEMA = (
         items INTEGER NOT NULL,
         history INTEGER NOT NULL,
         oldest INTEGER NOT NULL,
+        oldest_position INTEGER NOT NULL,
+        oldest_time REAL NOT NULL,
         PRIMARY KEY (stream, grp)
     ) WITHOUT ROWID""",
     # The groups whose log holds changes past their history that the tail needed when last written:

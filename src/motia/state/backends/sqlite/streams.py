@@ -35,11 +35,11 @@ TAIL_AGE = 60.0
 TAIL_KEEP = 10_000
 #: A write trims at most this many old changes of its group.
 TRIM_PER_WRITE = 8
-#: The periodic trim runs at most this often (seconds), visiting at most TRIM_GROUPS groups and
-#: removing at most TRIM_ROWS changes of each.
-TRIM_INTERVAL = 30.0
+#: The periodic trim runs at most this often (seconds), visiting at most TRIM_GROUPS groups and removing
+#: at most TRIM_BUDGET changes in all: a few milliseconds added to one write batch.
+TRIM_INTERVAL = 5.0
 TRIM_GROUPS = 64
-TRIM_ROWS = 512
+TRIM_BUDGET = 1000
 #: How often a waiting tail looks for the commits of other processes (seconds).
 TAIL_POLL = 0.015
 
@@ -49,25 +49,30 @@ _INSERT_CHANGE = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SAVE_GROUP = (
-    "INSERT INTO motia_stream_groups (stream, grp, seq, items, history, oldest) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (stream, grp) DO UPDATE SET seq = excluded.seq, items = excluded.items,"
-    " history = excluded.history, oldest = excluded.oldest"
+    "INSERT INTO motia_stream_groups (stream, grp, seq, items, history, oldest, oldest_position, oldest_time)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (stream, grp) DO UPDATE SET seq = excluded.seq,"
+    " items = excluded.items, history = excluded.history, oldest = excluded.oldest,"
+    " oldest_position = excluded.oldest_position, oldest_time = excluded.oldest_time"
 )
 _TRIM = (
     "DELETE FROM motia_stream_changes WHERE position IN ("
     " SELECT position FROM motia_stream_changes WHERE stream = ? AND grp = ? AND seq <= ? ORDER BY seq LIMIT ?"
     ") AND position <= ? AND timestamp < ?"
 )
-_OLDEST = "SELECT seq FROM motia_stream_changes WHERE stream = ? AND grp = ? ORDER BY seq LIMIT 1"
+_OLDEST = "SELECT seq, position, timestamp FROM motia_stream_changes WHERE stream = ? AND grp = ? ORDER BY seq LIMIT 1"
+#: The group's seq, read in the same statement (so the same read transaction) as its items or changes.
+_GROUP_SEQ = "coalesce((SELECT seq FROM motia_stream_groups WHERE stream = ?1 AND grp = ?2), 0)"
 _SNAPSHOT = (
-    "SELECT g.seq, i.item, i.value, i.version FROM"
-    " (SELECT coalesce(max(seq), 0) AS seq FROM motia_stream_groups WHERE stream = ? AND grp = ?) AS g"
-    " LEFT JOIN motia_stream_items AS i ON i.stream = ? AND i.grp = ?{item} ORDER BY i.item"
+    f"SELECT {_GROUP_SEQ}, item, value, version FROM motia_stream_items WHERE stream = ?1 AND grp = ?2{{item}}"
+    " ORDER BY item"
+)
+#: The seq of a group found empty, with whether it still is (the same read transaction).
+_EMPTY_SNAPSHOT = (
+    f"SELECT {_GROUP_SEQ}, EXISTS (SELECT 1 FROM motia_stream_items WHERE stream = ?1 AND grp = ?2{{item}})"
 )
 _HISTORY = (
-    f"SELECT g.seq, {', '.join('c.' + column.strip() for column in _CHANGE_COLUMNS.split(','))} FROM"
-    " (SELECT coalesce(max(seq), 0) AS seq FROM motia_stream_groups WHERE stream = ? AND grp = ?) AS g"
-    " LEFT JOIN motia_stream_changes AS c ON c.stream = ? AND c.grp = ? AND c.seq > ? ORDER BY c.seq LIMIT ?"
+    f"SELECT {_GROUP_SEQ}, {_CHANGE_COLUMNS} FROM motia_stream_changes"
+    " WHERE stream = ?1 AND grp = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
 )
 
 
@@ -85,19 +90,27 @@ def _record_change(
     """Number the change, log it, trim the group's log, save the group and make the deliveries."""
     connection = tx.connection
     row = connection.execute(
-        "SELECT seq, items, oldest FROM motia_stream_groups WHERE stream = ? AND grp = ?", (stream, group)
+        "SELECT seq, items, oldest, oldest_position, oldest_time FROM motia_stream_groups WHERE stream = ? AND grp = ?",
+        (stream, group),
     ).fetchone()
-    seq, items, oldest = (0, 0, 1) if row is None else row
-    seq += 1
-    cursor = connection.execute(_INSERT_CHANGE, (stream, group, item, seq, kind, old, new, tx.now))
+    cursor = connection.execute(
+        _INSERT_CHANGE, (stream, group, item, 1 if row is None else row[0] + 1, kind, old, new, tx.now)
+    )
     position = cursor.lastrowid
     assert position is not None
-    if oldest <= seq - history:  # changes past the history are logged: trim the oldest the tail is done with
+    if row is None:
+        seq, items, oldest = 1, 0, (1, position, tx.now)
+    else:
+        seq, items, oldest = row[0] + 1, row[1], row[2:]
+    # Changes past the history are logged and the tail is done with the oldest: trim, oldest first. (The
+    # oldest's position and time are kept with the group, so a write whose trim would find nothing to
+    # remove skips it.)
+    if oldest[0] <= seq - history and oldest[1] <= position - TAIL_KEEP and oldest[2] < tx.now - TAIL_AGE:
         connection.execute(
             _TRIM, (stream, group, seq - history, TRIM_PER_WRITE, position - TAIL_KEEP, tx.now - TAIL_AGE)
         )
-        oldest = connection.execute(_OLDEST, (stream, group)).fetchone()[0]
-    connection.execute(_SAVE_GROUP, (stream, group, seq, items + items_delta, history, oldest))
+        oldest = connection.execute(_OLDEST, (stream, group)).fetchone()
+    connection.execute(_SAVE_GROUP, (stream, group, seq, items + items_delta, history, *oldest))
     change = StreamChange(position, stream, group, item, seq, kind, old, new, tx.now)
     subscriptions = [
         StreamTriggerSubscription(step, stream, sub_group, sub_item)
@@ -168,19 +181,30 @@ def _trim_backlog(tx: _Transaction, after: tuple[str, str]) -> tuple[str, str]:
         return ("", "")
     groups = connection.execute(
         "SELECT stream, grp, seq, history FROM motia_stream_groups WHERE oldest <= seq - history"
-        " AND (stream, grp) > (?, ?) ORDER BY stream, grp LIMIT ?",
-        (*after, TRIM_GROUPS),
+        " AND (stream, grp) > (?, ?) AND oldest_position <= ? AND oldest_time < ? ORDER BY stream, grp LIMIT ?",
+        (*after, newest - TAIL_KEEP, tx.now - TAIL_AGE, TRIM_GROUPS),
     ).fetchall()
-    for stream, group, seq, history in groups:
-        connection.execute(_TRIM, (stream, group, seq - history, TRIM_ROWS, newest - TAIL_KEEP, tx.now - TAIL_AGE))
-        oldest = connection.execute(_OLDEST, (stream, group)).fetchone()
-        connection.execute(
-            "UPDATE motia_stream_groups SET oldest = ? WHERE stream = ? AND grp = ?",
-            (seq + 1 if oldest is None else oldest[0], stream, group),
+    budget = TRIM_BUDGET
+    for index, (stream, group, seq, history) in enumerate(groups):
+        cursor = connection.execute(
+            _TRIM, (stream, group, seq - history, budget, newest - TAIL_KEEP, tx.now - TAIL_AGE)
         )
+        connection.execute(
+            "UPDATE motia_stream_groups SET (oldest, oldest_position, oldest_time) = (" + _OLDEST + ")"
+            " WHERE stream = ? AND grp = ?",
+            (stream, group, stream, group),
+        )
+        budget -= cursor.rowcount
+        if budget <= 0:  # this group may have more: the next pass starts with it
+            return _before(groups, index, after)
     if len(groups) < TRIM_GROUPS:
         return ("", "")  # the end: start again from the first
     return groups[-1][0], groups[-1][1]
+
+
+def _before(groups: list[Any], index: int, after: tuple[str, str]) -> tuple[str, str]:
+    """The cursor just before ``groups[index]``: the group before it, or where this pass started."""
+    return after if index == 0 else (groups[index - 1][0], groups[index - 1][1])
 
 
 def _change(row: Sequence[Any]) -> StreamChange:
@@ -207,14 +231,17 @@ class SQLiteStreams:
         return Record(item, rows[0][0], rows[0][1], None) if rows else None
 
     async def stream_snapshot(self, stream: str, group: str, item: str | None) -> tuple[int, list[Record]]:
-        # One statement reads the seq and the items: one read transaction, so they agree.
-        if item is None:
-            rows = await self._read(_SNAPSHOT.format(item=""), (stream, group, stream, group), inline=False)
-        else:
-            sql = _SNAPSHOT.format(item=" AND i.item = ?")
-            rows = await self._read(sql, (stream, group, stream, group, item), inline=True)
-        seq = int(rows[0][0])
-        return seq, [Record(key, data, version, None) for _, key, data, version in rows if key is not None]
+        # The seq is read by the statement that reads the items, so they agree. A group found empty has
+        # no row to carry it: its seq is read with the proof that it is still empty (else look again).
+        only = "" if item is None else " AND item = ?3"
+        parameters = (stream, group) if item is None else (stream, group, item)
+        while True:
+            rows = await self._read(_SNAPSHOT.format(item=only), parameters, inline=item is not None)
+            if rows:
+                return int(rows[0][0]), [Record(key, data, version, None) for _, key, data, version in rows]
+            seq, found = (await self._read(_EMPTY_SNAPSHOT.format(item=only), parameters, inline=True))[0]
+            if not found:
+                return int(seq), []
 
     async def stream_groups(self, stream: str) -> list[str]:
         rows = await self._read(
@@ -241,16 +268,21 @@ class SQLiteStreams:
         return change
 
     async def stream_history(self, stream: str, group: str, *, after: int, limit: int) -> list[StreamChange] | None:
-        rows = await self._read(_HISTORY, (stream, group, stream, group, after, limit), inline=limit <= 1000)
-        seq = int(rows[0][0])
-        if after > seq:
-            return None
-        if after == seq or limit <= 0:
-            return []
-        changes = [_change(row[1:]) for row in rows if row[1] is not None]
-        if not changes or changes[0].seq != after + 1:
-            return None  # trimmed (oldest first, so never a gap after the first)
-        return changes
+        parameters = (stream, group, after, max(limit, 1))
+        while True:
+            rows = await self._read(_HISTORY, parameters, inline=limit <= 1000)
+            if rows:
+                changes = [_change(row[1:]) for row in rows]
+                if changes[0].seq != after + 1:
+                    return None  # trimmed (oldest first, so never a gap after the first kept)
+                return changes[:limit] if limit > 0 else []
+            # None after ``after``: then it is the current seq, or beyond it. (The group's newest change is
+            # never trimmed, so a seq above ``after`` means changes committed since the look: look again.)
+            seq = int((await self._read(f"SELECT {_GROUP_SEQ}", (stream, group), inline=True))[0][0])
+            if after > seq:
+                return None
+            if after == seq:
+                return []
 
     async def stream_position(self) -> int:
         rows = await self._read("SELECT coalesce(max(position), 0) FROM motia_stream_changes", (), inline=True)

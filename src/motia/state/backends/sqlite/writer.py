@@ -313,7 +313,10 @@ class SQLiteWriter(SQLiteConnections):
             self._notify_listeners()
         if tx.streamed:
             self._stream_waiters.wake()
-            self._notify_stream_listeners()
+            try:
+                self._notify_stream_listeners()
+            except Exception:  # the change is committed: its writer must hear so, whatever a listener does
+                logger.exception("a stream listener of %s failed", self.path)
         return outcomes
 
     def _run_call(self, tx: _Transaction, call: _Call, isolate: bool) -> Any:
