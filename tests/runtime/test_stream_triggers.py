@@ -23,6 +23,7 @@ from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.types import TriggerInfo
 from motia.streams import StreamDefinition
+from motia.testing import call_handler
 from tests.polling import eventually
 from tests.runtime.delivery_helpers import FAST
 from tests.streams.conftest import STREAM_BACKENDS
@@ -369,3 +370,16 @@ def test_stream_trigger_input_aliases_and_item_access() -> None:
     )
     with pytest.raises(ValueError, match="event_type"):
         StreamTriggerInput(event_type="created", stream_name="todo", group_id="g")
+
+
+async def test_call_handler_runs_a_stream_step_without_declaring_its_stream() -> None:
+    # Given a stream step, called by hand as in a unit test (no delivery: its stream need not be declared)
+    seen: list[tuple[StreamTriggerInput, Any]] = []
+    watcher = step({"name": "watch", "triggers": [stream("todo")]}, recorder(seen))
+    change = StreamTriggerInput(event_type="create", stream_name="todo", group_id="g", item_id="a", data={"n": 1})
+    info = TriggerInfo(type="stream", stream_name="todo", group_id="g", item_id="a")
+    # When its handler is called with a change
+    await call_handler(watcher, change, trigger=info)
+    # Then it ran with that change and a ctx that says so
+    ((got, ctx),) = seen
+    assert got is change and ctx.is_stream() and ctx.trigger.stream_name == "todo"

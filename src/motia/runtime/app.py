@@ -147,7 +147,8 @@ class MotiaApp:
             raise
 
     async def _start(self) -> None:
-        check_stream_triggers(self.steps, self.streams.definitions)
+        if self.delivery_options is not None:  # only an app that runs triggers needs their streams declared
+            check_stream_triggers(self.steps, self.streams.definitions)
         loop = self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
         self.sync_state = SyncStateManager(self.state, loop=loop)
