@@ -203,7 +203,9 @@ class DeliveryWorker:
         if self.subscriptions:
             await self.backend.enable_events()
         if self.stream_subscriptions:
-            # Before start-up returns: a change committed once the app is up makes its deliveries.
+            # Before start-up returns: a change committed once the app is up makes its deliveries. Touched
+            # first, so that no other instance's retention takes this app's steps for stale meanwhile.
+            await self.backend.touch_steps(self._step_names)
             await self.backend.add_stream_subscriptions(self.stream_subscriptions)
         self.backend.add_listener(self._on_commit)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="motia-event-dispatcher")
@@ -326,17 +328,18 @@ class DeliveryWorker:
     async def _retain(self) -> None:
         """Touch this app's steps and apply retention now, then every ``retention_interval`` seconds.
 
-        Touching first: a step this app serves is never forgotten by its own prune. The stream-trigger
-        subscriptions are registered again each time, so that a store which forgot them (another
-        instance's retention, a store restored from a backup) has them back while this app runs. A
-        failure is logged and tried again next interval; this loop never dies.
+        Touching first: a step this app serves is never forgotten by its own prune (nor, from then on, by
+        another instance's). The stream-trigger subscriptions are registered again each time, after the
+        touch, so that a store which forgot them (another instance's retention while this one was away, a
+        store restored from a backup) has them back while this app runs. A failure is logged and tried
+        again next interval; this loop never dies.
         """
         options = self.options
         while True:
             try:
+                await self.backend.touch_steps(self._step_names)
                 if self.stream_subscriptions:
                     await self.backend.add_stream_subscriptions(self.stream_subscriptions)
-                await self.backend.touch_steps(self._step_names)
                 result = await self.backend.prune(
                     dead_letter_age=options.dead_letter_retention or None,
                     step_age=options.step_retention or None,
