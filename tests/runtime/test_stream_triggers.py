@@ -22,7 +22,8 @@ from motia import StepLoadError, StreamTriggerInput, multi_trigger_step, queue, 
 from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.types import TriggerInfo
-from motia.streams import StreamDefinition
+from motia.state.manager import StateManager
+from motia.streams import StreamDefinition, StreamManager
 from motia.testing import call_handler
 from tests.polling import eventually
 from tests.runtime.delivery_helpers import FAST
@@ -383,3 +384,23 @@ async def test_call_handler_runs_a_stream_step_without_declaring_its_stream() ->
     # Then it ran with that change and a ctx that says so
     ((got, ctx),) = seen
     assert got is change and ctx.is_stream() and ctx.trigger.stream_name == "todo"
+
+
+async def test_a_change_made_through_another_connection_to_the_store_is_handled(
+    start_app: StartStreamApp, stream_url: str
+) -> None:
+    if stream_url == "memory://":
+        pytest.skip("a memory:// store is private to its StateManager: there is no other connection to it")
+    # Given an app with a stream trigger, and a script's own connection to the same store
+    seen: list[tuple[StreamTriggerInput, Any]] = []
+    app = await start_app([step({"name": "watch", "triggers": [stream("todo")]}, recorder(seen))])
+    async with StateManager.from_url(stream_url) as other:
+        script = StreamManager(other.backend, STREAMS)
+        # When the script writes an item (as `motia state` or another process would)
+        await script.set("todo", "g", "from-script", {"n": 1})
+    # Then the app's worker finds the delivery (by polling) and handles the change
+    await eventually(lambda: seen, timeout=10, what="the script's change handled")
+    await app.drain()
+    assert [(e.event_type, e.item_id, e.data) for e, _ in seen] == [
+        ("create", "from-script", {"n": 1, "id": "from-script"})
+    ]
