@@ -170,7 +170,7 @@ def test_stream_trigger_errors(call, message):
 
 def test_stream_trigger_is_keyword_only_after_the_name():
     with pytest.raises(TypeError):
-        stream("todo", "inbox")  # type: ignore[misc]
+        stream("todo", "inbox")  # type: ignore[call-arg]
 
 
 def test_retry_policy_from_trigger_config():
