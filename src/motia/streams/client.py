@@ -26,7 +26,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from motia.exceptions import StreamAccessDeniedError, StreamAuthError, StreamConnectionError, StreamError
+from motia.exceptions import (
+    StreamAccessDeniedError,
+    StreamAuthError,
+    StreamConnectionError,
+    StreamError,
+    StreamNotFoundError,
+)
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -37,8 +43,15 @@ log = logging.getLogger("motia.streams.client")
 
 #: Close code of a connection whose credentials ``stream_authenticate`` refused (SPEC 10.4).
 CLOSE_AUTH_REFUSED = 4401
-#: Error codes of a refused join that another attempt cannot fix.
+#: Error codes answering a join (motia.streams.protocol's): denied and unknown are permanent, unavailable
+#: is the store failing for a moment (joining again may succeed).
 ACCESS_DENIED = "STREAM_ACCESS_DENIED"
+STREAM_NOT_FOUND = "STREAM_NOT_FOUND"
+STREAM_UNAVAILABLE = "STREAM_UNAVAILABLE"
+
+
+class _Retry(Exception):
+    """An error frame after which the subscription reconnects and joins again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +223,11 @@ class StreamClientSubscription:
                 raise StopAsyncIteration
             socket = self._socket
             if socket is None:
-                await self._reconnect(attempt)
+                try:
+                    await self._reconnect(attempt)
+                except StreamError:
+                    await self.aclose()
+                    raise
                 attempt += 1
                 continue
             try:
@@ -218,17 +235,26 @@ class StreamClientSubscription:
             except ConnectionClosed as exc:
                 if self._closed:
                     raise StopAsyncIteration from None
-                self._check_close(exc)
+                try:
+                    self._check_close(exc)
+                except StreamError:
+                    await self.aclose()
+                    raise
                 log.info("stream %s/%s: connection closed (%s); reconnecting", self.stream, self.group_id, exc)
                 self._socket = None
                 continue
-            attempt = 0
             try:
                 change = self._accept(frame)
+            except _Retry as exc:
+                log.warning("stream %s/%s: %s; joining again", self.stream, self.group_id, exc)
+                self._socket = None
+                await socket.close()
+                continue
             except StreamError:
                 await self.aclose()
                 raise
             if change is not None:
+                attempt = 0
                 return change
 
     def _accept(self, frame: str | bytes) -> StreamChangeMessage | None:
@@ -241,17 +267,26 @@ class StreamClientSubscription:
             return None
         if not isinstance(message, dict) or message.get("type") != "stream":
             return None
-        if message.get("streamName") != self.stream or message.get("groupId") != self.group_id:
-            return None
-        item_id = message.get("id")
-        if self.item_id is not None and item_id is not None and item_id != self.item_id:
-            return None
         event = message.get("event")
         if not isinstance(event, dict):
             return None
         kind = event.get("type")
         if kind == "error":
-            self._refused(event.get("data"))
+            # An error names the subscription it answers (its stream/group may be unknown to the server).
+            data = event.get("data")
+            answered = data.get("subscriptionId") if isinstance(data, dict) else None
+            if answered == self.subscription_id or (
+                answered is None
+                and message.get("streamName") == self.stream
+                and message.get("groupId") == self.group_id
+            ):
+                self._refused(data)
+            return None
+        if message.get("streamName") != self.stream or message.get("groupId") != self.group_id:
+            return None
+        item_id = message.get("id")
+        if self.item_id is not None and item_id != self.item_id:
+            return None
         seq = message.get("seq")
         seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
         if kind == "sync":
@@ -281,11 +316,16 @@ class StreamClientSubscription:
         )
 
     def _refused(self, data: object) -> None:
+        """Raise for an error answering the join: :class:`_Retry` for one another join may not meet."""
         code = data.get("code") if isinstance(data, dict) else None
+        detail = data.get("message") if isinstance(data, dict) else None
         what = f"{self.stream}/{self.group_id}" + (f"/{self.item_id}" if self.item_id is not None else "")
         if code == ACCESS_DENIED:
             raise StreamAccessDeniedError(f"the server denied access to {what} ({ACCESS_DENIED})")
-        detail = data.get("message") if isinstance(data, dict) else None
+        if code == STREAM_UNAVAILABLE:
+            raise _Retry(f"the server could not serve {what} now: {detail or code}")
+        if code == STREAM_NOT_FOUND:
+            raise StreamNotFoundError(f"the server has no stream {self.stream!r} ({detail or code})")
         raise StreamError(
             f"the server refused the subscription to {what}: {code or 'error'}" + (f": {detail}" if detail else "")
         )

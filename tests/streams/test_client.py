@@ -1,0 +1,221 @@
+"""``StreamClient`` against the real stream server (uvicorn on a loopback port, in this event loop).
+
+Connection drops are made by a TCP proxy the test owns (``tests/streams/proxy.py``): the server is never
+told, exactly as when a network path breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from motia.exceptions import StreamAccessDeniedError, StreamConnectionError
+from motia.runtime.app import MotiaApp
+from motia.streams import StreamClient
+from motia.streams.client import StreamChangeMessage, StreamClientSubscription
+from motia.streams.config import StreamConfig, definition_from_config
+from tests.streams.proxy import Proxy
+from tests.streams.serving import serving
+
+STEP_TIMEOUT = 10.0
+
+
+def _deny(subscription: Any, auth_context: Any) -> bool:
+    return subscription.group_id != "secret"
+
+
+def _app(*, history: int = 1000) -> MotiaApp:
+    streams = [
+        definition_from_config(StreamConfig(name="todo", history=history)),
+        definition_from_config(StreamConfig(name="guarded", can_access=_deny)),
+    ]
+    return MotiaApp([], state="memory://", streams=streams)
+
+
+@pytest.fixture
+async def app() -> MotiaApp:
+    return _app()
+
+
+@pytest.fixture
+async def port(app: MotiaApp) -> AsyncIterator[int]:
+    async with serving(app) as port:
+        yield port
+
+
+@pytest.fixture
+async def proxy(port: int) -> AsyncIterator[Proxy]:
+    proxy = await Proxy.start(port)
+    yield proxy
+    await proxy.close()
+
+
+async def next_change(sub: StreamClientSubscription) -> StreamChangeMessage:
+    return await asyncio.wait_for(anext(sub), STEP_TIMEOUT)
+
+
+async def test_group_subscription_gets_the_sync_then_every_change_in_order(app: MotiaApp, port: int) -> None:
+    # Given a group with two items
+    await app.streams.set("todo", "inbox", "a", {"title": "A"})
+    await app.streams.set("todo", "inbox", "b", {"title": "B"})
+    async with StreamClient(f"ws://127.0.0.1:{port}") as client:
+        async with client.subscribe_group("todo", "inbox") as sub:
+            # When a client subscribes to the group
+            sync = await next_change(sub)
+            # Then it first gets both items and the group's seq
+            assert (sync.type, sync.seq, sync.reset) == ("sync", 2, False)
+            assert sync.items == [{"title": "A", "id": "a"}, {"title": "B", "id": "b"}]
+            # And then each change, once, in commit order, with the next seq
+            await app.streams.set("todo", "inbox", "c", {"title": "C"})
+            await app.streams.update("todo", "inbox", "a", [{"type": "set", "path": "title", "value": "A2"}])
+            await app.streams.delete("todo", "inbox", "b")
+            await app.streams.send("todo", {"groupId": "inbox"}, {"type": "typing", "data": {"who": "ann"}})
+            await app.streams.set("todo", "other", "x", {"title": "elsewhere"})  # another group: never seen
+            await app.streams.set("todo", "inbox", "d", {"title": "D"})
+            changes = [await next_change(sub) for _ in range(5)]
+    assert [(c.type, c.id, c.seq) for c in changes] == [
+        ("create", "c", 3),
+        ("update", "a", 4),
+        ("delete", "b", 5),
+        ("event", None, 6),
+        ("create", "d", 7),
+    ]
+    assert changes[0].data == {"title": "C", "id": "c"}
+    assert changes[1].data == {"title": "A2", "id": "a"}
+    assert changes[2].data == {"title": "B", "id": "b"}  # delete carries the item as it was
+    assert (changes[3].event_type, changes[3].data) == ("typing", {"who": "ann"})
+    assert all(c.stream_name == "todo" and c.group_id == "inbox" for c in changes)
+    timestamps = [c.timestamp for c in changes]
+    assert all(isinstance(t, int) for t in timestamps) and timestamps == sorted(set(timestamps))  # type: ignore[type-var]
+
+
+async def test_item_subscription_sees_only_its_item(app: MotiaApp, port: int) -> None:
+    await app.streams.set("todo", "inbox", "a", {"title": "A"})
+    async with StreamClient(f"http://127.0.0.1:{port}/__motia/streams") as client:
+        async with client.subscribe_item("todo", "inbox", "a") as sub:
+            sync = await next_change(sub)
+            assert (sync.type, sync.id, sync.data, sync.seq) == ("sync", "a", {"title": "A", "id": "a"}, 1)
+            await app.streams.set("todo", "inbox", "b", {"title": "not mine"})
+            await app.streams.send("todo", {"groupId": "inbox", "id": "a"}, {"type": "ping", "data": 1})
+            await app.streams.set("todo", "inbox", "a", {"title": "A2"})
+            first, second = await next_change(sub), await next_change(sub)
+    assert (first.type, first.id, first.event_type, first.data, first.seq) == ("event", "a", "ping", 1, 3)
+    assert (second.type, second.id, second.data, second.seq) == ("update", "a", {"title": "A2", "id": "a"}, 4)
+
+
+async def test_a_dropped_connection_resumes_with_exactly_the_missed_changes(app: MotiaApp, proxy: Proxy) -> None:
+    # Given a subscriber connected through a proxy, synced
+    await app.streams.set("todo", "inbox", "a", {"n": 0})
+    async with StreamClient(proxy.url, backoff=0.02, max_backoff=0.2) as client:
+        async with client.subscribe_group("todo", "inbox") as sub:
+            assert (await next_change(sub)).seq == 1
+            await app.streams.set("todo", "inbox", "a", {"n": 1})
+            assert (await next_change(sub)).seq == 2
+            # When the network drops it and refuses new connections while three changes are made
+            proxy.refusing = True
+            assert proxy.drop() > 0
+            for n in range(2, 5):
+                await app.streams.set("todo", "inbox", "a", {"n": n})
+            proxy.refusing = False
+            # Then, reconnected, it gets exactly those three, in order, with no sync and nothing twice
+            missed = [await next_change(sub) for _ in range(3)]
+            await app.streams.set("todo", "inbox", "a", {"n": 5})
+            after = await next_change(sub)
+            assert sub.reconnects >= 1
+    assert [(c.type, c.seq, c.data["n"]) for c in missed] == [("update", 3, 2), ("update", 4, 3), ("update", 5, 4)]
+    assert (after.type, after.seq, after.data["n"]) == ("update", 6, 5)
+    assert proxy.accepted >= 2
+
+
+async def test_a_resume_past_the_history_gets_a_reset_sync() -> None:
+    # Given a stream keeping only the last 2 changes of a group
+    app = _app(history=2)
+    async with serving(app) as port:
+        proxy = await Proxy.start(port)
+        try:
+            await app.streams.set("todo", "g", "a", {"n": 0})
+            async with StreamClient(proxy.url, backoff=0.02, max_backoff=0.2) as client:
+                async with client.subscribe_group("todo", "g") as sub:
+                    assert (await next_change(sub)).seq == 1
+                    # When five changes happen while it is cut off
+                    proxy.refusing = True
+                    proxy.drop()
+                    for n in range(1, 4):
+                        await app.streams.set("todo", "g", "a", {"n": n})
+                    await app.streams.set("todo", "g", "b", {"n": 9})
+                    await app.streams.delete("todo", "g", "b")
+                    proxy.refusing = False
+                    # Then it gets a full sync flagged reset, at the current seq, then live changes
+                    reset = await next_change(sub)
+                    await app.streams.set("todo", "g", "c", {"n": 10})
+                    live = await next_change(sub)
+        finally:
+            await proxy.close()
+    assert (reset.type, reset.reset, reset.seq, reset.items) == ("sync", True, 6, [{"n": 3, "id": "a"}])
+    assert (live.type, live.id, live.seq) == ("create", "c", 7)
+
+
+async def test_given_since_it_replays_instead_of_syncing(app: MotiaApp, port: int) -> None:
+    for n in range(4):
+        await app.streams.set("todo", "g", "a", {"n": n})
+    async with StreamClient(f"ws://127.0.0.1:{port}") as client:
+        async with client.subscribe_group("todo", "g", since=2) as sub:
+            replay = [await next_change(sub), await next_change(sub)]
+    assert [(c.type, c.seq, c.data["n"]) for c in replay] == [("update", 3, 2), ("update", 4, 3)]
+
+
+async def test_denied_access_raises_and_does_not_reconnect(app: MotiaApp, proxy: Proxy) -> None:
+    await app.streams.set("guarded", "secret", "a", {"x": 1})
+    async with StreamClient(proxy.url, backoff=0.01) as client:
+        async with client.subscribe_group("guarded", "secret") as sub:
+            with pytest.raises(StreamAccessDeniedError, match="STREAM_ACCESS_DENIED"):
+                await next_change(sub)
+            # The iterator is over: no second attempt is made
+            with pytest.raises(StopAsyncIteration):
+                await next_change(sub)
+        # And an allowed group of the same stream works
+        async with client.subscribe_group("guarded", "open") as sub:
+            assert (await next_change(sub)).type == "sync"
+    assert proxy.accepted == 2
+
+
+async def test_an_unreachable_server_fails_the_first_connection_clearly(proxy: Proxy) -> None:
+    proxy.refusing = True
+    async with StreamClient(proxy.url) as client:
+        with pytest.raises(StreamConnectionError, match="cannot connect"):
+            async with client.subscribe_group("todo", "g"):
+                pass
+
+
+async def test_bounded_reconnects_give_up_with_a_clear_error(app: MotiaApp, proxy: Proxy) -> None:
+    async with StreamClient(proxy.url, reconnect_attempts=2, backoff=0.01, max_backoff=0.02) as client:
+        async with client.subscribe_group("todo", "g") as sub:
+            assert (await next_change(sub)).type == "sync"
+            proxy.refusing = True
+            proxy.drop()
+            with pytest.raises(StreamConnectionError, match="after 2 attempt"):
+                await next_change(sub)
+
+
+async def test_aclose_ends_a_waiting_iteration(app: MotiaApp, port: int) -> None:
+    client = StreamClient(f"ws://127.0.0.1:{port}")
+    async with client.subscribe_group("todo", "g") as sub:
+        assert (await next_change(sub)).type == "sync"
+        waiting = asyncio.create_task(anext(sub, None))
+        await asyncio.sleep(0)  # let it start waiting: closing must end it, not leave it hanging
+        await client.aclose()
+        assert await asyncio.wait_for(waiting, STEP_TIMEOUT) is None
+    with pytest.raises(StreamConnectionError, match="closed"):
+        async with client.subscribe_group("todo", "g"):
+            pass
+
+
+def test_urls_are_checked() -> None:
+    assert StreamClient("http://h:1").url == "ws://h:1/"
+    assert StreamClient("https://h/x").url == "wss://h/x"
+    with pytest.raises(ValueError, match="ws://"):
+        StreamClient("ftp://h")
+    assert "tok" not in repr(StreamClient("ws://h", token="tok"))
