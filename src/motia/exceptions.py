@@ -88,7 +88,29 @@ class StreamNotFoundError(StreamError, LookupError):
 
 
 class StreamProtocolError(StreamError, ValueError):
-    """Raised when a client's stream frame (join, leave) is malformed; the message says what is wrong."""
+    """Raised when a client's stream frame (join, leave) is malformed; the message says what is wrong.
+
+    ``code`` is the error code the server answers with (``INVALID_MESSAGE``, ``MESSAGE_TOO_LARGE``...);
+    ``stream_name``, ``group_id``, ``item_id`` and ``subscription_id`` are what could be read of the frame
+    (``None`` when absent or unusable), so that the error frame reaches the right subscription.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "INVALID_MESSAGE",
+        stream_name: str | None = None,
+        group_id: str | None = None,
+        item_id: str | None = None,
+        subscription_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.stream_name = stream_name
+        self.group_id = group_id
+        self.item_id = item_id
+        self.subscription_id = subscription_id
 
 
 class StreamConnectionError(StreamError, ConnectionError):
