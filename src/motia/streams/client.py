@@ -33,6 +33,7 @@ from motia.exceptions import (
     StreamError,
     StreamNotFoundError,
 )
+from motia.streams.protocol import STREAM_ACCESS_DENIED, STREAM_NOT_FOUND, STREAM_UNAVAILABLE
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -43,11 +44,6 @@ log = logging.getLogger("motia.streams.client")
 
 #: Close code of a connection whose credentials ``stream_authenticate`` refused (SPEC 10.4).
 CLOSE_AUTH_REFUSED = 4401
-#: Error codes answering a join (motia.streams.protocol's): denied and unknown are permanent, unavailable
-#: is the store failing for a moment (joining again may succeed).
-ACCESS_DENIED = "STREAM_ACCESS_DENIED"
-STREAM_NOT_FOUND = "STREAM_NOT_FOUND"
-STREAM_UNAVAILABLE = "STREAM_UNAVAILABLE"
 
 
 class _Retry(Exception):
@@ -320,8 +316,8 @@ class StreamClientSubscription:
         code = data.get("code") if isinstance(data, dict) else None
         detail = data.get("message") if isinstance(data, dict) else None
         what = f"{self.stream}/{self.group_id}" + (f"/{self.item_id}" if self.item_id is not None else "")
-        if code == ACCESS_DENIED:
-            raise StreamAccessDeniedError(f"the server denied access to {what} ({ACCESS_DENIED})")
+        if code == STREAM_ACCESS_DENIED:
+            raise StreamAccessDeniedError(f"the server denied access to {what} ({STREAM_ACCESS_DENIED})")
         if code == STREAM_UNAVAILABLE:
             raise _Retry(f"the server could not serve {what} now: {detail or code}")
         if code == STREAM_NOT_FOUND:
