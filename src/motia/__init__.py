@@ -25,6 +25,9 @@ from motia.exceptions import (
     StateTimeout,
     StateValueError,
     StepLoadError,
+    StreamError,
+    StreamNotFoundError,
+    StreamProtocolError,
 )
 from motia.runtime.context import Context, FlowContext, StepLogger
 from motia.runtime.logger import logger
@@ -67,6 +70,7 @@ from motia.steps.multi_trigger import MultiTriggerStepBuilder, multi_trigger_ste
 from motia.steps.schema import schema_to_json_schema
 from motia.steps.triggers import QueryParam, api
 from motia.steps.types import ApiRouteMethod, ApiTrigger, Enqueue, QueueConfig, TriggerCondition, TriggerConfig
+from motia.streams import Stream, StreamConfig, StreamSetResult, StreamSubscription
 
 # The import of motia.state.* above bound the package to `motia.state`; rebinding the name here keeps the
 # package reachable through it (`motia.state.manager`) while `motia.state(scope=...)` builds a trigger.
@@ -85,6 +89,11 @@ __all__ = [
     "TypedScope",
     "stateManager",
     "state_manager",
+    # Streams
+    "Stream",
+    "StreamConfig",
+    "StreamSetResult",
+    "StreamSubscription",
     # Steps and triggers
     "ApiMiddleware",
     "ApiRequest",
@@ -150,4 +159,7 @@ __all__ = [
     "StateTimeout",
     "StateValueError",
     "StepLoadError",
+    "StreamError",
+    "StreamNotFoundError",
+    "StreamProtocolError",
 ]

@@ -45,6 +45,9 @@ from motia.state import values as _values
 from motia.state.backends.types import Subscription
 from motia.state.manager import StateManager
 from motia.steps.definition import Step
+from motia.streams.config import StreamConfig, StreamDefinition, definition_from_config
+from motia.streams.manager import StreamManager
+from motia.streams.stream import Stream, Streams
 
 __all__ = [
     "AppClient",
@@ -95,15 +98,21 @@ def make_context(
     trigger: TriggerInfo | None = None,
     trace_id: str | None = None,
     enqueues: EnqueueRecorder | None = None,
+    streams: Iterable[Stream[Any] | StreamConfig | StreamDefinition] = (),
 ) -> FlowContext:
     """A ``ctx`` for calling an ``async def`` handler by hand; ``state`` defaults to a fresh memory store.
 
     ``await ctx.enqueue(...)`` records into ``enqueues`` (checked as JSON, sent nowhere); without a
-    recorder it raises.
+    recorder it raises. ``ctx.streams`` holds ``streams`` (``Stream`` objects, configs or definitions),
+    stored in the same store as ``state``.
     """
     trace = trace_id or new_trace_id()
+    state = state if state is not None else memory_state()
+    manager = getattr(state, "manager", state)  # a SyncStateManager drives an async one
+    stream_manager = StreamManager(manager.backend, [_stream_definition(declared) for declared in streams])
     return FlowContext(
-        state=state if state is not None else memory_state(),
+        state=state,
+        streams=Streams(stream_manager),
         logger=StepLogger(step, trace),
         trace_id=trace,
         trigger=trigger or TriggerInfo(type="http", method="GET", path="/"),
@@ -344,6 +353,16 @@ class AppClient(httpx.AsyncClient):
         return self.app.state
 
 
+def _stream_definition(declared: Stream[Any] | StreamConfig | StreamDefinition) -> StreamDefinition:
+    if isinstance(declared, StreamDefinition):
+        return declared
+    if isinstance(declared, StreamConfig):
+        return definition_from_config(declared)
+    if isinstance(declared, Stream):
+        return declared.definition or StreamDefinition(declared.stream_name)
+    raise TypeError(f"streams takes Stream objects, StreamConfig or StreamDefinition, not {type(declared).__name__}")
+
+
 @contextlib.asynccontextmanager
 async def app_client(
     steps: str | os.PathLike[str] | Iterable[Step],
@@ -352,20 +371,26 @@ async def app_client(
     cron: bool = False,
     delivery: bool | DeliveryOptions = True,
     base_url: str = "http://testserver",
+    streams: Iterable[Stream[Any] | StreamConfig | StreamDefinition] = (),
 ) -> AsyncIterator[AppClient]:
     """Start an app over ``steps`` (a steps directory, or ``Step`` objects) and yield a client for it.
 
     Startup and shutdown run around the block; cron schedules are off unless ``cron=True``; queue and
     state triggers run (``await drain(client)`` waits for them) unless ``delivery=False``; pass
-    ``DeliveryOptions`` to tune them.
+    ``DeliveryOptions`` to tune them. A steps directory brings its streams (stream files, ``Stream``
+    objects of its step files); ``streams`` declares more (``Stream`` objects, configs or definitions).
     """
+    definitions = [_stream_definition(declared) for declared in streams]
     if isinstance(steps, str | os.PathLike):
         from motia.steps.loader import load_steps
+        from motia.steps.stream_files import load_streams
 
-        step_list = [ls.step for ls in load_steps(steps)]
+        loaded = load_steps(steps)
+        step_list = [ls.step for ls in loaded]
+        definitions = [*load_streams(steps, loaded), *definitions]
     else:
         step_list = list(steps)
-    app = MotiaApp(step_list, state=state, cron=cron, delivery=delivery)
+    app = MotiaApp(step_list, state=state, cron=cron, delivery=delivery, streams=definitions)
     await app.startup()
     try:
         transport = httpx.ASGITransport(app=app.asgi)

@@ -27,7 +27,9 @@ def check(steps_dir: str) -> None:
     Example:
         motia check --dir steps
     """
+    from motia.exceptions import StepLoadError
     from motia.steps.loader import check_steps_dir
+    from motia.steps.stream_files import load_streams
 
     # As `motia run` does: step files may import helper modules from the project (current) directory.
     if str(Path.cwd()) not in sys.path:
@@ -36,6 +38,10 @@ def check(steps_dir: str) -> None:
         loaded, problems = check_steps_dir(Path(steps_dir))
     except MotiaError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        load_streams(Path(steps_dir), loaded)
+    except StepLoadError as exc:
+        problems.append(exc)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     files = len({ls.path for ls in loaded})

@@ -36,6 +36,7 @@ from motia.runtime.http import build_asgi
 from motia.runtime.logging import LogFormat, configure_logging
 from motia.state.urls import default_state_url
 from motia.steps.loader import load_steps
+from motia.steps.stream_files import load_streams
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -70,13 +71,18 @@ def load_app(options: RunOptions) -> MotiaApp:
         sys.path.insert(0, str(project_dir))
     steps_dir = Path(options.steps_dir)
     loaded = load_steps(steps_dir)
+    streams = load_streams(steps_dir, loaded)
     state_url = options.state_url or default_state_url(project_dir)
-    app = MotiaApp([ls.step for ls in loaded], state=state_url, shutdown_timeout=options.shutdown_timeout)
+    app = MotiaApp(
+        [ls.step for ls in loaded], state=state_url, shutdown_timeout=options.shutdown_timeout, streams=streams
+    )
     logger.info("state: %s", app.state.url)
     logger.info("%d step(s) loaded from %s", len(loaded), steps_dir.resolve())
     for ls in loaded:
         triggers = ", ".join(repr(t) for t in ls.step.triggers) or "no triggers"
         logger.info("  %s: %s (%s)", ls.step.name, triggers, ls.path.name)
+    if streams:
+        logger.info("%d stream(s): %s", len(streams), ", ".join(definition.name for definition in streams))
     return app
 
 

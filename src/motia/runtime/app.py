@@ -27,6 +27,9 @@ from motia.state.manager import StateManager
 from motia.state.sync import SyncStateManager, bind_global, unbind_global
 from motia.steps.definition import Step, handler_arity
 from motia.steps.triggers import CronTrigger, Trigger
+from motia.streams.config import StreamDefinition
+from motia.streams.manager import StreamManager
+from motia.streams.stream import Streams, bind_streams, unbind_streams
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -81,6 +84,7 @@ class MotiaApp:
         handler_threads: int = 32,
         sweep_interval: float = 30.0,
         delivery: bool | DeliveryOptions = True,
+        streams: Iterable[StreamDefinition] = (),
     ) -> None:
         self.steps = list(steps)
         check_steps(self.steps)
@@ -90,6 +94,9 @@ class MotiaApp:
         else:
             self.state = state
             self._owns_state = False
+        #: The app's declared streams, on its state backend (``ctx.streams``; ``Stream`` objects while bound).
+        self.streams = StreamManager(self.state.backend, streams, max_value_bytes=self.state.max_value_bytes)
+        self._streams_token: object | None = None
         self.sync_state: SyncStateManager | None = None
         #: The app's topics and their subscribers (``ctx.enqueue`` sends through it).
         self.queues = QueueRouter(self.steps, self.state)
@@ -143,6 +150,7 @@ class MotiaApp:
         self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
         self.sync_state = SyncStateManager(self.state, loop=loop)
         self._bind_token = bind_global(self.state, loop)
+        self._streams_token = bind_streams(self.streams, loop)
         self._enqueue_token = bind_app(self.queues, loop)
         for name, topic in self.queues.unsubscribed_topics():
             logger.warning("step %r declares it enqueues to %r, but no step subscribes to that topic", name, topic)
@@ -219,6 +227,9 @@ class MotiaApp:
         if self._bind_token is not None:
             unbind_global(self._bind_token)
             self._bind_token = None
+        if self._streams_token is not None:
+            unbind_streams(self._streams_token)
+            self._streams_token = None
         if close_state:
             try:
                 await self.state.aclose()
@@ -244,6 +255,7 @@ class MotiaApp:
             trigger=trigger,
             step=step.name,
             enqueuer=enqueuer,
+            streams=Streams(self.streams, self._loop),
         )
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
@@ -258,6 +270,7 @@ class MotiaApp:
             trigger=ctx.trigger,
             step=ctx.step,
             enqueuer=enqueuer,
+            streams=ctx.streams,
         )
 
     async def call(self, fn: Callable[..., Any], arity: int, is_async: bool, *args: Any) -> Any:

@@ -11,6 +11,7 @@ from typing_extensions import TypeVar
 
 from motia.exceptions import MotiaError
 from motia.runtime.types import TriggerInfo
+from motia.streams.stream import Streams, current_streams
 
 __all__ = ["Context", "FlowContext", "StepLogger", "new_trace_id"]
 
@@ -135,10 +136,11 @@ class FlowContext(Generic[TEnqueueData]):
     ``state`` is the app's async ``StateManager`` for ``async def`` handlers and its blocking twin
     (``SyncStateManager``, same methods) for ``def`` handlers, which run in a worker thread.
     ``trigger`` says what started this run; ``is_api()``/``is_cron()``/``is_queue()``/``is_state()``
-    test its type. ``enqueuer`` sends messages for :meth:`enqueue` (the app provides it).
+    test its type. ``enqueuer`` sends messages for :meth:`enqueue` (the app provides it); ``streams`` the
+    app's streams.
     """
 
-    __slots__ = ("enqueuer", "logger", "state", "step", "trace_id", "trigger")
+    __slots__ = ("_streams", "enqueuer", "logger", "state", "step", "trace_id", "trigger")
 
     def __init__(
         self,
@@ -149,6 +151,7 @@ class FlowContext(Generic[TEnqueueData]):
         trigger: TriggerInfo,
         step: str,
         enqueuer: Callable[[Mapping[str, Any]], Any] | None = None,
+        streams: Streams | None = None,
     ) -> None:
         self.state = state
         self.logger = logger
@@ -156,6 +159,15 @@ class FlowContext(Generic[TEnqueueData]):
         self.trigger = trigger
         self.step = step
         self.enqueuer = enqueuer
+        self._streams = streams
+
+    @property
+    def streams(self) -> Streams:
+        """The app's streams: ``ctx.streams.todo`` / ``ctx.streams["todo"]`` (awaited in ``async def``
+        handlers, blocking in ``def`` ones). Without an app: the streams ``Stream`` objects use now."""
+        if self._streams is None:
+            self._streams = Streams(current_streams())
+        return self._streams
 
     def enqueue(self, event: Mapping[str, Any]) -> Any:
         """Send ``{"topic": ..., "data": ...}`` to every step with a ``queue(topic)`` trigger, durably.

@@ -72,14 +72,14 @@ def discover_step_files(directory: Path) -> list[Path]:
     return found
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path.resolve())
 
 
-def _module_name(path: Path) -> str:
+def module_name(path: Path) -> str:
     """A module name unique to the file: readable, plus a digest of the absolute path, because the
     readable part alone is not unique (``orders/create_step.py`` and ``orders_create_step.py`` both read
     ``orders_create_step_py``) and a second import under one name would replace the first."""
@@ -103,8 +103,8 @@ def _where(exc: BaseException, path: Path) -> str:
 
 def load_step_file(path: Path) -> list[Step]:
     """Import one step file and return the steps it declares (possibly none)."""
-    shown = _display(path)
-    name = _module_name(path)
+    shown = display_path(path)
+    name = module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise StepLoadError(f"{shown}: cannot be imported as a Python module")
@@ -159,8 +159,8 @@ def included_files(step: Step, path: Path) -> tuple[Path, ...]:
             matches = [candidate] if candidate.is_file() else []
         if not matches:
             raise StepLoadError(
-                f"{_display(path)}: step {step.name!r} includes {entry!r}, but there is no such file "
-                f"(include_files are relative to the step file: {_display(path.parent)})"
+                f"{display_path(path)}: step {step.name!r} includes {entry!r}, but there is no such file "
+                f"(include_files are relative to the step file: {display_path(path.parent)})"
             )
         found.extend(p.resolve() for p in matches)
     return tuple(found)
@@ -201,15 +201,15 @@ def _load(root: Path, *, stop_at_first: bool) -> tuple[list[LoadedStep], list[St
             continue
         if not steps:
             logger.warning(
-                "%s declares no step (expected `default = step(...)`, @step or config + handler)", _display(path)
+                "%s declares no step (expected `default = step(...)`, @step or config + handler)", display_path(path)
             )
         for step in steps:
             if any(step is ls.step for ls in loaded):
                 continue  # imported from another step file: registered once, where it was first found
             if step.name in names:
-                first = _display(names[step.name])
+                first = display_path(names[step.name])
                 clashes.append(
-                    StepLoadError(f"{_display(path)}: duplicate step name {step.name!r} (also declared in {first})")
+                    StepLoadError(f"{display_path(path)}: duplicate step name {step.name!r} (also declared in {first})")
                 )
                 continue
             names[step.name] = path
@@ -218,8 +218,8 @@ def _load(root: Path, *, stop_at_first: bool) -> tuple[list[LoadedStep], list[St
                 if other is not None:
                     clashes.append(
                         StepLoadError(
-                            f"{_display(path)}: duplicate route {trig.method} {trig.path} in step {step.name!r} "
-                            f"(already served by step {other[1]!r} in {_display(other[0])})"
+                            f"{display_path(path)}: duplicate route {trig.method} {trig.path} in step {step.name!r} "
+                            f"(already served by step {other[1]!r} in {display_path(other[0])})"
                         )
                     )
                 else:

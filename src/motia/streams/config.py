@@ -82,7 +82,7 @@ class StreamConfig(BaseModel):
 
     name: str
     description: str | None = None
-    stream_schema: Any = Field(default=None, validation_alias=AliasChoices("schema", "stream_schema"))
+    stream_schema: Any = Field(default=None, alias="schema")
     base_config: dict[str, Any] | None = Field(default=None, validation_alias=AliasChoices("base_config", "baseConfig"))
     history: int = Field(default=DEFAULT_HISTORY, ge=1, le=MAX_HISTORY)
     can_access: AccessHook | None = Field(default=None, validation_alias=AliasChoices("can_access", "canAccess"))

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Generic, TypeVar
 
+from typing_extensions import TypeVar as DefaultTypeVar
+
 from motia.exceptions import StreamNotFoundError
 from motia.state.sync import run_blocking, stateManager
 from motia.streams.config import StreamConfig, StreamDefinition, check_stream_name, definition_from_config
@@ -27,7 +29,8 @@ from motia.streams.manager import StreamManager
 
 __all__ = ["Stream", "Streams", "bind_streams", "current_streams", "unbind_streams"]
 
-TData = TypeVar("TData")
+#: The item type, for ``Stream[Todo]`` in annotations (not checked).
+TData = DefaultTypeVar("TData", default=Any)
 _T = TypeVar("_T")
 
 
