@@ -31,6 +31,19 @@ class EventReader:
         """The next event, or ``None`` when the response ended."""
         return await asyncio.wait_for(self._next(), timeout)
 
+    async def next_comment(self, timeout: float = 10.0) -> str | None:
+        """The next comment line (a keep-alive), skipping nothing else: ``None`` if an event or the end
+        comes first."""
+        return await asyncio.wait_for(self._next_comment(), timeout)
+
+    async def _next_comment(self) -> str | None:
+        async for line in self._lines:
+            if line.startswith(":"):
+                return line[1:].strip()
+            if line:
+                return None
+        return None
+
     async def _next(self) -> ServerSentEvent | None:
         event, event_id, data = "message", None, []
         async for line in self._lines:

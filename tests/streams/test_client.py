@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from motia.exceptions import StreamAccessDeniedError, StreamConnectionError
+from motia.exceptions import StreamAccessDeniedError, StreamAuthError, StreamConnectionError
 from motia.runtime.app import MotiaApp
+from motia.state.manager import StateManager
 from motia.streams import StreamClient
 from motia.streams.client import StreamChangeMessage, StreamClientSubscription
 from motia.streams.config import StreamConfig, definition_from_config
@@ -27,17 +28,17 @@ def _deny(subscription: Any, auth_context: Any) -> bool:
     return subscription.group_id != "secret"
 
 
-def _app(*, history: int = 1000) -> MotiaApp:
+def _app(state: StateManager, *, history: int = 1000) -> MotiaApp:
     streams = [
         definition_from_config(StreamConfig(name="todo", history=history)),
         definition_from_config(StreamConfig(name="guarded", can_access=_deny)),
     ]
-    return MotiaApp([], state="memory://", streams=streams)
+    return MotiaApp([], state=state, streams=streams)
 
 
 @pytest.fixture
-async def app() -> MotiaApp:
-    return _app()
+async def app(stream_state: StateManager) -> MotiaApp:
+    return _app(stream_state)
 
 
 @pytest.fixture
@@ -130,9 +131,9 @@ async def test_a_dropped_connection_resumes_with_exactly_the_missed_changes(app:
     assert proxy.accepted >= 2
 
 
-async def test_a_resume_past_the_history_gets_a_reset_sync() -> None:
+async def test_a_resume_past_the_history_gets_a_reset_sync(stream_state: StateManager) -> None:
     # Given a stream keeping only the last 2 changes of a group
-    app = _app(history=2)
+    app = _app(stream_state, history=2)
     async with serving(app) as port:
         proxy = await Proxy.start(port)
         try:
@@ -218,4 +219,61 @@ def test_urls_are_checked() -> None:
     assert StreamClient("https://h/x").url == "wss://h/x"
     with pytest.raises(ValueError, match="ws://"):
         StreamClient("ftp://h")
-    assert "tok" not in repr(StreamClient("ws://h", token="tok"))
+    assert "s3cret" not in repr(StreamClient("ws://h", token="s3cret"))
+
+
+async def test_a_restarted_server_is_resumed_from_on_the_same_store(stream_state: StateManager) -> None:
+    # Given a subscriber of a server on a store that outlives it
+    first = _app(stream_state)
+    async with serving(first) as port:
+        await first.streams.set("todo", "g", "a", {"n": 0})
+        client = StreamClient(f"ws://127.0.0.1:{port}", backoff=0.02, max_backoff=0.2)
+        sub = await client.subscribe_group("todo", "g").__aenter__()
+        sync = await next_change(sub)
+        assert (sync.type, sync.seq) == ("sync", 1)
+    try:
+        # When the server stops, changes are made to the store meanwhile, and a new server starts there
+        second = _app(stream_state)
+        await second.streams.set("todo", "g", "a", {"n": 1})
+        await second.streams.send("todo", {"groupId": "g"}, {"type": "note", "data": "while down"})
+        async with serving(second, port=port):
+            # Then the client reconnects by itself and gets exactly what it missed, then live changes
+            missed = [await next_change(sub), await next_change(sub)]
+            await second.streams.delete("todo", "g", "a")
+            live = await next_change(sub)
+    finally:
+        await client.aclose()
+    assert [(c.type, c.seq) for c in missed] == [("update", 2), ("event", 3)]
+    assert (missed[1].event_type, missed[1].data) == ("note", "while down")
+    assert (live.type, live.seq, live.data) == ("delete", 4, {"n": 1, "id": "a"})
+    assert sub.reconnects >= 1
+
+
+def _authenticate(request: Any) -> Any:
+    if request.token != "good":
+        raise PermissionError("no")
+    return {"user": "ann"}
+
+
+@pytest.mark.parametrize("token", [None, "bad"])
+async def test_refused_credentials_raise_and_do_not_reconnect(stream_state: StateManager, token: str | None) -> None:
+    app = MotiaApp(
+        [],
+        state=stream_state,
+        streams=[definition_from_config(StreamConfig(name="todo"))],
+        stream_authenticate=_authenticate,
+    )
+    async with serving(app) as port:
+        proxy = await Proxy.start(port)
+        try:
+            async with StreamClient(proxy.url, token, backoff=0.01) as client:
+                with pytest.raises(StreamAuthError, match="4401"):
+                    async with client.subscribe_group("todo", "g") as sub:
+                        await next_change(sub)
+            assert proxy.accepted == 1  # one attempt: a refusal is not retried
+            # And the right token is let in (sent as the Authorization subprotocol)
+            async with StreamClient(proxy.url, "good") as client:
+                async with client.subscribe_group("todo", "g") as sub:
+                    assert (await next_change(sub)).type == "sync"
+        finally:
+            await proxy.close()
