@@ -33,6 +33,7 @@ from motia.console.routes import console_routes
 from motia.exceptions import StepLoadError
 from motia.runtime.app import MotiaApp
 from motia.runtime.http import build_asgi
+from motia.runtime.streams.auth import load_stream_authenticate
 from motia.runtime.logging import LogFormat, configure_logging
 from motia.state.urls import default_state_url
 from motia.steps.loader import load_steps
@@ -73,8 +74,13 @@ def load_app(options: RunOptions) -> MotiaApp:
     loaded = load_steps(steps_dir)
     streams = load_streams(steps_dir, loaded)
     state_url = options.state_url or default_state_url(project_dir)
+    authenticate = load_stream_authenticate(project_dir)  # motia_config.py's, before the store is opened
     app = MotiaApp(
-        [ls.step for ls in loaded], state=state_url, shutdown_timeout=options.shutdown_timeout, streams=streams
+        [ls.step for ls in loaded],
+        state=state_url,
+        shutdown_timeout=options.shutdown_timeout,
+        streams=streams,
+        stream_authenticate=authenticate,
     )
     logger.info("state: %s", app.state.url)
     logger.info("%d step(s) loaded from %s", len(loaded), steps_dir.resolve())
@@ -83,6 +89,8 @@ def load_app(options: RunOptions) -> MotiaApp:
         logger.info("  %s: %s (%s)", ls.step.name, triggers, ls.path.name)
     if streams:
         logger.info("%d stream(s): %s", len(streams), ", ".join(definition.name for definition in streams))
+    if authenticate is not None:
+        logger.info("streams: connections authenticated by stream_authenticate of motia_config.py")
     return app
 
 

@@ -21,18 +21,21 @@ from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
 from motia.runtime.logger import current_logger
 from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
+from motia.runtime.streams.auth import Authenticate
+from motia.runtime.streams.hub import StreamHub
 from motia.runtime.tasks import cancel_and_wait
 from motia.runtime.types import CronInput, TriggerInfo
 from motia.state.manager import StateManager
 from motia.state.sync import SyncStateManager, bind_global, unbind_global
 from motia.steps.definition import Step, handler_arity
 from motia.steps.triggers import CronTrigger, Trigger
-from motia.streams.config import StreamDefinition
+from motia.streams.config import StreamDefinition, StreamSubscription
 from motia.streams.manager import StreamManager
 from motia.streams.stream import Streams, bind_streams, unbind_streams
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from starlette.routing import BaseRoute
 
 __all__ = ["HandlerExit", "MotiaApp", "new_trace_id"]
 
@@ -85,6 +88,7 @@ class MotiaApp:
         sweep_interval: float = 30.0,
         delivery: bool | DeliveryOptions = True,
         streams: Iterable[StreamDefinition] = (),
+        stream_authenticate: Authenticate | None = None,
     ) -> None:
         self.steps = list(steps)
         check_steps(self.steps)
@@ -97,6 +101,9 @@ class MotiaApp:
         #: The app's declared streams, on its state backend (``ctx.streams``; ``Stream`` objects while bound).
         self.streams = StreamManager(self.state.backend, streams, max_value_bytes=self.state.max_value_bytes)
         self._streams_token: object | None = None
+        #: The stream server's hub (started by the first subscriber) and ``motia_config.stream_authenticate``.
+        self.stream_hub = StreamHub(self.streams, context_factory=self.stream_context)
+        self.stream_authenticate = stream_authenticate
         self.sync_state: SyncStateManager | None = None
         #: The app's topics and their subscribers (``ctx.enqueue`` sends through it).
         self.queues = QueueRouter(self.steps, self.state)
@@ -230,6 +237,7 @@ class MotiaApp:
         if self._streams_token is not None:
             unbind_streams(self._streams_token)
             self._streams_token = None
+        await self.stream_hub.close()
         if close_state:
             try:
                 await self.state.aclose()
@@ -257,6 +265,29 @@ class MotiaApp:
             enqueuer=enqueuer,
             streams=Streams(self.streams, self._loop),
         )
+
+    def stream_context(
+        self, definition: StreamDefinition, subscription: StreamSubscription, is_async: bool
+    ) -> FlowContext:
+        """The ``ctx`` of a stream's ``on_join``/``on_leave`` hook (blocking state for a ``def`` hook, which
+        runs in a worker thread)."""
+        trace_id = new_trace_id()
+        name = f"stream:{definition.name}"
+        blocking = not is_async and self.sync_state is not None
+        return FlowContext(
+            state=self.sync_state if blocking else self.state,
+            logger=StepLogger(name, trace_id),
+            trace_id=trace_id,
+            trigger=TriggerInfo(type="stream"),
+            step=name,
+            streams=Streams(self.streams, self._loop),
+        )
+
+    def stream_routes(self) -> list[BaseRoute]:
+        """The stream WebSocket routes (``/`` and ``/__motia/streams``)."""
+        from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
+
+        return stream_routes(StreamEndpoint(lambda: self.stream_hub.ensure_started(), lambda: self.stream_authenticate))
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
         """``ctx`` with the async store and enqueue, for conditions and middleware (always ``async``-capable code)."""

@@ -591,6 +591,7 @@ def build_asgi(app: StepRunner, *, extra_routes: list[BaseRoute] | None = None) 
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/__motia/health", health, methods=["GET"]),
         *(extra_routes or []),
+        *app.stream_routes(),
         StepRouter(served),
     ]
     handlers: dict[Any, Callable[..., Any]] = {404: _not_found, 405: _not_found}

@@ -7,13 +7,16 @@ through this protocol, so neither imports the app module: the app depends on the
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from motia.runtime.context import FlowContext
 from motia.runtime.types import TriggerInfo
 from motia.state.manager import StateManager
 from motia.steps.definition import Step
 from motia.steps.triggers import Trigger
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
 
 __all__ = ["StepRunner"]
 
@@ -52,6 +55,10 @@ class StepRunner(Protocol):
 
     async def invoke(self, step: Step, input: Any, ctx: FlowContext) -> Any:  # noqa: A002
         """Run the step's handler on ``input``."""
+        ...
+
+    def stream_routes(self) -> list[BaseRoute]:
+        """The stream server's routes (WebSocket and SSE) served beside the steps."""
         ...
 
     async def startup(self) -> None:

@@ -267,7 +267,7 @@ async def test_presence_hooks_run_on_join_leave_and_close_and_their_errors_are_o
 
     hub = StreamHub(
         StreamManager(backend, [StreamDefinition(name="todo", on_join=on_join, on_leave=on_leave)]),
-        context_factory=lambda definition, subscription: f"ctx:{definition.name}",
+        context_factory=lambda definition, subscription, is_async: f"ctx:{definition.name}:{is_async}",
     )
     await hub.start()
     hubs.append(hub)
@@ -288,7 +288,10 @@ async def test_presence_hooks_run_on_join_leave_and_close_and_their_errors_are_o
         ("leave", "b"),
         ("leave", "c"),
     ]
-    assert {(ctx, auth) for _, _, ctx, auth in calls} == {("ctx:todo", "user-1")}
+    assert {(kind, ctx, auth) for kind, _, ctx, auth in calls} == {
+        ("join", "ctx:todo:True", "user-1"),
+        ("leave", "ctx:todo:False", "user-1"),
+    }
     assert hub.subscribers == 0
 
 

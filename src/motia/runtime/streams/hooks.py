@@ -13,12 +13,17 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["call_hook"]
+__all__ = ["call_hook", "is_async_hook"]
+
+
+def is_async_hook(hook: Callable[..., Any]) -> bool:
+    """Whether ``hook`` is an ``async def`` function (or an object whose ``__call__`` is)."""
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(getattr(hook, "__call__", None))  # noqa: B004
 
 
 async def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
     """Call ``hook(*args)`` and return its result, awaited when it is awaitable."""
-    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(getattr(hook, "__call__", None)):  # noqa: B004
+    if is_async_hook(hook):
         result = hook(*args)
     else:
         result = await asyncio.to_thread(functools.partial(hook, *args))

@@ -55,22 +55,23 @@ MIN_BACKOFF = 0.05
 MAX_BACKOFF = 5.0
 
 
-def _no_context(definition: StreamDefinition, subscription: StreamSubscription) -> Any:
+def _no_context(definition: StreamDefinition, subscription: StreamSubscription, is_async: bool) -> Any:
     return None
 
 
 class StreamHub:
     """The local subscribers of one app, fed from the store's change log (see the module docstring).
 
-    ``context_factory(definition, subscription)`` makes the ``ctx`` passed to ``on_join``/``on_leave``
-    (the app gives one with its state and streams). The limits are per subscriber.
+    ``context_factory(definition, subscription, is_async)`` makes the ``ctx`` passed to ``on_join`` /
+    ``on_leave`` (the app gives one with its state and streams; ``is_async``: for an ``async def`` hook).
+    The limits are per subscriber.
     """
 
     def __init__(
         self,
         manager: StreamManager,
         *,
-        context_factory: Callable[[StreamDefinition, StreamSubscription], Any] = _no_context,
+        context_factory: Callable[[StreamDefinition, StreamSubscription, bool], Any] = _no_context,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
@@ -90,6 +91,7 @@ class StreamHub:
         self._feeds: dict[tuple[str, str], set[Feed]] = {}
         self._subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
         self._failures = 0
 
     @property
@@ -107,6 +109,14 @@ class StreamHub:
             return
         self.position = await self.manager.backend.stream_position()
         self._task = asyncio.create_task(self._run(), name="motia stream hub")
+
+    async def ensure_started(self) -> StreamHub:
+        """Start on first use (an app nobody subscribes to never tails the log) and return the hub."""
+        if self._task is None:
+            async with self._start_lock:
+                if self._task is None:
+                    await self.start()
+        return self
 
     async def close(self) -> None:
         """Stop tailing and close every subscriber (their connections end; ``on_leave`` runs as each

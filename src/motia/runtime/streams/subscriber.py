@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from motia.exceptions import MotiaError, StreamNotFoundError
 from motia.runtime.streams.feed import Feed, FeedSubscription
-from motia.runtime.streams.hooks import call_hook
+from motia.runtime.streams.hooks import call_hook, is_async_hook
 from motia.streams.config import StreamDefinition, StreamSubscription
 from motia.streams.protocol import (
     STREAM_ACCESS_DENIED,
@@ -86,7 +86,7 @@ class Subscriber:
         queue_limit: int,
         queue_bytes: int,
         max_subscriptions: int,
-        context_factory: Callable[[StreamDefinition, StreamSubscription], Any],
+        context_factory: Callable[[StreamDefinition, StreamSubscription, bool], Any],
     ) -> None:
         self.hub = hub
         self.auth_context = auth_context
@@ -97,6 +97,7 @@ class Subscriber:
         self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
         self._last_timestamp = 0
         self._feeds: dict[tuple[str, str], Feed] = {}
         self._joined: dict[str, _Joined] = {}
@@ -168,6 +169,11 @@ class Subscriber:
         self._queue.clear()
         self._queued_bytes = 0
         self._wake.set()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Return once the subscriber is closed (by :meth:`close`, the hub, or its own limits)."""
+        await self._closed.wait()
 
     async def aclose(self) -> None:
         """Close, and run ``on_leave`` for every subscription still joined (once)."""
@@ -292,7 +298,7 @@ class Subscriber:
         if hook is None:
             return
         try:
-            ctx = self._context_factory(entry.definition, entry.subscription)
+            ctx = self._context_factory(entry.definition, entry.subscription, is_async_hook(hook))
             await call_hook(hook, entry.subscription, ctx, self.auth_context)
         except Exception:  # a presence hook never ends the connection
             log.exception("%s of stream %r raised", name, entry.definition.name)

@@ -1,0 +1,135 @@
+"""Who is connecting to a stream: ``stream_authenticate`` from ``motia_config.py``, and the token.
+
+A project may define, in ``motia_config.py`` in its directory (where ``motia run`` is started)::
+
+    def stream_authenticate(request):        # or async def
+        if request.token != expected:
+            raise PermissionError("bad token")  # refused: WebSocket close 4401, SSE 401
+        return {"user": "ann"}                  # the auth_context can_access / on_join / on_leave get
+                                                # (None: anonymous)
+
+``request`` is a :class:`StreamAuthRequest`. The token is taken, in this order, from the
+``Sec-WebSocket-Protocol: Authorization, <token>`` header (what browsers can send; the server then selects
+the ``Authorization`` subprotocol, as browsers require), the ``authToken`` query parameter, or an
+``Authorization: Bearer <token>`` header. Authentication fails closed: an exception refuses the connection.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from motia.exceptions import ConfigError
+from motia.runtime.streams.hooks import call_hook
+
+__all__ = [
+    "AUTH_SUBPROTOCOL",
+    "CLOSE_UNAUTHORIZED",
+    "Authenticate",
+    "StreamAuthRequest",
+    "StreamAuthRefused",
+    "authenticate",
+    "extract_token",
+    "load_stream_authenticate",
+    "select_subprotocol",
+]
+
+log = logging.getLogger("motia.streams")
+
+#: The subprotocol a browser offers (``new WebSocket(url, ["Authorization", token])``) to carry a token.
+AUTH_SUBPROTOCOL = "Authorization"
+#: WebSocket close code of a refused connection (HTTP 401's counterpart).
+CLOSE_UNAUTHORIZED = 4401
+CONFIG_MODULE = "motia_config"
+
+#: ``stream_authenticate(request) -> auth_context | None`` (sync or async).
+Authenticate = Callable[["StreamAuthRequest"], Any]
+
+
+@dataclass(frozen=True)
+class StreamAuthRequest:
+    """What ``stream_authenticate`` sees of a connection: ``headers`` and ``query_params`` (mappings;
+    header names are case-insensitive), the full ``url``, and the ``token`` found (or ``None``)."""
+
+    headers: Mapping[str, str]
+    query_params: Mapping[str, str]
+    url: str
+    token: str | None
+
+
+class StreamAuthRefused(Exception):
+    """``stream_authenticate`` refused the connection (it raised); the reason is logged, not sent."""
+
+
+def _protocols(headers: Mapping[str, str]) -> list[str]:
+    header = headers.get("sec-websocket-protocol") or ""
+    return [part.strip() for part in header.split(",") if part.strip()]
+
+
+def extract_token(headers: Mapping[str, str], query_params: Mapping[str, str]) -> str | None:
+    """The token of a connection: subprotocol ``Authorization, <token>``, ``?authToken=``, or bearer."""
+    protocols = _protocols(headers)
+    for index, protocol in enumerate(protocols[:-1]):
+        if protocol.lower() == AUTH_SUBPROTOCOL.lower():
+            return protocols[index + 1]
+    token = query_params.get("authToken")
+    if token:
+        return token
+    scheme, _, credentials = (headers.get("authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+def select_subprotocol(offered: Sequence[str]) -> str | None:
+    """The subprotocol to accept: ``Authorization`` when offered (spelled as offered), else none (a
+    browser fails the handshake when a subprotocol it offered is not selected)."""
+    for protocol in offered:
+        if protocol.lower() == AUTH_SUBPROTOCOL.lower():
+            return protocol
+    return None
+
+
+async def authenticate(
+    hook: Authenticate | None, headers: Mapping[str, str], query_params: Mapping[str, str], url: str
+) -> Any:
+    """The connection's auth context: ``None`` (anonymous) without a hook, else what the hook returns.
+    Raises :class:`StreamAuthRefused` when the hook raises (never fail open)."""
+    if hook is None:
+        return None
+    request = StreamAuthRequest(headers, query_params, url, extract_token(headers, query_params))
+    try:
+        return await call_hook(hook, request)
+    except Exception as exc:
+        log.info("stream connection refused by stream_authenticate: %s: %s", type(exc).__name__, exc)
+        raise StreamAuthRefused(str(exc)) from exc
+
+
+def load_stream_authenticate(project_dir: str | Path) -> Authenticate | None:
+    """``stream_authenticate`` of ``project_dir/motia_config.py``, or ``None`` when there is no such file
+    or function. A file that fails to import, or a ``stream_authenticate`` that is not callable, raises
+    :class:`ConfigError` naming the file: a project that meant to protect its streams does not start open.
+    """
+    path = Path(project_dir) / f"{CONFIG_MODULE}.py"
+    if not path.is_file():
+        return None
+    module = sys.modules.get(CONFIG_MODULE)
+    if module is None or Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
+        spec = importlib.util.spec_from_file_location(CONFIG_MODULE, path)
+        if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+            raise ConfigError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigError(f"{path} failed to import: {type(exc).__name__}: {exc}") from exc
+        sys.modules[CONFIG_MODULE] = module
+    hook = getattr(module, "stream_authenticate", None)
+    if hook is not None and not callable(hook):
+        raise ConfigError(f"stream_authenticate in {path} must be a function, not {type(hook).__name__}")
+    return hook
