@@ -284,10 +284,21 @@ class MotiaApp:
         )
 
     def stream_routes(self) -> list[BaseRoute]:
-        """The stream WebSocket routes (``/`` and ``/__motia/streams``)."""
+        """The stream routes: SSE (``/__motia/streams/{stream}/{group}[/{id}]``) and WebSocket (``/`` and
+        ``/__motia/streams``)."""
+        from motia.runtime.streams.sse import EventStreamEndpoint, sse_routes
         from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
 
-        return stream_routes(StreamEndpoint(lambda: self.stream_hub.ensure_started(), lambda: self.stream_authenticate))
+        def hub_of() -> Awaitable[StreamHub]:
+            return self.stream_hub.ensure_started()
+
+        def authenticate_hook() -> Authenticate | None:
+            return self.stream_authenticate
+
+        return [
+            *sse_routes(EventStreamEndpoint(hub_of, authenticate_hook)),
+            *stream_routes(StreamEndpoint(hub_of, authenticate_hook)),
+        ]
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
         """``ctx`` with the async store and enqueue, for conditions and middleware (always ``async``-capable code)."""
