@@ -33,8 +33,8 @@ from motia.console.routes import console_routes
 from motia.exceptions import StepLoadError
 from motia.runtime.app import MotiaApp
 from motia.runtime.http import build_asgi
-from motia.runtime.streams.auth import load_stream_authenticate
 from motia.runtime.logging import LogFormat, configure_logging
+from motia.runtime.streams.auth import load_stream_authenticate
 from motia.state.urls import default_state_url
 from motia.steps.loader import load_steps
 from motia.steps.stream_files import load_streams

@@ -87,7 +87,7 @@ def test_motia_config_provides_stream_authenticate(tmp_path: Path) -> None:
     other.mkdir()
     write_config(other, "def stream_authenticate(request):\n    return 'ok'\n")
     hook = load_stream_authenticate(other)
-    assert hook is not None and hook(None) == "ok"
+    assert hook is not None and hook(StreamAuthRequest({}, {}, "ws://h/", None)) == "ok"
 
 
 @pytest.mark.parametrize(
