@@ -221,8 +221,8 @@ async def test_a_reader_that_stops_reading_is_ended_and_can_resume(stream_state:
                 seen.append(int(event.id or 0))
             assert len(seen) < changes
             assert any(comment.startswith("closed:") and "too slow" in comment for comment in reader.comments)
-        # And resuming from the last id it saw gets the rest, in order. (The replay is queued at once, so
-        # the queue's limits must hold it: raised here, since the test shrank them.)
+        # And resuming from the last id it saw gets the rest, in order (with room in the queue for them:
+        # a replay that does not fit is a reset sync, see the next test)
         app.stream_hub.queue_limit = 1000
         app.stream_hub.queue_bytes = 64 * 1024 * 1024
         last = seen[-1] if seen else int(sync.id or 0)
@@ -233,3 +233,21 @@ async def test_a_reader_that_stops_reading_is_ended_and_can_resume(stream_state:
                 assert event is not None
                 rest.append(int(event.id or 0))
     assert rest == list(range(last + 1, changes + 1))
+
+
+async def test_a_resume_larger_than_the_queue_is_a_reset_sync(stream_state: StateManager) -> None:
+    # Given a subscriber queue of 5 messages and a client 10 changes behind (all still in the history)
+    app = _app(stream_state)
+    app.stream_hub.queue_limit = 5
+    for n in range(10):
+        await app.streams.set("todo", "g", "a", {"n": n})
+    async with serving(app) as port, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        # When it resumes, Then it gets one reset sync (a replay would overflow its queue at once, end the
+        # response, and the client would come back from the same seq forever), and then live changes
+        async with events(http, "/__motia/streams/todo/g", headers={"Last-Event-ID": "0"}) as reader:
+            reset = await reader.next()
+            await app.streams.set("todo", "g", "a", {"n": 10})
+            live = await reader.next()
+    assert reset is not None and (reset.event, reset.id) == ("sync", "10")
+    assert reset.data["event"] == {"type": "sync", "data": [{"n": 9, "id": "a"}], "reset": True}
+    assert live is not None and (live.event, live.id) == ("update", "11")
