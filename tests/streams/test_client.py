@@ -7,6 +7,9 @@ told, exactly as when a network path breaks.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -277,3 +280,20 @@ async def test_refused_credentials_raise_and_do_not_reconnect(stream_state: Stat
                     assert (await next_change(sub)).type == "sync"
         finally:
             await proxy.close()
+
+
+def test_the_client_imports_websockets_only_when_it_connects() -> None:
+    # Given a fresh interpreter, When it imports motia and builds a StreamClient and a subscription
+    code = textwrap.dedent(
+        """
+        import sys
+        import motia
+        from motia.streams import StreamClient
+        client = StreamClient("ws://127.0.0.1:1")
+        client.subscribe_group("todo", "g")
+        print(sorted(m for m in ("websockets", "starlette", "uvicorn", "redis", "click") if m in sys.modules))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # Then none of the server-side or optional packages was imported
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
