@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from motia.exceptions import StreamAccessDeniedError, StreamAuthError, StreamConnectionError
+from motia.exceptions import StreamAccessDeniedError, StreamAuthError, StreamConnectionError, StreamNotFoundError
 from motia.runtime.app import MotiaApp
 from motia.state.manager import StateManager
 from motia.streams import StreamClient
@@ -297,3 +297,11 @@ def test_the_client_imports_websockets_only_when_it_connects() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     # Then none of the server-side or optional packages was imported
     assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+
+
+async def test_an_unknown_stream_raises_and_does_not_reconnect(proxy: Proxy) -> None:
+    async with StreamClient(proxy.url, backoff=0.01) as client:
+        async with client.subscribe_group("nope", "g") as sub:
+            with pytest.raises(StreamNotFoundError, match="nope"):
+                await next_change(sub)
+    assert proxy.accepted == 1
