@@ -45,7 +45,7 @@ class EventReader:
         return None
 
     async def _next(self) -> ServerSentEvent | None:
-        event, event_id, data = "message", None, []
+        event, event_id, data = "message", None, list[str]()
         async for line in self._lines:
             if line == "":
                 if data:

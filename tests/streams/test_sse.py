@@ -227,7 +227,7 @@ async def test_a_reader_that_stops_reading_is_ended_and_can_resume(stream_state:
         app.stream_hub.queue_bytes = 64 * 1024 * 1024
         last = seen[-1] if seen else int(sync.id or 0)
         async with events(http, "/__motia/streams/todo/g", headers={"Last-Event-ID": str(last)}) as reader:
-            rest = []
+            rest: list[int] = []
             while len(rest) < changes - last:
                 event = await reader.next(timeout=30)
                 assert event is not None
