@@ -16,8 +16,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from motia.exceptions import StateBackendUnavailable
 from motia.runtime.app import MotiaApp
 from motia.runtime.streams.hub import StreamHub
+from motia.state.backends.memory import MemoryBackend
+from motia.state.manager import StateManager
 from motia.streams.config import StreamDefinition
 from tests.runtime.streams.conftest import ServeApp, join_frame, leave_frame, receive
 
@@ -366,3 +369,22 @@ async def test_a_slow_consumer_is_disconnected_and_others_get_everything(
             await asyncio.wait_for(slow.recv(), 10)
     if closed.value.rcvd is not None:  # the close frame may not make it past a full buffer
         assert closed.value.rcvd.code == 1013 and "too slow" in closed.value.rcvd.reason
+
+
+class LogDown(MemoryBackend):
+    """A store whose stream change log cannot be read."""
+
+    async def stream_position(self) -> int:
+        raise StateBackendUnavailable("the stream log is unreachable")
+
+
+async def test_a_store_that_cannot_start_the_hub_closes_the_socket_with_1011(
+    serve_app: ServeApp, ws_connect: Connect
+) -> None:
+    app = MotiaApp([], state=StateManager(LogDown()), cron=False, streams=[StreamDefinition(name="todo")])
+    url = await serve_app(app)
+    ws = await ws_connect(url)
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1011, "the stream store is unavailable")

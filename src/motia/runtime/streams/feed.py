@@ -91,20 +91,23 @@ class Feed:
         cursor = self.cursor
         if cursor is None:  # nothing joined (a join that failed): nobody to send to
             return
-        if change.seq <= cursor:  # already in a snapshot or replay the subscriber got
+        seq = change.seq
+        if seq <= cursor:  # already in a snapshot or replay the subscriber got
             return
-        if change.seq > cursor + 1:
-            self.sink.lost(
-                self.stream, self.group, f"changes {cursor + 1} to {change.seq - 1} of the group were missed"
-            )
+        if seq > cursor + 1:
+            self.sink.lost(self.stream, self.group, f"changes {cursor + 1} to {seq - 1} of the group were missed")
             return
-        self._flush_pending(change.seq - 1)
-        self.cursor = change.seq
+        pending = self._pending
+        if pending:
+            self._flush_pending(seq - 1)
+        self.cursor = seq
+        item = change.item
         for sub in self.subs.values():
-            if sub.wants(change):
+            if seq > sub.start and (sub.item is None or sub.item == item):
                 self.sink.send(message_of())
                 break
-        self._flush_pending(change.seq)
+        if pending:
+            self._flush_pending(seq)
 
     def _flush_pending(self, upto: int) -> None:
         while self._pending and self._pending[0][0] <= upto:

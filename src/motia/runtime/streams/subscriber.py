@@ -97,7 +97,7 @@ class Subscriber:
         self._context_factory = context_factory
         self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._closed = asyncio.Event()
         self._last_timestamp = 0
         self._feeds: dict[tuple[str, str], Feed] = {}
@@ -132,7 +132,15 @@ class Subscriber:
         text = message.stamp(timestamp)
         queue.append(Frame(text, message.event, message.seq))
         self._queued_bytes += len(text)
-        self._wake.set()
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        # A bare future rather than an asyncio.Event: this runs once per message per connection.
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def next_batch(self, limit: int = 256) -> list[Frame]:
         """Wait for queued frames and take up to ``limit`` of them, oldest first; ``[]`` once closed."""
@@ -140,11 +148,20 @@ class Subscriber:
         while not queue:
             if self.closed:
                 return []
-            self._wake.clear()
-            await self._wake.wait()
-        count = min(limit, len(queue))
-        batch = [queue.popleft() for _ in range(count)]
-        self._queued_bytes -= sum(len(frame.text) for frame in batch)
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        if len(queue) == 1:
+            frame = queue.popleft()
+            self._queued_bytes -= len(frame.text)
+            return [frame]
+        batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
+        size = 0
+        for frame in batch:
+            size += len(frame.text)
+        self._queued_bytes -= size
         return batch
 
     @property
@@ -169,7 +186,7 @@ class Subscriber:
         self.hub._forget_subscriber(self)
         self._queue.clear()
         self._queued_bytes = 0
-        self._wake.set()
+        self._wake_writer()
         self._closed.set()
 
     async def wait_closed(self) -> None:

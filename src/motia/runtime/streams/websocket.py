@@ -58,6 +58,7 @@ MAX_BAD_FRAMES = 100
 CLOSE_WAIT = 5.0
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
+CLOSE_UNAVAILABLE = 1011
 
 
 class StreamEndpoint:
@@ -93,7 +94,15 @@ class StreamEndpoint:
             await send({"type": "websocket.accept", "subprotocol": subprotocol})
             await send({"type": "websocket.close", "code": CLOSE_UNAUTHORIZED, "reason": "unauthorized"})
             return
-        hub = await self._hub_of()
+        try:
+            hub = await self._hub_of()
+        except Exception as exc:
+            log.error("the stream hub cannot start (%s): refusing the connection", exc)
+            await send({"type": "websocket.accept", "subprotocol": subprotocol})
+            await send(
+                {"type": "websocket.close", "code": CLOSE_UNAVAILABLE, "reason": "the stream store is unavailable"}
+            )
+            return
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         subscriber = hub.open_subscriber(auth_context)
         try:
@@ -185,12 +194,15 @@ class _Connection:
 
 
 async def _write(subscriber: Subscriber, send: Send) -> None:
-    while True:
-        batch = await subscriber.next_batch()
-        if not batch:
-            return
-        for frame in batch:
-            await send({"type": "websocket.send", "text": frame.text})
+    try:
+        while True:
+            batch = await subscriber.next_batch()
+            if not batch:
+                return
+            for frame in batch:
+                await send({"type": "websocket.send", "text": frame.text})
+    except OSError:  # the client is gone (uvicorn's ClientDisconnected): the reader sees the disconnect
+        return
 
 
 def stream_routes(endpoint: StreamEndpoint) -> list[BaseRoute]:
