@@ -329,3 +329,35 @@ async def test_an_unknown_stream_raises_and_does_not_reconnect(proxy: Proxy) -> 
             with pytest.raises(StreamNotFoundError, match="nope"):
                 await next_change(sub)
     assert proxy.accepted == 1
+
+
+async def test_a_consumer_that_stops_iterating_is_dropped_and_catches_up_exactly(stream_state: StateManager) -> None:
+    # Given a server that drops a connection with more than 20 messages waiting, and a synced subscriber
+    app = _app(stream_state)
+    app.stream_hub.queue_limit = 20
+    async with serving(app) as port:
+        async with StreamClient(f"ws://127.0.0.1:{port}", backoff=0.02, max_backoff=0.2) as client:
+            async with client.subscribe_group("todo", "g") as sub:
+                assert (await next_change(sub)).type == "sync"
+                # When it stops iterating while 200 changes of 50 KB are written (more than sockets buffer)
+                blob = "x" * 50_000
+                for n in range(200):
+                    await app.streams.set("todo", "g", f"i{n % 7}", {"n": n, "blob": blob})
+                # Then, iterating again, it reconnects by itself and ends with exactly the server's items:
+                # every seq once, in order, a gap only where a reset sync replaced everything
+                held: dict[str, Any] = {}
+                seqs: list[int] = []
+                while not seqs or seqs[-1] < 200:
+                    change = await next_change(sub)
+                    assert change.seq is not None
+                    if change.type == "sync":
+                        assert change.reset and (not seqs or change.seq > seqs[-1])
+                        held = {item["id"]: item for item in change.items}
+                    else:
+                        assert not seqs or change.seq == seqs[-1] + 1, (seqs[-1:], change.seq)
+                        held[change.id or ""] = change.data
+                    seqs.append(change.seq)
+                reconnects = sub.reconnects
+            expected = {item["id"]: item for item in await app.streams.get_group("todo", "g")}
+    assert held == expected
+    assert reconnects >= 1
