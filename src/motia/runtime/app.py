@@ -286,8 +286,11 @@ class MotiaApp:
     def stream_routes(self) -> list[BaseRoute]:
         """The stream routes: SSE (``/__motia/streams/{stream}/{group}[/{id}]``) and WebSocket (``/`` and
         ``/__motia/streams``)."""
+        from motia.runtime.streams.auth import mask_tokens_in_server_logs
         from motia.runtime.streams.sse import EventStreamEndpoint, sse_routes
         from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
+
+        mask_tokens_in_server_logs()
 
         def hub_of() -> Awaitable[StreamHub]:
             return self.stream_hub.ensure_started()

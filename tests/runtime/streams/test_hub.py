@@ -366,3 +366,55 @@ async def test_the_tail_survives_errors_and_misses_nothing(
     assert caplog.text.count("reading the stream change log failed") >= 1
     assert hub.running
     await store.aclose()
+
+
+async def test_joins_racing_writes_miss_nothing_and_get_nothing_twice(
+    backend: StateBackend, hubs: list[StreamHub]
+) -> None:
+    # Given a writer changing a group continuously (items and events)
+    hub = await make_hub(backend, StreamDefinition(name="todo", history=10_000))
+    hubs.append(hub)
+    total = 300
+
+    async def write() -> None:
+        for n in range(total):
+            if n % 7 == 3:
+                await hub.manager.send("todo", {"groupId": "inbox", "id": f"t{n % 5}"}, {"type": "tick", "data": n})
+            else:
+                await hub.manager.set("todo", "inbox", f"t{n % 5}", {"n": n})
+            if n % 10 == 0:
+                await asyncio.sleep(0)
+
+    # When subscribers join the group (and one item, and a resume) while it changes
+    async def join_later(delay_writes: int, request: ClientRequest) -> Subscriber:
+        while (await hub.manager.backend.stream_snapshot("todo", "inbox", None))[0] < delay_writes:
+            await asyncio.sleep(0.001)
+        subscriber = hub.open_subscriber()
+        assert await subscriber.join(request) is None
+        return subscriber
+
+    writer = asyncio.create_task(write())
+    joins = [join_later(at, join(sub=f"g{at}")) for at in (0, 40, 90, 150, 220)]
+    joins += [join_later(60, join(item="t2", sub="item")), join_later(120, join(since=100, sub="resume"))]
+    subscribers = await asyncio.gather(*joins)
+    await writer
+
+    # Then each one's seqs run from where it started, one by one, to the last change, with no repeat
+    for subscriber, name in zip(
+        subscribers, [*(f"g{at}" for at in (0, 40, 90, 150, 220)), "item", "resume"], strict=True
+    ):
+        got: list[dict[str, Any]] = []
+        while not got or got[-1]["seq"] < total:
+            if name == "item" and got and got[-1]["seq"] >= total - 5:
+                break  # the item's last change may be before the group's last
+            got.extend(await messages(subscriber, 1))
+        seqs = [m["seq"] for m in got]
+        if name == "item":
+            assert got[0]["event"]["type"] == "sync" and all(m["id"] == "t2" for m in got[1:]), name
+            expected = [s for s in range(seqs[0] + 1, total + 1) if (s - 1) % 5 == 2]
+            assert seqs[1:] == expected and expected[-1] == total - 2, name
+        elif name == "resume":
+            assert seqs == list(range(101, total + 1)), name
+        else:
+            assert got[0]["event"]["type"] == "sync", name
+            assert seqs[1:] == list(range(seqs[0] + 1, total + 1)), name

@@ -101,6 +101,13 @@ async def test_motia_run_serves_streams_behind_motia_config_auth(
             1,
             {"type": "create", "data": {"title": "buy milk", "id": "t1"}},
         )
+    # A token in the query string works too, and never reaches the server's log
+    async with connect(ws_url(proc, "/?authToken=secret&x=1")) as by_query:
+        await by_query.send(join_frame(item="t1"))
+        [synced] = await receive(by_query, timeout=10)
+        assert synced["event"]["data"] == {"title": "buy milk", "id": "t1"}
+    logs = proc.logs()
+    assert "authToken=***&x=1" in logs and "secret" not in logs
 
 
 async def a_change_through_b_reaches_a(a: MotiaProcess, b: MotiaProcess) -> None:

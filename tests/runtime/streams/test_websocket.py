@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -388,3 +389,49 @@ async def test_a_store_that_cannot_start_the_hub_closes_the_socket_with_1011(
         await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1011, "the stream store is unavailable")
+
+
+async def test_def_hooks_run_in_a_thread_with_the_blocking_state_api(serve_app: ServeApp, ws_connect: Connect) -> None:
+    left = threading.Event()
+
+    def on_join(subscription: Any, ctx: Any, auth_context: Any) -> None:
+        ctx.state.set("presence", subscription.subscription_id, {"thread": threading.current_thread().name})
+
+    def on_leave(subscription: Any, ctx: Any, auth_context: Any) -> None:
+        ctx.state.delete("presence", subscription.subscription_id)
+        left.set()
+
+    app = make_app(StreamDefinition(name="todo", on_join=on_join, on_leave=on_leave))
+    url = await serve_app(app)
+    ws = await ws_connect(url)
+    await ws.send(join_frame(sub="a"))
+    await receive(ws)
+    record = await app.state.get("presence", "a")
+    assert record is not None and record["thread"] != threading.main_thread().name
+    await ws.send(leave_frame(sub="a"))
+    await asyncio.to_thread(left.wait, 5)
+    assert left.is_set() and await app.state.get("presence", "a") is None
+
+
+async def test_a_client_that_stops_answering_pings_is_closed_and_leaves(serve_app: ServeApp) -> None:
+    left = asyncio.Event()
+
+    async def on_leave(subscription: Any, ctx: Any, auth_context: Any) -> None:
+        left.set()
+
+    app = make_app(StreamDefinition(name="todo", on_leave=on_leave))
+    url = await serve_app(app, ws_ping_interval=0.2, ws_ping_timeout=0.3)
+    port = int(url.rsplit(":", 1)[1])
+    # A raw client: the handshake and one join, then it never reads again (so it never answers a ping)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert b"101" in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    payload = join_frame().encode()
+    writer.write(bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + b"\0\0\0\0" + payload)  # masked
+    await writer.drain()
+    await asyncio.wait_for(left.wait(), 5)  # closed for the missing pong, and on_leave ran
+    assert app.stream_hub.subscribers == 0
+    writer.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
     "authenticate",
     "extract_token",
     "load_stream_authenticate",
+    "mask_tokens_in_server_logs",
     "select_subprotocol",
 ]
 
@@ -133,3 +135,28 @@ def load_stream_authenticate(project_dir: str | Path) -> Authenticate | None:
     if hook is not None and not callable(hook):
         raise ConfigError(f"stream_authenticate in {path} must be a function, not {type(hook).__name__}")
     return hook
+
+
+_TOKEN_IN_QUERY = re.compile(r"(authToken=)[^&\s\"']*")
+
+
+class _MaskTokens(logging.Filter):
+    """Masks ``authToken=...`` in log records: uvicorn logs each WebSocket's path with its query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "authToken=" in a for a in record.args):
+            record.args = tuple(_TOKEN_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "authToken=" in record.msg:
+            record.msg = _TOKEN_IN_QUERY.sub(r"\1***", record.msg)
+        return True
+
+
+_mask = _MaskTokens()
+
+
+def mask_tokens_in_server_logs() -> None:
+    """Keep stream tokens sent as ``?authToken=`` out of the server's logs (idempotent)."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        server_log = logging.getLogger(name)
+        if _mask not in server_log.filters:
+            server_log.addFilter(_mask)

@@ -50,6 +50,8 @@ DEFAULT_MAX_SUBSCRIPTIONS = 100
 #: Changes read from the log at once, and how long one read waits for a change.
 TAIL_LIMIT = 1000
 TAIL_WAIT = 1.0
+#: Feeds handed changes between two yields to the event loop while fanning out a batch.
+YIELD_EVERY = 2000
 #: Back-off bounds after a failed read of the log.
 MIN_BACKOFF = 0.05
 MAX_BACKOFF = 5.0
@@ -172,22 +174,27 @@ class StreamHub:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = MIN_BACKOFF
+            work = 0
             for change in changes:
                 self.position = change.position
                 try:
-                    self.fan_out(change)
+                    work += self.fan_out(change)
                 except Exception:  # a bug here must not stop every other change
                     log.exception(
                         "fanning out stream change %s of %s/%s failed", change.seq, change.stream, change.group
                     )
+                if work >= YIELD_EVERY:  # a large batch to many subscribers must not stall the loop
+                    work = 0
+                    await asyncio.sleep(0)
             if changes:
-                await asyncio.sleep(0)  # let the connections write between large batches
+                await asyncio.sleep(0)  # let the connections write
 
-    def fan_out(self, change: StreamChange) -> None:
-        """Hand ``change`` to every feed of its group; its message is built at most once."""
+    def fan_out(self, change: StreamChange) -> int:
+        """Hand ``change`` to every feed of its group (its message is built at most once); returns how
+        many feeds that was."""
         feeds = self._feeds.get((change.stream, change.group))
         if not feeds:
-            return
+            return 0
         built: list[ServerMessage] = []
 
         def message_of() -> ServerMessage:
@@ -197,6 +204,7 @@ class StreamHub:
 
         for feed in list(feeds):
             feed.on_change(change, message_of)
+        return len(feeds)
 
     # -- the registry of feeds (called by subscribers) ----------------------------------------------------
 

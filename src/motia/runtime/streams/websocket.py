@@ -125,6 +125,7 @@ class StreamEndpoint:
         for result in results:
             if isinstance(result, Exception):
                 log.error("a stream connection task failed", exc_info=result)
+                state.close(CLOSE_UNAVAILABLE, "internal error")
         if state.disconnected:
             return
         code = state.close_code or subscriber.close_code or 1000
