@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from motia.exceptions import StreamAccessDeniedError, StreamAuthError, StreamConnectionError, StreamNotFoundError
+from motia.exceptions import (
+    StreamAccessDeniedError,
+    StreamAuthError,
+    StreamConnectionError,
+    StreamError,
+    StreamNotFoundError,
+)
 from motia.runtime.app import MotiaApp
 from motia.state.manager import StateManager
 from motia.streams import StreamClient
@@ -367,3 +373,14 @@ async def test_a_consumer_that_stops_iterating_is_dropped_and_catches_up_exactly
             expected = {item["id"]: item for item in await app.streams.get_group("todo", "g")}
     assert held == expected
     assert reconnects >= 1
+
+
+async def test_a_message_over_the_client_limit_raises_instead_of_reconnecting(app: MotiaApp, proxy: Proxy) -> None:
+    # Given a group whose sync is larger than the client accepts
+    await app.streams.set("todo", "big", "a", {"blob": "x" * 20_000})
+    async with StreamClient(proxy.url, max_message_bytes=10_000, backoff=0.01) as client:
+        async with client.subscribe_group("todo", "big") as sub:
+            # Then the subscription fails saying so, once (the same sync would be too big every time)
+            with pytest.raises(StreamError, match="max_message_bytes=10000"):
+                await next_change(sub)
+    assert proxy.accepted == 1

@@ -44,6 +44,8 @@ log = logging.getLogger("motia.streams.client")
 
 #: Close code of a connection whose credentials ``stream_authenticate`` refused (SPEC 10.4).
 CLOSE_AUTH_REFUSED = 4401
+#: Close code the client sends for a message over its size limit.
+CLOSE_TOO_BIG = 1009
 
 
 class _Retry(Exception):
@@ -327,7 +329,14 @@ class StreamClientSubscription:
         )
 
     def _check_close(self, exc: Any) -> None:
-        """Raise for a close another attempt cannot fix (credentials refused)."""
+        """Raise for a close another attempt cannot fix: credentials refused, or a message over
+        ``max_message_bytes`` (the same sync would be too big again on every reconnect)."""
+        sent = getattr(exc, "sent", None)
+        if sent is not None and sent.code == CLOSE_TOO_BIG:
+            raise StreamError(
+                f"a message from {self.client.url} for {self.stream}/{self.group_id} is larger than "
+                f"max_message_bytes={self.client.max_message_bytes}: raise it to subscribe there"
+            ) from None
         received = getattr(exc, "rcvd", None)
         if received is not None and received.code == CLOSE_AUTH_REFUSED:
             raise StreamAuthError(
