@@ -4,14 +4,15 @@
 
 Keys and scopes may hold any character, ``/`` included, so they travel as query parameters
 (``/__motia/api/entry?scope=S&key=K``), never as path segments. Every endpoint validates its input and
-answers a 4xx JSON ``{"error": ...}`` naming the problem; a backend failure is a 503.
+answers a 4xx JSON ``{"error": ...}`` naming the problem; a backend failure is a 503. The Streams view's
+endpoints and the stream feed live in :mod:`motia.console.streams`; their routes are added here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from importlib import metadata, resources
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from motia.console._api import ApiError, Endpoint, query, query_int, required
 from motia.console.auth import ConsoleAuth
+from motia.console.streams import StreamFeed, StreamsAPI
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import JSONResponse, parse_json
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from motia.state.manager import StateManager
     from motia.steps.definition import Step
     from motia.steps.triggers import Trigger
+    from motia.streams.manager import StreamManager
 
 __all__ = ["ConsoleAPI", "console_routes"]
 
@@ -42,18 +46,6 @@ DEFAULT_PAGE, MAX_PAGE = 50, 500
 #: Seconds between keep-alive comments on an idle event stream (proxies drop silent connections).
 KEEPALIVE = 15.0
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class ApiError(Exception):
-    """A client error: answered as ``{"error": message, **extra}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
 
 
 def entry_json(entry: StateEntry) -> dict[str, Any]:
@@ -67,6 +59,7 @@ def trigger_json(trigger: Trigger) -> dict[str, Any]:
         "cron": ("expression",),
         "queue": ("topic",),
         "state": ("scope", "key"),
+        "stream": ("stream_name", "group_id", "item_id"),
     }.get(trigger.type, ())
     described: dict[str, Any] = {"type": trigger.type}
     described.update({name: getattr(trigger, name, None) for name in fields})
@@ -85,37 +78,17 @@ def step_json(step: Step) -> dict[str, Any]:
     }
 
 
-def _query(request: Request, name: str) -> str | None:
-    return request.query_params.get(name) or None
-
-
-def _required(request: Request, name: str) -> str:
-    value = request.query_params.get(name)
-    if not value:
-        raise ApiError(400, f"missing query parameter {name!r}")
-    return value
-
-
-def _query_int(request: Request, name: str, *, low: int, high: int) -> int | None:
-    raw = _query(request, name)
-    if raw is None:
-        return None
-    try:
-        number = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, not {raw!r}") from None
-    if not low <= number <= high:
-        raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}, not {number}")
-    return number
-
-
 class ConsoleAPI:
     """The endpoints, bound to one app's store, steps and event hub."""
 
-    def __init__(self, app: MotiaApp, hub: StateEventHub, *, keepalive: float = KEEPALIVE) -> None:
+    def __init__(
+        self, app: MotiaApp, hub: StateEventHub, *, keepalive: float = KEEPALIVE, stream_feed: StreamFeed | None = None
+    ) -> None:
         self.app = app
         self.hub = hub
         self.keepalive = keepalive
+        #: Publishes stream changes to ``hub`` while a feed is open (``None``: the feed carries state only).
+        self.stream_feed = stream_feed
         # A request body holds one value plus a little JSON around it.
         self.max_body = app.state.max_value_bytes + 64 * 1024
 
@@ -176,6 +149,7 @@ class ConsoleAPI:
                 "version": metadata.version("pymotia"),
                 "steps": len(self.app.steps),
                 "events": {"durable": self.hub.durable, "subscribers": self.hub.subscriber_count},
+                "streams": {"tailing": self.stream_feed is not None and self.stream_feed.running},
             }
         )
 
@@ -185,8 +159,8 @@ class ConsoleAPI:
         return JSONResponse({"scopes": [{"name": n, "count": c} for n, c in zip(names, counts, strict=True)]})
 
     async def items(self, request: Request) -> Response:
-        scope, prefix, after = _required(request, "scope"), _query(request, "prefix"), _query(request, "after")
-        limit = _query_int(request, "limit", low=1, high=MAX_PAGE) or DEFAULT_PAGE
+        scope, prefix, after = required(request, "scope"), query(request, "prefix"), query(request, "after")
+        limit = query_int(request, "limit", low=1, high=MAX_PAGE) or DEFAULT_PAGE
         page = await self.state.items(scope, prefix=prefix, after=after, limit=limit + 1)
         count = await self.state.count(scope)
         more = len(page) > limit
@@ -249,7 +223,7 @@ class ConsoleAPI:
 
     async def delete_entry(self, request: Request) -> Response:
         scope, key = self._scope_key(request)
-        if_version = _query_int(request, "if_version", low=0, high=2**63 - 1)
+        if_version = query_int(request, "if_version", low=0, high=2**63 - 1)
         entry = await self.state.get_entry(scope, key)
         if entry is None:
             raise ApiError(404, f"no key {key!r} in scope {scope!r}")
@@ -258,7 +232,7 @@ class ConsoleAPI:
         return JSONResponse({"deleted": key, "scope": scope, "old_value": old})
 
     async def clear_scope(self, request: Request) -> Response:
-        scope = _required(request, "scope")
+        scope = required(request, "scope")
         if request.query_params.get("confirm") != scope:
             raise ApiError(400, "clearing a scope needs confirm=<the scope's name> as a query parameter")
         count = await self.state.count(scope)
@@ -281,6 +255,13 @@ class ConsoleAPI:
             except ValueError:
                 raise ApiError(400, f"Last-Event-ID must be an integer, not {last!r}") from None
         subscription, replay = self.hub.subscribe(after=after)
+        feed = self.stream_feed
+        if feed is not None:
+            try:
+                await feed.watch()  # once it returns, every stream change committed is published
+            except BaseException:
+                subscription.close()
+                raise
         hello = {"durable": self.hub.durable}
 
         async def stream() -> AsyncIterator[bytes]:
@@ -299,6 +280,8 @@ class ConsoleAPI:
                     yield _sse(live)
             finally:
                 subscription.close()
+                if feed is not None:
+                    feed.unwatch()
 
         return StreamingResponse(
             stream(),
@@ -307,24 +290,36 @@ class ConsoleAPI:
         )
 
     def _scope_key(self, request: Request) -> tuple[str, str]:
-        return _required(request, "scope"), _required(request, "key")
+        return required(request, "scope"), required(request, "key")
 
 
 def _sse(event: dict[str, Any]) -> bytes:
-    return b"id: %d\nevent: state\ndata: %s\n\n" % (event["id"], dumps(event))
+    """A state change is an ``event: state``, a stream change (from the stream feed) an ``event: stream``."""
+    kind = b"stream" if event.get("kind") == "stream" else b"state"
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event["id"], kind, dumps(event))
 
 
 def _static(name: str) -> bytes:
     return resources.files("motia.console").joinpath("static", name).read_bytes()
 
 
-def console_routes(app: MotiaApp, *, token: str | None = None, hub: StateEventHub | None = None) -> list[BaseRoute]:
+def console_routes(
+    app: MotiaApp,
+    *,
+    token: str | None = None,
+    hub: StateEventHub | None = None,
+    streams: StreamManager | None = None,
+) -> list[BaseRoute]:
     """The console's routes for ``build_asgi(app, extra_routes=...)``; ``token=None``: loopback only.
 
-    ``hub`` defaults to ``app.state_events``, the app's event hub.
+    ``hub`` defaults to ``app.state_events``, the app's event hub; ``streams`` to the app's stream manager.
     """
     auth = ConsoleAuth(token)
-    api = ConsoleAPI(app, hub if hub is not None else app.state_events)
+    hub = hub if hub is not None else app.state_events
+    manager = streams if streams is not None else app.streams
+    feed = StreamFeed(manager.backend, hub)
+    api = ConsoleAPI(app, hub, stream_feed=feed)
+    streams_api = StreamsAPI(manager)
     static_files = {name: _static(name) for name in ("index.html", "app.js", "app.css")}
 
     def guarded(endpoint: Endpoint) -> Endpoint:
@@ -354,6 +349,10 @@ def console_routes(app: MotiaApp, *, token: str | None = None, hub: StateEventHu
                 return JSONResponse({"error": str(exc)}, status_code=400)
             except ClientDisconnect:
                 return Response(status_code=400)
+            except NotImplementedError:  # a backend without streams (the stream endpoints)
+                return JSONResponse(
+                    {"error": f"the state store {mask_url(api.state.url)} does not support this"}, status_code=501
+                )
 
         return run
 
@@ -390,6 +389,10 @@ def console_routes(app: MotiaApp, *, token: str | None = None, hub: StateEventHu
         Route(f"{PREFIX}/api/entry", _by_method(guarded, api), methods=["GET", "PUT", "DELETE"]),
         api_route("steps", api.steps, ["GET"]),
         api_route("events", api.events, ["GET"]),
+        api_route("streams", streams_api.streams, ["GET"]),
+        api_route("streams/groups", streams_api.groups, ["GET"]),
+        api_route("streams/items", streams_api.items, ["GET"]),
+        api_route("streams/item", streams_api.item, ["GET"]),
     ]
 
 

@@ -21,6 +21,7 @@ from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
 from motia.runtime.logger import current_logger
 from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
+from motia.runtime.stream_triggers import check_stream_triggers
 from motia.runtime.streams.auth import Authenticate
 from motia.runtime.streams.hub import StreamHub
 from motia.runtime.tasks import cancel_and_wait
@@ -153,6 +154,8 @@ class MotiaApp:
             raise
 
     async def _start(self) -> None:
+        if self.delivery_options is not None:  # only an app that runs triggers needs their streams declared
+            check_stream_triggers(self.steps, self.streams.definitions)
         loop = self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
         self.sync_state = SyncStateManager(self.state, loop=loop)

@@ -15,6 +15,16 @@ const view = {
   next: null,       // `after` of the next page, or null
   entry: null,      // the entry in the editor: {key, value, version, expires_at}, or null for a new key
   conflict: null,   // the 409 body while a conflict is shown
+  // the Streams view
+  streams: new Map(), // name -> {name, groups, declared, description, source, schema, history}
+  stream: null,     // the stream shown
+  groups: [],       // its groups
+  group: null,      // the group shown
+  groupSeq: -1,     // the group's seq the item list reflects (-1: not read yet)
+  items: new Map(), // the group's items shown: id -> {id, version, value}
+  truncated: false, // whether the group holds more items than shown
+  item: null,       // the id of the item shown in detail
+  streamEvents: [], // the latest stream changes received, oldest first (for the list of a stream picked later)
 };
 
 class ApiError extends Error {
@@ -154,6 +164,10 @@ function triggerText(trigger) {
       const parts = [trigger.scope, trigger.key].filter((part) => part !== null);
       return `state ${parts.length ? parts.join(" / ") : "(any)"}`;
     }
+    case "stream": {
+      const parts = [trigger.group_id, trigger.item_id].filter((part) => part !== null);
+      return `stream ${trigger.stream_name}${parts.length ? ` ${parts.join(" / ")}` : ""}`;
+    }
     default: return trigger.type;
   }
 }
@@ -175,7 +189,14 @@ async function loadSteps() {
 
 // -- keys of a scope ----------------------------------------------------------------------------
 
+function showBrowser(which) {
+  $("empty-browser").hidden = which !== null;
+  $("scope-view").hidden = which !== "scope";
+  $("stream-view").hidden = which !== "stream";
+}
+
 function selectScope(scope) {
+  leaveStream();
   view.scope = scope;
   view.prefix = "";
   view.cursors = [null];
@@ -190,11 +211,12 @@ function selectScope(scope) {
 
 async function loadItems() {
   if (view.scope === null) return;
+  const scope = view.scope;
   const after = view.cursors[view.cursors.length - 1];
-  const page = await api("items", { scope: view.scope, prefix: view.prefix, after, limit: PAGE });
+  const page = await api("items", { scope, prefix: view.prefix, after, limit: PAGE });
+  if (view.scope !== scope) return;  // another scope or a stream was picked meanwhile
   view.next = page.next;
-  $("empty-browser").hidden = true;
-  $("scope-view").hidden = false;
+  showBrowser("scope");
   $("scope-title").textContent = view.scope;
   $("scope-count").textContent = `${page.count} key${page.count === 1 ? "" : "s"}`;
   $("keys").replaceChildren(
@@ -371,6 +393,274 @@ async function refreshAfterWrite() {
   }
 }
 
+// -- streams ------------------------------------------------------------------------------------
+// The page reads a group's items with the group's seq, then applies the live changes that follow that
+// seq one by one; a change it cannot place (a gap, an item too big to travel in the feed) re-reads.
+
+const MAX_STREAM_EVENTS = 200;
+
+function streamMeta(stream) {
+  if (!stream) return "";
+  if (!stream.declared) return "not declared by this app: its stored items only";
+  const parts = [];
+  if (stream.description) parts.push(stream.description);
+  parts.push(stream.schema ? `schema ${stream.schema}` : "no schema");
+  if (stream.source) parts.push(stream.source.split("/").pop());
+  parts.push(`history ${stream.history}`);
+  return parts.join(" · ");
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+async function loadStreams() {
+  const { streams } = await api("streams");
+  view.streams = new Map(streams.map((stream) => [stream.name, stream]));
+  $("streams").replaceChildren(
+    ...streams.map((stream) =>
+      el(
+        "li",
+        {},
+        el(
+          "button",
+          {
+            class: stream.name === view.stream ? "scope active" : "scope",
+            dataset: { stream: stream.name },
+            title: streamMeta(stream),
+            onclick: () => selectStream(stream.name).catch(report),
+          },
+          el("span", { class: "name" }, stream.name),
+          el("span", { class: "badge", title: "groups holding items" }, stream.groups),
+        ),
+      ),
+    ),
+  );
+  $("no-streams").hidden = streams.length > 0;
+  if (view.stream !== null) showStreamMeta();
+}
+
+function showStreamMeta() {
+  const stream = view.streams.get(view.stream);
+  $("stream-meta").textContent = streamMeta(stream);
+  $("stream-meta").title = (stream && stream.source) || "";
+}
+
+function leaveStream() {
+  view.stream = null;
+  view.group = null;
+  view.item = null;
+  $("stream-view").hidden = true;
+  for (const button of document.querySelectorAll("#streams .scope")) button.classList.remove("active");
+}
+
+function streamHash() {
+  const parts = [`stream=${encodeURIComponent(view.stream)}`];
+  if (view.group !== null) parts.push(`group=${encodeURIComponent(view.group)}`);
+  history.replaceState(null, "", `#${parts.join("&")}`);
+}
+
+async function selectStream(name, group = null) {
+  if (view.scope !== null) {
+    view.scope = null;
+    closeEditor();
+    for (const button of document.querySelectorAll("#scopes .scope")) button.classList.remove("active");
+  }
+  const changed = view.stream !== name;
+  view.stream = name;
+  view.group = null;
+  view.item = null;
+  for (const button of document.querySelectorAll("#streams .scope")) {
+    button.classList.toggle("active", button.dataset.stream === name);
+  }
+  $("stream-title").textContent = name;
+  showStreamMeta();
+  $("group-view").hidden = true;
+  if (changed) {
+    $("stream-changes").replaceChildren();
+    $("no-stream-changes").hidden = false;
+    for (const event of view.streamEvents) if (event.stream === name) addStreamChange(event);
+  }
+  showBrowser("stream");
+  streamHash();
+  await loadGroups();
+  if (group !== null && view.stream === name) await selectGroup(group);
+}
+
+async function loadGroups() {
+  const name = view.stream;
+  if (name === null) return;
+  const answer = await api("streams/groups", { stream: name });
+  if (view.stream !== name) return;
+  view.groups = answer.groups;
+  const shown = [...answer.groups];
+  if (view.group !== null && !shown.includes(view.group)) shown.push(view.group);  // emptied meanwhile
+  $("stream-groups").replaceChildren(
+    ...shown.map((group) =>
+      el(
+        "button",
+        {
+          class: group === view.group ? "chip active" : "chip",
+          dataset: { group },
+          onclick: () => selectGroup(group).catch(report),
+        },
+        group,
+      ),
+    ),
+  );
+  $("no-groups").hidden = answer.groups.length > 0;
+  $("stream-group-count").textContent = plural(answer.groups.length, "group");
+}
+
+async function selectGroup(group) {
+  view.group = group;
+  view.groupSeq = -1;
+  view.items = new Map();
+  view.item = null;
+  for (const chip of document.querySelectorAll("#stream-groups .chip")) {
+    chip.classList.toggle("active", chip.dataset.group === group);
+  }
+  $("group-title").textContent = group;
+  $("group-view").hidden = false;
+  $("stream-item").hidden = true;
+  $("stream-items").replaceChildren();
+  streamHash();
+  await loadStreamItems();
+}
+
+async function loadStreamItems() {
+  const { stream, group } = view;
+  if (stream === null || group === null) return;
+  const page = await api("streams/items", { stream, group });
+  if (view.stream !== stream || view.group !== group) return;
+  if (page.seq < view.groupSeq) return loadStreamItems();  // older than a change already shown: read again
+  view.groupSeq = page.seq;
+  view.items = new Map(page.items.map((item) => [item.id, item]));
+  view.truncated = page.truncated;
+  $("items-truncated").hidden = !page.truncated;
+  $("items-truncated").textContent = `The first ${page.items.length} of ${page.count} items.`;
+  renderItems(null, page.count);
+}
+
+function renderItems(changed, count = view.items.size) {
+  const ids = [...view.items.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  $("stream-items").replaceChildren(
+    ...ids.map((id) => {
+      const item = view.items.get(id);
+      const classes = [id === view.item ? "selected" : "", id === changed ? "flash" : ""].filter(Boolean).join(" ");
+      return el(
+        "tr",
+        {
+          class: classes,
+          dataset: { item: id },
+          tabindex: "0",
+          onclick: () => showItem(id),
+          onkeydown: (event) => { if (event.key === "Enter") showItem(id); },
+        },
+        el("td", { class: "key" }, id),
+        el("td", { class: "value" }, el("code", {}, preview(item.value))),
+        el("td", { class: "num" }, item.version),
+      );
+    }),
+  );
+  $("no-items").hidden = ids.length > 0;
+  $("group-count").textContent = plural(count, "item");
+  $("group-seq").textContent = `seq ${view.groupSeq}`;
+  if (view.item !== null) showItem(view.item);
+}
+
+function showItem(id) {
+  view.item = id;
+  const item = view.items.get(id);
+  const detail = $("stream-item");
+  detail.hidden = false;
+  detail.textContent = item ? JSON.stringify(item.value, null, 2) : `${id} was deleted`;
+  for (const row of document.querySelectorAll("#stream-items tr")) row.classList.toggle("selected", row.dataset.item === id);
+}
+
+/** Apply a live change of the group shown, or read the group again when it cannot be placed. */
+function applyToGroup(event) {
+  if (event.seq <= view.groupSeq) return;  // already in what was read
+  if (view.groupSeq < 0 || event.seq !== view.groupSeq + 1 || event.data_omitted || view.truncated) {
+    scheduleStreamRefresh();
+    return;
+  }
+  view.groupSeq = event.seq;
+  if (event.event_type === "create" || event.event_type === "update") {
+    const old = view.items.get(event.item_id);
+    view.items.set(event.item_id, { id: event.item_id, version: old ? old.version + 1 : 1, value: event.data });
+  } else if (event.event_type === "delete") {
+    view.items.delete(event.item_id);
+  }
+  renderItems(event.item_id);
+}
+
+/** ``fn`` called once, 150 ms after the last of a burst of calls. */
+function debounced(fn) {
+  let timer = null;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn().catch(report), 150);
+  };
+}
+
+const scheduleStreamsList = debounced(loadStreams);
+const scheduleGroups = debounced(loadGroups);
+const scheduleStreamRefresh = debounced(async () => {
+  scheduleStreamsList();
+  await loadGroups();
+  await loadStreamItems();
+});
+
+function streamEventNode(event, withStream) {
+  const when = new Date(event.timestamp * 1000);
+  const where = event.item_id === null || event.item_id === undefined ? event.group_id : `${event.group_id} / ${event.item_id}`;
+  let detail = null;
+  if (event.data_omitted) detail = `(${event.data_omitted} bytes)`;
+  else if (event.event_type === "event" && event.data) detail = `${event.data.type} ${preview(event.data.data, 60)}`;
+  else if (event.event_type !== "delete") detail = preview(event.data, 80);
+  return el(
+    "li",
+    {
+      class: `event stream change-${event.event_type}`,
+      dataset: { stream: event.stream, group: event.group_id, item: event.item_id ?? "", seq: event.seq },
+      title: `seq ${event.seq} of ${event.stream} / ${event.group_id}: open`,
+      onclick: () => openStreamEvent(event).catch(report),
+    },
+    el("span", { class: "kind" }, event.event_type),
+    el("time", { datetime: when.toISOString() }, when.toLocaleTimeString()),
+    el("span", { class: "where", title: where }, withStream ? el("span", { class: "stream-name" }, `${event.stream} · `) : null, where),
+    detail === null ? null : el("code", { class: "detail" }, detail),
+    event.missed ? el("span", { class: "muted small" }, `(${event.missed} earlier events were skipped)`) : null,
+  );
+}
+
+function addStreamChange(event) {
+  const list = $("stream-changes");
+  list.prepend(streamEventNode(event, false));
+  while (list.children.length > MAX_STREAM_EVENTS) list.lastElementChild.remove();
+  $("no-stream-changes").hidden = true;
+}
+
+async function openStreamEvent(event) {
+  if (view.stream !== event.stream || view.group !== event.group_id) await selectStream(event.stream, event.group_id);
+  if (event.item_id !== null && event.item_id !== undefined) showItem(event.item_id);
+}
+
+function onStreamEvent(event) {
+  view.streamEvents.push(event);
+  if (view.streamEvents.length > MAX_STREAM_EVENTS) view.streamEvents.shift();
+  prependFeed(streamEventNode(event, true));
+  if (event.stream === view.stream) {
+    addStreamChange(event);
+    if (event.group_id === view.group) applyToGroup(event);
+    if (!view.groups.includes(event.group_id) || event.event_type === "delete") scheduleGroups();
+  }
+  if (!view.streams.has(event.stream) || event.event_type === "create" || event.event_type === "delete") {
+    scheduleStreamsList();
+  }
+}
+
 // -- live events (Server-Sent Events) -----------------------------------------------------------
 
 let refreshTimer = null;
@@ -383,7 +673,6 @@ function scheduleRefresh() {
 }
 
 function addEvent(event) {
-  const list = $("events");
   const when = new Date(event.timestamp * 1000);
   const where = event.item_id === null || event.item_id === undefined ? event.group_id : `${event.group_id} / ${event.item_id}`;
   const detail =
@@ -404,7 +693,12 @@ function addEvent(event) {
     detail === null ? null : el("code", { class: "detail" }, detail),
     event.missed ? el("span", { class: "muted small" }, `(${event.missed} earlier events were skipped)`) : null,
   );
-  list.prepend(item);
+  prependFeed(item);
+}
+
+function prependFeed(node) {
+  const list = $("events");
+  list.prepend(node);
   while (list.children.length > MAX_FEED) list.lastElementChild.remove();
   $("no-events").hidden = true;
 }
@@ -423,9 +717,13 @@ async function openFromEvent(event) {
 function connectEvents() {
   const status = $("feed-status");
   const source = new EventSource(`${API}events`);
+  let opened = false;
   source.addEventListener("open", () => {
     status.textContent = "live";
     status.dataset.state = "live";
+    // After a reconnect the stream shown may have changed meanwhile (a restarted server replays nothing)
+    if (opened && view.stream !== null) scheduleStreamRefresh();
+    opened = true;
   });
   source.addEventListener("error", () => {
     status.textContent = "reconnecting…";
@@ -435,8 +733,10 @@ function connectEvents() {
     const hello = JSON.parse(message.data);
     const note = $("feed-note");
     note.hidden = hello.durable;
-    note.textContent = "Shows the writes made through the console and the changes a state trigger receives.";
+    note.textContent =
+      "State: shows the writes made through the console and the changes a state trigger receives. Streams: every change.";
   });
+  source.addEventListener("stream", (message) => onStreamEvent(JSON.parse(message.data)));
   source.addEventListener("state", (message) => {
     const event = JSON.parse(message.data);
     addEvent(event);
@@ -452,6 +752,11 @@ function connectEvents() {
 
 function wire() {
   $("refresh-scopes").addEventListener("click", () => loadScopes().catch(report));
+  $("refresh-streams").addEventListener("click", () => loadStreams().catch(report));
+  $("clear-stream-changes").addEventListener("click", () => {
+    $("stream-changes").replaceChildren();
+    $("no-stream-changes").hidden = false;
+  });
   let prefixTimer = null;
   $("prefix").addEventListener("input", () => {
     clearTimeout(prefixTimer);
@@ -499,9 +804,14 @@ function wire() {
 async function start() {
   wire();
   connectEvents();
-  await Promise.all([loadInfo(), loadScopes(), loadSteps()]).catch(report);
+  await Promise.all([loadInfo(), loadScopes(), loadStreams(), loadSteps()]).catch(report);
   const match = /^#scope=(.*)$/.exec(location.hash);
   if (match) selectScope(decodeURIComponent(match[1]));
+  const streamMatch = /^#stream=([^&]*)(?:&group=(.*))?$/.exec(location.hash);
+  if (streamMatch) {
+    const group = streamMatch[2] === undefined ? null : decodeURIComponent(streamMatch[2]);
+    await selectStream(decodeURIComponent(streamMatch[1]), group).catch(report);
+  }
   document.body.dataset.ready = "true";
 }
 
