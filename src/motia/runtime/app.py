@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from motia.exceptions import StepLoadError
+from motia.exceptions import MotiaError, StepLoadError
 from motia.runtime.context import FlowContext, StepLogger, new_trace_id
 from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
@@ -270,12 +270,12 @@ class MotiaApp:
         )
 
     def stream_context(
-        self, definition: StreamDefinition, subscription: StreamSubscription, is_async: bool
+        self, definition: StreamDefinition | None, subscription: StreamSubscription | None, is_async: bool
     ) -> FlowContext:
-        """The ``ctx`` of a stream's ``on_join``/``on_leave`` hook (blocking state for a ``def`` hook, which
-        runs in a worker thread)."""
+        """The ``ctx`` of a stream's ``on_join``/``on_leave`` hook, or (``definition`` ``None``) of a
+        two-argument ``stream_authenticate``; blocking state for a ``def`` hook, which runs in a worker thread."""
         trace_id = new_trace_id()
-        name = f"stream:{definition.name}"
+        name = "stream:auth" if definition is None else f"stream:{definition.name}"
         blocking = not is_async and self.sync_state is not None
         return FlowContext(
             state=self.sync_state if blocking else self.state,
@@ -290,20 +290,27 @@ class MotiaApp:
         """The stream routes: SSE (``/__motia/streams/{stream}/{group}[/{id}]``) and WebSocket (``/`` and
         ``/__motia/streams``)."""
         from motia.runtime.streams.auth import mask_tokens_in_server_logs
+        from motia.runtime.streams.hooks import is_async_hook
         from motia.runtime.streams.sse import EventStreamEndpoint, sse_routes
         from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
 
         mask_tokens_in_server_logs()
 
-        def hub_of() -> Awaitable[StreamHub]:
-            return self.stream_hub.ensure_started()
+        async def hub_of() -> StreamHub:
+            if not self.started:  # shut down (or not started): never restart the hub on a stopped store
+                raise MotiaError("the app is not running")
+            return await self.stream_hub.ensure_started()
 
         def authenticate_hook() -> Authenticate | None:
             return self.stream_authenticate
 
+        def auth_context() -> FlowContext:
+            hook = self.stream_authenticate
+            return self.stream_context(None, None, hook is not None and is_async_hook(hook))
+
         return [
-            *sse_routes(EventStreamEndpoint(hub_of, authenticate_hook)),
-            *stream_routes(StreamEndpoint(hub_of, authenticate_hook)),
+            *sse_routes(EventStreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context)),
+            *stream_routes(StreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context)),
         ]
 
     def async_view(self, ctx: FlowContext) -> FlowContext:

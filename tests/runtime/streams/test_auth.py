@@ -102,3 +102,39 @@ def test_a_broken_motia_config_stops_the_start(tmp_path: Path, body: str, messag
     with pytest.raises(ConfigError, match=message) as caught:
         load_stream_authenticate(tmp_path)
     assert "motia_config.py" in str(caught.value)
+
+
+class AuthResult:
+    """motia-py 1.0's StreamAuthResult shape."""
+
+    def __init__(self, authorized: bool, context: Any = None) -> None:
+        self.authorized = authorized
+        self.context = context
+
+
+@pytest.mark.parametrize(
+    ("result", "context"),
+    [(True, None), (None, None), ({"user": "ann"}, {"user": "ann"}), (AuthResult(True, {"u": 1}), {"u": 1})],
+)
+async def test_what_a_hook_returns_is_the_auth_context(result: Any, context: Any) -> None:
+    assert await authenticate(lambda request: result, Headers({}), QueryParams(""), "ws://h/") == context
+
+
+@pytest.mark.parametrize("result", [False, AuthResult(False), AuthResult(False, {"u": 1})])
+async def test_a_hook_that_says_no_refuses(result: Any) -> None:
+    with pytest.raises(StreamAuthRefused):
+        await authenticate(lambda request: result, Headers({}), QueryParams(""), "ws://h/")
+
+
+async def test_a_two_argument_hook_gets_a_ctx_and_motia_py_names() -> None:
+    seen: list[tuple[Any, Any]] = []
+
+    async def hook(request: StreamAuthRequest, ctx: Any) -> Any:
+        seen.append((request, ctx))
+        return "ok"
+
+    result = await authenticate(
+        hook, Headers({}), QueryParams(""), "ws://h/x", path="/x", addr="1.2.3.4:5", context=lambda: "the ctx"
+    )
+    assert result == "ok"
+    assert (seen[0][0].path, seen[0][0].addr, seen[0][1]) == ("/x", "1.2.3.4:5", "the ctx")

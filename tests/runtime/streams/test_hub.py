@@ -263,18 +263,23 @@ async def test_can_access_decides_each_join_and_fails_closed(
     await nothing_more(anonymous, hub)
 
 
-async def test_presence_hooks_run_on_join_leave_and_close_and_their_errors_are_only_logged(
+async def test_presence_hooks_run_on_join_leave_and_close_and_on_join_may_refuse(
     backend: StateBackend, hubs: list[StreamHub], caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: list[tuple[str, str | None, Any, Any]] = []
 
-    async def on_join(subscription: Any, ctx: Any, auth_context: Any) -> None:
+    async def on_join(subscription: Any, ctx: Any, auth_context: Any) -> Any:
         calls.append(("join", subscription.subscription_id, ctx, auth_context))
         if subscription.group_id == "bad":
             raise RuntimeError("join hook failed")
+        if subscription.group_id == "closed":
+            return {"unauthorized": True}  # motia-py 1.0's way to refuse a join
+        return {"unauthorized": False}
 
     def on_leave(subscription: Any, ctx: Any, auth_context: Any) -> None:  # a def hook: runs in a thread
         calls.append(("leave", subscription.subscription_id, ctx, auth_context))
+        if subscription.subscription_id == "c":
+            raise RuntimeError("leave hook failed")
 
     hub = StreamHub(
         StreamManager(backend, [StreamDefinition(name="todo", on_join=on_join, on_leave=on_leave)]),
@@ -282,21 +287,33 @@ async def test_presence_hooks_run_on_join_leave_and_close_and_their_errors_are_o
     )
     await hub.start()
     hubs.append(hub)
+    await hub.manager.set("todo", "bad", "t", {"n": 1})
     subscriber = hub.open_subscriber("user-1")
     assert await subscriber.join(join(sub="a")) is None
+    [synced] = await messages(subscriber, 1)
+    assert synced["groupId"] == "inbox"
+    # A hook that raises or refuses denies the join: no data is sent for it, and no on_leave runs
     with caplog.at_level(logging.ERROR, "motia.streams"):
-        assert await subscriber.join(join(group="bad", sub="b")) is None  # joined all the same
-    assert "on_join of stream 'todo' raised" in caplog.text
+        refused = await subscriber.join(join(group="bad", sub="b"))
+        assert refused is not None and refused.code == "STREAM_ACCESS_DENIED"
+    assert "on_join of stream 'todo' raised: the join is denied" in caplog.text
+    refused = await subscriber.join(join(group="closed", sub="x"))
+    assert refused is not None and refused.code == "STREAM_ACCESS_DENIED"
+    assert set(subscriber.subscriptions) == {"a"}
     assert await subscriber.leave("a")
     assert await subscriber.join(join(sub="c")) is None
-    await subscriber.aclose()
-    await subscriber.aclose()  # once
+    [synced] = await messages(subscriber, 1)  # the next message: nothing of the refused groups came before
+    assert (synced["groupId"], synced["event"]["type"]) == ("inbox", "sync")
+    with caplog.at_level(logging.ERROR, "motia.streams"):
+        await subscriber.aclose()
+        await subscriber.aclose()  # once
+    assert "on_leave of stream 'todo' raised" in caplog.text
     assert [(kind, sub) for kind, sub, _, _ in calls] == [
         ("join", "a"),
         ("join", "b"),
+        ("join", "x"),
         ("leave", "a"),
         ("join", "c"),
-        ("leave", "b"),
         ("leave", "c"),
     ]
     assert {(kind, ctx, auth) for kind, _, ctx, auth in calls} == {

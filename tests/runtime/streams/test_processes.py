@@ -5,7 +5,9 @@ cannot grow the server's memory (its RSS is measured)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import textwrap
 import uuid
 from collections.abc import Callable
@@ -136,6 +138,37 @@ async def test_a_change_made_by_another_process_on_one_sqlite_file_reaches_a_soc
     a = run_motia("steps", state=url, cwd=root, name="a").wait_ready()
     b = run_motia("steps", state=url, cwd=root, name="b").wait_ready()
     await a_change_through_b_reaches_a(a, b)
+
+
+SCRIPT = """
+from motia import Stream
+todo = Stream("todo")
+todo.set("shared", "from-script", {"by": "script"})
+todo.send({"groupId": "shared"}, {"type": "done", "data": 1})
+"""
+
+
+async def test_a_script_writing_to_the_sqlite_file_reaches_a_socket_of_motia_run(
+    tmp_path: Path, run_motia: Callable[..., MotiaProcess]
+) -> None:
+    require_streams("motia.state.backends.sqlite.backend", "SQLiteBackend")
+    root = project(tmp_path, config=False)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    proc = run_motia("steps", state=url, cwd=root).wait_ready()
+    async with connect(ws_url(proc)) as ws:
+        await ws.send(join_frame(group="shared"))
+        await receive(ws, timeout=10)
+        # A plain Python script on the same file, with the blocking Stream API
+        (root / "script.py").write_text(textwrap.dedent(SCRIPT))
+        env = {**os.environ, "MOTIA_STATE_URL": url}
+        script = await asyncio.create_subprocess_exec(sys.executable, "script.py", cwd=root, env=env)
+        assert await asyncio.wait_for(script.wait(), 60) == 0
+        created, event = await receive(ws, 2, timeout=10)
+        assert (created["id"], created["event"]) == (
+            "from-script",
+            {"type": "create", "data": {"by": "script", "id": "from-script"}},
+        )
+        assert event["event"] == {"type": "event", "event": {"type": "done", "data": 1}}
 
 
 async def test_a_change_made_through_another_instance_on_one_redis_reaches_a_socket(

@@ -8,7 +8,9 @@ A project may define, in ``motia_config.py`` in its directory (where ``motia run
         return {"user": "ann"}                  # the auth_context can_access / on_join / on_leave get
                                                 # (None: anonymous)
 
-``request`` is a :class:`StreamAuthRequest`. The token is taken, in this order, from the
+``request`` is a :class:`StreamAuthRequest`. motia-py 1.0's forms are understood too: a hook taking
+``(request, ctx)``, and a result ``False`` (refused), ``True`` (anonymous) or an object with ``authorized``
+and ``context`` (``StreamAuthResult``). The token is taken, in this order, from the
 ``Sec-WebSocket-Protocol: Authorization, <token>`` header (what browsers can send; the server then selects
 the ``Authorization`` subprotocol, as browsers require), the ``authToken`` query parameter, or an
 ``Authorization: Bearer <token>`` header. Authentication fails closed: an exception refuses the connection.
@@ -17,6 +19,7 @@ the ``Authorization`` subprotocol, as browsers require), the ``authToken`` query
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import re
 import sys
@@ -49,19 +52,22 @@ AUTH_SUBPROTOCOL = "Authorization"
 CLOSE_UNAUTHORIZED = 4401
 CONFIG_MODULE = "motia_config"
 
-#: ``stream_authenticate(request) -> auth_context | None`` (sync or async).
-Authenticate = Callable[["StreamAuthRequest"], Any]
+#: ``stream_authenticate(request) -> auth_context | None`` (sync or async; or ``(request, ctx)``).
+Authenticate = Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class StreamAuthRequest:
     """What ``stream_authenticate`` sees of a connection: ``headers`` and ``query_params`` (mappings;
-    header names are case-insensitive), the full ``url``, and the ``token`` found (or ``None``)."""
+    header names are case-insensitive), the full ``url``, the ``token`` found (or ``None``), and, as
+    motia-py 1.0 names them, the ``path`` and the client's ``addr`` (``host:port``)."""
 
     headers: Mapping[str, str]
     query_params: Mapping[str, str]
     url: str
     token: str | None
+    path: str = "/"
+    addr: str = ""
 
 
 class StreamAuthRefused(Exception):
@@ -98,18 +104,50 @@ def select_subprotocol(offered: Sequence[str]) -> str | None:
 
 
 async def authenticate(
-    hook: Authenticate | None, headers: Mapping[str, str], query_params: Mapping[str, str], url: str
+    hook: Authenticate | None,
+    headers: Mapping[str, str],
+    query_params: Mapping[str, str],
+    url: str,
+    *,
+    path: str = "/",
+    addr: str = "",
+    context: Callable[[], Any] | None = None,
 ) -> Any:
     """The connection's auth context: ``None`` (anonymous) without a hook, else what the hook returns.
-    Raises :class:`StreamAuthRefused` when the hook raises (never fail open)."""
+    Raises :class:`StreamAuthRefused` when the hook raises or refuses (never fail open). ``context()``
+    makes the ``ctx`` of a hook that takes two arguments (motia-py 1.0's ``authenticate(input, ctx)``)."""
     if hook is None:
         return None
-    request = StreamAuthRequest(headers, query_params, url, extract_token(headers, query_params))
+    request = StreamAuthRequest(headers, query_params, url, extract_token(headers, query_params), path, addr)
     try:
-        return await call_hook(hook, request)
+        if _positional_arity(hook) >= 2:
+            result = await call_hook(hook, request, None if context is None else context())
+        else:
+            result = await call_hook(hook, request)
     except Exception as exc:
         log.info("stream connection refused by stream_authenticate: %s: %s", type(exc).__name__, exc)
         raise StreamAuthRefused(str(exc)) from exc
+    if result is False:
+        raise StreamAuthRefused("stream_authenticate returned False")
+    if result is True:
+        return None
+    authorized = getattr(result, "authorized", None)
+    if isinstance(authorized, bool):  # motia-py 1.0's StreamAuthResult(authorized, context)
+        if not authorized:
+            raise StreamAuthRefused("stream_authenticate did not authorize the connection")
+        return getattr(result, "context", None)
+    return result
+
+
+def _positional_arity(hook: Callable[..., Any]) -> int:
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: call it with the request alone
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return 1
+    return sum(1 for p in parameters if p.kind in kinds)
 
 
 def load_stream_authenticate(project_dir: str | Path) -> Authenticate | None:

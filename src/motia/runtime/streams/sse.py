@@ -8,7 +8,7 @@ or sends a ``reset`` sync when the history no longer reaches back.
 
 Refusals are HTTP answers before the stream starts, with a JSON body saying why: 401 when
 ``stream_authenticate`` raises, 403 when ``can_access`` says no (or raises), 404 for an unknown stream,
-400 for a bad id or ``Last-Event-ID``, 503 when the store fails while joining.
+400 for a bad id or ``Last-Event-ID``, 503 when the store fails (or the app is shutting down).
 
 Once streaming, a comment line goes out every ``keepalive`` seconds of silence, so that proxies do not
 time the response out and a dead client is noticed. The subscriber's queue is bounded as for a socket: a
@@ -22,7 +22,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.requests import Request
@@ -94,6 +94,7 @@ class EventStreamEndpoint:
         hub_of: Callable[[], Awaitable[StreamHub]],
         authenticate_hook: Callable[[], Authenticate | None],
         *,
+        auth_context: Callable[[], Any] | None = None,
         keepalive: float | None = None,
     ) -> None:
         keepalive = KEEPALIVE if keepalive is None else keepalive
@@ -101,6 +102,7 @@ class EventStreamEndpoint:
             raise ValueError("keepalive must be > 0 seconds")
         self._hub_of = hub_of
         self._authenticate_hook = authenticate_hook
+        self._auth_context = auth_context
         self.keepalive = keepalive
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -113,8 +115,15 @@ class EventStreamEndpoint:
         if request.method != "GET":
             return _refusal(405, "METHOD_NOT_ALLOWED", "stream events are read with GET")
         try:
+            client = request.client
             auth_context = await authenticate(
-                self._authenticate_hook(), request.headers, request.query_params, str(request.url)
+                self._authenticate_hook(),
+                request.headers,
+                request.query_params,
+                str(request.url),
+                path=request.url.path,
+                addr=f"{client.host}:{client.port}" if client else "",
+                context=self._auth_context,
             )
         except StreamAuthRefused:
             return _refusal(401, "UNAUTHORIZED", "the credentials were refused")
@@ -127,7 +136,11 @@ class EventStreamEndpoint:
                 _values.check_name("item id", item, _values.MAX_KEY_LENGTH)
         except (ValueError, StateValueError) as exc:
             return _refusal(400, "INVALID_MESSAGE", str(exc))
-        hub = await self._hub_of()
+        try:
+            hub = await self._hub_of()
+        except Exception as exc:
+            log.error("the stream hub cannot start (%s): refusing the event stream", exc)
+            return _refusal(503, STREAM_UNAVAILABLE, "the stream store is unavailable")
         subscriber = hub.open_subscriber(auth_context)
         joined = False
         try:

@@ -201,7 +201,7 @@ class Subscriber:
         self._left = True
         joined, self._joined = list(self._joined.values()), {}
         for entry in joined:
-            await self._on_leave(entry)
+            await self._on_leave(entry.definition, entry.subscription)
 
     # -- joins and leaves -------------------------------------------------------------------------------
 
@@ -230,25 +230,28 @@ class Subscriber:
             )
             if not await self._allowed(definition, subscription):
                 return JoinRefusal(STREAM_ACCESS_DENIED, "access denied")
+            if not await self._on_join(definition, subscription):
+                return JoinRefusal(STREAM_ACCESS_DENIED, "access denied by on_join")
+            refusal: JoinRefusal | None = None
             if self.closed:
-                return JoinRefusal(STREAM_UNAVAILABLE, "the connection is closing")
-            feed = self._feed(request.stream_name, request.group_id)
-            sub = FeedSubscription(request.subscription_id, request.item_id)
-            feed.begin_join()
-            try:
-                await self._start(feed, sub, request)
-            except (MotiaError, OSError) as exc:
-                log.warning("stream join of %s/%s failed: %s", request.stream_name, request.group_id, exc)
-                return JoinRefusal(STREAM_UNAVAILABLE, f"the stream store failed: {exc}")
-            finally:
-                feed.end_join()
-                if feed.idle:
-                    self._forget(feed)
-            if self.closed:  # dropped while joining (too slow already)
-                return None
-            entry = _Joined(feed, subscription, definition)
-            self._joined[request.subscription_id] = entry
-            await self._on_join(entry)
+                refusal = JoinRefusal(STREAM_UNAVAILABLE, "the connection is closing")
+            else:
+                feed = self._feed(request.stream_name, request.group_id)
+                sub = FeedSubscription(request.subscription_id, request.item_id)
+                feed.begin_join()
+                try:
+                    await self._start(feed, sub, request)
+                except (MotiaError, OSError) as exc:
+                    log.warning("stream join of %s/%s failed: %s", request.stream_name, request.group_id, exc)
+                    refusal = JoinRefusal(STREAM_UNAVAILABLE, f"the stream store failed: {exc}")
+                finally:
+                    feed.end_join()
+                    if feed.idle:
+                        self._forget(feed)
+            if refusal is not None or self.closed:  # failed, or dropped while joining (too slow already)
+                await self._on_leave(definition, subscription)  # on_join ran: presence stays balanced
+                return refusal
+            self._joined[request.subscription_id] = _Joined(feed, subscription, definition)
             return None
 
     async def leave(self, subscription_id: str) -> bool:
@@ -263,7 +266,7 @@ class Subscriber:
         entry.feed.remove(subscription_id)
         if entry.feed.idle:
             self._forget(entry.feed)
-        await self._on_leave(entry)
+        await self._on_leave(entry.definition, entry.subscription)
         return True
 
     async def _start(self, feed: Feed, sub: FeedSubscription, request: ClientRequest) -> None:
@@ -319,17 +322,28 @@ class Subscriber:
             log.exception("can_access of stream %r raised: the join is denied", definition.name)
             return False
 
-    async def _on_join(self, entry: _Joined) -> None:
-        await self._presence(entry, entry.definition.on_join, "on_join")
+    async def _on_join(self, definition: StreamDefinition, subscription: StreamSubscription) -> bool:
+        """Run ``on_join`` before anything is sent, as Motia does: it may refuse the join by returning
+        ``{"unauthorized": True}`` (or an object whose ``unauthorized`` is true), and refuses it by raising
+        (logged): hooks fail closed."""
+        hook = definition.on_join
+        if hook is None:
+            return True
+        try:
+            ctx = self._context_factory(definition, subscription, is_async_hook(hook))
+            result = await call_hook(hook, subscription, ctx, self.auth_context)
+        except Exception:
+            log.exception("on_join of stream %r raised: the join is denied", definition.name)
+            return False
+        refused = result.get("unauthorized") if isinstance(result, Mapping) else getattr(result, "unauthorized", None)
+        return refused is not True
 
-    async def _on_leave(self, entry: _Joined) -> None:
-        await self._presence(entry, entry.definition.on_leave, "on_leave")
-
-    async def _presence(self, entry: _Joined, hook: Callable[..., Any] | None, name: str) -> None:
+    async def _on_leave(self, definition: StreamDefinition, subscription: StreamSubscription) -> None:
+        hook = definition.on_leave
         if hook is None:
             return
         try:
-            ctx = self._context_factory(entry.definition, entry.subscription, is_async_hook(hook))
-            await call_hook(hook, entry.subscription, ctx, self.auth_context)
-        except Exception:  # a presence hook never ends the connection
-            log.exception("%s of stream %r raised", name, entry.definition.name)
+            ctx = self._context_factory(definition, subscription, is_async_hook(hook))
+            await call_hook(hook, subscription, ctx, self.auth_context)
+        except Exception:  # logged; it never ends the connection
+            log.exception("on_leave of stream %r raised", definition.name)

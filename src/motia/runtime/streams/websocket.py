@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import URL, Headers, QueryParams
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -69,11 +69,13 @@ class StreamEndpoint:
         hub_of: Callable[[], Awaitable[StreamHub]],
         authenticate_hook: Callable[[], Authenticate | None],
         *,
+        auth_context: Callable[[], Any] | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         max_bad_frames: int = MAX_BAD_FRAMES,
     ) -> None:
         self._hub_of = hub_of
         self._authenticate_hook = authenticate_hook
+        self._auth_context = auth_context
         self.max_frame_bytes = max_frame_bytes
         self.max_bad_frames = max_bad_frames
 
@@ -86,8 +88,15 @@ class StreamEndpoint:
         subprotocol = select_subprotocol(scope.get("subprotocols") or ())
         headers = Headers(scope=scope)
         try:
+            client = scope.get("client")
             auth_context = await authenticate(
-                self._authenticate_hook(), headers, QueryParams(scope.get("query_string", b"")), str(URL(scope=scope))
+                self._authenticate_hook(),
+                headers,
+                QueryParams(scope.get("query_string", b"")),
+                str(URL(scope=scope)),
+                path=scope.get("path", "/"),
+                addr=f"{client[0]}:{client[1]}" if client else "",
+                context=self._auth_context,
             )
         except StreamAuthRefused:
             # Accepted then closed, so that the client sees the 4401 (a refused handshake is only a 403).
