@@ -260,3 +260,20 @@ async def test_a_resume_larger_than_the_queue_is_a_reset_sync(stream_state: Stat
     assert reset is not None and (reset.event, reset.id) == ("sync", "10")
     assert reset.data["event"] == {"type": "sync", "data": [{"n": 9, "id": "a"}], "reset": True}
     assert live is not None and (live.event, live.id) == ("update", "11")
+
+
+async def test_a_two_argument_stream_authenticate_gets_a_ctx_and_the_path(stream_state: StateManager) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    async def authenticate(request: Any, ctx: Any) -> Any:  # motia-py 1.0's authenticate(input, ctx)
+        seen.append((request.path, ctx is not None and ctx.state is not None))
+        return {"via": "ctx"}
+
+    app = _app(stream_state)
+    app.stream_authenticate = authenticate
+    PRESENCE.clear()
+    async with serving(app) as port, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        async with events(http, "/__motia/streams/guarded/room") as reader:
+            assert (await reader.next()) is not None
+    assert seen == [("/__motia/streams/guarded/room", True)]
+    assert PRESENCE[0] == ("join", "room", {"via": "ctx"})
