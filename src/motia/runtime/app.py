@@ -287,9 +287,11 @@ class MotiaApp:
         )
 
     def stream_routes(self) -> list[BaseRoute]:
-        """The stream WebSocket routes (``/`` and ``/__motia/streams``)."""
+        """The stream routes: SSE (``/__motia/streams/{stream}/{group}[/{id}]``) and WebSocket (``/`` and
+        ``/__motia/streams``)."""
         from motia.runtime.streams.auth import mask_tokens_in_server_logs
         from motia.runtime.streams.hooks import is_async_hook
+        from motia.runtime.streams.sse import EventStreamEndpoint, sse_routes
         from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
 
         mask_tokens_in_server_logs()
@@ -306,7 +308,10 @@ class MotiaApp:
             hook = self.stream_authenticate
             return self.stream_context(None, None, hook is not None and is_async_hook(hook))
 
-        return stream_routes(StreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context))
+        return [
+            *sse_routes(EventStreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context)),
+            *stream_routes(StreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context)),
+        ]
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
         """``ctx`` with the async store and enqueue, for conditions and middleware (always ``async``-capable code)."""

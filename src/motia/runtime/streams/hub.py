@@ -130,6 +130,12 @@ class StreamHub:
         self._subscribers.clear()
         self._feeds.clear()
 
+    def close_subscribers(self, code: int = 1001, reason: str = "the server is shutting down") -> None:
+        """End every open connection's subscriber now, without waiting (a signal handler calls it): a
+        graceful shutdown waits for open responses, and an SSE response would otherwise never end."""
+        for subscriber in list(self._subscribers):
+            subscriber.close(code, reason)
+
     def open_subscriber(
         self,
         auth_context: Any = None,
