@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from motia.state.backends.base import StreamStore
 from motia.state.manager import StateManager
 from tests.e2e.motia_proc import MotiaProcess, poll
 
@@ -30,14 +29,6 @@ FAST_LEASE = {"MOTIA_DELIVERY_LEASE": "1", "MOTIA_DELIVERY_POLL_INTERVAL": "0.05
 _prefixes = itertools.count()
 
 
-def _serves_streams(url: str) -> bool:
-    manager = StateManager.from_url(url)
-    try:
-        return type(manager.backend).stream_write is not StreamStore.stream_write
-    finally:
-        asyncio.run(manager.aclose())
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -45,8 +36,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     else:
         server = request.getfixturevalue("redis_server")
         url = f"{server.url}?prefix=e2e-st{next(_prefixes)}"
-    if not _serves_streams(url):
-        pytest.skip(f"the {request.param} backend does not implement the StreamStore contract on this branch yet")
     return url
 
 

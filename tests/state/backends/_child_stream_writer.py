@@ -16,6 +16,7 @@ import random
 import sys
 
 from motia.state.backends.sqlite import SQLiteBackend
+from motia.state.backends.types import StreamChange
 
 HISTORY = 1_000_000  # nothing is trimmed: the test replays the whole log
 
@@ -36,7 +37,9 @@ async def forever(backend: SQLiteBackend, seed: int) -> None:
         group, item = f"g{rng.randrange(4)}", f"i{rng.randrange(10)}"
         roll = rng.random()
         if roll < 0.15:
-            change = await backend.stream_send("s", group, item, b'{"type":"e","data":%d}' % n, history=HISTORY)
+            change: StreamChange | None = await backend.stream_send(
+                "s", group, item, b'{"type":"e","data":%d}' % n, history=HISTORY
+            )
         else:
             data = None if roll < 0.35 else b'{"n":%d,"pad":"%s"}' % (n, b"x" * rng.randrange(2000))
             change = await backend.stream_write("s", group, item, data, if_version=None, history=HISTORY)

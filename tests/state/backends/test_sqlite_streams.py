@@ -236,7 +236,7 @@ async def test_kill_9_of_a_writer_leaves_no_half_change(sqlite_path: Path, child
         child = start_child(sqlite_path, "forever", round_, child_env)
         go(child)
         assert child.stdout is not None
-        acknowledged = []
+        acknowledged: list[int] = []
         stop_after = random.randrange(50, 400)
         while len(acknowledged) < stop_after:
             line = child.stdout.readline()
@@ -251,7 +251,7 @@ async def test_kill_9_of_a_writer_leaves_no_half_change(sqlite_path: Path, child
         assert rows(sqlite_path, "PRAGMA integrity_check") == [("ok",)]
         backend = SQLiteBackend(sqlite_path)
         try:
-            log = []
+            log: list[StreamChange] = []
             while batch := await backend.stream_tail(log[-1].position if log else 0, limit=1000, wait=0):
                 log += batch
             positions = {change.position for change in log}

@@ -32,6 +32,7 @@ async def test_create_update_delete_record_their_kind_seq_and_values(state: Stat
     updated = await write(state, "g", "i", b'{"n":2}')
     same = await write(state, "g", "i", b'{"n":2}')
     deleted = await write(state, "g", "i", None)
+    assert created and updated and same and deleted
     # Then each change says what happened, numbered 1, 2, 3, 4 in its group, with the values before and after
     assert created == StreamChange(created.position, "s", "g", "i", 1, "create", None, b'{"n":1}', clock())
     assert updated == StreamChange(updated.position, "s", "g", "i", 2, "update", b'{"n":1}', b'{"n":2}', clock())
