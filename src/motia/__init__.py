@@ -25,6 +25,9 @@ from motia.exceptions import (
     StateTimeout,
     StateValueError,
     StepLoadError,
+    StreamAccessDeniedError,
+    StreamAuthError,
+    StreamConnectionError,
     StreamError,
     StreamNotFoundError,
     StreamProtocolError,
@@ -39,6 +42,8 @@ from motia.runtime.types import (
     CronInput,
     Enqueuer,
     StateTriggerInput,
+    StreamEvent,
+    StreamTriggerInput,
     TriggerInfo,
     TriggerInput,
 )
@@ -56,6 +61,7 @@ from motia.steps.guards import (
     get_cron_triggers,
     get_queue_triggers,
     get_state_triggers,
+    get_stream_triggers,
     is_api_step,
     is_api_trigger,
     is_cron_step,
@@ -64,11 +70,13 @@ from motia.steps.guards import (
     is_queue_trigger,
     is_state_step,
     is_state_trigger,
+    is_stream_step,
+    is_stream_trigger,
 )
 from motia.steps.loader import generate_step_id
 from motia.steps.multi_trigger import MultiTriggerStepBuilder, multi_trigger_step
 from motia.steps.schema import schema_to_json_schema
-from motia.steps.triggers import QueryParam, api
+from motia.steps.triggers import QueryParam, StreamTrigger, api, stream
 from motia.steps.types import ApiRouteMethod, ApiTrigger, Enqueue, QueueConfig, TriggerCondition, TriggerConfig
 from motia.streams import Stream, StreamConfig, StreamSetResult, StreamSubscription
 
@@ -117,6 +125,9 @@ __all__ = [
     "StepConfig",
     "StepDefinition",
     "StepLogger",
+    "StreamEvent",
+    "StreamTrigger",
+    "StreamTriggerInput",
     "TriggerCondition",
     "TriggerConfig",
     "TriggerInfo",
@@ -132,11 +143,13 @@ __all__ = [
     "schema_to_json_schema",
     "state",
     "step",
+    "stream",
     # Guards
     "get_api_triggers",
     "get_cron_triggers",
     "get_queue_triggers",
     "get_state_triggers",
+    "get_stream_triggers",
     "is_api_step",
     "is_api_trigger",
     "is_cron_step",
@@ -145,6 +158,8 @@ __all__ = [
     "is_queue_trigger",
     "is_state_step",
     "is_state_trigger",
+    "is_stream_step",
+    "is_stream_trigger",
     # Errors
     "ConfigError",
     "EnqueueError",
@@ -159,6 +174,9 @@ __all__ = [
     "StateTimeout",
     "StateValueError",
     "StepLoadError",
+    "StreamAccessDeniedError",
+    "StreamAuthError",
+    "StreamConnectionError",
     "StreamError",
     "StreamNotFoundError",
     "StreamProtocolError",

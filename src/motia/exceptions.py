@@ -10,7 +10,10 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
     ├── Undeliverable                a stored delivery no trigger of its step can take (dead-lettered)
     ├── StreamError                  anything about streams that is not a state error
     │   ├── StreamNotFoundError      no stream of that name is declared; also a LookupError
-    │   └── StreamProtocolError      a client's stream frame is malformed; also a ValueError
+    │   ├── StreamProtocolError      a client's stream frame is malformed; also a ValueError
+    │   ├── StreamConnectionError    StreamClient cannot reach the stream server; also a ConnectionError
+    │   ├── StreamAuthError          the stream server refused StreamClient's credentials (4401 / 401)
+    │   └── StreamAccessDeniedError  the stream server denied a subscription (can_access); also a PermissionError
     └── StateError                   anything about state
         ├── StateValueError          bad scope, key or value (not JSON, over a limit); also a ValueError
         ├── InvalidUpdateError       a malformed or inapplicable update operation; also a ValueError
@@ -40,6 +43,9 @@ __all__ = [
     "StateTimeout",
     "StateValueError",
     "StepLoadError",
+    "StreamAccessDeniedError",
+    "StreamAuthError",
+    "StreamConnectionError",
     "StreamError",
     "StreamNotFoundError",
     "StreamProtocolError",
@@ -105,6 +111,21 @@ class StreamProtocolError(StreamError, ValueError):
         self.group_id = group_id
         self.item_id = item_id
         self.subscription_id = subscription_id
+
+
+class StreamConnectionError(StreamError, ConnectionError):
+    """Raised by :class:`~motia.streams.client.StreamClient` when the server cannot be reached (on the first
+    connection, or when a bounded number of reconnect attempts ran out)."""
+
+
+class StreamAuthError(StreamError):
+    """Raised by :class:`~motia.streams.client.StreamClient` when the server refused its credentials
+    (WebSocket close 4401, or HTTP 401/403): permanent, so it is not retried."""
+
+
+class StreamAccessDeniedError(StreamError, PermissionError):
+    """Raised by :class:`~motia.streams.client.StreamClient` when the server denied a subscription
+    (``STREAM_ACCESS_DENIED``: the stream's ``can_access`` said no): permanent, so it is not retried."""
 
 
 class StateError(MotiaError):

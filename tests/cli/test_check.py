@@ -64,3 +64,25 @@ def test_step_files_may_import_from_the_project_directory(tmp_path, monkeypatch)
     project(tmp_path, {"a_step.py": body})
     result = CliRunner().invoke(main, ["check"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_stream_trigger_on_an_undeclared_stream_is_a_problem_of_its_file(tmp_path, monkeypatch):
+    # Given a stream file declaring "todo" and two steps with stream triggers, one on a misspelt stream
+    monkeypatch.chdir(tmp_path)
+    watcher = 'from motia import stream\nconfig = {"name": "NAME", "triggers": [stream("STREAM")]}\nhandler = print\n'
+    project(
+        tmp_path,
+        {
+            "todo_stream.py": 'config = {"name": "todo"}\n',
+            "ok_step.py": watcher.replace("NAME", "ok").replace("STREAM", "todo"),
+            "typo_step.py": watcher.replace("NAME", "typo").replace("STREAM", "todos"),
+        },
+    )
+    # When checked, then the misspelt one is reported with its file, step and stream
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("error: steps/typo_step.py: step 'typo' has a stream trigger on 'todos'")
+    assert "declared streams: todo" in lines[0]
+    assert lines[1] == "1 problem found (2 steps in 2 files loaded)"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.motia_proc import run_motia  # noqa: F401 - the fixture, for the Node client test
+
 HERE = Path(__file__).parent
 
 

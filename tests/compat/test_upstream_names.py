@@ -98,15 +98,8 @@ NOT_YET = {
     "MotiaHttpRequest": _STREAMING_HTTP,
     "MotiaHttpArgs": _STREAMING_HTTP,
     "MotiaHttpResponse": _STREAMING_HTTP,
-    "stream": _STREAMS,
     "StreamAuthInput": _STREAMS,
     "StreamAuthResult": _STREAMS,
-    "StreamEvent": _STREAMS,
-    "StreamTrigger": _STREAMS,
-    "StreamTriggerInput": _STREAMS,
-    "is_stream_trigger": _STREAMS,
-    "is_stream_step": _STREAMS,
-    "get_stream_triggers": _STREAMS,
 }
 
 

@@ -219,6 +219,19 @@ async def test_steps_and_their_triggers(client):
     assert steps[2]["triggers"] == [{"type": "state", "scope": "carts", "key": None, "condition": False}]
 
 
+def test_stream_triggers_are_described_with_their_stream_group_and_item():
+    from motia import stream
+    from motia.console.routes import trigger_json
+
+    assert trigger_json(stream("todo", group_id="inbox", condition=lambda i: True)) == {
+        "type": "stream",
+        "stream_name": "todo",
+        "group_id": "inbox",
+        "item_id": None,
+        "condition": True,
+    }
+
+
 # -- validation ---------------------------------------------------------------------------------------
 
 

@@ -6,18 +6,15 @@ Set ``MOTIA_CONSOLE_STREAMS_SCREENSHOT=docs/console-streams.png`` to keep the sc
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from motia.state.manager import StateManager
 from tests.e2e.motia_proc import REPO, poll
 
 pytestmark = pytest.mark.slow
@@ -28,32 +25,12 @@ STEPS = Path(__file__).resolve().parent / "stream_steps"
 TIMEOUT_MS = 10_000
 
 
-def has_streams(url: str) -> bool:
-    """Whether the store's backend implements streams (the SQLite one lands on its own branch of issue 13)."""
-
-    async def probe() -> bool:
-        state = StateManager.from_url(url)
-        try:
-            await state.backend.stream_position()
-        except NotImplementedError:
-            return False
-        finally:
-            await state.aclose()
-        return True
-
-    # In a thread of its own: Playwright's sync API keeps an event loop running on this one.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, probe()).result()
-
-
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
 def test_stream_changes_show_up_live_in_the_streams_view(browser, run_motia, tmp_path, store):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
     url = "memory://" if store == "memory" else f"sqlite:///{tmp_path / 'state.db'}"
-    if store != "memory" and not has_streams(url):
-        pytest.skip(f"the {store} backend does not implement streams yet")
 
     # Given `motia run` serving a declared stream, with items written through the app before the page opens
     server = run_motia(STEPS, state=url, env={"MOTIA_CONSOLE_TOKEN": TOKEN}).wait_ready()

@@ -16,7 +16,6 @@ import pytest
 from motia.console.routes import console_routes
 from motia.runtime.app import MotiaApp
 from motia.runtime.http import build_asgi
-from motia.state.manager import StateManager
 from motia.streams.config import definition_from_config
 from tests.console.sse import Feed
 from tests.polling import eventually
@@ -24,15 +23,6 @@ from tests.polling import eventually
 REPO = Path(__file__).resolve().parents[2]
 TODO = definition_from_config({"name": "todo"}, source="todo_stream.py")
 _prefixes = itertools.count()
-
-
-async def require_streams(state: StateManager) -> None:
-    """Skip, naming the backend, while it does not implement the stream contract yet (issue 13 lands the
-    SQLite and Redis ones on their own branches)."""
-    try:
-        await state.backend.stream_position()
-    except NotImplementedError:
-        pytest.skip(f"{type(state.backend).__name__} does not implement streams yet")
 
 
 def store_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -45,7 +35,6 @@ def store_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(params=["sqlite", "redis"])
 async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MotiaApp]:
     app = MotiaApp([], state=store_url(request.param, request, tmp_path), cron=False, streams=[TODO])
-    await require_streams(app.state)
     await app.startup()
     yield app
     await app.shutdown()
@@ -84,7 +73,6 @@ async def test_the_feed_survives_its_redis_server_restarting_without_its_data(re
     # Given a feed open on an app whose Redis server keeps nothing on disk
     server = redis_server_factory()
     app = MotiaApp([], state=server.url, cron=False, delivery=False, streams=[TODO])
-    await require_streams(app.state)
     await app.startup()
     asgi = build_asgi(app, extra_routes=console_routes(app))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://127.0.0.1") as client:

@@ -11,6 +11,7 @@ from motia import (
     get_cron_triggers,
     get_queue_triggers,
     get_state_triggers,
+    get_stream_triggers,
     http,
     is_api_step,
     is_api_trigger,
@@ -20,9 +21,12 @@ from motia import (
     is_queue_trigger,
     is_state_step,
     is_state_trigger,
+    is_stream_step,
+    is_stream_trigger,
     queue,
     state,
     step,
+    stream,
 )
 
 TRIGGERS = {
@@ -30,12 +34,14 @@ TRIGGERS = {
     "queue": queue("t"),
     "cron": cron("* * * * *"),
     "state": state(scope="s"),
+    "stream": stream("todo"),
 }
 GUARDS = {
     "api": is_api_trigger,
     "queue": is_queue_trigger,
     "cron": is_cron_trigger,
     "state": is_state_trigger,
+    "stream": is_stream_trigger,
 }
 
 
@@ -60,3 +66,7 @@ def test_step_guards_and_getters():
     timed = step({"name": "t", "triggers": [cron("0 * * * *"), state()]}, lambda i, c: None)
     assert is_cron_step(timed) and is_state_step(timed) and not is_api_step(timed)
     assert get_cron_triggers(timed) == [cron("0 * * * *")] and get_state_triggers(timed) == [state()]
+    assert not is_stream_step(timed) and get_stream_triggers(timed) == []
+    watched = step({"name": "w", "triggers": [stream("todo"), http("GET", "/w"), stream("chat", group_id="g")]}, print)
+    assert is_stream_step(watched) and is_api_step(watched)
+    assert get_stream_triggers(watched) == [stream("todo"), stream("chat", group_id="g")]

@@ -2,8 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from motia import ConfigError, cron, http, queue, state
-from motia.steps.triggers import CronTrigger, HttpTrigger, Match, QueueTrigger, StateTrigger, trigger_from_dict
+from motia import ConfigError, cron, http, queue, state, stream
+from motia.steps.triggers import (
+    CronTrigger,
+    HttpTrigger,
+    Match,
+    QueueTrigger,
+    StateTrigger,
+    StreamTrigger,
+    trigger_from_dict,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,6 +101,12 @@ def test_triggers_compare_by_value_and_repr():
     assert repr(queue("orders")) == "queue('orders')"
     assert repr(state(scope="s", key="k")) == "state(scope='s', key='k')"
     assert repr(state()) == "state()"
+    assert repr(stream("todo")) == "stream('todo')"
+    assert repr(stream("todo", group_id="g", item_id="i")) == "stream('todo', group_id='g', item_id='i')"
+    assert stream("todo", group_id="g") == stream("todo", group_id="g")
+    assert stream("todo", group_id="g") != stream("todo", group_id="h")
+    assert stream("todo") != stream("chat") and stream("todo") != state()
+    assert len({stream("todo"), stream("todo")}) == 1
 
 
 def test_cron_validates_at_declaration():
@@ -123,6 +137,42 @@ def test_queue_and_state_triggers():
         state("user-sessions")  # type: ignore[call-arg]  # keyword-only
 
 
+def test_stream_triggers():
+    s = stream("todo", group_id="inbox")
+    assert s.type == "stream" and (s.stream_name, s.group_id, s.item_id) == ("todo", "inbox", None)
+    assert s.matches("todo", "inbox", "t1") is Match.FULL
+    assert s.matches("todo", "inbox", None) is Match.FULL  # an event sent to the whole group
+    assert s.matches("todo", "done", "t1") is Match.NONE and s.matches("chat", "inbox", "t1") is Match.NONE
+    item = stream("todo", item_id="t1")
+    assert item.matches("todo", "any", "t1") is Match.FULL
+    assert item.matches("todo", "any", "t2") is Match.NONE and item.matches("todo", "any", None) is Match.NONE
+    assert stream("todo").matches("todo", "g", None) is Match.FULL
+    assert stream("todo", condition=lambda input: True).condition is not None
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: stream(""), "stream trigger: a stream name must not be empty"),
+        (lambda: stream(3), "stream trigger: a stream name must be a str"),  # type: ignore[arg-type]
+        (lambda: stream("to do"), "may hold only letters"),
+        (lambda: stream("todo", group_id=""), "group_id must be a non-empty string or None"),
+        (lambda: stream("todo", item_id=1), "item_id must be a non-empty string or None"),  # type: ignore[arg-type]
+        (lambda: stream("todo", config=[]), "config must be a dict"),  # type: ignore[arg-type]
+        (lambda: stream("todo", config={"retries": 1}), r"stream\('todo'\): unknown config key 'retries'"),
+        (lambda: stream("todo", condition="yes"), "condition must be callable"),  # type: ignore[arg-type]
+    ],
+)
+def test_stream_trigger_errors(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_stream_trigger_is_keyword_only_after_the_name():
+    with pytest.raises(TypeError):
+        stream("todo", "inbox")  # type: ignore[call-arg]
+
+
 def test_retry_policy_from_trigger_config():
     from motia.runtime.retry import RetryPolicy
 
@@ -131,6 +181,8 @@ def test_retry_policy_from_trigger_config():
     assert (policy.max_retries, [policy.delay(n) for n in (1, 2, 3, 4, 5)]) == (5, [0.5, 1.0, 2.0, 3.0, 3.0])
     assert not policy.gives_up_after(5) and policy.gives_up_after(6)
     assert state(scope="s", config={"max_retries": 0}).retry.max_retries == 0
+    assert stream("todo").retry == RetryPolicy(max_retries=3, backoff=1.0, backoff_max=60.0)
+    assert stream("todo", config={"max_retries": 1, "backoff": 0.5}).retry == RetryPolicy(1, 0.5, 60.0)
     with pytest.raises(ConfigError, match=r"queue\('t'\): unknown config key 'retries'"):
         queue("t", config={"retries": 3})
     with pytest.raises(ConfigError, match="max_retries must be an int >= 0"):
@@ -151,6 +203,16 @@ def test_retry_policy_from_trigger_config():
         ({"type": "queue", "topic": "t"}, queue("t")),
         ({"type": "event", "subscribes": "t"}, queue("t")),
         ({"type": "state", "scope": "s"}, state(scope="s")),
+        ({"type": "stream", "streamName": "todo"}, stream("todo")),
+        (
+            {"type": "stream", "stream_name": "todo", "groupId": "g", "itemId": "i"},
+            stream("todo", group_id="g", item_id="i"),
+        ),
+        ({"type": "stream", "stream": "todo", "group_id": "g"}, stream("todo", group_id="g")),
+        (
+            {"type": "stream", "streamName": "todo", "config": {"maxRetries": 1}},
+            stream("todo", config={"maxRetries": 1}),
+        ),
     ],
 )
 def test_trigger_from_dict(data, expected):
@@ -168,6 +230,8 @@ def test_trigger_from_dict_accepts_camel_case_options():
         ({"type": "ftp"}, "unknown trigger type"),
         ({"type": "http", "method": "GET"}, "missing 'path'"),
         ({"type": "cron", "expression": "0 * * * *", "bogus": 1}, "bad cron trigger"),
+        ({"type": "stream", "groupId": "g"}, "stream trigger is missing 'streamName'"),
+        ({"type": "stream", "streamName": "todo", "scope": "s"}, "bad stream trigger"),
     ],
 )
 def test_trigger_from_dict_errors(data, message):
@@ -176,11 +240,12 @@ def test_trigger_from_dict_errors(data, message):
 
 
 def test_trigger_types():
-    assert [t.type for t in (HttpTrigger, CronTrigger, QueueTrigger, StateTrigger)] == [
+    assert [t.type for t in (HttpTrigger, CronTrigger, QueueTrigger, StateTrigger, StreamTrigger)] == [
         "http",
         "cron",
         "queue",
         "state",
+        "stream",
     ]
 
 

@@ -13,7 +13,7 @@ from motia.state.manager import StateManager
 from tests.redis_server import RedisServer
 
 #: The backends the streams tests run on.
-STREAM_BACKENDS = ["memory"]
+STREAM_BACKENDS = ["memory", "sqlite", "redis"]
 
 _prefixes = itertools.count()
 

@@ -28,7 +28,8 @@ def check(steps_dir: str) -> None:
         motia check --dir steps
     """
     from motia.exceptions import StepLoadError
-    from motia.steps.loader import check_steps_dir
+    from motia.runtime.stream_triggers import check_stream_triggers
+    from motia.steps.loader import check_steps_dir, display_path
     from motia.steps.stream_files import load_streams
 
     # As `motia run` does: step files may import helper modules from the project (current) directory.
@@ -39,9 +40,16 @@ def check(steps_dir: str) -> None:
     except MotiaError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        load_streams(Path(steps_dir), loaded)
+        streams = load_streams(Path(steps_dir), loaded)
     except StepLoadError as exc:
         problems.append(exc)
+    else:
+        declared = {definition.name for definition in streams}
+        for ls in loaded:
+            try:
+                check_stream_triggers([ls.step], declared)
+            except StepLoadError as exc:
+                problems.append(StepLoadError(f"{display_path(ls.path)}: {exc}"))
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     files = len({ls.path for ls in loaded})

@@ -129,6 +129,7 @@ class _Server:
                 if not self.should_exit:
                     logger.info("received %s: shutting down gracefully", signal.Signals(sig).name)
                 app.state_events.close()  # end open console feeds, or the shutdown would wait on them
+                app.stream_hub.close_subscribers()  # and open stream connections (SSE responses)
                 super().handle_exit(sig, frame)
 
         self.server = Server(config)

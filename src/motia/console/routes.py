@@ -59,6 +59,7 @@ def trigger_json(trigger: Trigger) -> dict[str, Any]:
         "cron": ("expression",),
         "queue": ("topic",),
         "state": ("scope", "key"),
+        "stream": ("stream_name", "group_id", "item_id"),
     }.get(trigger.type, ())
     described: dict[str, Any] = {"type": trigger.type}
     described.update({name: getattr(trigger, name, None) for name in fields})

@@ -21,6 +21,7 @@ from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
 from motia.runtime.logger import current_logger
 from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
+from motia.runtime.stream_triggers import check_stream_triggers
 from motia.runtime.streams.auth import Authenticate
 from motia.runtime.streams.hub import StreamHub
 from motia.runtime.tasks import cancel_and_wait
@@ -153,6 +154,8 @@ class MotiaApp:
             raise
 
     async def _start(self) -> None:
+        if self.delivery_options is not None:  # only an app that runs triggers needs their streams declared
+            check_stream_triggers(self.steps, self.streams.definitions)
         loop = self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
         self.sync_state = SyncStateManager(self.state, loop=loop)
@@ -284,9 +287,11 @@ class MotiaApp:
         )
 
     def stream_routes(self) -> list[BaseRoute]:
-        """The stream WebSocket routes (``/`` and ``/__motia/streams``)."""
+        """The stream routes: SSE (``/__motia/streams/{stream}/{group}[/{id}]``) and WebSocket (``/`` and
+        ``/__motia/streams``)."""
         from motia.runtime.streams.auth import mask_tokens_in_server_logs
         from motia.runtime.streams.hooks import is_async_hook
+        from motia.runtime.streams.sse import EventStreamEndpoint, sse_routes
         from motia.runtime.streams.websocket import StreamEndpoint, stream_routes
 
         mask_tokens_in_server_logs()
@@ -303,7 +308,10 @@ class MotiaApp:
             hook = self.stream_authenticate
             return self.stream_context(None, None, hook is not None and is_async_hook(hook))
 
-        return stream_routes(StreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context))
+        return [
+            *sse_routes(EventStreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context)),
+            *stream_routes(StreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context)),
+        ]
 
     def async_view(self, ctx: FlowContext) -> FlowContext:
         """``ctx`` with the async store and enqueue, for conditions and middleware (always ``async``-capable code)."""

@@ -135,9 +135,9 @@ class FlowContext(Generic[TEnqueueData]):
 
     ``state`` is the app's async ``StateManager`` for ``async def`` handlers and its blocking twin
     (``SyncStateManager``, same methods) for ``def`` handlers, which run in a worker thread.
-    ``trigger`` says what started this run; ``is_api()``/``is_cron()``/``is_queue()``/``is_state()``
-    test its type. ``enqueuer`` sends messages for :meth:`enqueue` (the app provides it); ``streams`` the
-    app's streams.
+    ``trigger`` says what started this run; ``is_api()``/``is_cron()``/``is_queue()``/``is_state()``/
+    ``is_stream()`` test its type. ``enqueuer`` sends messages for :meth:`enqueue` (the app provides it);
+    ``streams`` the app's streams.
     """
 
     __slots__ = ("_streams", "enqueuer", "logger", "state", "step", "trace_id", "trigger")
@@ -197,6 +197,9 @@ class FlowContext(Generic[TEnqueueData]):
 
     def is_state(self) -> bool:
         return self.trigger.type == "state"
+
+    def is_stream(self) -> bool:
+        return self.trigger.type == "stream"
 
     def __repr__(self) -> str:
         return f"FlowContext(step={self.step!r}, trace_id={self.trace_id!r}, trigger={self.trigger!r})"

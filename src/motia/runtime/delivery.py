@@ -1,4 +1,5 @@
-"""The delivery worker: runs queue and state-trigger handlers for the deliveries waiting in the store.
+"""The delivery worker: runs queue, state-trigger and stream-trigger handlers for the deliveries waiting in
+the store.
 
 Each app process leases ready deliveries of its own steps (``backend.claim``), runs their handlers with
 bounded concurrency, renews the leases of handlers that run long, and settles each delivery only after
@@ -12,6 +13,10 @@ in commit order per key.
 Wake-ups: the store calls back after every local commit that recorded events or added deliveries, so a
 local write reaches its handler without waiting for a poll; other processes' commits are found by
 polling every ``poll_interval`` seconds.
+
+Stream triggers: the store makes their deliveries in the transaction of each change, for the
+subscriptions registered with it; the worker registers this app's at start and again every
+``retention_interval`` seconds (see :mod:`motia.runtime.stream_triggers`).
 
 Retention: at start and every ``retention_interval`` seconds the worker tells the store which steps this
 app serves (``touch_steps``) and applies retention (``prune``): dead letters older than
@@ -46,12 +51,13 @@ from motia.runtime.state_triggers import (
     subscriptions,
     wait_for,
 )
+from motia.runtime.stream_triggers import route_stream, stream_subscriptions
 from motia.runtime.tasks import cancel_and_wait
 from motia.runtime.types import StateTriggerInput, TriggerInfo
 from motia.state import values as _values
 from motia.state.backends.types import Delivery
 from motia.steps.retry import RetryPolicy
-from motia.steps.triggers import QueueTrigger, StateTrigger, Trigger
+from motia.steps.triggers import QueueTrigger, StateTrigger, StreamTrigger, Trigger
 
 if TYPE_CHECKING:
     from motia.steps.definition import Step
@@ -65,6 +71,8 @@ MAX_ERROR_CHARS = 8000
 #: After a store error, the worker and the dispatcher wait this long at most before trying again.
 MAX_ERROR_DELAY = 5.0
 DAY = 24 * 3600.0
+#: The trigger kinds whose runs are deliveries (claimed, retried with the trigger's policy, dead-lettered).
+_RETRIED = (QueueTrigger, StateTrigger, StreamTrigger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +152,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 class DeliveryWorker:
-    """Claims and runs the deliveries of an app's queue and state-trigger steps; also runs the app's
-    :class:`~motia.runtime.state_triggers.EventDispatcher`.
+    """Claims and runs the deliveries of an app's queue, state-trigger and stream-trigger steps; also runs
+    the app's :class:`~motia.runtime.state_triggers.EventDispatcher` and registers its stream triggers.
 
     ``owner`` identifies this worker in leases (host, pid and a random part: unique per process).
     """
@@ -156,11 +164,10 @@ class DeliveryWorker:
         self.options = options
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.steps: dict[str, Step] = {
-            step.name: step
-            for step in app.steps
-            if any(isinstance(trigger, QueueTrigger | StateTrigger) for trigger in step.triggers)
+            step.name: step for step in app.steps if any(isinstance(trigger, _RETRIED) for trigger in step.triggers)
         }
         self.subscriptions = subscriptions(app.steps)
+        self.stream_subscriptions = stream_subscriptions(app.steps)
         self._step_names = tuple(self.steps)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._dispatch_task: asyncio.Task[None] | None = None
@@ -195,12 +202,17 @@ class DeliveryWorker:
         self._loop_thread = threading.get_ident()
         if self.subscriptions:
             await self.backend.enable_events()
+        if self.stream_subscriptions:
+            # Before start-up returns: a change committed once the app is up makes its deliveries. Touched
+            # first, so that no other instance's retention takes this app's steps for stale meanwhile.
+            await self.backend.touch_steps(self._step_names)
+            await self.backend.add_stream_subscriptions(self.stream_subscriptions)
         self.backend.add_listener(self._on_commit)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="motia-event-dispatcher")
         self._retention_task = asyncio.create_task(self._retain(), name="motia-retention")
         if self.steps:
             logger.info(
-                "delivery: %d queue/state step(s), up to %d at once, lease %g s, polling every %g s",
+                "delivery: %d queue/state/stream step(s), up to %d at once, lease %g s, polling every %g s",
                 len(self.steps),
                 self.options.concurrency,
                 self.options.lease,
@@ -316,13 +328,18 @@ class DeliveryWorker:
     async def _retain(self) -> None:
         """Touch this app's steps and apply retention now, then every ``retention_interval`` seconds.
 
-        Touching first: a step this app serves is never forgotten by its own prune. A failure is logged
-        and tried again next interval; this loop never dies.
+        Touching first: a step this app serves is never forgotten by its own prune (nor, from then on, by
+        another instance's). The stream-trigger subscriptions are registered again each time, after the
+        touch, so that a store which forgot them (another instance's retention while this one was away, a
+        store restored from a backup) has them back while this app runs. A failure is logged and tried
+        again next interval; this loop never dies.
         """
         options = self.options
         while True:
             try:
                 await self.backend.touch_steps(self._step_names)
+                if self.stream_subscriptions:
+                    await self.backend.add_stream_subscriptions(self.stream_subscriptions)
                 result = await self.backend.prune(
                     dead_letter_age=options.dead_letter_retention or None,
                     step_age=options.step_retention or None,
@@ -371,6 +388,9 @@ class DeliveryWorker:
                 raise Undeliverable(f"step {step.name!r} has no queue trigger on topic {topic!r}")
             info = TriggerInfo(type="queue", topic=topic, **info_args)
             return found, message.get("data"), info, message.get("trace_id")
+        if delivery.kind == "stream":
+            triggers, change, info = route_stream(step, delivery)
+            return list(triggers), change, info, None
         raise Undeliverable(f"unknown delivery kind {delivery.kind!r}")
 
     async def _handle(self, delivery: Delivery) -> None:
@@ -396,7 +416,7 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit... fail this attempt only
-            policy = trigger.retry if isinstance(trigger, QueueTrigger | StateTrigger) else RetryPolicy()
+            policy = trigger.retry if isinstance(trigger, _RETRIED) else RetryPolicy()
             fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
             if policy.gives_up_after(delivery.attempts):
                 ctx.logger.exception("handler failed on its last attempt: moved to the dead letters", fields)

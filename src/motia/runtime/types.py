@@ -1,5 +1,5 @@
 """What handlers receive and return: ``ApiRequest``, ``ApiResponse``, ``CronInput``, ``StateTriggerInput``,
-``TriggerInfo``.
+``StreamTriggerInput``, ``TriggerInfo``.
 
 Kept free of starlette imports so ``import motia`` stays cheap.
 """
@@ -21,6 +21,8 @@ __all__ = [
     "CronInput",
     "Enqueuer",
     "StateTriggerInput",
+    "StreamEvent",
+    "StreamTriggerInput",
     "TriggerInfo",
     "TriggerInput",
 ]
@@ -31,6 +33,7 @@ TBody = TypeVar("TBody", default=Any)
 TOutput = TypeVar("TOutput", default=Any)
 
 StateEventType = Literal["created", "updated", "deleted", "expired"]
+StreamEventType = Literal["create", "update", "delete", "event"]
 
 _ALIASES = {"pathParams": "path_params", "queryParams": "query_params"}
 
@@ -174,14 +177,83 @@ _STATE_ALIASES = {
 }
 
 
+class StreamEvent(BaseModel):
+    """``input.event`` of a stream trigger, motia-py 1.0's shape: ``type`` (the ``event_type``) and ``data``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: StreamEventType
+    data: Any = None
+
+
+class StreamTriggerInput(BaseModel):
+    """The ``input`` of a stream trigger's handler: one change of one stream group.
+
+    ``event_type`` is ``create``, ``update`` or ``delete`` (an item of ``group_id`` changed; ``item_id``
+    says which) or ``event`` (``send``: ``data`` is the event ``{"type", "data"}``; ``item_id`` is the
+    channel's ``id``, or ``None`` for the whole group). ``old_value``/``new_value`` are the item before and
+    after (``None`` when absent); ``data`` is what the change is about: the item after a create or update,
+    the removed item after a delete, the event of a send. ``seq`` numbers the changes of the group (the
+    ``seq`` stream clients see), ``timestamp`` is the commit time (Unix seconds).
+
+    camelCase names work when building one and with item access (``input["streamName"]``), and motia-py
+    1.0's ``input.id`` and ``input.event.type``/``input.event.data`` read the same fields.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    type: Literal["stream"] = "stream"
+    event_type: StreamEventType = Field(validation_alias=AliasChoices("event_type", "eventType"))
+    stream_name: str = Field(validation_alias=AliasChoices("stream_name", "streamName"))
+    group_id: str = Field(validation_alias=AliasChoices("group_id", "groupId"))
+    item_id: str | None = Field(default=None, validation_alias=AliasChoices("item_id", "itemId", "id"))
+    old_value: Any = Field(default=None, validation_alias=AliasChoices("old_value", "oldValue"))
+    new_value: Any = Field(default=None, validation_alias=AliasChoices("new_value", "newValue"))
+    data: Any = None
+    seq: int | None = None
+    timestamp: float = 0.0
+
+    @property
+    def id(self) -> str | None:
+        """motia-py 1.0's name of ``item_id``."""
+        return self.item_id
+
+    @property
+    def event(self) -> StreamEvent:
+        """motia-py 1.0's ``{"type", "data"}`` view of the change."""
+        return StreamEvent(type=self.event_type, data=self.data)
+
+    def __getitem__(self, name: str) -> Any:
+        name = _STREAM_ALIASES.get(name, name)
+        if name in type(self).model_fields or name in ("id", "event"):
+            return getattr(self, name)
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+_STREAM_ALIASES = {
+    "streamName": "stream_name",
+    "groupId": "group_id",
+    "itemId": "item_id",
+    "eventType": "event_type",
+    "oldValue": "old_value",
+    "newValue": "new_value",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class TriggerInfo:
-    """``ctx.trigger``: which trigger started this run (``type`` is http, cron, queue or state).
+    """``ctx.trigger``: which trigger started this run (``type`` is http, cron, queue, state or stream).
 
     Only the fields of that type are set: ``method``/``path`` for http, ``expression`` for cron,
-    ``topic`` for queue, ``scope``/``key`` (of the changed key) for state. Queue and state runs also
-    carry ``delivery_id`` (stable across retries: a key for idempotent handlers) and ``attempt``
-    (1 on the first).
+    ``topic`` for queue, ``scope``/``key`` (of the changed key) for state, ``stream_name``/``group_id``/
+    ``item_id`` (of the change) for stream. Queue, state and stream runs also carry ``delivery_id``
+    (stable across retries: a key for idempotent handlers) and ``attempt`` (1 on the first).
     """
 
     type: str
@@ -191,6 +263,9 @@ class TriggerInfo:
     topic: str | None = None
     scope: str | None = None
     key: str | None = None
+    stream_name: str | None = None
+    group_id: str | None = None
+    item_id: str | None = None
     delivery_id: str | None = None
     attempt: int | None = None
 

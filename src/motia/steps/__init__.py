@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from motia.steps.config import StepConfig
 from motia.steps.definition import Step, StepBuilder, step
-from motia.steps.triggers import CronTrigger, HttpTrigger, QueueTrigger, StateTrigger, Trigger, cron, http, queue, state
+from motia.steps.triggers import (
+    CronTrigger,
+    HttpTrigger,
+    QueueTrigger,
+    StateTrigger,
+    StreamTrigger,
+    Trigger,
+    cron,
+    http,
+    queue,
+    state,
+    stream,
+)
 
 __all__ = [
     "CronTrigger",
@@ -14,10 +26,12 @@ __all__ = [
     "Step",
     "StepBuilder",
     "StepConfig",
+    "StreamTrigger",
     "Trigger",
     "cron",
     "http",
     "queue",
     "state",
     "step",
+    "stream",
 ]

@@ -67,7 +67,9 @@ class StepConfig(BaseModel):
                 except ConfigError as exc:
                     raise ValueError(str(exc)) from None
             elif not isinstance(item, Trigger):
-                raise ValueError(f"{item!r} is not a trigger; use http(...), cron(...), queue(...) or state(...)")
+                raise ValueError(
+                    f"{item!r} is not a trigger; use http(...), cron(...), queue(...), state(...) or stream(...)"
+                )
             built.append(item)
         return tuple(built)
 

@@ -8,13 +8,14 @@ trigger is an ``http`` trigger.
 from __future__ import annotations
 
 from motia.steps.definition import Step
-from motia.steps.triggers import CronTrigger, HttpTrigger, QueueTrigger, StateTrigger
+from motia.steps.triggers import CronTrigger, HttpTrigger, QueueTrigger, StateTrigger, StreamTrigger
 
 __all__ = [
     "get_api_triggers",
     "get_cron_triggers",
     "get_queue_triggers",
     "get_state_triggers",
+    "get_stream_triggers",
     "is_api_step",
     "is_api_trigger",
     "is_cron_step",
@@ -23,6 +24,8 @@ __all__ = [
     "is_queue_trigger",
     "is_state_step",
     "is_state_trigger",
+    "is_stream_step",
+    "is_stream_trigger",
 ]
 
 
@@ -46,6 +49,11 @@ def is_state_trigger(trigger: object) -> bool:
     return isinstance(trigger, StateTrigger)
 
 
+def is_stream_trigger(trigger: object) -> bool:
+    """``True`` for a ``stream(...)`` trigger."""
+    return isinstance(trigger, StreamTrigger)
+
+
 def is_api_step(step: Step) -> bool:
     """``True`` when ``step`` has at least one HTTP trigger."""
     return any(is_api_trigger(t) for t in step.triggers)
@@ -66,6 +74,11 @@ def is_state_step(step: Step) -> bool:
     return any(is_state_trigger(t) for t in step.triggers)
 
 
+def is_stream_step(step: Step) -> bool:
+    """``True`` when ``step`` has at least one stream trigger."""
+    return any(is_stream_trigger(t) for t in step.triggers)
+
+
 def get_api_triggers(step: Step) -> list[HttpTrigger]:
     """The HTTP triggers of ``step``, in declaration order."""
     return [t for t in step.triggers if isinstance(t, HttpTrigger)]
@@ -84,3 +97,8 @@ def get_cron_triggers(step: Step) -> list[CronTrigger]:
 def get_state_triggers(step: Step) -> list[StateTrigger]:
     """The state triggers of ``step``, in declaration order."""
     return [t for t in step.triggers if isinstance(t, StateTrigger)]
+
+
+def get_stream_triggers(step: Step) -> list[StreamTrigger]:
+    """The stream triggers of ``step``, in declaration order."""
+    return [t for t in step.triggers if isinstance(t, StreamTrigger)]

@@ -64,7 +64,7 @@ class MultiTriggerStepBuilder:
         return self._on("state", handler)
 
     def on_stream(self, handler: Handler) -> MultiTriggerStepBuilder:
-        """Handle stream events: ``(event, ctx)`` (run once stream triggers exist)."""
+        """Handle stream changes: ``(change, ctx)``."""
         return self._on("stream", handler)
 
     def handlers(self, handlers: Mapping[str, Handler] | None = None) -> Step:

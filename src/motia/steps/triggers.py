@@ -1,6 +1,6 @@
-"""Trigger objects: what starts a step (HTTP request, cron tick, queue message, state change).
+"""Trigger objects: what starts a step (HTTP request, cron tick, queue message, state or stream change).
 
-Plain objects, built by the lowercase constructors ``http``, ``cron``, ``queue`` and ``state`` and
+Plain objects, built by the lowercase constructors ``http``, ``cron``, ``queue``, ``state`` and ``stream`` and
 listed in a step's ``triggers``. Each is keyword-only after its first argument, compares by value
 and has a readable ``repr`` (starlette's ``Route`` shape).
 """
@@ -17,6 +17,7 @@ from motia.exceptions import ConfigError
 from motia.steps._signature import handler_arity
 from motia.steps.retry import RetryPolicy
 from motia.steps.schedule import validate_expression
+from motia.streams.config import check_stream_name
 
 __all__ = [
     "HTTP_METHODS",
@@ -26,12 +27,14 @@ __all__ = [
     "QueryParam",
     "QueueTrigger",
     "StateTrigger",
+    "StreamTrigger",
     "Trigger",
     "api",
     "cron",
     "http",
     "queue",
     "state",
+    "stream",
     "trigger_from_dict",
 ]
 
@@ -282,6 +285,61 @@ class StateTrigger(Trigger):
         return f"state({', '.join(args)})"
 
 
+class StreamTrigger(Trigger):
+    """Changes of the stream ``stream_name`` (item created, updated, deleted, or an event ``send``),
+    optionally of one ``group_id`` and/or ``item_id``.
+
+    ``config`` holds the retry policy, as for queues (default: 3 retries, backoff 1 s doubling). The stream
+    must be declared in the app: start-up fails naming the step otherwise.
+    """
+
+    type: ClassVar[str] = "stream"
+
+    def __init__(
+        self,
+        stream_name: str,
+        *,
+        group_id: str | None = None,
+        item_id: str | None = None,
+        condition: Condition | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            self.stream_name = check_stream_name(stream_name)
+        except ConfigError as exc:
+            raise ConfigError(f"stream trigger: {exc}") from None
+        for name, value in (("group_id", group_id), ("item_id", item_id)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"stream trigger {name} must be a non-empty string or None, got {value!r}")
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(f"stream trigger config must be a dict, got {type(config).__name__}")
+        self.group_id = group_id
+        self.item_id = item_id
+        self.config = dict(config or {})
+        _check_condition(condition)
+        self.condition = condition
+        self.retry = RetryPolicy.from_config(self.config, what=repr(self))
+
+    def matches(self, stream_name: str, group_id: str, item_id: str | None) -> Match:
+        """FULL when the change is of this trigger's stream, and of its group and item when it names them
+        (an event ``send`` to a whole group has no item: only triggers without ``item_id`` get it)."""
+        if (
+            stream_name == self.stream_name
+            and self.group_id in (None, group_id)
+            and (self.item_id is None or self.item_id == item_id)
+        ):
+            return Match.FULL
+        return Match.NONE
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.stream_name, self.group_id, self.item_id, self.condition, self.config)
+
+    def __repr__(self) -> str:
+        args = [repr(self.stream_name)]
+        args += [f"{n}={v!r}" for n, v in (("group_id", self.group_id), ("item_id", self.item_id)) if v is not None]
+        return f"stream({', '.join(args)})"
+
+
 def _check_condition(condition: object) -> None:
     if condition is not None:
         if not callable(condition):
@@ -348,11 +406,28 @@ def state(
     return StateTrigger(scope=scope, key=key, condition=condition, config=config)
 
 
+def stream(
+    stream_name: str,
+    *,
+    group_id: str | None = None,
+    item_id: str | None = None,
+    condition: Condition | None = None,
+    config: dict[str, Any] | None = None,
+) -> StreamTrigger:
+    """A stream trigger: the step handles each change of the stream ``stream_name`` (of ``group_id`` /
+    ``item_id`` when given), at least once and in commit order per group. The handler gets a
+    :class:`~motia.runtime.types.StreamTriggerInput`. ``config`` as for :func:`queue` (retries).
+
+    ``stream("todo", group_id="inbox", condition=lambda input: input.event_type == "create")``.
+    """
+    return StreamTrigger(stream_name, group_id=group_id, item_id=item_id, condition=condition, config=config)
+
+
 def trigger_from_dict(data: dict[str, Any]) -> Trigger:
     """Build a trigger from its dict form, e.g. ``{"type": "http", "method": "GET", "path": "/x"}``.
 
-    Accepts Motia's type names (``http``/``api``, ``cron``, ``queue``/``event``, ``state``) and
-    camelCase option names (``bodySchema``, ``queryParams``).
+    Accepts Motia's type names (``http``/``api``, ``cron``, ``queue``/``event``, ``state``, ``stream``) and
+    camelCase option names (``bodySchema``, ``queryParams``, ``streamName``, ``groupId``, ``itemId``).
     """
     opts = {_snake(k): v for k, v in data.items()}
     kind = opts.pop("type", None)
@@ -365,11 +440,16 @@ def trigger_from_dict(data: dict[str, Any]) -> Trigger:
             return queue(opts.pop("topic", None) or opts.pop("subscribes"), **opts)
         if kind == "state":
             return state(**opts)
+        if kind == "stream":
+            name = opts.pop("stream_name", None) or opts.pop("stream", None)
+            if name is None:
+                raise KeyError("streamName")
+            return stream(name, **opts)
     except KeyError as exc:
         raise ConfigError(f"{kind} trigger is missing {exc.args[0]!r}") from None
     except TypeError as exc:
         raise ConfigError(f"bad {kind} trigger {data!r}: {exc}") from None
-    raise ConfigError(f"unknown trigger type {kind!r}; expected http, cron, queue or state")
+    raise ConfigError(f"unknown trigger type {kind!r}; expected http, cron, queue, state or stream")
 
 
 def _snake(name: str) -> str:

@@ -23,7 +23,7 @@ ApiRouteMethod: TypeAlias = Literal["GET", "POST", "PUT", "DELETE", "PATCH", "OP
 #: motia-py 1.0's name of the HTTP trigger's class.
 ApiTrigger = HttpTrigger
 
-#: Any trigger (``http``, ``queue``, ``cron``, ``state``): the base class, so ``isinstance`` works.
+#: Any trigger (``http``, ``queue``, ``cron``, ``state``, ``stream``): the base class, so ``isinstance`` works.
 TriggerConfig = Trigger
 
 #: A trigger's ``condition(input, ctx)``, sync or async.

@@ -275,6 +275,9 @@ TICK = 1_700_000_000.0
 
 HOLD = 3600.0
 
+#: The tables schema version 4 added (streams); their indexes go with them.
+STREAM_TABLES = ("motia_stream_items", "motia_stream_groups", "motia_stream_changes", "motia_stream_subscriptions")
+
 
 def downgrade_to_schema_1(path: Path) -> None:
     """Make the file exactly what pymotia before tick claims left: no motia_cron_ticks, schema version 1."""
@@ -283,6 +286,8 @@ def downgrade_to_schema_1(path: Path) -> None:
         connection.execute("DROP TABLE motia_leases")  # and what later versions added (schema version 3)
         connection.execute("DROP TABLE motia_steps")
         connection.execute("DROP INDEX motia_dead_letters_failed")
+        for table in STREAM_TABLES:  # and the stream tables (schema version 4)
+            connection.execute(f"DROP TABLE {table}")
         connection.execute("UPDATE motia_meta SET value = '1' WHERE name = 'schema_version'")
 
 
@@ -303,7 +308,7 @@ async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_
         assert await sm.get("s", "k") == {"n": 1}
         assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
         assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "3"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "4"
 
 
 async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:

@@ -221,6 +221,13 @@ def downgrade_to_schema_2(path: Path) -> None:
         connection.execute("DROP TABLE motia_leases")
         connection.execute("DROP TABLE motia_steps")
         connection.execute("DROP INDEX motia_dead_letters_failed")
+        for table in (
+            "motia_stream_items",
+            "motia_stream_groups",
+            "motia_stream_changes",
+            "motia_stream_subscriptions",
+        ):
+            connection.execute(f"DROP TABLE {table}")  # and what schema version 4 added (streams)
         connection.execute("UPDATE motia_meta SET value = '2' WHERE name = 'schema_version'")
 
 
@@ -248,9 +255,9 @@ async def test_sqlite_upgrades_a_schema_2_file_in_place(sqlite_url: str, sqlite_
         assert not await sm.backend.acquire_lease("cron:job", "b", ttl=TTL)
         await sm.backend.touch_steps(["step"])
         assert await sm.backend.prune(dead_letter_age=0, step_age=3600) == (0, 0, 0)  # touched just now: kept
-    # and it is marked as schema 3, with every new table and index
+    # and it is marked as the current schema (4), with every new table and index
     version, names = sqlite_schema(sqlite_path)
-    assert version == str(sqlite_backend.SCHEMA_VERSION) == "3"
+    assert version == str(sqlite_backend.SCHEMA_VERSION) == "4"
     assert {"motia_leases", "motia_steps", "motia_dead_letters_failed"} <= names
 
 

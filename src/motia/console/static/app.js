@@ -164,6 +164,10 @@ function triggerText(trigger) {
       const parts = [trigger.scope, trigger.key].filter((part) => part !== null);
       return `state ${parts.length ? parts.join(" / ") : "(any)"}`;
     }
+    case "stream": {
+      const parts = [trigger.group_id, trigger.item_id].filter((part) => part !== null);
+      return `stream ${trigger.stream_name}${parts.length ? ` ${parts.join(" / ")}` : ""}`;
+    }
     default: return trigger.type;
   }
 }

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from motia.exceptions import MotiaError, StreamNotFoundError
 from motia.runtime.streams.feed import Feed, FeedSubscription
 from motia.runtime.streams.hooks import call_hook, is_async_hook
+from motia.state.backends.types import StreamChange
 from motia.streams.config import StreamDefinition, StreamSubscription
 from motia.streams.protocol import (
     STREAM_ACCESS_DENIED,
@@ -274,7 +275,12 @@ class Subscriber:
         reset = False
         if request.since is not None:
             changes = await manager.history(stream, group, request.since, limit=HISTORY_LIMIT)
-            if changes is not None and len(changes) < HISTORY_LIMIT and feed.add_replayed(sub, request.since, changes):
+            if (
+                changes is not None
+                and len(changes) < HISTORY_LIMIT
+                and self._fits(changes)
+                and feed.add_replayed(sub, request.since, changes)
+            ):
                 return
             reset = True
         for _ in range(5):
@@ -283,6 +289,14 @@ class Subscriber:
             if feed.add_synced(sub, seq, sync_message(stream, group, item, seq, payload, reset=reset)):
                 return
         raise MotiaError(f"the snapshot of {stream}/{group} kept lagging behind its changes")
+
+    def _fits(self, changes: list[StreamChange]) -> bool:
+        """Whether a replay fits the queue's room: one that does not would close the subscriber as too slow
+        at once, and its client would resume from the same ``seq`` again, forever; a (reset) sync is one
+        message instead."""
+        room = self.queue_limit - len(self._queue)
+        size = sum(len(change.new_data or change.old_data or b"") for change in changes)
+        return len(changes) < room and self._queued_bytes + size < self.queue_bytes
 
     def _feed(self, stream: str, group: str) -> Feed:
         feed = self._feeds.get((stream, group))

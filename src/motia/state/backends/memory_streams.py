@@ -176,8 +176,7 @@ class MemoryStreams:
                 return None
             if after == seq:
                 return []
-            assert bucket is not None
-            if not bucket.history or bucket.history[0].seq > after + 1:
+            if bucket is None or not bucket.history or bucket.history[0].seq > after + 1:
                 return None
             start = after + 1 - bucket.history[0].seq
             return [bucket.history[i] for i in range(start, min(len(bucket.history), start + limit))]

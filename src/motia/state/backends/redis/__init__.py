@@ -5,7 +5,9 @@ The package, one concept per module:
 - :mod:`~motia.state.backends.redis.keys`: the key layout, every key name in one place.
 - :mod:`~motia.state.backends.redis.client`: the small Redis client (packing, a channel per event loop,
   auto-pipelining, retries within a deadline, error translation).
-- ``functions.lua``: the Redis function library that makes each operation one atomic call on the server.
+- ``functions.lua``: the Redis function library that makes each operation one atomic call on the server;
+  ``streams.lua``, appended to it, holds the stream functions.
+- :mod:`~motia.state.backends.redis.streams`: the stream half of the backend (a mixin).
 - :mod:`~motia.state.backends.redis.backend`: :class:`RedisBackend`, the store's methods.
 
 Importing this package does not import redis-py; opening a store without it raises

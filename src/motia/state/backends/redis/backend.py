@@ -45,6 +45,7 @@ from motia.state.backends._writes import (
 from motia.state.backends.base import StateBackend
 from motia.state.backends.redis.client import RedisClient, _import_redis
 from motia.state.backends.redis.keys import meta_key, steps_key, tick_key, values_key
+from motia.state.backends.redis.streams import RedisStreams
 from motia.state.backends.types import (
     DeadLetter,
     Delivery,
@@ -119,7 +120,7 @@ def _time(seconds: float) -> str:
     return repr(float(seconds))
 
 
-class RedisBackend(StateBackend):
+class RedisBackend(RedisStreams, StateBackend):
     """State in a Redis server, 7.0 or newer (the store is a Redis function library)."""
 
     def __init__(

@@ -169,6 +169,14 @@ async def _close_watch(channel: _Channel) -> None:
         await channel.watch.aclose()
 
 
+def _library() -> str:
+    """The function library: ``functions.lua`` with ``streams.lua`` appended. One library, loaded (and
+    reloaded after a ``FUNCTION FLUSH``) in one ``FUNCTION LOAD``, so the stream functions share the
+    delivery helpers and can never be missing while the rest is loaded."""
+    package = resources.files("motia.state.backends.redis")
+    return package.joinpath("functions.lua").read_text() + "\n" + package.joinpath("streams.lua").read_text()
+
+
 def _loaded(channel: _Channel, loading: asyncio.Future[Any]) -> None:
     channel.loading = None
     if not loading.cancelled():
@@ -187,7 +195,7 @@ class RedisClient:
         self.timeout = timeout
         self._meta = meta
         self._marker_ms = round((timeout + 30.0) * 1000)
-        self._library = resources.files("motia.state.backends.redis").joinpath("functions.lua").read_text()
+        self._library = _library()
         self._tokens = itertools.count()
         self._token_prefix = os.urandom(6).hex()
         self._channels: dict[asyncio.AbstractEventLoop, _Channel] = {}
@@ -374,6 +382,41 @@ class RedisClient:
         if command[0] == "FCALL":
             return await self._run(command, _doing(str(command[1])))
         return await self._run(command, str(command[0]))
+
+    async def blocking(self, *command: Any, block: float) -> Any:
+        """Send a command that the server holds up to ``block`` seconds (``XREAD BLOCK``), on a connection
+        of its own from this loop's pool: the pipelined calls of everyone else never wait behind it.
+
+        Not retried: a caller that waits does so in a loop and looks again through :meth:`command`, which
+        retries. A read cut short (cancelled, timed out, failed) drops its connection, whose reply may
+        still be on its way, so the pool only ever holds connections in step with the server."""
+        redis = self._redis
+        if self._closed:
+            raise StateClosedError(f"the state store {self.url} is closed")
+        pool: Any = self._channel().client.connection_pool
+        what = str(command[0])
+        connection: Any = None
+        finished = False
+        try:
+            async with asyncio.timeout(block + self.timeout):
+                connection = await pool.get_connection()
+                await connection.send_packed_command(_pack(command), check_health=False)
+                reply = await connection.read_response()
+            finished = True
+            return reply
+        except TimeoutError:
+            raise StateTimeout(f"{what}: Redis at {self.url} did not answer within {self.timeout:g} s") from None
+        except redis.exceptions.RedisError as exc:
+            if self._closed:  # aclose() dropped the connection under the read
+                raise StateClosedError(f"the state store {self.url} is closed") from None
+            raise self._translate(exc, what) from exc
+        finally:
+            if connection is not None:
+                try:
+                    if not finished:
+                        await connection.disconnect(nowait=True)
+                finally:
+                    await pool.release(connection)
 
     async def _send(self, channel: _Channel, command: tuple[Any, ...]) -> Any:
         """One command. When the loop has no other call in flight it goes straight over the loop's own

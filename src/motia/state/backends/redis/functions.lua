@@ -2,6 +2,7 @@
 
 --[[
 pymotia's Redis function library (loaded with FUNCTION LOAD REPLACE; see keys.py for the key layout).
+streams.lua (the stream functions) is appended to this file and loaded with it as one library.
 
 Every function is called with one key, "{P}:meta", whose hash tag {P} every other key of the store
 shares: each call touches one hash slot, so it runs atomically on a standalone server and on Redis
@@ -609,6 +610,18 @@ local function orphan(P, step, error, now)
   return moved, leased
 end
 
+-- The stream triggers of a step (layout in streams.lua): "{P}:s:t" names the streams that have some,
+-- "{P}:s:t:<stream>" holds each as JSON [step, group, item].
+local function forget_stream_triggers(P, step)
+  for _, stream in ipairs(redis.call('SMEMBERS', P .. ':s:t')) do
+    local triggers = P .. ':s:t:' .. stream
+    for _, raw in ipairs(redis.call('SMEMBERS', triggers)) do
+      if cjson.decode(raw)[1] == step then redis.call('SREM', triggers, raw) end
+    end
+    if redis.call('EXISTS', triggers) == 0 then redis.call('SREM', P .. ':s:t', stream) end
+  end
+end
+
 -- PRUNE: args token, ms, now, dead-letter cut ('' = skip), step cut ('' = skip), then n x (step, error)
 --   for the steps the client found stale (each checked again here) -> {dead letters, steps, orphaned}.
 -- Dead letters are appended in failure order, so the old ones are at the head: popping them costs what
@@ -636,6 +649,7 @@ local function prune(P, args)
         for _, raw in ipairs(redis.call('SMEMBERS', P .. ':subs')) do
           if cjson.decode(raw)[1] == step then redis.call('SREM', P .. ':subs', raw) end
         end
+        forget_stream_triggers(P, step)
         if leased == 0 then
           redis.call('ZREM', P .. ':steps', step)
           forgotten = forgotten + 1

@@ -24,6 +24,9 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
     {P}:tick:<job>:<ms>     string, expires: the instance that runs one cron tick
     {P}:lease:<name>        string "expires_at|owner": a named lease (kept by Redis LEASE_KEEP s past its ttl)
     {P}:steps               zset: step -> when an app last said it serves it (touch_steps; retention)
+    {P}:s:...               streams: items, per-group seq and history, the change log every instance tails,
+                            stream triggers (the layout is in ``streams.lua``; ``{P}:meta`` field ``spos``
+                            holds the newest position)
 
 One store lives in one hash slot: on a Redis Cluster stores (prefixes) could be spread over shards,
 scopes of one store could not. That is the price of committing a write and its change event
@@ -51,3 +54,29 @@ def tick_key(prefix: str, job: str, tick_ms: int) -> str:
 def steps_key(prefix: str) -> str:
     """``{P}:steps``: when an app last said it serves each step."""
     return f"{{{prefix}}}:steps"
+
+
+def stream_group_name(stream: str, group: str) -> str:
+    """A group's name in stream keys, ``<byte length of stream>:<stream>:<group>``: unambiguous whatever
+    characters the names hold (``streams.lua`` builds the same)."""
+    return f"{len(stream.encode())}:{stream}:{group}"
+
+
+def stream_items_key(prefix: str, stream: str, group: str) -> str:
+    """``{P}:s:i:<G>``: the hash of a group's items."""
+    return f"{{{prefix}}}:s:i:{stream_group_name(stream, group)}"
+
+
+def stream_groups_key(prefix: str, stream: str) -> str:
+    """``{P}:s:g:<stream>``: the stream's groups that hold an item."""
+    return f"{{{prefix}}}:s:g:{stream}"
+
+
+def stream_names_key(prefix: str) -> str:
+    """``{P}:s:names``: the streams that hold an item."""
+    return f"{{{prefix}}}:s:names"
+
+
+def stream_log_key(prefix: str) -> str:
+    """``{P}:s:log``: the store-wide change log, ids ``<position>-0``."""
+    return f"{{{prefix}}}:s:log"

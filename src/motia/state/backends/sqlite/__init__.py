@@ -10,6 +10,8 @@ The package, one concept per module (each module's docstring holds its part of t
 - :mod:`~motia.state.backends.sqlite.keyvalue`: the key-value writes (set, update, delete, clear, ...).
 - :mod:`~motia.state.backends.sqlite.delivery`: the outbox, deliveries, dead letters, cron ticks, leases,
   retention.
+- :mod:`~motia.state.backends.sqlite.streams`: stream items, the change log (positions, trimming), tails, and
+  stream-trigger deliveries made in the write's transaction.
 - :mod:`~motia.state.backends.sqlite.backend`: :class:`SQLiteBackend`, the store's methods composed from them.
 """
 

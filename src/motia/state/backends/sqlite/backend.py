@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from motia.exceptions import ConfigError
+from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_steps
 from motia.state.backends.sqlite.connection import _forks
 from motia.state.backends.sqlite.delivery import (
@@ -46,6 +47,7 @@ from motia.state.backends.sqlite.keyvalue import (
     _write_set,
     _write_update,
 )
+from motia.state.backends.sqlite.streams import SQLiteStreams
 from motia.state.backends.sqlite.writer import SQLiteWriter, _LoopWriter
 from motia.state.backends.types import (
     DeadLetter,
@@ -76,7 +78,7 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-class SQLiteBackend(SQLiteWriter):
+class SQLiteBackend(SQLiteStreams, SQLiteWriter):
     """State in one SQLite file, shared safely by every thread and process that opens it."""
 
     def __init__(
@@ -100,6 +102,9 @@ class SQLiteBackend(SQLiteWriter):
         self._sweep_interval = sweep_interval
         self._last_sweep = 0.0
         self._ticks_pruned = 0.0
+        self._last_stream_trim = 0.0
+        self._stream_trim_from = ("", "")
+        self._stream_waiters = CommitWaiters()
         self._inline_writes = durability == "normal"
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
         self._forks = _forks[0]
@@ -325,5 +330,6 @@ class SQLiteBackend(SQLiteWriter):
             if self._closed:
                 return
             self._closed = True
+        self._stream_waiters.wake()  # a waiting tail looks again, and finds the store closed
         await asyncio.get_running_loop().run_in_executor(None, self._drain_and_stop)
         self._close_connections()

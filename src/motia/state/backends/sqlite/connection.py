@@ -305,7 +305,12 @@ class SQLiteConnections(StateBackend):
             except _Busy:
                 pass  # rare in WAL (recovery after a crash): wait for it on a worker thread
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._query, False, sql, parameters)
+        try:
+            return await loop.run_in_executor(self._executor, self._query, False, sql, parameters)
+        except RuntimeError:
+            if self._closed:  # the executor was shut down by aclose()
+                raise StateClosedError(f"the state store {self.url} is closed") from None
+            raise
 
     def _close_connections(self) -> None:
         with self._lock:

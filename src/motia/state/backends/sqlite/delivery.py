@@ -207,6 +207,7 @@ def _write_prune(tx: _Transaction, dead_letter_age: float | None, step_age: floa
         ).rowcount
         tx.connection.execute(f"DELETE FROM motia_deliveries WHERE {waiting}", (step, tx.now))
         tx.connection.execute("DELETE FROM motia_subscriptions WHERE step = ?", (step,))
+        tx.connection.execute("DELETE FROM motia_stream_subscriptions WHERE step = ?", (step,))
         if tx.connection.execute("SELECT 1 FROM motia_deliveries WHERE step = ? LIMIT 1", (step,)).fetchone() is None:
             tx.connection.execute("DELETE FROM motia_steps WHERE step = ?", (step,))
             forgotten += 1

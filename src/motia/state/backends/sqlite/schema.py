@@ -9,6 +9,15 @@ Claimed cron ticks are rows of ``motia_cron_ticks`` keyed by ``(job, tick)``: ``
 the one claim that wins. Named leases are rows of ``motia_leases`` (``name``, ``owner``, ``expires_at``),
 taken by one upsert whose ``WHERE`` admits only a free, expired or own lease; ``motia_steps`` holds when
 an app last said it serves each step, for retention (``prune``).
+
+Streams (schema version 4) live in tables of their own, apart from the state scopes: items in
+``motia_stream_items`` keyed by ``(stream, grp, item)``; one row per group in ``motia_stream_groups`` with
+its ``seq`` counter (kept after the group empties, so a seq never repeats), its live item count (groups
+and stream names list only non-empty groups without scanning items), the ``history`` its newest change
+asked for and its oldest change still logged (seq, position, timestamp); the change log
+``motia_stream_changes``, whose rowid is the store-wide ``position`` (see
+:mod:`~motia.state.backends.sqlite.streams` for why it increases in commit order); and the stream-trigger
+subscriptions.
 """
 
 from __future__ import annotations
@@ -25,8 +34,9 @@ logger = logging.getLogger("motia.state")
 #: 1: state, outbox and delivery tables. 2: ``motia_cron_ticks``. 3: ``motia_leases`` and ``motia_steps``
 #: (named leases, retention). Every table is created ``IF NOT EXISTS`` at open, which upgrades an older
 #: file in place; the stored version then stops an older pymotia from opening it (it would run cron ticks
-#: without claiming them, or a cron job without its lease, so twice beside newer instances).
-SCHEMA_VERSION = 3
+#: without claiming them, or a cron job without its lease, so twice beside newer instances). 4: the
+#: stream tables (an older pymotia would write state but miss stream triggers and changes).
+SCHEMA_VERSION = 4
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS motia_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -101,6 +111,55 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS motia_steps (step TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID",
     # Retention deletes dead letters by age, and dead_letters() lists them by failure time (version 3).
     "CREATE INDEX IF NOT EXISTS motia_dead_letters_failed ON motia_dead_letters (failed_at)",
+    # Streams (version 4). Items, in id order within a group (code point order: BINARY on UTF-8).
+    """CREATE TABLE IF NOT EXISTS motia_stream_items (
+        stream TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        item TEXT NOT NULL,
+        value BLOB NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (stream, grp, item)
+    ) WITHOUT ROWID""",
+    # One row per group ever changed: its seq counter, live items, the history its newest change asked
+    # for, and the oldest change still in the log: its seq (``oldest <= seq - history``: changes past the
+    # history are kept, see the backlog index), position and timestamp (whether the tail is done with it).
+    """CREATE TABLE IF NOT EXISTS motia_stream_groups (
+        stream TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        items INTEGER NOT NULL,
+        history INTEGER NOT NULL,
+        oldest INTEGER NOT NULL,
+        oldest_position INTEGER NOT NULL,
+        oldest_time REAL NOT NULL,
+        PRIMARY KEY (stream, grp)
+    ) WITHOUT ROWID""",
+    # The groups whose log holds changes past their history that the tail needed when last written:
+    # the periodic trim visits only these.
+    """CREATE INDEX IF NOT EXISTS motia_stream_groups_backlog ON motia_stream_groups (stream, grp)
+        WHERE oldest <= seq - history""",
+    # No AUTOINCREMENT: position is max(rowid) + 1, monotonic since the newest row is never trimmed.
+    """CREATE TABLE IF NOT EXISTS motia_stream_changes (
+        position INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        item TEXT,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        old_value BLOB,
+        new_value BLOB,
+        timestamp REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS motia_stream_changes_group ON motia_stream_changes (stream, grp, seq)",
+    # Stream triggers of every app on the store (NULL group/item: any), served as a union like state's.
+    """CREATE TABLE IF NOT EXISTS motia_stream_subscriptions (
+        stream TEXT NOT NULL,
+        step TEXT NOT NULL,
+        grp TEXT,
+        item TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS motia_stream_subscriptions_stream ON motia_stream_subscriptions (stream)",
+    "CREATE INDEX IF NOT EXISTS motia_stream_subscriptions_step ON motia_stream_subscriptions (step)",
 )
 
 

@@ -37,7 +37,18 @@ class _Transaction:
     ``SAVEPOINT``, see :meth:`SQLiteBackend._run_call`.)
     """
 
-    __slots__ = ("connection", "now", "record_events", "notify", "_known", "_dirty", "_events", "_undo", "_mark")
+    __slots__ = (
+        "connection",
+        "now",
+        "record_events",
+        "notify",
+        "streamed",
+        "_known",
+        "_dirty",
+        "_events",
+        "_undo",
+        "_mark",
+    )
 
     def __init__(self, connection: sqlite3.Connection, now: float, record_events: bool) -> None:
         self.connection = connection
@@ -45,6 +56,8 @@ class _Transaction:
         self.record_events = record_events
         #: Whether local workers should be woken after the commit (events or deliveries changed).
         self.notify = False
+        #: Whether a stream change was recorded: stream tails and listeners are woken after the commit.
+        self.streamed = False
         #: The live record of every key this transaction has looked at (``None``: absent), as of now.
         self._known: dict[tuple[str, str], Record | None] = {}
         #: What to write at commit: the final record of each changed key (``None``: delete the row).

@@ -31,9 +31,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from motia.exceptions import StateClosedError, StateTimeout
+from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.sqlite.connection import SQLITE_READONLY, SQLiteConnections, _Busy, _error_code, _is_busy
 from motia.state.backends.sqlite.delivery import _events_flag
 from motia.state.backends.sqlite.keyvalue import _BUFFERED_WRITES, _KEYED_WRITES, _write_purge
+from motia.state.backends.sqlite.streams import TRIM_INTERVAL, _trim_backlog
 from motia.state.backends.sqlite.transaction import _Transaction
 
 logger = logging.getLogger("motia.state")
@@ -207,6 +209,11 @@ class SQLiteWriter(SQLiteConnections):
     _sweep_interval: float
     _last_sweep: float
     _inline_writes: bool
+    #: Woken after each commit that recorded a stream change (tails waiting on any loop).
+    _stream_waiters: CommitWaiters
+    _last_stream_trim: float
+    #: Where the next periodic trim of the stream log starts (see :func:`_trim_backlog`).
+    _stream_trim_from: tuple[str, str]
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -284,6 +291,9 @@ class SQLiteWriter(SQLiteConnections):
             if now - self._last_sweep >= self._sweep_interval:
                 self._last_sweep = now
                 _write_purge(tx, SWEEP_BATCH)
+            if now - self._last_stream_trim >= TRIM_INTERVAL:
+                self._last_stream_trim = now
+                self._stream_trim_from = _trim_backlog(tx, self._stream_trim_from)
             tx.flush()
             connection.execute("COMMIT")
         except BaseException as exc:
@@ -301,6 +311,12 @@ class SQLiteWriter(SQLiteConnections):
             raise
         if tx.notify:
             self._notify_listeners()
+        if tx.streamed:
+            self._stream_waiters.wake()
+            try:
+                self._notify_stream_listeners()
+            except Exception:  # the change is committed: its writer must hear so, whatever a listener does
+                logger.exception("a stream listener of %s failed", self.path)
         return outcomes
 
     def _run_call(self, tx: _Transaction, call: _Call, isolate: bool) -> Any:

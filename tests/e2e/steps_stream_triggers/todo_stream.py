@@ -1,0 +1,3 @@
+"""The stream the stream-trigger e2e tests write to."""
+
+config = {"name": "todo"}
