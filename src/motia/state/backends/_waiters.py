@@ -37,12 +37,12 @@ class CommitWaiters:
         try:
             if timeout <= 0:
                 return waiter[1].done()
-            await asyncio.wait_for(asyncio.shield(waiter[1]), timeout)
-        except TimeoutError:
-            return False
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives
+            # together with the wake-up, and a task cancelling its tail would then wait forever.
+            done, _ = await asyncio.wait({waiter[1]}, timeout=timeout)
         finally:
             self.discard(waiter)
-        return True
+        return bool(done)
 
     def wake(self) -> None:
         with self._lock:
