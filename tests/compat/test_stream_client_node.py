@@ -255,12 +255,30 @@ def test_the_motia_node_client_authenticates_with_its_protocols_option(node, run
     assert refused.raw() == []
 
     # A join can_access refuses gets STREAM_ACCESS_DENIED for each subscription and no data
-    denied = NodeClient(node, ws_url, "todo", "forbidden", ITEM, ["nudge"], token="s3cret-token")
+    # (SPEC's error message, then Motia 0.17's custom "error" event, which the client hands to onEvent)
+    denied = NodeClient(node, ws_url, "todo", "forbidden", ITEM, ["nudge", "error"], token="s3cret-token")
     clients.append(denied)
-    for _ in range(2):
+    for _ in range(4):
         denied.expect("a refusal", lambda line: line["kind"] == "raw")
-    codes = sorted((m.get("id") or "", m["event"]["type"], m["event"]["data"]["code"]) for m in denied.raw())
-    assert codes == [("", "error", "STREAM_ACCESS_DENIED"), (ITEM, "error", "STREAM_ACCESS_DENIED")], codes
+    codes = sorted(
+        (m.get("id") or "", m["event"]["type"], (m["event"].get("data") or m["event"]["event"]["data"])["code"])
+        for m in denied.raw()
+    )
+    assert codes == [
+        ("", "error", "STREAM_ACCESS_DENIED"),
+        ("", "event", "STREAM_ACCESS_DENIED"),
+        (ITEM, "error", "STREAM_ACCESS_DENIED"),
+        (ITEM, "event", "STREAM_ACCESS_DENIED"),
+    ], codes
+    denied.expect("the item's onEvent('error')", lambda line: line["kind"] == "item-event")
+    errors = [
+        (line["kind"], line["type"], line["data"]["code"]) for line in denied.lines if line["kind"].endswith("-event")
+    ]
+    # Each subscription's listener gets its own refusal
+    assert sorted(errors) == [
+        ("group-event", "error", "STREAM_ACCESS_DENIED"),
+        ("item-event", "error", "STREAM_ACCESS_DENIED"),
+    ], denied.transcript()
     assert denied.of_kind("group") == [] and denied.of_kind("item") == []
     for client in (allowed, denied):
         client.close()

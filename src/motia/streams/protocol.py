@@ -48,6 +48,7 @@ __all__ = [
     "ClientRequest",
     "ServerMessage",
     "change_message",
+    "error_event_message",
     "error_message",
     "protocol_error_message",
     "parse_frame",
@@ -250,6 +251,29 @@ def error_message(
     members = _address(stream_name or "", group_id or "", item_id, None)
     members["event"] = {"type": "error", "data": data}
     return _build(members, "error", None)
+
+
+def error_event_message(
+    code: str,
+    message: str,
+    *,
+    stream_name: str,
+    group_id: str,
+    item_id: str | None = None,
+    subscription_id: str | None = None,
+) -> ServerMessage:
+    """The same refusal as Motia 0.17's server sent it: a custom event named ``"error"``
+    (``{"type": "event", "event": {"type": "error", "data": {"code", "message"}}}``).
+
+    Motia's npm clients have no branch for SPEC's ``{"type": "error"}`` and drop it; this form reaches a
+    subscription's ``onEvent('error', ...)`` listener. A refused join gets both, the SPEC one first.
+    """
+    data: dict[str, Any] = {"code": code, "message": message}
+    if subscription_id is not None:
+        data["subscriptionId"] = subscription_id
+    members = _address(stream_name, group_id, item_id, None)
+    members["event"] = {"type": "event", "event": {"type": "error", "data": data}}
+    return _build(members, "event", None)
 
 
 def _fragment(data: bytes | None) -> orjson.Fragment | None:

@@ -167,10 +167,13 @@ async def test_can_access_false_or_raising_denies_and_sends_no_data(
     with caplog.at_level(logging.ERROR, "motia.streams"):
         for group in ("secret", "boom"):
             await ws.send(join_frame(group=group, sub=group))
-            [denied] = await receive(ws)
+            denied, as_motia_sends_it = await receive(ws, 2)
             assert (denied["streamName"], denied["groupId"], denied["event"]["type"]) == ("todo", group, "error")
             assert denied["event"]["data"]["code"] == "STREAM_ACCESS_DENIED"
             assert denied["event"]["data"]["subscriptionId"] == group
+            # then Motia 0.17's form, a custom "error" event its npm clients hand to onEvent('error')
+            assert (as_motia_sends_it["groupId"], as_motia_sends_it["event"]["type"]) == (group, "event")
+            assert as_motia_sends_it["event"]["event"] == {"type": "error", "data": denied["event"]["data"]}
     assert "can_access of stream 'todo' raised" in caplog.text
     await app.streams.set("todo", "secret", "t", {"n": 2})
     await ws.send(join_frame(group="public", sub="p"))
@@ -197,6 +200,12 @@ async def test_bad_input_gets_an_error_and_the_socket_keeps_serving(serve_app: S
         [error] = await receive(ws)
         assert error["event"]["type"] == "error" and error["event"]["data"]["code"] == code, error
         assert text in error["event"]["data"]["message"]
+        if code == "STREAM_NOT_FOUND":  # a refused join: Motia's form of the refusal follows
+            [as_motia_sends_it] = await receive(ws)
+            assert as_motia_sends_it["event"] == {
+                "type": "event",
+                "event": {"type": "error", "data": error["event"]["data"]},
+            }
     await ws.send(b'{"type": "join", "data": {"streamName": "todo", "groupId": "inbox", "subscriptionId": "bin"}}')
     [synced] = await receive(ws)  # a binary frame is read too, and the socket still serves
     assert synced["event"]["type"] == "sync"
@@ -227,8 +236,9 @@ async def test_join_floods_are_refused_then_closed(serve_app: ServeApp, ws_conne
         await ws.send(join_frame(sub=f"s{n}", group=f"g{n}"))
     assert all(m["event"]["type"] == "sync" for m in await receive(ws, 100))
     await ws.send(join_frame(sub="one-too-many"))
-    [refused] = await receive(ws)
+    refused, as_motia_sends_it = await receive(ws, 2)
     assert refused["event"]["data"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+    assert as_motia_sends_it["event"]["event"] == {"type": "error", "data": refused["event"]["data"]}
     # A client that keeps sending refused frames is cut off
     for _ in range(100):
         await ws.send("nonsense")

@@ -39,6 +39,7 @@ from motia.runtime.streams.subscriber import Subscriber
 from motia.streams.protocol import (
     MAX_FRAME_BYTES,
     MESSAGE_TOO_LARGE,
+    error_event_message,
     error_message,
     parse_frame,
     protocol_error_message,
@@ -172,16 +173,17 @@ class StreamEndpoint:
                 if refusal is None:
                     bad = 0
                     continue
-                subscriber.send(
-                    error_message(
-                        refusal.code,
-                        refusal.message,
-                        stream_name=request.stream_name,
-                        group_id=request.group_id,
-                        item_id=request.item_id,
-                        subscription_id=request.subscription_id,
+                for build in (error_message, error_event_message):  # Motia's clients hand the 2nd to onEvent('error')
+                    subscriber.send(
+                        build(
+                            refusal.code,
+                            refusal.message,
+                            stream_name=request.stream_name,
+                            group_id=request.group_id,
+                            item_id=request.item_id,
+                            subscription_id=request.subscription_id,
+                        )
                     )
-                )
                 bad += 1
             if bad >= self.max_bad_frames:
                 state.close(CLOSE_POLICY, f"{bad} refused frames in a row")
