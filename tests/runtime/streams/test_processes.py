@@ -20,7 +20,6 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from motia.state.backends.base import StateBackend
 from tests.e2e.motia_proc import MotiaProcess
 from tests.runtime.streams.conftest import join_frame, receive
 
@@ -68,13 +67,6 @@ def project(tmp_path: Path, *, config: bool = True) -> Path:
 
 def ws_url(proc: MotiaProcess, path: str = "/") -> str:
     return proc.url.replace("http://", "ws://") + path
-
-
-def require_streams(module: str, name: str) -> None:
-    """Skip when the backend has no StreamStore yet (it lands from another branch)."""
-    backend = getattr(__import__(module, fromlist=[name]), name)
-    if backend.stream_position is StateBackend.stream_position:
-        pytest.skip(f"{name} has no StreamStore yet")
 
 
 async def test_motia_run_serves_streams_behind_motia_config_auth(
@@ -132,7 +124,6 @@ async def test_a_change_made_by_another_process_on_one_sqlite_file_reaches_a_soc
     tmp_path: Path,
     run_motia: Callable[..., MotiaProcess],
 ) -> None:
-    require_streams("motia.state.backends.sqlite.backend", "SQLiteBackend")
     root = project(tmp_path, config=False)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     a = run_motia("steps", state=url, cwd=root, name="a").wait_ready()
@@ -151,7 +142,6 @@ todo.send({"groupId": "shared"}, {"type": "done", "data": 1})
 async def test_a_script_writing_to_the_sqlite_file_reaches_a_socket_of_motia_run(
     tmp_path: Path, run_motia: Callable[..., MotiaProcess]
 ) -> None:
-    require_streams("motia.state.backends.sqlite.backend", "SQLiteBackend")
     root = project(tmp_path, config=False)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     proc = run_motia("steps", state=url, cwd=root).wait_ready()
@@ -176,7 +166,6 @@ async def test_a_change_made_through_another_instance_on_one_redis_reaches_a_soc
     run_motia: Callable[..., MotiaProcess],
     redis_server: Any,
 ) -> None:
-    require_streams("motia.state.backends.redis.backend", "RedisBackend")
     root = project(tmp_path, config=False)
     url = f"{redis_server.url}?prefix=streams-{uuid.uuid4().hex[:12]}"
     a = run_motia("steps", state=url, cwd=root, name="a").wait_ready()
@@ -213,7 +202,6 @@ async def test_a_slow_consumer_is_disconnected_and_the_server_memory_stays_bound
     tmp_path: Path,
     run_motia: Callable[..., MotiaProcess],
 ) -> None:
-    require_streams("motia.state.backends.sqlite.backend", "SQLiteBackend")  # items on disk, not in the RSS
     root = project(tmp_path, config=False)
     proc = run_motia("steps", state=f"sqlite:///{tmp_path / 's.db'}", cwd=root).wait_ready()
     count, size = 1500, 50_000  # 75 MB of changes

@@ -70,6 +70,15 @@ class _Joined(NamedTuple):
     definition: StreamDefinition
 
 
+class _Stamps:
+    """The highest ``timestamp`` any connection of this process has sent (see ``Subscriber.__init__``)."""
+
+    highest = 0
+
+
+_stamps = _Stamps()
+
+
 class Subscriber:
     """One connection's subscriptions; built by :meth:`StreamHub.open_subscriber`.
 
@@ -99,7 +108,9 @@ class Subscriber:
         self._queued_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._closed = asyncio.Event()
-        self._last_timestamp = 0
+        # A new connection stamps after every earlier one of this process: Motia's clients keep their last
+        # timestamp across a reconnect, and a burst may have pushed an earlier socket's stamps past the clock.
+        self._last_timestamp = _stamps.highest
         self._feeds: dict[tuple[str, str], Feed] = {}
         self._joined: dict[str, _Joined] = {}
         self._lock = asyncio.Lock()
@@ -129,6 +140,8 @@ class Subscriber:
         now = time.time_ns() // 1_000_000
         timestamp = now if now > self._last_timestamp else self._last_timestamp + 1
         self._last_timestamp = timestamp
+        if timestamp > _stamps.highest:
+            _stamps.highest = timestamp
         text = message.stamp(timestamp)
         queue.append(Frame(text, message.event, message.seq))
         self._queued_bytes += len(text)
