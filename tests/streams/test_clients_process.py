@@ -15,7 +15,6 @@ import pytest
 
 from motia.streams import StreamClient
 from tests.e2e.motia_proc import REPO, MotiaProcess, run_motia  # noqa: F401 - the fixture
-from tests.runtime.streams.test_processes import require_streams
 from tests.streams.sse_reader import EventReader
 
 pytestmark = pytest.mark.slow
@@ -68,7 +67,6 @@ async def test_sse_over_motia_run_and_sigterm_ends_open_streams(tmp_path: Path, 
 
 
 async def test_stream_client_resumes_across_a_restart_on_one_sqlite_file(tmp_path: Path, run_motia) -> None:  # noqa: F811
-    require_streams("motia.state.backends.sqlite", "SQLiteBackend")
     steps = project(tmp_path)
     state = f"sqlite:///{tmp_path}/motia.db"
     # Given a client subscribed to a group of a server on a SQLite file
