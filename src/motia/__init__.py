@@ -35,6 +35,7 @@ from motia.exceptions import (
 from motia.runtime.context import Context, FlowContext, StepLogger
 from motia.runtime.logger import logger
 from motia.runtime.queue import enqueue
+from motia.runtime.streams.auth import StreamAuthInput, StreamAuthResult
 from motia.runtime.types import (
     ApiMiddleware,
     ApiRequest,
@@ -99,6 +100,8 @@ __all__ = [
     "state_manager",
     # Streams
     "Stream",
+    "StreamAuthInput",
+    "StreamAuthResult",
     "StreamConfig",
     "StreamSetResult",
     "StreamSubscription",

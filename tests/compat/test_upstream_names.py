@@ -98,8 +98,6 @@ NOT_YET = {
     "MotiaHttpRequest": _STREAMING_HTTP,
     "MotiaHttpArgs": _STREAMING_HTTP,
     "MotiaHttpResponse": _STREAMING_HTTP,
-    "StreamAuthInput": _STREAMS,
-    "StreamAuthResult": _STREAMS,
 }
 
 

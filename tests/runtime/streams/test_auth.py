@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers, QueryParams
 
+from motia import StreamAuthResult
 from motia.exceptions import ConfigError
 from motia.runtime.streams.auth import (
     StreamAuthRefused,
@@ -104,12 +105,9 @@ def test_a_broken_motia_config_stops_the_start(tmp_path: Path, body: str, messag
     assert "motia_config.py" in str(caught.value)
 
 
-class AuthResult:
-    """motia-py 1.0's StreamAuthResult shape."""
-
-    def __init__(self, authorized: bool, context: Any = None) -> None:
-        self.authorized = authorized
-        self.context = context
+def AuthResult(authorized: bool, context: Any = None) -> StreamAuthResult:  # noqa: N802 - reads as the class
+    """motia-py 1.0's StreamAuthResult, as exported by motia."""
+    return StreamAuthResult(authorized=authorized, context=context)
 
 
 @pytest.mark.parametrize(

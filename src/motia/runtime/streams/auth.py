@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from motia.exceptions import ConfigError
 from motia.runtime.streams.hooks import call_hook
 
@@ -68,6 +70,19 @@ class StreamAuthRequest:
     token: str | None
     path: str = "/"
     addr: str = ""
+
+
+#: motia-py 1.0's name for the request ``stream_authenticate`` gets.
+StreamAuthInput = StreamAuthRequest
+
+
+class StreamAuthResult(BaseModel):
+    """motia-py 1.0's answer of an authentication hook: refused unless ``authorized``; ``context`` is the
+    auth context ``can_access`` and the presence hooks then see. Returning the context itself (or
+    ``None``) works too."""
+
+    authorized: bool
+    context: Any = None
 
 
 class StreamAuthRefused(Exception):
