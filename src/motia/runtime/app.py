@@ -24,6 +24,7 @@ from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_sco
 from motia.runtime.stream_triggers import check_stream_triggers
 from motia.runtime.streams.auth import Authenticate
 from motia.runtime.streams.hub import StreamHub
+from motia.runtime.streams.limits import StreamLimits
 from motia.runtime.tasks import cancel_and_wait
 from motia.runtime.types import CronInput, TriggerInfo
 from motia.state.manager import StateManager
@@ -90,6 +91,7 @@ class MotiaApp:
         delivery: bool | DeliveryOptions = True,
         streams: Iterable[StreamDefinition] = (),
         stream_authenticate: Authenticate | None = None,
+        stream_limits: StreamLimits | None = None,
     ) -> None:
         self.steps = list(steps)
         check_steps(self.steps)
@@ -103,7 +105,15 @@ class MotiaApp:
         self.streams = StreamManager(self.state.backend, streams, max_value_bytes=self.state.max_value_bytes)
         self._streams_token: object | None = None
         #: The stream server's hub (started by the first subscriber) and ``motia_config.stream_authenticate``.
-        self.stream_hub = StreamHub(self.streams, context_factory=self.stream_context)
+        #: The stream server's limits (``MOTIA_STREAM_*`` variables unless given).
+        self.stream_limits = StreamLimits.from_env() if stream_limits is None else stream_limits
+        self.stream_hub = StreamHub(
+            self.streams,
+            context_factory=self.stream_context,
+            queue_limit=self.stream_limits.queue_limit,
+            queue_bytes=self.stream_limits.queue_bytes,
+            max_subscriptions=self.stream_limits.max_subscriptions,
+        )
         self.stream_authenticate = stream_authenticate
         self.sync_state: SyncStateManager | None = None
         #: The app's topics and their subscribers (``ctx.enqueue`` sends through it).
@@ -310,7 +320,14 @@ class MotiaApp:
 
         return [
             *sse_routes(EventStreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context)),
-            *stream_routes(StreamEndpoint(hub_of, authenticate_hook, auth_context=auth_context)),
+            *stream_routes(
+                StreamEndpoint(
+                    hub_of,
+                    authenticate_hook,
+                    auth_context=auth_context,
+                    max_frame_bytes=self.stream_limits.max_frame_bytes,
+                )
+            ),
         ]
 
     def async_view(self, ctx: FlowContext) -> FlowContext:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from motia.runtime.streams.feed import Feed
+from motia.runtime.streams.limits import DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_LIMIT
 from motia.runtime.streams.subscriber import CLOSE_TOO_SLOW, Subscriber
 from motia.runtime.tasks import cancel_and_wait
 from motia.state.backends.types import StreamChange
@@ -41,12 +42,6 @@ __all__ = [
 
 log = logging.getLogger("motia.streams")
 
-#: Messages a subscriber may have waiting before it is closed as too slow.
-DEFAULT_QUEUE_LIMIT = 1000
-#: ... and their total size (a single message larger than this still goes out, alone).
-DEFAULT_QUEUE_BYTES = 8 * 1024 * 1024
-#: Subscriptions one connection may hold.
-DEFAULT_MAX_SUBSCRIPTIONS = 100
 #: Changes read from the log at once, and how long one read waits for a change.
 TAIL_LIMIT = 1000
 TAIL_WAIT = 1.0
