@@ -24,6 +24,8 @@ import pytest
 
 NODE_DIR = Path(__file__).resolve().parent / "stream_client_node"
 CLIENT_PACKAGE = NODE_DIR / "node_modules" / "@motiadev" / "stream-client-node" / "package.json"
+#: Motia's browser client, installed beside it from the same package.json (test_stream_client_browser.py).
+BROWSER_PACKAGE = NODE_DIR / "node_modules" / "@motiadev" / "stream-client-browser" / "package.json"
 DRIVER = NODE_DIR / "drive.mjs"
 #: The client version the compatibility claim is about (SPEC 10: Motia's 0.17.x clients).
 CLIENT_VERSION = "0.17.6-beta.187"
@@ -45,7 +47,7 @@ def ensure_installed() -> str:
         _unavailable("node and npm are needed for the Motia Node client test (Debian: apt-get install nodejs npm)")
     assert node is not None and npm is not None
     with _install_lock:
-        if not CLIENT_PACKAGE.exists():
+        if not (CLIENT_PACKAGE.exists() and BROWSER_PACKAGE.exists()):
             try:
                 done = subprocess.run(
                     [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
@@ -58,8 +60,11 @@ def ensure_installed() -> str:
                 _unavailable(f"npm ci in {NODE_DIR} did not finish within {INSTALL_TIMEOUT:.0f}s")
             if done.returncode != 0:
                 _unavailable(f"npm ci in {NODE_DIR} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    installed = json.loads(CLIENT_PACKAGE.read_text())["version"]
-    assert installed == CLIENT_VERSION, f"installed {installed}, expected {CLIENT_VERSION}: run npm ci in {NODE_DIR}"
+    for package in (CLIENT_PACKAGE, BROWSER_PACKAGE):
+        installed = json.loads(package.read_text())["version"]
+        assert installed == CLIENT_VERSION, (
+            f"{package}: {installed}, expected {CLIENT_VERSION}: run npm ci in {NODE_DIR}"
+        )
     return node
 
 
