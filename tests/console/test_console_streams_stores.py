@@ -70,35 +70,40 @@ async def test_changes_from_another_process_reach_the_feed_in_order(app):
 
 async def test_the_feed_survives_its_redis_server_restarting_without_its_data(redis_server_factory, caplog):
     caplog.set_level(logging.INFO, logger="motia.console")
-    # Given a feed open on an app whose Redis server keeps nothing on disk
+    # Given a feed open on an app whose Redis server keeps nothing on disk (calls give up after 1 s, not
+    # the default 10, so the tail's failure is logged soon after the server goes)
     server = redis_server_factory()
-    app = MotiaApp([], state=server.url, cron=False, delivery=False, streams=[TODO])
+    app = MotiaApp([], state=f"{server.url}?timeout=1", cron=False, delivery=False, streams=[TODO])
     await app.startup()
-    asgi = build_asgi(app, extra_routes=console_routes(app))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://127.0.0.1") as client:
-        feed = await Feed(asgi).open()
-        for n in range(3):
-            await app.streams.set("todo", "inbox", f"before-{n}", {"n": n})
-        assert [(await feed.next())["item_id"] for _ in range(3)] == ["before-0", "before-1", "before-2"]
+    try:
+        asgi = build_asgi(app, extra_routes=console_routes(app))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://127.0.0.1") as client:
+            feed = await Feed(asgi).open()
+            for n in range(3):
+                await app.streams.set("todo", "inbox", f"before-{n}", {"n": n})
+            assert [(await feed.next())["item_id"] for _ in range(3)] == ["before-0", "before-1", "before-2"]
 
-        # When the server goes away for a while (the tail fails and logs), then comes back empty
-        server.stop()
-        await eventually(lambda: "reading the stream log failed" in caplog.text, what="the failure to be logged")
-        server.start()
+            # When the server goes away for a while (the tail fails and logs), then comes back empty
+            server.stop()
+            await eventually(
+                lambda: "reading the stream log failed" in caplog.text, timeout=20, what="the failure to be logged"
+            )
+            server.start()
 
-        # Then the tail is still running, follows the restarted log, and a new change reaches the page
-        async def written() -> bool:
-            try:
-                await app.streams.set("todo", "inbox", "after", {"n": 9})
-            except Exception:  # the app's own client may still be reconnecting
-                return False
-            return True
+            # Then the tail is still running, follows the restarted log, and a new change reaches the page
+            async def written() -> bool:
+                try:
+                    await app.streams.set("todo", "inbox", "after", {"n": 9})
+                except Exception:  # the app's own client may still be reconnecting
+                    return False
+                return True
 
-        await eventually(written, timeout=30, what="a write after the restart")
-        event = await feed.next()
-        assert (event["item_id"], event["event_type"], event["seq"]) == ("after", "create", 1)
-        assert (await client.get("/__motia/api/info")).json()["streams"]["tailing"] is True
-        assert "went back from position 3 to" in caplog.text
-        await feed.close()
-    await app.shutdown()
-    await app.state.aclose()
+            await eventually(written, timeout=30, what="a write after the restart")
+            event = await feed.next()
+            assert (event["item_id"], event["event_type"], event["seq"]) == ("after", "create", 1)
+            assert (await client.get("/__motia/api/info")).json()["streams"]["tailing"] is True
+            assert "went back from position 3 to" in caplog.text
+            await feed.close()
+    finally:  # never leave a started app (and its global bindings) to the tests that follow
+        await app.shutdown()
+        await app.state.aclose()
