@@ -16,12 +16,16 @@ import re
 import sys
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 from motia.exceptions import ConfigError, StepLoadError
 from motia.steps.definition import Step, StepBuilder
+
+_T = TypeVar("_T")
 
 __all__ = [
     "LoadedStep",
@@ -103,6 +107,13 @@ def _where(exc: BaseException, path: Path) -> str:
 
 def load_step_file(path: Path) -> list[Step]:
     """Import one step file and return the steps it declares (possibly none)."""
+    return import_file(path, lambda module: _collect(module, display_path(path)))
+
+
+def import_file(path: Path, collect: Callable[[ModuleType], _T]) -> _T:
+    """Import the file at ``path`` as its own module and return ``collect(module)``; any problem (the
+    import or ``collect`` failing) raises :class:`StepLoadError` naming the file (and line), and leaves
+    no half-imported module behind. Step and stream files are loaded alike."""
     shown = display_path(path)
     name = module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
@@ -113,7 +124,7 @@ def load_step_file(path: Path) -> list[Step]:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-        return _collect(module, shown)
+        return collect(module)
     except StepLoadError:
         sys.modules.pop(name, None)
         raise

@@ -9,7 +9,6 @@ start-up naming both files.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Iterable
@@ -17,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from motia.exceptions import ConfigError, StepLoadError
-from motia.steps.loader import LoadedStep, display_path, module_name
+from motia.steps.loader import LoadedStep, display_path, import_file, module_name
 from motia.streams.config import StreamConfig, StreamDefinition, definition_from_config
 from motia.streams.stream import Stream
 
@@ -37,25 +36,6 @@ def discover_stream_files(directory: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__", "node_modules")))
         found.extend(Path(root) / f for f in sorted(files) if is_stream_file(f))
     return found
-
-
-def _import(path: Path) -> ModuleType:
-    shown = display_path(path)
-    name = module_name(path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise StepLoadError(f"{shown}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except ConfigError as exc:
-        sys.modules.pop(name, None)
-        raise StepLoadError(f"{shown}: {exc}") from exc
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise StepLoadError(f"{shown}: failed to import: {type(exc).__name__}: {exc}") from exc
-    return module
 
 
 def _declared(module: ModuleType, path: Path, *, stream_file: bool) -> list[StreamDefinition]:
@@ -92,7 +72,7 @@ def load_streams(directory: str | os.PathLike[str], steps: Iterable[LoadedStep] 
         if module is not None:
             sources.append((loaded.path, module, False))
     for path in discover_stream_files(Path(directory)):
-        sources.append((path, _import(path), True))
+        sources.append((path, import_file(path, lambda module: module), True))
     seen: set[int] = set()
     for path, module, stream_file in sources:
         if id(module) in seen:
