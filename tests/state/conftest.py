@@ -48,8 +48,7 @@ from tests.redis_server import RedisServer  # noqa: E402 - tests/redis_server.py
 #: Every backend the contract suite runs against (each needs ``{name}_url``, ``{name}_url_factory``, ``{name}_state``).
 BACKENDS = ["memory", "sqlite", "redis", "postgres"]
 #: The backends that implement the delivery and stream contracts too (tests marked ``delivery`` run on these).
-#: PostgreSQL's delivery and stream parts are being built (issue 16, part 2).
-DELIVERY_BACKENDS = ["memory", "sqlite", "redis"]
+DELIVERY_BACKENDS = ["memory", "sqlite", "redis", "postgres"]
 
 #: Numbers the Redis key prefixes handed out in this run: every test's store is new and empty.
 _redis_prefixes = itertools.count()

@@ -20,7 +20,18 @@ Layout (version 1, the key-value store and its outbox):
   ``deleted``, ``expired``), ``scope``, ``key`` (``bytea`` as above), ``old_value``, ``new_value``,
   ``version``, ``timestamp``. ``dispatch_events`` consumes them (and deletes what it consumed).
 
-Later versions add the delivery and stream tables (one entry of :data:`MIGRATIONS` each).
+Version 2, deliveries (their use: :mod:`~motia.state.backends.postgres.delivery`): ``motia_meta``'s ``outbox``
+row, which dispatchers lock to take turns; ``motia_deliveries`` (``seq`` an identity giving delivery order,
+``id`` unique, ``order_key``, ``attempts``, ``available_at``, ``owner`` and ``lease_until``), indexed by
+``(step, seq)`` and ``(step, order_key, seq)``; ``motia_subscriptions`` (state triggers of every app, ``b''``
+for any scope or key); ``motia_dead_letters`` (``error`` as UTF-8 ``bytea``: a message may hold a NUL);
+``motia_cron_ticks`` (``(job, tick)``, tick in milliseconds); ``motia_leases``; ``motia_steps`` (retention).
+
+Version 3, streams (:mod:`~motia.state.backends.postgres.streams`): ``motia_stream_items`` keyed by
+``(stream, grp, item)`` (``bytea``, as keys); ``motia_stream_groups``, one row per group (its ``seq``, live
+item count, ``history`` and oldest logged change), locked by each change of the group; the change log
+``motia_stream_changes`` keyed by ``position``, which a change takes from the one row of
+``motia_stream_head`` (locked to commit: positions in commit order); ``motia_stream_subscriptions``.
 
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
 one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
@@ -62,6 +73,108 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             version bigint NOT NULL,
             timestamp double precision NOT NULL
         )""",
+    ),
+    # Deliveries (version 2): the outbox's consumers, leased deliveries, dead letters, cron ticks, leases, steps.
+    2: (
+        # Dispatchers lock this row for their transaction: they take turns (see postgres/delivery.py).
+        "INSERT INTO motia_meta (name, value) VALUES ('outbox', '') ON CONFLICT (name) DO NOTHING",
+        """CREATE TABLE IF NOT EXISTS motia_deliveries (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            step text NOT NULL,
+            kind text NOT NULL,
+            payload bytea NOT NULL,
+            order_key text,
+            attempts integer NOT NULL DEFAULT 0,
+            available_at double precision NOT NULL,
+            owner text,
+            lease_until double precision NOT NULL DEFAULT 0,
+            created_at double precision NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_deliveries_step ON motia_deliveries (step, seq)",
+        """CREATE INDEX IF NOT EXISTS motia_deliveries_order ON motia_deliveries (step, order_key, seq)
+            WHERE order_key IS NOT NULL""",
+        # Every state-trigger subscription any app registered (b'' = any scope/key): dispatch serves them all.
+        """CREATE TABLE IF NOT EXISTS motia_subscriptions (
+            step text NOT NULL,
+            scope bytea NOT NULL,
+            key bytea NOT NULL,
+            PRIMARY KEY (step, scope, key)
+        )""",
+        """CREATE TABLE IF NOT EXISTS motia_dead_letters (
+            id text PRIMARY KEY,
+            step text NOT NULL,
+            kind text NOT NULL,
+            payload bytea NOT NULL,
+            attempts integer NOT NULL,
+            error bytea NOT NULL,
+            created_at double precision NOT NULL,
+            failed_at double precision NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_dead_letters_failed ON motia_dead_letters (failed_at)",
+        """CREATE TABLE IF NOT EXISTS motia_cron_ticks (
+            job text NOT NULL,
+            tick bigint NOT NULL,
+            expires_at double precision NOT NULL,
+            PRIMARY KEY (job, tick)
+        )""",
+        """CREATE TABLE IF NOT EXISTS motia_leases (
+            name text PRIMARY KEY,
+            owner text NOT NULL,
+            expires_at double precision NOT NULL
+        )""",
+        "CREATE TABLE IF NOT EXISTS motia_steps (step text PRIMARY KEY, seen_at double precision NOT NULL)",
+    ),
+    # Streams (version 3): items, one row per group, the change log and its head, stream-trigger subscriptions.
+    3: (
+        """CREATE TABLE IF NOT EXISTS motia_stream_items (
+            stream bytea NOT NULL,
+            grp bytea NOT NULL,
+            item bytea NOT NULL,
+            value bytea NOT NULL,
+            version bigint NOT NULL,
+            PRIMARY KEY (stream, grp, item)
+        )""",
+        """CREATE TABLE IF NOT EXISTS motia_stream_groups (
+            stream bytea NOT NULL,
+            grp bytea NOT NULL,
+            seq bigint NOT NULL,
+            items bigint NOT NULL,
+            history bigint NOT NULL,
+            oldest bigint NOT NULL,
+            oldest_position bigint NOT NULL,
+            oldest_time double precision NOT NULL,
+            PRIMARY KEY (stream, grp)
+        )""",
+        """CREATE INDEX IF NOT EXISTS motia_stream_groups_backlog ON motia_stream_groups (stream, grp)
+            WHERE oldest <= seq - history""",
+        """CREATE TABLE IF NOT EXISTS motia_stream_changes (
+            position bigint PRIMARY KEY,
+            stream bytea NOT NULL,
+            grp bytea NOT NULL,
+            item bytea,
+            seq bigint NOT NULL,
+            kind text NOT NULL,
+            old_value bytea,
+            new_value bytea,
+            timestamp double precision NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_stream_changes_group ON motia_stream_changes (stream, grp, seq)",
+        # The newest position: a change takes the next by updating this row, locked until it commits.
+        """CREATE TABLE IF NOT EXISTS motia_stream_head (
+            id integer PRIMARY KEY CHECK (id = 1),
+            position bigint NOT NULL
+        )""",
+        "INSERT INTO motia_stream_head (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+        # Stream triggers of every app on the store (b'' group/item: any), served as a union like state's.
+        """CREATE TABLE IF NOT EXISTS motia_stream_subscriptions (
+            stream bytea NOT NULL,
+            step text NOT NULL,
+            grp bytea NOT NULL,
+            item bytea NOT NULL,
+            PRIMARY KEY (stream, step, grp, item)
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_stream_subscriptions_step ON motia_stream_subscriptions (step)",
     ),
 }
 
