@@ -72,7 +72,7 @@ def open_backend(url: str, **options: Any) -> StateBackend:
         _reject_unknown(url, options, {"clock", "prefix", "timeout"})
         return RedisBackend(url, **options)
     if scheme in ("postgresql", "postgres"):
-        from motia.state.backends.postgres.connection import parse_url  # lazy: needs the optional asyncpg
+        from motia.state.backends.postgres.settings import parse_url  # lazy: only when a URL names it
 
         parse_url(url)  # bad options are a ConfigError before the driver is looked for
         from motia.state.backends.postgres import PostgresBackend

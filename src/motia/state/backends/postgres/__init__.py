@@ -2,7 +2,8 @@
 
 The package, one concept per module (each module's docstring holds its part of the design):
 
-- :mod:`~motia.state.backends.postgres.connection`: the URL and its options, a pool per event loop,
+- :mod:`~motia.state.backends.postgres.settings`: the URL and its options.
+- :mod:`~motia.state.backends.postgres.connection`: a pool per event loop,
   transactions retried on connection loss (never applied twice), the translation of driver errors.
 - :mod:`~motia.state.backends.postgres.schema`: the tables, ``SCHEMA_VERSION``, creating or migrating them at open.
 - :mod:`~motia.state.backends.postgres.keyvalue`: the key-value store (``StateStore``) and its outbox.
@@ -17,14 +18,9 @@ or faster under 2000 concurrent upserts; both are maintained and typed enough. T
 from __future__ import annotations
 
 from motia.state.backends.postgres.backend import PostgresBackend
-from motia.state.backends.postgres.connection import (
-    DEFAULT_SCHEMA,
-    DEFAULT_TIMEOUT,
-    POOL_SIZE,
-    PostgresSettings,
-    parse_url,
-)
+from motia.state.backends.postgres.connection import POOL_SIZE
 from motia.state.backends.postgres.schema import MIGRATIONS, SCHEMA_VERSION
+from motia.state.backends.postgres.settings import DEFAULT_SCHEMA, DEFAULT_TIMEOUT, PostgresSettings, parse_url
 
 __all__ = [
     "DEFAULT_SCHEMA",

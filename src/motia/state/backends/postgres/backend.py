@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 
 from motia.state.backends.base import StateBackend
-from motia.state.backends.postgres.connection import parse_url
 from motia.state.backends.postgres.delivery import PostgresDelivery
 from motia.state.backends.postgres.keyvalue import PostgresKeyValue
 from motia.state.backends.postgres.schema import migrate
+from motia.state.backends.postgres.settings import parse_url
 from motia.state.backends.postgres.streams import PostgresStreams
 
 

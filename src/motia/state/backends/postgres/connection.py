@@ -1,19 +1,12 @@
-"""Connections to the PostgreSQL server: the URL and its options, one pool per event loop, transactions retried
-on connection loss, and the translation of driver errors.
-
-**URL.** ``postgresql://user:password@host:port/database`` (or ``postgres://``) with the options
-``?schema=NAME`` (where the tables live, created if missing; default ``public``: every table is named
-``motia_*``, so several apps share one database through different schemas), ``?timeout=SECONDS`` (how long a
-call keeps retrying a lost connection before it raises, default 10) and ``?sslmode=`` (``disable``, ``allow``,
-``prefer``, ``require``, ``verify-ca``, ``verify-full``; passed to asyncpg). Any other option is a
-:class:`~motia.exceptions.ConfigError`. The password never appears in a message (:func:`mask_url`).
+"""Connections to the PostgreSQL server: one pool per event loop, transactions retried on connection loss, and
+the translation of driver errors. (The URL and its options: :mod:`~motia.state.backends.postgres.settings`.)
 
 **Pools.** asyncpg connections belong to the event loop that made them, and a backend is used from several
 (the blocking twin :mod:`motia.state.sync` runs a private loop; scripts call ``asyncio.run`` many times). So
 each loop gets its own small pool, made on the loop's first call and closed when that loop shuts down its
 async generators (the end of ``asyncio.run``), or by :meth:`PostgresConnections.aclose`.
 
-**Transactions, for every write (also P2's delivery and stream writes).** ``await self._transact(body, *args,
+**Transactions, for every write (the delivery and stream writes too).** ``await self._transact(body, *args,
 what=...)`` runs ``await body(tx, *args)`` in one transaction on a pooled connection and returns its result;
 ``tx`` is a :class:`Tx`: ``tx.conn`` (the asyncpg connection), ``tx.now`` (the clock, read once),
 ``tx.record_events`` (whether writes must record change events: read in the transaction, under a share lock
@@ -41,11 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import Any, TypeVar
 
 from motia.exceptions import (
     ConfigError,
@@ -56,21 +47,14 @@ from motia.exceptions import (
     StateTimeout,
     StateValueError,
 )
-from motia.state.masking import mask_url
+from motia.state.backends.postgres.settings import PostgresSettings
 
 logger = logging.getLogger("motia.state.postgres")
 
 T = TypeVar("T")
 
-#: The options a ``postgresql://`` URL may carry.
-URL_OPTIONS = ("schema", "sslmode", "timeout")
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-DEFAULT_SCHEMA = "public"
-DEFAULT_TIMEOUT = 10.0
 #: Connections per event loop at most. A write holds one for its transaction (a few round trips).
 POOL_SIZE = 10
-#: A schema name: a plain lower-case SQL identifier, so it never needs quoting rules explained.
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: First and longest pause between retries after a lost connection.
 RETRY_PAUSE = 0.02
 RETRY_PAUSE_MAX = 1.0
@@ -84,60 +68,6 @@ def import_asyncpg() -> Any:
             "the PostgreSQL state backend needs the asyncpg package: pip install 'pymotia[postgres]'"
         ) from None
     return asyncpg
-
-
-class PostgresSettings(NamedTuple):
-    """A parsed ``postgresql://`` URL."""
-
-    #: What asyncpg connects to: the URL without our options (password kept).
-    dsn: str
-    #: The URL shown in messages: password masked, our options normalised.
-    url: str
-    schema: str
-    timeout: float
-    sslmode: str | None
-
-
-def parse_url(url: str, *, schema: str | None = None, timeout: float | None = None) -> PostgresSettings:
-    """Check a ``postgresql://`` URL and its options; keyword arguments override the URL's query."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("postgresql", "postgres"):
-        raise ConfigError(f"not a PostgreSQL URL: {mask_url(url)!r}")
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted(set(query) - set(URL_OPTIONS))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for state URL {mask_url(url)!r} (known: {', '.join(URL_OPTIONS)})"
-        )
-    if schema is None:
-        schema = query.get("schema", DEFAULT_SCHEMA)
-    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError(
-            f"invalid state URL {mask_url(url)!r}: schema must be a lower-case SQL name "
-            f"(letters, digits, _; at most 63), not {schema!r}"
-        )
-    if timeout is None:
-        try:
-            timeout = float(query.get("timeout", DEFAULT_TIMEOUT))
-        except ValueError:
-            raise ConfigError(f"invalid state URL {mask_url(url)!r}: timeout must be a number of seconds") from None
-    if not isinstance(timeout, int | float) or not timeout > 0 or timeout == float("inf"):
-        raise ConfigError(f"invalid state URL {mask_url(url)!r}: timeout must be a positive number of seconds")
-    sslmode = query.get("sslmode")
-    if sslmode is not None and sslmode not in SSL_MODES:
-        raise ConfigError(
-            f"invalid state URL {mask_url(url)!r}: sslmode must be one of {', '.join(SSL_MODES)}, not {sslmode!r}"
-        )
-    dsn = parts._replace(scheme="postgresql", query="").geturl()
-    options: dict[str, str] = {}
-    if schema != DEFAULT_SCHEMA:
-        options["schema"] = schema
-    if sslmode is not None:
-        options["sslmode"] = sslmode
-    if timeout != DEFAULT_TIMEOUT:
-        options["timeout"] = f"{timeout:g}"
-    shown = mask_url(dsn) + (f"?{urlencode(options)}" if options else "")
-    return PostgresSettings(dsn, shown, schema, float(timeout), sslmode)
 
 
 class Tx:
@@ -243,8 +173,9 @@ class PostgresConnections:
             )
             entry.ready = asyncio.ensure_future(_initialise(pool))
             entry.ready.add_done_callback(lambda done: _pool_made(entry, pool, done))
-        await asyncio.shield(entry.ready)
-        return entry.pool
+        pool = await asyncio.shield(entry.ready)
+        entry.pool = pool  # (the future may be done before its callbacks ran: take its result, not the entry's)
+        return pool
 
     async def _watch(self, loop: asyncio.AbstractEventLoop, entry: _LoopPool) -> AsyncGenerator[None, None]:
         """Lives as long as ``loop``: when the loop shuts down it closes the loop's pool, so short-lived loops
@@ -296,6 +227,8 @@ class PostgresConnections:
             return True
         if isinstance(exc, pg.AdminShutdownError | pg.CrashShutdownError | pg.TooManyConnectionsError):
             return True
+        if isinstance(exc, pg.InternalClientError):
+            return True  # the connection's protocol state broke (seen when the server went away mid-call)
         return isinstance(exc, pg.InterfaceError) and "closed" in str(exc)
 
     def _translate(self, exc: BaseException, doing: str) -> StateBackendError:
@@ -311,6 +244,21 @@ class PostgresConnections:
         if self._connection_lost(exc):
             return StateBackendUnavailable(f"{doing}: PostgreSQL at {self.url} is unreachable: {exc}")
         return StateBackendError(f"{doing}: PostgreSQL at {self.url} failed: {exc}")
+
+    def _discard(self, conn: Any) -> None:
+        """Terminate a connection whose protocol state is unknown, so the pool never hands it out again."""
+        try:
+            conn.terminate()
+        except self._asyncpg.InterfaceError:
+            pass  # asyncpg released it already (it saw the connection die): the pool drops it itself
+
+    def _healthy_after(self, exc: BaseException) -> bool:
+        """Whether a connection on which ``exc`` was raised is still in step with its server: after one of
+        our errors or an error the server reported, yes; after a lost connection, a cancellation (a
+        deadline) or a client-side protocol error, no (it is terminated rather than pooled again)."""
+        if isinstance(exc, StateError):
+            return True
+        return isinstance(exc, self._asyncpg.PostgresError) and not self._connection_lost(exc)
 
     def _retry_now(self, exc: BaseException) -> bool:
         """Errors after which the transaction was rolled back and may simply run again."""
@@ -334,6 +282,7 @@ class PostgresConnections:
         deadline = loop.time() + self.timeout
         pause = RETRY_PAUSE
         warned = False
+        error: BaseException | None = None
         while True:
             self._check_open()
             tx: Tx | None = None
@@ -344,40 +293,50 @@ class PostgresConnections:
                 async with asyncio.timeout_at(deadline):
                     pool = await self._pool()
                     async with pool.acquire() as conn:
-                        transaction = conn.transaction()
-                        await transaction.start()
                         try:
-                            if events and not self._events_enabled:
-                                xid, flag = await conn.fetchrow(_XID_AND_FLAG)
-                                if flag == "1":
-                                    self._events_enabled = True
-                            else:
-                                xid = await conn.fetchval("SELECT txid_current()")
-                            tx = Tx(conn, self._clock(), events and self._events_enabled)
-                            result = await body(tx, *args)
-                            if tx.notify:
-                                await self._before_commit(tx)
-                        except BaseException:
-                            await self._rollback(transaction)
+                            transaction = conn.transaction()
+                            await transaction.start()
+                            try:
+                                if events and not self._events_enabled:
+                                    xid, flag = await conn.fetchrow(_XID_AND_FLAG)
+                                    if flag == "1":
+                                        self._events_enabled = True
+                                else:
+                                    xid = await conn.fetchval("SELECT txid_current()")
+                                tx = Tx(conn, self._clock(), events and self._events_enabled)
+                                result = await body(tx, *args)
+                                if tx.notify:
+                                    await self._before_commit(tx)
+                            except BaseException as exc:
+                                if self._healthy_after(exc):
+                                    await self._rollback(transaction)
+                                raise
+                            committing = True
+                            await transaction.commit()
+                        except BaseException as exc:
+                            if not self._healthy_after(exc):
+                                self._discard(conn)
                             raise
-                        committing = True
-                        await transaction.commit()
             except StateError:
                 raise
             except TimeoutError as exc:
                 if loop.time() < deadline:  # a connect timeout, not our deadline: the server is slow or away
-                    error: BaseException = exc
+                    error = exc
                 else:
                     if committing:
                         raise StateTimeout(
                             f"{what}: PostgreSQL at {self.url} did not confirm the commit within {self.timeout:g} s; "
                             "the write may or may not have been applied"
                         ) from None
+                    if error is not None:  # the deadline passed while retrying: say why it was retried
+                        raise self._translate(error, what) from error
                     raise StateTimeout(
                         f"{what}: PostgreSQL at {self.url} did not answer within {self.timeout:g} s"
                     ) from None
             except Exception as exc:
                 if self._retry_now(exc):
+                    if loop.time() >= deadline:  # never spin past the deadline, whatever keeps recurring
+                        raise self._translate(exc, what) from exc
                     continue
                 if not self._connection_lost(exc):
                     raise self._translate(exc, what) from exc
@@ -455,6 +414,7 @@ class PostgresConnections:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         pause = RETRY_PAUSE
+        error: BaseException | None = None
         while True:
             self._check_open()
             try:
@@ -464,12 +424,14 @@ class PostgresConnections:
                     return rows
             except StateError:
                 raise
-            except TimeoutError:
+            except TimeoutError as exc:
                 if loop.time() >= deadline:
+                    if error is not None:
+                        raise self._translate(error, what) from error
                     raise StateTimeout(
                         f"{what}: PostgreSQL at {self.url} did not answer within {self.timeout:g} s"
                     ) from None
-                error: BaseException = TimeoutError("connecting timed out")
+                error = exc
             except UnicodeEncodeError as exc:
                 raise StateValueError(f"{what}: {exc}") from None
             except Exception as exc:
@@ -508,6 +470,7 @@ class PostgresConnections:
         deadline = loop.time() + self.timeout
         pause = RETRY_PAUSE
         doing = "cannot open the state store"
+        error: BaseException | None = None
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -519,12 +482,14 @@ class PostgresConnections:
                 return
             except StateError:
                 raise
-            except TimeoutError:
+            except TimeoutError as exc:
                 if loop.time() >= deadline:
+                    if error is not None:
+                        raise self._translate(error, doing) from error
                     raise StateBackendUnavailable(
                         f"{doing}: PostgreSQL at {self.url} did not answer within {self.timeout:g} s"
                     ) from None
-                error: BaseException = TimeoutError("connecting timed out")
+                error = exc
             except Exception as exc:
                 if not self._connection_lost(exc):
                     raise self._translate(exc, doing) from exc
