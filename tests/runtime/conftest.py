@@ -14,7 +14,6 @@ from motia.state.manager import StateManager
 from motia.steps.definition import Step
 from tests.runtime.delivery_helpers import FAST, StartApp
 
-
 _schemas = itertools.count()
 
 
