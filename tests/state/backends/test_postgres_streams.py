@@ -306,3 +306,37 @@ async def test_closing_the_store_stops_its_listener(opened: Callable[[], Postgre
     assert thread is not None and thread.is_alive()
     await backend.aclose()
     assert not thread.is_alive()
+
+
+async def test_concurrent_changes_commit_together_and_a_conflict_fails_alone(
+    opened: Callable[[], PostgresBackend],
+) -> None:
+    backend = opened()
+    await backend.stream_write("s", "g", "taken", b"1", if_version=None, history=10)
+    # When many changes of one loop are made at once, one of them with a stale version
+    results = await asyncio.gather(
+        *(backend.stream_write("s", "g", f"i{n}", b"%d" % n, if_version=None, history=10) for n in range(50)),
+        backend.stream_write("s", "g", "taken", b"2", if_version=0, history=10),
+        *(backend.stream_send("s", "h", None, b"{}", history=10) for _ in range(50)),
+        return_exceptions=True,
+    )
+    # Then only that one fails, and the others are all there, numbered without gaps
+    assert [type(result).__name__ for result in results].count("StateConflictError") == 1
+    seq, records = await backend.stream_snapshot("s", "g", None)
+    assert seq == 51 and len(records) == 51
+    assert await backend.stream_get("s", "g", "taken") is not None
+    positions = sorted(result.position for result in results if isinstance(result, StreamChange))
+    assert positions == list(range(2, 102))
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others_changes(opened: Callable[[], PostgresBackend]) -> None:
+    backend = opened()
+    writes = [
+        asyncio.create_task(backend.stream_write("s", "g", f"i{n}", b"1", if_version=None, history=10))
+        for n in range(20)
+    ]
+    await asyncio.sleep(0)
+    writes[0].cancel()
+    done = await asyncio.gather(*writes[1:])
+    assert all(change is not None for change in done)
+    assert len((await backend.stream_snapshot("s", "g", None))[1]) >= 19

@@ -28,12 +28,13 @@ cannot, and ``bytea`` sorts by bytes, which for UTF-8 is code point order, as ev
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from motia.exceptions import StateConflictError
+from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.state.backends._events import stream_deliveries
 from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.base import StreamStore
@@ -48,6 +49,8 @@ T = TypeVar("T")
 
 logger = logging.getLogger("motia.state")
 
+#: Changes of one event loop committed in one transaction at most.
+MAX_BATCH = 256
 #: The tail keeps every change younger than this (seconds) and at least the newest TAIL_KEEP.
 TAIL_AGE = 60.0
 TAIL_KEEP = 10_000
@@ -108,6 +111,29 @@ _HISTORY = """
 _TAIL = f"SELECT {_CHANGE_COLUMNS} FROM motia_stream_changes WHERE position > $1 ORDER BY position LIMIT $2"
 
 
+class _Call:
+    """One change waiting for its batch: ``await function(tx, *args)``, answered through ``future``."""
+
+    __slots__ = ("function", "args", "future")
+
+    def __init__(
+        self, function: Callable[..., Awaitable[StreamChange | None]], args: tuple[Any, ...], future: Any
+    ) -> None:
+        self.function = function
+        self.args = args
+        self.future: asyncio.Future[StreamChange | None | BaseException] = future
+
+
+class _Batch:
+    """One event loop's queued changes and the task committing them."""
+
+    __slots__ = ("calls", "flusher")
+
+    def __init__(self) -> None:
+        self.calls: list[_Call] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+
 def _name(value: Any) -> str:
     return bytes(value).decode()
 
@@ -141,7 +167,6 @@ async def _write(
     data: bytes | None,
     if_version: int | None,
     history: int,
-    notify: tuple[str, str],
 ) -> StreamChange | None:
     conn = tx.conn
     names = (stream.encode(), group.encode(), item.encode())
@@ -160,7 +185,7 @@ async def _write(
         if row is None:
             return None
         await conn.execute("DELETE FROM motia_stream_items WHERE stream = $1 AND grp = $2 AND item = $3", *names)
-        return await _record(tx, locked, stream, group, item, "delete", old, None, history, -1, notify)
+        return await _record(tx, locked, stream, group, item, "delete", old, None, history, -1)
     await conn.execute(
         "INSERT INTO motia_stream_items (stream, grp, item, value, version) VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT (stream, grp, item) DO UPDATE SET value = excluded.value, version = excluded.version",
@@ -169,14 +194,31 @@ async def _write(
         version + 1,
     )
     kind, delta = ("create", 1) if row is None else ("update", 0)
-    return await _record(tx, locked, stream, group, item, kind, old, data, history, delta, notify)
+    return await _record(tx, locked, stream, group, item, kind, old, data, history, delta)
 
 
-async def _send(
-    tx: Tx, stream: str, group: str, item: str | None, event: bytes, history: int, notify: tuple[str, str]
-) -> StreamChange:
+async def _send(tx: Tx, stream: str, group: str, item: str | None, event: bytes, history: int) -> StreamChange:
     locked = await _lock_group(tx, stream.encode(), group.encode())
-    return await _record(tx, locked, stream, group, item, "event", None, event, history, 0, notify)
+    return await _record(tx, locked, stream, group, item, "event", None, event, history, 0)
+
+
+async def _changes(
+    tx: Tx, calls: Sequence[_Call], notify: tuple[str, str]
+) -> list[StreamChange | None | BaseException]:
+    """The changes of one batch, in one transaction: the answer of each call (its error, if it raised one of
+    ours; a call raises only before it changes anything, so the others still commit)."""
+    # Every group's lock first, in sorted order, and only then the head row (by each change): two batches
+    # of any processes never wait for each other in a cycle.
+    for stream, group in sorted({(call.args[0].encode(), call.args[1].encode()) for call in calls}):
+        await _lock_group(tx, stream, group)
+    answers: list[StreamChange | None | BaseException] = []
+    for call in calls:
+        try:
+            answers.append(await call.function(tx, *call.args))
+        except StateError as exc:
+            answers.append(exc)
+    await tx.conn.execute("SELECT pg_notify($1, $2)", *notify)
+    return answers
 
 
 async def _record(
@@ -190,10 +232,9 @@ async def _record(
     new: bytes | None,
     history: int,
     items_delta: int,
-    notify: tuple[str, str],
 ) -> StreamChange:
     """In the transaction that holds the group's lock: trim the group's log, take the next position, log
-    the change, save the group, make the deliveries and ``NOTIFY`` (``notify``: channel and payload)."""
+    the change, save the group and make the deliveries."""
     conn, now = tx.conn, tx.now
     names = (stream.encode(), group.encode())
     previous, items, oldest_seq, oldest_position, oldest_time, head = locked
@@ -234,7 +275,6 @@ async def _record(
     deliveries = stream_deliveries(subscriptions, change)
     if deliveries:
         await insert_deliveries(tx, deliveries)  # sets tx.notify: workers everywhere are woken
-    await conn.execute("SELECT pg_notify($1, $2)", *notify)
     tx.streamed = True
     return change
 
@@ -287,6 +327,7 @@ class PostgresStreams(StreamStore):
 
     url: str
     _clock: Callable[[], float]
+    _closed: bool
     _notifier: Notifier
 
     if TYPE_CHECKING:  # provided by the host class
@@ -298,6 +339,7 @@ class PostgresStreams(StreamStore):
 
     def _init_streams(self) -> None:
         self._stream_waiters = CommitWaiters()
+        self._stream_batches: dict[asyncio.AbstractEventLoop, _Batch] = {}
         self._last_stream_trim = 0.0
         self._stream_trim_from = (b"", b"")
 
@@ -326,22 +368,52 @@ class PostgresStreams(StreamStore):
     async def stream_write(
         self, stream: str, group: str, item: str, data: bytes | None, *, if_version: int | None, history: int
     ) -> StreamChange | None:
-        notify = (self._notifier.channel, self._notifier.payload("s"))
-        change: StreamChange | None = await self._transact(
-            _write, stream, group, item, data, if_version, history, notify, what="write a stream item", events=False
-        )
-        await self._trim_now_and_then()
-        return change
+        return await self._change(_write, (stream, group, item, data, if_version, history))
 
     async def stream_send(
         self, stream: str, group: str, item: str | None, event: bytes, *, history: int
     ) -> StreamChange:
-        notify = (self._notifier.channel, self._notifier.payload("s"))
-        change: StreamChange = await self._transact(
-            _send, stream, group, item, event, history, notify, what="send a stream event", events=False
-        )
-        await self._trim_now_and_then()
+        change = await self._change(_send, (stream, group, item, event, history))
+        assert change is not None
         return change
+
+    async def _change(
+        self, function: Callable[..., Awaitable[StreamChange | None]], args: tuple[Any, ...]
+    ) -> StreamChange | None:
+        """Queue one change for this loop's next batch and wait for its answer (see :class:`_Batches`)."""
+        loop = asyncio.get_running_loop()
+        batch = self._stream_batches.get(loop)
+        if batch is None:
+            batch = self._stream_batches.setdefault(loop, _Batch())
+            for closed in [other for other in self._stream_batches if other.is_closed()]:
+                del self._stream_batches[closed]
+        call = _Call(function, args, loop.create_future())
+        batch.calls.append(call)
+        if batch.flusher is None:
+            batch.flusher = loop.create_task(self._flush(batch))
+        answer = await asyncio.shield(call.future)
+        await self._trim_now_and_then()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def _flush(self, batch: _Batch) -> None:
+        """Commit the queued changes, up to MAX_BATCH per transaction, until none is left. A task of its own:
+        a caller cancelled while waiting does not cancel the commit of the others' changes."""
+        notify = (self._notifier.channel, self._notifier.payload("s"))
+        try:
+            while batch.calls:
+                calls, batch.calls = batch.calls[:MAX_BATCH], batch.calls[MAX_BATCH:]
+                answers: list[StreamChange | None | BaseException]
+                try:
+                    answers = await self._transact(_changes, calls, notify, what="write stream changes", events=False)
+                except Exception as exc:  # the whole batch failed (the store is away, or closed): each caller hears
+                    answers = [exc] * len(calls)
+                for call, answer in zip(calls, answers, strict=True):
+                    if not call.future.done():
+                        call.future.set_result(answer)
+        finally:
+            batch.flusher = None
 
     async def _trim_now_and_then(self) -> None:
         """The periodic trim of groups with a backlog, at most every TRIM_INTERVAL seconds, after a change."""
@@ -430,7 +502,12 @@ class PostgresStreams(StreamStore):
         while True:
             waiter = self._stream_waiters.register()
             try:
-                rows = await self._fetch(_TAIL, after, limit, what="tail the stream log")
+                try:
+                    rows = await self._fetch(_TAIL, after, limit, what="tail the stream log")
+                except StateBackendError:
+                    if self._closed:  # closed while the look ran (its pool closing under it)
+                        raise StateClosedError(f"the state store {self.url} is closed") from None
+                    raise
                 if rows:
                     return [_change(row) for row in rows]
                 remaining = deadline - time.monotonic()
