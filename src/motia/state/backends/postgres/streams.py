@@ -12,6 +12,13 @@ the next one by updating that row, which it keeps locked until it commits. Chang
 at a time in position order (as every write of one SQLite file does). To keep that window short the row
 is taken by the transaction's last statements: the item, the group lock and the trim come first.
 
+**Group commit.** Holding the head row to commit makes every change wait for the commit (the WAL flush) of
+the one before. So the changes one event loop makes at the same time are committed together (as SQLite's
+writer does): the first queues a task that commits everything queued, up to :data:`MAX_BATCH` per
+transaction, and each caller is answered after that commit. A call that raises (a version conflict) does
+so before it changes anything and fails alone. A batch locks all its groups first, in sorted order, and only
+then takes the head row, so batches of different processes never wait for each other in a cycle.
+
 **Per-group seq.** A change first locks its group's row of ``motia_stream_groups`` (created on the first
 change), so the changes of a group are serialised and read the item they replace after the previous one
 committed; a group's row keeps its ``seq`` after its last item is deleted, so a seq never repeats.
