@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -79,6 +80,7 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._closed = False
+        self._pid = os.getpid()
         self._listening = threading.Event()
         #: How many times a listening connection was established (1 after the first, +1 per reconnection).
         self.connections = 0
@@ -96,8 +98,12 @@ class Notifier:
         return f"{what}{self.token}"
 
     def start(self) -> None:
-        """Start listening (idempotent; a no-op once closed)."""
+        """Start listening (idempotent; a no-op once closed). In a forked child, whose copy of the listener's
+        thread does not run, a new one is started."""
         with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's thread and loop are not this process's
+                self._pid, self._thread, self._loop, self._stop = os.getpid(), None, None, None
+                self._listening.clear()
             if self._thread is not None or self._closed:
                 return
             self._thread = threading.Thread(target=self._run_thread, name="motia-pg-listen", daemon=True)

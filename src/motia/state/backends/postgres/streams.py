@@ -408,6 +408,7 @@ class PostgresStreams(StreamStore):
         """Commit the queued changes, up to MAX_BATCH per transaction, until none is left. A task of its own:
         a caller cancelled while waiting does not cancel the commit of the others' changes."""
         notify = (self._notifier.channel, self._notifier.payload("s"))
+        calls: list[_Call] = []
         try:
             while batch.calls:
                 calls, batch.calls = batch.calls[:MAX_BATCH], batch.calls[MAX_BATCH:]
@@ -419,6 +420,12 @@ class PostgresStreams(StreamStore):
                 for call, answer in zip(calls, answers, strict=True):
                     if not call.future.done():
                         call.future.set_result(answer)
+        except BaseException as exc:  # cancelled (the loop is shutting down): nobody may wait forever
+            for call in [*calls, *batch.calls]:
+                if not call.future.done():
+                    call.future.set_result(StateClosedError(f"the state store {self.url} stopped writing: {exc!r}"))
+            batch.calls.clear()
+            raise
         finally:
             batch.flusher = None
 
