@@ -40,7 +40,8 @@ async def other(url: str) -> AsyncIterator[StateManager]:
 async def started(url: str, steps: list[Any]) -> MotiaApp:
     app = MotiaApp(steps, state=url, cron=False, delivery=NEVER, shutdown_timeout=2.0)
     await app.startup()
-    await eventually(lambda: app.state.backend._notifier.listening, what="the app listening for wake-ups")
+    backend: Any = app.state.backend
+    await eventually(lambda: backend._notifier.listening, what="the app listening for wake-ups")
     return app
 
 
