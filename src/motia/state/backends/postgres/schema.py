@@ -20,6 +20,11 @@ Layout (version 1, the key-value store and its outbox):
   ``deleted``, ``expired``), ``scope``, ``key`` (``bytea`` as above), ``old_value``, ``new_value``,
   ``version``, ``timestamp``. ``dispatch_events`` consumes them (and deletes what it consumed).
 
+- ``motia_commits (second, token)``: the commit token of every write transaction, kept
+  :data:`~motia.state.backends.postgres.connection.COMMIT_TOKENS_KEPT` seconds (ordered by ``second``, so the
+  old ones go in one range delete). When a ``COMMIT``'s reply is lost, finding its token says it committed
+  (see :mod:`~motia.state.backends.postgres.connection`).
+
 Later versions add the delivery and stream tables (one entry of :data:`MIGRATIONS` each).
 
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
@@ -52,6 +57,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (scope, key)
         )""",
         "CREATE INDEX IF NOT EXISTS motia_state_expiry ON motia_state (expires_at) WHERE expires_at IS NOT NULL",
+        # One row per write transaction, kept a few minutes: proof that it committed when its reply was lost.
+        """CREATE TABLE IF NOT EXISTS motia_commits (
+            second bigint NOT NULL,
+            token bigint NOT NULL,
+            PRIMARY KEY (second, token)
+        )""",
         """CREATE TABLE IF NOT EXISTS motia_state_events (
             seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             event_type text NOT NULL,
