@@ -30,7 +30,8 @@ from starlette.types import Receive, Scope, Send
 
 from motia.exceptions import StepLoadError
 from motia.runtime.context import FlowContext, new_trace_id
-from motia.runtime.openapi import openapi_document
+from motia.runtime.http_stream import MotiaHttpResponse
+from motia.runtime.openapi import check_response, openapi_document
 from motia.runtime.responses import JSONResponse, encode_json, error_response, plain_json, to_response
 from motia.runtime.runner import StepRunner
 from motia.runtime.types import ApiRequest, TriggerInfo
@@ -80,6 +81,8 @@ class StepRoute(BaseRoute):
         self.step = step
         self.trigger = trigger
         self.info = TriggerInfo(type="http", method=trigger.method, path=trigger.path)
+        #: The response schemas checked on every answer: only in development mode (they cost a validation).
+        self.checked_responses = trigger.response_schema if app.dev and trigger.response_schema else None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -106,7 +109,7 @@ class StepRoute(BaseRoute):
     async def serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
         """Answer a request this route matched (method included), with its path parameters."""
         trace_id = new_trace_id()
-        response: Response | tuple[int, bytes]
+        response: Response | tuple[int, bytes] | None
         try:
             request = await self._build_input(scope, receive, params)
         except BadRequest as exc:
@@ -114,7 +117,10 @@ class StepRoute(BaseRoute):
         except ClientDisconnect:
             return
         else:
+            request._transport = (send, receive, trace_id, asyncio.get_running_loop())
             response = await self._run(request, trace_id)
+            if response is None:  # the handler streamed its answer (runtime/http_stream.py): all sent
+                return
         if type(response) is tuple:
             # The common answer, a JSON body and no headers of the handler's, sent as two ASGI messages:
             # the same bytes and headers a JSONResponse would send, without building one.
@@ -186,7 +192,7 @@ class StepRoute(BaseRoute):
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _run(self, request: ApiRequest, trace_id: str) -> Response | tuple[int, bytes]:
+    async def _run(self, request: ApiRequest, trace_id: str) -> Response | tuple[int, bytes] | None:
         app, step = self.app, self.step
         ctx = app.context(step, self.info, trace_id)
         try:
@@ -196,6 +202,13 @@ class StepRoute(BaseRoute):
                 result = await self._with_middleware(request, ctx)
             else:
                 result = await app.invoke(step, request, ctx)
+            streamed = request._response
+            if streamed is not None and streamed.touched:
+                return await self._streamed(streamed, result, ctx)
+            if self.checked_responses is not None:
+                invalid = check_response(self.checked_responses, result, ctx)
+                if invalid is not None:
+                    return invalid
             fast = plain_json(result)
             return fast if fast is not None else to_response(result, trace_id)
         except asyncio.CancelledError:
@@ -204,7 +217,29 @@ class StepRoute(BaseRoute):
             ctx.logger.exception(
                 f"handler failed: {type(exc).__name__}: {exc}", {"method": request.method, "path": request.path}
             )
+            streamed = request._response
+            if streamed is not None and (streamed.writing or streamed.closed):
+                # Part of the answer is on the wire: a 500 can no longer be sent; end the body instead.
+                await streamed.finish()
+                return None
             return error_response(500, "Internal Server Error", trace_id)
+
+    async def _streamed(self, response: MotiaHttpResponse, result: Any, ctx: FlowContext) -> Response | None:
+        """Finish the answer of a handler that used ``input.response``.
+
+        Nothing written yet (only ``status``/``headers`` set) and a response returned: the returned
+        response is the answer, with the headers set beside its own (motia-py 1.0 does the same). Otherwise
+        the stream is ended; a response returned after writing cannot be sent and is logged as ignored.
+        """
+        if result is not None:
+            if not response.writing and not response.closed:
+                answer = to_response(result, ctx.trace_id)
+                for name, value in response.headers_sent.items():
+                    answer.headers.setdefault(name, value)
+                return answer
+            ctx.logger.warning("the handler streamed its response and also returned one: the returned one is ignored")
+        await response.finish()
+        return None
 
     async def _with_middleware(self, request: ApiRequest, ctx: FlowContext) -> Any:
         chain = self.trigger.middleware
