@@ -152,6 +152,7 @@ async def first_chunk(response: httpx.Response, chunks: AsyncIterator[bytes]) ->
             sse("tick", {"i": 1}) + sse("tick", {"i": 2}) + b"event: last\ndata: {}\n\n",
         ),
     ],
+    ids=["async", "def"],
 )
 async def test_the_client_reads_the_first_event_before_the_handler_finishes(served, gate, path, status, first, rest):
     app, client = served
