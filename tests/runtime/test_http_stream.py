@@ -16,6 +16,7 @@ import pytest
 
 from motia import ClientDisconnected, HttpResponseError, MotiaHttpArgs, MotiaHttpResponse, http, step
 from motia.runtime.app import MotiaApp
+from motia.runtime.http_stream import HIGH_WATER
 from motia.steps.definition import Step
 from motia.testing import api_request
 from tests.polling import eventually
@@ -270,3 +271,46 @@ async def test_without_a_server_the_response_records_what_is_written():
     assert (request.response.status_code, request.response.headers_sent) == (201, {"content-type": "text/event-stream"})
     assert request.response.closed
     assert request["response"] is request.response
+
+
+async def test_a_def_handler_waits_for_a_stalled_client_instead_of_queueing_without_bound():
+    # Given a response whose client takes nothing until the test says so (its send blocks)
+    released = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        await released.wait()
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client never leaves
+        raise AssertionError("unreachable")
+
+    response = MotiaHttpResponse(send, receive, trace_id="t", loop=asyncio.get_running_loop())
+    chunk = b"x" * (256 * 1024)
+    written = 0
+
+    def handler() -> None:  # a `def` handler's thread writing 8 MiB
+        nonlocal written
+        for _ in range(32):
+            response.write(chunk)
+            written += 1
+
+    # When it writes
+    thread = asyncio.ensure_future(asyncio.to_thread(handler))
+    # Then it is held once just over HIGH_WATER bytes wait in memory, not 8 MiB
+    # (the write that passes the mark is counted, and waits: it has not returned)
+    held = HIGH_WATER // len(chunk)
+    await eventually(
+        lambda: written == held and response._queued_bytes == (held + 1) * len(chunk),
+        what="the writes up to the high-water mark",
+    )
+    assert not thread.done()
+    assert written == held
+    # And when the client takes the bytes, the rest goes through, in full
+    released.set()
+    await asyncio.wait_for(thread, 10)
+    await response.finish()
+    body = [m for m in sent if m["type"] == "http.response.body"]
+    assert b"".join(m["body"] for m in body) == chunk * 32
+    assert body[-1]["more_body"] is False

@@ -212,6 +212,8 @@ class StepRoute(BaseRoute):
             fast = plain_json(result)
             return fast if fast is not None else to_response(result, trace_id)
         except asyncio.CancelledError:
+            if request._response is not None:
+                request._response.abort()
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit from a handler: a 500 too
             ctx.logger.exception(

@@ -13,6 +13,8 @@ headers set so far, ``x-trace-id``, no content length: the server sends it chunk
 the wire as soon as the loop runs the sender: a handler that blocks the loop (``time.sleep`` in an
 ``async def``) delays its chunks until it yields, but never loses them.
 
+A slow client cannot make a ``def`` handler's chunks pile up: past :data:`HIGH_WATER` queued bytes its
+``write`` waits until the sender caught up; an ``async def`` handler can ``await response.drain()``.
 A watcher task waits for the client's ``http.disconnect``: from then on writes raise
 :class:`~motia.exceptions.ClientDisconnected`, ``response.disconnected`` is true and queued chunks are
 dropped, so nothing piles up for a client that is gone. Kept free of starlette so ``import motia`` stays
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from typing import Any
@@ -32,6 +35,10 @@ from motia.exceptions import ClientDisconnected, HttpResponseError
 __all__ = ["MotiaHttpResponse", "RequestBody", "ResponseWriter", "WritableStream"]
 
 logger = logging.getLogger("motia.http")
+
+#: Queued bytes past which a ``def`` handler's ``write`` waits for the client to take some (its thread
+#: can block; an ``async def`` handler's cannot, so it may ``await response.drain()`` itself).
+HIGH_WATER = 1024 * 1024
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -158,6 +165,10 @@ class MotiaHttpResponse:
         self._disconnected = asyncio.Event()
         self._gone = False  # _disconnected.is_set(), readable from any thread
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0  # written, not yet handed to the server; counted by write() (any thread)
+        self._count_lock = threading.Lock()
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._wakeup = asyncio.Event()
         self._ending = False
         self._started = False
@@ -220,7 +231,16 @@ class MotiaHttpResponse:
         if self.closed:
             raise HttpResponseError("the response was written after close(): the chunk was not sent")
         self.touched = self.writing = True
+        if self._send is not None:
+            self._count(len(chunk))
         self._post(self._push, chunk)
+        if self._queued_bytes > HIGH_WATER and self._loop is not None and not self._on_loop():
+            # A `def` handler's thread: wait for the client rather than queue without bound.
+            asyncio.run_coroutine_threadsafe(self.drain(), self._loop).result()
+
+    async def drain(self) -> None:
+        """Wait until every chunk written so far was handed to the server (or dropped: client gone)."""
+        await self._drained.wait()
 
     def close(self) -> None:
         """End the response body (further writes raise); closing twice does nothing."""
@@ -241,25 +261,30 @@ class MotiaHttpResponse:
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` on the event loop: now when called from it, else soon (thread-safe, in order)."""
-        if self._send is None:
-            fn(*args)
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
+        if self._send is None or self._on_loop():
             fn(*args)
         elif self._loop is not None:
             self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def _count(self, size: int) -> None:
+        with self._count_lock:
+            self._queued_bytes += size
 
     def _push(self, chunk: bytes) -> None:
         if self._send is None:
             self.chunks.append(chunk)
             return
         if self._gone:
+            self._count(-len(chunk))
             return
         self._queue.append(chunk)
+        self._drained.clear()
         self._kick()
 
     def _end(self) -> None:
@@ -286,6 +311,9 @@ class MotiaHttpResponse:
                     chunk = self._queue.popleft()
                     await self._start()
                     await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    self._count(-len(chunk))
+                if not self._queue:
+                    self._drained.set()
                 if self._gone:
                     return
                 if self._ending:
@@ -319,7 +347,10 @@ class MotiaHttpResponse:
     def _mark_gone(self) -> None:
         if not self._gone:
             self._gone = True
+            for chunk in self._queue:
+                self._count(-len(chunk))
             self._queue.clear()
+            self._drained.set()
             self._disconnected.set()
             self._wakeup.set()
 
@@ -337,6 +368,13 @@ class MotiaHttpResponse:
             if self._watcher is not None and not self._watcher.done():
                 self._watcher.cancel()
                 await asyncio.gather(self._watcher, return_exceptions=True)
+
+    def abort(self) -> None:
+        """Stop sending (the request was cancelled: the server is shutting down); nothing more goes out."""
+        self._mark_gone()
+        for task in (self._sender, self._watcher):
+            if task is not None and not task.done():
+                task.cancel()
 
     def __repr__(self) -> str:
         return f"MotiaHttpResponse(status={self.status_code}, writing={self.writing}, closed={self.closed})"
