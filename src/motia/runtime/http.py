@@ -235,6 +235,10 @@ class StepRoute(BaseRoute):
         """
         if result is not None:
             if not response.writing and not response.closed:
+                if self.checked_responses is not None:
+                    invalid = check_response(self.checked_responses, result, ctx)
+                    if invalid is not None:
+                        return invalid
                 answer = to_response(result, ctx.trace_id)
                 for name, value in response.headers_sent.items():
                     answer.headers.setdefault(name, value)
