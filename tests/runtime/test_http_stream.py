@@ -78,6 +78,13 @@ def steps(gate: Gate) -> list[Step]:
         except ClientDisconnected as exc:
             await ctx.state.set("sse", "outcome", {"error": type(exc).__name__, "closed": args.response.disconnected})
 
+    async def waits_before_writing(args, ctx):
+        await args.response.headers(SSE)
+        waiter = asyncio.ensure_future(args.response.wait_disconnected())
+        gate.loop_event.set()  # tells the test the handler is waiting
+        await asyncio.wait_for(waiter, 10)
+        await ctx.state.set("sse", "early", {"disconnected": args.response.disconnected})
+
     async def fails_mid_stream(args, ctx):
         await args.response.headers({"content-type": "text/plain"})
         args.response.writer.stream.write(b"partial ")
@@ -118,6 +125,7 @@ def steps(gate: Gate) -> list[Step]:
         step_of("async-sse", "GET", "/sse/async", async_sse),
         step_of("sync-sse", "GET", "/sse/sync", sync_sse),
         step_of("watcher", "GET", "/sse/watch", watches_the_client),
+        step_of("early", "GET", "/sse/early", waits_before_writing),
         step_of("fails-mid", "GET", "/fails/mid", fails_mid_stream),
         step_of("fails-before", "GET", "/fails/before", fails_before_writing),
         step_of("headers-return", "GET", "/mixed/headers", headers_then_returns),
@@ -190,6 +198,22 @@ async def test_a_client_that_goes_away_is_seen_by_the_handler(served):
     assert outcome == {"error": "ClientDisconnected", "closed": True}
 
 
+async def test_a_client_leaving_before_anything_was_written_is_seen(served, gate):
+    app, client = served
+    port = client.base_url.port
+    # Given a handler that set headers and waits for its client to leave, before writing anything
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /sse/early HTTP/1.1\r\nhost: localhost\r\n\r\n")
+    await writer.drain()
+    await asyncio.wait_for(gate.loop_event.wait(), 10)
+    # When the client closes the connection
+    writer.close()
+    await writer.wait_closed()
+    # Then the handler's wait ended
+    outcome = await eventually(lambda: app.state.get("sse", "early"), what="the handler seeing the disconnect")
+    assert outcome == {"disconnected": True}
+
+
 async def test_an_exception_mid_stream_ends_the_body_and_is_logged(served, caplog):
     app, client = served
     caplog.set_level(logging.ERROR)
@@ -249,6 +273,10 @@ async def test_bad_use_is_a_clear_error():
     response = api_request().response
     with pytest.raises(HttpResponseError, match="between 100 and 599"):
         await response.status(99)
+    for bad in ({"bad name": "x"}, {"x-ok": "a\r\nx-injected: 1"}, {"x-ok": "caf\u00e9"}, {"": "x"}):
+        with pytest.raises(HttpResponseError, match="invalid response header"):
+            await response.headers(bad)
+    assert response.headers_sent == {}
     with pytest.raises(HttpResponseError, match="bytes or str"):
         response.writer.stream.write({"not": "bytes"})  # type: ignore[arg-type]
     response.close()

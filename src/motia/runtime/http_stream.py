@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
@@ -32,13 +33,16 @@ from typing import Any
 
 from motia.exceptions import ClientDisconnected, HttpResponseError
 
-__all__ = ["MotiaHttpResponse", "RequestBody", "ResponseWriter", "WritableStream"]
+__all__ = ["HIGH_WATER", "MotiaHttpResponse", "RequestBody", "ResponseWriter", "WritableStream"]
 
 logger = logging.getLogger("motia.http")
 
 #: Queued bytes past which a ``def`` handler's ``write`` waits for the client to take some (its thread
 #: can block; an ``async def`` handler's cannot, so it may ``await response.drain()`` itself).
 HIGH_WATER = 1024 * 1024
+
+#: A header name (RFC 9110 token); values must be ASCII without CR, LF or NUL.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -184,7 +188,7 @@ class MotiaHttpResponse:
         if isinstance(status_code, bool) or not isinstance(status_code, int) or not 100 <= status_code <= 599:
             raise HttpResponseError(f"response status must be an int between 100 and 599, got {status_code!r}")
         self.touched = True
-        if self.writing:
+        if self.writing or self.closed:
             self._too_late(f"status({status_code})")
         else:
             self.status_code = status_code
@@ -195,13 +199,17 @@ class MotiaHttpResponse:
         the first chunk; awaitable, and effective at once."""
         if not isinstance(headers, Mapping):
             raise HttpResponseError(f"response headers must be a dict of names to values, got {headers!r:.100}")
+        checked = {}
+        for name, value in headers.items():
+            key, text = str(name).lower(), str(value)
+            if not _TOKEN.fullmatch(key) or any(c in text for c in "\r\n\0") or not text.isascii():
+                raise HttpResponseError(f"invalid response header {name!r}: {value!r:.100}")
+            checked[key] = text
         self.touched = True
-        if self.writing:
+        if self.writing or self.closed:
             self._too_late(f"headers({dict(headers)!r:.100})")
             return _DONE
-        for name, value in headers.items():
-            key = str(name).lower()
-            self._headers[key] = str(value)
+        self._headers.update(checked)
         return _DONE
 
     @property
@@ -215,7 +223,8 @@ class MotiaHttpResponse:
         return self._gone
 
     async def wait_disconnected(self) -> None:
-        """Wait until the client goes away (only while the response is streaming)."""
+        """Wait until the client goes away (or the response has ended)."""
+        self._watch_client()
         await self._disconnected.wait()
 
     def write(self, data: bytes | bytearray | memoryview | str) -> None:
@@ -296,9 +305,12 @@ class MotiaHttpResponse:
     def _kick(self) -> None:
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._pump())
-            if self._receive is not None:
-                self._watcher = asyncio.ensure_future(self._watch())
+            self._watch_client()
         self._wakeup.set()
+
+    def _watch_client(self) -> None:
+        if self._watcher is None and self._receive is not None:
+            self._watcher = asyncio.ensure_future(self._watch())
 
     async def _pump(self) -> None:
         """Send the queued chunks in order, then the end of the body once ``close()`` was called."""
@@ -344,7 +356,7 @@ class MotiaHttpResponse:
             pass
         self._mark_gone()
 
-    def _mark_gone(self) -> None:
+    def _mark_gone(self) -> None:  # also when the response is complete: the server then says "disconnect"
         if not self._gone:
             self._gone = True
             for chunk in self._queue:
