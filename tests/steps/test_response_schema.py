@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from motia import ConfigError, http, multi_trigger_step, step
 from motia.steps.config import StepConfig, parse_config
+from motia.steps.triggers import HttpTrigger
 
 
 class Order(BaseModel):
@@ -80,10 +81,11 @@ def test_every_config_spelling_keeps_response_schema_and_include_files(config):
         multi_trigger_step(config).on_http(lambda input: None).handlers().config,
     ):
         [trigger] = declared.triggers
+        assert isinstance(trigger, HttpTrigger)
         assert trigger.response_schema == {200: Order}
         assert declared.include_files == ("a.txt",)
 
 
 def test_step_config_objects_take_include_files_by_either_name():
-    assert StepConfig(name="s", include_files=["a"]).include_files == ("a",)
+    assert StepConfig(name="s", include_files=("a",)).include_files == ("a",)
     assert StepConfig.model_validate({"name": "s", "includeFiles": ["a"]}).include_files == ("a",)
