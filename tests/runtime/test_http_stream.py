@@ -90,6 +90,11 @@ def steps(gate: Gate) -> list[Step]:
         args.response.writer.stream.write(b"partial ")
         raise RuntimeError("boom after the first chunk")
 
+    def def_fails_mid_stream(args, ctx):
+        args.response.headers({"content-type": "text/plain"})
+        args.response.writer.stream.write(b"partial ")
+        raise RuntimeError("boom after the first chunk")
+
     async def fails_before_writing(args, ctx):
         await args.response.status(200)
         raise RuntimeError("boom before any chunk")
@@ -127,6 +132,7 @@ def steps(gate: Gate) -> list[Step]:
         step_of("watcher", "GET", "/sse/watch", watches_the_client),
         step_of("early", "GET", "/sse/early", waits_before_writing),
         step_of("fails-mid", "GET", "/fails/mid", fails_mid_stream),
+        step_of("def-fails-mid", "GET", "/fails/def-mid", def_fails_mid_stream),
         step_of("fails-before", "GET", "/fails/before", fails_before_writing),
         step_of("headers-return", "GET", "/mixed/headers", headers_then_returns),
         step_of("writes-return", "GET", "/mixed/writes", writes_then_returns),
@@ -214,11 +220,12 @@ async def test_a_client_leaving_before_anything_was_written_is_seen(served, gate
     assert outcome == {"disconnected": True}
 
 
-async def test_an_exception_mid_stream_ends_the_body_and_is_logged(served, caplog):
+@pytest.mark.parametrize("path", ["/fails/mid", "/fails/def-mid"], ids=["async", "def"])
+async def test_an_exception_mid_stream_ends_the_body_and_is_logged(served, caplog, path):
     app, client = served
     caplog.set_level(logging.ERROR)
     # Given a handler that raises after its first chunk
-    response = await client.get("/fails/mid")
+    response = await client.get(path)
     # Then the client got the chunk and a well-ended body (no second response, no broken connection)
     assert (response.status_code, response.content) == (200, b"partial ")
     trace_id = response.headers["x-trace-id"]
