@@ -80,7 +80,10 @@ def api_request(
     headers: dict[str, str] | None = None,
     body: Any = None,
 ) -> ApiRequest:
-    """The ``input`` an HTTP handler would get for such a request (header names are lower-cased)."""
+    """The ``input`` an HTTP handler would get for such a request (header names are lower-cased).
+
+    Its ``response`` records what a streaming handler writes (``chunks``, ``status_code``,
+    ``headers_sent``, ``closed``) instead of sending it."""
     return ApiRequest(
         method=method.upper(),
         path=path,
