@@ -18,6 +18,7 @@ import pytest
 from motia import ConfigError, StateManager, SyncStateManager
 from motia.exceptions import StateBackendUnavailable, StateConflictError
 from motia.state.backends.postgres import SCHEMA_VERSION, PostgresBackend, parse_url
+from motia.state.backends.postgres.connection import COMMIT_TOKENS_KEPT
 from tests.postgres_server import PASSWORD, PostgresServer, free_port
 from tests.state.backends._pg_proxy import PgProxy
 
@@ -52,6 +53,7 @@ def test_url_options_are_parsed_and_the_password_is_masked() -> None:
         ("?schema=", "schema must be"),
         ("?timeout=soon", "timeout must be"),
         ("?timeout=0", "timeout must be"),
+        ("?timeout=451", "at most 450"),
         ("?sslmode=maybe", "sslmode must be"),
     ],
 )
@@ -231,6 +233,21 @@ async def test_a_connection_cut_around_commit_applies_the_write_exactly_once(pro
         assert result.new_value == {"n": 1}
         entry = await sm.get_entry("s", "k")
         assert entry is not None and entry.value == {"n": 1} and entry.version == 2
+
+
+def test_old_commit_tokens_are_deleted_by_writes(postgres_server: PostgresServer) -> None:
+    url = schema_url(postgres_server, "tokens")
+    with SyncStateManager.from_url(url) as sm:
+        sm.set("s", "k", 1)
+    # Given a token older than the keeping time and a fresh one
+    old, fresh = int(time.time() - COMMIT_TOKENS_KEPT - 5), int(time.time())
+    postgres_server.psql(f"INSERT INTO tokens.motia_commits VALUES ({old}, 1), ({fresh}, 2)")
+    # When a newly opened store writes
+    with SyncStateManager.from_url(url) as sm:
+        sm.set("s", "k", 2)
+    # Then the old token is gone, the fresh one kept (with the two writes' own)
+    rows = postgres_server.psql("SELECT second, token FROM tokens.motia_commits WHERE token IN (1, 2)")
+    assert rows.split() == [f"{fresh}|2"]
 
 
 @pytest.mark.slow

@@ -19,10 +19,16 @@ transaction recorded events or added deliveries: local listeners are called afte
   (class ``40``) and a unique violation (two writers creating one key at once: the loser sees the winner's
   row when run again) roll the transaction back and run it again, with backoff, until ``timeout`` has passed;
   then :class:`~motia.exceptions.StateBackendUnavailable` (or :class:`~motia.exceptions.StateTimeout`).
-- **A retried write is never applied twice.** Each transaction learns its id (``txid_current()``) before its
-  ``COMMIT``. If the connection is lost during the ``COMMIT`` itself, the outcome is unknown; a new connection
-  asks the server (``txid_status``): ``committed`` returns the result computed in that attempt (the write
-  is applied, once); ``aborted`` (or an id the server never made durable) runs it again; ``in progress`` waits.
+- **A retried write is never applied twice.** Each attempt inserts a random commit token into
+  ``motia_commits`` in its transaction (fused into its first statement: no extra round trip). If the
+  connection is lost during the ``COMMIT`` itself, the outcome is unknown; a new connection probes for the
+  token by inserting it again (``ON CONFLICT DO NOTHING``, rolled back): a conflict means the attempt
+  committed, and its result is returned (the write applied, once); no conflict means it did not, and the
+  write runs again; while the attempt is still in progress on the server, the probe waits for it (the
+  primary key makes it). Transaction ids (``txid_status``) cannot prove this: after a crash the server may
+  hand the id of a transaction that never became durable to another one, which then shows "committed".
+  Tokens are kept :data:`COMMIT_TOKENS_KEPT` seconds (any call's deadline must end before; a longer
+  ``timeout`` is refused), and deleted by the writes of each process about once a minute.
 - Reads (``await self._fetch(sql, *args)``) are retried in the same way; they change nothing.
 
 **Errors.** Driver errors never leave this module's callers: a lost or refused connection becomes
@@ -34,7 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -47,7 +55,7 @@ from motia.exceptions import (
     StateTimeout,
     StateValueError,
 )
-from motia.state.backends.postgres.settings import PostgresSettings
+from motia.state.backends.postgres.settings import MAX_TIMEOUT, PostgresSettings
 
 logger = logging.getLogger("motia.state.postgres")
 
@@ -71,18 +79,41 @@ def import_asyncpg() -> Any:
 
 
 class Tx:
-    """One attempt of one transaction, handed to the body of :meth:`PostgresConnections._transact`."""
+    """One attempt of one transaction, handed to the body of :meth:`PostgresConnections._transact`.
 
-    __slots__ = ("conn", "now", "record_events", "notify", "streamed")
+    :meth:`start` inserts the attempt's commit token and, when ``read_flag``, reads the events flag (under
+    its share lock) into ``record_events``: one round trip. A body can save it by doing both in its own
+    first statement (``WITH mark AS (INSERT INTO motia_commits ...)`` and the flag row ``FOR SHARE``:
+    :func:`~motia.state.backends.postgres.keyvalue._load` does) and setting ``started``. A body that writes
+    state keys must have started before it writes; ``_transact`` starts any body that did not before its
+    ``COMMIT``."""
 
-    def __init__(self, conn: Any, now: float, record_events: bool) -> None:
+    __slots__ = ("conn", "now", "record_events", "read_flag", "second", "token", "started", "notify", "streamed")
+
+    def __init__(self, conn: Any, now: float, events_on: bool, read_flag: bool) -> None:
         self.conn = conn
         self.now = now
-        self.record_events = record_events
+        #: Whether writes record change events (valid once started).
+        self.record_events = events_on
+        #: Whether starting must read the events flag (it is not known to be on yet, and events matter).
+        self.read_flag = read_flag
+        #: The commit token, ``(second, token)``: the attempt's whole-second time and 63 random bits.
+        self.second = int(time.time())
+        self.token = secrets.randbits(63)
+        self.started = False
         #: Set by a body that recorded events or added deliveries: listeners are called after the commit.
         self.notify = False
         #: Set by a body that recorded a stream change: stream listeners are called after the commit.
         self.streamed = False
+
+    async def start(self) -> None:
+        """Record the commit token and, if needed, read the events flag (under its share lock)."""
+        if self.started:
+            return
+        flag = await self.conn.fetchval(_START_READ_FLAG if self.read_flag else _START, self.second, self.token)
+        if self.read_flag:
+            self.record_events = flag == "1"
+        self.started = True
 
 
 class _LoopPool:
@@ -127,6 +158,7 @@ class PostgresConnections:
         self.timeout = settings.timeout
         self.schema = settings.schema
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
+        self._tokens_swept = 0.0
         self._lock = threading.Lock()
         self._closed = False
 
@@ -169,7 +201,7 @@ class PostgresConnections:
             return entry.pool
         if entry.ready is None:
             pool = self._asyncpg.create_pool(
-                self._settings.dsn, min_size=0, max_size=POOL_SIZE, **self._connect_options()
+                self._settings.dsn, min_size=0, max_size=POOL_SIZE, reset=_keep, **self._connect_options()
             )
             entry.ready = asyncio.ensure_future(_initialise(pool))
             entry.ready.add_done_callback(lambda done: _pool_made(entry, pool, done))
@@ -286,7 +318,6 @@ class PostgresConnections:
         while True:
             self._check_open()
             tx: Tx | None = None
-            xid: int | None = None
             committing = False
             result: Any = None
             try:
@@ -297,14 +328,12 @@ class PostgresConnections:
                             transaction = conn.transaction()
                             await transaction.start()
                             try:
-                                if events and not self._events_enabled:
-                                    xid, flag = await conn.fetchrow(_XID_AND_FLAG)
-                                    if flag == "1":
-                                        self._events_enabled = True
-                                else:
-                                    xid = await conn.fetchval("SELECT txid_current()")
-                                tx = Tx(conn, self._clock(), events and self._events_enabled)
+                                on = self._events_enabled
+                                tx = Tx(conn, self._clock(), events and on, events and not on)
                                 result = await body(tx, *args)
+                                await tx.start()
+                                if tx.record_events:
+                                    self._events_enabled = True  # it never goes off again
                                 if tx.notify:
                                     await self._before_commit(tx)
                             except BaseException as exc:
@@ -313,6 +342,7 @@ class PostgresConnections:
                                 raise
                             committing = True
                             await transaction.commit()
+                            await self._sweep_tokens(conn)
                         except BaseException as exc:
                             if not self._healthy_after(exc):
                                 self._discard(conn)
@@ -344,8 +374,8 @@ class PostgresConnections:
             else:
                 self._after_commit(tx)
                 return result  # type: ignore[no-any-return]
-            if committing and xid is not None:
-                if await self._committed(xid, deadline, what):
+            if committing and tx is not None:
+                if await self._committed(tx, deadline, what):
                     self._after_commit(tx)
                     return result  # type: ignore[no-any-return]
             now = loop.time()
@@ -356,6 +386,18 @@ class PostgresConnections:
                 raise self._translate(error, what) from error
             await asyncio.sleep(min(pause, max(deadline - now, 0.0)))
             pause = min(pause * 2, RETRY_PAUSE_MAX)
+
+    async def _sweep_tokens(self, conn: Any) -> None:
+        """About once a minute per process, after a commit, delete the commit tokens past their keeping time
+        (on the same connection, in a statement of its own: the write is already acknowledged-safe)."""
+        now = time.monotonic()
+        if now - self._tokens_swept < COMMIT_TOKENS_SWEEP:
+            return
+        self._tokens_swept = now
+        try:
+            await conn.execute("DELETE FROM motia_commits WHERE second < $1", int(time.time() - COMMIT_TOKENS_KEPT))
+        except self._asyncpg.PostgresError as exc:  # the write committed; the next sweep tries again
+            logger.warning("PostgreSQL at %s: deleting old commit tokens failed: %s", self.url, exc)
 
     def _after_commit(self, tx: Tx | None) -> None:
         if tx is None:
@@ -375,32 +417,29 @@ class PostgresConnections:
         except (OSError, self._asyncpg.PostgresError, self._asyncpg.InterfaceError) as exc:
             logger.debug("PostgreSQL at %s: rollback failed (%s); the connection is dropped", self.url, exc)
 
-    async def _committed(self, xid: int, deadline: float, what: str) -> bool:
-        """Whether transaction ``xid``, whose ``COMMIT`` lost its connection, committed: asked on a new
-        connection until the server knows (waiting while it is still in progress), within the deadline."""
+    async def _committed(self, tx: Tx, deadline: float, what: str) -> bool:
+        """Whether the attempt ``tx``, whose ``COMMIT`` lost its connection, committed: its token is probed
+        on a new connection until the server answers (waiting while the attempt is still in progress),
+        within the deadline."""
         loop = asyncio.get_running_loop()
-        pg = self._asyncpg
         pause = RETRY_PAUSE
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
                     conn = await self._connect()
                     try:
-                        status = await conn.fetchval("SELECT txid_status($1)", xid)
+                        async with conn.transaction():
+                            inserted = await conn.fetchval(_PROBE, tx.second, tx.token)
+                            raise _ProbeDone(inserted is None)  # rolls the probe's insert back
                     finally:
                         await conn.close()
+            except _ProbeDone as done:
+                return done.committed
             except TimeoutError:
-                status = "unknown"
-            except pg.InvalidParameterValueError:
-                return False  # "in the future": the server restarted without ever making it durable
+                pass
             except Exception as exc:
                 if not self._connection_lost(exc):
                     raise self._translate(exc, f"{what} (checking whether it committed)") from exc
-                status = "unknown"
-            if status == "committed":
-                return True
-            if status == "aborted" or status is None:
-                return False
             if loop.time() >= deadline:
                 raise StateTimeout(
                     f"{what}: PostgreSQL at {self.url} did not confirm the commit within {self.timeout:g} s; "
@@ -501,9 +540,27 @@ class PostgresConnections:
             pause = min(pause * 2, RETRY_PAUSE_MAX)
 
 
-#: The transaction's id and, under a share lock, the events flag: ``enable_events`` updates that row, so it
-#: waits for the writes that read it off, and every write after it reads it on.
-_XID_AND_FLAG = "SELECT txid_current(), (SELECT value FROM motia_meta WHERE name = 'events' FOR SHARE)"
+#: The commit token's insert, fused into a transaction's first statement.
+COMMIT_MARK = "mark AS (INSERT INTO motia_commits (second, token) VALUES ($1, $2))"
+#: The events flag under a share lock: ``enable_events`` updates that row, so it waits for the writes that
+#: read it off, and every write after it reads it on.
+EVENTS_FLAG = "(SELECT value FROM motia_meta WHERE name = 'events' FOR SHARE)"
+_START = f"WITH {COMMIT_MARK} SELECT NULL"
+_START_READ_FLAG = f"WITH {COMMIT_MARK} SELECT {EVENTS_FLAG}"
+#: Inserts the token unless an attempt committed it (then returns no row); waits while one is in progress.
+_PROBE = "INSERT INTO motia_commits (second, token) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1"
+#: Seconds a commit token is kept: longer than any call's deadline (``timeout`` is at most half of it).
+COMMIT_TOKENS_KEPT = 2 * MAX_TIMEOUT
+#: Seconds between a process's deletions of old tokens.
+COMMIT_TOKENS_SWEEP = 60.0
+
+
+class _ProbeDone(Exception):
+    """Ends a probe's transaction (rolling its insert back) with the answer."""
+
+    def __init__(self, committed: bool) -> None:
+        super().__init__("probe done")
+        self.committed = committed
 
 
 def _pool_made(entry: _LoopPool, pool: Any, done: asyncio.Future[Any]) -> None:
@@ -513,6 +570,12 @@ def _pool_made(entry: _LoopPool, pool: Any, done: asyncio.Future[Any]) -> None:
             done.exception()
         return
     entry.pool = pool
+
+
+async def _keep(conn: Any) -> None:
+    """A released connection needs no reset (asyncpg's default costs a round trip per transaction): every
+    transaction ended with COMMIT or ROLLBACK, nothing else is left in the session, and a connection that
+    broke mid-call is terminated, not released."""
 
 
 async def _initialise(pool: Any) -> Any:

@@ -26,7 +26,7 @@ from motia.state.backends._writes import (
     plan_transaction_write,
     plan_update,
 )
-from motia.state.backends.postgres.connection import PostgresConnections, Tx
+from motia.state.backends.postgres.connection import COMMIT_MARK, EVENTS_FLAG, PostgresConnections, Tx
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
@@ -36,6 +36,14 @@ PURGE_BATCH = 5000
 
 _LIVE = "(expires_at IS NULL OR expires_at > $3)"
 _SELECT_FOR_UPDATE = "SELECT value, version, expires_at FROM motia_state WHERE scope = $1 AND key = $2 FOR UPDATE"
+#: The first read of a write also starts its transaction (see :meth:`Tx.start`): one round trip, not two.
+_START_AND_SELECT = (
+    f"WITH {COMMIT_MARK} SELECT {{flag}}, row.value, row.version, row.expires_at FROM (SELECT 1) AS one"
+    " LEFT JOIN LATERAL (SELECT value, version, expires_at FROM motia_state WHERE scope = $3 AND key = $4"
+    " FOR UPDATE) AS row ON true"
+)
+_START_AND_SELECT_FLAG = _START_AND_SELECT.format(flag=EVENTS_FLAG)
+_START_AND_SELECT_NO_FLAG = _START_AND_SELECT.format(flag="NULL")
 _EVENT = (
     " INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)"
     " VALUES ($6, $1, $2, $7, $3, $4, $8)"
@@ -111,10 +119,20 @@ async def _load(tx: Tx, scope: str, key: str) -> tuple[Record | None, bool]:
     """The live record of ``(scope, key)``, locked for this transaction, and whether a row exists for it
     (``False`` also after an expired row was removed here, with its ``expired`` event)."""
     scope_b, key_b = _b(scope), _b(key)
-    row = await tx.conn.fetchrow(_SELECT_FOR_UPDATE, scope_b, key_b)
-    if row is None:
-        return None, False
-    data, version, expires_at = row
+    if not tx.started:
+        flag, data, version, expires_at = await tx.conn.fetchrow(
+            _START_AND_SELECT_FLAG if tx.read_flag else _START_AND_SELECT_NO_FLAG, tx.second, tx.token, scope_b, key_b
+        )
+        tx.started = True
+        if tx.read_flag:
+            tx.record_events = flag == "1"
+        if version is None:
+            return None, False
+    else:
+        row = await tx.conn.fetchrow(_SELECT_FOR_UPDATE, scope_b, key_b)
+        if row is None:
+            return None, False
+        data, version, expires_at = row
     if expires_at is not None and expires_at <= tx.now:
         if tx.record_events:
             await tx.conn.execute(_DELETE_WITH_EVENT, scope_b, key_b, "expired", tx.now)
@@ -181,6 +199,7 @@ async def _write_delete(tx: Tx, scope: str, key: str, if_version: int | None) ->
 
 
 async def _write_clear(tx: Tx, scope: str) -> int:
+    await tx.start()
     if tx.record_events:
         live: int = await tx.conn.fetchval(_CLEAR_WITH_EVENTS, _b(scope), tx.now)
         tx.notify = True
@@ -190,6 +209,7 @@ async def _write_clear(tx: Tx, scope: str) -> int:
 
 
 async def _write_purge(tx: Tx, limit: int) -> int:
+    await tx.start()
     if tx.record_events:
         removed: int = await tx.conn.fetchval(_PURGE_WITH_EVENTS, tx.now, limit)
         tx.notify = tx.notify or removed > 0

@@ -20,6 +20,11 @@ Layout (version 1, the key-value store and its outbox):
   ``deleted``, ``expired``), ``scope``, ``key`` (``bytea`` as above), ``old_value``, ``new_value``,
   ``version``, ``timestamp``. ``dispatch_events`` consumes them (and deletes what it consumed).
 
+- ``motia_commits (second, token)``: the commit token of every write transaction, kept
+  :data:`~motia.state.backends.postgres.connection.COMMIT_TOKENS_KEPT` seconds (ordered by ``second``, so the
+  old ones go in one range delete). When a ``COMMIT``'s reply is lost, finding its token says it committed
+  (see :mod:`~motia.state.backends.postgres.connection`).
+
 Version 2, deliveries (their use: :mod:`~motia.state.backends.postgres.delivery`): ``motia_meta``'s ``outbox``
 row, which dispatchers lock to take turns; ``motia_deliveries`` (``seq`` an identity giving delivery order,
 ``id`` unique, ``order_key``, ``attempts``, ``available_at``, ``owner`` and ``lease_until``), indexed by
@@ -63,6 +68,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (scope, key)
         )""",
         "CREATE INDEX IF NOT EXISTS motia_state_expiry ON motia_state (expires_at) WHERE expires_at IS NOT NULL",
+        # One row per write transaction, kept a few minutes: proof that it committed when its reply was lost.
+        """CREATE TABLE IF NOT EXISTS motia_commits (
+            second bigint NOT NULL,
+            token bigint NOT NULL,
+            PRIMARY KEY (second, token)
+        )""",
         """CREATE TABLE IF NOT EXISTS motia_state_events (
             seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             event_type text NOT NULL,

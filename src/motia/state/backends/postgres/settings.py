@@ -22,6 +22,8 @@ URL_OPTIONS = ("schema", "sslmode", "timeout")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_SCHEMA = "public"
 DEFAULT_TIMEOUT = 10.0
+#: The longest ``timeout``: a write's commit token must outlive its deadline (see ``COMMIT_TOKENS_KEPT``).
+MAX_TIMEOUT = 450.0
 #: A schema name: a plain lower-case SQL identifier, so it never needs quoting rules explained.
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -61,8 +63,11 @@ def parse_url(url: str, *, schema: str | None = None, timeout: float | None = No
             timeout = float(query.get("timeout", DEFAULT_TIMEOUT))
         except ValueError:
             raise ConfigError(f"invalid state URL {mask_url(url)!r}: timeout must be a number of seconds") from None
-    if not isinstance(timeout, int | float) or not timeout > 0 or timeout == float("inf"):
-        raise ConfigError(f"invalid state URL {mask_url(url)!r}: timeout must be a positive number of seconds")
+    if not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
+        raise ConfigError(
+            f"invalid state URL {mask_url(url)!r}: timeout must be a positive number of seconds, "
+            f"at most {MAX_TIMEOUT:g}"
+        )
     sslmode = query.get("sslmode")
     if sslmode is not None and sslmode not in SSL_MODES:
         raise ConfigError(
