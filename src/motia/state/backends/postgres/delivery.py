@@ -148,6 +148,7 @@ async def _enable_events(tx: Tx) -> None:
 
 async def _dispatch(tx: Tx, subscriptions: Sequence[Subscription], limit: int) -> int:
     conn = tx.conn
+    await tx.start()  # its commit token before the outbox lock, which is then held for as short a time as can be
     # Dispatchers take turns (the row lock is held to commit): each event is consumed exactly once, and the
     # deliveries of one key are inserted in the order of its events.
     await conn.execute("SELECT 1 FROM motia_meta WHERE name = 'outbox' FOR UPDATE")

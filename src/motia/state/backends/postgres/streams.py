@@ -214,6 +214,7 @@ async def _changes(
 ) -> list[StreamChange | None | BaseException]:
     """The changes of one batch, in one transaction: the answer of each call (its error, if it raised one of
     ours; a call raises only before it changes anything, so the others still commit)."""
+    await tx.start()  # its commit token first: the locks below are then held for as short a time as can be
     # Every group's lock first, in sorted order, and only then the head row (by each change): two batches
     # of any processes never wait for each other in a cycle.
     for stream, group in sorted({(call.args[0].encode(), call.args[1].encode()) for call in calls}):
