@@ -49,6 +49,8 @@ def no_safety_poll(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def start_child(url: str, mode: str, argument: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    # A patient child: on a loaded machine a write may wait longer than the tests' usual 5 s timeout
+    url = url.replace("timeout=5", "timeout=60")
     child = subprocess.Popen(
         [sys.executable, str(CHILD), url, mode, str(argument)],
         stdin=subprocess.PIPE,
@@ -71,10 +73,11 @@ def go(child: subprocess.Popen[str]) -> None:
     child.stdin.flush()
 
 
-def stop(child: subprocess.Popen[str]) -> None:
+def stop(child: subprocess.Popen[str]) -> str:
+    """Kill the child if it still runs; return what it wrote on stderr."""
     if child.poll() is None:
         child.kill()
-    child.communicate()
+    return child.communicate()[1]
 
 
 async def listening(backend: PostgresBackend, connections: int = 1) -> None:
@@ -114,7 +117,11 @@ async def test_a_change_from_another_process_wakes_a_waiting_tail_by_its_notific
         go(child)
         # Then the first change ends its wait (a notification: else it would wait 60 s), and every change
         # follows in the group's seq order
-        found = await asyncio.wait_for(waiting, 30)
+        try:
+            found = await asyncio.wait_for(waiting, 30)
+        except TimeoutError:
+            errors = stop(child)
+            pytest.fail(f"no change woke the tail; the writer ended with {child.returncode}: {errors!r}")
         found = await tail_all_after(backend, found, 50)
         assert [change.seq for change in found] == list(range(1, 51))
         assert [change.position for change in found] == sorted({change.position for change in found})
