@@ -80,9 +80,9 @@ def require_postgres_server() -> None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """One private PostgreSQL cluster for the whole test run."""
+    """One private PostgreSQL cluster for the whole test run (``durable=False``: never killed nor restarted)."""
     require_postgres_server()
-    server = PostgresServer()
+    server = PostgresServer(durable=False)
     try:
         yield server
     finally:

@@ -1,8 +1,12 @@
 """A private PostgreSQL cluster for the tests: ``initdb`` into a temp dir, ``postgres`` on a free loopback port.
 
-``PostgresServer()`` creates the cluster and starts it at once, waiting until it accepts connections. ``stop()``
-is a fast shutdown (SIGINT), ``kill()`` sends SIGKILL to the postmaster (a crash; the next start
-replays the WAL), ``restart()`` starts it again on the same port and dir. ``close()`` stops it and removes the dir.
+``PostgresServer(durable=True)`` creates the cluster and starts it at once, waiting until it accepts
+connections. ``stop()`` is a fast shutdown (SIGINT), ``kill()`` sends SIGKILL to the postmaster (a crash; the
+next start replays the WAL), ``restart()`` starts it again on the same port and dir. ``close()`` stops it and
+removes the dir.
+``durable=False`` sets ``synchronous_commit = off``: commits return before their WAL flush, which loses nothing
+unless the server itself crashes; the shared session server runs so (faster), the tests that kill or restart a
+server start a durable one of their own.
 
 Authentication: ``trust`` for the superuser ``postgres`` on loopback (``url``), and a password user (``scram``) for
 the wrong-password tests: ``password_url(password)`` logs in as ``motia_pw`` (whose real password is
@@ -68,7 +72,7 @@ def accepts(port: int, timeout: float = 1.0) -> bool:
 class PostgresServer:
     """A PostgreSQL cluster on ``127.0.0.1:port`` with its data in ``dir / "data"``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = True) -> None:
         bin_dir = postgres_bin_dir()
         if bin_dir is None:
             raise FileNotFoundError("initdb/postgres are neither on PATH nor under /usr/lib/postgresql/*/bin")
@@ -77,6 +81,7 @@ class PostgresServer:
         self.data = self.dir / "data"
         self.log_path = self.dir / "postgres.log"
         self.port = free_port()
+        self.durable = durable
         self._as_root = os.geteuid() == 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -145,6 +150,8 @@ class PostgresServer:
                 "fsync = on\n"
                 "log_min_messages = warning\n"
             )
+            if not self.durable:  # commits do not wait for the WAL flush (lost only if the *server* crashes)
+                conf.write("synchronous_commit = off\n")
 
     def _start_on_a_free_port(self, attempts: int = 5) -> None:
         """First start: if another process grabbed the free port in between, try another one."""

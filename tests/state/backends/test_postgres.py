@@ -198,13 +198,25 @@ async def test_expired_keys_are_swept_with_expired_events(postgres_server: Postg
         postgres_server.psql("UPDATE sweep.motia_meta SET value = '1' WHERE name = 'events'")
         await sm.set("s", "short", 1, ttl=5)
         await sm.set("s", "long", 2, ttl=500)
+        await sm.set("s", "rewritten", 3, ttl=5)
         clock[0] += 10
         assert await sm.get("s", "short") is None  # invisible at once
+        # a write that finds its key expired removes it first (firing "expired"), then creates it anew
+        assert (await sm.set("s", "rewritten", 4)).version == 1
         assert await sm.purge_expired() == 1
         assert await sm.purge_expired() == 0
-        assert await sm.keys("s") == ["long"]
-    rows = postgres_server.psql("SELECT event_type || ':' || convert_from(key, 'UTF8') FROM sweep.motia_state_events")
-    assert rows.split() == ["created:short", "created:long", "expired:short"]
+        assert await sm.keys("s") == ["long", "rewritten"]
+    rows = postgres_server.psql(
+        "SELECT event_type || ':' || convert_from(key, 'UTF8') FROM sweep.motia_state_events ORDER BY seq"
+    )
+    assert rows.split() == [
+        "created:short",
+        "created:long",
+        "created:rewritten",
+        "expired:rewritten",
+        "created:rewritten",
+        "expired:short",
+    ]
 
 
 # -- connection loss -------------------------------------------------------------------------------------------
