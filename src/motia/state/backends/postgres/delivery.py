@@ -395,14 +395,16 @@ class PostgresDelivery(DeliveryStore):
         self._events_enabled = True
 
     async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
-        unique = list(dict.fromkeys(subscriptions))
+        # Subscriptions this instance registered stay registered (retention forgets only steps no running app
+        # serves): only new ones are written.
+        new = [subscription for subscription in dict.fromkeys(subscriptions) if subscription not in self._registered]
         # Workers poll: an idle poll is one read, not a transaction (which would take an xid and a WAL flush).
-        if self._registered.issuperset(unique):
+        if not new:
             rows = await self._fetch("SELECT EXISTS (SELECT 1 FROM motia_state_events)", what="dispatch events")
             if not rows[0][0]:
                 return 0
-        consumed: int = await self._transact(_dispatch, unique, limit, what="dispatch events", events=False)
-        self._registered.update(unique)
+        consumed: int = await self._transact(_dispatch, new, limit, what="dispatch events", events=False)
+        self._registered.update(new)
         return consumed
 
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
@@ -514,4 +516,6 @@ class PostgresDelivery(DeliveryStore):
         result: PruneResult = await self._transact(
             _prune, dead_letter_age, step_age, what="apply retention", events=False
         )
+        if step_age is not None:
+            self._registered.clear()  # some subscriptions may be gone: the next dispatch registers again
         return result
