@@ -7,6 +7,10 @@ The package, one concept per module (each module's docstring holds its part of t
   transactions retried on connection loss (never applied twice), the translation of driver errors.
 - :mod:`~motia.state.backends.postgres.schema`: the tables, ``SCHEMA_VERSION``, creating or migrating them at open.
 - :mod:`~motia.state.backends.postgres.keyvalue`: the key-value store (``StateStore``) and its outbox.
+- :mod:`~motia.state.backends.postgres.delivery`: the ``DeliveryStore``: dispatch, leased deliveries, dead
+  letters, cron tick claims, named leases, retention.
+- :mod:`~motia.state.backends.postgres.streams`: the ``StreamStore``: items, the change log, tails.
+- :mod:`~motia.state.backends.postgres.notify`: wake-ups across processes (``LISTEN``/``NOTIFY``).
 - :mod:`~motia.state.backends.postgres.backend`: :class:`PostgresBackend`, composed from them.
 
 Why asyncpg rather than psycopg 3: on the same server and machine, 2000 sequential upserts ran 20-35 %
