@@ -221,15 +221,14 @@ async def migrate(conn: Any, schema: str, url: str) -> None:
             )
         if current == SCHEMA_VERSION:
             return  # another opener migrated it while this one waited for the lock
-        for version in sorted(MIGRATIONS):
-            if version > current:
-                for statement in MIGRATIONS[version]:
-                    await conn.execute(statement)
-        await conn.execute(
-            "INSERT INTO motia_meta (name, value) VALUES ('schema_version', $1)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            str(SCHEMA_VERSION),
+        statements = [
+            statement for version in sorted(MIGRATIONS) if version > current for statement in MIGRATIONS[version]
+        ]
+        statements.append(
+            f"INSERT INTO motia_meta (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
         )
+        await conn.execute(";\n".join(statements))  # one round trip (a simple query runs them all, in order)
     if current:
         logger.info("migrated the state store %s from schema version %d to %d", url, current, SCHEMA_VERSION)
 
