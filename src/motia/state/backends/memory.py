@@ -427,6 +427,29 @@ class MemoryBackend(MemoryStreams, StateBackend):
             self._check_open()
             return [letter for letter in self._dead if step is None or letter.step == step][:limit]
 
+    async def add_dead_letters(self, deliveries: Sequence[NewDelivery], *, error: str) -> int:
+        text = error_text(error)
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            known = {letter.id for letter in self._dead}
+            added = 0
+            for new in deliveries:
+                if new.id in known or new.id in self._deliveries:
+                    continue
+                known.add(new.id)
+                self._dead.append(DeadLetter(new.id, new.step, new.kind, new.payload, 0, text, now, now))
+                added += 1
+            return added
+
+    async def pending_by_step(self) -> dict[str, int]:
+        with self._lock:
+            self._check_open()
+            counts: dict[str, int] = {}
+            for pending in self._deliveries.values():
+                counts[pending.new.step] = counts.get(pending.new.step, 0) + 1
+            return counts
+
     async def pending(self, step: str | None = None) -> int:
         with self._lock:
             self._check_open()
