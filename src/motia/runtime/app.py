@@ -20,7 +20,14 @@ from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
 from motia.runtime.logger import current_logger
-from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
+from motia.runtime.queue import (
+    EnqueueScope,
+    QueueRouter,
+    bind_app,
+    current_scope,
+    strict_topics_from_env,
+    unbind_app,
+)
 from motia.runtime.stream_triggers import check_stream_triggers
 from motia.runtime.streams.auth import Authenticate
 from motia.runtime.streams.hub import StreamHub
@@ -92,8 +99,12 @@ class MotiaApp:
         streams: Iterable[StreamDefinition] = (),
         stream_authenticate: Authenticate | None = None,
         stream_limits: StreamLimits | None = None,
+        strict_topics: bool | None = None,
     ) -> None:
         self.steps = list(steps)
+        #: Refuse messages nobody subscribes to instead of keeping them as dead letters (``None``: from
+        #: ``MOTIA_STRICT_TOPICS``, whose bad values raise ``ConfigError`` here, at start).
+        self.strict_topics = strict_topics_from_env() if strict_topics is None else strict_topics
         check_steps(self.steps)
         if isinstance(state, str):
             self.state: StateManager = StateManager.from_url(state)
@@ -117,7 +128,7 @@ class MotiaApp:
         self.stream_authenticate = stream_authenticate
         self.sync_state: SyncStateManager | None = None
         #: The app's topics and their subscribers (``ctx.enqueue`` sends through it).
-        self.queues = QueueRouter(self.steps, self.state)
+        self.queues = QueueRouter(self.steps, self.state, strict=self.strict_topics)
         self.delivery_options: DeliveryOptions | None = (
             DeliveryOptions.from_env() if delivery is True else delivery if delivery else None
         )
@@ -172,8 +183,14 @@ class MotiaApp:
         self._bind_token = bind_global(self.state, loop)
         self._streams_token = bind_streams(self.streams, loop)
         self._enqueue_token = bind_app(self.queues, loop)
+        fate = "refused (strict topics)" if self.strict_topics else "kept as dead letters"
         for name, topic in self.queues.unsubscribed_topics():
-            logger.warning("step %r declares it enqueues to %r, but no step subscribes to that topic", name, topic)
+            logger.warning(
+                "step %r declares it enqueues to %r, but no step subscribes to that topic: its messages will be %s",
+                name,
+                topic,
+                fate,
+            )
         if self.delivery_options is not None:
             self.delivery = DeliveryWorker(self, self.delivery_options)
             await self.delivery.start()

@@ -174,7 +174,8 @@ class FlowContext(Generic[TEnqueueData]):
 
         ``await ctx.enqueue(...)`` in ``async def`` handlers; in ``def`` handlers it blocks and returns
         ``None``. Raises :class:`~motia.runtime.queue.EnqueueError` (nothing sent) when the topic is not
-        in the step's ``enqueues``, no step subscribes to it, or the data is not valid for a subscriber.
+        in the step's ``enqueues`` or the data is not valid for a subscriber. A message no step subscribes
+        to is kept as a dead letter (refused under strict topics): see :mod:`motia.runtime.queue`.
         """
         if self.enqueuer is None:
             topic = event.get("topic") if isinstance(event, Mapping) else None
