@@ -7,6 +7,7 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
     │   └── ScheduleExhausted        a cron expression has no tick left (its last year is past)
     ├── StepLoadError                a step file cannot be loaded or registered
     ├── EnqueueError                 a message cannot be enqueued (nothing was sent); also a ValueError
+├── MatchError                   ctx.match has no handler for the trigger (or an unknown key); also a RuntimeError
     ├── Undeliverable                a stored delivery no trigger of its step can take (dead-lettered)
     ├── StreamError                  anything about streams that is not a state error
     │   ├── StreamNotFoundError      no stream of that name is declared; also a LookupError
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "EnqueueError",
     "InvalidUpdateError",
+    "MatchError",
     "MotiaError",
     "ScheduleExhausted",
     "StateBackendError",
@@ -71,7 +73,13 @@ class StepLoadError(MotiaError):
 
 
 class EnqueueError(MotiaError, ValueError):
-    """Raised when a message cannot be enqueued (undeclared topic, no subscriber, invalid data); nothing was sent."""
+    """Raised when a message cannot be enqueued (undeclared topic, invalid data, no subscriber under strict
+    topics); nothing was sent."""
+
+
+class MatchError(MotiaError, RuntimeError):
+    """Raised by ``ctx.match`` when no handler is given for the run's trigger type and there is no
+    ``default``, or when a key is not a trigger type (motia-py raised ``RuntimeError``, which this still is)."""
 
 
 class Undeliverable(MotiaError):

@@ -294,6 +294,7 @@ class MotiaApp:
             step=step.name,
             enqueuer=enqueuer,
             streams=Streams(self.streams, self._loop),
+            loop=self._loop,
         )
 
     def stream_context(
@@ -311,6 +312,7 @@ class MotiaApp:
             trigger=TriggerInfo(type="stream"),
             step=name,
             streams=Streams(self.streams, self._loop),
+            loop=self._loop,
         )
 
     def stream_routes(self) -> list[BaseRoute]:
@@ -360,6 +362,8 @@ class MotiaApp:
             step=ctx.step,
             enqueuer=enqueuer,
             streams=ctx.streams,
+            input_value=ctx.input_value,
+            loop=self._loop,
         )
 
     async def call(self, fn: Callable[..., Any], arity: int, is_async: bool, *args: Any) -> Any:
@@ -380,6 +384,7 @@ class MotiaApp:
         # `motia.enqueue` inside the handler is its ctx.enqueue (def handlers inherit the context var).
         token = current_scope.set(ctx.enqueuer if isinstance(ctx.enqueuer, EnqueueScope) else None)
         logger_token = current_logger.set(ctx.logger)  # and `motia.logger` is its ctx.logger
+        ctx.input_value = input  # what ctx.get_data() and ctx.match() read
         try:
             if step.is_async:  # what call() does for it, one coroutine fewer on every request
                 result = step.handler(*(input, ctx)[: step.arity])
