@@ -20,7 +20,7 @@ def ctx_for(kind: str, input_value: Any = None) -> FlowContext:
         state=None,
         logger=StepLogger("s", "t"),
         trace_id="t",
-        trigger=TriggerInfo(type=kind),  # type: ignore[arg-type]
+        trigger=TriggerInfo(type=kind),
         step="s",
         input_value=input_value,
     )
@@ -63,7 +63,7 @@ async def test_no_match_and_unknown_keys_are_clear_errors() -> None:
     with pytest.raises(MatchError, match=r"unknown key\(s\) 'event', 'queues': expected http, api, queue"):
         ctx.match({"queues": lambda m: m, "event": lambda m: m})
     with pytest.raises(MatchError, match=r"the 'queue' handler must be a function, not int"):
-        ctx.match({"queue": 3})
+        ctx.match({"queue": 3})  # type: ignore[dict-item]
     with pytest.raises(MatchError, match="takes a dict of handlers"):
         ctx.match([("queue", print)])  # type: ignore[arg-type]
     error = MatchError("x")
