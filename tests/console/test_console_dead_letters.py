@@ -47,7 +47,7 @@ async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[M
         # Given a failed message, one nobody subscribes to, and a delivery waiting for a step not run here
         await motia.enqueue({"topic": "orders", "data": {"id": 7}})
         await app.drain()
-        await motia.enqueue({"topic": "audit", "data": {"id": 8}})
+        await motia.enqueue({"topic": "audit", "data": {"id": 8, "big": 2**70 + 1}})
         await app.state.backend.enqueue([NewDelivery("w1", "later", "queue", b'{"topic":"x","data":1}')])
         yield app
     finally:
@@ -71,6 +71,7 @@ async def test_lists_dead_letters_and_pending_counts(app: MotiaApp) -> None:
     first, kept = body["dead_letters"]
     assert "ValueError: bad order 7" in first["error"] and first["payload"]["data"] == {"id": 7}
     assert kept["error"] == "no subscriber: no step subscribes to topic 'audit'"
+    assert kept["payload"]["data"] == {"id": 8, "big": 2**70 + 1}  # exact, not a float
     assert kept["failed_at"] >= first["failed_at"]
     assert body["pending"] == {"later": 1} and body["limit"] == 100
 

@@ -5,6 +5,7 @@ strict topics (``MOTIA_STRICT_TOPICS`` / ``strict_topics``) refuse it as before.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,13 @@ async def test_outside_a_step_any_topic_is_kept_and_recorded(start_app: StartApp
     app = await start_app([])
     with capture_enqueues(app) as recorder:
         # When code outside a step enqueues (a topic declared nowhere)
-        await motia.enqueue({"topic": topic, "data": [1, "a"]})
+        await motia.enqueue({"topic": topic, "data": [1, "a", 2**70 + 1]})
     # Then the test sees the message (delivered to no step) and the store keeps it
-    message = recorder.assert_enqueued(topic, [1, "a"])
+    message = recorder.assert_enqueued(topic, [1, "a", 2**70 + 1])
     assert message.steps == () and message.sender is None
     (letter,) = await kept(app)
-    assert orjson.loads(letter.payload) == {"topic": topic, "data": [1, "a"], "trace_id": None}
+    # (an int beyond 64 bits is kept exactly, as in a delivery)
+    assert json.loads(letter.payload) == {"topic": topic, "data": [1, "a", 2**70 + 1], "trace_id": None}
 
 
 async def test_with_no_subscriber_the_data_is_still_checked_and_so_is_the_declaration(start_app: StartApp) -> None:

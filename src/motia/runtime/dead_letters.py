@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from motia.state import values as _values
 from motia.state.backends.base import DeliveryStore
 from motia.state.backends.types import DeadLetter
 
@@ -44,8 +43,8 @@ class DeadLetterFilter:
 
 def _payload(letter: DeadLetter) -> Any:
     try:
-        return orjson.loads(letter.payload)
-    except orjson.JSONDecodeError:  # every backend stores JSON; a hand-edited store may not
+        return _values.decode(letter.payload)  # ints beyond 64 bits stay exact (orjson would make floats)
+    except ValueError:  # every backend stores JSON; a hand-edited store may not
         return letter.payload.decode("utf-8", "replace")
 
 

@@ -199,7 +199,9 @@ class QueueRouter:
     async def _keep_unsubscribed(self, message: Message, trace_id: str | None) -> None:
         """Keep a message nobody subscribes to as a dead letter of :data:`NO_SUBSCRIBER` (its id derived
         from the message id, so a retried handler's deterministic ids do not duplicate it)."""
-        payload = orjson.dumps({"topic": message.topic, "data": message.data, "trace_id": trace_id})
+        # Encoded as prepare() encodes a delivery's data (ints beyond 64 bits included, which orjson refuses).
+        encoded = _values.encode(message.data, self.state.max_value_bytes)
+        payload = orjson.dumps({"topic": message.topic, "data": orjson.Fragment(encoded), "trace_id": trace_id})
         letter = NewDelivery(f"{message.id}>{NO_SUBSCRIBER}", NO_SUBSCRIBER, "queue", payload)
         error = f"no subscriber: no step subscribes to topic {message.topic!r}"
         await self.state.backend.add_dead_letters([letter], error=error)
