@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,8 @@ async def test_start_up_warning_says_what_happens_to_the_messages(caplog: pytest
 async def test_kept_on_redis_without_duplicates(redis_server: RedisServer) -> None:
     # Given an app on Redis whose producer fails once after enqueueing to a topic nobody subscribes to
     topic = fresh_topic()
-    app = MotiaApp([producer(topic, fail_first=True)], state=f"{redis_server.url}?prefix=unsub&timeout=1", cron=False)
+    url = f"{redis_server.url}?prefix=unsub-{uuid.uuid4().hex[:8]}&timeout=1"
+    app = MotiaApp([producer(topic, fail_first=True)], state=url, cron=False)
     await app.startup()
     try:
         await motia.enqueue({"topic": "go", "data": "o1"})
