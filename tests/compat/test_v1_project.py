@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import orjson
@@ -13,6 +14,7 @@ from tests.compat.conftest import HERE
 from tests.polling import eventually
 
 STEPS = HERE / "v1_project" / "steps"
+FORM = "application/x-www-form-urlencoded"
 
 
 def test_include_files_are_resolved_relative_to_the_step():
@@ -78,3 +80,29 @@ async def test_a_multi_trigger_step_dispatching_with_ctx_match(state_url):
         [kept] = await client.state.backend.dead_letters("(no subscriber)")
         assert orjson.loads(kept.payload)["data"] == {"id": "o1", "carrier": "ups"}
         assert kept.error == "no subscriber: no step subscribes to topic 'order.shipped'"
+
+
+def server_sent_events(text: str) -> list[tuple[str, dict[str, object]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_the_playground_style_sse_step_streams_its_events(state_url):
+    async with app_client(STEPS, state=state_url) as client:
+        # Given the SSE step, posted a URL-encoded body as the playground's client does
+        response = await client.post("/countdown", content=b"from=3&label=launch", headers={"content-type": FORM})
+        # Then it answered with its own status and headers, and every event in order
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["x-trace-id"]
+        assert server_sent_events(response.text) == [
+            ("tick", {"label": "launch", "n": 3}),
+            ("tick", {"label": "launch", "n": 2}),
+            ("tick", {"label": "launch", "n": 1}),
+            ("done", {"total": 3}),
+        ]
+        # And its write through the module-level stateManager reached the backend
+        assert await client.state.get("countdowns", "launch") == {"total": 3}

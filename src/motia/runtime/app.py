@@ -83,6 +83,10 @@ class MotiaApp:
     ``state`` is a ``StateManager`` (the caller keeps ownership) or a state URL (the app opens and
     closes it). ``def`` handlers run on a dedicated pool of ``handler_threads`` threads, so they
     never starve the threads the state backend may use.
+
+    ``dev`` is development mode (``motia dev`` sets it): HTTP handlers' responses are checked against
+    their trigger's ``response_schema`` (a mismatch answers 500 and is logged); off in production, where
+    the check would cost every request.
     """
 
     def __init__(
@@ -100,8 +104,10 @@ class MotiaApp:
         stream_authenticate: Authenticate | None = None,
         stream_limits: StreamLimits | None = None,
         strict_topics: bool | None = None,
+        dev: bool = False,
     ) -> None:
         self.steps = list(steps)
+        self.dev = dev
         #: Refuse messages nobody subscribes to instead of keeping them as dead letters (``None``: from
         #: ``MOTIA_STRICT_TOPICS``, whose bad values raise ``ConfigError`` here, at start).
         self.strict_topics = strict_topics_from_env() if strict_topics is None else strict_topics
