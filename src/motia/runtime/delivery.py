@@ -2,13 +2,15 @@
 the store.
 
 Each app process leases ready deliveries of its own steps (``backend.claim``), runs their handlers with
-bounded concurrency, renews the leases of handlers that run long, and settles each delivery only after
-its handler returned: ``complete`` on success (the handlers that return together are completed in one
-``complete_many``, and a returned handler's slot is free at once), ``retry`` with exponential backoff on
-an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process that dies holding
-leases simply lets them expire; another process (or the restarted one) claims the deliveries again.
-That makes delivery at least once, and, with one lease per (step, key) at a time (the backend's rule),
-in commit order per key.
+bounded concurrency (a queue step's ``concurrency`` bounds its own share, and its ``visibility_timeout``
+is its lease: :mod:`motia.runtime.claim_plan`), renews the leases of handlers that run long, and settles
+each delivery only after its handler returned: ``complete`` on success (the handlers that return together
+are completed in one ``complete_many``, and a returned handler's slot is free at once), ``retry`` with the
+trigger's backoff on an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process
+that dies holding leases simply lets them expire; another process (or the restarted one) claims the
+deliveries again.
+That makes delivery at least once, and, with one lease per (step, order key) at a time (the backend's
+rule), in commit order per key (state), per group (streams) and per ``messageGroupId`` (FIFO queues).
 
 Wake-ups: the store calls back after every local commit that recorded events or added deliveries, so a
 local write reaches its handler without waiting for a poll; other processes' commits are found by
