@@ -261,3 +261,16 @@ async def test_visibility_timeout_is_the_lease_of_the_steps_deliveries(tmp_path:
         await app.drain(10)
     finally:
         await app.shutdown()
+
+
+async def test_start_up_logs_the_steps_queue_config(start_app: StartApp, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="motia.runtime")
+    config = {"visibilityTimeout": 12, "concurrency": 2}
+    await start_app(
+        [
+            step({"name": "tuned", "triggers": [queue("a", config=config)]}, lambda input: None),
+            step({"name": "plain", "triggers": [queue("b")]}, lambda input: None),
+        ]
+    )
+    lines = [r.getMessage() for r in caplog.records if "(its queue config)" in r.getMessage()]
+    assert lines == ["delivery: step 'tuned': lease 12 s, up to 2 at once in this process (its queue config)"]

@@ -155,6 +155,11 @@ class DeliveryWorker:
                 self.options.lease,
                 self.options.poll_interval,
             )
+            for name, lease in self.plan.leases.items():
+                limit = self.plan.limits.get(name)
+                if lease != self.options.lease or limit is not None:
+                    at_once = f", up to {limit} at once in this process" if limit is not None else ""
+                    logger.info("delivery: step %r: lease %g s%s (its queue config)", name, lease, at_once)
             self._claim_task = asyncio.create_task(self._claim_loop(), name="motia-delivery-worker")
             self._lease_task = asyncio.create_task(self._keep_leases(), name="motia-delivery-leases")
 

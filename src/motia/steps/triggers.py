@@ -8,7 +8,7 @@ and has a readable ``repr`` (starlette's ``Route`` shape).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
@@ -222,12 +222,12 @@ class QueueTrigger(Trigger):
         topic: str,
         *,
         input: Any = None,  # noqa: A002 - Motia's name
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
         condition: Condition | None = None,
     ) -> None:
         if not isinstance(topic, str) or not topic:
             raise ConfigError(f"queue topic must be a non-empty string, got {topic!r}")
-        if config is not None and not isinstance(config, dict):
+        if config is not None and not isinstance(config, Mapping):
             raise ConfigError(f"queue config must be a dict, got {type(config).__name__}")
         self.topic = topic
         _check_body_schema(input, what="queue input")
@@ -388,7 +388,7 @@ def queue(
     topic: str,
     *,
     input: Any = None,  # noqa: A002 - Motia's name
-    config: dict[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
     condition: Condition | None = None,
 ) -> QueueTrigger:
     """A queue trigger: the step handles each message enqueued on ``topic``, at least once.
