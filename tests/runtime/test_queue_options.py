@@ -20,6 +20,7 @@ import motia
 from motia import EnqueueError, queue, step
 from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import DeliveryOptions
+from motia.runtime.queue import parse_event
 from tests.polling import eventually
 
 #: Fast polls; the leases are long, so nothing here depends on a lease expiring unless a test says so.
@@ -274,3 +275,30 @@ async def test_start_up_logs_the_steps_queue_config(start_app: StartApp, caplog:
     )
     lines = [r.getMessage() for r in caplog.records if "(its queue config)" in r.getMessage()]
     assert lines == ["delivery: step 'tuned': lease 12 s, up to 2 at once in this process (its queue config)"]
+
+
+@pytest.mark.parametrize(
+    ("event", "parsed"),
+    [
+        ({"topic": "t", "data": 1}, ("t", 1, None)),
+        ({"topic": "t", "data": 1, "messageGroupId": "g"}, ("t", 1, "g")),
+        ({"topic": "t", "message_group_id": "g"}, ("t", None, "g")),
+        ({"topic": "t", "messageGroupId": None}, ("t", None, None)),
+    ],
+)
+def test_parse_event_reads_the_message_group(event: dict[str, Any], parsed: tuple[Any, ...]) -> None:
+    assert parse_event(event) == parsed
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"topic": "t", "messageGroupId": "a", "message_group_id": "b"}, "both 'messageGroupId' and"),
+        ({"topic": "t", "messageGroupId": ""}, "messageGroupId must be a non-empty str, got ''"),
+        ({"topic": "t", "messageGroupId": ["g"]}, "messageGroupId must be a non-empty str"),
+        ({"topic": "t", "groupId": "g"}, r"unknown key\(s\) 'groupId': expected topic, data, messageGroupId"),
+    ],
+)
+def test_parse_event_refuses_a_bad_group(event: dict[str, Any], message: str) -> None:
+    with pytest.raises(EnqueueError, match=message):
+        parse_event(event)
