@@ -12,8 +12,10 @@ import sys as _sys
 
 from motia._facade import PackageCallable as _PackageCallable
 from motia.exceptions import (
+    ClientDisconnected,
     ConfigError,
     EnqueueError,
+    HttpResponseError,
     InvalidUpdateError,
     MotiaError,
     ScheduleExhausted,
@@ -42,6 +44,9 @@ from motia.runtime.types import (
     ApiResponse,
     CronInput,
     Enqueuer,
+    MotiaHttpArgs,
+    MotiaHttpRequest,
+    MotiaHttpResponse,
     StateTriggerInput,
     StreamEvent,
     StreamTriggerInput,
@@ -117,6 +122,9 @@ __all__ = [
     "Enqueue",
     "Enqueuer",
     "FlowContext",
+    "MotiaHttpArgs",
+    "MotiaHttpRequest",
+    "MotiaHttpResponse",
     "MultiTriggerStepBuilder",
     "QueryParam",
     "QueueConfig",
@@ -164,8 +172,10 @@ __all__ = [
     "is_stream_step",
     "is_stream_trigger",
     # Errors
+    "ClientDisconnected",
     "ConfigError",
     "EnqueueError",
+    "HttpResponseError",
     "InvalidUpdateError",
     "MotiaError",
     "ScheduleExhausted",

@@ -8,6 +8,8 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
     ├── StepLoadError                a step file cannot be loaded or registered
     ├── EnqueueError                 a message cannot be enqueued (nothing was sent); also a ValueError
     ├── Undeliverable                a stored delivery no trigger of its step can take (dead-lettered)
+    ├── HttpResponseError            a streaming HTTP response used wrongly (written after close, not bytes)
+    │   └── ClientDisconnected       the client of a streaming HTTP response went away; also a ConnectionError
     ├── StreamError                  anything about streams that is not a state error
     │   ├── StreamNotFoundError      no stream of that name is declared; also a LookupError
     │   ├── StreamProtocolError      a client's stream frame is malformed; also a ValueError
@@ -30,8 +32,10 @@ at its boundary, keeping the driver error as ``__cause__``.
 from __future__ import annotations
 
 __all__ = [
+    "ClientDisconnected",
     "ConfigError",
     "EnqueueError",
+    "HttpResponseError",
     "InvalidUpdateError",
     "MotiaError",
     "ScheduleExhausted",
@@ -76,6 +80,16 @@ class EnqueueError(MotiaError, ValueError):
 
 class Undeliverable(MotiaError):
     """A delivery no trigger of its step can take (the step changed since it was enqueued)."""
+
+
+class HttpResponseError(MotiaError):
+    """Raised when a handler's streaming HTTP response (``input.response``) is used wrongly: a write after
+    ``close()``, a chunk that is neither bytes nor text, a status outside 100..599."""
+
+
+class ClientDisconnected(HttpResponseError, ConnectionError):
+    """Raised by a write to a streaming HTTP response whose client has gone away: nothing more can be
+    sent, so the handler may stop (``input.response.disconnected`` says so without writing)."""
 
 
 class StreamError(MotiaError):

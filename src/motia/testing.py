@@ -80,7 +80,10 @@ def api_request(
     headers: dict[str, str] | None = None,
     body: Any = None,
 ) -> ApiRequest:
-    """The ``input`` an HTTP handler would get for such a request (header names are lower-cased)."""
+    """The ``input`` an HTTP handler would get for such a request (header names are lower-cased).
+
+    Its ``response`` records what a streaming handler writes (``chunks``, ``status_code``,
+    ``headers_sent``, ``closed``) instead of sending it."""
     return ApiRequest(
         method=method.upper(),
         path=path,
@@ -372,6 +375,7 @@ async def app_client(
     delivery: bool | DeliveryOptions = True,
     base_url: str = "http://testserver",
     streams: Iterable[Stream[Any] | StreamConfig | StreamDefinition] = (),
+    dev: bool = False,
 ) -> AsyncIterator[AppClient]:
     """Start an app over ``steps`` (a steps directory, or ``Step`` objects) and yield a client for it.
 
@@ -379,6 +383,7 @@ async def app_client(
     state triggers run (``await drain(client)`` waits for them) unless ``delivery=False``; pass
     ``DeliveryOptions`` to tune them. A steps directory brings its streams (stream files, ``Stream``
     objects of its step files); ``streams`` declares more (``Stream`` objects, configs or definitions).
+    ``dev=True`` runs the app in development mode (responses checked against ``response_schema``).
     """
     definitions = [_stream_definition(declared) for declared in streams]
     if isinstance(steps, str | os.PathLike):
@@ -390,7 +395,7 @@ async def app_client(
         definitions = [*load_streams(steps, loaded), *definitions]
     else:
         step_list = list(steps)
-    app = MotiaApp(step_list, state=state, cron=cron, delivery=delivery, streams=definitions)
+    app = MotiaApp(step_list, state=state, cron=cron, delivery=delivery, streams=definitions, dev=dev)
     await app.startup()
     try:
         transport = httpx.ASGITransport(app=app.asgi)

@@ -85,7 +85,6 @@ UPSTREAM_ALL = [
 
 _ENGINE = "upstream's connection to its iii engine; pymotia has no engine to connect to"
 _STREAMS = "streams (SPEC 10): their own issue"
-_STREAMING_HTTP = "streaming HTTP responses (MotiaHttpArgs): a later part of issue 14"
 
 NOT_YET = {
     "get_instance": _ENGINE,
@@ -95,9 +94,6 @@ NOT_YET = {
     "Motia": "upstream's engine runtime; pymotia's is motia.runtime.app.MotiaApp",
     "setup_step_endpoint": _ENGINE,
     "tracing": "OpenTelemetry spans (SPEC 11, observability): their own issue",
-    "MotiaHttpRequest": _STREAMING_HTTP,
-    "MotiaHttpArgs": _STREAMING_HTTP,
-    "MotiaHttpResponse": _STREAMING_HTTP,
 }
 
 

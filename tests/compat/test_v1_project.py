@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from motia.steps.loader import load_steps
@@ -11,6 +12,7 @@ from tests.compat.conftest import HERE
 from tests.polling import eventually
 
 STEPS = HERE / "v1_project" / "steps"
+FORM = "application/x-www-form-urlencoded"
 
 
 def test_include_files_are_resolved_relative_to_the_step():
@@ -57,6 +59,32 @@ async def test_http_queue_and_state_triggers_of_one_multi_trigger_step(state_url
 async def test_seven_field_cron_runs_the_cron_handler_with_ctx(state_url):
     async with app_client(STEPS, state=state_url, cron=True) as client:
         assert await eventually(lambda: client.state.get("lifecycle", "ticks")) >= 1
+
+
+def server_sent_events(text: str) -> list[tuple[str, dict[str, object]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_the_playground_style_sse_step_streams_its_events(state_url):
+    async with app_client(STEPS, state=state_url) as client:
+        # Given the SSE step, posted a URL-encoded body as the playground's client does
+        response = await client.post("/countdown", content=b"from=3&label=launch", headers={"content-type": FORM})
+        # Then it answered with its own status and headers, and every event in order
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["x-trace-id"]
+        assert server_sent_events(response.text) == [
+            ("tick", {"label": "launch", "n": 3}),
+            ("tick", {"label": "launch", "n": 2}),
+            ("tick", {"label": "launch", "n": 1}),
+            ("done", {"total": 3}),
+        ]
+        # And its write through the module-level stateManager reached the backend
+        assert await client.state.get("countdowns", "launch") == {"total": 3}
 
 
 async def test_fifo_queue_keeps_each_customers_shipments_in_order(state_url):

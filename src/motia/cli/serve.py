@@ -62,6 +62,12 @@ class RunOptions:
     console: bool = True
     console_token: str | None = None
     workers: int = 1
+    #: Development mode (``motia dev``; also ``MOTIA_DEV=1``): responses checked against ``response_schema``.
+    dev: bool = False
+
+
+#: Set by ``motia dev`` for the ``motia run`` child it restarts: the app runs in development mode.
+DEV_ENV = "MOTIA_DEV"
 
 
 def load_app(options: RunOptions) -> MotiaApp:
@@ -81,8 +87,11 @@ def load_app(options: RunOptions) -> MotiaApp:
         shutdown_timeout=options.shutdown_timeout,
         streams=streams,
         stream_authenticate=authenticate,
+        dev=options.dev or os.environ.get(DEV_ENV) == "1",
     )
     logger.info("state: %s", app.state.url)
+    if app.dev:
+        logger.info("development mode: HTTP responses are checked against their response_schema")
     logger.info("%d step(s) loaded from %s", len(loaded), steps_dir.resolve())
     for ls in loaded:
         triggers = ", ".join(repr(t) for t in ls.step.triggers) or "no triggers"
@@ -238,6 +247,7 @@ def run_dev(options: RunOptions, *, watch: Sequence[str | os.PathLike[str]] = ()
             os.environ[TOKEN_ENV] = options.console_token  # the child reads it: kept off its command line
     if options.state_url:
         os.environ["MOTIA_STATE_URL"] = options.state_url  # the child reads it: kept off its command line
+    os.environ[DEV_ENV] = "1"  # the child runs in development mode
     steps_dir = Path(options.steps_dir)
     if not steps_dir.is_dir():
         raise StepLoadError(f"steps directory {steps_dir} does not exist (use --dir to point at your steps)")

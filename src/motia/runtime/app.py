@@ -76,6 +76,10 @@ class MotiaApp:
     ``state`` is a ``StateManager`` (the caller keeps ownership) or a state URL (the app opens and
     closes it). ``def`` handlers run on a dedicated pool of ``handler_threads`` threads, so they
     never starve the threads the state backend may use.
+
+    ``dev`` is development mode (``motia dev`` sets it): HTTP handlers' responses are checked against
+    their trigger's ``response_schema`` (a mismatch answers 500 and is logged); off in production, where
+    the check would cost every request.
     """
 
     def __init__(
@@ -92,8 +96,10 @@ class MotiaApp:
         streams: Iterable[StreamDefinition] = (),
         stream_authenticate: Authenticate | None = None,
         stream_limits: StreamLimits | None = None,
+        dev: bool = False,
     ) -> None:
         self.steps = list(steps)
+        self.dev = dev
         check_steps(self.steps)
         if isinstance(state, str):
             self.state: StateManager = StateManager.from_url(state)

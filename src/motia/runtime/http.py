@@ -16,14 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import orjson
-from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -33,8 +30,11 @@ from starlette.types import Receive, Scope, Send
 
 from motia.exceptions import StepLoadError
 from motia.runtime.context import FlowContext, new_trace_id
+from motia.runtime.http_stream import MotiaHttpResponse
+from motia.runtime.openapi import check_response, openapi_document
+from motia.runtime.responses import JSONResponse, encode_json, error_response, plain_json, to_response
 from motia.runtime.runner import StepRunner
-from motia.runtime.types import ApiRequest, ApiResponse, TriggerInfo
+from motia.runtime.types import ApiRequest, TriggerInfo
 from motia.state.schema import schema_errors
 from motia.state.values import MAX_DEPTH
 from motia.state.values import decode as decode_json
@@ -63,44 +63,6 @@ logger = logging.getLogger("motia.http")
 RESERVED_PATHS = ("/openapi.json", "/__motia")
 
 
-class JSONResponse(Response):
-    """A JSON response encoded with orjson (fast, and handles dataclasses and datetimes); ints beyond
-    64 bits, which orjson refuses, go through the standard library. The one JSON response of the
-    runtime and the console, so both answer the same bytes for the same value."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return encode_json(content)
-
-
-def encode_json(content: Any) -> bytes:
-    """The bytes of every JSON response: orjson, and the standard library for ints beyond 64 bits."""
-    try:
-        return orjson.dumps(content, default=_default)
-    except orjson.JSONEncodeError as exc:
-        if "64-bit" not in str(exc):
-            raise
-        # allow_nan=False: never answer NaN/Infinity, which no JSON parser reads back.
-        text = json.dumps(content, default=_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode()
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _error(status: int, message: str, trace_id: str | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"error": message, **extra}
-    headers = None
-    if trace_id is not None:
-        body["trace_id"] = trace_id
-        headers = {"x-trace-id": trace_id}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 class BadRequest(Exception):
     """The request cannot reach the handler (malformed JSON, schema violation, too large)."""
 
@@ -119,6 +81,8 @@ class StepRoute(BaseRoute):
         self.step = step
         self.trigger = trigger
         self.info = TriggerInfo(type="http", method=trigger.method, path=trigger.path)
+        #: The response schemas checked on every answer: only in development mode (they cost a validation).
+        self.checked_responses = trigger.response_schema if app.dev and trigger.response_schema else None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -136,7 +100,7 @@ class StepRoute(BaseRoute):
         method = scope["method"]
         if method != self.trigger.method and not (method == "HEAD" and self.trigger.method == "GET"):
             allowed = self.trigger.method
-            response: Response = _error(405, "Method Not Allowed")
+            response: Response = error_response(405, "Method Not Allowed")
             response.headers["allow"] = allowed
             await response(scope, receive, send)
             return
@@ -145,15 +109,18 @@ class StepRoute(BaseRoute):
     async def serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
         """Answer a request this route matched (method included), with its path parameters."""
         trace_id = new_trace_id()
-        response: Response | tuple[int, bytes]
+        response: Response | tuple[int, bytes] | None
         try:
             request = await self._build_input(scope, receive, params)
         except BadRequest as exc:
-            response = _error(exc.status, exc.message, trace_id, **exc.extra)
+            response = error_response(exc.status, exc.message, trace_id, **exc.extra)
         except ClientDisconnect:
             return
         else:
+            request._transport = (send, receive, trace_id, asyncio.get_running_loop())
             response = await self._run(request, trace_id)
+            if response is None:  # the handler streamed its answer (runtime/http_stream.py): all sent
+                return
         if type(response) is tuple:
             # The common answer, a JSON body and no headers of the handler's, sent as two ASGI messages:
             # the same bytes and headers a JSONResponse would send, without building one.
@@ -225,25 +192,60 @@ class StepRoute(BaseRoute):
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _run(self, request: ApiRequest, trace_id: str) -> Response | tuple[int, bytes]:
+    async def _run(self, request: ApiRequest, trace_id: str) -> Response | tuple[int, bytes] | None:
         app, step = self.app, self.step
         ctx = app.context(step, self.info, trace_id)
         try:
             if self.trigger.condition is not None and not await app.condition_passes(self.trigger, request, ctx):
-                return _error(404, "Not Found")
+                return error_response(404, "Not Found")
             if self.trigger.middleware:
                 result = await self._with_middleware(request, ctx)
             else:
                 result = await app.invoke(step, request, ctx)
-            fast = _plain_json(result)
+            streamed = request._response
+            if streamed is not None and streamed.touched:
+                return await self._streamed(streamed, result, ctx)
+            if self.checked_responses is not None:
+                invalid = check_response(self.checked_responses, result, ctx)
+                if invalid is not None:
+                    return invalid
+            fast = plain_json(result)
             return fast if fast is not None else to_response(result, trace_id)
         except asyncio.CancelledError:
+            if request._response is not None:
+                request._response.abort()
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit from a handler: a 500 too
             ctx.logger.exception(
                 f"handler failed: {type(exc).__name__}: {exc}", {"method": request.method, "path": request.path}
             )
-            return _error(500, "Internal Server Error", trace_id)
+            streamed = request._response
+            if streamed is not None and (streamed.writing or streamed.closed):
+                # Part of the answer is on the wire: a 500 can no longer be sent; end the body instead.
+                await streamed.finish()
+                return None
+            return error_response(500, "Internal Server Error", trace_id)
+
+    async def _streamed(self, response: MotiaHttpResponse, result: Any, ctx: FlowContext) -> Response | None:
+        """Finish the answer of a handler that used ``input.response``.
+
+        Nothing written yet (only ``status``/``headers`` set) and a response returned: the returned
+        response is the answer, with the headers set beside its own (motia-py 1.0 does the same). Otherwise
+        the stream is ended; a response returned after writing cannot be sent and is logged as ignored.
+        """
+        if result is not None:
+            if not response.writing and not response.closed:
+                if self.checked_responses is not None:
+                    invalid = check_response(self.checked_responses, result, ctx)
+                    if invalid is not None:
+                        return invalid
+                answer = to_response(result, ctx.trace_id)
+                for name, value in response.headers_sent.items():
+                    answer.headers.setdefault(name, value)
+                return answer
+            ctx.logger.warning("the handler streamed its response and also returned one: the returned one is ignored")
+        await response.finish()
+        return None
 
     async def _with_middleware(self, request: ApiRequest, ctx: FlowContext) -> Any:
         chain = self.trigger.middleware
@@ -318,83 +320,6 @@ def _parse_body(raw: bytes, content_type: str | None) -> Any:
     if mime == "application/x-www-form-urlencoded":
         return dict(parse_qsl(text, keep_blank_values=True))
     return text
-
-
-_RESPONSE_KEYS = frozenset({"status", "body", "headers"})
-#: Statuses that never carry a body, besides 1xx.
-_BODYLESS = frozenset({204, 304})
-
-
-def _plain_json(result: Any) -> tuple[int, bytes] | None:
-    """``(status, JSON bytes)`` when ``result`` is the common answer (a JSON body, a status with a body,
-    no headers of the handler's), which :meth:`StepRoute.serve` sends without building a ``Response``;
-    ``None`` for everything else, which :func:`to_response` turns into one (and checks)."""
-    if type(result) is dict:
-        if "status" not in result or result.get("headers") or not _RESPONSE_KEYS.issuperset(result):
-            return None
-        status, body = result["status"], result.get("body")
-    elif type(result) is ApiResponse:
-        if result.headers:
-            return None
-        status, body = result.status, result.body
-    else:
-        return None
-    # No body, bytes and text (sent as they are), and statuses sent without a body or length: to_response.
-    if type(status) is not int or not 200 <= status <= 599 or status in (204, 304):
-        return None
-    if body is None or isinstance(body, str | bytes | bytearray):
-        return None
-    return status, encode_json(body)
-
-
-def to_response(result: Any, trace_id: str | None = None) -> Response:
-    """Turn a handler's return value (``ApiResponse``, ``{"status", "body", "headers"}``, ``None``) into a response.
-
-    ``None`` answers 204. Anything else is a programming error and raises ``TypeError`` (→ 500).
-    ``trace_id`` is sent as the ``x-trace-id`` header.
-    """
-    if result is None:
-        return Response(status_code=204, headers={"x-trace-id": trace_id} if trace_id else None)
-    if isinstance(result, ApiResponse):
-        status, body, headers = result.status, result.body, dict(result.headers or {})
-    elif isinstance(result, dict) and "status" in result and _RESPONSE_KEYS.issuperset(result):
-        status, body, headers = result["status"], result.get("body"), dict(result.get("headers") or {})
-    else:
-        raise TypeError(
-            "an HTTP handler must return {'status': ..., 'body': ..., 'headers': ...} or ApiResponse, "
-            f"got {result!r:.200}"
-        )
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise TypeError(f"response status must be an int between 100 and 599, got {status!r}")
-    headers = {str(k): str(v) for k, v in headers.items()}
-    if trace_id:
-        headers["x-trace-id"] = trace_id
-    if status < 200 or status in _BODYLESS:
-        # HTTP forbids a body here (RFC 9110 15.3.5, 15.4.5): sending one breaks the connection, and the
-        # server refuses it ("Response content longer than Content-Length"). The headers (an ETag) stay.
-        if body not in (None, "", b""):
-            logger.warning("a %d response has no body: the handler's body was not sent", status)
-        return Response(status_code=status, headers=headers)
-    if body is None:
-        return Response(status_code=status, headers=headers)
-    if isinstance(body, bytes | bytearray):
-        return Response(
-            bytes(body),
-            status_code=status,
-            headers=headers,
-            media_type=None if _has(headers, "content-type") else "application/octet-stream",
-        )
-    if isinstance(body, str) and _has(headers, "content-type") and "json" not in _get(headers, "content-type"):
-        return Response(body, status_code=status, headers=headers)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _has(headers: dict[str, str], name: str) -> bool:
-    return any(k.lower() == name for k in headers)
-
-
-def _get(headers: dict[str, str], name: str) -> str:
-    return next(v for k, v in headers.items() if k.lower() == name)
 
 
 def _route_order(route: StepRoute) -> tuple[int, ...]:
@@ -517,48 +442,9 @@ class MotiaStarlette(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def openapi_document(steps: list[Step], *, title: str = "pymotia app", version: str = "0.1.0") -> dict[str, Any]:
-    """An OpenAPI 3.1 document describing every HTTP trigger of ``steps``."""
-    paths: dict[str, dict[str, Any]] = {}
-    components: dict[str, Any] = {}
-    for step in steps:
-        for trig in step.http_triggers:
-            op: dict[str, Any] = {"operationId": step.name, "responses": {"default": {"description": "Response"}}}
-            if step.config.description:
-                op["summary"] = step.config.description
-            if step.config.flows:
-                op["tags"] = list(step.config.flows)
-            params = [
-                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in trig.param_names
-            ]
-            for q in trig.query_params:
-                entry = {"name": q} if isinstance(q, str) else dict(q)
-                params.append({"in": "query", "schema": {"type": "string"}, **entry})
-            if params:
-                op["parameters"] = params
-            if trig.body_schema is not None:
-                op["requestBody"] = {
-                    "required": True,
-                    "content": {"application/json": {"schema": _schema(trig.body_schema, components)}},
-                }
-            paths.setdefault(trig.openapi_path, {})[trig.method.lower()] = op
-    doc: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths}
-    if components:
-        doc["components"] = {"schemas": components}
-    return doc
-
-
-def _schema(schema: Any, components: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        js = schema.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(js.pop("$defs", {}))
-        return js
-    return dict(schema)
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return _error(status, "Not Found" if status == 404 else "Method Not Allowed" if status == 405 else "Error")
+    return error_response(status, "Not Found" if status == 404 else "Method Not Allowed" if status == 405 else "Error")
 
 
 def build_asgi(app: StepRunner, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:

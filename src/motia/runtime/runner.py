@@ -35,6 +35,11 @@ class StepRunner(Protocol):
         ...
 
     @property
+    def dev(self) -> bool:
+        """Development mode (``motia dev``): HTTP responses are checked against their ``response_schema``."""
+        ...
+
+    @property
     def max_body_bytes(self) -> int:
         """The largest HTTP request body accepted."""
         ...

@@ -14,12 +14,17 @@ from typing import Any, Generic, Literal, TypeAlias
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from typing_extensions import TypeVar
 
+from motia.runtime.http_stream import MotiaHttpResponse, RequestBody
+
 __all__ = [
     "ApiMiddleware",
     "ApiRequest",
     "ApiResponse",
     "CronInput",
     "Enqueuer",
+    "MotiaHttpArgs",
+    "MotiaHttpRequest",
+    "MotiaHttpResponse",
     "StateTriggerInput",
     "StreamEvent",
     "StreamTriggerInput",
@@ -46,9 +51,24 @@ class ApiRequest(Generic[TBody]):
     ``input.<name>``; ``pathParams``/``queryParams`` and item access (``input["body"]``,
     ``input.get("queryParams")``) work for code written against Motia's other SDKs. A query
     parameter given once is a ``str``; given several times, a ``list[str]``.
+
+    It is also motia-py 1.0's ``MotiaHttpArgs`` (the same class, see :data:`MotiaHttpArgs`):
+    ``input.response`` is the request's :class:`~motia.runtime.http_stream.MotiaHttpResponse`, for a
+    handler that streams its answer (built on first use, so it costs nothing to the others), and
+    ``input.request_body.stream`` yields the raw body.
     """
 
-    __slots__ = ("body", "headers", "method", "path", "path_params", "query_params", "raw_body")
+    __slots__ = (
+        "_response",
+        "_transport",
+        "body",
+        "headers",
+        "method",
+        "path",
+        "path_params",
+        "query_params",
+        "raw_body",
+    )
 
     def __init__(
         self,
@@ -68,11 +88,34 @@ class ApiRequest(Generic[TBody]):
         self.headers = headers or {}
         self.body = body
         self.raw_body = raw_body
+        self._response: MotiaHttpResponse | None = None
+        #: ``(send, receive, trace_id, loop)`` of the request being served, set by the route.
+        self._transport: tuple[Any, Any, str, Any] | None = None
 
     @property
     def request(self) -> ApiRequest:
         """Motia's ``input.request``: the same object."""
         return self
+
+    @property
+    def response(self) -> MotiaHttpResponse:
+        """The request's streaming response (motia-py 1.0's ``args.response``), built on first use.
+
+        Without a server behind the request (one built by hand or by ``motia.testing.api_request``), a
+        response that records what is written (``input.response.chunks``).
+        """
+        response = self._response
+        if response is None:
+            t = self._transport
+            response = MotiaHttpResponse() if t is None else MotiaHttpResponse(t[0], t[1], trace_id=t[2], loop=t[3])
+            self._response = response
+        return response
+
+    @property
+    def request_body(self) -> RequestBody:
+        """The raw body as a reader (motia-py 1.0's ``request_body``): ``for chunk in input.request_body.stream``
+        (or ``async for``)."""
+        return RequestBody(self.raw_body)
 
     @property
     def pathParams(self) -> dict[str, str]:  # noqa: N802 - Motia's name
@@ -84,7 +127,7 @@ class ApiRequest(Generic[TBody]):
 
     def __getitem__(self, name: str) -> Any:
         name = _ALIASES.get(name, name)
-        if name in self.__slots__:
+        if name in _ITEMS:
             return getattr(self, name)
         raise KeyError(name)
 
@@ -96,6 +139,30 @@ class ApiRequest(Generic[TBody]):
 
     def __repr__(self) -> str:
         return f"ApiRequest(method={self.method!r}, path={self.path!r}, path_params={self.path_params!r})"
+
+
+_ITEMS = frozenset(
+    {
+        "body",
+        "headers",
+        "method",
+        "path",
+        "path_params",
+        "query_params",
+        "raw_body",
+        "request",
+        "response",
+        "request_body",
+    }
+)
+
+#: motia-py 1.0's argument of a streaming handler (``args.request``, ``args.response``): the input every
+#: HTTP handler gets already offers both, so it is the same class, and ``isinstance`` and annotations
+#: (``MotiaHttpArgs[Any]``) work on it. One class rather than two because the runtime cannot know, before a
+#: handler runs, whether it will stream.
+MotiaHttpArgs = ApiRequest
+#: motia-py 1.0's ``args.request``: ``input.request`` is the input itself.
+MotiaHttpRequest = ApiRequest
 
 
 @dataclass(slots=True)

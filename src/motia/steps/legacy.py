@@ -3,8 +3,8 @@
 0.x declared one trigger per step through its ``type`` and keys beside it; this module translates such a
 config, when a step is declared, into the same ``StepConfig`` a 1.0 config gives:
 
-- ``api``: ``path``, ``method`` (default ``GET``), ``bodySchema``, ``queryParams``, ``middleware`` → one
-  ``http(...)`` trigger; ``responseSchema`` is read but not used yet.
+- ``api``: ``path``, ``method`` (default ``GET``), ``bodySchema``, ``queryParams``, ``middleware``,
+  ``responseSchema`` → one ``http(...)`` trigger.
 - ``event``: each topic of ``subscribes`` → a ``queue(topic, input=...)`` trigger; ``infrastructure.queue``
   (``type``, ``maxRetries``, ``visibilityTimeout``, ``delaySeconds``...) → its ``config``, checked as any
   queue config (an unknown key is reported); ``infrastructure.handler`` (ram, cpu, timeout) is ignored.
@@ -50,8 +50,6 @@ def translate_v0(config: dict[str, Any]) -> dict[str, Any]:
         if kind == "api":
             if "path" not in rest:
                 raise ConfigError("an api step needs a 'path'")
-            rest.pop("responseSchema", None)
-            rest.pop("response_schema", None)
             triggers.append(
                 http(
                     rest.pop("method", "GET"),
@@ -59,6 +57,7 @@ def translate_v0(config: dict[str, Any]) -> dict[str, Any]:
                     body_schema=_pop(rest, "bodySchema", "body_schema"),
                     query_params=_pop(rest, "queryParams", "query_params"),
                     middleware=rest.pop("middleware", None),
+                    response_schema=_pop(rest, "responseSchema", "response_schema"),
                 )
             )
         elif kind == "event":

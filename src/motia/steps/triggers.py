@@ -130,7 +130,9 @@ class HttpTrigger(Trigger):
     runs: a violation answers 400 with details. ``query_params`` documents query parameters in the
     OpenAPI document (names, dicts with ``name`` and ``description``, or ``QueryParam`` objects, kept as
     dicts). ``middleware`` is a list
-    of ``async def mw(input, ctx, next)`` run in order around the handler.
+    of ``async def mw(input, ctx, next)`` run in order around the handler. ``response_schema`` maps
+    statuses (ints 100..599, or their digit strings) to the schema of that status's body (a pydantic model
+    class or a JSON Schema dict): documented in the OpenAPI document, checked in development mode.
     """
 
     type: ClassVar[str] = "http"
@@ -144,6 +146,7 @@ class HttpTrigger(Trigger):
         query_params: Sequence[str | dict[str, Any] | QueryParam] | None = None,
         middleware: Sequence[Callable[..., Any]] | None = None,
         condition: Condition | None = None,
+        response_schema: Mapping[int | str, Any] | None = None,
     ) -> None:
         if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
             raise ConfigError(f"http method must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
@@ -159,6 +162,7 @@ class HttpTrigger(Trigger):
                 raise ConfigError(f"http middleware must be callable, got {mw!r}")
         _check_condition(condition)
         self.condition = condition
+        self.response_schema = _response_schemas(response_schema, f"http({self.method!r}, {path!r})")
 
     @property
     def route_key(self) -> tuple[str, str]:
@@ -181,7 +185,15 @@ class HttpTrigger(Trigger):
         return Match.PARTIAL, params
 
     def _fields(self) -> tuple[Any, ...]:
-        return (self.method, self.path, self.body_schema, self.query_params, self.middleware, self.condition)
+        return (
+            self.method,
+            self.path,
+            self.body_schema,
+            self.query_params,
+            self.middleware,
+            self.condition,
+            self.response_schema,
+        )
 
     def __repr__(self) -> str:
         return f"http({self.method!r}, {self.path!r})"
@@ -359,6 +371,27 @@ def _check_body_schema(schema: object, *, what: str = "body_schema") -> None:
     raise ConfigError(f"{what} must be a pydantic model class or a JSON Schema dict, got {schema!r}")
 
 
+def _response_schemas(value: object, label: str) -> dict[int, Any]:
+    """``response_schema`` checked: ``{status: schema}`` with int (or digit string) statuses 100..599."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{label}: response_schema must be a dict of status to schema, got {value!r:.100}")
+    schemas: dict[int, Any] = {}
+    for status, schema in value.items():
+        code = int(status) if isinstance(status, str) and status.isdigit() else status
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise ConfigError(f"{label}: response_schema status must be an int between 100 and 599, got {status!r}")
+        if schema is None:
+            raise ConfigError(f"{label}: response_schema[{code}] must be a pydantic model class or a JSON Schema dict")
+        try:
+            _check_body_schema(schema, what=f"response_schema[{code}]")
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+        schemas[code] = schema
+    return schemas
+
+
 def http(
     method: str,
     path: str,
@@ -367,10 +400,18 @@ def http(
     query_params: Sequence[str | dict[str, Any] | QueryParam] | None = None,
     middleware: Sequence[Callable[..., Any]] | None = None,
     condition: Condition | None = None,
+    response_schema: Mapping[int | str, Any] | None = None,
 ) -> HttpTrigger:
-    """An HTTP trigger: ``http("GET", "/session/:sessionId")`` (``{sessionId}`` works too)."""
+    """An HTTP trigger: ``http("GET", "/session/:sessionId")`` (``{sessionId}`` works too);
+    ``response_schema={200: Order, 404: {...}}`` documents (and in development checks) response bodies."""
     return HttpTrigger(
-        method, path, body_schema=body_schema, query_params=query_params, middleware=middleware, condition=condition
+        method,
+        path,
+        body_schema=body_schema,
+        query_params=query_params,
+        middleware=middleware,
+        condition=condition,
+        response_schema=response_schema,
     )
 
 
