@@ -7,6 +7,7 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
     │   └── ScheduleExhausted        a cron expression has no tick left (its last year is past)
     ├── StepLoadError                a step file cannot be loaded or registered
     ├── EnqueueError                 a message cannot be enqueued (nothing was sent); also a ValueError
+├── MatchError                   ctx.match has no handler for the trigger (or an unknown key); also a RuntimeError
     ├── Undeliverable                a stored delivery no trigger of its step can take (dead-lettered)
     ├── HttpResponseError            a streaming HTTP response used wrongly (written after close, not bytes)
     │   └── ClientDisconnected       the client of a streaming HTTP response went away; also a ConnectionError
@@ -37,6 +38,7 @@ __all__ = [
     "EnqueueError",
     "HttpResponseError",
     "InvalidUpdateError",
+    "MatchError",
     "MotiaError",
     "ScheduleExhausted",
     "StateBackendError",
@@ -75,7 +77,13 @@ class StepLoadError(MotiaError):
 
 
 class EnqueueError(MotiaError, ValueError):
-    """Raised when a message cannot be enqueued (undeclared topic, no subscriber, invalid data); nothing was sent."""
+    """Raised when a message cannot be enqueued (undeclared topic, invalid data, no subscriber under strict
+    topics); nothing was sent."""
+
+
+class MatchError(MotiaError, RuntimeError):
+    """Raised by ``ctx.match`` when no handler is given for the run's trigger type and there is no
+    ``default``, or when a key is not a trigger type (motia-py raised ``RuntimeError``, which this still is)."""
 
 
 class Undeliverable(MotiaError):

@@ -102,8 +102,12 @@ def make_context(
     trace_id: str | None = None,
     enqueues: EnqueueRecorder | None = None,
     streams: Iterable[Stream[Any] | StreamConfig | StreamDefinition] = (),
+    input_value: Any = None,
 ) -> FlowContext:
     """A ``ctx`` for calling an ``async def`` handler by hand; ``state`` defaults to a fresh memory store.
+
+    ``input_value`` is the input you will pass the handler: what ``ctx.get_data()`` and ``ctx.match``
+    read (an app sets it itself; :func:`call_handler` does too).
 
     ``await ctx.enqueue(...)`` records into ``enqueues`` (checked as JSON, sent nowhere); without a
     recorder it raises. ``ctx.streams`` holds ``streams`` (``Stream`` objects, configs or definitions),
@@ -121,6 +125,7 @@ def make_context(
         trigger=trigger or TriggerInfo(type="http", method="GET", path="/"),
         step=step,
         enqueuer=None if enqueues is None else _RecordingEnqueuer(enqueues, sender=step, declared=None, blocking=False),
+        input_value=input_value,
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
+import orjson
+
 from motia.steps.loader import load_steps
 from motia.testing import app_client, drain
 from tests.compat.conftest import HERE
@@ -59,6 +61,25 @@ async def test_http_queue_and_state_triggers_of_one_multi_trigger_step(state_url
 async def test_seven_field_cron_runs_the_cron_handler_with_ctx(state_url):
     async with app_client(STEPS, state=state_url, cron=True) as client:
         assert await eventually(lambda: client.state.get("lifecycle", "ticks")) >= 1
+
+
+async def test_a_multi_trigger_step_dispatching_with_ctx_match(state_url):
+    async with app_client(STEPS, state=state_url) as client:
+        # Given an order placed and confirmed
+        assert (await client.post("/orders", json={"id": "o1", "item": "book"})).status_code == 201
+        await drain(client)
+        # When it is shipped over HTTP (the http branch of ctx.match enqueues; get_data is the body)
+        shipped = await client.post("/orders/o1/ship", json={"carrier": "ups"})
+        assert shipped.status_code == 202, shipped.text
+        assert shipped.json() == {"queued": True, "data": {"carrier": "ups"}}
+        await drain(client)
+        # Then the queue branch updated the order
+        order = (await client.get("/orders/o1")).json()
+        assert (order["status"], order["carrier"]) == ("shipped", "ups")
+        # And its notice, which no step subscribes to yet, was kept as a dead letter, not refused
+        [kept] = await client.state.backend.dead_letters("(no subscriber)")
+        assert orjson.loads(kept.payload)["data"] == {"id": "o1", "carrier": "ups"}
+        assert kept.error == "no subscriber: no step subscribes to topic 'order.shipped'"
 
 
 def server_sent_events(text: str) -> list[tuple[str, dict[str, object]]]:

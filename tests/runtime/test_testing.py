@@ -5,7 +5,7 @@ import threading
 import pytest
 
 import motia
-from motia import http, step
+from motia import TriggerInfo, http, step
 from motia.testing import api_request, app_client, call_handler, make_context, memory_state
 
 
@@ -107,3 +107,18 @@ async def test_record_state_events_on_a_plain_store():
     ]
     assert events.of("updated", scope="s")[0].version == 2
     await state.aclose()
+
+
+async def test_ctx_match_and_get_data_when_calling_by_hand_and_through_call_handler():
+    async def handler(input, ctx):
+        return await ctx.match({"queue": lambda data: ("queue", data, ctx.get_data()), "default": lambda x: "other"})
+
+    # By hand: make_context carries the input the handler is given
+    ctx = make_context(trigger=TriggerInfo(type="queue", topic="t"), input_value={"n": 1})
+    assert await handler({"n": 1}, ctx) == ("queue", {"n": 1}, {"n": 1})
+    # call_handler sets it, as the app does
+    assert await call_handler(handler, {"n": 2}, trigger=TriggerInfo(type="queue", topic="t")) == (
+        "queue",
+        {"n": 2},
+        {"n": 2},
+    )

@@ -60,6 +60,8 @@ def exercise_every_method(sm: SyncStateManager) -> None:
     assert sm.purge_expired() == 0
     assert sm.clear("t") is None  # type: ignore[func-returns-value]
     assert sm.list_groups() == ["s"]
+    assert sm.trace_ids() == ["s"]  # Motia 0.x's names
+    assert sm.get_group("s") == sm.list("s") and sm.get_group("t") == []
     with pytest.raises(StateConflictError):
         sm.set("s", "b", 0, if_version=1)
     with pytest.raises(StateValueError):

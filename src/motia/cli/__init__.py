@@ -3,7 +3,8 @@
 A thin layer over the library. Every ``MotiaError`` becomes a ``click.ClickException`` (message on
 stderr, exit status 1). Commands live in their own modules and attach to ``main`` here: ``motia run``
 and ``motia dev`` in :mod:`motia.cli.run` (serving: :mod:`motia.cli.serve`), ``motia state ...`` in
-:mod:`motia.cli.state`, ``motia check`` in :mod:`motia.cli.check`. Before any command runs, the
+:mod:`motia.cli.state`, ``motia check`` in :mod:`motia.cli.check`, ``motia deliveries ...`` in
+:mod:`motia.cli.deliveries`. Before any command runs, the
 project's ``.env`` is loaded (:mod:`motia.cli.environment`).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from motia.cli import check, run, state
+from motia.cli import check, deliveries, run, state
 from motia.cli.environment import load_project_env
 from motia.cli.run import run_options
 
@@ -37,3 +38,4 @@ main.add_command(run.run)
 main.add_command(run.dev)
 main.add_command(state.state)
 main.add_command(check.check)
+main.add_command(deliveries.deliveries)

@@ -34,6 +34,7 @@ from motia.exceptions import StepLoadError
 from motia.runtime.app import MotiaApp
 from motia.runtime.http import build_asgi
 from motia.runtime.logging import LogFormat, configure_logging
+from motia.runtime.project_config import strict_topics_setting
 from motia.runtime.streams.auth import load_stream_authenticate
 from motia.state.urls import default_state_url
 from motia.steps.loader import load_steps
@@ -81,12 +82,14 @@ def load_app(options: RunOptions) -> MotiaApp:
     streams = load_streams(steps_dir, loaded)
     state_url = options.state_url or default_state_url(project_dir)
     authenticate = load_stream_authenticate(project_dir)  # motia_config.py's, before the store is opened
+    strict_topics = strict_topics_setting(project_dir)
     app = MotiaApp(
         [ls.step for ls in loaded],
         state=state_url,
         shutdown_timeout=options.shutdown_timeout,
         streams=streams,
         stream_authenticate=authenticate,
+        strict_topics=strict_topics,
         dev=options.dev or os.environ.get(DEV_ENV) == "1",
     )
     logger.info("state: %s", app.state.url)
@@ -98,6 +101,8 @@ def load_app(options: RunOptions) -> MotiaApp:
         logger.info("  %s: %s (%s)", ls.step.name, triggers, ls.path.name)
     if streams:
         logger.info("%d stream(s): %s", len(streams), ", ".join(definition.name for definition in streams))
+    if strict_topics:
+        logger.info("strict topics: a message no step subscribes to is refused (not kept as a dead letter)")
     if authenticate is not None:
         logger.info("streams: connections authenticated by stream_authenticate of motia_config.py")
     return app

@@ -5,7 +5,8 @@
 Keys and scopes may hold any character, ``/`` included, so they travel as query parameters
 (``/__motia/api/entry?scope=S&key=K``), never as path segments. Every endpoint validates its input and
 answers a 4xx JSON ``{"error": ...}`` naming the problem; a backend failure is a 503. The Streams view's
-endpoints and the stream feed live in :mod:`motia.console.streams`; their routes are added here.
+endpoints and the stream feed live in :mod:`motia.console.streams`, the Dead letters view's in
+:mod:`motia.console.dead_letters`; their routes are added here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from motia.console._api import ApiError, Endpoint, query, query_int, required
 from motia.console.auth import ConsoleAuth
+from motia.console.dead_letters import DeadLettersAPI
 from motia.console.streams import StreamFeed, StreamsAPI
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.runtime.events import StateEventHub
@@ -320,6 +322,7 @@ def console_routes(
     feed = StreamFeed(manager.backend, hub)
     api = ConsoleAPI(app, hub, stream_feed=feed)
     streams_api = StreamsAPI(manager)
+    dead_letters_api = DeadLettersAPI(app.state.backend)
     static_files = {name: _static(name) for name in ("index.html", "app.js", "app.css")}
 
     def guarded(endpoint: Endpoint) -> Endpoint:
@@ -393,6 +396,7 @@ def console_routes(
         api_route("streams/groups", streams_api.groups, ["GET"]),
         api_route("streams/items", streams_api.items, ["GET"]),
         api_route("streams/item", streams_api.item, ["GET"]),
+        api_route("dead-letters", dead_letters_api.list, ["GET"]),
     ]
 
 

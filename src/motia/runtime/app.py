@@ -20,7 +20,14 @@ from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
 from motia.runtime.logger import current_logger
-from motia.runtime.queue import EnqueueScope, QueueRouter, bind_app, current_scope, unbind_app
+from motia.runtime.queue import (
+    EnqueueScope,
+    QueueRouter,
+    bind_app,
+    current_scope,
+    strict_topics_from_env,
+    unbind_app,
+)
 from motia.runtime.stream_triggers import check_stream_triggers
 from motia.runtime.streams.auth import Authenticate
 from motia.runtime.streams.hub import StreamHub
@@ -96,10 +103,14 @@ class MotiaApp:
         streams: Iterable[StreamDefinition] = (),
         stream_authenticate: Authenticate | None = None,
         stream_limits: StreamLimits | None = None,
+        strict_topics: bool | None = None,
         dev: bool = False,
     ) -> None:
         self.steps = list(steps)
         self.dev = dev
+        #: Refuse messages nobody subscribes to instead of keeping them as dead letters (``None``: from
+        #: ``MOTIA_STRICT_TOPICS``, whose bad values raise ``ConfigError`` here, at start).
+        self.strict_topics = strict_topics_from_env() if strict_topics is None else strict_topics
         check_steps(self.steps)
         if isinstance(state, str):
             self.state: StateManager = StateManager.from_url(state)
@@ -123,7 +134,7 @@ class MotiaApp:
         self.stream_authenticate = stream_authenticate
         self.sync_state: SyncStateManager | None = None
         #: The app's topics and their subscribers (``ctx.enqueue`` sends through it).
-        self.queues = QueueRouter(self.steps, self.state)
+        self.queues = QueueRouter(self.steps, self.state, strict=self.strict_topics)
         self.delivery_options: DeliveryOptions | None = (
             DeliveryOptions.from_env() if delivery is True else delivery if delivery else None
         )
@@ -178,8 +189,14 @@ class MotiaApp:
         self._bind_token = bind_global(self.state, loop)
         self._streams_token = bind_streams(self.streams, loop)
         self._enqueue_token = bind_app(self.queues, loop)
+        fate = "refused (strict topics)" if self.strict_topics else "kept as dead letters"
         for name, topic in self.queues.unsubscribed_topics():
-            logger.warning("step %r declares it enqueues to %r, but no step subscribes to that topic", name, topic)
+            logger.warning(
+                "step %r declares it enqueues to %r, but no step subscribes to that topic: its messages will be %s",
+                name,
+                topic,
+                fate,
+            )
         if self.delivery_options is not None:
             self.delivery = DeliveryWorker(self, self.delivery_options)
             await self.delivery.start()
@@ -283,6 +300,7 @@ class MotiaApp:
             step=step.name,
             enqueuer=enqueuer,
             streams=Streams(self.streams, self._loop),
+            loop=self._loop,
         )
 
     def stream_context(
@@ -300,6 +318,7 @@ class MotiaApp:
             trigger=TriggerInfo(type="stream"),
             step=name,
             streams=Streams(self.streams, self._loop),
+            loop=self._loop,
         )
 
     def stream_routes(self) -> list[BaseRoute]:
@@ -349,6 +368,8 @@ class MotiaApp:
             step=ctx.step,
             enqueuer=enqueuer,
             streams=ctx.streams,
+            input_value=ctx.input_value,
+            loop=self._loop,
         )
 
     async def call(self, fn: Callable[..., Any], arity: int, is_async: bool, *args: Any) -> Any:
@@ -369,6 +390,7 @@ class MotiaApp:
         # `motia.enqueue` inside the handler is its ctx.enqueue (def handlers inherit the context var).
         token = current_scope.set(ctx.enqueuer if isinstance(ctx.enqueuer, EnqueueScope) else None)
         logger_token = current_logger.set(ctx.logger)  # and `motia.logger` is its ctx.logger
+        ctx.input_value = input  # what ctx.get_data() and ctx.match() read
         try:
             if step.is_async:  # what call() does for it, one coroutine fewer on every request
                 result = step.handler(*(input, ctx)[: step.arity])

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from random import getrandbits as _rand_bits
 from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
-from motia.exceptions import MotiaError
-from motia.runtime.types import TriggerInfo
+from motia.exceptions import MatchError, MotiaError
+from motia.runtime.types import ApiRequest, TriggerInfo
 from motia.streams.stream import Streams, current_streams
 
 __all__ = ["Context", "FlowContext", "StepLogger", "new_trace_id"]
@@ -137,10 +139,12 @@ class FlowContext(Generic[TEnqueueData]):
     (``SyncStateManager``, same methods) for ``def`` handlers, which run in a worker thread.
     ``trigger`` says what started this run; ``is_api()``/``is_cron()``/``is_queue()``/``is_state()``/
     ``is_stream()`` test its type. ``enqueuer`` sends messages for :meth:`enqueue` (the app provides it);
-    ``streams`` the app's streams.
+    ``streams`` the app's streams. ``input_value`` is the input the handler got (the app sets it before
+    the handler runs; motia-py 1.0's name), which :meth:`get_data` and :meth:`match` read. ``loop`` is the
+    app's event loop, where :meth:`match` runs an ``async`` branch for a ``def`` handler.
     """
 
-    __slots__ = ("_streams", "enqueuer", "logger", "state", "step", "trace_id", "trigger")
+    __slots__ = ("_loop", "_streams", "enqueuer", "input_value", "logger", "state", "step", "trace_id", "trigger")
 
     def __init__(
         self,
@@ -152,6 +156,8 @@ class FlowContext(Generic[TEnqueueData]):
         step: str,
         enqueuer: Callable[[Mapping[str, Any]], Any] | None = None,
         streams: Streams | None = None,
+        input_value: Any = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.state = state
         self.logger = logger
@@ -160,6 +166,8 @@ class FlowContext(Generic[TEnqueueData]):
         self.step = step
         self.enqueuer = enqueuer
         self._streams = streams
+        self.input_value = input_value
+        self._loop = loop
 
     @property
     def streams(self) -> Streams:
@@ -174,7 +182,8 @@ class FlowContext(Generic[TEnqueueData]):
 
         ``await ctx.enqueue(...)`` in ``async def`` handlers; in ``def`` handlers it blocks and returns
         ``None``. Raises :class:`~motia.runtime.queue.EnqueueError` (nothing sent) when the topic is not
-        in the step's ``enqueues``, no step subscribes to it, or the data is not valid for a subscriber.
+        in the step's ``enqueues`` or the data is not valid for a subscriber. A message no step subscribes
+        to is kept as a dead letter (refused under strict topics): see :mod:`motia.runtime.queue`.
         """
         if self.enqueuer is None:
             topic = event.get("topic") if isinstance(event, Mapping) else None
@@ -201,8 +210,83 @@ class FlowContext(Generic[TEnqueueData]):
     def is_stream(self) -> bool:
         return self.trigger.type == "stream"
 
+    def get_data(self) -> Any:
+        """The data of this run whatever its trigger: an HTTP request's body, ``None`` for a cron run, the
+        input itself for queue, state and stream runs (motia-py 1.0's ``get_data``)."""
+        if self.is_cron():
+            return None
+        value = self.input_value
+        if isinstance(value, ApiRequest):
+            return value.body
+        request = getattr(value, "request", None)  # a streaming handler's (request, response) arguments
+        if isinstance(request, ApiRequest):
+            return request.body
+        return value
+
+    def match(self, handlers: Mapping[str, Callable[..., Any] | None]) -> Any:
+        """Run the handler of ``handlers`` for this run's trigger type and return what it returns.
+
+        Keys: ``http`` (or ``api``), ``queue``, ``cron``, ``state``, ``stream`` and ``default`` (any type
+        without its own key). Each handler is ``def`` or ``async def``; it gets the input
+        (:attr:`input_value`), except a ``cron`` handler, which gets nothing. In ``async def`` handlers
+        ``await ctx.match(...)``; in ``def`` handlers (worker threads) it blocks and returns the result, an
+        ``async`` branch running on the app's event loop as ``ctx.enqueue`` does. Raises
+        :class:`~motia.exceptions.MatchError` for a key that is not one of these, or when no handler fits
+        and there is no ``default``.
+        """
+        handler, args = self._matched(handlers)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a def handler in a worker thread (or plain sync code): block
+            result = handler(*args)
+            return self._wait(result) if inspect.isawaitable(result) else result
+        return _called(handler, args)
+
+    def _matched(self, handlers: Mapping[str, Callable[..., Any] | None]) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        if not isinstance(handlers, Mapping):
+            raise MatchError(f"ctx.match takes a dict of handlers by trigger type, not {type(handlers).__name__}")
+        unknown = sorted(str(key) for key in handlers if key not in _MATCH_KEYS)
+        if unknown:
+            raise MatchError(
+                f"ctx.match got unknown key(s) {', '.join(map(repr, unknown))}: expected {', '.join(_MATCH_KEYS)}"
+            )
+        for key, handler in handlers.items():
+            if handler is not None and not callable(handler):
+                raise MatchError(f"ctx.match: the {key!r} handler must be a function, not {type(handler).__name__}")
+        kind = self.trigger.type
+        for key in _KEYS_OF.get(kind, (kind,)):
+            handler = handlers.get(key)
+            if handler is not None:
+                return handler, (() if kind == "cron" else (self.input_value,))
+        default = handlers.get("default")
+        if default is not None:
+            return default, (self.input_value,)
+        given = ", ".join(repr(key) for key, value in handlers.items() if value is not None) or "none"
+        raise MatchError(f"ctx.match: no handler for trigger type {kind!r} and no 'default' (handlers given: {given})")
+
+    def _wait(self, awaitable: Awaitable[Any]) -> Any:
+        """The result of ``awaitable``, from a thread without a running loop: on the app's loop when there
+        is one (where the store and its connections live), else on a fresh loop (a ctx without an app)."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            return asyncio.run_coroutine_threadsafe(_awaited(awaitable), loop).result()
+        return asyncio.run(_awaited(awaitable))
+
     def __repr__(self) -> str:
         return f"FlowContext(step={self.step!r}, trace_id={self.trace_id!r}, trigger={self.trigger!r})"
 
 
 Context = FlowContext
+
+#: The keys of ``ctx.match``, and the keys that fit each trigger type, first found wins.
+_MATCH_KEYS = ("http", "api", "queue", "cron", "state", "stream", "default")
+_KEYS_OF = {"http": ("http", "api")}
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+async def _called(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    result = handler(*args)
+    return (await result) if inspect.isawaitable(result) else result

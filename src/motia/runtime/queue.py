@@ -2,9 +2,16 @@
 durable delivery per step subscribed to the topic (``queue(topic)`` triggers), in the state store.
 
 Everything is checked before anything is written: the topic is declared in the sending step's
-``enqueues``, some step subscribes to it, the data is JSON within the store's size limit, and it
-satisfies every subscriber's ``input`` schema. A message is then one atomic ``backend.enqueue`` of all
-its deliveries, so it reaches every subscriber or none.
+``enqueues``, the data is JSON within the store's size limit, and it satisfies every subscriber's
+``input`` schema. A message is then one atomic ``backend.enqueue`` of all its deliveries, so it reaches
+every subscriber or none.
+
+A message to a topic no step subscribes to is kept, not refused (SPEC 12): it becomes one dead letter
+of the step :data:`NO_SUBSCRIBER` (kind ``"queue"``, the payload a delivery would have had), listed by
+``motia deliveries list`` and the console, and the first one of each topic in a process logs a
+warning. Upstream Motia accepts such messages; keeping them means nothing is silently lost and a step
+added later can be fed from them. Strict topics (``MOTIA_STRICT_TOPICS=1`` or ``strict_topics = True``
+in ``motia_config.py``) refuse them with :class:`EnqueueError` instead.
 
 FIFO: a message to a topic with a ``type: "fifo"`` subscriber must carry a ``messageGroupId`` (or
 ``message_group_id``); that subscriber's delivery gets the order key ``fifo:<group>``, so the store
@@ -23,6 +30,8 @@ import asyncio
 import contextvars
 import hashlib
 import itertools
+import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -31,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from motia.exceptions import EnqueueError, MotiaError, StateValueError
+from motia.exceptions import ConfigError, EnqueueError, MotiaError, StateValueError
 from motia.state import values as _values
 from motia.state.backends.types import NewDelivery
 from motia.state.schema import schema_errors
@@ -41,10 +50,65 @@ if TYPE_CHECKING:
     from motia.state.manager import StateManager
     from motia.steps.definition import Step
 
-__all__ = ["EnqueueError", "EnqueueScope", "Message", "QueueRouter", "enqueue"]
+__all__ = [
+    "NO_SUBSCRIBER",
+    "STRICT_TOPICS_ENV",
+    "EnqueueError",
+    "EnqueueScope",
+    "Message",
+    "QueueRouter",
+    "enqueue",
+    "strict_topics_from_env",
+]
+
+logger = logging.getLogger("motia.runtime")
 
 #: Longer deterministic ids (deep chains of handlers) are replaced by a hash of the same length each time.
 MAX_ID_LENGTH = 160
+
+#: The ``step`` of the dead letter a message nobody subscribes to is kept as (no step can have this name).
+NO_SUBSCRIBER = "(no subscriber)"
+#: The environment variable that makes a message nobody subscribes to an error (``1``) again.
+STRICT_TOPICS_ENV = "MOTIA_STRICT_TOPICS"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+_warned_lock = threading.Lock()
+_warned_topics: set[str] = set()
+
+
+def strict_topics_from_env(default: bool = False, environ: Mapping[str, str] | None = None) -> bool:
+    """``MOTIA_STRICT_TOPICS`` as a bool (``1/true/yes/on``, ``0/false/no/off``); ``default`` when unset or
+    empty. Any other value raises :class:`~motia.exceptions.ConfigError`, so a typo fails at start
+    instead of silently keeping (or refusing) messages."""
+    raw = (os.environ if environ is None else environ).get(STRICT_TOPICS_ENV)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(
+        f"{STRICT_TOPICS_ENV}={raw!r} is not a boolean: use 1 (refuse messages nobody subscribes to) or 0"
+    )
+
+
+def _warn_unsubscribed(topic: str, sender: str | None) -> None:
+    """Log the first message of ``topic`` that nobody subscribes to, once per process: every message is
+    kept anyway, and a warning per message would flood a busy producer's log."""
+    with _warned_lock:
+        if topic in _warned_topics:
+            return
+        _warned_topics.add(topic)
+    logger.warning(
+        "no step subscribes to topic %r (sent by %s): its messages are kept as dead letters of %r "
+        "(`motia deliveries list --topic %s`); logged once per topic",
+        topic,
+        repr(sender) if sender else "code outside a step",
+        NO_SUBSCRIBER,
+        topic,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +131,10 @@ def _topics(enqueues: Iterable[str | dict[str, Any]]) -> frozenset[str]:
 class QueueRouter:
     """An app's topics: which steps subscribe to each (with which trigger) and what each step declares."""
 
-    def __init__(self, steps: Iterable[Step], state: StateManager) -> None:
+    def __init__(self, steps: Iterable[Step], state: StateManager, *, strict: bool = False) -> None:
         self.state = state
+        #: Refuse a message nobody subscribes to (:class:`EnqueueError`) instead of keeping it as a dead letter.
+        self.strict = strict
         self.subscribers: dict[str, list[tuple[Step, QueueTrigger]]] = {}
         self.declared: dict[str, frozenset[str]] = {}
         #: Called with each :class:`Message` once it is enqueued (``motia.testing`` records with these).
@@ -100,11 +166,12 @@ class QueueRouter:
         """Check ``event`` and build its deliveries; raise :class:`EnqueueError` (nothing sent) if it cannot go."""
         topic, data, group = parse_event(event)
         self.check_declared(sender, topic)
-        targets = self.subscribers.get(topic)
-        if not targets:
+        targets = self.subscribers.get(topic, [])
+        if not targets and self.strict:
             known = ", ".join(sorted(self.subscribers)) or "none"
             raise EnqueueError(
-                f"no step subscribes to topic {topic!r}, so the message would be lost (subscribed topics: {known})"
+                f"no step subscribes to topic {topic!r}, and strict topics ({STRICT_TOPICS_ENV} or strict_topics "
+                f"in motia_config.py) refuse such messages (subscribed topics: {known})"
             )
         try:
             json_data = _values.to_json(data)
@@ -149,9 +216,26 @@ class QueueRouter:
         self, event: Mapping[str, Any], *, sender: str | None, message_id: str, trace_id: str | None
     ) -> None:
         message, deliveries = self.prepare(event, sender=sender, message_id=message_id, trace_id=trace_id)
-        await self.state.backend.enqueue(deliveries)
+        if deliveries:
+            await self.state.backend.enqueue(deliveries)
+        else:
+            await self._keep_unsubscribed(message, trace_id)
         for observer in list(self.observers):
             observer(message)
+
+    async def _keep_unsubscribed(self, message: Message, trace_id: str | None) -> None:
+        """Keep a message nobody subscribes to as a dead letter of :data:`NO_SUBSCRIBER` (its id derived
+        from the message id, so a retried handler's deterministic ids do not duplicate it)."""
+        # Encoded as prepare() encodes a delivery's data (ints beyond 64 bits included, which orjson refuses).
+        encoded = _values.encode(message.data, self.state.max_value_bytes)
+        fields: dict[str, Any] = {"topic": message.topic, "data": orjson.Fragment(encoded), "trace_id": trace_id}
+        if message.message_group_id is not None:
+            fields["message_group_id"] = message.message_group_id
+        payload = orjson.dumps(fields)
+        letter = NewDelivery(f"{message.id}>{NO_SUBSCRIBER}", NO_SUBSCRIBER, "queue", payload)
+        error = f"no subscriber: no step subscribes to topic {message.topic!r}"
+        await self.state.backend.add_dead_letters([letter], error=error)
+        _warn_unsubscribed(message.topic, message.sender)
 
 
 #: The keys an enqueued event may hold; the group has upstream's spelling and ours.

@@ -145,6 +145,16 @@ class StateManager:
         self.check_open()
         return await self.backend.scopes()
 
+    # -- Motia 0.x names ---------------------------------------------------------------------------
+
+    async def get_group(self, scope: str) -> builtins.list[JSON]:
+        """Motia 0.x's name for :meth:`list` (``context.state.get_group(group_id)``): the scope's values."""
+        return await self.list(scope)
+
+    async def trace_ids(self) -> builtins.list[str]:
+        """Motia 0.x's name for :meth:`list_groups` (its scopes were often trace ids)."""
+        return await self.list_groups()
+
     # -- beyond Motia -----------------------------------------------------------------------------
 
     async def get_entry(self, scope: str, key: str) -> StateEntry | None:

@@ -138,6 +138,14 @@ class SyncStateManager:
     def list_groups(self) -> builtins.list[str]:
         return self._run(lambda manager: manager.list_groups())
 
+    def get_group(self, scope: str) -> builtins.list[JSON]:
+        """Motia 0.x's name for :meth:`list`."""
+        return self._run(lambda manager: manager.get_group(scope))
+
+    def trace_ids(self) -> builtins.list[str]:
+        """Motia 0.x's name for :meth:`list_groups`."""
+        return self._run(lambda manager: manager.trace_ids())
+
     def get_entry(self, scope: str, key: str) -> StateEntry | None:
         return self._run(lambda manager: manager.get_entry(scope, key))
 

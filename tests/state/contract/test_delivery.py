@@ -270,6 +270,60 @@ async def test_enqueue_skips_known_ids(state: StateManager) -> None:
     assert await backend.pending("worker") == 3
 
 
+async def test_add_dead_letters_keeps_them_at_once_without_duplicates(state: StateManager, clock: Any) -> None:
+    # Given a pending delivery and a dead letter already in the store
+    backend = state.backend
+    await backend.enqueue([NewDelivery("pending", "worker", "queue", b"1")])
+    # When messages nobody subscribes to are kept
+    kept = [
+        NewDelivery("m1>(none)", "(none)", "queue", b'{"topic":"t","data":{"n":1}}'),
+        NewDelivery("m2>(none)", "(none)", "queue", b'{"topic":"t","data":2}', order_key="ignored"),
+    ]
+    assert await backend.add_dead_letters(kept, error="no subscriber: \udcff") == 2
+    # Then they are dead letters at once: attempts 0, failed now, the error kept (lone surrogates escaped)
+    letters = await backend.dead_letters("(none)")
+    assert [(d.id, d.step, d.kind, d.attempts, d.created_at, d.failed_at) for d in letters] == [
+        ("m1>(none)", "(none)", "queue", 0, clock(), clock()),
+        ("m2>(none)", "(none)", "queue", 0, clock(), clock()),
+    ]
+    assert letters[0].error == "no subscriber: \\udcff"
+    assert orjson.loads(letters[0].payload) == {"topic": "t", "data": {"n": 1}}
+    # And nothing became claimable
+    assert await backend.claim(["(none)"], owner="a", limit=10, lease=30) == []
+    assert await backend.pending() == 1
+    # When the same ids come again (a retried handler), or an id that is a pending delivery
+    again = [*kept, NewDelivery("pending", "worker", "queue", b"1"), NewDelivery("m3>(none)", "(none)", "queue", b"3")]
+    # Then only the new one is added
+    assert await backend.add_dead_letters(again, error="no subscriber") == 1
+    assert [d.id for d in await backend.dead_letters()] == ["m1>(none)", "m2>(none)", "m3>(none)"]
+    assert await backend.add_dead_letters([], error="x") == 0
+
+
+async def test_an_id_dead_lettered_by_a_handler_is_not_added_again(state: StateManager) -> None:
+    backend = state.backend
+    await backend.enqueue([NewDelivery("m1", "worker", "queue", b"1")])
+    (delivery,) = await backend.claim(["worker"], owner="a", limit=1, lease=30)
+    assert await backend.dead_letter(delivery.id, owner="a", error="boom")
+    assert await backend.add_dead_letters([NewDelivery("m1", "worker", "queue", b"1")], error="again") == 0
+    assert [(d.id, d.error) for d in await backend.dead_letters()] == [("m1", "boom")]
+
+
+async def test_pending_by_step_counts_unsettled_deliveries(state: StateManager) -> None:
+    backend = state.backend
+    assert await backend.pending_by_step() == {}
+    await backend.enqueue(
+        [
+            NewDelivery("a1", "a", "queue", b"1"),
+            NewDelivery("a2", "a", "queue", b"2"),
+            NewDelivery("b1", "b", "queue", b"3"),
+        ]
+    )
+    (claimed,) = await backend.claim(["b"], owner="w", limit=1, lease=30)
+    assert await backend.pending_by_step() == {"a": 2, "b": 1}  # leased ones count too
+    assert await backend.complete(claimed.id, owner="w")
+    assert await backend.pending_by_step() == {"a": 2}
+
+
 async def test_listeners_hear_about_commits_with_events(state: StateManager) -> None:
     backend = state.backend
     heard = threading.Event()

@@ -142,3 +142,13 @@ async def test_items_bad_arguments_raise_state_value_error(state, kwargs):
     with pytest.raises(StateValueError):
         await state.keys("users", **kwargs)
     assert await snapshot(state) == before
+
+
+async def test_motia_0x_names_get_group_and_trace_ids(state):
+    # Motia 0.x steps call context.state.get_group(group_id) and state.trace_ids()
+    await state.set("orders", "b", {"n": 2})
+    await state.set("orders", "a", {"n": 1})
+    await state.set("carts", "c", 3)
+    assert await state.get_group("orders") == [{"n": 1}, {"n": 2}] == await state.list("orders")
+    assert await state.get_group("none") == []
+    assert await state.trace_ids() == ["carts", "orders"]

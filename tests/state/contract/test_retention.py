@@ -50,6 +50,19 @@ async def test_prune_deletes_only_dead_letters_older_than_the_age(state: StateMa
     assert [letter.id for letter in await backend.dead_letters()] == ["new"]
 
 
+async def test_prune_ages_dead_letters_kept_for_no_subscriber_like_others(state: StateManager, clock: Any) -> None:
+    backend = state.backend
+    # Given a message kept for no subscriber 40 days ago and one today
+    await backend.add_dead_letters([NewDelivery("old>(none)", "(none)", "queue", b"1")], error="no subscriber")
+    clock.advance(40 * DAY)
+    await backend.add_dead_letters([NewDelivery("new>(none)", "(none)", "queue", b"2")], error="no subscriber")
+    # When retention keeps 30 days, the old one goes
+    assert await backend.prune(dead_letter_age=30 * DAY, step_age=None) == (1, 0, 0)
+    assert [letter.id for letter in await backend.dead_letters()] == ["new>(none)"]
+    # And once pruned, its id may be kept again (nothing remembers it)
+    assert await backend.add_dead_letters([NewDelivery("old>(none)", "(none)", "queue", b"1")], error="again") == 1
+
+
 async def test_prune_with_no_ages_changes_nothing(state: StateManager, clock: Any) -> None:
     await make_dead_letter(state, "m1")
     await state.backend.touch_steps(["gone"])

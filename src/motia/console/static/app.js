@@ -25,6 +25,9 @@ const view = {
   truncated: false, // whether the group holds more items than shown
   item: null,       // the id of the item shown in detail
   streamEvents: [], // the latest stream changes received, oldest first (for the list of a stream picked later)
+  // the Dead letters view
+  dead: false,      // whether it is shown
+  deadOpen: null,   // the id of the dead letter whose payload is shown
 };
 
 class ApiError extends Error {
@@ -193,6 +196,9 @@ function showBrowser(which) {
   $("empty-browser").hidden = which !== null;
   $("scope-view").hidden = which !== "scope";
   $("stream-view").hidden = which !== "stream";
+  $("dead-view").hidden = which !== "dead";
+  view.dead = which === "dead";
+  $("open-dead").classList.toggle("active", view.dead);
 }
 
 function selectScope(scope) {
@@ -748,6 +754,87 @@ function connectEvents() {
   });
 }
 
+// -- dead letters (read-only) -------------------------------------------------------------------
+
+function shorten(text, limit = 120) {
+  return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
+}
+
+function selectDeadLetters() {
+  leaveStream();
+  if (view.scope !== null) {
+    view.scope = null;
+    closeEditor();
+    for (const button of document.querySelectorAll("#scopes .scope")) button.classList.remove("active");
+  }
+  history.replaceState(null, "", "#dead-letters");
+  showBrowser("dead");
+  return loadDeadLetters();
+}
+
+function deadFilters() {
+  return { step: $("dead-step").value, topic: $("dead-topic").value, kind: $("dead-kind").value };
+}
+
+async function loadDeadLetters() {
+  const filters = deadFilters();
+  const answer = await api("dead-letters", filters);
+  const unfiltered = !filters.step && !filters.topic && !filters.kind;
+  if (unfiltered) $("dead-count").textContent = answer.dead_letters.length;
+  if (!view.dead) return;
+  const current = deadFilters();
+  if (current.step !== filters.step || current.topic !== filters.topic || current.kind !== filters.kind) return;
+  const letters = answer.dead_letters;
+  $("dead-total").textContent = plural(letters.length, "dead letter") + (letters.length >= answer.limit ? "+" : "");
+  $("dead-pending").replaceChildren(
+    ...Object.entries(answer.pending).map(([step, count]) =>
+      el("span", { class: "chip", title: "deliveries waiting or running" }, `${step}: ${count} pending`),
+    ),
+  );
+  const rows = [];
+  for (const letter of letters) {
+    const open = letter.id === view.deadOpen;
+    rows.push(
+      el(
+        "tr",
+        {
+          class: open ? "selected" : "",
+          dataset: { id: letter.id },
+          tabindex: "0",
+          title: "Show the payload",
+          onclick: () => {
+            view.deadOpen = open ? null : letter.id;
+            loadDeadLetters().catch(report);
+          },
+        },
+        el("td", { class: "key" }, letter.step),
+        el("td", {}, letter.kind),
+        el("td", {}, letter.topic === null ? "" : letter.topic),
+        el("td", { class: "value", title: letter.error }, el("code", {}, shorten(letter.error.trim().split("\n").pop()))),
+        el("td", { class: "num" }, String(letter.attempts)),
+        el("td", { title: new Date(letter.failed_at * 1000).toISOString() }, relativeTime(letter.failed_at - Date.now() / 1000)),
+      ),
+    );
+    if (open) {
+      rows.push(
+        el(
+          "tr",
+          { class: "dead-detail", dataset: { detail: letter.id } },
+          el(
+            "td",
+            { colspan: "6" },
+            el("div", { class: "muted small" }, `id ${letter.id} · created ${new Date(letter.created_at * 1000).toISOString()}`),
+            el("pre", { class: "item-detail", dataset: { testid: "dead-payload" } }, JSON.stringify(letter.payload, null, 2)),
+            el("pre", { class: "item-detail error-text" }, letter.error),
+          ),
+        ),
+      );
+    }
+  }
+  $("dead-letters").replaceChildren(...rows);
+  $("no-dead").hidden = letters.length > 0;
+}
+
 // -- wiring -------------------------------------------------------------------------------------
 
 function wire() {
@@ -795,6 +882,15 @@ function wire() {
     const current = view.conflict && view.conflict.current;
     saveEditor(current ? current.version : 0);
   });
+  $("open-dead").addEventListener("click", () => selectDeadLetters().catch(report));
+  $("refresh-dead").addEventListener("click", () => loadDeadLetters().catch(report));
+  let deadTimer = null;
+  for (const id of ["dead-step", "dead-topic", "dead-kind"]) {
+    $(id).addEventListener("input", () => {
+      clearTimeout(deadTimer);
+      deadTimer = setTimeout(() => loadDeadLetters().catch(report), 200);
+    });
+  }
   $("clear-feed").addEventListener("click", () => {
     $("events").replaceChildren();
     $("no-events").hidden = false;
@@ -804,7 +900,8 @@ function wire() {
 async function start() {
   wire();
   connectEvents();
-  await Promise.all([loadInfo(), loadScopes(), loadStreams(), loadSteps()]).catch(report);
+  await Promise.all([loadInfo(), loadScopes(), loadStreams(), loadSteps(), loadDeadLetters()]).catch(report);
+  if (location.hash === "#dead-letters") await selectDeadLetters().catch(report);
   const match = /^#scope=(.*)$/.exec(location.hash);
   if (match) selectScope(decodeURIComponent(match[1]));
   const streamMatch = /^#stream=([^&]*)(?:&group=(.*))?$/.exec(location.hash);

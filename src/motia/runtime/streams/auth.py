@@ -18,11 +18,9 @@ the ``Authorization`` subprotocol, as browsers require), the ``authToken`` query
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from motia.exceptions import ConfigError
+from motia.runtime.project_config import CONFIG_MODULE, load_project_config
 from motia.runtime.streams.hooks import call_hook
 
 __all__ = [
@@ -52,7 +51,6 @@ log = logging.getLogger("motia.streams")
 AUTH_SUBPROTOCOL = "Authorization"
 #: WebSocket close code of a refused connection (HTTP 401's counterpart).
 CLOSE_UNAUTHORIZED = 4401
-CONFIG_MODULE = "motia_config"
 
 #: ``stream_authenticate(request) -> auth_context | None`` (sync or async; or ``(request, ctx)``).
 Authenticate = Callable[..., Any]
@@ -171,19 +169,9 @@ def load_stream_authenticate(project_dir: str | Path) -> Authenticate | None:
     :class:`ConfigError` naming the file: a project that meant to protect its streams does not start open.
     """
     path = Path(project_dir) / f"{CONFIG_MODULE}.py"
-    if not path.is_file():
+    module = load_project_config(project_dir)
+    if module is None:
         return None
-    module = sys.modules.get(CONFIG_MODULE)
-    if module is None or Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
-        spec = importlib.util.spec_from_file_location(CONFIG_MODULE, path)
-        if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
-            raise ConfigError(f"cannot load {path}")
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise ConfigError(f"{path} failed to import: {type(exc).__name__}: {exc}") from exc
-        sys.modules[CONFIG_MODULE] = module
     hook = getattr(module, "stream_authenticate", None)
     if hook is not None and not callable(hook):
         raise ConfigError(f"stream_authenticate in {path} must be a function, not {type(hook).__name__}")

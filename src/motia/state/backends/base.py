@@ -185,6 +185,7 @@ class DeliveryStore:
     - ``acquire_lease``/``release_lease`` give one owner at a time, among every process using the store, a
       named lease that expires unless renewed: a cron job still running holds one, so no other instance
       starts it again.
+    - ``add_dead_letters`` keeps messages nobody subscribes to as dead letters (ids already present skipped).
     - ``touch_steps`` records which steps running apps serve; ``prune`` applies retention: old dead letters
       go, and the deliveries and subscriptions of steps no app has served for a long time (a renamed or
       removed step) become dead letters, never silently dropped.
@@ -268,6 +269,24 @@ class DeliveryStore:
 
     async def pending(self, step: str | None = None) -> int:
         """Deliveries not yet settled (leased or waiting), of one ``step`` or all."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def pending_by_step(self) -> dict[str, int]:
+        """Deliveries not yet settled, counted per step (steps with none are absent): what operators list
+        without knowing the app's steps (``motia deliveries list``, the console)."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def add_dead_letters(self, deliveries: Sequence[NewDelivery], *, error: str) -> int:
+        """Keep ``deliveries`` as dead letters straight away, never delivered: a message that no step
+        subscribes to is kept for inspection (SPEC 12) rather than refused or dropped.
+
+        Each gets ``attempts`` 0, ``created_at`` and ``failed_at`` now and the ``error`` text (lone
+        surrogates kept as escapes, as for :meth:`dead_letter`); ``order_key`` is ignored. A delivery
+        whose id is already a pending delivery or a dead letter is skipped, so a retried producer (the
+        deterministic message ids of a retried handler) does not duplicate it. Atomic (all or none) and
+        durable like a write; :meth:`dead_letters` lists them and :meth:`prune` ages them like any dead
+        letter. Returns how many were added. Listeners are not called: nothing became claimable.
+        """
         raise NotImplementedError  # pragma: no cover
 
     async def claim_tick(self, job: str, tick: float, *, hold: float) -> bool:

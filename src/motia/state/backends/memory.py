@@ -14,6 +14,7 @@ import builtins
 import heapq
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from motia.exceptions import StateClosedError
@@ -96,6 +97,7 @@ class MemoryBackend(MemoryStreams, StateBackend):
         self._event_seq = 0
         self._deliveries: dict[str, _Pending] = {}  # insertion order is delivery order
         self._dead: list[DeadLetter] = []
+        self._dead_ids: Counter[str] = Counter()  # ids in _dead (add_dead_letters skips them)
         self._subscriptions: dict[Subscription, None] = {}  # every one registered, in order
         self._ticks: dict[tuple[str, int], float] = {}  # claimed (job, tick ms) -> when it may be forgotten
         self._tick_expiry: list[tuple[float, str, int]] = []  # a heap over the same claims, soonest first
@@ -407,7 +409,7 @@ class MemoryBackend(MemoryStreams, StateBackend):
                 return False
             del self._deliveries[delivery_id]
             new = pending.new
-            self._dead.append(
+            self._bury(
                 DeadLetter(
                     new.id,
                     new.step,
@@ -426,6 +428,27 @@ class MemoryBackend(MemoryStreams, StateBackend):
         with self._lock:
             self._check_open()
             return [letter for letter in self._dead if step is None or letter.step == step][:limit]
+
+    async def add_dead_letters(self, deliveries: Sequence[NewDelivery], *, error: str) -> int:
+        text = error_text(error)
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            added = 0
+            for new in deliveries:
+                if new.id in self._dead_ids or new.id in self._deliveries:
+                    continue
+                self._bury(DeadLetter(new.id, new.step, new.kind, new.payload, 0, text, now, now))
+                added += 1
+            return added
+
+    async def pending_by_step(self) -> dict[str, int]:
+        with self._lock:
+            self._check_open()
+            counts: dict[str, int] = {}
+            for pending in self._deliveries.values():
+                counts[pending.new.step] = counts.get(pending.new.step, 0) + 1
+            return counts
 
     async def pending(self, step: str | None = None) -> int:
         with self._lock:
@@ -489,6 +512,7 @@ class MemoryBackend(MemoryStreams, StateBackend):
                 kept = [letter for letter in self._dead if letter.failed_at >= cut]
                 removed = len(self._dead) - len(kept)
                 self._dead = kept
+                self._dead_ids = Counter(letter.id for letter in kept)
             if step_age is not None:
                 cut = now - step_age
                 for step, seen_at in [(step, seen) for step, seen in self._steps_seen.items() if seen < cut]:
@@ -504,6 +528,10 @@ class MemoryBackend(MemoryStreams, StateBackend):
             self._notify_listeners()
         return PruneResult(removed, forgotten, orphaned)
 
+    def _bury(self, letter: DeadLetter) -> None:
+        self._dead.append(letter)
+        self._dead_ids[letter.id] += 1
+
     def _orphan(self, step: str, error: str, now: float) -> tuple[int, int]:
         """Move the waiting deliveries of ``step`` to the dead letters; return (moved, still leased)."""
         moved = leased = 0
@@ -515,7 +543,7 @@ class MemoryBackend(MemoryStreams, StateBackend):
                 continue
             del self._deliveries[delivery_id]
             new = pending.new
-            self._dead.append(
+            self._bury(
                 DeadLetter(new.id, new.step, new.kind, new.payload, pending.attempts, error, pending.created_at, now)
             )
             moved += 1

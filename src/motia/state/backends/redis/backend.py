@@ -452,6 +452,19 @@ class RedisBackend(RedisStreams, StateBackend):
             )
         return letters
 
+    async def add_dead_letters(self, deliveries: Sequence[NewDelivery], *, error: str) -> int:
+        if not deliveries:
+            return 0
+        now = _time(self._clock())
+        args: list[Any] = [now, error.encode("utf-8", "backslashreplace").decode()]
+        for new in deliveries:
+            args += (new.id, new.step, new.kind, new.payload)
+        return int(await self._call("motia1_add_dead", *args))
+
+    async def pending_by_step(self) -> dict[str, int]:
+        reply = await self._call("motia1_pending_all")
+        return {reply[i].decode(): int(reply[i + 1]) for i in range(0, len(reply), 2) if int(reply[i + 1]) > 0}
+
     async def pending(self, step: str | None = None) -> int:
         return int(await self._call("motia1_pending", step or ""))
 

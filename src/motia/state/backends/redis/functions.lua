@@ -481,6 +481,7 @@ local function settle(keys, args)
   if outcome == 'dead' then
     redis.call('RPUSH', P .. ':dead', cjson.encode({id, fields.step, fields.kind, fields.payload,
       tonumber(fields.attempts), args[5], fields.created, now}))
+    redis.call('SADD', P .. ':deadids', id)
   end
   return 1
 end
@@ -507,6 +508,27 @@ local function dead(keys, args)
     if #raws < chunk then return out end
     start = start + chunk
   end
+end
+
+-- ADD_DEAD: args now, error, then n x (id, step, kind, payload) -> how many were new. Kept as dead letters
+-- at once (messages no step subscribes to); an id pending or already among the dead letters is skipped.
+local function add_dead(keys, args)
+  local P = prefix_of(keys)
+  local now, error = args[1], args[2]
+  local added = 0
+  for i = 3, #args, 4 do
+    local id = args[i]
+    if redis.call('EXISTS', P .. ':d:' .. id) == 0 and redis.call('SADD', P .. ':deadids', id) == 1 then
+      redis.call('RPUSH', P .. ':dead', cjson.encode({id, args[i + 1], args[i + 2], args[i + 3], 0, error, now, now}))
+      added = added + 1
+    end
+  end
+  return added
+end
+
+-- PENDING_ALL: no args -> flat {step, unsettled deliveries, ...}
+local function pending_all(keys, args)
+  return redis.call('HGETALL', prefix_of(keys) .. ':pending')
 end
 
 -- PENDING: args step ('' = all) -> unsettled deliveries
@@ -537,6 +559,8 @@ redis.register_function('motia1_extend', extend)
 redis.register_function('motia1_settle', settle)
 redis.register_function{function_name = 'motia1_dead', callback = dead, flags = {'no-writes'}}
 redis.register_function{function_name = 'motia1_pending', callback = pending, flags = {'no-writes'}}
+redis.register_function('motia1_add_dead', add_dead)
+redis.register_function{function_name = 'motia1_pending_all', callback = pending_all, flags = {'no-writes'}}
 
 -- Named leases and retention -----------------------------------------------------------------------
 -- "{P}:lease:<name>": string "expires_at|owner" (expires_at as the client formatted it), with a Redis
@@ -577,6 +601,7 @@ end
 local function bury(P, id, fields, error, now)
   redis.call('RPUSH', P .. ':dead', cjson.encode({id, fields.step, fields.kind, fields.payload,
     tonumber(fields.attempts), error, fields.created, now}))
+  redis.call('SADD', P .. ':deadids', id)
   redis.call('DEL', P .. ':d:' .. id)
 end
 
@@ -637,8 +662,11 @@ local function prune(P, args)
     local cut = tonumber(args[4])
     while true do
       local raw = redis.call('LINDEX', P .. ':dead', 0)
-      if not raw or tonumber(cjson.decode(raw)[8]) >= cut then break end
+      if not raw then break end
+      local letter = cjson.decode(raw)
+      if tonumber(letter[8]) >= cut then break end
       redis.call('LPOP', P .. ':dead')
+      redis.call('SREM', P .. ':deadids', letter[1])
       removed = removed + 1
     end
   end

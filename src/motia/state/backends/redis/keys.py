@@ -19,6 +19,8 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
     {P}:head:<step>\\n<ok>   string / {P}:chain:<step>\\n<ok> list: deliveries sharing an order key
     {P}:pending             hash: step -> unsettled deliveries
     {P}:dead                list: dead letters (JSON)
+    {P}:deadids             set: ids of the dead letters (add_dead_letters skips those; stores written before
+                            it existed lack the older ids)
     {P}:w:<token>           string, expires after timeout + 30 s: the reply to one write, or the ids one claim
                             leased (makes a retry safe)
     {P}:tick:<job>:<ms>     string, expires: the instance that runs one cron tick

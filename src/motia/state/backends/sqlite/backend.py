@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from motia.exceptions import ConfigError
+from motia.state.backends._events import error_text
 from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_steps
 from motia.state.backends.sqlite.connection import _forks
 from motia.state.backends.sqlite.delivery import (
     TICK_PRUNE_INTERVAL,
     _write_acquire_lease,
+    _write_add_dead_letters,
     _write_claim,
     _write_claim_tick,
     _write_complete_many,
@@ -186,6 +188,12 @@ class SQLiteBackend(SQLiteStreams, SQLiteWriter):
         added: int = await self._write(_write_enqueue, tuple(deliveries))
         return added
 
+    async def add_dead_letters(self, deliveries: Sequence[NewDelivery], *, error: str) -> int:
+        if not deliveries:
+            return 0
+        added: int = await self._write(_write_add_dead_letters, tuple(deliveries), error_text(error))
+        return added
+
     async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
         if not steps or limit <= 0:
             return []
@@ -260,6 +268,10 @@ class SQLiteBackend(SQLiteStreams, SQLiteWriter):
         else:
             rows = await self._read("SELECT count(*) FROM motia_deliveries WHERE step = ?", (step,), inline=False)
         return int(rows[0][0])
+
+    async def pending_by_step(self) -> dict[str, int]:
+        rows = await self._read("SELECT step, count(*) FROM motia_deliveries GROUP BY step", (), inline=False)
+        return {str(step): int(count) for step, count in rows}
 
     async def get(self, scope: str, key: str) -> Record | None:
         rows = await self._read(

@@ -91,6 +91,16 @@ def _write_enqueue(tx: _Transaction, deliveries: Sequence[NewDelivery]) -> int:
     return added
 
 
+def _write_add_dead_letters(tx: _Transaction, deliveries: Sequence[NewDelivery], error: str) -> int:
+    before = tx.connection.total_changes
+    tx.connection.executemany(
+        "INSERT OR IGNORE INTO motia_dead_letters (id, step, kind, payload, attempts, error, created_at, failed_at)"
+        " SELECT ?, ?, ?, ?, 0, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM motia_deliveries WHERE id = ?)",
+        [(new.id, new.step, new.kind, new.payload, error, tx.now, tx.now, new.id) for new in deliveries],
+    )
+    return tx.connection.total_changes - before
+
+
 def _write_claim(tx: _Transaction, steps: Sequence[str], owner: str, limit: int, lease: float) -> list[Delivery]:
     rows = tx.connection.execute(
         _CLAIMABLE.format(steps=",".join("?" * len(steps))), (*steps, tx.now, tx.now, limit)

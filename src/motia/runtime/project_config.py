@@ -1,0 +1,53 @@
+"""``motia_config.py``: the project's optional settings module, in the directory ``motia run`` starts in.
+
+It is imported once per process (kept in ``sys.modules`` as ``motia_config``) and read by name:
+``stream_authenticate`` (see :mod:`motia.runtime.streams.auth`) and ``strict_topics``. A file that fails
+to import raises :class:`~motia.exceptions.ConfigError` naming it: a project whose settings cannot be read
+does not start with defaults it did not choose.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from motia.exceptions import ConfigError
+from motia.runtime.queue import strict_topics_from_env
+
+__all__ = ["CONFIG_MODULE", "load_project_config", "strict_topics_setting"]
+
+CONFIG_MODULE = "motia_config"
+
+
+def load_project_config(project_dir: str | Path) -> ModuleType | None:
+    """The imported ``project_dir/motia_config.py``, or ``None`` when there is no such file."""
+    path = Path(project_dir) / f"{CONFIG_MODULE}.py"
+    if not path.is_file():
+        return None
+    module = sys.modules.get(CONFIG_MODULE)
+    if module is None or Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
+        spec = importlib.util.spec_from_file_location(CONFIG_MODULE, path)
+        if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+            raise ConfigError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigError(f"{path} failed to import: {type(exc).__name__}: {exc}") from exc
+        sys.modules[CONFIG_MODULE] = module
+    return module
+
+
+def strict_topics_setting(project_dir: str | Path) -> bool:
+    """Whether to refuse messages nobody subscribes to: ``MOTIA_STRICT_TOPICS`` when set, else
+    ``strict_topics`` of ``motia_config.py`` (a ``bool``; anything else is a ``ConfigError``), else ``False``."""
+    module = load_project_config(project_dir)
+    configured = getattr(module, "strict_topics", None) if module is not None else None
+    if configured is not None and not isinstance(configured, bool):
+        raise ConfigError(
+            f"strict_topics in {Path(project_dir) / (CONFIG_MODULE + '.py')} must be True or False, "
+            f"not {type(configured).__name__}"
+        )
+    return strict_topics_from_env(default=bool(configured))
