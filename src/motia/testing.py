@@ -213,7 +213,7 @@ class _RecordingEnqueuer:
         self._numbers = itertools.count()
 
     def __call__(self, event: Mapping[str, Any]) -> Any:
-        topic, data = parse_event(event)
+        topic, data, group = parse_event(event)
         if self.declared is not None and topic not in self.declared:
             raise EnqueueError(
                 f"step {self.sender!r} enqueued to topic {topic!r}, which its config does not declare: add it "
@@ -223,7 +223,7 @@ class _RecordingEnqueuer:
             json_data = _values.to_json(data)
         except ValueError as exc:
             raise EnqueueError(f"message data for topic {topic!r} cannot be enqueued: {exc}") from None
-        self.recorder(Message(topic, json_data, self.sender, f"test/{next(self._numbers)}", ()))
+        self.recorder(Message(topic, json_data, self.sender, f"test/{next(self._numbers)}", (), group))
         if self.blocking:
             return None
         return _done()
