@@ -18,8 +18,11 @@ from motia.exceptions import ConfigError
 __all__ = ["BACKOFF_TYPES", "QUEUE_ONLY_KEYS", "RETRY_KEYS", "RetryPolicy", "check_seconds", "config_keys"]
 
 #: The retry keys every retried trigger's ``config`` may hold (camelCase spellings are accepted too).
-#: ``backoff_delay_ms`` is upstream Motia's name of ``backoff`` (in milliseconds).
-RETRY_KEYS = ("max_retries", "backoff", "backoff_max", "backoff_type", "backoff_delay_ms")
+#: ``backoff_delay_ms`` is upstream Motia's name of ``backoff`` (in milliseconds); ``backoff_delay`` (SPEC 12's
+#: name) is ``backoff`` too, in seconds like every other duration of pymotia's config.
+RETRY_KEYS = ("max_retries", "backoff", "backoff_max", "backoff_type", "backoff_delay", "backoff_delay_ms")
+#: The spellings of the base delay: one of them at most.
+_BASE_DELAY_KEYS = ("backoff", "backoff_delay", "backoff_delay_ms")
 #: Keys that mean something for queue triggers only (see :mod:`motia.steps.queue_options`).
 QUEUE_ONLY_KEYS = ("type", "delay_seconds", "visibility_timeout", "concurrency")
 BACKOFF_TYPES = ("exponential", "fixed")
@@ -98,14 +101,16 @@ class RetryPolicy:
         retries = values.get("max_retries", defaults.max_retries)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"{what}: max_retries must be an int >= 0, got {retries!r}")
-        backoff = check_seconds(what, "backoff", values.get("backoff", defaults.backoff))
-        if values.get("backoff_delay_ms") is not None:
-            if "backoff" in values:
-                raise ConfigError(
-                    f"{what}: give backoff (seconds) or backoff_delay_ms (milliseconds), not both: they set "
-                    "the same delay"
-                )
-            backoff = check_seconds(what, "backoff_delay_ms", values["backoff_delay_ms"]) / 1000.0
+        given = [key for key in _BASE_DELAY_KEYS if values.get(key) is not None]
+        if len(given) > 1:
+            raise ConfigError(
+                f"{what}: give one of backoff (seconds), backoff_delay (seconds) or backoff_delay_ms "
+                f"(milliseconds), not {' and '.join(given)}: they set the same delay"
+            )
+        backoff = defaults.backoff
+        if given:
+            key = given[0]
+            backoff = check_seconds(what, key, values[key]) / (1000.0 if key.endswith("_ms") else 1.0)
         backoff_max = check_seconds(what, "backoff_max", values.get("backoff_max", defaults.backoff_max))
         backoff_type = values.get("backoff_type")
         if backoff_type is None:

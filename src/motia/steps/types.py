@@ -46,7 +46,7 @@ class QueueConfig(TypedDict, total=False):
 
     ``type`` (``"standard"`` or ``"fifo"``: in order per ``messageGroupId``), ``delay_seconds``,
     ``visibility_timeout`` (the lease, seconds), ``concurrency`` (handlers at once per process), and the
-    retry policy: ``max_retries``, ``backoff`` (seconds) or ``backoff_delay_ms``, ``backoff_max``,
+    retry policy: ``max_retries``, ``backoff`` or ``backoff_delay`` (seconds) or ``backoff_delay_ms``, ``backoff_max``,
     ``backoff_type`` (``"exponential"`` or ``"fixed"``). See :mod:`motia.steps.queue_options`.
     """
 
@@ -56,6 +56,7 @@ class QueueConfig(TypedDict, total=False):
     concurrency: int
     max_retries: int
     backoff: float
+    backoff_delay: float
     backoff_delay_ms: float
     backoff_max: float
     backoff_type: Literal["exponential", "fixed"]
