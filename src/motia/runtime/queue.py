@@ -74,7 +74,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 _warned_lock = threading.Lock()
-_warned_topics: set[str] = set()
+_warned: set[tuple[str | None, ...]] = set()
 
 
 def strict_topics_from_env(default: bool = False, environ: Mapping[str, str] | None = None) -> bool:
@@ -94,14 +94,21 @@ def strict_topics_from_env(default: bool = False, environ: Mapping[str, str] | N
     )
 
 
+def _warn_once(what: tuple[str | None, ...], message: str, *args: object) -> None:
+    """Log ``message`` the first time ``what`` happens in this process: such messages are sent (or kept)
+    anyway, and a warning per message would flood a busy producer's log."""
+    with _warned_lock:
+        if what in _warned:
+            return
+        _warned.add(what)
+    logger.warning(message, *args)
+
+
 def _warn_unsubscribed(topic: str, sender: str | None) -> None:
     """Log the first message of ``topic`` that nobody subscribes to, once per process: every message is
     kept anyway, and a warning per message would flood a busy producer's log."""
-    with _warned_lock:
-        if topic in _warned_topics:
-            return
-        _warned_topics.add(topic)
-    logger.warning(
+    _warn_once(
+        ("unsubscribed", topic),
         "no step subscribes to topic %r (sent by %s): its messages are kept as dead letters of %r "
         "(`motia deliveries list --topic %s`); logged once per topic",
         topic,
@@ -152,12 +159,24 @@ class QueueRouter:
         )
 
     def check_declared(self, sender: str | None, topic: str) -> None:
+        """A step enqueuing to a topic its ``enqueues`` does not list: refused with strict topics, else sent
+        with a warning once per (step, topic) (SPEC 12: Motia never enforced ``enqueues``, which only drew
+        its flow diagrams, so code written for it may rely on that)."""
         if sender is None or topic in self.declared.get(sender, ()):
             return
         declared = ", ".join(sorted(self.declared.get(sender, ()))) or "none"
-        raise EnqueueError(
-            f"step {sender!r} enqueued to topic {topic!r}, which its config does not declare: add it to "
-            f"'enqueues' (declared: {declared})"
+        if self.strict:
+            raise EnqueueError(
+                f"step {sender!r} enqueued to topic {topic!r}, which its config does not declare: add it to "
+                f"'enqueues' (declared: {declared}; strict topics refuse undeclared ones)"
+            )
+        _warn_once(
+            ("undeclared", sender, topic),
+            "step %r enqueued to topic %r, which its 'enqueues' does not declare (declared: %s): sent anyway; "
+            "add it to 'enqueues' (MOTIA_STRICT_TOPICS=1 refuses such messages); logged once per step and topic",
+            sender,
+            topic,
+            declared,
         )
 
     def prepare(
