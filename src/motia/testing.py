@@ -38,7 +38,7 @@ import httpx
 from motia.runtime.app import MotiaApp
 from motia.runtime.context import FlowContext, StepLogger, new_trace_id
 from motia.runtime.delivery import DeliveryOptions
-from motia.runtime.queue import EnqueueError, Message, parse_event
+from motia.runtime.queue import EnqueueError, Message, parse_event, strict_topics_from_env
 from motia.runtime.state_triggers import decode_state_event, subscriptions
 from motia.runtime.types import ApiRequest, StateTriggerInput, TriggerInfo
 from motia.state import values as _values
@@ -213,17 +213,19 @@ class _RecordingEnqueuer:
         self._numbers = itertools.count()
 
     def __call__(self, event: Mapping[str, Any]) -> Any:
-        topic, data = parse_event(event)
-        if self.declared is not None and topic not in self.declared:
+        topic, data, group = parse_event(event)
+        if self.declared is not None and topic not in self.declared and strict_topics_from_env():
+            # As the app does: refused with strict topics, else recorded (the app sends it with a warning).
             raise EnqueueError(
                 f"step {self.sender!r} enqueued to topic {topic!r}, which its config does not declare: add it "
-                f"to 'enqueues' (declared: {', '.join(sorted(self.declared)) or 'none'})"
+                f"to 'enqueues' (declared: {', '.join(sorted(self.declared)) or 'none'}; strict topics refuse "
+                "undeclared ones)"
             )
         try:
             json_data = _values.to_json(data)
         except ValueError as exc:
             raise EnqueueError(f"message data for topic {topic!r} cannot be enqueued: {exc}") from None
-        self.recorder(Message(topic, json_data, self.sender, f"test/{next(self._numbers)}", ()))
+        self.recorder(Message(topic, json_data, self.sender, f"test/{next(self._numbers)}", (), group))
         if self.blocking:
             return None
         return _done()

@@ -106,3 +106,17 @@ async def test_the_playground_style_sse_step_streams_its_events(state_url):
         ]
         # And its write through the module-level stateManager reached the backend
         assert await client.state.get("countdowns", "launch") == {"total": 3}
+
+
+async def test_fifo_queue_keeps_each_customers_shipments_in_order(state_url):
+    async with app_client(STEPS, state=state_url) as client:
+        # Given 3 customers x 10 shipments sent interleaved, the third of each customer failing once
+        shipments = [
+            {"customer": customer, "n": n, "flaky": n == 2} for n in range(10) for customer in ("ann", "bob", "cy")
+        ]
+        sent = await client.post("/shipments", json={"shipments": shipments})
+        assert sent.status_code == 202, sent.text
+        await drain(client, timeout=20)
+        # Then each customer's shipments went out in order, the retried one in its place
+        for customer in ("ann", "bob", "cy"):
+            assert await client.state.get("shipments", customer) == {"sequence": list(range(10))}

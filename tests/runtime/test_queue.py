@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -94,12 +95,17 @@ async def test_input_is_validated_when_enqueued(start_app: StartApp, schema: Any
     assert got == [{"id": "o2", "total": 3.0}]
 
 
-async def test_enqueue_errors_name_the_problem(start_app: StartApp) -> None:
+@pytest.mark.parametrize("strict", [False, True])
+async def test_enqueue_errors_name_the_problem(
+    start_app: StartApp, strict: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     errors: dict[str, Exception] = {}
+    secret: list[Any] = []
+    topic = f"secret-{uuid.uuid4().hex[:8]}"  # the undeclared-topic warning is logged once per process
 
     async def try_send(input, ctx):
         for label, event in [
-            ("undeclared", {"topic": "secret", "data": 1}),
+            ("undeclared", {"topic": topic, "data": 1}),
             ("not-json", {"topic": "jobs", "data": {1, 2}}),
             ("malformed", {"topic": "jobs", "payload": 1}),
             ("no-topic", {"data": 1}),
@@ -109,22 +115,37 @@ async def test_enqueue_errors_name_the_problem(start_app: StartApp) -> None:
             except EnqueueError as exc:
                 errors[label] = exc
 
-    async def noop(input, ctx):
-        pass
+    async def worker(input, ctx):
+        if ctx.trigger.topic == topic:
+            secret.append(input)
 
     app = await start_app(
         [
             step({"name": "sender", "triggers": [queue("go")], "enqueues": ["jobs"]}, try_send),
-            step({"name": "worker", "triggers": [queue("jobs"), queue("secret")]}, noop),
-        ]
+            step({"name": "worker", "triggers": [queue("jobs"), queue(topic)]}, worker),
+        ],
+        strict_topics=strict,
     )
-    await motia.enqueue({"topic": "go", "data": None})
-    await app.drain()
-    assert "step 'sender' enqueued to topic 'secret', which its config does not declare" in str(errors["undeclared"])
+    with caplog.at_level(logging.WARNING, logger="motia.runtime"):
+        await motia.enqueue({"topic": "go", "data": None})
+        await app.drain()
     assert "cannot be enqueued" in str(errors["not-json"])
     assert "unknown key(s) 'payload'" in str(errors["malformed"])
     assert "non-empty str 'topic'" in str(errors["no-topic"])
-    assert isinstance(errors["undeclared"], MotiaError)
+    undeclared = f"step 'sender' enqueued to topic '{topic}', which its"
+    if strict:
+        # Strict topics refuse a topic missing from the sender's `enqueues`, sending nothing
+        assert f"{undeclared} config does not declare" in str(errors["undeclared"])
+        assert isinstance(errors["undeclared"], MotiaError)
+        assert secret == []
+    else:
+        # By default (SPEC 12) it is sent to its subscribers, with one warning naming the step and topic
+        assert "undeclared" not in errors
+        assert secret == [1]
+        assert [r.getMessage() for r in caplog.records].count(
+            f"{undeclared} 'enqueues' does not declare (declared: jobs): sent anyway; add it to 'enqueues' "
+            "(MOTIA_STRICT_TOPICS=1 refuses such messages); logged once per step and topic"
+        ) == 1
     assert await app.state.backend.pending() == 0
 
 

@@ -58,7 +58,7 @@ async def test_app_client_over_a_steps_directory():
         assert (await client.state.get("user-sessions", sid))["userId"] == "42"
 
 
-async def test_call_handler_records_enqueues_instead_of_sending():
+async def test_call_handler_records_enqueues_instead_of_sending(monkeypatch: pytest.MonkeyPatch) -> None:
     from motia import EnqueueError, queue
     from motia.testing import EnqueueRecorder
 
@@ -74,10 +74,16 @@ async def test_call_handler_records_enqueues_instead_of_sending():
     await call_handler(notify_sync, {"user": "bob"}, enqueues=sent)
     assert sent.topics() == ["emails", "emails"] and sent.data("emails") == [{"to": "ada"}, {"to": "bob"}]
     assert sent.messages[0].sender == "notify"
-    # The step's declared topics are still checked; without a recorder enqueue says what to do
+    # A topic missing from the step's `enqueues` is recorded, as the app sends it (SPEC 12) ...
     undeclared = step({"name": "quiet", "triggers": [queue("signup")]}, notify)
-    with pytest.raises(EnqueueError, match="step 'quiet' enqueued to topic 'emails'"):
-        await call_handler(undeclared, {"user": "x"}, enqueues=sent)
+    await call_handler(undeclared, {"user": "x"}, enqueues=sent)
+    assert sent.messages[-1].sender == "quiet" and sent.messages[-1].data == {"to": "x"}
+    # ... and refused with strict topics, recording nothing
+    monkeypatch.setenv("MOTIA_STRICT_TOPICS", "1")
+    with pytest.raises(EnqueueError, match="step 'quiet' enqueued to topic 'emails'.*strict topics"):
+        await call_handler(undeclared, {"user": "y"}, enqueues=sent)
+    assert len(sent.messages) == 3
+    # Without a recorder enqueue says what to do
     with pytest.raises(motia.MotiaError, match="EnqueueRecorder"):
         await call_handler(notify, {"user": "x"})
 

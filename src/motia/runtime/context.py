@@ -181,9 +181,10 @@ class FlowContext(Generic[TEnqueueData]):
         """Send ``{"topic": ..., "data": ...}`` to every step with a ``queue(topic)`` trigger, durably.
 
         ``await ctx.enqueue(...)`` in ``async def`` handlers; in ``def`` handlers it blocks and returns
-        ``None``. Raises :class:`~motia.runtime.queue.EnqueueError` (nothing sent) when the topic is not
-        in the step's ``enqueues`` or the data is not valid for a subscriber. A message no step subscribes
-        to is kept as a dead letter (refused under strict topics): see :mod:`motia.runtime.queue`.
+        ``None``. Raises :class:`~motia.runtime.queue.EnqueueError` (nothing sent) when the data is not
+        valid for a subscriber. A topic missing from the step's ``enqueues`` is sent with a warning, and a
+        message no step subscribes to is kept as a dead letter (both refused under strict topics): see
+        :mod:`motia.runtime.queue`.
         """
         if self.enqueuer is None:
             topic = event.get("topic") if isinstance(event, Mapping) else None

@@ -2,13 +2,15 @@
 the store.
 
 Each app process leases ready deliveries of its own steps (``backend.claim``), runs their handlers with
-bounded concurrency, renews the leases of handlers that run long, and settles each delivery only after
-its handler returned: ``complete`` on success (the handlers that return together are completed in one
-``complete_many``, and a returned handler's slot is free at once), ``retry`` with exponential backoff on
-an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process that dies holding
-leases simply lets them expire; another process (or the restarted one) claims the deliveries again.
-That makes delivery at least once, and, with one lease per (step, key) at a time (the backend's rule),
-in commit order per key.
+bounded concurrency (a queue step's ``concurrency`` bounds its own share, and its ``visibility_timeout``
+is its lease: :mod:`motia.runtime.claim_plan`), renews the leases of handlers that run long, and settles
+each delivery only after its handler returned: ``complete`` on success (the handlers that return together
+are completed in one ``complete_many``, and a returned handler's slot is free at once), ``retry`` with the
+trigger's backoff on an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process
+that dies holding leases simply lets them expire; another process (or the restarted one) claims the
+deliveries again.
+That makes delivery at least once, and, with one lease per (step, order key) at a time (the backend's
+rule), in commit order per key (state), per group (streams) and per ``messageGroupId`` (FIFO queues).
 
 Wake-ups: the store calls back after every local commit that recorded events or added deliveries, so a
 local write reaches its handler without waiting for a poll; other processes' commits are found by
@@ -31,18 +33,17 @@ import collections
 import contextlib
 import functools
 import logging
-import math
 import os
 import secrets
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motia.exceptions import ConfigError, Undeliverable
+from motia.exceptions import Undeliverable
+from motia.runtime.claim_plan import ClaimPlan
+from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
     EventDispatcher,
@@ -70,76 +71,8 @@ logger = logging.getLogger("motia.runtime")
 MAX_ERROR_CHARS = 8000
 #: After a store error, the worker and the dispatcher wait this long at most before trying again.
 MAX_ERROR_DELAY = 5.0
-DAY = 24 * 3600.0
 #: The trigger kinds whose runs are deliveries (claimed, retried with the trigger's policy, dead-lettered).
 _RETRIED = (QueueTrigger, StateTrigger, StreamTrigger)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryOptions:
-    """How the worker runs: ``lease`` (seconds a claimed delivery stays ours without renewal; a crashed
-    process's work is picked up after it), ``poll_interval`` (seconds between looks for other processes'
-    work), ``concurrency`` (handlers running at once per process) and ``batch_window`` (seconds the
-    dispatcher lets a burst of local writes gather before moving their events; a lone write, or 0,
-    dispatches at once).
-
-    Retention (seconds; 0 turns a part off): ``dead_letter_retention`` (dead letters are deleted this long
-    after they failed; 30 days), ``step_retention`` (a step no running app has served for this long is
-    forgotten and its waiting deliveries become dead letters; 7 days; at least twice
-    ``retention_interval``, which is how often apps say which steps they serve: 1 hour)."""
-
-    lease: float = 30.0
-    poll_interval: float = 0.1
-    concurrency: int = 16
-    batch_window: float = 0.002
-    dead_letter_retention: float = 30 * DAY
-    step_retention: float = 7 * DAY
-    retention_interval: float = 3600.0
-
-    #: Environment variables read by :meth:`from_env`, by field.
-    ENV = {
-        "lease": "MOTIA_DELIVERY_LEASE",
-        "poll_interval": "MOTIA_DELIVERY_POLL_INTERVAL",
-        "concurrency": "MOTIA_DELIVERY_CONCURRENCY",
-        "batch_window": "MOTIA_DELIVERY_BATCH_WINDOW",
-        "dead_letter_retention": "MOTIA_DELIVERY_DEAD_LETTER_RETENTION",
-        "step_retention": "MOTIA_DELIVERY_STEP_RETENTION",
-        "retention_interval": "MOTIA_DELIVERY_RETENTION_INTERVAL",
-    }
-
-    def __post_init__(self) -> None:
-        may_be_zero = ("batch_window", "dead_letter_retention", "step_retention")
-        for name in ("lease", "poll_interval", "retention_interval", *may_be_zero):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-                raise ConfigError(f"delivery {name} must be a number of seconds >= 0, got {value!r}")
-            if name not in may_be_zero and value == 0:
-                raise ConfigError(f"delivery {name} must be a positive number of seconds, got {value!r}")
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise ConfigError(f"delivery concurrency must be an int >= 1, got {self.concurrency!r}")
-        if 0 < self.step_retention < 2 * self.retention_interval:
-            # Running apps touch their steps every retention_interval: a shorter retention would forget them.
-            raise ConfigError(
-                f"delivery step_retention ({self.step_retention:g} s) must be 0 (off) or at least twice "
-                f"retention_interval ({self.retention_interval:g} s)"
-            )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DeliveryOptions:
-        """The defaults, overridden by the variables of :attr:`ENV` (``MOTIA_DELIVERY_LEASE``,
-        ``MOTIA_DELIVERY_POLL_INTERVAL``, ``MOTIA_DELIVERY_CONCURRENCY``, ``MOTIA_DELIVERY_BATCH_WINDOW``,
-        ``MOTIA_DELIVERY_DEAD_LETTER_RETENTION``, ``MOTIA_DELIVERY_STEP_RETENTION``,
-        ``MOTIA_DELIVERY_RETENTION_INTERVAL``)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, variable in cls.ENV.items():
-            text = env.get(variable)
-            if text:
-                try:
-                    values[name] = int(text) if name == "concurrency" else float(text)
-                except ValueError:
-                    raise ConfigError(f"${variable} must be a number, got {text!r}") from None
-        return cls(**values)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -170,6 +103,10 @@ class DeliveryWorker:
         self.stream_subscriptions = stream_subscriptions(app.steps)
         self._step_names = tuple(self.steps)
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: The step of each running delivery, and how many run per step (for leases and step limits).
+        self._running_steps: dict[str, str] = {}
+        self._per_step: collections.Counter[str] = collections.Counter()
+        self.plan = ClaimPlan(self.steps.values(), options.lease)
         self._dispatch_task: asyncio.Task[None] | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
@@ -218,6 +155,11 @@ class DeliveryWorker:
                 self.options.lease,
                 self.options.poll_interval,
             )
+            for name, lease in self.plan.leases.items():
+                limit = self.plan.limits.get(name)
+                if lease != self.options.lease or limit is not None:
+                    at_once = f", up to {limit} at once in this process" if limit is not None else ""
+                    logger.info("delivery: step %r: lease %g s%s (its queue config)", name, lease, at_once)
             self._claim_task = asyncio.create_task(self._claim_loop(), name="motia-delivery-worker")
             self._lease_task = asyncio.create_task(self._keep_leases(), name="motia-delivery-leases")
 
@@ -294,34 +236,46 @@ class DeliveryWorker:
             free = options.concurrency - len(self._running) + self._settling
             if free > 0:
                 try:
-                    claimed = await self.backend.claim(
-                        self._step_names, owner=self.owner, limit=free, lease=options.lease
-                    )
+                    for unit, room in self.plan.next_units(self._per_step):
+                        limit = free if room is None else min(free, room)
+                        if limit <= 0:
+                            break
+                        claimed = await self.backend.claim(unit.steps, owner=self.owner, limit=limit, lease=unit.lease)
+                        free -= len(claimed)
+                        for delivery in claimed:
+                            self._start(delivery)
                 except Exception as exc:  # any failure: log, back off, go on; this loop never dies (#4)
                     await asyncio.sleep(self._store_error(exc))
                     continue
                 self._errors = 0
-                for delivery in claimed:
-                    task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
-                    self._running[delivery.id] = task
-                    task.add_done_callback(functools.partial(self._finished, delivery.id))
             # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the
             # next claim waits for a wake-up (a dispatch, a finished handler) or the poll timer.
             await wait_for(self._wake, options.poll_interval)
 
+    def _start(self, delivery: Delivery) -> None:
+        task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
+        self._running[delivery.id] = task
+        self._running_steps[delivery.id] = delivery.step
+        self._per_step[delivery.step] += 1
+        task.add_done_callback(functools.partial(self._finished, delivery.id))
+
     def _finished(self, delivery_id: str, _: asyncio.Task[None]) -> None:
         self._running.pop(delivery_id, None)
+        step = self._running_steps.pop(delivery_id, None)
+        if step is not None:
+            self._per_step[step] -= 1
+            if self._per_step[step] <= 0:
+                del self._per_step[step]
         self._wake.set()  # a slot is free
 
     async def _keep_leases(self) -> None:
-        """Renew the leases of running handlers every third of a lease, so a long handler keeps its work."""
-        period = self.options.lease / 3
+        """Renew the leases of running handlers every third of the shortest lease, each at its step's
+        lease, so a long handler keeps its work."""
         while True:
-            await asyncio.sleep(period)
-            running = list(self._running)
-            if running:
+            await asyncio.sleep(self.plan.renew_period)
+            for lease, running in self.plan.group_by_lease(dict(self._running_steps)).items():
                 try:
-                    await self.backend.extend(running, owner=self.owner, lease=self.options.lease)
+                    await self.backend.extend(running, owner=self.owner, lease=lease)
                 except Exception:  # the next period tries again; a lease that lapses meanwhile only repeats work
                     logger.warning("delivery: renewing %d lease(s) failed", len(running), exc_info=True)
 

@@ -13,6 +13,12 @@ warning. Upstream Motia accepts such messages; keeping them means nothing is sil
 added later can be fed from them. Strict topics (``MOTIA_STRICT_TOPICS=1`` or ``strict_topics = True``
 in ``motia_config.py``) refuse them with :class:`EnqueueError` instead.
 
+FIFO: a message to a topic with a ``type: "fifo"`` subscriber must carry a ``messageGroupId`` (or
+``message_group_id``); that subscriber's delivery gets the order key ``fifo:<group>``, so the store
+hands out the messages of a group one at a time, in order, to every instance (a failing message holds
+its group until it succeeds or is dead-lettered). State and stream deliveries' order keys are JSON
+arrays (``["scope","key"]``), so the two never share a key. Standard subscribers ignore the group.
+
 Message ids: random for messages sent from HTTP and cron handlers and scripts; *deterministic* inside a
 queue or state handler (``f"{delivery_id}/{n}"`` for its ``n``-th message), so a retried handler
 re-sends the same ids and the store skips those its failed attempt already enqueued.
@@ -68,7 +74,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 _warned_lock = threading.Lock()
-_warned_topics: set[str] = set()
+_warned: set[tuple[str | None, ...]] = set()
 
 
 def strict_topics_from_env(default: bool = False, environ: Mapping[str, str] | None = None) -> bool:
@@ -88,14 +94,21 @@ def strict_topics_from_env(default: bool = False, environ: Mapping[str, str] | N
     )
 
 
+def _warn_once(what: tuple[str | None, ...], message: str, *args: object) -> None:
+    """Log ``message`` the first time ``what`` happens in this process: such messages are sent (or kept)
+    anyway, and a warning per message would flood a busy producer's log."""
+    with _warned_lock:
+        if what in _warned:
+            return
+        _warned.add(what)
+    logger.warning(message, *args)
+
+
 def _warn_unsubscribed(topic: str, sender: str | None) -> None:
     """Log the first message of ``topic`` that nobody subscribes to, once per process: every message is
     kept anyway, and a warning per message would flood a busy producer's log."""
-    with _warned_lock:
-        if topic in _warned_topics:
-            return
-        _warned_topics.add(topic)
-    logger.warning(
+    _warn_once(
+        ("unsubscribed", topic),
         "no step subscribes to topic %r (sent by %s): its messages are kept as dead letters of %r "
         "(`motia deliveries list --topic %s`); logged once per topic",
         topic,
@@ -108,13 +121,14 @@ def _warn_unsubscribed(topic: str, sender: str | None) -> None:
 @dataclass(frozen=True, slots=True)
 class Message:
     """A message as enqueued: its ``topic`` and JSON ``data``, the sending step (``None`` outside a
-    handler), the message ``id`` and the steps it was delivered to."""
+    handler), the message ``id``, the steps it was delivered to and its ``message_group_id`` (FIFO)."""
 
     topic: str
     data: Any
     sender: str | None
     id: str
     steps: tuple[str, ...]
+    message_group_id: str | None = None
 
 
 def _topics(enqueues: Iterable[str | dict[str, Any]]) -> frozenset[str]:
@@ -145,19 +159,31 @@ class QueueRouter:
         )
 
     def check_declared(self, sender: str | None, topic: str) -> None:
+        """A step enqueuing to a topic its ``enqueues`` does not list: refused with strict topics, else sent
+        with a warning once per (step, topic) (SPEC 12: Motia never enforced ``enqueues``, which only drew
+        its flow diagrams, so code written for it may rely on that)."""
         if sender is None or topic in self.declared.get(sender, ()):
             return
         declared = ", ".join(sorted(self.declared.get(sender, ()))) or "none"
-        raise EnqueueError(
-            f"step {sender!r} enqueued to topic {topic!r}, which its config does not declare: add it to "
-            f"'enqueues' (declared: {declared})"
+        if self.strict:
+            raise EnqueueError(
+                f"step {sender!r} enqueued to topic {topic!r}, which its config does not declare: add it to "
+                f"'enqueues' (declared: {declared}; strict topics refuse undeclared ones)"
+            )
+        _warn_once(
+            ("undeclared", sender, topic),
+            "step %r enqueued to topic %r, which its 'enqueues' does not declare (declared: %s): sent anyway; "
+            "add it to 'enqueues' (MOTIA_STRICT_TOPICS=1 refuses such messages); logged once per step and topic",
+            sender,
+            topic,
+            declared,
         )
 
     def prepare(
         self, event: Mapping[str, Any], *, sender: str | None, message_id: str, trace_id: str | None
     ) -> tuple[Message, list[NewDelivery]]:
         """Check ``event`` and build its deliveries; raise :class:`EnqueueError` (nothing sent) if it cannot go."""
-        topic, data = parse_event(event)
+        topic, data, group = parse_event(event)
         self.check_declared(sender, topic)
         targets = self.subscribers.get(topic, [])
         if not targets and self.strict:
@@ -171,6 +197,13 @@ class QueueRouter:
             encoded = _values.encode(json_data, self.state.max_value_bytes)
         except StateValueError as exc:
             raise EnqueueError(f"message data for topic {topic!r} cannot be enqueued: {exc}") from None
+        if group is None:
+            fifo = sorted({step.name for step, trigger in targets if trigger.options.fifo})
+            if fifo:
+                raise EnqueueError(
+                    f"topic {topic!r} has a FIFO subscriber ({', '.join(map(repr, fifo))}): the message needs a "
+                    "'messageGroupId' (messages of one group are handled in order, one at a time)"
+                )
         for step, trigger in targets:
             if trigger.input is not None:
                 problems = schema_errors(trigger.input, json_data)
@@ -180,9 +213,22 @@ class QueueRouter:
                         f"message data for topic {topic!r} does not match the input schema of step "
                         f"{step.name!r}: {details}"
                     )
-        payload = orjson.dumps({"topic": topic, "data": orjson.Fragment(encoded), "trace_id": trace_id})
-        deliveries = [NewDelivery(f"{message_id}>{step.name}", step.name, "queue", payload) for step, _ in targets]
-        message = Message(topic, json_data, sender, message_id, tuple(step.name for step, _ in targets))
+        fields: dict[str, Any] = {"topic": topic, "data": orjson.Fragment(encoded), "trace_id": trace_id}
+        if group is not None:
+            fields["message_group_id"] = group
+        payload = orjson.dumps(fields)
+        deliveries = [
+            NewDelivery(
+                f"{message_id}>{step.name}",
+                step.name,
+                "queue",
+                payload,
+                order_key=f"fifo:{group}" if trigger.options.fifo else None,
+                delay=trigger.options.delay_seconds,
+            )
+            for step, trigger in targets
+        ]
+        message = Message(topic, json_data, sender, message_id, tuple(step.name for step, _ in targets), group)
         return message, deliveries
 
     async def send(
@@ -201,24 +247,39 @@ class QueueRouter:
         from the message id, so a retried handler's deterministic ids do not duplicate it)."""
         # Encoded as prepare() encodes a delivery's data (ints beyond 64 bits included, which orjson refuses).
         encoded = _values.encode(message.data, self.state.max_value_bytes)
-        payload = orjson.dumps({"topic": message.topic, "data": orjson.Fragment(encoded), "trace_id": trace_id})
+        fields: dict[str, Any] = {"topic": message.topic, "data": orjson.Fragment(encoded), "trace_id": trace_id}
+        if message.message_group_id is not None:
+            fields["message_group_id"] = message.message_group_id
+        payload = orjson.dumps(fields)
         letter = NewDelivery(f"{message.id}>{NO_SUBSCRIBER}", NO_SUBSCRIBER, "queue", payload)
         error = f"no subscriber: no step subscribes to topic {message.topic!r}"
         await self.state.backend.add_dead_letters([letter], error=error)
         _warn_unsubscribed(message.topic, message.sender)
 
 
-def parse_event(event: object) -> tuple[str, Any]:
-    """``(topic, data)`` of ``{"topic": ..., "data": ...}``; raise :class:`EnqueueError` if malformed."""
+#: The keys an enqueued event may hold; the group has upstream's spelling and ours.
+EVENT_KEYS = ("topic", "data", "messageGroupId", "message_group_id")
+
+
+def parse_event(event: object) -> tuple[str, Any, str | None]:
+    """``(topic, data, message group or None)`` of ``{"topic": ..., "data": ..., "messageGroupId": ...}``;
+    raise :class:`EnqueueError` if malformed."""
     if not isinstance(event, Mapping):
         raise EnqueueError(f'enqueue takes {{"topic": ..., "data": ...}}, got {type(event).__name__}')
     topic = event.get("topic")
     if not isinstance(topic, str) or not topic:
         raise EnqueueError(f"enqueue needs a non-empty str 'topic', got {topic!r}")
-    unknown = set(event) - {"topic", "data"}
+    unknown = set(event) - set(EVENT_KEYS)
     if unknown:
-        raise EnqueueError(f"enqueue got unknown key(s) {', '.join(sorted(map(repr, unknown)))}: expected topic, data")
-    return topic, event.get("data")
+        raise EnqueueError(
+            f"enqueue got unknown key(s) {', '.join(sorted(map(repr, unknown)))}: expected {', '.join(EVENT_KEYS)}"
+        )
+    if "messageGroupId" in event and "message_group_id" in event:
+        raise EnqueueError("enqueue got both 'messageGroupId' and 'message_group_id': give one")
+    group = event.get("messageGroupId", event.get("message_group_id"))
+    if group is not None and (not isinstance(group, str) or not group):
+        raise EnqueueError(f"enqueue's messageGroupId must be a non-empty str, got {group!r}")
+    return topic, event.get("data"), group
 
 
 class EnqueueScope:

@@ -5,8 +5,9 @@ config, when a step is declared, into the same ``StepConfig`` a 1.0 config gives
 
 - ``api``: ``path``, ``method`` (default ``GET``), ``bodySchema``, ``queryParams``, ``middleware``,
   ``responseSchema`` → one ``http(...)`` trigger.
-- ``event``: each topic of ``subscribes`` → a ``queue(topic, input=...)`` trigger; ``infrastructure.queue
-  .maxRetries`` → its retry count (the other infrastructure settings are not used yet).
+- ``event``: each topic of ``subscribes`` → a ``queue(topic, input=...)`` trigger; ``infrastructure.queue``
+  (``type``, ``maxRetries``, ``visibilityTimeout``, ``delaySeconds``...) → its ``config``, checked as any
+  queue config (an unknown key is reported); ``infrastructure.handler`` (ram, cpu, timeout) is ignored.
 - ``cron``: ``cron`` → a ``cron(...)`` trigger; a handler taking one argument gets ``context``, as in 0.x.
 - ``noop``: no trigger (a node of the flow diagram).
 - ``emits`` → ``enqueues``; ``virtualEmits``/``virtualSubscribes`` are ignored, as every ``virtual*`` key.
@@ -102,10 +103,12 @@ def _pop(options: dict[str, Any], *names: str) -> Any:
 
 
 def _queue_options(infrastructure: Any) -> dict[str, Any] | None:
-    if not isinstance(infrastructure, dict) or not isinstance(infrastructure.get("queue"), dict):
+    if not isinstance(infrastructure, dict) or infrastructure.get("queue") is None:
         return None
-    retries = infrastructure["queue"].get("maxRetries", infrastructure["queue"].get("max_retries"))
-    return None if retries is None else {"max_retries": retries}
+    options = infrastructure["queue"]
+    if not isinstance(options, dict):
+        raise ConfigError(f"infrastructure.queue must be a dict, got {type(options).__name__}")
+    return dict(options)
 
 
 def _context_only(handler: Handler) -> Handler:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from motia.exceptions import ConfigError
 from motia.steps._signature import handler_arity
+from motia.steps.queue_options import QueueOptions
 from motia.steps.retry import RetryPolicy
 from motia.steps.schedule import validate_expression
 from motia.streams.config import check_stream_name
@@ -220,8 +221,10 @@ class QueueTrigger(Trigger):
     """Messages enqueued on ``topic`` (``ctx.enqueue({"topic": ..., "data": ...})``).
 
     ``input`` (a pydantic model class or a JSON Schema dict) is checked when a message is enqueued: an
-    invalid one raises there and nothing is enqueued. ``config`` holds the retry policy
-    (``max_retries``, ``backoff``, ``backoff_max``; see :class:`~motia.steps.retry.RetryPolicy`).
+    invalid one raises there and nothing is enqueued. ``config`` holds the queue's options (``type``
+    ``"fifo"``/``"standard"``, ``delay_seconds``, ``visibility_timeout``, ``concurrency``) and its retry
+    policy (``max_retries``, ``backoff``/``backoff_delay_ms``, ``backoff_max``, ``backoff_type``), read into
+    ``options`` (:class:`~motia.steps.queue_options.QueueOptions`) and ``retry``.
     """
 
     type: ClassVar[str] = "queue"
@@ -231,18 +234,19 @@ class QueueTrigger(Trigger):
         topic: str,
         *,
         input: Any = None,  # noqa: A002 - Motia's name
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
         condition: Condition | None = None,
     ) -> None:
         if not isinstance(topic, str) or not topic:
             raise ConfigError(f"queue topic must be a non-empty string, got {topic!r}")
-        if config is not None and not isinstance(config, dict):
+        if config is not None and not isinstance(config, Mapping):
             raise ConfigError(f"queue config must be a dict, got {type(config).__name__}")
         self.topic = topic
         _check_body_schema(input, what="queue input")
         self.input = input
         self.config = dict(config or {})
-        self.retry = RetryPolicy.from_config(self.config, what=f"queue({topic!r})")
+        self.options = QueueOptions.from_config(self.config, what=f"queue({topic!r})")
+        self.retry = self.options.retry
         _check_condition(condition)
         self.condition = condition
 
@@ -425,12 +429,14 @@ def queue(
     topic: str,
     *,
     input: Any = None,  # noqa: A002 - Motia's name
-    config: dict[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
     condition: Condition | None = None,
 ) -> QueueTrigger:
     """A queue trigger: the step handles each message enqueued on ``topic``, at least once.
 
-    ``queue("orders", input=Order, config={"max_retries": 5, "backoff": 2.0})``.
+    ``queue("orders", input=Order, config={"max_retries": 5, "backoff": 2.0})``;
+    ``queue("payments", config={"type": "fifo", "concurrency": 4})`` handles the messages of each
+    ``messageGroupId`` in order, one at a time (see :mod:`motia.steps.queue_options` for every key).
     """
     return QueueTrigger(topic, input=input, config=config, condition=condition)
 

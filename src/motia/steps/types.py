@@ -40,12 +40,23 @@ class Enqueue(TypedDict):
 
 
 class QueueConfig(TypedDict, total=False):
-    """A queue trigger's ``config``: ``queue("orders", config=QueueConfig(max_retries=5))`` (a dict).
+    """A queue trigger's ``config``: ``queue("orders", config=QueueConfig(type="fifo", max_retries=5))`` (a
+    dict). Every key is optional; the camelCase spellings (``maxRetries``, ``visibilityTimeout``,
+    ``delaySeconds``, ``backoffType``, ``backoffDelayMs``, ``backoffMax``) are accepted in the dict too.
 
-    ``max_retries``, ``backoff`` and ``backoff_max`` (seconds) set the retry policy
-    (:class:`~motia.steps.retry.RetryPolicy`).
+    ``type`` (``"standard"`` or ``"fifo"``: in order per ``messageGroupId``), ``delay_seconds``,
+    ``visibility_timeout`` (the lease, seconds), ``concurrency`` (handlers at once per process), and the
+    retry policy: ``max_retries``, ``backoff`` or ``backoff_delay`` (seconds) or ``backoff_delay_ms``, ``backoff_max``,
+    ``backoff_type`` (``"exponential"`` or ``"fixed"``). See :mod:`motia.steps.queue_options`.
     """
 
+    type: Literal["standard", "fifo"]
+    delay_seconds: float
+    visibility_timeout: float
+    concurrency: int
     max_retries: int
     backoff: float
+    backoff_delay: float
+    backoff_delay_ms: float
     backoff_max: float
+    backoff_type: Literal["exponential", "fixed"]

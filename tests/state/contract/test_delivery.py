@@ -385,3 +385,73 @@ async def test_restore_keeps_version_and_expiry(state: StateManager, clock: Any)
     # It is a write like any other: events fire
     kinds = [e["event_type"] for e in await events_of(state)]
     assert kinds == ["created", "updated", "updated"]
+
+
+async def test_a_delayed_delivery_waits_for_its_delay(state: StateManager, clock: Any) -> None:
+    # Given a delivery added with a 10 s delay beside one without
+    backend = state.backend
+    assert (
+        await backend.enqueue(
+            [NewDelivery("late", "worker", "queue", b"1", delay=10.0), NewDelivery("now", "worker", "queue", b"2")]
+        )
+        == 2
+    )
+    # Then only the undelayed one is claimable until the delay has passed
+    assert [d.id for d in await backend.claim(["worker"], owner="a", limit=5, lease=60)] == ["now"]
+    clock.advance(9.5)
+    assert await backend.claim(["worker"], owner="a", limit=5, lease=60) == []
+    assert await backend.pending("worker") == 2
+    clock.advance(0.5)
+    (late,) = await backend.claim(["worker"], owner="a", limit=5, lease=60)
+    assert (late.id, late.attempts) == ("late", 1)
+
+
+async def test_a_delay_keeps_the_order_of_its_key(state: StateManager, clock: Any) -> None:
+    # Given, on one order key, a delayed delivery followed by undelayed ones (and another key beside them)
+    backend = state.backend
+    await backend.enqueue(
+        [
+            NewDelivery("a0", "worker", "queue", b"1", order_key="fifo:a", delay=5.0),
+            NewDelivery("a1", "worker", "queue", b"2", order_key="fifo:a"),
+            NewDelivery("b0", "worker", "queue", b"3", order_key="fifo:b"),
+        ]
+    )
+    # Then the younger deliveries of key a wait behind the delayed one; key b is not held up
+    assert [d.id for d in await backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["b0"]
+    clock.advance(5)
+    (a0,) = await backend.claim(["worker"], owner="w", limit=5, lease=60)
+    assert a0.id == "a0"
+    assert await backend.claim(["worker"], owner="w", limit=5, lease=60) == []
+    assert await backend.complete("a0", owner="w")
+    assert [d.id for d in await backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["a1"]
+
+
+async def test_a_delayed_delivery_behind_its_key_still_waits_for_its_delay(state: StateManager, clock: Any) -> None:
+    # Given an undelayed delivery, then a delayed one, on one key
+    backend = state.backend
+    await backend.enqueue([NewDelivery("k0", "worker", "queue", b"1", order_key="k")])
+    await backend.enqueue([NewDelivery("k1", "worker", "queue", b"2", order_key="k", delay=8.0)])
+    (first,) = await backend.claim(["worker"], owner="w", limit=5, lease=60)
+    clock.advance(3)
+    # When the first is settled before the second's delay is over
+    assert await backend.complete(first.id, owner="w")
+    # Then the second becomes claimable only at its own time (8 s after it was added)
+    assert await backend.claim(["worker"], owner="w", limit=5, lease=60) == []
+    clock.advance(5)
+    assert [d.id for d in await backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["k1"]
+
+
+async def test_a_failing_delivery_holds_its_key_across_retries(state: StateManager, clock: Any) -> None:
+    # Given three deliveries of one key, the first of which fails twice
+    backend = state.backend
+    await backend.enqueue([NewDelivery(f"g{n}", "worker", "queue", b"1", order_key="fifo:g") for n in range(3)])
+    for attempt in (1, 2):
+        (head,) = await backend.claim(["worker"], owner="w", limit=5, lease=60)
+        assert (head.id, head.attempts) == ("g0", attempt)
+        assert await backend.retry(head.id, owner="w", delay=1.0, error="boom")
+        clock.advance(1)
+    # Then nothing behind it ran meanwhile, and the key moves on once it is dead-lettered
+    (head,) = await backend.claim(["worker"], owner="w", limit=5, lease=60)
+    assert head.id == "g0"
+    assert await backend.dead_letter(head.id, owner="w", error="gave up")
+    assert [d.id for d in await backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["g1"]

@@ -171,7 +171,10 @@ class DeliveryStore:
       in the store by every dispatcher and served as a union, so an app never consumes (and drops) the
       events meant for another app's triggers on the same store: those wait as deliveries for that app.
     - ``enqueue`` adds deliveries directly (queue messages); a delivery id already present is ignored, so a
-      retried producer does not duplicate its messages.
+      retried producer does not duplicate its messages. A delivery with a ``delay`` becomes claimable that
+      many seconds after it was added (by the store's clock); one with an ``order_key`` still waits for the
+      older deliveries of its key, and the younger ones of its key wait for it, however their delays
+      compare.
     - ``claim`` leases ready deliveries to one owner; deliveries sharing an ``order_key`` are leased one at a
       time, oldest first, so per-key order holds across retries. A lease that expires (its owner died)
       makes the delivery claimable again: delivery is at least once.
@@ -220,7 +223,10 @@ class DeliveryStore:
         raise NotImplementedError  # pragma: no cover
 
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
-        """Add deliveries atomically (all or none); ids already present are skipped. Returns how many were new."""
+        """Add deliveries atomically (all or none); ids already present are skipped. Returns how many were new.
+
+        Each is claimable from ``now + delivery.delay`` (``delay`` >= 0 seconds, by the store's clock) and,
+        with an ``order_key``, only once every older delivery of its ``(step, order_key)`` is settled."""
         raise NotImplementedError  # pragma: no cover
 
     async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:

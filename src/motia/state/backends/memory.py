@@ -77,7 +77,7 @@ class _Pending:
     def __init__(self, new: NewDelivery, created_at: float) -> None:
         self.new = new
         self.attempts = 0
-        self.available_at = created_at
+        self.available_at = created_at + new.delay
         self.owner: str | None = None
         self.lease_until = 0.0
         self.created_at = created_at

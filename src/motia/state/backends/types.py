@@ -27,13 +27,15 @@ class Subscription(NamedTuple):
 
 
 class NewDelivery(NamedTuple):
-    """A delivery to add: ``payload`` is encoded JSON; ``order_key`` serialises deliveries that share it."""
+    """A delivery to add: ``payload`` is encoded JSON; ``order_key`` serialises deliveries that share it;
+    ``delay`` (seconds) makes it claimable only that long after it is added."""
 
     id: str
     step: str
     kind: str
     payload: bytes
     order_key: str | None = None
+    delay: float = 0.0
 
 
 class Delivery(NamedTuple):

@@ -381,9 +381,10 @@ class RedisBackend(RedisStreams, StateBackend):
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
         if not deliveries:
             return 0
-        args: list[Any] = [_time(self._clock())]
+        now = self._clock()
+        args: list[Any] = [_time(now)]
         for new in deliveries:
-            args += (new.id, new.step, new.kind, new.payload, new.order_key or "")
+            args += (new.id, new.step, new.kind, new.payload, new.order_key or "", _time(now + new.delay))
         added = int(await self._call("motia1_enqueue", *args))
         if added:
             self._notify_listeners()

@@ -316,12 +316,15 @@ end
 -- become claimable (available, or lease end); deliveries sharing an order key form a chain: only the
 -- head ("{P}:head:<step>\n<order key>") is in the due set, the rest wait in "{P}:chain:<step>\n<key>".
 
-local function add_delivery(P, now, id, step, kind, payload, order_key)
+-- A delivery with a delay keeps when it becomes available ("avail"): a chain's next head waits for it.
+local function add_delivery(P, now, id, step, kind, payload, order_key, available)
   local d = P .. ':d:' .. id
   if redis.call('EXISTS', d) == 1 then return 0 end
+  available = available or now
   local member = string.format('%016.0f', redis.call('HINCRBY', P .. ':meta', 'dseq', 1)) .. '|' .. id
   redis.call('HSET', d, 'step', step, 'kind', kind, 'payload', payload, 'attempts', 0, 'created', now,
     'member', member, 'order', order_key)
+  if tonumber(available) > tonumber(now) then redis.call('HSET', d, 'avail', available) end
   redis.call('HINCRBY', P .. ':pending', step, 1)
   if order_key ~= '' then
     local head = P .. ':head:' .. step .. '\n' .. order_key
@@ -331,7 +334,7 @@ local function add_delivery(P, now, id, step, kind, payload, order_key)
     end
     redis.call('SET', head, id)
   end
-  redis.call('ZADD', P .. ':due:' .. step, tonumber(now), member)
+  redis.call('ZADD', P .. ':due:' .. step, tonumber(available), member)
   return 1
 end
 
@@ -345,8 +348,8 @@ local function remove_delivery(P, now, id, fields)
     local next_id = redis.call('LPOP', chain)
     if next_id then
       redis.call('SET', P .. ':head:' .. step .. '\n' .. order_key, next_id)
-      local member = redis.call('HGET', P .. ':d:' .. next_id, 'member')
-      redis.call('ZADD', P .. ':due:' .. step, tonumber(now), member)
+      local f = redis.call('HMGET', P .. ':d:' .. next_id, 'member', 'avail')
+      redis.call('ZADD', P .. ':due:' .. step, math.max(tonumber(now), tonumber(f[2] or now)), f[1])
     else
       redis.call('DEL', P .. ':head:' .. step .. '\n' .. order_key)
     end
@@ -395,12 +398,13 @@ local function dispatch(keys, args)
   return {#entries, added}
 end
 
--- ENQUEUE: args now, then n x (id, step, kind, payload, order key or '') -> how many were new
+-- ENQUEUE: args now, then n x (id, step, kind, payload, order key or '', available at) -> how many were new
 local function enqueue(keys, args)
   local P = prefix_of(keys)
   local added = 0
-  for i = 2, #args, 5 do
-    added = added + add_delivery(P, args[1], args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4])
+  for i = 2, #args, 6 do
+    added = added + add_delivery(P, args[1], args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4],
+      args[i + 5])
   end
   return added
 end

@@ -14,7 +14,7 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
     {P}:xs                  zset: scopes with keys that have a TTL (purge)
     {P}:events              stream: change events not yet dispatched (the outbox)
     {P}:subs                set: state-trigger subscriptions of every app using the store
-    {P}:d:<id>              hash: one pending delivery
+    {P}:d:<id>              hash: one pending delivery (avail: when a delayed one becomes claimable)
     {P}:due:<step>          zset: claimable deliveries of a step, scored by when they become claimable
     {P}:head:<step>\\n<ok>   string / {P}:chain:<step>\\n<ok> list: deliveries sharing an order key
     {P}:pending             hash: step -> unsettled deliveries

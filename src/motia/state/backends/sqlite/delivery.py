@@ -37,6 +37,11 @@ _CLAIMABLE = """
     ORDER BY d.seq LIMIT ?"""
 
 
+def delivery_rows(deliveries: Sequence[NewDelivery], now: float) -> list[tuple[object, ...]]:
+    """The parameters of :data:`_INSERT_DELIVERY` for ``deliveries`` added at ``now``."""
+    return [(d.id, d.step, d.kind, d.payload, d.order_key, now + d.delay, now) for d in deliveries]
+
+
 def _events_flag(connection: sqlite3.Connection) -> bool:
     row = connection.execute("SELECT value FROM motia_meta WHERE name = 'events'").fetchone()
     return row is not None and row[0] == "on"
@@ -68,7 +73,7 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
     ]
     deliveries = [delivery for row in rows for delivery in state_deliveries(registered, *row)]
     if deliveries:
-        tx.connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
+        tx.connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, tx.now))
         tx.notify = True
     last = rows[-1][0]
     # Keep the newest consumed row: new events then get larger seqs than any before (rowid rule), so
@@ -80,7 +85,7 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
 
 def _write_enqueue(tx: _Transaction, deliveries: Sequence[NewDelivery]) -> int:
     before = tx.connection.total_changes
-    tx.connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
+    tx.connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, tx.now))
     added = tx.connection.total_changes - before
     tx.notify = tx.notify or added > 0
     return added

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from motia.exceptions import StateConflictError
 from motia.state.backends._events import stream_deliveries
 from motia.state.backends._waiters import CommitWaiters
-from motia.state.backends.sqlite.delivery import _INSERT_DELIVERY
+from motia.state.backends.sqlite.delivery import _INSERT_DELIVERY, delivery_rows
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.backends.types import Record, StreamChange, StreamTriggerSubscription
 
@@ -120,7 +120,7 @@ def _record_change(
     ]
     deliveries = stream_deliveries(subscriptions, change)
     if deliveries:
-        connection.executemany(_INSERT_DELIVERY, [(*delivery, tx.now, tx.now) for delivery in deliveries])
+        connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, tx.now))
         tx.notify = True
     tx.streamed = True
     return change
