@@ -130,7 +130,7 @@ async def insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery]) -> int:
         [new.payload for new in deliveries],
         [new.order_key for new in deliveries],
         tx.now,
-        [float(getattr(new, "delay", 0.0) or 0.0) for new in deliveries],
+        [float(new.delay) for new in deliveries],
     )
     added = _count(status)
     tx.notify = tx.notify or added > 0
