@@ -6,6 +6,13 @@ server's defaults: ``fsync=on``, ``synchronous_commit=on``, so every commit wait
     .venv/bin/python bench/postgres_bench.py                         # N=1,000, 5 rounds
     .venv/bin/python bench/postgres_bench.py --url postgresql://u:p@host/db   # an existing server
     .venv/bin/python bench/postgres_bench.py --drivers               # also asyncpg against psycopg 3
+    .venv/bin/python bench/postgres_bench.py --loop asyncio          # on asyncio's own loop
+
+The same workload also runs, in the same rounds, on pymotia's SQLite backend (a temp file, WAL,
+``synchronous=NORMAL``: a commit does not wait for an fsync) and Redis backend (a private ``redis-server``
+as the tests start it: no AOF, so a commit waits for no disk either), for the one table issue 16 asks for;
+``--no-others`` leaves them out. Only PostgreSQL here waits for a WAL flush per commit: the columns compare
+what each backend costs as configured by default, not equal durability.
 
 The raw peer is asyncpg on one connection, no schema of ours: ``INSERT ... ON CONFLICT DO UPDATE`` per set,
 ``SELECT`` per get, and ``BEGIN; SELECT ... FOR UPDATE; UPDATE; COMMIT`` per update (what an application
@@ -25,6 +32,7 @@ import argparse
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -35,7 +43,9 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.postgres_server import PostgresServer  # noqa: E402 - the tests' private cluster
+from tests.redis_server import RedisServer, redis_server_path  # noqa: E402 - the tests' private Redis
 
+from _loops import add_loop_option, run_on  # noqa: E402 - bench/_loops.py
 from motia import StateManager  # noqa: E402
 
 SCOPE = "sessions"
@@ -65,7 +75,14 @@ async def timed_concurrently(n: int, run: Callable[[int], Awaitable[Any]], tasks
 
 
 async def round_pymotia(url: str, n: int, round_no: int) -> dict[str, float]:
-    state = StateManager.from_url(f"{url}{'&' if '?' in url else '?'}schema=bench_{round_no}")
+    """The workload on pymotia, on a fresh store of ``url``'s backend (a new schema, file or key prefix)."""
+    if url.startswith("postgres"):
+        url = f"{url}{'&' if '?' in url else '?'}schema=bench_{round_no}"
+    elif url.startswith("redis"):
+        url = f"{url}{'&' if '?' in url else '?'}prefix=bench{round_no}"
+    else:
+        url = url.replace("{round}", str(round_no))
+    state = StateManager.from_url(url)
     try:
         value = {"userId": "42", "expiresAt": 0, "data": {}}
         return {
@@ -167,28 +184,49 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--drivers", action="store_true", help="also compare asyncpg with psycopg 3")
+    parser.add_argument("--no-others", action="store_true", help="leave out pymotia's SQLite and Redis backends")
+    add_loop_option(parser)
     args = parser.parse_args()
     server = None if args.url else PostgresServer()
     url = args.url or f"{server.url}?timeout=60"  # type: ignore[union-attr]
+    redis = None if args.no_others or redis_server_path() is None else RedisServer()
+    workdir = tempfile.TemporaryDirectory(prefix="motia-pg-bench-")
+    runs: list[tuple[str, Callable[[str, int, int], Awaitable[dict[str, float]]], str]] = [
+        ("pymotia postgres", round_pymotia, url),
+        ("asyncpg", round_raw, url),
+    ]
+    if not args.no_others:
+        runs.append(("pymotia sqlite", round_pymotia, f"sqlite:///{workdir.name}/bench-{{round}}.db"))
+        if redis is not None:
+            runs.append(("pymotia redis", round_pymotia, redis.url))
+        else:
+            print("redis-server is not installed: the Redis column is left out")
     try:
-        results: dict[str, dict[str, list[float]]] = {"pymotia": {}, "asyncpg": {}}
+        results: dict[str, dict[str, list[float]]] = {name: {} for name, _, _ in runs}
         for round_no in range(args.repeat):
-            for name, run in (("pymotia", round_pymotia), ("asyncpg", round_raw)):
-                for workload, rate in asyncio.run(run(url, args.n, round_no)).items():
+            for name, run, target in runs:
+                for workload, rate in run_on(args.loop, run(target, args.n, round_no)).items():
                     results[name].setdefault(workload, []).append(rate)
-        print(f"N={args.n}, median of {args.repeat} interleaved rounds")
-        print(f"{'workload':<16} {'pymotia':>10} {'asyncpg':>10} {'ratio':>7}")
-        for workload, rates in results["pymotia"].items():
-            ours, raw = statistics.median(rates), statistics.median(results["asyncpg"][workload])
-            print(f"{workload:<16} {ours:>8.0f}/s {raw:>8.0f}/s {ours / raw:>6.2f}x")
-        seq = statistics.median(results["pymotia"]["set"])
-        concurrent = statistics.median(results["pymotia"]["concurrent set"])
-        print(f"pymotia: 100 concurrent tasks {concurrent / seq:.1f}x its own sequential set rate")
+        names = [name for name, _, _ in runs]
+        print(f"N={args.n}, {args.loop} loop, median of {args.repeat} interleaved rounds\n")
+        print("| workload | " + " | ".join(names) + " | pymotia postgres / asyncpg |")
+        print("|---" * (len(names) + 2) + "|")
+        for workload in results["pymotia postgres"]:
+            medians = {name: statistics.median(results[name][workload]) for name in names}
+            cells = " | ".join(f"{medians[name]:,.0f}/s" for name in names)
+            ratio = medians["pymotia postgres"] / medians["asyncpg"]
+            print(f"| {workload} | {cells} | {ratio:.2f}x |")
+        seq = statistics.median(results["pymotia postgres"]["set"])
+        concurrent = statistics.median(results["pymotia postgres"]["concurrent set"])
+        print(f"\npymotia postgres: 100 concurrent tasks {concurrent / seq:.1f}x its own sequential set rate")
         if args.drivers:
-            asyncio.run(drivers(url))
+            run_on(args.loop, drivers(url))
     finally:
         if server is not None:
             server.close()
+        if redis is not None:
+            redis.close()
+        workdir.cleanup()
 
 
 if __name__ == "__main__":
