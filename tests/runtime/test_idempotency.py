@@ -263,3 +263,16 @@ async def test_a_duplicate_message_id_is_dropped_also_after_the_first_was_handle
 
 async def _none_pending(app: MotiaApp) -> bool:
     return await app.state.backend.pending("c") == 0
+
+
+def test_motia_config_setting_is_checked_at_start(tmp_path: Path) -> None:
+    from motia.runtime.project_config import idempotency_config
+
+    (tmp_path / "motia_config.py").write_text("idempotency = {'ttl': 60}\n")
+    assert idempotency_config(tmp_path) == {"ttl": 60}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "motia_config.py").write_text("idempotency = 'always'\n")
+    with pytest.raises(ConfigError, match="idempotency"):
+        idempotency_config(bad)
+    assert idempotency_config(tmp_path / "missing") is None
