@@ -1,12 +1,17 @@
-"""Fixtures shared by every test directory: private Redis servers (see ``redis_server.py``).
+"""Fixtures shared by every test directory: private Redis servers (see ``redis_server.py``) and a private
+PostgreSQL cluster (see ``postgres_server.py``).
 
 - ``redis_server``: one server for the whole run (session scope). Tests get an empty store on it by using a
   fresh key prefix (``redis://...?prefix=NAME``), never by flushing it.
 - ``redis_server_factory``: ``redis_server_factory(appendonly=False)`` starts another private server (e.g. one
   with ``appendonly=True`` to kill and restart); each is stopped and removed after the test.
 
-Without ``redis-server`` on PATH both skip with a visible reason, except in CI (``CI=true``), where a missing
-server is a failure: the Redis tests must never be skipped silently there.
+- ``postgres_server``: one cluster for the whole run (session scope). Tests get an empty store on it by using a
+  fresh schema (``postgresql://...?schema=NAME``), never by dropping anything.
+
+Without ``redis-server`` on PATH (or ``initdb``/``postgres``, on PATH or under ``/usr/lib/postgresql/*/bin``)
+these skip with a visible reason, except in CI (``CI=true``), where a missing server is a failure: the Redis
+and PostgreSQL tests must never be skipped silently there.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.postgres_server import PostgresServer, postgres_bin_dir
 from tests.redis_server import RedisServer, redis_server_path
 
 
@@ -56,4 +62,28 @@ def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
 
     yield start
     for server in started:
+        server.close()
+
+
+def require_postgres_server() -> None:
+    """Skip (or, in CI, fail) the calling test when PostgreSQL's server programs are not installed."""
+    if postgres_bin_dir() is not None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(
+            "initdb/postgres are not installed and CI=true: install PostgreSQL (Debian: apt-get install postgresql; "
+            "scripts/test does it when run as root) so the PostgreSQL tests run",
+            pytrace=False,
+        )
+    pytest.skip("PostgreSQL (initdb, postgres) is not installed: PostgreSQL tests skipped (install postgresql)")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL cluster for the whole test run (``durable=False``: never killed nor restarted)."""
+    require_postgres_server()
+    server = PostgresServer(durable=False)
+    try:
+        yield server
+    finally:
         server.close()

@@ -419,3 +419,36 @@ def test_real_process_set_get_export_import(tmp_path):
     entry = read(other, "carts", "c-1")
     assert entry.value == {"items": [1, 2]}
     assert entry.expires_at == pytest.approx(orjson.loads(exported.stdout)["expires_at"], abs=1.0)
+
+
+def test_real_processes_export_import_between_postgres_and_sqlite_keep_identical_content(tmp_path, postgres_server):
+    # Given a PostgreSQL store with odd keys (a NUL byte, non-ASCII, code point order), TTLs and versions > 1
+    postgres = f"{postgres_server.url}?schema=cli_export"
+    seed(
+        postgres,
+        ("user-sessions", "s-1", {"userId": "42", "data": {"views": 3}}, 3600),
+        ("user-sessions", "s-2", {"userId": "7"}, None),
+        ("user-sessions", "s-2", {"userId": "7", "again": True}, None),
+        ("odd/scope:é", "key with spaces\x00and a NUL", ["ü", 1.5, None, True], None),
+        ("odd/scope:é", "\ue000 after \ud7ff", 1, None),
+        ("odd/scope:é", "\ud7ff", 2, None),
+        ("counters", "big", -(2**80), None),
+    )
+    sqlite = f"sqlite:///{tmp_path / 'copy.db'}"
+    back = f"{postgres_server.url}?schema=cli_export_back"
+    # When `motia state export` of each store is piped into `motia state import` of the next
+    exported = run_motia("export", "--state", postgres)
+    assert exported.returncode == 0, exported.stderr
+    imported = run_motia("import", "-", "--state", sqlite, input=exported.stdout)
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["imported"] == 6
+    again = run_motia("export", "--state", sqlite)
+    assert again.returncode == 0, again.stderr
+    assert run_motia("import", "-", "--state", back, input=again.stdout).returncode == 0
+    round_trip = run_motia("export", "--state", back)
+    # Then every export is byte for byte the same: keys, values, versions and expiry
+    assert again.stdout == exported.stdout
+    assert round_trip.stdout == exported.stdout
+    records = [orjson.loads(line) for line in exported.stdout.splitlines()]
+    assert len(records) == 6
+    assert {(r["scope"], r["key"]): r["version"] for r in records}[("user-sessions", "s-2")] == 2

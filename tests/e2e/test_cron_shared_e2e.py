@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,16 +21,21 @@ DEBUG = ["--log-level", "debug"]
 
 
 def runs_per_tick(url: str) -> dict[datetime, dict[str, Any]]:
-    """``{scheduled_at: {"runs": n, "pids": [...]}}``, read straight from the shared file."""
+    """``{scheduled_at: {"runs": n, "pids": [...]}}``, read straight from the shared store."""
     with SyncStateManager.from_url(url) as sm:
         return {datetime.fromisoformat(entry.key): entry.value for entry in sm.items("ticks")}
 
 
-def test_two_instances_on_one_sqlite_file_run_each_tick_once(
-    run_motia: Callable[..., MotiaProcess], tmp_path: Path
-) -> None:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    # Given two instances of one app, with a per-second cron, on one SQLite file, both serving
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One SQLite file, or a fresh schema on the session's PostgreSQL cluster."""
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=cron_{uuid.uuid4().hex[:12]}"
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+def test_two_instances_on_one_store_run_each_tick_once(run_motia: Callable[..., MotiaProcess], url: str) -> None:
+    # Given two instances of one app, with a per-second cron, on one store (SQLite file, PostgreSQL), both serving
     a = run_motia(STEPS, state=url, extra=DEBUG, name="a")
     b = run_motia(STEPS, state=url, extra=DEBUG, name="b")
     a.wait_ready()

@@ -1,9 +1,10 @@
-"""Several ``motia run`` instances pointed at one Redis form one app (SPEC 2, 3.1, 4): shared state, each
-queue message and each state event handled once per subscribing step, each cron tick run once, and the
-work of an instance killed with SIGKILL taken over by another once its leases expire.
+"""Several ``motia run`` instances pointed at one Redis, or one PostgreSQL database, form one app (SPEC 2, 3.1,
+4): shared state, each queue message and each state event handled once per subscribing step, each cron tick run
+once, and the work of an instance killed with SIGKILL taken over by another once its leases expire.
 
-Every test gets an empty store by using a key prefix of its own on the session's private Redis server.
-Outcomes are read straight from Redis (``store``), not through either instance.
+Every test runs on both and gets an empty store: a key prefix of its own on the session's private Redis server,
+a schema of its own on the session's private PostgreSQL cluster. Outcomes are read straight from the store
+(``store``), not through either instance.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ FAST = {"MOTIA_DELIVERY_LEASE": "1", "MOTIA_DELIVERY_POLL_INTERVAL": "0.05"}
 CONSOLE_ENTRY = "/__motia/api/entry"
 
 
-@pytest.fixture
-def store_url(redis_server: Any) -> str:
-    """A state URL on the shared Redis server with a key prefix no other test uses (an empty store)."""
-    return f"{redis_server.url}?prefix=scale-{uuid.uuid4().hex[:12]}"
+@pytest.fixture(params=["redis", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A state URL of an empty store on the session's shared server: a key prefix (Redis) or a schema
+    (PostgreSQL) no other test uses."""
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=scale_{uuid.uuid4().hex[:12]}"
+    return f"{request.getfixturevalue('redis_server').url}?prefix=scale-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -84,7 +88,7 @@ def stays_false(predicate: Callable[[], Any], *, seconds: float, interval: float
 def test_state_written_through_one_instance_is_read_through_the_other(
     run_motia: Callable[..., MotiaProcess], store_url: str, store: SyncStateManager
 ) -> None:
-    # Given two instances on one Redis store
+    # Given two instances on one shared store
     a, b = two_instances(run_motia, APP_STEPS, store_url)
 
     # When a value is written through A's console API, then it is read through B's
@@ -127,7 +131,7 @@ def test_state_written_through_one_instance_is_read_through_the_other(
 def test_each_cron_tick_runs_once_across_instances(
     run_motia: Callable[..., MotiaProcess], store_url: str, store: SyncStateManager
 ) -> None:
-    # Given two instances with a per-second cron on one Redis store, both serving (debug logs name lost claims)
+    # Given two instances with a per-second cron on one shared store, both serving (debug logs name lost claims)
     a, b = two_instances(run_motia, CRON_STEPS, store_url, extra=["--log-level", "debug"])
     both_up = datetime.now(UTC)
 
@@ -158,7 +162,7 @@ def test_each_cron_tick_runs_once_across_instances(
 def test_each_queue_message_is_handled_once_per_subscribing_step(
     run_motia: Callable[..., MotiaProcess], store_url: str, store: SyncStateManager
 ) -> None:
-    # Given two instances on one Redis store, each with two queue steps subscribed to "messages"
+    # Given two instances on one shared store, each with two queue steps subscribed to "messages"
     a, b = two_instances(run_motia, APP_STEPS, store_url, env=FAST)
 
     # When 30 messages are enqueued, half through each instance
@@ -188,7 +192,7 @@ def test_each_queue_message_is_handled_once_per_subscribing_step(
 def test_each_state_event_is_handled_once_per_subscribing_step(
     run_motia: Callable[..., MotiaProcess], store_url: str, store: SyncStateManager
 ) -> None:
-    # Given two instances on one Redis store, each with two state-trigger steps on the scope "items"
+    # Given two instances on one shared store, each with two state-trigger steps on the scope "items"
     a, b = two_instances(run_motia, APP_STEPS, store_url, env=FAST)
 
     # When 20 items are created, half through each instance, and 5 of A's are then updated through B

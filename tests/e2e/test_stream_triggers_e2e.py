@@ -29,10 +29,12 @@ FAST_LEASE = {"MOTIA_DELIVERY_LEASE": "1", "MOTIA_DELIVERY_POLL_INTERVAL": "0.05
 _prefixes = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
+    elif request.param == "postgres":
+        url = f"{request.getfixturevalue('postgres_server').url}?schema=e2e_st{next(_prefixes)}"
     else:
         server = request.getfixturevalue("redis_server")
         url = f"{server.url}?prefix=e2e-st{next(_prefixes)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,14 @@ from motia.state.manager import StateManager
 from motia.steps.definition import Step
 from tests.runtime.delivery_helpers import FAST, StartApp
 
+_schemas = itertools.count()
 
-@pytest.fixture(params=["memory", "sqlite"])
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of a fresh store, on each backend."""
+    """The URL of a fresh store, on each backend (PostgreSQL: a new schema on the session's cluster)."""
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=rt{next(_schemas)}"
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'state.db'}"
 
 

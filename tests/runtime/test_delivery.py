@@ -1,12 +1,15 @@
 """The delivery worker: bounded concurrency, lease renewal, recovery of a dead owner's work, and several
-workers sharing one SQLite store without double-processing."""
+workers sharing one store (a SQLite file, a PostgreSQL schema) without double-processing."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import motia
 from motia import queue, state, step
@@ -15,6 +18,16 @@ from motia.runtime.delivery import DeliveryOptions
 from motia.state.backends.base import NewDelivery
 from motia.state.manager import StateManager
 
+_schemas = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store several apps share: one SQLite file, or a fresh schema on the session's PostgreSQL cluster."""
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=dw{next(_schemas)}"
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
 
 async def started(steps: list[Any], url: str, options: DeliveryOptions) -> MotiaApp:
     app = MotiaApp(steps, state=url, cron=False, delivery=options, shutdown_timeout=2.0)
@@ -22,9 +35,9 @@ async def started(steps: list[Any], url: str, options: DeliveryOptions) -> Motia
     return app
 
 
-async def test_two_workers_on_one_sqlite_file_share_the_work(tmp_path: Path) -> None:
-    # Given two apps (as two processes would) on one SQLite file, each running two handlers at a time
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+async def test_two_workers_on_one_store_share_the_work(shared_url: str) -> None:
+    # Given two apps (as two processes would) on one store, each running two handlers at a time
+    url = shared_url
     handled: Counter[int] = Counter()
     by_worker: Counter[str] = Counter()
 
@@ -52,9 +65,9 @@ async def test_two_workers_on_one_sqlite_file_share_the_work(tmp_path: Path) -> 
     assert by_worker["first"] > 0 and by_worker["second"] > 0, by_worker
 
 
-async def test_a_long_handler_keeps_its_lease(tmp_path: Path) -> None:
+async def test_a_long_handler_keeps_its_lease(shared_url: str) -> None:
     # Given leases of 0.3 s, a handler that works for 1 s, and a second worker waiting for expired leases
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+    url = shared_url
     runs: list[int] = []
 
     async def long_job(input, ctx):
@@ -76,9 +89,9 @@ async def test_a_long_handler_keeps_its_lease(tmp_path: Path) -> None:
     assert runs == [1]
 
 
-async def test_work_of_a_dead_owner_is_picked_up_when_its_lease_expires(tmp_path: Path) -> None:
+async def test_work_of_a_dead_owner_is_picked_up_when_its_lease_expires(shared_url: str) -> None:
     # Given a delivery leased to a process that died (it will never settle it)
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+    url = shared_url
     done = asyncio.Event()
     attempts: list[int] = []
 

@@ -44,6 +44,8 @@ def stream_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=st{next(_prefixes)}"
     server = request.getfixturevalue("redis_server")
     return f"{server.url}?prefix=st{next(_prefixes)}"
 

@@ -1,5 +1,5 @@
 """kill -9 at random moments during writes (SPEC 2 durability, 8): every acknowledged write survives and the
-store opens cleanly."""
+store opens cleanly. On SQLite (the file) and on PostgreSQL (the writer killed, the server keeps running)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,28 @@ pytestmark = pytest.mark.slow
 def integrity_check(db: Path) -> list[tuple[str]]:
     with contextlib.closing(sqlite3.connect(db)) as con:
         return con.execute("PRAGMA integrity_check").fetchall()
+
+
+class Store:
+    """Where a crash test writes: ``url(round)`` for each writer, ``check()`` after each kill."""
+
+    def __init__(self, url: Callable[[int], str], check: Callable[[], None]) -> None:
+        self.url = url
+        self.check = check
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        db = tmp_path / "crash.db"
+
+        def check() -> None:
+            assert integrity_check(db) == [("ok",)]
+
+        # odd rounds with ?durability=full
+        return Store(lambda rnd: f"sqlite:///{db}" + ("?durability=full" if rnd % 2 == 1 else ""), check)
+    url = request.getfixturevalue("postgres_url")
+    return Store(lambda rnd: url, lambda: None)
 
 
 def start_writer(mode: str, url: str, prefix: str, seed: int, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -88,16 +111,15 @@ class Round:
         return i == self.max_index + 1  # sequential: only the next write
 
 
-async def test_sigkill_at_random_moments_loses_no_acknowledged_write(tmp_path, child_env):
+async def test_sigkill_at_random_moments_loses_no_acknowledged_write(store, child_env):
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    db = tmp_path / "crash.db"
     expected: dict[str, dict[str, object]] = {}  # every key known to be stored, with its value
     counter = 0
     for rnd in range(ROUNDS):
         # Given a child writing keys, acknowledging each on stdout only after the write returned
         mode = ("async", "sync", "batch")[rnd % 3]
-        url = f"sqlite:///{db}" + ("?durability=full" if rnd % 2 == 1 else "")
+        url = store.url(rnd)
         ack = Round(f"r{rnd}", mode)
         where = f"seed={seed} round={rnd} mode={mode}"
         acks_before_kill = rng.randint(20, 300)
@@ -122,7 +144,7 @@ async def test_sigkill_at_random_moments_loses_no_acknowledged_write(tmp_path, c
                 ack.record(line)
 
         # Then the store reopens cleanly and every acknowledged write is there, with its value
-        async with StateManager.from_url(f"sqlite:///{db}") as sm:
+        async with StateManager.from_url(store.url(0)) as sm:
             stored = {e.key: e.value for e in await sm.items("crash")}
             stored_counter = await sm.get("crash-counter", "n")
         expected.update(ack.keys)
@@ -145,14 +167,13 @@ async def test_sigkill_at_random_moments_loses_no_acknowledged_write(tmp_path, c
         assert n >= ack.max_inc, f"{where}: counter {n} below an acknowledged value {ack.max_inc}"
         assert n <= counter + landed_this_round, f"{where}: more increments than iterations"
         counter = n
-        assert integrity_check(db) == [("ok",)], where
+        store.check()
     assert len(expected) >= ROUNDS * 10
 
 
-async def test_sigkill_right_after_open_leaves_a_clean_store(tmp_path, child_env):
+async def test_sigkill_right_after_open_leaves_a_clean_store(store, child_env):
     # Given a child that opened a fresh store and is about to write
-    db = tmp_path / "fresh.db"
-    proc = start_writer("async", f"sqlite:///{db}", "p", 1, child_env)
+    proc = start_writer("async", store.url(0), "p", 1, child_env)
     assert proc.stdout is not None
     try:
         assert proc.stdout.readline() == "ready\n"
@@ -161,9 +182,9 @@ async def test_sigkill_right_after_open_leaves_a_clean_store(tmp_path, child_env
         out, _ = kill_and_drain(proc)
     acked = [line for line in out.splitlines(keepends=True) if line.startswith("set ") and line.endswith("\n")]
     # Then the store opens cleanly, holding exactly what was acknowledged (maybe plus one in-flight write)
-    async with StateManager.from_url(f"sqlite:///{db}") as sm:
+    async with StateManager.from_url(store.url(0)) as sm:
         keys = await sm.keys("crash")
         await sm.set("after", "crash", 1)
         assert await sm.get("after", "crash") == 1
     assert len(acked) <= len(keys) <= len(acked) + 1
-    assert integrity_check(db) == [("ok",)]
+    store.check()

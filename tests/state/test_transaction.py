@@ -114,6 +114,7 @@ async def test_transact_gives_up_after_its_retries(state: StateManager) -> None:
     assert await state.get("s", "seen") is None
 
 
+@pytest.mark.delivery
 async def test_events_fire_once_per_committed_key_and_never_for_a_rollback(state: StateManager) -> None:
     backend = state.backend
     await backend.enable_events()

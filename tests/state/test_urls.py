@@ -63,7 +63,7 @@ def test_bad_timeout_option_raises_config_error(tmp_path, query):
 @pytest.mark.parametrize(
     "url",
     [
-        "postgres://localhost/db",
+        "mongodb://localhost/db",
         "mysql://localhost/db",
         "file:///tmp/x.db",
         "",

@@ -10,10 +10,11 @@ import pytest
 
 from motia.state.backends.base import StateBackend
 from motia.state.manager import StateManager
+from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
 #: The backends the streams tests run on.
-STREAM_BACKENDS = ["memory", "sqlite", "redis"]
+STREAM_BACKENDS = ["memory", "sqlite", "redis", "postgres"]
 
 _prefixes = itertools.count()
 
@@ -25,6 +26,9 @@ async def stream_state(request: pytest.FixtureRequest, tmp_path) -> AsyncIterato
         url = "memory://"
     elif request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/streams.db"
+    elif request.param == "postgres":
+        cluster: PostgresServer = request.getfixturevalue("postgres_server")
+        url = f"{cluster.url}?schema=s{next(_prefixes)}"
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         url = f"{server.url}?prefix=s{next(_prefixes)}"

@@ -1,8 +1,9 @@
 """State URLs: which backend, where, with which options.
 
 ``sqlite:///relative/path.db`` (relative to the working directory), ``sqlite:////absolute/path.db``,
-``memory://`` (a fresh private store each time it is opened) and, with ``pymotia[redis]``,
-``redis://host:port/db``. Query parameters are backend options (``sqlite:///x.db?durability=full``).
+``memory://`` (a fresh private store each time it is opened), with ``pymotia[redis]``
+``redis://host:port/db``, and with ``pymotia[postgres]`` ``postgresql://user:password@host:port/database``
+(or ``postgres://``; options ``schema``, ``sslmode``, ``timeout``). Query parameters are backend options (``sqlite:///x.db?durability=full``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def default_state_url(project_dir: str | os.PathLike[str] | None = None) -> str:
 def open_backend(url: str, **options: Any) -> StateBackend:
     """Open the backend named by ``url``; ``options`` override the URL's query parameters."""
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigError(f"invalid state URL {url!r}: expected sqlite:///path.db, memory:// or redis://host:port/db")
+        raise ConfigError(
+            f"invalid state URL {url!r}: expected sqlite:///path.db, memory://, redis://host:port/db or postgresql://host/db"
+        )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -68,8 +71,17 @@ def open_backend(url: str, **options: Any) -> StateBackend:
 
         _reject_unknown(url, options, {"clock", "prefix", "timeout"})
         return RedisBackend(url, **options)
+    if scheme in ("postgresql", "postgres"):
+        from motia.state.backends.postgres.settings import parse_url  # lazy: only when a URL names it
+
+        parse_url(url)  # bad options are a ConfigError before the driver is looked for
+        from motia.state.backends.postgres import PostgresBackend
+
+        _reject_unknown(url, options, {"clock", "schema", "timeout"})
+        return PostgresBackend(url, **options)
     raise ConfigError(
-        f"unknown state URL scheme {parts.scheme!r} in {mask_url(url)!r}: use sqlite:///, memory:// or redis://"
+        f"unknown state URL scheme {parts.scheme!r} in {mask_url(url)!r}: "
+        "use sqlite:///, memory://, redis:// or postgresql://"
     )
 
 

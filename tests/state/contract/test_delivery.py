@@ -13,6 +13,8 @@ from motia.exceptions import InvalidUpdateError, StateConflictError
 from motia.state.backends.base import NewDelivery, Subscription
 from motia.state.manager import StateManager
 
+pytestmark = pytest.mark.delivery  # runs on DELIVERY_BACKENDS (tests/state/conftest.py)
+
 EVERYTHING = [Subscription("watcher")]
 
 

@@ -19,6 +19,8 @@ from motia.state.backends import sqlite as sqlite_backend
 from motia.state.manager import StateManager
 from tests.state.children import run_released_together
 
+pytestmark = pytest.mark.delivery  # runs on DELIVERY_BACKENDS (tests/state/conftest.py)
+
 TTL = 10.0
 
 # --------------------------------------------------------------------------------------------------------------

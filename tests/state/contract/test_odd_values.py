@@ -82,6 +82,7 @@ async def test_a_lone_surrogate_in_prefix_or_after_pages_by_code_point_on_every_
     assert [entry.key for entry in await state.items("s", after="\ud7ffx\udc80")] == ["\ue000x"]
 
 
+@pytest.mark.delivery
 async def test_a_lone_surrogate_in_a_dead_letters_error_text_is_kept_escaped(state: StateManager) -> None:
     # Given a delivery whose handler failed with a message holding a lone surrogate (a file name decoded
     # with surrogateescape, say)

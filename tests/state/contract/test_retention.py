@@ -14,6 +14,8 @@ from motia.exceptions import StateValueError
 from motia.state.backends.base import ORPHANED_ERROR, NewDelivery, PruneResult, Subscription
 from motia.state.manager import StateManager
 
+pytestmark = pytest.mark.delivery  # runs on DELIVERY_BACKENDS (tests/state/conftest.py)
+
 DAY = 86_400.0
 
 

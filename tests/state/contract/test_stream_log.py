@@ -9,8 +9,12 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from motia.state.backends.base import StreamChange
 from motia.state.manager import StateManager
+
+pytestmark = pytest.mark.delivery  # runs on DELIVERY_BACKENDS (tests/state/conftest.py)
 
 #: The tail keeps every change younger than this (seconds) and at least the newest TAIL_KEEP (the contract).
 TAIL_AGE = 60.0

@@ -14,6 +14,8 @@ from motia.state.backends._events import stream_event_payload
 from motia.state.backends.base import StreamChange, StreamTriggerSubscription
 from motia.state.manager import StateManager
 
+pytestmark = pytest.mark.delivery  # runs on DELIVERY_BACKENDS (tests/state/conftest.py)
+
 DAY = 86_400.0
 STEPS = ["any", "group", "item", "other"]
 SUBSCRIPTIONS = [

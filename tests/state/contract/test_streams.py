@@ -16,6 +16,8 @@ from motia.exceptions import StateClosedError, StateConflictError
 from motia.state.backends.base import Record, StreamChange, StreamTriggerSubscription
 from motia.state.manager import StateManager
 
+pytestmark = pytest.mark.delivery  # runs on DELIVERY_BACKENDS (tests/state/conftest.py)
+
 H = 100  # the history every write here asks for (the log tests vary it)
 
 

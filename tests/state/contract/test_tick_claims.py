@@ -11,6 +11,8 @@ import pytest
 from motia.exceptions import StateClosedError
 from motia.state.manager import StateManager
 
+pytestmark = pytest.mark.delivery  # runs on DELIVERY_BACKENDS (tests/state/conftest.py)
+
 TICK = 1_700_000_000.0
 HOLD = 3600.0
 

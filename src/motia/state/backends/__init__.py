@@ -1,6 +1,6 @@
 """The state backends: :class:`MemoryBackend` (for tests and local dev), :class:`SQLiteBackend` (the embedded
-default) and :class:`RedisBackend` (``pymotia[redis]``), each behind the contracts of
-:mod:`motia.state.backends.base`.
+default), :class:`RedisBackend` (``pymotia[redis]``) and :class:`PostgresBackend` (``pymotia[postgres]``), each
+behind the contracts of :mod:`motia.state.backends.base`.
 
 ``MemoryBackend`` is imported with this package; the others load on first use, so that importing motia
 never imports a backend it does not use, and a missing optional dependency is reported when its backend is
@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from motia.state.backends.memory import MemoryBackend
 
 if TYPE_CHECKING:
+    from motia.state.backends.postgres import PostgresBackend
     from motia.state.backends.redis import RedisBackend
     from motia.state.backends.sqlite import SQLiteBackend
 
-__all__ = ["MemoryBackend", "RedisBackend", "SQLiteBackend"]
+__all__ = ["MemoryBackend", "PostgresBackend", "RedisBackend", "SQLiteBackend"]
 
 
 def __getattr__(name: str) -> Any:
@@ -35,4 +36,14 @@ def __getattr__(name: str) -> Any:
         from motia.state.backends.redis import RedisBackend
 
         return RedisBackend
+    if name == "PostgresBackend":
+        try:
+            import asyncpg  # noqa: F401  (the optional dependency, checked before the backend is handed out)
+        except ImportError:
+            raise ImportError(
+                "PostgresBackend needs the asyncpg package, an optional dependency: pip install 'pymotia[postgres]'"
+            ) from None
+        from motia.state.backends.postgres import PostgresBackend
+
+        return PostgresBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

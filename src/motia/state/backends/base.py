@@ -194,7 +194,8 @@ class DeliveryStore:
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (from any thread; keep it cheap and thread-safe) after each commit that
         recorded events or added deliveries, so local workers wake at once instead of polling.
-        Other processes' commits are not seen: workers also poll."""
+        Other processes' commits are seen only where the backend is told of them (PostgreSQL: its
+        ``NOTIFY``); workers also poll."""
         listeners: list[Callable[[], None]] = self.__dict__.setdefault("_listeners", [])
         listeners.append(callback)
 
@@ -374,7 +375,8 @@ class StreamStore:
       :func:`~motia.state.backends._events.stream_deliveries` builds them; they are claimed and settled
       like every delivery of :class:`DeliveryStore` (stream triggers are durable, at least once).
     - After each commit of a change, the callbacks of :meth:`add_stream_listener` run (a local waiter of
-      :meth:`stream_tail` wakes at once; other processes' commits are found by polling or blocking reads).
+      :meth:`stream_tail` wakes at once; other processes' commits are found by polling, blocking reads or
+      notifications).
     - Items of a group are ordered by ``item`` in code point order, as state keys are. Items have versions
       like state keys (1 on creation, +1 per write) and never expire.
     """

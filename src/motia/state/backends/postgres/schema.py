@@ -1,0 +1,239 @@
+"""The PostgreSQL schema: its tables, their version, and creating or migrating them when a store is opened.
+
+Every table is named ``motia_*`` and lives in the URL's schema (``?schema=NAME``, default ``public``; created
+when missing), so several apps can share one database, each in its own schema.
+
+Layout (version 1, the key-value store and its outbox):
+
+- ``motia_meta (name, value)``: ``schema_version``, and ``events`` (``'0'``/``'1'``): whether writes record
+  change events. The ``events`` row always exists; every write whose process has not yet seen it on reads it
+  ``FOR SHARE`` in its transaction, and ``enable_events`` sets it with an ``UPDATE`` (which waits for those
+  readers), so no write that commits after ``enable_events`` returned misses its event. Once on, it never
+  goes off, so a process stops reading it once it saw it on.
+- ``motia_state (scope, key, value, version, expires_at)``, primary key ``(scope, key)``. Scopes and keys are
+  ``bytea`` holding their UTF-8: byte order is code point order (the order every backend keeps) whatever the
+  database's collation or encoding, and a key may hold ``\\x00`` (``text`` cannot). ``value`` is the encoded
+  JSON (``bytea``), ``expires_at`` Unix seconds (``NULL``: never), filtered in every read.
+- ``motia_state_events`` (the transactional outbox): one row per changed key, inserted in the write's
+  transaction: ``seq`` (an identity: ascending in insertion order; for one key also in commit order, since
+  writers of a key hold its row lock until they commit), ``event_type`` (``created``, ``updated``,
+  ``deleted``, ``expired``), ``scope``, ``key`` (``bytea`` as above), ``old_value``, ``new_value``,
+  ``version``, ``timestamp``. ``dispatch_events`` consumes them (and deletes what it consumed).
+
+- ``motia_commits (second, token)``: the commit token of every write transaction, kept
+  :data:`~motia.state.backends.postgres.connection.COMMIT_TOKENS_KEPT` seconds (ordered by ``second``, so the
+  old ones go in one range delete). When a ``COMMIT``'s reply is lost, finding its token says it committed
+  (see :mod:`~motia.state.backends.postgres.connection`).
+
+Version 2, deliveries (their use: :mod:`~motia.state.backends.postgres.delivery`): ``motia_meta``'s ``outbox``
+row, which dispatchers lock to take turns; ``motia_deliveries`` (``seq`` an identity giving delivery order,
+``id`` unique, ``order_key``, ``attempts``, ``available_at``, ``owner`` and ``lease_until``), indexed by
+``(step, seq)`` and ``(step, order_key, seq)``; ``motia_subscriptions`` (state triggers of every app, ``b''``
+for any scope or key); ``motia_dead_letters`` (``error`` as UTF-8 ``bytea``: a message may hold a NUL);
+``motia_cron_ticks`` (``(job, tick)``, tick in milliseconds); ``motia_leases``; ``motia_steps`` (retention).
+
+Version 3, streams (:mod:`~motia.state.backends.postgres.streams`): ``motia_stream_items`` keyed by
+``(stream, grp, item)`` (``bytea``, as keys); ``motia_stream_groups``, one row per group (its ``seq``, live
+item count, ``history`` and oldest logged change), locked by each change of the group; the change log
+``motia_stream_changes`` keyed by ``position``, which a change takes from the one row of
+``motia_stream_head`` (locked to commit: positions in commit order); ``motia_stream_subscriptions``.
+
+**Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
+one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
+for one another), every migration past the stored version runs and the version is recorded. A store of a
+newer version than this pymotia knows is refused. Every statement is idempotent (``IF NOT EXISTS``), so a
+migration interrupted by a crash simply runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from motia.exceptions import StateBackendUnavailable
+
+logger = logging.getLogger("motia.state.postgres")
+
+#: Statements of each schema version, applied in order to a store at an older version.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE IF NOT EXISTS motia_meta (name text PRIMARY KEY, value text NOT NULL)",
+        "INSERT INTO motia_meta (name, value) VALUES ('events', '0') ON CONFLICT (name) DO NOTHING",
+        """CREATE TABLE IF NOT EXISTS motia_state (
+            scope bytea NOT NULL,
+            key bytea NOT NULL,
+            value bytea NOT NULL,
+            version bigint NOT NULL,
+            expires_at double precision,
+            PRIMARY KEY (scope, key)
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_state_expiry ON motia_state (expires_at) WHERE expires_at IS NOT NULL",
+        # One row per write transaction, kept a few minutes: proof that it committed when its reply was lost.
+        """CREATE TABLE IF NOT EXISTS motia_commits (
+            second bigint NOT NULL,
+            token bigint NOT NULL,
+            PRIMARY KEY (second, token)
+        )""",
+        """CREATE TABLE IF NOT EXISTS motia_state_events (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            event_type text NOT NULL,
+            scope bytea NOT NULL,
+            key bytea NOT NULL,
+            old_value bytea,
+            new_value bytea,
+            version bigint NOT NULL,
+            timestamp double precision NOT NULL
+        )""",
+    ),
+    # Deliveries (version 2): the outbox's consumers, leased deliveries, dead letters, cron ticks, leases, steps.
+    2: (
+        # Dispatchers lock this row for their transaction: they take turns (see postgres/delivery.py).
+        "INSERT INTO motia_meta (name, value) VALUES ('outbox', '') ON CONFLICT (name) DO NOTHING",
+        """CREATE TABLE IF NOT EXISTS motia_deliveries (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            step text NOT NULL,
+            kind text NOT NULL,
+            payload bytea NOT NULL,
+            order_key text,
+            attempts integer NOT NULL DEFAULT 0,
+            available_at double precision NOT NULL,
+            owner text,
+            lease_until double precision NOT NULL DEFAULT 0,
+            created_at double precision NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_deliveries_step ON motia_deliveries (step, seq)",
+        """CREATE INDEX IF NOT EXISTS motia_deliveries_order ON motia_deliveries (step, order_key, seq)
+            WHERE order_key IS NOT NULL""",
+        # Every state-trigger subscription any app registered (b'' = any scope/key): dispatch serves them all.
+        """CREATE TABLE IF NOT EXISTS motia_subscriptions (
+            step text NOT NULL,
+            scope bytea NOT NULL,
+            key bytea NOT NULL,
+            PRIMARY KEY (step, scope, key)
+        )""",
+        """CREATE TABLE IF NOT EXISTS motia_dead_letters (
+            id text PRIMARY KEY,
+            step text NOT NULL,
+            kind text NOT NULL,
+            payload bytea NOT NULL,
+            attempts integer NOT NULL,
+            error bytea NOT NULL,
+            created_at double precision NOT NULL,
+            failed_at double precision NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_dead_letters_failed ON motia_dead_letters (failed_at)",
+        """CREATE TABLE IF NOT EXISTS motia_cron_ticks (
+            job text NOT NULL,
+            tick bigint NOT NULL,
+            expires_at double precision NOT NULL,
+            PRIMARY KEY (job, tick)
+        )""",
+        """CREATE TABLE IF NOT EXISTS motia_leases (
+            name text PRIMARY KEY,
+            owner text NOT NULL,
+            expires_at double precision NOT NULL
+        )""",
+        "CREATE TABLE IF NOT EXISTS motia_steps (step text PRIMARY KEY, seen_at double precision NOT NULL)",
+    ),
+    # Streams (version 3): items, one row per group, the change log and its head, stream-trigger subscriptions.
+    3: (
+        """CREATE TABLE IF NOT EXISTS motia_stream_items (
+            stream bytea NOT NULL,
+            grp bytea NOT NULL,
+            item bytea NOT NULL,
+            value bytea NOT NULL,
+            version bigint NOT NULL,
+            PRIMARY KEY (stream, grp, item)
+        )""",
+        """CREATE TABLE IF NOT EXISTS motia_stream_groups (
+            stream bytea NOT NULL,
+            grp bytea NOT NULL,
+            seq bigint NOT NULL,
+            items bigint NOT NULL,
+            history bigint NOT NULL,
+            oldest bigint NOT NULL,
+            oldest_position bigint NOT NULL,
+            oldest_time double precision NOT NULL,
+            PRIMARY KEY (stream, grp)
+        )""",
+        """CREATE INDEX IF NOT EXISTS motia_stream_groups_backlog ON motia_stream_groups (stream, grp)
+            WHERE oldest <= seq - history""",
+        """CREATE TABLE IF NOT EXISTS motia_stream_changes (
+            position bigint PRIMARY KEY,
+            stream bytea NOT NULL,
+            grp bytea NOT NULL,
+            item bytea,
+            seq bigint NOT NULL,
+            kind text NOT NULL,
+            old_value bytea,
+            new_value bytea,
+            timestamp double precision NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_stream_changes_group ON motia_stream_changes (stream, grp, seq)",
+        # The newest position: a change takes the next by updating this row, locked until it commits.
+        """CREATE TABLE IF NOT EXISTS motia_stream_head (
+            id integer PRIMARY KEY CHECK (id = 1),
+            position bigint NOT NULL
+        )""",
+        "INSERT INTO motia_stream_head (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+        # Stream triggers of every app on the store (b'' group/item: any), served as a union like state's.
+        """CREATE TABLE IF NOT EXISTS motia_stream_subscriptions (
+            stream bytea NOT NULL,
+            step text NOT NULL,
+            grp bytea NOT NULL,
+            item bytea NOT NULL,
+            PRIMARY KEY (stream, step, grp, item)
+        )""",
+        "CREATE INDEX IF NOT EXISTS motia_stream_subscriptions_step ON motia_stream_subscriptions (step)",
+    ),
+}
+
+#: The version this pymotia writes: the newest migration.
+SCHEMA_VERSION = max(MIGRATIONS)
+
+#: The advisory lock's first key ("motia" in ASCII); the second is the schema name's hash.
+_LOCK_CLASS = 0x6D6F7469
+
+
+async def migrate(conn: Any, schema: str, url: str) -> None:
+    """Create or migrate the tables of ``schema`` on ``conn`` (see the module docstring)."""
+    asyncpg = _asyncpg()
+    try:
+        stored = await conn.fetchval(f"SELECT value FROM \"{schema}\".motia_meta WHERE name = 'schema_version'")
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        stored = None
+    if stored is not None and int(stored) == SCHEMA_VERSION:
+        return
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, schema)
+        exists = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
+        if not exists:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        has_meta = await conn.fetchval("SELECT to_regclass('motia_meta') IS NOT NULL")
+        stored = await conn.fetchval("SELECT value FROM motia_meta WHERE name = 'schema_version'") if has_meta else None
+        current = int(stored) if stored is not None else 0
+        if current > SCHEMA_VERSION:
+            raise StateBackendUnavailable(
+                f"the state store {url} has schema version {current}, newer than this pymotia understands "
+                f"({SCHEMA_VERSION}); upgrade pymotia"
+            )
+        if current == SCHEMA_VERSION:
+            return  # another opener migrated it while this one waited for the lock
+        statements = [
+            statement for version in sorted(MIGRATIONS) if version > current for statement in MIGRATIONS[version]
+        ]
+        statements.append(
+            f"INSERT INTO motia_meta (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        )
+        await conn.execute(";\n".join(statements))  # one round trip (a simple query runs them all, in order)
+    if current:
+        logger.info("migrated the state store %s from schema version %d to %d", url, current, SCHEMA_VERSION)
+
+
+def _asyncpg() -> Any:
+    import asyncpg
+
+    return asyncpg
