@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on HTTP routes (runtime/idempotency.py) on memory, SQLite and Redis: replay, 409
+"""``Idempotency-Key`` on HTTP routes (runtime/idempotency.py) on memory, SQLite, Redis and PostgreSQL: replay, 409
 while the first runs, 422 on a different request, 20 concurrent retries over a real socket, expiry after
 the retention, a 500 releasing the key, streamed answers never stored; and message ``id``s deduplicated."""
 
@@ -26,8 +26,10 @@ from tests.runtime.delivery_helpers import FAST, StartApp
 from tests.streams.serving import serving
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=idem{uuid.uuid4().hex[:12]}&timeout=5"
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
