@@ -278,3 +278,23 @@ def test_motia_config_setting_is_checked_at_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="idempotency"):
         idempotency_config(bad)
     assert idempotency_config(tmp_path / "missing") is None
+
+
+async def test_a_claim_left_by_a_dead_instance_expires_with_its_lease(start_app: StartApp) -> None:
+    counter = Counter()
+    app = await start_app(payment_steps(counter, idempotency=True))
+    async with client(app) as c:
+        await c.post("/pay/a", json={"amount": 1}, headers={"Idempotency-Key": "k"})
+        (entry,) = await app.state.items(SCOPE)
+        # What an instance that died mid-request leaves: its in-progress claim, no longer renewed.
+        claim = {"status": "running", "fingerprint": entry.value["fingerprint"]}
+        await app.state.set(SCOPE, entry.key, claim, ttl=0.5)
+        blocked = await c.post("/pay/a", json={"amount": 1}, headers={"Idempotency-Key": "k"})
+        assert blocked.status_code == 409
+
+        async def runs_again() -> bool:
+            response = await c.post("/pay/a", json={"amount": 1}, headers={"Idempotency-Key": "k"})
+            return response.status_code == 201 and REPLAYED_HEADER not in response.headers
+
+        await eventually(runs_again, timeout=5, interval=0.1, what="the dead claim expired")
+    assert counter.runs == 2
