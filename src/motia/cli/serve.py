@@ -34,7 +34,7 @@ from motia.exceptions import StepLoadError
 from motia.runtime.app import MotiaApp
 from motia.runtime.http import build_asgi
 from motia.runtime.logging import LogFormat, configure_logging
-from motia.runtime.project_config import strict_topics_setting
+from motia.runtime.project_config import idempotency_config, strict_topics_setting
 from motia.runtime.streams.auth import load_stream_authenticate
 from motia.state.urls import default_state_url
 from motia.steps.loader import load_steps
@@ -90,6 +90,7 @@ def load_app(options: RunOptions) -> MotiaApp:
         streams=streams,
         stream_authenticate=authenticate,
         strict_topics=strict_topics,
+        idempotency=idempotency_config(project_dir),
         dev=options.dev or os.environ.get(DEV_ENV) == "1",
     )
     logger.info("state: %s", app.state.url)

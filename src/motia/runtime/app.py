@@ -8,7 +8,7 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from motia.runtime.types import CronInput, TriggerInfo
 from motia.state.manager import StateManager
 from motia.state.sync import SyncStateManager, bind_global, unbind_global
 from motia.steps.definition import Step, handler_arity
-from motia.steps.triggers import CronTrigger, Trigger
+from motia.steps.triggers import DEFAULT_IDEMPOTENCY_TTL, CronTrigger, Trigger, idempotency_setting
 from motia.streams.config import StreamDefinition, StreamSubscription
 from motia.streams.manager import StreamManager
 from motia.streams.stream import Streams, bind_streams, unbind_streams
@@ -104,10 +104,15 @@ class MotiaApp:
         stream_authenticate: Authenticate | None = None,
         stream_limits: StreamLimits | None = None,
         strict_topics: bool | None = None,
+        idempotency: bool | Mapping[str, Any] | None = None,
         dev: bool = False,
     ) -> None:
         self.steps = list(steps)
         self.dev = dev
+        #: The retention of ``Idempotency-Key`` answers on HTTP routes that do not choose (``None``: off);
+        #: ``http(..., idempotency=...)`` decides per route (runtime/idempotency.py).
+        setting = idempotency_setting(idempotency, "MotiaApp")
+        self.idempotency: float | None = setting if isinstance(setting, float) else None
         #: Refuse messages nobody subscribes to instead of keeping them as dead letters (``None``: from
         #: ``MOTIA_STRICT_TOPICS``, whose bad values raise ``ConfigError`` here, at start).
         self.strict_topics = strict_topics_from_env() if strict_topics is None else strict_topics
@@ -134,7 +139,9 @@ class MotiaApp:
         self.stream_authenticate = stream_authenticate
         self.sync_state: SyncStateManager | None = None
         #: The app's topics and their subscribers (``ctx.enqueue`` sends through it).
-        self.queues = QueueRouter(self.steps, self.state, strict=self.strict_topics)
+        self.queues = QueueRouter(
+            self.steps, self.state, strict=self.strict_topics, id_retention=self.idempotency or DEFAULT_IDEMPOTENCY_TTL
+        )
         self.delivery_options: DeliveryOptions | None = (
             DeliveryOptions.from_env() if delivery is True else delivery if delivery else None
         )

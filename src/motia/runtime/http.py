@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 from motia.exceptions import StepLoadError
 from motia.runtime.context import FlowContext, new_trace_id
 from motia.runtime.http_stream import MotiaHttpResponse
+from motia.runtime.idempotency import IdempotentRoute
 from motia.runtime.openapi import check_response, openapi_document
 from motia.runtime.responses import JSONResponse, encode_json, error_response, plain_json, to_response
 from motia.runtime.runner import StepRunner
@@ -83,6 +84,10 @@ class StepRoute(BaseRoute):
         self.info = TriggerInfo(type="http", method=trigger.method, path=trigger.path)
         #: The response schemas checked on every answer: only in development mode (they cost a validation).
         self.checked_responses = trigger.response_schema if app.dev and trigger.response_schema else None
+        setting = trigger.idempotency
+        ttl = app.idempotency if setting is None else None if setting is False else setting
+        #: The ``Idempotency-Key`` guard (runtime/idempotency.py), only on routes that opted in.
+        self.idempotent = IdempotentRoute(self, float(ttl)) if ttl else None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -108,6 +113,10 @@ class StepRoute(BaseRoute):
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
         """Answer a request this route matched (method included), with its path parameters."""
+        if self.idempotent is not None and "motia_idempotency" not in scope:
+            scope["motia_idempotency"] = True  # handled below: the guard serves through this method again
+            await self.idempotent.serve(scope, receive, send, params)
+            return
         trace_id = new_trace_id()
         response: Response | tuple[int, bytes] | None
         try:

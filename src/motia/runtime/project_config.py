@@ -1,22 +1,25 @@
 """``motia_config.py``: the project's optional settings module, in the directory ``motia run`` starts in.
 
 It is imported once per process (kept in ``sys.modules`` as ``motia_config``) and read by name:
-``stream_authenticate`` (see :mod:`motia.runtime.streams.auth`) and ``strict_topics``. A file that fails
-to import raises :class:`~motia.exceptions.ConfigError` naming it: a project whose settings cannot be read
-does not start with defaults it did not choose.
+``stream_authenticate`` (see :mod:`motia.runtime.streams.auth`), ``strict_topics`` and ``idempotency``. A
+file that fails to import raises :class:`~motia.exceptions.ConfigError` naming it: a project whose settings
+cannot be read does not start with defaults it did not choose.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from motia.exceptions import ConfigError
 from motia.runtime.queue import strict_topics_from_env
+from motia.steps.triggers import idempotency_setting
 
-__all__ = ["CONFIG_MODULE", "load_project_config", "strict_topics_setting"]
+__all__ = ["CONFIG_MODULE", "idempotency_config", "load_project_config", "strict_topics_setting"]
 
 CONFIG_MODULE = "motia_config"
 
@@ -51,3 +54,12 @@ def strict_topics_setting(project_dir: str | Path) -> bool:
             f"not {type(configured).__name__}"
         )
     return strict_topics_from_env(default=bool(configured))
+
+
+def idempotency_config(project_dir: str | Path) -> bool | dict[str, Any] | None:
+    """``idempotency`` of ``motia_config.py`` (``True``, ``False`` or ``{"ttl": seconds}``: every HTTP route
+    that does not choose handles ``Idempotency-Key``), checked here so a bad value fails at start."""
+    module = load_project_config(project_dir)
+    configured = getattr(module, "idempotency", None) if module is not None else None
+    idempotency_setting(configured, f"idempotency in {Path(project_dir) / (CONFIG_MODULE + '.py')}")
+    return dict(configured) if isinstance(configured, Mapping) else configured

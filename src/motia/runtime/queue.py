@@ -22,6 +22,14 @@ arrays (``["scope","key"]``), so the two never share a key. Standard subscribers
 Message ids: random for messages sent from HTTP and cron handlers and scripts; *deterministic* inside a
 queue or state handler (``f"{delivery_id}/{n}"`` for its ``n``-th message), so a retried handler
 re-sends the same ids and the store skips those its failed attempt already enqueued.
+
+A message given an ``"id"`` (``ctx.enqueue({"topic": ..., "data": ..., "id": "order-42"})``) is
+deduplicated per topic for the retention (``id_retention``, 24 h by default, the app's idempotency
+retention when set): its deliveries' ids derive from it (the store skips a duplicate while the first is
+pending), and once sent the id is recorded in the reserved state scope :data:`SEEN_SCOPE` with that TTL,
+so a duplicate sent after the first was handled (and its delivery deleted) is dropped too. The record is
+written *after* the deliveries: a crash between the two can let one duplicate through later (at least
+once), never lose the message; two sends racing within that window are deduplicated by the delivery ids.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_SUBSCRIBER",
+    "SEEN_SCOPE",
     "STRICT_TOPICS_ENV",
     "EnqueueError",
     "EnqueueScope",
@@ -65,6 +74,11 @@ logger = logging.getLogger("motia.runtime")
 
 #: Longer deterministic ids (deep chains of handlers) are replaced by a hash of the same length each time.
 MAX_ID_LENGTH = 160
+
+#: The reserved state scope recording the ``id`` of each message sent with one (its TTL: the retention).
+SEEN_SCOPE = f"{_values.INTERNAL_SCOPE_PREFIX}message-ids"
+#: The longest ``id`` a message may be given.
+MAX_USER_ID_LENGTH = 200
 
 #: The ``step`` of the dead letter a message nobody subscribes to is kept as (no step can have this name).
 NO_SUBSCRIBER = "(no subscriber)"
@@ -138,8 +152,12 @@ def _topics(enqueues: Iterable[str | dict[str, Any]]) -> frozenset[str]:
 class QueueRouter:
     """An app's topics: which steps subscribe to each (with which trigger) and what each step declares."""
 
-    def __init__(self, steps: Iterable[Step], state: StateManager, *, strict: bool = False) -> None:
+    def __init__(
+        self, steps: Iterable[Step], state: StateManager, *, strict: bool = False, id_retention: float = 86400.0
+    ) -> None:
         self.state = state
+        #: How long a message's own ``id`` is remembered (a duplicate within it is dropped).
+        self.id_retention = id_retention
         #: Refuse a message nobody subscribes to (:class:`EnqueueError`) instead of keeping it as a dead letter.
         self.strict = strict
         self.subscribers: dict[str, list[tuple[Step, QueueTrigger]]] = {}
@@ -234,11 +252,23 @@ class QueueRouter:
     async def send(
         self, event: Mapping[str, Any], *, sender: str | None, message_id: str, trace_id: str | None
     ) -> None:
+        own_id = message_id_of(event)
+        seen_key = None
+        if own_id is not None:
+            topic = event["topic"]
+            seen_key = orjson.dumps([topic, own_id]).decode()
+            message_id = "id:" + hashlib.blake2b(seen_key.encode(), digest_size=16).hexdigest()
         message, deliveries = self.prepare(event, sender=sender, message_id=message_id, trace_id=trace_id)
+        if seen_key is not None and await self.state.get(SEEN_SCOPE, seen_key) is not None:
+            logger.info("message id %r on topic %r was sent before: the duplicate is dropped", own_id, message.topic)
+            return
         if deliveries:
             await self.state.backend.enqueue(deliveries)
         else:
             await self._keep_unsubscribed(message, trace_id)
+        if seen_key is not None:
+            # After the deliveries: a crash in between may let a later duplicate through, never lose this one.
+            await self.state.set(SEEN_SCOPE, seen_key, {"id": message.id}, ttl=self.id_retention)
         for observer in list(self.observers):
             observer(message)
 
@@ -258,7 +288,18 @@ class QueueRouter:
 
 
 #: The keys an enqueued event may hold; the group has upstream's spelling and ours.
-EVENT_KEYS = ("topic", "data", "messageGroupId", "message_group_id")
+EVENT_KEYS = ("topic", "data", "messageGroupId", "message_group_id", "id")
+
+
+def message_id_of(event: Mapping[str, Any]) -> str | None:
+    """The ``id`` an event was given (``None`` without one); raise :class:`EnqueueError` if it is not a
+    non-empty str of at most :data:`MAX_USER_ID_LENGTH` characters."""
+    own = event.get("id")
+    if own is None:
+        return None
+    if not isinstance(own, str) or not own or len(own) > MAX_USER_ID_LENGTH:
+        raise EnqueueError(f"enqueue's id must be a non-empty str of at most {MAX_USER_ID_LENGTH} characters: {own!r}")
+    return own
 
 
 def parse_event(event: object) -> tuple[str, Any, str | None]:
@@ -279,6 +320,7 @@ def parse_event(event: object) -> tuple[str, Any, str | None]:
     group = event.get("messageGroupId", event.get("message_group_id"))
     if group is not None and (not isinstance(group, str) or not group):
         raise EnqueueError(f"enqueue's messageGroupId must be a non-empty str, got {group!r}")
+    message_id_of(event)
     return topic, event.get("data"), group
 
 

@@ -40,6 +40,11 @@ class StepRunner(Protocol):
         ...
 
     @property
+    def idempotency(self) -> float | None:
+        """The retention of ``Idempotency-Key`` answers on routes that do not choose (``None``: off there)."""
+        ...
+
+    @property
     def max_body_bytes(self) -> int:
         """The largest HTTP request body accepted."""
         ...

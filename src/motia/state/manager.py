@@ -141,9 +141,10 @@ class StateManager:
         await self.backend.clear(_values.check_scope(scope))
 
     async def list_groups(self) -> builtins.list[str]:
-        """Sorted scopes that hold at least one key."""
+        """Sorted scopes that hold at least one key; the runtime's own (``__motia.``, e.g. idempotency
+        records) are left out, so listings, the console and ``motia state`` show the user's data only."""
         self.check_open()
-        return await self.backend.scopes()
+        return [s for s in await self.backend.scopes() if not s.startswith(_values.INTERNAL_SCOPE_PREFIX)]
 
     # -- Motia 0.x names ---------------------------------------------------------------------------
 

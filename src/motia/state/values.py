@@ -18,6 +18,8 @@ from motia.exceptions import StateValueError
 from motia.state.types import JSON
 
 MAX_SCOPE_LENGTH = 256
+#: Scopes the runtime keeps its own records in (``__motia.idempotency``): state triggers never see them.
+INTERNAL_SCOPE_PREFIX = "__motia."
 MAX_KEY_LENGTH = 1024
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 #: Deeper nesting than this is rejected; it also turns a reference cycle into a clear error.

@@ -21,6 +21,7 @@ from motia.steps.schedule import validate_expression
 from motia.streams.config import check_stream_name
 
 __all__ = [
+    "DEFAULT_IDEMPOTENCY_TTL",
     "HTTP_METHODS",
     "CronTrigger",
     "HttpTrigger",
@@ -33,6 +34,7 @@ __all__ = [
     "api",
     "cron",
     "http",
+    "idempotency_setting",
     "queue",
     "state",
     "stream",
@@ -123,6 +125,28 @@ def _compile_path(path: str) -> tuple[re.Pattern[str], tuple[str, ...], str]:
     return re.compile("".join(pattern)), tuple(names), "".join(template)
 
 
+#: How long an ``Idempotency-Key``'s answer (and an enqueued message's ``id``) is remembered by default: 24 h.
+DEFAULT_IDEMPOTENCY_TTL = 86400.0
+
+
+def idempotency_setting(value: object, where: str) -> float | bool | None:
+    """``idempotency=`` checked: ``None`` (not set), ``False`` (off), or the retention in seconds
+    (``True``: :data:`DEFAULT_IDEMPOTENCY_TTL`; ``{"ttl": seconds}``). Anything else is a ``ConfigError``."""
+    if value is None or value is False:
+        return value
+    if value is True:
+        return DEFAULT_IDEMPOTENCY_TTL
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"ttl"}
+        if unknown:
+            raise ConfigError(f"{where}: idempotency got unknown key(s) {sorted(map(str, unknown))}: expected 'ttl'")
+        ttl = value.get("ttl", DEFAULT_IDEMPOTENCY_TTL)
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < float("inf"):
+            raise ConfigError(f"{where}: idempotency ttl must be a positive number of seconds, got {ttl!r}")
+        return float(ttl)
+    raise ConfigError(f"{where}: idempotency must be True, False or {{'ttl': seconds}}, got {value!r}")
+
+
 class HttpTrigger(Trigger):
     """An HTTP route: ``method`` and ``path`` with ``:name`` or ``{name}`` parameters.
 
@@ -147,6 +171,7 @@ class HttpTrigger(Trigger):
         middleware: Sequence[Callable[..., Any]] | None = None,
         condition: Condition | None = None,
         response_schema: Mapping[int | str, Any] | None = None,
+        idempotency: bool | Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
             raise ConfigError(f"http method must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
@@ -163,6 +188,9 @@ class HttpTrigger(Trigger):
         _check_condition(condition)
         self.condition = condition
         self.response_schema = _response_schemas(response_schema, f"http({self.method!r}, {path!r})")
+        #: ``Idempotency-Key`` handling: ``None`` follows the app's setting, ``False`` is off, a float is on
+        #: with that retention in seconds (``runtime/idempotency.py``).
+        self.idempotency = idempotency_setting(idempotency, f"http({self.method!r}, {path!r})")
 
     @property
     def route_key(self) -> tuple[str, str]:
@@ -193,6 +221,7 @@ class HttpTrigger(Trigger):
             self.middleware,
             self.condition,
             self.response_schema,
+            self.idempotency,
         )
 
     def __repr__(self) -> str:
@@ -401,9 +430,11 @@ def http(
     middleware: Sequence[Callable[..., Any]] | None = None,
     condition: Condition | None = None,
     response_schema: Mapping[int | str, Any] | None = None,
+    idempotency: bool | Mapping[str, Any] | None = None,
 ) -> HttpTrigger:
     """An HTTP trigger: ``http("GET", "/session/:sessionId")`` (``{sessionId}`` works too);
-    ``response_schema={200: Order, 404: {...}}`` documents (and in development checks) response bodies."""
+    ``response_schema={200: Order, 404: {...}}`` documents (and in development checks) response bodies;
+    ``idempotency=True`` (or ``{"ttl": seconds}``) replays the answer to a retried ``Idempotency-Key``."""
     return HttpTrigger(
         method,
         path,
@@ -412,6 +443,7 @@ def http(
         middleware=middleware,
         condition=condition,
         response_schema=response_schema,
+        idempotency=idempotency,
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 import orjson
 
 from motia.state.backends.types import NewDelivery, StreamChange, StreamTriggerSubscription, Subscription
+from motia.state.values import INTERNAL_SCOPE_PREFIX
 
 
 def state_event_payload(
@@ -67,7 +68,8 @@ def state_deliveries(
     matching = [
         subscription
         for subscription in subscriptions
-        if (subscription.scope is None or subscription.scope == scope)
+        # A subscription to any scope skips the runtime's own scopes (``__motia.idempotency``...).
+        if (subscription.scope == scope or (subscription.scope is None and not scope.startswith(INTERNAL_SCOPE_PREFIX)))
         and (subscription.key is None or subscription.key == key)
     ]
     if not matching:

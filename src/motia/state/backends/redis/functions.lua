@@ -388,7 +388,9 @@ local function dispatch(keys, args)
     local f = {}
     for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
     for _, sub in ipairs(subscriptions) do
-      if (sub[2] == cjson.null or sub[2] == f.s) and (sub[3] == cjson.null or sub[3] == f.k) then
+      -- A subscription to any scope skips the runtime's own scopes ("__motia.", state/values.py).
+      local scoped = (sub[2] == cjson.null and string.sub(f.s, 1, 8) ~= '__motia.') or sub[2] == f.s
+      if scoped and (sub[3] == cjson.null or sub[3] == f.k) then
         added = added + add_delivery(P, now, 'state:' .. f.q .. ':' .. sub[1], sub[1], 'state', f.p,
           cjson.encode({f.s, f.k}))
       end
