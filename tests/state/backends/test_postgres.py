@@ -16,7 +16,7 @@ import time
 import pytest
 
 from motia import ConfigError, StateManager, SyncStateManager
-from motia.exceptions import StateBackendUnavailable, StateConflictError
+from motia.exceptions import StateBackendUnavailable, StateClosedError, StateConflictError
 from motia.state.backends.postgres import SCHEMA_VERSION, PostgresBackend, parse_url
 from motia.state.backends.postgres.connection import COMMIT_TOKENS_KEPT
 from tests.postgres_server import PASSWORD, PostgresServer, free_port
@@ -304,3 +304,20 @@ async def test_a_server_restarted_under_load_loses_nothing_and_applies_nothing_t
             assert await sm.get("keys", "19-39") == {"task": 19, "i": 39}
     finally:
         server.close()
+
+
+async def test_calls_racing_aclose_fail_as_closed_never_as_a_backend_error(postgres_url: str) -> None:
+    # Given reads and writes in flight on a store
+    state = StateManager.from_url(postgres_url)
+    await state.set("race", "k", 0)
+    calls = [
+        asyncio.ensure_future(state.get("race", "k") if i % 2 else state.set("race", f"k{i}", i)) for i in range(60)
+    ]
+    await asyncio.sleep(0)  # every call has started, none has finished
+    # When the store is closed under them
+    await state.aclose()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    # Then each call either finished or says the store is closed: the pool closing under a call is not a
+    # backend failure (it answered StateBackendError "pool is closing" before the fix)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, StateClosedError) for r in failures), {type(r).__name__: str(r) for r in failures}

@@ -263,7 +263,11 @@ class PostgresConnections:
             return True  # the connection's protocol state broke (seen when the server went away mid-call)
         return isinstance(exc, pg.InterfaceError) and "closed" in str(exc)
 
-    def _translate(self, exc: BaseException, doing: str) -> StateBackendError:
+    def _translate(self, exc: BaseException, doing: str) -> StateError:
+        if self._closed:
+            # aclose() closed the pool under this call ("pool is closing"): the store is closed, as for a
+            # call made after aclose(), not failing.
+            return StateClosedError(f"{doing}: the state store {self.url} is closed")
         pg = self._asyncpg
         if isinstance(exc, pg.InvalidPasswordError | pg.InvalidAuthorizationSpecificationError):
             return StateBackendUnavailable(f"{doing}: PostgreSQL at {self.url} refused the credentials: {exc}")

@@ -41,7 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
+from motia.exceptions import StateClosedError, StateConflictError, StateError
 from motia.state.backends._events import stream_deliveries
 from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.base import StreamStore
@@ -517,12 +517,8 @@ class PostgresStreams(StreamStore):
         while True:
             waiter = self._stream_waiters.register()
             try:
-                try:
-                    rows = await self._fetch(_TAIL, after, limit, what="tail the stream log")
-                except StateBackendError:
-                    if self._closed:  # closed while the look ran (its pool closing under it)
-                        raise StateClosedError(f"the state store {self.url} is closed") from None
-                    raise
+                # A close racing this look raises StateClosedError (connection.py's _translate).
+                rows = await self._fetch(_TAIL, after, limit, what="tail the stream log")
                 if rows:
                     return [_change(row) for row in rows]
                 remaining = deadline - time.monotonic()
