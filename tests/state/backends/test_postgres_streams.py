@@ -285,14 +285,17 @@ async def test_waiters_poll_while_nobody_listens(
     # Given an instance whose listener cannot connect (it keeps retrying)
     here, there = opened(), opened()
 
+    refused = threading.Event()
+
     async def refuse() -> None:
+        refused.set()  # on the listener's own thread
         raise OSError("connection refused")
 
     monkeypatch.setattr(here._notifier, "_connect", refuse)
     monkeypatch.setattr(streams, "TAIL_SAFETY_POLL", NO_SAFETY_POLL)
     position = await here.stream_position()
     waiting = asyncio.create_task(here.stream_tail(position, limit=10, wait=30))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(refused.wait, 10)  # the tail started the listener, which was refused
     assert not here._notifier.listening
     # When another instance writes, a tail waiting here finds it by polling (TAIL_POLL), not after its wait
     change = await there.stream_write("s", "g", "i", b"1", if_version=None, history=10)
