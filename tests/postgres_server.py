@@ -31,8 +31,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO
+
+from tests.server_process import ServerProcess, free_port
 
 #: How long a server may take to accept connections after it was started (WAL replay included).
 START_DEADLINE = 60.0
@@ -53,13 +53,6 @@ def postgres_bin_dir() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def accepts(port: int, timeout: float = 1.0) -> bool:
     """``True`` if something accepts TCP connections on ``127.0.0.1:port``."""
     try:
@@ -69,7 +62,7 @@ def accepts(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """A PostgreSQL cluster on ``127.0.0.1:port`` with its data in ``dir / "data"``."""
 
     def __init__(self, *, durable: bool = True) -> None:
@@ -84,7 +77,6 @@ class PostgresServer:
         self.durable = durable
         self._as_root = os.geteuid() == 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         try:
             if self._as_root:
                 shutil.chown(self.dir, "postgres", "postgres")
@@ -171,12 +163,11 @@ class PostgresServer:
         a zombie postmaster left unreaped would keep its pid alive and stop the next start."""
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
-        self._close_log()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _close_log()
+        log = self._open_log()
         self.proc = subprocess.Popen(
             [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port)],
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
+            stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.dir,
             user="postgres" if self._as_root else None,
@@ -255,23 +246,3 @@ class PostgresServer:
         finally:
             self.kill()
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])

@@ -17,8 +17,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO
+
+from tests.server_process import ServerProcess, free_port
 
 #: How long a server may take to answer PING after it was started (AOF reloading included).
 START_DEADLINE = 30.0
@@ -29,13 +29,6 @@ STOP_DEADLINE = 30.0
 def redis_server_path() -> str | None:
     """The ``redis-server`` executable on PATH, or ``None``."""
     return shutil.which("redis-server")
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ping(port: int, timeout: float = 1.0) -> bool:
@@ -54,7 +47,7 @@ def ping(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """A ``redis-server`` process on ``127.0.0.1:port`` with its data in ``dir``."""
 
     def __init__(
@@ -70,7 +63,6 @@ class RedisServer:
         self.log_path = self.dir / "redis.log"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         try:
             self._start_on_a_free_port()
         except BaseException:
@@ -114,10 +106,9 @@ class RedisServer:
         """Start the server (on ``self.port`` and ``self.dir``) and wait until it answers PING."""
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
-        self._close_log()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _close_log()
+        log = self._open_log()
         self.proc = subprocess.Popen(
-            self._args(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.dir
+            self._args(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir
         )
         deadline = time.monotonic() + START_DEADLINE
         while not ping(self.port):
@@ -162,24 +153,4 @@ class RedisServer:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     # -- helpers -----------------------------------------------------------------------------------------------
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])

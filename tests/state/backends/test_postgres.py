@@ -19,7 +19,8 @@ from motia import ConfigError, StateManager, SyncStateManager
 from motia.exceptions import StateBackendUnavailable, StateClosedError, StateConflictError
 from motia.state.backends.postgres import SCHEMA_VERSION, PostgresBackend, parse_url
 from motia.state.backends.postgres.connection import COMMIT_TOKENS_KEPT
-from tests.postgres_server import PASSWORD, PostgresServer, free_port
+from tests.postgres_server import PASSWORD, PostgresServer
+from tests.server_process import free_port
 from tests.state.backends._pg_proxy import PgProxy
 
 INC = [{"type": "increment", "path": "n", "value": 1}]

@@ -29,7 +29,8 @@ from motia import (
     SyncStateManager,
 )
 from motia.state.backends.base import NewDelivery, Subscription
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
+from tests.server_process import free_port
 from tests.state.test_concurrency import PROCESSES, UPDATES_PER_PROCESS, check_exact_total, run_children
 from tests.state.test_transaction import TRANSFER_SCRIPT
 

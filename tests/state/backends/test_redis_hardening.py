@@ -18,7 +18,8 @@ import redis
 
 from motia import StateBackendUnavailable, StateManager, StateValueError
 from motia.state.backends.base import NewDelivery
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
+from tests.server_process import free_port
 from tests.state.backends.test_redis import ReplyDroppingProxy
 
 
