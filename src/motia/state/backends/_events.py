@@ -19,21 +19,27 @@ def state_event_payload(
     new: bytes | None,
     version: int,
     timestamp: float,
+    trace: str | None = None,
 ) -> bytes:
-    """The JSON payload of a state delivery, embedding the stored values without decoding them."""
-    return orjson.dumps(
-        {
-            "type": "state",
-            "event_type": event_type,
-            "group_id": scope,
-            "item_id": key,
-            "old_value": None if old is None else orjson.Fragment(old),
-            "new_value": None if new is None else orjson.Fragment(new),
-            "version": version,
-            "timestamp": timestamp,
-            "seq": seq,
-        }
-    )
+    """The JSON payload of a state delivery, embedding the stored values without decoding them.
+
+    ``trace`` is the ``traceparent`` the write was made under (:data:`motia.state.observe.current_trace`),
+    kept as ``"traceparent"`` so the delivery continues the writer's trace; absent when there was none.
+    """
+    fields = {
+        "type": "state",
+        "event_type": event_type,
+        "group_id": scope,
+        "item_id": key,
+        "old_value": None if old is None else orjson.Fragment(old),
+        "new_value": None if new is None else orjson.Fragment(new),
+        "version": version,
+        "timestamp": timestamp,
+        "seq": seq,
+    }
+    if trace:
+        fields["traceparent"] = trace
+    return orjson.dumps(fields)
 
 
 def error_text(error: str) -> str:
@@ -63,6 +69,7 @@ def state_deliveries(
     new: bytes | None,
     version: int,
     timestamp: float,
+    trace: str | None = None,
 ) -> list[NewDelivery]:
     """One delivery per subscription matching the event (ids are deterministic: dispatch is idempotent)."""
     matching = [
@@ -74,7 +81,7 @@ def state_deliveries(
     ]
     if not matching:
         return []
-    payload = state_event_payload(seq, event_type, scope, key, old, new, version, timestamp)
+    payload = state_event_payload(seq, event_type, scope, key, old, new, version, timestamp, trace)
     ordering = order_key(scope, key)
     return [
         NewDelivery(f"state:{seq}:{subscription.step}", subscription.step, "state", payload, ordering)

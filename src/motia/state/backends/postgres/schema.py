@@ -38,6 +38,9 @@ item count, ``history`` and oldest logged change), locked by each change of the 
 ``motia_stream_changes`` keyed by ``position``, which a change takes from the one row of
 ``motia_stream_head`` (locked to commit: positions in commit order); ``motia_stream_subscriptions``.
 
+Version 4, trace context: ``motia_state_events.trace``, the ``traceparent`` of the write that recorded the
+event (``NULL`` without tracing), carried to its deliveries (issue 17).
+
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
 one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
 for one another), every migration past the stored version runs and the version is recorded. A store of a
@@ -187,6 +190,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX IF NOT EXISTS motia_stream_subscriptions_step ON motia_stream_subscriptions (step)",
     ),
+    # The writer's traceparent with each outbox event (issue 17).
+    4: ("ALTER TABLE motia_state_events ADD COLUMN IF NOT EXISTS trace text",),
 }
 
 #: The version this pymotia writes: the newest migration.
