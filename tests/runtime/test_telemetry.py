@@ -17,13 +17,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from motia import http, queue, state, step
+from motia import http, queue, state, step, stream
 from motia.runtime import observe
 from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.logging import JsonFormatter, TextFormatter
 from motia.runtime.telemetry import enable
 from motia.runtime.telemetry import metrics as telemetry_metrics
 from motia.state import observe as state_observe
+from motia.streams import StreamDefinition
 from motia.testing import app_client, drain
 from tests.polling import eventually
 
@@ -163,6 +164,34 @@ async def test_an_http_request_its_state_trigger_and_queue_step_form_one_trace(
     assert [(e.name, dict(e.attributes or {})) for e in request.events] == [
         ("log", {"log.severity": "INFO", "log.message": "order stored"})
     ]
+
+
+async def test_a_stream_change_continues_the_writers_trace(otel: Otel, url: str) -> None:
+    # Given a queue step writing a stream item, and a step triggered by that stream
+    seen: dict[str, Any] = {}
+
+    async def write(data, ctx):
+        await ctx.streams.todo.set("g1", "i1", {"title": "x"})
+
+    async def watch(change, ctx):
+        seen["trace"] = ctx.trace_id
+
+    steps = [
+        step({"name": "writer", "triggers": [queue("todo.write")]}, write),
+        step({"name": "watcher", "triggers": [stream("todo")]}, watch),
+    ]
+    async with app_client(steps, state=url, delivery=FAST, streams=[StreamDefinition(name="todo")]) as client:
+        # When a message makes the writer change the stream
+        await client.app.queues.send({"topic": "todo.write", "data": {}}, sender=None, message_id="m1", trace_id=None)
+        await drain(client)
+    # Then the stream-triggered run is a child of the stream write, in the writer's trace
+    writer, change, watcher = otel.one("step writer"), otel.one("stream.set"), otel.one("step watcher")
+    assert parent_of(change) == writer.context.span_id
+    assert parent_of(watcher) == change.context.span_id
+    assert seen["trace"] == f"{writer.context.trace_id:032x}"
+    assert change.attributes is not None and change.attributes["motia.stream"] == "todo"
+    assert change.attributes["motia.stream.group"] == "g1" and change.attributes["motia.stream.item"] == "i1"
+    assert watcher.attributes is not None and watcher.attributes["motia.trigger"] == "stream"
 
 
 async def test_an_incoming_traceparent_is_continued_and_returned(otel: Otel) -> None:

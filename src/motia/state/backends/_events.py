@@ -89,8 +89,9 @@ def state_deliveries(
     ]
 
 
-def stream_event_payload(change: StreamChange) -> bytes:
+def stream_event_payload(change: StreamChange, trace: str | None = None) -> bytes:
     """The JSON payload of a stream-trigger delivery, embedding the stored values without decoding them.
+    ``trace`` (the writer's ``traceparent``) goes last, as ``"traceparent"``, as in a state event's.
 
     ``data`` is what the change is about: the item after a create or update, the removed item after a
     delete, the event ``{"type", "data"}`` of a ``send``.
@@ -101,24 +102,27 @@ def stream_event_payload(change: StreamChange) -> bytes:
         data, new = new, None
     else:
         data = old if change.kind == "delete" else new
-    return orjson.dumps(
-        {
-            "type": "stream",
-            "event_type": change.kind,
-            "stream_name": change.stream,
-            "group_id": change.group,
-            "item_id": change.item,
-            "old_value": old,
-            "new_value": new,
-            "data": data,
-            "seq": change.seq,
-            "position": change.position,
-            "timestamp": change.timestamp,
-        }
-    )
+    fields = {
+        "type": "stream",
+        "event_type": change.kind,
+        "stream_name": change.stream,
+        "group_id": change.group,
+        "item_id": change.item,
+        "old_value": old,
+        "new_value": new,
+        "data": data,
+        "seq": change.seq,
+        "position": change.position,
+        "timestamp": change.timestamp,
+    }
+    if trace:
+        fields["traceparent"] = trace
+    return orjson.dumps(fields)
 
 
-def stream_deliveries(subscriptions: Iterable[StreamTriggerSubscription], change: StreamChange) -> list[NewDelivery]:
+def stream_deliveries(
+    subscriptions: Iterable[StreamTriggerSubscription], change: StreamChange, trace: str | None = None
+) -> list[NewDelivery]:
     """One delivery per stream subscription matching ``change``; deterministic ids, ordered per group."""
     matching = [
         subscription
@@ -129,7 +133,7 @@ def stream_deliveries(subscriptions: Iterable[StreamTriggerSubscription], change
     ]
     if not matching:
         return []
-    payload = stream_event_payload(change)
+    payload = stream_event_payload(change, trace)
     ordering = orjson.dumps(["stream", change.stream, change.group]).decode()
     return [
         NewDelivery(f"stream:{change.position}:{subscription.step}", subscription.step, "stream", payload, ordering)
