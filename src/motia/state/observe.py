@@ -74,7 +74,14 @@ def observed(
     return decorate
 
 
+_kinds: dict[type, str] = {}
+
+
 def backend_kind(backend: object) -> str:
     """``sqlite``, ``redis``, ``postgres``, ``memory``... from a backend's class name (for attributes)."""
-    name = type(backend).__name__
-    return name[: -len("Backend")].lower() if name.endswith("Backend") else name.lower()
+    cls = type(backend)
+    kind = _kinds.get(cls)
+    if kind is None:
+        name = cls.__name__
+        kind = _kinds[cls] = name[: -len("Backend")].lower() if name.endswith("Backend") else name.lower()
+    return kind
