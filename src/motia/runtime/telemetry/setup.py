@@ -106,7 +106,8 @@ def _resource() -> Resource:
 
 def providers_from_env(environ: Mapping[str, str] | None = None) -> Providers:
     """The tracer and meter providers for ``OTEL_*`` (see the module docstring); a bad exporter name raises
-    :class:`~motia.exceptions.ConfigError`."""
+    :class:`~motia.exceptions.ConfigError`. ``environ`` chooses the exporters; the SDK reads its own
+    variables (service name, sampler, endpoints...) from ``os.environ``."""
     env = os.environ if environ is None else environ
     owned: list[Any] = []
     resource: Resource | None = None
@@ -134,13 +135,15 @@ def providers_from_env(environ: Mapping[str, str] | None = None) -> Providers:
     log_handler = None
     log_exporters = _names(env, "OTEL_LOGS_EXPORTER")
     if log_exporters:
-        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        from motia.runtime.telemetry.logs import OtelLogHandler
 
         logger_provider = LoggerProvider(resource=resource or _resource())
         for name in log_exporters:
             logger_provider.add_log_record_processor(BatchLogRecordProcessor(_exporter("logs", name, env)))
         owned.append(logger_provider)
-        log_handler = LoggingHandler(logger_provider=logger_provider)
+        log_handler = OtelLogHandler(logger_provider)
         logging.getLogger("motia").addHandler(log_handler)
     return Providers(tracer_provider, meter_provider, owned, log_handler)
