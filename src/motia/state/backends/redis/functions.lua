@@ -428,6 +428,7 @@ end
 -- and a retry (its reply was lost) gets those of them the owner still holds, as they are now, instead
 -- of claiming again and leaving the first claim's deliveries leased to nobody's knowledge.
 local function claim(keys, args)
+  table.remove(args)  -- the caller's traceparent, which every call through the client's write() ends with
   local P = prefix_of(keys)
   local marker = P .. ':w:' .. args[1]
   local owner, limit, lease, now = args[3], tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
