@@ -41,12 +41,18 @@ EXTRA_SPAN_PROCESSORS: list[Callable[[], SpanProcessor]] = []
 # ----------------------------------------------------------------------------------------------------
 
 
+#: The providers the hook has been applied to (once each: an app restarted in the same process, as tests and
+#: embedding code do, reuses the global provider and must not get the processors twice).
+_extended: set[int] = set()
+
+
 def add_extra_span_processors(provider: object) -> list[SpanProcessor]:
     """Add a processor from each factory of :data:`EXTRA_SPAN_PROCESSORS` to ``provider`` (an SDK
-    ``TracerProvider``; another kind of provider cannot take processors and is left alone)."""
+    ``TracerProvider``; another kind of provider cannot take processors and is left alone), once."""
     added: list[SpanProcessor] = []
-    if not isinstance(provider, TracerProvider):
+    if not isinstance(provider, TracerProvider) or id(provider) in _extended:
         return added
+    _extended.add(id(provider))
     for factory in EXTRA_SPAN_PROCESSORS:
         processor = factory()
         provider.add_span_processor(processor)
@@ -64,6 +70,15 @@ class Providers:
     log_handler: logging.Handler | None = None
 
     def shutdown(self) -> None:
+        """Shut down what is this app's own; flush the global providers (they live as long as the process,
+        which the SDK shuts down at exit, so an app started again in this process keeps exporting)."""
+        for provider in (self.tracer_provider, self.meter_provider):
+            flush = getattr(provider, "force_flush", None)
+            if flush is not None:
+                try:
+                    flush()
+                except Exception:
+                    logger.exception("flushing %r failed", provider)
         for thing in self.owned:
             try:
                 thing.shutdown()
@@ -118,7 +133,6 @@ def providers_from_env(environ: Mapping[str, str] | None = None) -> Providers:
         tracer_provider = TracerProvider(resource=resource)
         for name in trace_exporters:
             tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", name, env)))
-        owned.append(tracer_provider)
         trace.set_tracer_provider(tracer_provider)  # so handlers' own instrumentation joins the same traces
     add_extra_span_processors(tracer_provider)
     meter_provider: Any = metrics.get_meter_provider()
@@ -130,7 +144,6 @@ def providers_from_env(environ: Mapping[str, str] | None = None) -> Providers:
         resource = resource or _resource()
         readers = [PeriodicExportingMetricReader(_exporter("metrics", name, env)) for name in metric_exporters]
         meter_provider = MeterProvider(metric_readers=readers, resource=resource)
-        owned.append(meter_provider)
         metrics.set_meter_provider(meter_provider)
     log_handler = None
     log_exporters = _names(env, "OTEL_LOGS_EXPORTER")
