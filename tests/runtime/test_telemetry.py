@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from motia import http, queue, state, step, stream
+from motia import cron, http, queue, state, step, stream
 from motia.runtime import observe
 from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.logging import JsonFormatter, TextFormatter
@@ -192,6 +192,27 @@ async def test_a_stream_change_continues_the_writers_trace(otel: Otel, url: str)
     assert change.attributes is not None and change.attributes["motia.stream"] == "todo"
     assert change.attributes["motia.stream.group"] == "g1" and change.attributes["motia.stream.item"] == "i1"
     assert watcher.attributes is not None and watcher.attributes["motia.trigger"] == "stream"
+
+
+async def test_a_cron_run_is_a_trace_of_its_own(otel: Otel) -> None:
+    # Given a step on a per-second schedule that writes state
+    ran: list[str] = []
+
+    async def tick(_input, ctx):
+        await ctx.state.set("ticks", "last", 1)
+        ran.append(ctx.trace_id)
+
+    steps = [step({"name": "ticker", "triggers": [cron("* * * * * *")]}, tick)]
+    async with app_client(steps, cron=True, delivery=FAST):
+        # When it fires
+        await eventually(lambda: ran, what="a cron run")
+    # Then the run is a root span with the expression, its state write a child
+    run = otel.named("step ticker")[0]
+    assert run.parent is None and run.kind is SpanKind.INTERNAL
+    assert run.attributes is not None and run.attributes["motia.cron"] == "* * * * * *"
+    assert run.attributes["motia.trigger"] == "cron"
+    writes = [span for span in otel.named("state.set") if parent_of(span) == run.context.span_id]
+    assert len(writes) == 1 and ran[0] == f"{run.context.trace_id:032x}"
 
 
 async def test_an_incoming_traceparent_is_continued_and_returned(otel: Otel) -> None:
