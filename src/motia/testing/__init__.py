@@ -1,0 +1,45 @@
+"""Test helpers: call a handler directly with a real ``ctx``, or drive an app over in-process HTTP.
+
+::
+
+    from motia.testing import api_request, app_client, call_handler
+
+    async def test_get_session():
+        result = await call_handler(get_session, api_request(path_params={"sessionId": "s1"}))
+        assert result["status"] == 404
+
+    async def test_over_http():
+        async with app_client("steps") as client:
+            assert (await client.get("/session/s1")).status_code == 404
+
+    async def test_order_flow():
+        async with app_client("steps") as client, record_state_events(client.app) as events:
+            with capture_enqueues(client.app) as sent:
+                await client.post("/orders", json={"id": "o1"})
+                await drain(client.app)                   # every event and message handled
+            sent.assert_enqueued("order.created", {"id": "o1"})
+            events.assert_event("created", scope="orders", key="o1")
+
+Stores default to ``memory://`` (fresh and private each time). Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+from motia.testing.client import AppClient, app_client, drain
+from motia.testing.enqueues import EnqueueRecorder, capture_enqueues
+from motia.testing.handlers import api_request, call_handler, make_context, memory_state
+from motia.testing.state_events import StateEventRecorder, record_state_events
+
+__all__ = [
+    "AppClient",
+    "EnqueueRecorder",
+    "StateEventRecorder",
+    "api_request",
+    "app_client",
+    "call_handler",
+    "capture_enqueues",
+    "drain",
+    "make_context",
+    "memory_state",
+    "record_state_events",
+]
