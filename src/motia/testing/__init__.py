@@ -25,21 +25,30 @@ Stores default to ``memory://`` (fresh and private each time). Nothing here touc
 
 from __future__ import annotations
 
-from motia.testing.client import AppClient, app_client, drain
+from motia.testing.client import AppClient, app_client, drain, load_project
+from motia.testing.clock import FakeClock
+from motia.testing.crash import CrashInjector, crash_after_commit
 from motia.testing.enqueues import EnqueueRecorder, capture_enqueues
+from motia.testing.events import MotiaEvents, record_events
 from motia.testing.handlers import api_request, call_handler, make_context, memory_state
 from motia.testing.state_events import StateEventRecorder, record_state_events
 
 __all__ = [
     "AppClient",
+    "CrashInjector",
     "EnqueueRecorder",
+    "FakeClock",
+    "MotiaEvents",
     "StateEventRecorder",
     "api_request",
     "app_client",
     "call_handler",
     "capture_enqueues",
+    "crash_after_commit",
     "drain",
+    "load_project",
     "make_context",
     "memory_state",
+    "record_events",
     "record_state_events",
 ]

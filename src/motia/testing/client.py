@@ -15,9 +15,10 @@ from motia.state.manager import StateManager
 from motia.steps.definition import Step
 from motia.streams.config import StreamConfig, StreamDefinition
 from motia.streams.stream import Stream
+from motia.testing.clock import FakeClock
 from motia.testing.handlers import stream_definition
 
-__all__ = ["AppClient", "app_client", "drain"]
+__all__ = ["AppClient", "app_client", "drain", "load_project"]
 
 
 class AppClient(httpx.AsyncClient):
@@ -30,6 +31,15 @@ class AppClient(httpx.AsyncClient):
         return self.app.state
 
 
+def load_project(steps: str | os.PathLike[str]) -> tuple[list[Step], list[StreamDefinition]]:
+    """The steps of a steps directory and its streams (stream files, ``Stream`` objects of its step files)."""
+    from motia.steps.loader import load_steps
+    from motia.steps.stream_files import load_streams
+
+    loaded = load_steps(steps)
+    return [ls.step for ls in loaded], load_streams(steps, loaded)
+
+
 @contextlib.asynccontextmanager
 async def app_client(
     steps: str | os.PathLike[str] | Iterable[Step],
@@ -40,6 +50,7 @@ async def app_client(
     base_url: str = "http://testserver",
     streams: Iterable[Stream[Any] | StreamConfig | StreamDefinition] = (),
     dev: bool = False,
+    clock: FakeClock | None = None,
 ) -> AsyncIterator[AppClient]:
     """Start an app over ``steps`` (a steps directory, or ``Step`` objects) and yield a client for it.
 
@@ -48,26 +59,41 @@ async def app_client(
     ``DeliveryOptions`` to tune them. A steps directory brings its streams (stream files, ``Stream``
     objects of its step files); ``streams`` declares more (``Stream`` objects, configs or definitions).
     ``dev=True`` runs the app in development mode (responses checked against ``response_schema``).
+
+    With a :class:`~motia.testing.FakeClock`, the app runs on it: a state URL is opened with it as its
+    clock (a ``StateManager`` you pass should have been opened with it too), the clock drives the app
+    (``await clock.advance(...)`` runs what comes due; with ``cron=True`` its cron ticks too), and the
+    app's own timers (cron scheduler, expiry sweeper) stay off.
     """
     definitions = [stream_definition(declared) for declared in streams]
     if isinstance(steps, str | os.PathLike):
-        from motia.steps.loader import load_steps
-        from motia.steps.stream_files import load_streams
-
-        loaded = load_steps(steps)
-        step_list = [ls.step for ls in loaded]
-        definitions = [*load_streams(steps, loaded), *definitions]
+        step_list, found = load_project(steps)
+        definitions = [*found, *definitions]
     else:
         step_list = list(steps)
-    app = MotiaApp(step_list, state=state, cron=cron, delivery=delivery, streams=definitions, dev=dev)
-    await app.startup()
+    opened: StateManager | None = None
+    if clock is not None and isinstance(state, str):
+        state = opened = StateManager.from_url(state, clock=clock)
     try:
-        transport = httpx.ASGITransport(app=app.asgi)
-        async with AppClient(transport=transport, base_url=base_url) as client:
-            client.app = app
-            yield client
+        timers: dict[str, Any] = {} if clock is None else {"cron": False, "sweep_interval": 0}
+        app = MotiaApp(
+            step_list, state=state, delivery=delivery, streams=definitions, dev=dev, **{"cron": cron, **timers}
+        )
+        await app.startup()
+        try:
+            if clock is not None:
+                clock.drive(app, cron=cron)
+            transport = httpx.ASGITransport(app=app.asgi)
+            async with AppClient(transport=transport, base_url=base_url) as client:
+                client.app = app
+                yield client
+        finally:
+            if clock is not None:
+                clock.release(app)
+            await app.shutdown()
     finally:
-        await app.shutdown()
+        if opened is not None:
+            await opened.aclose()
 
 
 async def drain(app: MotiaApp | AppClient, timeout: float = 10.0) -> None:
