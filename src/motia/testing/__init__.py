@@ -25,13 +25,17 @@ Stores default to ``memory://`` (fresh and private each time). Nothing here touc
 
 from __future__ import annotations
 
-from motia.testing.client import AppClient, app_client, drain, load_project
-from motia.testing.clock import FakeClock
-from motia.testing.crash import CrashInjector, crash_after_commit
-from motia.testing.enqueues import EnqueueRecorder, capture_enqueues
-from motia.testing.events import MotiaEvents, record_events
-from motia.testing.handlers import api_request, call_handler, make_context, memory_state
-from motia.testing.state_events import StateEventRecorder, record_state_events
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from motia.testing.client import AppClient, app_client, drain, load_project
+    from motia.testing.clock import FakeClock
+    from motia.testing.crash import CrashInjector, crash_after_commit
+    from motia.testing.enqueues import EnqueueRecorder, capture_enqueues
+    from motia.testing.events import MotiaEvents, record_events
+    from motia.testing.handlers import api_request, call_handler, make_context, memory_state
+    from motia.testing.state_events import StateEventRecorder, record_state_events
 
 __all__ = [
     "AppClient",
@@ -52,3 +56,38 @@ __all__ = [
     "record_events",
     "record_state_events",
 ]
+
+#: The module of each public name. They load on first use, so that the pytest plugin (``motia.testing.plugin``,
+#: loaded by every pytest run where pymotia is installed) costs nothing to a run that uses none of its fixtures.
+_MODULES = {
+    "AppClient": "client",
+    "app_client": "client",
+    "drain": "client",
+    "load_project": "client",
+    "FakeClock": "clock",
+    "CrashInjector": "crash",
+    "crash_after_commit": "crash",
+    "EnqueueRecorder": "enqueues",
+    "capture_enqueues": "enqueues",
+    "MotiaEvents": "events",
+    "record_events": "events",
+    "api_request": "handlers",
+    "call_handler": "handlers",
+    "make_context": "handlers",
+    "memory_state": "handlers",
+    "StateEventRecorder": "state_events",
+    "record_state_events": "state_events",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'motia.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"motia.testing.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

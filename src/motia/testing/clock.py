@@ -133,7 +133,6 @@ class FakeClock:
         if not target.started:
             raise RuntimeError("FakeClock.drive(app) needs a started app (await app.startup() first)")
         self._apps[target] = _Driven(target, self.datetime(), self, cron=cron)
-        self._states[target.state] = None
         if target.delivery is not None:
             target.delivery.retry_listeners.append(self._retry_due)
         _clocks[target] = self
@@ -147,8 +146,6 @@ class FakeClock:
             del _clocks[target]
         if target.delivery is not None and self._retry_due in target.delivery.retry_listeners:
             target.delivery.retry_listeners.remove(self._retry_due)
-        if not any(app.state is target.state for app in self._apps):
-            self._states.pop(target.state, None)
 
     def _retry_due(self, delivery: Delivery, delay: float) -> None:
         self.wake_at(self._now + delay)
@@ -176,15 +173,19 @@ class FakeClock:
             heapq.heappop(self._wakeups)
         candidates = [self._wakeups[0]] if self._wakeups else []
         candidates += [tick for driven in self._apps.values() if (tick := driven.next_tick()) is not None]
-        for state in self._states:
+        for state in self._driven_states():
             expiry = await _next_expiry(state, self._now)
             if expiry is not None:
                 candidates.append(expiry)
         stop = min((moment for moment in candidates if self._now < moment <= target), default=None)
         return stop
 
+    def _driven_states(self) -> list[StateManager]:
+        """The stores driven, by themselves or as an app's, each once."""
+        return list(dict.fromkeys([*self._states, *(app.state for app in self._apps)]))
+
     async def _run_due(self) -> None:
-        for state in list(self._states):
+        for state in self._driven_states():
             await state.purge_expired()
         for driven in list(self._apps.values()):
             await driven.run_ticks(self._now)
