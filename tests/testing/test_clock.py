@@ -210,3 +210,23 @@ async def test_an_app_driven_by_hand(clocked):
         assert app.delivery is not None and app.delivery.retry_listeners == []
     finally:
         await app.shutdown()
+
+
+async def test_two_instances_on_one_store_run_each_tick_once(clocked):
+    clock, manager = clocked
+    runs: list[tuple[str, datetime]] = []
+
+    def job(name: str) -> Step:
+        async def report(input, ctx):
+            runs.append((name, input.scheduled_at))
+
+        return step({"name": "report", "triggers": [cron("*/15 * * * *")]}, report)
+
+    # Given two instances of one app sharing the store, both driven by the clock
+    async with (
+        app_client([job("a")], state=manager, clock=clock, cron=True, delivery=SLOW_POLL),
+        app_client([job("b")], state=manager, clock=clock, cron=True, delivery=SLOW_POLL),
+    ):
+        await clock.advance(3600)
+    # Then each tick ran once, in whichever instance claimed it first
+    assert sorted(tick.minute for _, tick in runs) == [0, 15, 30, 45]
