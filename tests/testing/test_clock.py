@@ -18,7 +18,7 @@ from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import DeliveryOptions
 from motia.state.manager import StateManager
 from motia.steps.definition import Step
-from motia.testing import FakeClock, app_client, record_state_events
+from motia.testing import FakeClock, app_client, record_state_events, temp_sqlite_state
 from motia.testing.clock import DEFAULT_START
 
 #: Real-time polls far apart, so that only the clock's stops run anything while a test looks.
@@ -230,3 +230,15 @@ async def test_two_instances_on_one_store_run_each_tick_once(clocked):
         await clock.advance(3600)
     # Then each tick ran once, in whichever instance claimed it first
     assert sorted(tick.minute for _, tick in runs) == [0, 15, 30, 45]
+
+
+async def test_a_temp_sqlite_state_runs_on_the_clock_and_is_removed_after():
+    clock = FakeClock()
+    async with temp_sqlite_state(clock=clock) as manager:
+        assert manager.url.startswith("sqlite:///")
+        path = Path(manager.url.removeprefix("sqlite:///"))
+        await manager.set("s", "k", 1, ttl=10)
+        clock.set(clock() + 10)
+        assert await manager.get("s", "k") is None
+        assert path.exists()
+    assert not path.parent.exists()

@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from motia.testing.crash import CrashInjector, crash_after_commit
     from motia.testing.enqueues import EnqueueRecorder, capture_enqueues
     from motia.testing.events import MotiaEvents, record_events
-    from motia.testing.handlers import api_request, call_handler, make_context, memory_state
+    from motia.testing.handlers import api_request, call_handler, make_context
     from motia.testing.state_events import StateEventRecorder, record_state_events
+    from motia.testing.stores import memory_state, temp_sqlite_state
 
 __all__ = [
     "AppClient",
@@ -55,6 +56,7 @@ __all__ = [
     "memory_state",
     "record_events",
     "record_state_events",
+    "temp_sqlite_state",
 ]
 
 #: The module of each public name. They load on first use, so that the pytest plugin (``motia.testing.plugin``,
@@ -74,9 +76,10 @@ _MODULES = {
     "api_request": "handlers",
     "call_handler": "handlers",
     "make_context": "handlers",
-    "memory_state": "handlers",
     "StateEventRecorder": "state_events",
     "record_state_events": "state_events",
+    "memory_state": "stores",
+    "temp_sqlite_state": "stores",
 }
 
 

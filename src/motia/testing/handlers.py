@@ -14,13 +14,9 @@ from motia.streams.config import StreamConfig, StreamDefinition, definition_from
 from motia.streams.manager import StreamManager
 from motia.streams.stream import Stream, Streams
 from motia.testing.enqueues import EnqueueRecorder, RecordingEnqueuer
+from motia.testing.stores import memory_state
 
-__all__ = ["api_request", "call_handler", "make_context", "memory_state", "stream_definition"]
-
-
-def memory_state(**options: Any) -> StateManager:
-    """A fresh, private in-memory store (``options`` as for ``StateManager.from_url``)."""
-    return StateManager.from_url("memory://", **options)
+__all__ = ["api_request", "call_handler", "make_context", "stream_definition"]
 
 
 def api_request(
