@@ -242,3 +242,26 @@ async def test_a_temp_sqlite_state_runs_on_the_clock_and_is_removed_after():
         assert await manager.get("s", "k") is None
         assert path.exists()
     assert not path.parent.exists()
+
+
+async def test_work_one_app_makes_for_another_is_done_at_the_same_stop(clocked):
+    clock, manager = clocked
+    seen: list[tuple[str, float]] = []
+
+    async def tick(input, ctx):
+        await ctx.state.set("ticks", "last", input.scheduled_at.isoformat())
+
+    async def watch(input, ctx):
+        seen.append((input.item_id, clock() - DEFAULT_START.timestamp()))
+
+    # Given the first app watches a scope that only the second app's cron job writes
+    watcher = [step({"name": "watch", "triggers": [state(scope="ticks")]}, watch)]
+    ticker = [step({"name": "tick", "triggers": [cron("0 * * * *")]}, tick)]
+    async with (
+        app_client(watcher, state=manager, clock=clock, delivery=SLOW_POLL),
+        app_client(ticker, state=manager, clock=clock, cron=True, delivery=SLOW_POLL),
+    ):
+        # When the tick comes due, within a longer advance
+        await clock.advance(5400)
+        # Then the first app handled the second's write at the tick, not at some later stop
+        assert seen == [("last", 3600)]

@@ -177,20 +177,25 @@ class FakeClock:
             expiry = await _next_expiry(state, self._now)
             if expiry is not None:
                 candidates.append(expiry)
-        stop = min((moment for moment in candidates if self._now < moment <= target), default=None)
-        return stop
+        return min((moment for moment in candidates if self._now < moment <= target), default=None)
 
     def _driven_states(self) -> list[StateManager]:
         """The stores driven, by themselves or as an app's, each once."""
         return list(dict.fromkeys([*self._states, *(app.state for app in self._apps)]))
 
     async def _run_due(self) -> None:
-        for state in self._driven_states():
-            await state.purge_expired()
-        for driven in list(self._apps.values()):
-            await driven.run_ticks(self._now)
-            if driven.app.delivery is not None:
-                await driven.app.delivery.run_ready()
+        """Expire, tick and deliver, again until a round does nothing: one app's work may make another's
+        (two apps on one store: a write of the second triggers a step of the first)."""
+        while True:
+            done = 0
+            for state in self._driven_states():
+                done += await state.purge_expired()
+            for driven in list(self._apps.values()):
+                done += await driven.run_ticks(self._now)
+                if driven.app.delivery is not None:
+                    done += await driven.app.delivery.run_ready()
+            if not done:
+                return
 
 
 async def _next_expiry(state: StateManager, now: float) -> float | None:
