@@ -265,3 +265,22 @@ async def test_work_one_app_makes_for_another_is_done_at_the_same_stop(clocked):
         await clock.advance(5400)
         # Then the first app handled the second's write at the tick, not at some later stop
         assert seen == [("last", 3600)]
+
+
+async def test_a_queue_delay_comes_due_on_the_clock(clocked):
+    clock, manager = clocked
+    handled: list[float] = []
+
+    async def later(data, ctx):
+        handled.append(clock() - DEFAULT_START.timestamp())
+
+    steps = [
+        step({"name": "send", "triggers": [http("POST", "/send")], "enqueues": ["mail"]}, _enqueue_mail),
+        step({"name": "later", "triggers": [queue("mail", config={"delay_seconds": 30})]}, later),
+    ]
+    async with app_client(steps, state=manager, clock=clock, delivery=SLOW_POLL) as client:
+        await client.post("/send", json={})
+        await clock.advance(29)
+        assert handled == []
+        await clock.advance(100)
+        assert handled == [30]

@@ -3,7 +3,8 @@
 Give it to a store as its ``clock`` (``StateManager.from_url("memory://", clock=clock)``) and let it drive
 an app (:meth:`FakeClock.drive`; ``app_client(..., clock=clock)`` and the pytest plugin do both). Then
 ``await clock.advance(3600)`` walks the hour in order, stopping at each moment something comes due (a cron
-tick, a key's expiry, a retry's backoff, an injected crash's lease) and, at each stop, before going on:
+tick, a key's expiry, a retry's backoff, a queue's ``delay_seconds``, an injected crash's lease) and, at
+each stop, before going on:
 
 1. expires the keys whose TTL has passed (their ``expired`` events are recorded, as the sweeper would);
 2. runs the cron ticks that are due, each once, with the claim and lease a running app takes;
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 
 from motia.runtime.app import MotiaApp
 from motia.runtime.cron import CronJob, CronScheduler
+from motia.runtime.queue import Message
 from motia.state.backends.types import Delivery
 from motia.state.manager import StateManager
 from motia.steps.schedule import ScheduleExhausted, next_fire
@@ -49,6 +51,7 @@ class _Driven:
 
     def __init__(self, app: MotiaApp, now: datetime, clock: FakeClock, *, cron: bool) -> None:
         self.app = app
+        self.clock = clock
         backend = app.state.backend
         jobs = app.cron_jobs() if cron else []
         self.scheduler = CronScheduler(jobs, now=clock.datetime, claim=backend.claim_tick, leases=backend)
@@ -61,6 +64,12 @@ class _Driven:
             self.ticks[job.name] = (next_fire(after, job.expression), job)
         except ScheduleExhausted:  # a 7-field expression whose years are over: no tick left
             self.ticks.pop(job.name, None)
+
+    def sent(self, message: Message) -> None:
+        """A queue observer: a message to a step with ``delay_seconds`` comes due that much later."""
+        for _, trigger in self.app.queues.subscribers.get(message.topic, []):
+            if trigger.options.delay_seconds > 0:
+                self.clock.wake_at(self.clock.now() + trigger.options.delay_seconds)
 
     def next_tick(self) -> float | None:
         return min((tick.timestamp() for tick, _ in self.ticks.values()), default=None)
@@ -132,9 +141,10 @@ class FakeClock:
             return
         if not target.started:
             raise RuntimeError("FakeClock.drive(app) needs a started app (await app.startup() first)")
-        self._apps[target] = _Driven(target, self.datetime(), self, cron=cron)
+        driven = self._apps[target] = _Driven(target, self.datetime(), self, cron=cron)
         if target.delivery is not None:
             target.delivery.retry_listeners.append(self._retry_due)
+        target.queues.observers.append(driven.sent)
         _clocks[target] = self
 
     def release(self, target: MotiaApp | StateManager) -> None:
@@ -142,7 +152,10 @@ class FakeClock:
         if isinstance(target, StateManager):
             self._states.pop(target, None)
             return
-        if self._apps.pop(target, None) is not None and _clocks.get(target) is self:
+        driven = self._apps.pop(target, None)
+        if driven is not None and driven.sent in target.queues.observers:
+            target.queues.observers.remove(driven.sent)
+        if driven is not None and _clocks.get(target) is self:
             del _clocks[target]
         if target.delivery is not None and self._retry_due in target.delivery.retry_listeners:
             target.delivery.retry_listeners.remove(self._retry_due)
