@@ -1,0 +1,165 @@
+"""The recent-traces buffer: a span processor that keeps the last traces of this process for the console.
+
+Runtime floor, and the only module of the console's Traces view that imports OpenTelemetry: it is loaded
+by the tracing set-up, so only when tracing is on. :func:`add_recent_traces` adds a buffer to a tracer
+provider and installs it where the console finds it (:func:`motia.runtime.traces.installed`); shutting
+the provider down uninstalls it.
+
+Bounded twice: by traces (the trace least recently added to is evicted first) and by spans per trace
+(spans past the limit are counted, not kept). Spans end on handler threads as well as on the event loop,
+so every access holds one lock; the copy of a span is made before taking it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.util.types import Attributes
+
+from motia.runtime.traces import (
+    AttributeValue,
+    SpanEvent,
+    SpanRecord,
+    TraceDetail,
+    TraceLimits,
+    TraceSummary,
+    build_tree,
+    install,
+    summarize,
+    uninstall,
+)
+
+__all__ = ["MAX_VALUE_CHARS", "RecentTraces", "add_recent_traces"]
+
+logger = logging.getLogger("motia.telemetry")
+
+#: The longest attribute text kept (a log message, a stack trace); longer ones are cut with an ellipsis.
+MAX_VALUE_CHARS = 4096
+
+
+class _Kept:
+    __slots__ = ("dropped", "spans")
+
+    def __init__(self) -> None:
+        self.spans: list[SpanRecord] = []
+        self.dropped = 0
+
+
+class RecentTraces(SpanProcessor):
+    """Keeps the last ``limits.max_traces`` traces ended in this process, ``limits.max_spans`` spans each."""
+
+    def __init__(self, limits: TraceLimits | None = None) -> None:
+        self._limits = limits if limits is not None else TraceLimits()
+        self._lock = threading.Lock()
+        self._traces: OrderedDict[str, _Kept] = OrderedDict()
+        #: Traces evicted to make room since the start (shown by the console as a hint of the churn).
+        self.evicted = 0
+
+    @property
+    def limits(self) -> TraceLimits:
+        return self._limits
+
+    # -- SpanProcessor -----------------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do: a span is kept once it ended."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        # Called inside span.end() of whatever code ended the span (a handler): never raise into it.
+        try:
+            record = _record(span)
+        except Exception:
+            logger.exception("recent traces: could not copy span %r; it is not shown in the console", span.name)
+            return
+        limits = self._limits
+        with self._lock:
+            kept = self._traces.get(record.trace_id)
+            if kept is None:
+                kept = self._traces[record.trace_id] = _Kept()
+                while len(self._traces) > limits.max_traces:
+                    self._traces.popitem(last=False)
+                    self.evicted += 1
+            else:
+                self._traces.move_to_end(record.trace_id)
+            if len(kept.spans) < limits.max_spans:
+                kept.spans.append(record)
+            else:
+                kept.dropped += 1
+
+    def shutdown(self) -> None:
+        uninstall(self)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # nothing is exported: every span is in the buffer as soon as it ended
+
+    # -- what the console reads (motia.runtime.traces.TraceSource) ---------------------------------
+
+    def recent(self, limit: int | None = None) -> list[TraceSummary]:
+        with self._lock:
+            snapshot = [(trace_id, list(kept.spans), kept.dropped) for trace_id, kept in self._traces.items()]
+        summaries = [summarize(trace_id, spans, dropped) for trace_id, spans, dropped in snapshot if spans]
+        summaries.sort(key=lambda summary: summary.start, reverse=True)
+        return summaries if limit is None else summaries[:limit]
+
+    def trace(self, trace_id: str) -> TraceDetail | None:
+        with self._lock:
+            kept = self._traces.get(trace_id)
+            if kept is None or not kept.spans:
+                return None
+            spans, dropped = list(kept.spans), kept.dropped
+        return TraceDetail(summarize(trace_id, spans, dropped), build_tree(spans))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._traces)
+
+
+def add_recent_traces(provider: TracerProvider, limits: TraceLimits | None = None) -> RecentTraces:
+    """Add a recent-traces buffer to ``provider`` and install it for the console of this process.
+
+    ``limits`` defaults to :meth:`TraceLimits.from_env` (``MOTIA_TRACES_KEPT``, ``MOTIA_TRACE_MAX_SPANS``).
+    The tracing set-up calls this once per provider it configures; ``provider.shutdown()`` uninstalls it.
+    """
+    buffer = RecentTraces(limits if limits is not None else TraceLimits.from_env())
+    provider.add_span_processor(buffer)
+    install(buffer)
+    return buffer
+
+
+def _value(value: object) -> AttributeValue:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_VALUE_CHARS else value[: MAX_VALUE_CHARS - 1] + "…"
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, tuple | list):
+        return [_value(item) for item in value]  # type: ignore[return-value]  # homogeneous by OTel's rules
+    return str(value)
+
+
+def _attributes(attributes: Attributes | Mapping[str, object]) -> dict[str, AttributeValue]:
+    return {} if not attributes else {str(name): _value(value) for name, value in attributes.items()}
+
+
+def _record(span: ReadableSpan) -> SpanRecord:
+    context = span.context
+    assert context is not None  # an SDK span always has one
+    parent = span.parent
+    return SpanRecord(
+        trace_id=format_trace_id(context.trace_id),
+        span_id=format_span_id(context.span_id),
+        parent_id=format_span_id(parent.span_id) if parent is not None and parent.is_valid else None,
+        name=span.name,
+        kind=span.kind.name.lower(),
+        start=span.start_time or 0,
+        end=span.end_time or span.start_time or 0,
+        status=span.status.status_code.name.lower(),
+        status_message=span.status.description,
+        attributes=_attributes(span.attributes),
+        events=tuple(SpanEvent(event.name, event.timestamp, _attributes(event.attributes)) for event in span.events),
+    )
