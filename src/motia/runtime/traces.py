@@ -31,7 +31,6 @@ __all__ = [
     "build_tree",
     "install",
     "installed",
-    "summarize",
     "uninstall",
 ]
 
@@ -77,12 +76,12 @@ class TraceSummary:
     """A trace in the list: its first span's name, when it started, how long it ran, how many spans."""
 
     trace_id: str
-    root: str  #: the name of its root span (or, when the root is not kept here, of its earliest span)
-    start: int  #: ns since the epoch: the earliest start of its spans
+    root: str  #: the name of its root span (without one here: of its earliest span whose parent ran elsewhere)
+    start: int  #: ns since the epoch: the earliest start of its spans (dropped ones included)
     duration: int  #: ns from that start to the latest end
     span_count: int  #: spans kept
     dropped: int  #: spans ended past the per-trace limit, not kept
-    error: bool  #: whether any span failed
+    error: bool  #: whether any span failed (dropped ones included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,26 +149,6 @@ class TraceLimits:
             if values[name] < 1:
                 raise ConfigError(f"{variable} must be a positive integer, not {raw!r}")
         return cls(**values)
-
-
-def summarize(trace_id: str, spans: Sequence[SpanRecord], dropped: int = 0) -> TraceSummary:
-    """The summary of a trace from its kept spans (at least one)."""
-    ids = {span.span_id for span in spans}
-    start = min(span.start for span in spans)
-    end = max(span.end for span in spans)
-    roots = [span for span in spans if span.parent_id is None]
-    if not roots:  # the root ran elsewhere (an incoming traceparent, another instance) or was dropped
-        roots = [span for span in spans if span.parent_id not in ids] or list(spans)
-    root = min(roots, key=lambda span: (span.start, -span.end))
-    return TraceSummary(
-        trace_id=trace_id,
-        root=root.name,
-        start=start,
-        duration=end - start,
-        span_count=len(spans),
-        dropped=dropped,
-        error=any(span.error for span in spans),
-    )
 
 
 def build_tree(spans: Iterable[SpanRecord]) -> tuple[TreeSpan, ...]:

@@ -14,7 +14,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCod
 
 from motia.exceptions import ConfigError
 from motia.runtime import traces as registry
-from motia.runtime.telemetry.recent import MAX_VALUE_CHARS, RecentTraces, add_recent_traces
+from motia.runtime.telemetry.recent import MAX_VALUE_CHARS, RecentTraces, add_recent_traces, new_recent_traces
 from motia.runtime.traces import TraceLimits
 
 MS = 1_000_000  # nanoseconds
@@ -133,20 +133,20 @@ def test_keeps_the_last_traces_and_evicts_the_one_least_recently_added_to(provid
 def test_keeps_at_most_max_spans_per_trace_and_counts_the_rest(provider: TracerProvider) -> None:
     buffer = buffer_for(provider, max_spans=3)
     tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span("step busy") as root:
+    with tracer.start_as_current_span("step busy", start_time=1 * MS) as root:
         for number in range(5):
-            tracer.start_span(f"state.get {number}").end()
+            tracer.start_span(f"state.get {number}", start_time=(2 + number) * MS).end()
     (summary,) = buffer.recent()
     assert (summary.span_count, summary.dropped) == (3, 3)  # 5 children + the root ended: 6, 3 kept
     detail = buffer.trace(format(root.get_span_context().trace_id, "032x"))
     assert detail is not None
-    # The root ended last and was dropped: its children are orphans at the top, the summary names the first
+    # The root ended last and was dropped: its children are orphans at the top; the summary still names it
     assert [(node.span.name, node.depth, node.orphan) for node in detail.spans] == [
         ("state.get 0", 0, True),
         ("state.get 1", 0, True),
         ("state.get 2", 0, True),
     ]
-    assert summary.root == "state.get 0"
+    assert summary.root == "step busy" and summary.start == 1 * MS
 
 
 def test_a_failed_span_marks_its_trace(provider: TracerProvider) -> None:
@@ -308,3 +308,37 @@ def test_bad_limits_are_refused(environ: dict[str, str], message: str) -> None:
         TraceLimits.from_env(environ)
     with pytest.raises(ConfigError, match="trace limit max_traces must be a positive int, not True"):
         TraceLimits(max_traces=True)
+
+
+def test_a_span_it_cannot_keep_is_logged_never_raised_into_the_handler(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:  # a span whose status cannot be read
+        name = "step odd"
+        context = SpanContext(1, 2, is_remote=False)
+        parent = None
+        start_time = end_time = 1
+        events = ()
+
+        @property
+        def status(self) -> Status:
+            raise RuntimeError("no status")
+
+    buffer = RecentTraces()
+    buffer.on_end(Broken())  # type: ignore[arg-type]
+    assert buffer.recent() == []
+    assert "recent traces: span 'step odd' not kept" in caplog.text and "no status" in caplog.text
+
+
+def test_the_factory_for_the_tracing_set_up_installs_its_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the set-up's way: a zero-argument factory whose processor it adds to the provider it configures
+    monkeypatch.setenv("MOTIA_TRACE_MAX_SPANS", "2")
+    provider = TracerProvider()
+    buffer = new_recent_traces()
+    provider.add_span_processor(buffer)
+    try:
+        assert registry.installed() is buffer and buffer.limits == TraceLimits(max_spans=2)
+        with provider.get_tracer("test").start_as_current_span("step a"):
+            pass
+        assert [summary.root for summary in buffer.recent()] == ["step a"]
+    finally:
+        provider.shutdown()
+    assert registry.installed() is None

@@ -1,13 +1,13 @@
 """The recent-traces buffer: a span processor that keeps the last traces of this process for the console.
 
 Runtime floor, and the only module of the console's Traces view that imports OpenTelemetry: it is loaded
-by the tracing set-up, so only when tracing is on. :func:`add_recent_traces` adds a buffer to a tracer
-provider and installs it where the console finds it (:func:`motia.runtime.traces.installed`); shutting
-the provider down uninstalls it.
+by the tracing set-up, so only when tracing is on. :func:`new_recent_traces` (the set-up's factory of an
+extra span processor) and :func:`add_recent_traces` (given a provider) install the buffer where the
+console finds it (:func:`motia.runtime.traces.installed`); shutting the provider down uninstalls it.
 
 Bounded twice: by traces (the trace least recently added to is evicted first) and by spans per trace
 (spans past the limit are counted, not kept). Spans end on handler threads as well as on the event loop,
-so every access holds one lock; the copy of a span is made before taking it.
+so every access holds one lock.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 from opentelemetry.util.types import Attributes
 
 from motia.runtime.traces import (
@@ -31,11 +31,10 @@ from motia.runtime.traces import (
     TraceSummary,
     build_tree,
     install,
-    summarize,
     uninstall,
 )
 
-__all__ = ["MAX_VALUE_CHARS", "RecentTraces", "add_recent_traces"]
+__all__ = ["MAX_VALUE_CHARS", "RecentTraces", "add_recent_traces", "new_recent_traces"]
 
 logger = logging.getLogger("motia.telemetry")
 
@@ -44,21 +43,35 @@ MAX_VALUE_CHARS = 4096
 
 
 class _Kept:
-    __slots__ = ("dropped", "spans")
+    """One trace's ended spans (the SDK's own objects: read-only once ended) and its summary so far."""
 
-    def __init__(self) -> None:
-        self.spans: list[SpanRecord] = []
+    __slots__ = ("dropped", "end", "error", "root", "root_rank", "spans", "start")
+
+    def __init__(self, start: int) -> None:
+        self.spans: list[ReadableSpan] = []
         self.dropped = 0
+        self.start = start
+        self.end = start
+        self.error = False
+        self.root = ""
+        #: How root-like ``root`` is: 0 no parent, 1 a parent in another process (or a stored context), 2 a
+        #: local parent; then the earlier start wins. Dropped spans count too: the summary names the root
+        #: even when the per-trace limit dropped it (a root ends last).
+        self.root_rank: tuple[int, int] = (3, 0)
 
 
 class RecentTraces(SpanProcessor):
-    """Keeps the last ``limits.max_traces`` traces ended in this process, ``limits.max_spans`` spans each."""
+    """Keeps the last ``limits.max_traces`` traces ended in this process, ``limits.max_spans`` spans each.
+
+    Ending a span costs a lookup, an append and a few comparisons under the lock (the runtime's tracing
+    budget is per request); spans are copied into records only when the console reads them.
+    """
 
     def __init__(self, limits: TraceLimits | None = None) -> None:
         self._limits = limits if limits is not None else TraceLimits()
         self._lock = threading.Lock()
-        self._traces: OrderedDict[str, _Kept] = OrderedDict()
-        #: Traces evicted to make room since the start (shown by the console as a hint of the churn).
+        self._traces: OrderedDict[int, _Kept] = OrderedDict()
+        #: Traces evicted to make room since the start.
         self.evicted = 0
 
     @property
@@ -73,24 +86,38 @@ class RecentTraces(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         # Called inside span.end() of whatever code ended the span (a handler): never raise into it.
         try:
-            record = _record(span)
+            self._keep(span)
         except Exception:
-            logger.exception("recent traces: could not copy span %r; it is not shown in the console", span.name)
+            logger.exception("recent traces: span %r not kept; it is not shown in the console", span.name)
+
+    def _keep(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None:  # pragma: no cover - an SDK span always has one
             return
+        parent = span.parent
+        rank = (0 if parent is None else 1 if parent.is_remote else 2, span.start_time or 0)
+        start = span.start_time or 0
+        end = span.end_time or start
+        failed = span.status.status_code is StatusCode.ERROR or any(e.name == "exception" for e in span.events)
         limits = self._limits
         with self._lock:
-            kept = self._traces.get(record.trace_id)
+            kept = self._traces.get(context.trace_id)
             if kept is None:
-                kept = self._traces[record.trace_id] = _Kept()
+                kept = self._traces[context.trace_id] = _Kept(start)
                 while len(self._traces) > limits.max_traces:
                     self._traces.popitem(last=False)
                     self.evicted += 1
             else:
-                self._traces.move_to_end(record.trace_id)
+                self._traces.move_to_end(context.trace_id)
             if len(kept.spans) < limits.max_spans:
-                kept.spans.append(record)
+                kept.spans.append(span)
             else:
                 kept.dropped += 1
+            kept.start = min(kept.start, start)
+            kept.end = max(kept.end, end)
+            kept.error = kept.error or failed
+            if rank < kept.root_rank:
+                kept.root, kept.root_rank = span.name, rank
 
     def shutdown(self) -> None:
         uninstall(self)
@@ -102,29 +129,52 @@ class RecentTraces(SpanProcessor):
 
     def recent(self, limit: int | None = None) -> list[TraceSummary]:
         with self._lock:
-            snapshot = [(trace_id, list(kept.spans), kept.dropped) for trace_id, kept in self._traces.items()]
-        summaries = [summarize(trace_id, spans, dropped) for trace_id, spans, dropped in snapshot if spans]
+            summaries = [_summary(trace_id, kept) for trace_id, kept in self._traces.items()]
         summaries.sort(key=lambda summary: summary.start, reverse=True)
         return summaries if limit is None else summaries[:limit]
 
     def trace(self, trace_id: str) -> TraceDetail | None:
+        try:
+            key = int(trace_id, 16)
+        except ValueError:
+            return None
         with self._lock:
-            kept = self._traces.get(trace_id)
-            if kept is None or not kept.spans:
+            kept = self._traces.get(key)
+            if kept is None:
                 return None
-            spans, dropped = list(kept.spans), kept.dropped
-        return TraceDetail(summarize(trace_id, spans, dropped), build_tree(spans))
+            summary, spans = _summary(key, kept), list(kept.spans)
+        return TraceDetail(summary, build_tree(_record(span) for span in spans))
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._traces)
 
 
+def _summary(trace_id: int, kept: _Kept) -> TraceSummary:
+    return TraceSummary(
+        trace_id=format_trace_id(trace_id),
+        root=kept.root,
+        start=kept.start,
+        duration=kept.end - kept.start,
+        span_count=len(kept.spans),
+        dropped=kept.dropped,
+        error=kept.error,
+    )
+
+
+def new_recent_traces() -> RecentTraces:
+    """A buffer with the limits of the environment (``MOTIA_TRACES_KEPT``, ``MOTIA_TRACE_MAX_SPANS``),
+    installed for the console of this process: the factory for the tracing set-up's list of extra span
+    processors, which adds it to each provider it configures. ``provider.shutdown()`` uninstalls it."""
+    buffer = RecentTraces(TraceLimits.from_env())
+    install(buffer)
+    return buffer
+
+
 def add_recent_traces(provider: TracerProvider, limits: TraceLimits | None = None) -> RecentTraces:
     """Add a recent-traces buffer to ``provider`` and install it for the console of this process.
 
-    ``limits`` defaults to :meth:`TraceLimits.from_env` (``MOTIA_TRACES_KEPT``, ``MOTIA_TRACE_MAX_SPANS``).
-    The tracing set-up calls this once per provider it configures; ``provider.shutdown()`` uninstalls it.
+    ``limits`` defaults to :meth:`TraceLimits.from_env`; ``provider.shutdown()`` uninstalls the buffer.
     """
     buffer = RecentTraces(limits if limits is not None else TraceLimits.from_env())
     provider.add_span_processor(buffer)
