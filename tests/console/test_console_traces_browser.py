@@ -165,6 +165,18 @@ def test_traces_view_lists_and_shows_a_trace_as_a_tree(browser, tmp_path: Path) 
             expect(page.locator("#dead-view")).to_be_hidden()
             expect(spans).to_have_count(6)
 
+            # A live event carrying a trace id links to its trace
+            page.click("#trace-back")
+            app.state_events.publish(
+                {"event_type": "updated", "group_id": "orders", "item_id": "o-2", "new_value": 1, "trace_id": failed}
+            )
+            feed_link = page.locator('#events li[data-scope="orders"] a.trace-link')
+            expect(feed_link).to_have_text(failed)
+            feed_link.click()
+            expect(page.locator("#trace-view")).to_be_visible()
+            expect(page.locator("#editor")).to_be_hidden()  # the link opens the trace, not the key
+            expect(spans).to_have_count(6)
+
             # The screenshot of the docs: the failed trace, its queue step's attributes open
             bill.locator(".span-head").click()
             page.locator("#toast").evaluate("toast => { toast.hidden = true; }")
