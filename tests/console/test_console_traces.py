@@ -20,7 +20,7 @@ from motia.console.routes import console_routes
 from motia.runtime import traces as registry
 from motia.runtime.app import MotiaApp
 from motia.runtime.http import build_asgi
-from motia.runtime.telemetry.recent import add_recent_traces
+from motia.runtime.telemetry.recent import RecentTraces, add_recent_traces
 from motia.runtime.traces import TraceLimits
 from tests.console._traces import MS, record_flow
 from tests.e2e.motia_proc import REPO
@@ -52,10 +52,13 @@ async def console() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @contextlib.asynccontextmanager
-async def console_client(*, token: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """An app with its console served by uvicorn, and an httpx client on it (``token``: the console's)."""
+async def console_client(
+    *, token: str | None = None, traces: RecentTraces | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with its console served by uvicorn, and an httpx client on it (``token``: the console's;
+    ``traces``: a buffer given to the console instead of the one installed)."""
     app = MotiaApp([step({"name": "hello", "triggers": [http("GET", "/hello")]}, hello)], state="memory://", cron=False)
-    asgi = build_asgi(app, extra_routes=console_routes(app, token=token))
+    asgi = build_asgi(app, extra_routes=console_routes(app, token=token, traces=traces))
     async with serving(app, asgi=asgi) as port, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         yield client
 
@@ -205,6 +208,22 @@ async def test_the_view_follows_a_buffer_installed_after_the_console_was_built(c
     finally:
         provider.shutdown()
     assert (await console.get("/__motia/api/traces")).json()["enabled"] is False
+
+
+async def test_a_buffer_handed_to_the_console_is_the_one_it_shows() -> None:
+    # Given a provider whose buffer is handed to the console, not installed for the process
+    provider = TracerProvider()
+    buffer = RecentTraces(TraceLimits(max_traces=5))
+    provider.add_span_processor(buffer)
+    try:
+        trace_id = record_flow(provider)
+        assert registry.installed() is None
+        async with console_client(traces=buffer) as client:
+            listed = (await client.get("/__motia/api/traces")).json()
+            assert listed["kept"]["max_traces"] == 5 and [t["trace_id"] for t in listed["traces"]] == [trace_id]
+            assert (await client.get(f"/__motia/api/traces/{trace_id}")).json()["span_count"] == 6
+    finally:
+        provider.shutdown()
 
 
 async def test_needs_the_console_token(provider: TracerProvider) -> None:

@@ -8,7 +8,6 @@ Nothing here imports OpenTelemetry.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -100,13 +99,12 @@ class TracesAPI:
     """``GET /__motia/api/traces?limit=``, ``GET /__motia/api/traces/{trace_id}`` and the page address
     ``/__motia/traces/{trace_id}`` that a trace id in a log line or an error response leads to."""
 
-    def __init__(self, source: TraceSource | None = None, *, lookup: Callable[[], TraceSource | None] = installed):
+    def __init__(self, source: TraceSource | None = None) -> None:
         #: ``None``: the buffer installed in this process, looked up on every request.
         self.source = source
-        self.lookup = lookup
 
     def buffer(self) -> TraceSource | None:
-        return self.source if self.source is not None else self.lookup()
+        return self.source if self.source is not None else installed()
 
     async def list(self, request: Request) -> Response:
         limit = query_int(request, "limit", low=1, high=10_000) or DEFAULT_LIMIT
