@@ -72,7 +72,7 @@ async def test_lists_the_recent_traces_newest_first(provider: TracerProvider, co
     assert response.status_code == 200
     body = response.json()
     assert body["enabled"] is True and body["limit"] == 100
-    assert body["kept"] == {"max_traces": 3, "max_spans": 50}
+    assert body["kept"] == {"max_traces": 3, "max_spans": 50, "max_total_spans": 10_000}
     assert body["traces"] == [
         {
             "trace_id": failed,

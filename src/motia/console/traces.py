@@ -118,7 +118,11 @@ class TracesAPI:
                 "enabled": True,
                 "traces": [summary_json(summary) for summary in summaries],
                 "limit": limit,
-                "kept": {"max_traces": limits.max_traces, "max_spans": limits.max_spans},
+                "kept": {
+                    "max_traces": limits.max_traces,
+                    "max_spans": limits.max_spans,
+                    "max_total_spans": limits.max_total_spans,
+                },
             }
         )
 

@@ -19,6 +19,7 @@ from motia.exceptions import ConfigError
 
 __all__ = [
     "DEFAULT_MAX_SPANS",
+    "DEFAULT_MAX_TOTAL_SPANS",
     "DEFAULT_MAX_TRACES",
     "AttributeValue",
     "SpanEvent",
@@ -36,6 +37,9 @@ __all__ = [
 
 #: Traces kept per process, and spans kept per trace (past it a trace counts the spans it dropped).
 DEFAULT_MAX_TRACES, DEFAULT_MAX_SPANS = 100, 1000
+#: Spans kept in all (about 2.8 KB each, attributes and a log line included: some 28 MB); past it the
+#: traces least recently added to are evicted, so that a few big traces cannot hold the memory of 100.
+DEFAULT_MAX_TOTAL_SPANS = 10_000
 
 AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 
@@ -124,8 +128,13 @@ class TraceLimits:
 
     max_traces: int = DEFAULT_MAX_TRACES  #: traces kept; the one least recently added to goes first
     max_spans: int = DEFAULT_MAX_SPANS  #: spans kept per trace
+    max_total_spans: int = DEFAULT_MAX_TOTAL_SPANS  #: spans kept in all traces (the newest trace is never evicted)
 
-    ENV: ClassVar[dict[str, str]] = {"max_traces": "MOTIA_TRACES_KEPT", "max_spans": "MOTIA_TRACE_MAX_SPANS"}
+    ENV: ClassVar[dict[str, str]] = {
+        "max_traces": "MOTIA_TRACES_KEPT",
+        "max_spans": "MOTIA_TRACE_MAX_SPANS",
+        "max_total_spans": "MOTIA_TRACES_TOTAL_SPANS",
+    }
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -135,7 +144,8 @@ class TraceLimits:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TraceLimits:
-        """The defaults, overridden by ``MOTIA_TRACES_KEPT`` and ``MOTIA_TRACE_MAX_SPANS``."""
+        """The defaults, overridden by ``MOTIA_TRACES_KEPT``, ``MOTIA_TRACE_MAX_SPANS`` and
+        ``MOTIA_TRACES_TOTAL_SPANS``."""
         env = os.environ if environ is None else environ
         values: dict[str, int] = {}
         for name, variable in cls.ENV.items():

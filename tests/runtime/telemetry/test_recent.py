@@ -286,7 +286,8 @@ def test_installed_for_the_console_until_its_provider_shuts_down() -> None:
 
 
 def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert TraceLimits.from_env({}) == TraceLimits(100, 1000)
+    assert TraceLimits.from_env({}) == TraceLimits(100, 1000, 10_000)
+    assert TraceLimits.from_env({"MOTIA_TRACES_TOTAL_SPANS": "50"}).max_total_spans == 50
     assert TraceLimits.from_env({"MOTIA_TRACES_KEPT": "7", "MOTIA_TRACE_MAX_SPANS": " 20 "}) == TraceLimits(7, 20)
     monkeypatch.setenv("MOTIA_TRACES_KEPT", "3")
     provider = TracerProvider()
@@ -342,3 +343,24 @@ def test_the_factory_for_the_tracing_set_up_installs_its_buffer(monkeypatch: pyt
     finally:
         provider.shutdown()
     assert registry.installed() is None
+
+
+def test_spans_in_all_are_bounded_by_evicting_the_oldest_traces(provider: TracerProvider) -> None:
+    buffer = buffer_for(provider, max_traces=100, max_spans=10, max_total_spans=12)
+    tracer = provider.get_tracer("test")
+    ids = []
+    # Given traces of 5 spans each, 12 spans at most in all
+    for name in "abcd":
+        with tracer.start_as_current_span(f"step {name}") as root:
+            for _ in range(4):
+                tracer.start_span("state.get").end()
+        ids.append(format(root.get_span_context().trace_id, "032x"))
+    # Then only the newest two are kept (10 spans; a third would make 15)
+    assert [summary.root for summary in buffer.recent()] == ["step d", "step c"]
+    assert buffer.trace(ids[0]) is None and buffer.evicted == 2
+    # And one trace bigger than the total is kept alone, up to its own limit
+    with tracer.start_as_current_span("step big"):
+        for _ in range(20):
+            tracer.start_span("state.get").end()
+    (summary,) = buffer.recent()
+    assert (summary.root, summary.span_count, summary.dropped) == ("step big", 10, 11)

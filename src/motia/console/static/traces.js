@@ -61,7 +61,8 @@ async function loadTraces() {
   $("traces-off").textContent = answer.enabled ? "" : answer.hint;
   $("traces-table").hidden = !answer.enabled;
   $("traces-kept").textContent = answer.enabled
-    ? `The last ${answer.kept.max_traces} traces of this process (up to ${answer.kept.max_spans} spans each), newest first.`
+    ? `The last ${answer.kept.max_traces} traces of this process (up to ${answer.kept.max_spans} spans each, ` +
+      `${answer.kept.max_total_spans} in all), newest first.`
     : "";
   $("traces-total").textContent = answer.enabled ? plural(answer.traces.length, "trace") : "";
   $("no-traces").hidden = !answer.enabled || answer.traces.length > 0;

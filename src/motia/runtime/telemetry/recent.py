@@ -5,9 +5,9 @@ by the tracing set-up, so only when tracing is on. :func:`new_recent_traces` (th
 extra span processor) and :func:`add_recent_traces` (given a provider) install the buffer where the
 console finds it (:func:`motia.runtime.traces.installed`); shutting the provider down uninstalls it.
 
-Bounded twice: by traces (the trace least recently added to is evicted first) and by spans per trace
-(spans past the limit are counted, not kept). Spans end on handler threads as well as on the event loop,
-so every access holds one lock.
+Bounded by traces and by spans in all (the trace least recently added to is evicted first), and by
+spans per trace (spans past that limit are counted, not kept). Spans end on handler threads as well as
+on the event loop, so every access holds one lock.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class _Kept:
 
 
 class RecentTraces(SpanProcessor):
-    """Keeps the last ``limits.max_traces`` traces ended in this process, ``limits.max_spans`` spans each.
+    """Keeps the last ``limits.max_traces`` traces ended in this process, ``limits.max_spans`` spans each and
+    ``limits.max_total_spans`` in all.
 
     Ending a span costs a lookup, an append and a few comparisons under the lock (the runtime's tracing
     budget is per request); spans are copied into records only when the console reads them.
@@ -71,6 +72,7 @@ class RecentTraces(SpanProcessor):
         self._limits = limits if limits is not None else TraceLimits()
         self._lock = threading.Lock()
         self._traces: OrderedDict[int, _Kept] = OrderedDict()
+        self._spans = 0  # kept in all traces
         #: Traces evicted to make room since the start.
         self.evicted = 0
 
@@ -104,15 +106,19 @@ class RecentTraces(SpanProcessor):
             kept = self._traces.get(context.trace_id)
             if kept is None:
                 kept = self._traces[context.trace_id] = _Kept(start)
-                while len(self._traces) > limits.max_traces:
-                    self._traces.popitem(last=False)
-                    self.evicted += 1
             else:
                 self._traces.move_to_end(context.trace_id)
             if len(kept.spans) < limits.max_spans:
                 kept.spans.append(span)
+                self._spans += 1
             else:
                 kept.dropped += 1
+            while len(self._traces) > limits.max_traces or (
+                self._spans > limits.max_total_spans and len(self._traces) > 1
+            ):
+                _, evicted = self._traces.popitem(last=False)  # never this trace: it was moved to the end
+                self._spans -= len(evicted.spans)
+                self.evicted += 1
             kept.start = min(kept.start, start)
             kept.end = max(kept.end, end)
             kept.error = kept.error or failed
