@@ -71,8 +71,8 @@ class SpanRecord:
 
     @property
     def error(self) -> bool:
-        """Whether the span failed: status ERROR, or an exception recorded on it."""
-        return self.status == "error" or any(event.name == "exception" for event in self.events)
+        """Whether the span failed: its status is ERROR (an exception event alone may have been handled)."""
+        return self.status == "error"
 
 
 @dataclass(frozen=True, slots=True)

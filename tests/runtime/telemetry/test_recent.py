@@ -170,13 +170,16 @@ def test_a_failed_span_marks_its_trace(provider: TracerProvider) -> None:
     assert "Traceback" in str(event.attributes["exception.stacktrace"])
 
 
-def test_an_exception_event_alone_is_an_error(provider: TracerProvider) -> None:
+def test_an_exception_recorded_on_a_span_that_went_on_is_kept_but_no_failure(provider: TracerProvider) -> None:
     buffer = buffer_for(provider)
-    with provider.get_tracer("test").start_as_current_span("step retry") as span:
-        span.record_exception(RuntimeError("first attempt failed"))
+    with provider.get_tracer("test").start_as_current_span("step careful") as span:
+        span.record_exception(RuntimeError("cache miss, read the store"))
         span.set_status(Status(StatusCode.OK))
     (summary,) = buffer.recent()
-    assert summary.error
+    assert not summary.error
+    detail = buffer.trace(summary.trace_id)
+    assert detail is not None and not detail.spans[0].span.error
+    assert [event.name for event in detail.spans[0].span.events] == ["exception"]
 
 
 def test_a_continued_trace_is_rooted_at_its_first_local_span(provider: TracerProvider) -> None:

@@ -97,10 +97,12 @@ class RecentTraces(SpanProcessor):
         if context is None:  # pragma: no cover - an SDK span always has one
             return
         parent = span.parent
-        rank = (0 if parent is None else 1 if parent.is_remote else 2, span.start_time or 0)
         start = span.start_time or 0
         end = span.end_time or start
-        failed = span.status.status_code is StatusCode.ERROR or any(e.name == "exception" for e in span.events)
+        rank = (0 if parent is None else 1 if parent.is_remote else 2, start)
+        # Failed is status ERROR (the runtime sets it with the exception it records). Not the events: an
+        # exception recorded on a span that went on is shown, not counted, and reading `events` copies them.
+        failed = span.status.status_code is StatusCode.ERROR
         limits = self._limits
         with self._lock:
             kept = self._traces.get(context.trace_id)
