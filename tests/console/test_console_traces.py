@@ -242,6 +242,10 @@ async def test_needs_the_console_token(provider: TracerProvider) -> None:
         assert signed_in.status_code == 303 and signed_in.headers["location"] == f"/__motia/#trace={trace_id}"
         wrong = await client.get(f"/__motia/traces/{trace_id}", params={"token": "nope"})
         assert wrong.status_code == 401
+        # Whatever the address holds, the way back is the same path, quoted (never a header of its own)
+        odd = await client.get("/__motia/traces/a%0d%0aSet-Cookie:%20x=1", params={"token": TOKEN})
+        assert odd.status_code == 303 and odd.headers["location"] == "/__motia/traces/a%0D%0ASet-Cookie%3A%20x%3D1"
+        assert (await client.get(odd.headers["location"])).status_code == 400
 
 
 async def test_the_page_loads_the_traces_script(console: httpx.AsyncClient) -> None:

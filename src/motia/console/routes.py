@@ -17,6 +17,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from importlib import metadata, resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -387,7 +388,7 @@ def console_routes(
         login = auth.login(request)
         if login is not None:
             if login.status_code == 303:  # signed in: back to the trace, not to the console's front page
-                login.headers["location"] = request.url.path
+                login.headers["location"] = f"{PREFIX}/traces/{quote(request.path_params['trace_id'], safe='')}"
             return login
         refused = auth.check(request)
         if refused is not None:
