@@ -6,7 +6,8 @@
   :data:`~motia.runtime.telemetry.setup.EXTRA_SPAN_PROCESSORS`, the hook for more span processors;
 - :mod:`~motia.runtime.telemetry.spans`: the spans (runs, state and stream operations, enqueues, logs);
 - :mod:`~motia.runtime.telemetry.metrics`: the metrics;
-- :mod:`~motia.runtime.telemetry.logs`: trace and span ids on log records.
+- :mod:`~motia.runtime.telemetry.logs`: trace and span ids on log records;
+- :mod:`~motia.runtime.telemetry.recent`: the last traces of this process, for the console's Traces view.
 
 :func:`from_env` is what ``MotiaApp`` starts; :func:`enable` takes providers (tests pass in-memory ones).
 """
