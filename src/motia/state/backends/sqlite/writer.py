@@ -15,6 +15,11 @@
   asyncio's loop (see :meth:`_LoopWriter.inline_turn`): one task writing one write after another commits
   inline; as soon as a second task writes in the same loop iteration, or the last batch grouped several
   writes, writes queue and are group committed again.
+* A batch of one ``set`` or ``update`` while no process records events skips the transaction: it reads
+  the row and writes by compare-and-set in one autocommit statement, two statements instead of five
+  (``BEGIN IMMEDIATE``, the events flag, the row, the upsert, ``COMMIT``). If the row or the events
+  flag changed in between, the statement writes nothing and the write runs in a transaction as usual
+  (see :data:`~motia.state.backends.sqlite.keyvalue._CAS_WRITES`).
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
