@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import Undeliverable
 from motia.runtime.claim_plan import ClaimPlan
+from motia.runtime.context import new_trace_id
 from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
@@ -394,7 +395,7 @@ class DeliveryWorker:
             logger.error("delivery %s of step %r cannot be handled: %s; dead-lettered", delivery.id, step.name, exc)
             await self._settle("dead", delivery.id, error=f"undeliverable: {exc}")
             return
-        ctx = self.app.context(step, info, trace_id or secrets.token_hex(8), delivery_id=delivery.id)
+        ctx = self.app.context(step, info, trace_id or new_trace_id(), delivery_id=delivery.id)
         trigger = triggers[0]
         try:
             chosen: Trigger | None = None

@@ -22,6 +22,7 @@ so a ``get`` followed by an ``update`` (or updates in a row) usually take one ro
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from collections import OrderedDict
@@ -65,6 +66,8 @@ HINT_VALUE_BYTES = 16 * 1024
 HINT_BYTES = 8 * 1024 * 1024
 #: Expired keys removed per purge call (each call blocks the server while it runs).
 PURGE_BATCH = 1000
+#: Deliveries completed per function call of ``complete_many`` (each call blocks the server while it runs).
+COMPLETE_CHUNK = 500
 #: A lease's key outlives its ttl by this long (seconds, server time) before Redis deletes it: expiry is
 #: judged by the clients' clocks, so a client clock behind the server's by less than this never sees a
 #: lease it should still respect disappear. Only leases nobody released wait this long.
@@ -427,6 +430,19 @@ class RedisBackend(RedisStreams, StateBackend):
 
     async def complete(self, delivery_id: str, *, owner: str) -> bool:
         return await self._settle(delivery_id, owner, "complete", 0.0, "")
+
+    async def complete_many(self, delivery_ids: Sequence[str], *, owner: str) -> builtins.set[str]:
+        ids = list(dict.fromkeys(delivery_ids))
+        if not ids:
+            return set()
+        done: builtins.set[str] = set()
+        for start in range(0, len(ids), COMPLETE_CHUNK):  # one function call per chunk, not one per delivery
+            chunk = ids[start : start + COMPLETE_CHUNK]
+            removed = await self._call("motia1_complete_many", owner, _time(self._clock()), *chunk)
+            done.update(item.decode() if isinstance(item, bytes) else item for item in removed)
+        if done:
+            self._notify_listeners()  # later deliveries of the same keys may be ready now
+        return done
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         return await self._settle(delivery_id, owner, "retry", delay, error)
