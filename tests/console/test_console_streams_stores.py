@@ -1,5 +1,6 @@
 """The console's stream feed on shared stores: changes made by another process on the same SQLite file,
-Redis server or PostgreSQL database reach an open feed in commit order, and the feed survives its Redis server going away."""
+Redis server or PostgreSQL database reach an open feed in commit order, and the feed survives its Redis
+server going away."""
 
 from __future__ import annotations
 
