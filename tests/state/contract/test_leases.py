@@ -131,11 +131,11 @@ async def test_a_lease_is_held_against_every_manager_of_the_store(backend: str, 
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Real time and real processes (SQLite and Redis)
+# Real time and real processes (SQLite, Redis and PostgreSQL)
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def shared_url(request: pytest.FixtureRequest) -> str:
     """The URL of a fresh store that several processes can share."""
     url: str = request.getfixturevalue(f"{request.param}_url")

@@ -45,7 +45,7 @@ from motia.state.backends._writes import (
 )
 from motia.state.backends.base import StateBackend
 from motia.state.backends.redis.client import RedisClient, _import_redis
-from motia.state.backends.redis.keys import meta_key, steps_key, tick_key, values_key
+from motia.state.backends.redis.keys import due_key, meta_key, steps_key, tick_key, values_key
 from motia.state.backends.redis.streams import RedisStreams
 from motia.state.backends.types import (
     DeadLetter,
@@ -411,6 +411,19 @@ class RedisBackend(RedisStreams, StateBackend):
             )
             for i in range(0, len(reply), 6)
         ]
+
+    async def next_due(self, steps: Sequence[str]) -> float | None:
+        # A due set scores each delivery by when it is claimable (a leased one: its lease's end); the ones
+        # waiting behind an older one of their order key are not in it (they wait for a settling commit).
+        now = self._clock()
+        times: list[float] = []
+        for step in dict.fromkeys(steps):
+            reply = await self._command(
+                "ZRANGE", due_key(self.prefix, step), f"({_time(now)}", "+inf", "BYSCORE", "LIMIT", 0, 1, "WITHSCORES"
+            )
+            if reply:
+                times.append(float(reply[1]))
+        return min(times) - now if times else None
 
     async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
         if ids:
