@@ -309,7 +309,7 @@ async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_
         assert await sm.get("s", "k") == {"n": 1}
         assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
         assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "5"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "6"
 
 
 async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:
