@@ -42,6 +42,9 @@ Version 4, one round trip per ``set`` (:mod:`~motia.state.backends.postgres.stat
 ``motia_set`` (:data:`MOTIA_SET`), and ``motia_commits.version``/``old_value``, where a ``set`` keeps its
 result with its token (answered from there when its reply was lost).
 
+Version 5, trace context: ``motia_state_events.trace``, the ``traceparent`` of the write that recorded the
+event (``NULL`` without tracing), carried to its deliveries (issue 17).
+
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
 one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
 for one another), every migration past the stored version runs and the version is recorded. A store of a
@@ -110,6 +113,18 @@ BEGIN
         WHERE c.second = p_second AND c.token = p_token;
 END
 $motia$"""
+
+#: ``motia_set`` of version 5: the same, with ``p_trace`` (the writer's ``traceparent``) kept in its events.
+MOTIA_SET_TRACED = (
+    MOTIA_SET.replace("p_channel text, p_payload text,", "p_channel text, p_payload text, p_trace text,")
+    .replace(
+        "(event_type, scope, key, old_value, new_value, version, timestamp)",
+        "(event_type, scope, key, old_value, new_value, version, timestamp, trace)",
+    )
+    .replace("o_old, NULL, v_version, p_now);", "o_old, NULL, v_version, p_now, p_trace);")
+    .replace("                    o_version, p_now);", "                    o_version, p_now, p_trace);")
+)
+assert MOTIA_SET_TRACED.count("p_trace") == 3
 
 #: Statements of each schema version, applied in order to a store at an older version.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -249,6 +264,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE motia_commits ADD COLUMN IF NOT EXISTS version bigint",
         "ALTER TABLE motia_commits ADD COLUMN IF NOT EXISTS old_value bytea",
         MOTIA_SET,
+    ),
+    # The writer's traceparent with each outbox event (issue 17).
+    5: (
+        "ALTER TABLE motia_state_events ADD COLUMN IF NOT EXISTS trace text",
+        # motia_set with the traceparent as its last argument (the 11-argument one of version 4 goes).
+        "DROP FUNCTION IF EXISTS motia_set(bigint, bigint, boolean, bytea, bytea, bytea, double precision, bigint,"
+        " double precision, text, text)",
+        MOTIA_SET_TRACED,
     ),
 }
 
