@@ -179,7 +179,8 @@ class DeliveryStore:
       time, oldest first, so per-key order holds across retries. A lease that expires (its owner died)
       makes the delivery claimable again: delivery is at least once.
     - ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
-      nothing) when the caller no longer holds the lease. ``complete_many`` completes several at once.
+      nothing) when the caller no longer holds the lease. ``complete_many`` completes several at once;
+      ``postpone`` gives one back unhandled, its claim not counted as an attempt.
     - ``claim_tick`` lets every instance of an app run the same cron schedule while each tick runs once:
       the first claim of a ``(job, tick)`` wins, in any process using the store.
     - ``acquire_lease``/``release_lease`` give one owner at a time, among every process using the store, a
@@ -258,6 +259,16 @@ class DeliveryStore:
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         """Release a failed delivery, claimable again after ``delay`` seconds."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        """Give a leased delivery back unhandled: claimable again after ``delay`` seconds (>= 0), and the
+        claim that leased it not counted (``attempts`` back to what it was before it).
+
+        Flow control (:mod:`motia.runtime.flow_control`) postpones a message over its rate limit until
+        the window opens: a wait, not a failed attempt, so it never brings the message nearer to its
+        dead letter. Keeps the delivery's place in its ``order_key`` (the younger ones still wait for
+        it). Returns ``False``, changing nothing, when ``owner`` no longer holds the lease."""
         raise NotImplementedError  # pragma: no cover
 
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:

@@ -401,6 +401,17 @@ class MemoryBackend(MemoryStreams, StateBackend):
             pending.available_at = self._clock() + delay
             return True
 
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        with self._lock:
+            self._check_open()
+            pending = self._held(delivery_id, owner)
+            if pending is None:
+                return False
+            pending.owner, pending.lease_until = None, 0.0
+            pending.available_at = self._clock() + delay
+            pending.attempts = max(pending.attempts - 1, 0)
+            return True
+
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
         with self._lock:
             self._check_open()

@@ -254,6 +254,18 @@ async def _retry(tx: Tx, delivery_id: str, owner: str, delay: float) -> bool:
     return _count(status) == 1
 
 
+async def _postpone(tx: Tx, delivery_id: str, owner: str, delay: float) -> bool:
+    # Its claim is not an attempt: the count goes back to what it was.
+    status = await tx.conn.execute(
+        "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = $1,"
+        " attempts = greatest(attempts - 1, 0) WHERE id = $2 AND owner = $3",
+        tx.now + delay,
+        delivery_id,
+        owner,
+    )
+    return _count(status) == 1
+
+
 async def _dead_letter(tx: Tx, delivery_id: str, owner: str, error: bytes) -> bool:
     rows = await tx.conn.fetch(
         "WITH gone AS (DELETE FROM motia_deliveries WHERE id = $1 AND owner = $2"
@@ -450,6 +462,12 @@ class PostgresDelivery(DeliveryStore):
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         done: bool = await self._transact(_retry, delivery_id, owner, delay, what="retry a delivery", events=False)
+        return done
+
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        done: bool = await self._transact(
+            _postpone, delivery_id, owner, delay, what="postpone a delivery", events=False
+        )
         return done
 
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:

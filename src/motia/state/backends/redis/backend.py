@@ -421,7 +421,7 @@ class RedisBackend(RedisStreams, StateBackend):
         done = bool(
             await self._call("motia1_settle", delivery_id, owner, outcome, _time(now + delay), error, _time(now))
         )
-        if done and outcome != "retry":
+        if done and outcome not in ("retry", "postpone"):
             self._notify_listeners()  # a later delivery of the same key may be ready now
         return done
 
@@ -430,6 +430,9 @@ class RedisBackend(RedisStreams, StateBackend):
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         return await self._settle(delivery_id, owner, "retry", delay, error)
+
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        return await self._settle(delivery_id, owner, "postpone", delay, "")
 
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
         return await self._settle(delivery_id, owner, "dead", 0.0, error)

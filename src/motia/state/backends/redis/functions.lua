@@ -468,14 +468,18 @@ local function extend(keys, args)
   return 1
 end
 
--- SETTLE: args id, owner, outcome (complete|retry|dead), available at (retry), error, now -> 1 | 0
+-- SETTLE: args id, owner, outcome (complete|retry|postpone|dead), available at (retry, postpone), error, now
+--   -> 1 | 0. A postponed delivery's claim is not an attempt: its count goes back to what it was.
 local function settle(keys, args)
   local P = prefix_of(keys)
   local id, owner, outcome, now = args[1], args[2], args[3], args[6]
   local fields = held(P, id, owner)
   if not fields then return 0 end
-  if outcome == 'retry' then
+  if outcome == 'retry' or outcome == 'postpone' then
     redis.call('HDEL', P .. ':d:' .. id, 'owner')
+    if outcome == 'postpone' and tonumber(fields.attempts) > 0 then
+      redis.call('HINCRBY', P .. ':d:' .. id, 'attempts', -1)
+    end
     redis.call('ZADD', P .. ':due:' .. fields.step, tonumber(args[4]), fields.member)
     return 1
   end

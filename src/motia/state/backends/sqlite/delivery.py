@@ -126,16 +126,18 @@ def _write_extend(tx: _Transaction, ids: Sequence[str], owner: str, lease: float
 
 
 def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, delay: float, error: str) -> bool:
-    """Complete, retry or dead-letter a delivery, if ``owner`` still holds it."""
+    """Complete, retry, postpone or dead-letter a delivery, if ``owner`` still holds it."""
     row = tx.connection.execute(
         "SELECT step, kind, payload, attempts, created_at FROM motia_deliveries WHERE id = ? AND owner = ?",
         (delivery_id, owner),
     ).fetchone()
     if row is None:
         return False
-    if outcome == "retry":
+    if outcome in ("retry", "postpone"):
+        # A postponed delivery's claim is not an attempt: its count goes back to what it was.
+        uncount = ", attempts = MAX(attempts - 1, 0)" if outcome == "postpone" else ""
         tx.connection.execute(
-            "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ? WHERE id = ?",
+            f"UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ?{uncount} WHERE id = ?",
             (tx.now + delay, delivery_id),
         )
         return True
