@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
 from motia.state.backends.types import (
+    MAX_ORDER_SLOTS,
     ORPHANED_ERROR,
     DeadLetter,
     Delivery,
@@ -28,6 +29,7 @@ from motia.state.backends.types import (
 from motia.state.ops import Operation
 
 __all__ = [
+    "MAX_ORDER_SLOTS",
     "ORPHANED_ERROR",
     "DeadLetter",
     "Delivery",
@@ -176,8 +178,11 @@ class DeliveryStore:
       older deliveries of its key, and the younger ones of its key wait for it, however their delays
       compare.
     - ``claim`` leases ready deliveries to one owner; deliveries sharing an ``order_key`` are leased one at a
-      time, oldest first, so per-key order holds across retries. A lease that expires (its owner died)
-      makes the delivery claimable again: delivery is at least once.
+      time, oldest first, so per-key order holds across retries. A delivery with ``order_slots`` n > 1
+      (keyed concurrency) is claimable while fewer than n older deliveries of its ``(step, order_key)``
+      are unsettled: at most n of the key leased at once, started oldest first. A lease that expires (its
+      owner died) makes the delivery claimable again, and frees its key's slot only once settled:
+      delivery is at least once.
     - ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
       nothing) when the caller no longer holds the lease. ``complete_many`` completes several at once;
       ``postpone`` gives one back unhandled, its claim not counted as an attempt.
@@ -227,7 +232,10 @@ class DeliveryStore:
         """Add deliveries atomically (all or none); ids already present are skipped. Returns how many were new.
 
         Each is claimable from ``now + delivery.delay`` (``delay`` >= 0 seconds, by the store's clock) and,
-        with an ``order_key``, only once every older delivery of its ``(step, order_key)`` is settled."""
+        with an ``order_key``, only once fewer than its ``order_slots`` (an int from 1 to
+        :data:`MAX_ORDER_SLOTS`; 1: every one) older deliveries of its ``(step, order_key)`` remain
+        unsettled. Deliveries of one key are meant to share ``order_slots``; where they differ, each is
+        held back by its own."""
         raise NotImplementedError  # pragma: no cover
 
     async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:

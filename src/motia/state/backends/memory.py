@@ -338,7 +338,7 @@ class MemoryBackend(MemoryStreams, StateBackend):
             self._check_open()
             now = self._clock()
             wanted = set(steps)
-            blocked: set[tuple[str, str]] = set()  # (step, order_key) with an older unsettled delivery
+            ahead: Counter[tuple[str, str]] = Counter()  # (step, order_key) -> older unsettled deliveries
             claimed: list[Delivery] = []
             for pending in self._deliveries.values():
                 if len(claimed) >= limit:
@@ -347,9 +347,10 @@ class MemoryBackend(MemoryStreams, StateBackend):
                 if new.step not in wanted:
                     continue
                 if new.order_key is not None:
-                    if (new.step, new.order_key) in blocked:
+                    older = ahead[(new.step, new.order_key)]
+                    ahead[(new.step, new.order_key)] = older + 1
+                    if older >= new.order_slots:
                         continue
-                    blocked.add((new.step, new.order_key))
                 if pending.available_at > now or (pending.owner is not None and pending.lease_until > now):
                     continue
                 pending.owner, pending.lease_until = owner, now + lease

@@ -38,6 +38,9 @@ item count, ``history`` and oldest logged change), locked by each change of the 
 ``motia_stream_changes`` keyed by ``position``, which a change takes from the one row of
 ``motia_stream_head`` (locked to commit: positions in commit order); ``motia_stream_subscriptions``.
 
+Version 4, keyed concurrency: ``motia_deliveries.order_slots``, how many deliveries of the row's
+``(step, order_key)`` may be leased at once (1 for every row written before).
+
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
 one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
 for one another), every migration past the stored version runs and the version is recorded. A store of a
@@ -187,6 +190,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX IF NOT EXISTS motia_stream_subscriptions_step ON motia_stream_subscriptions (step)",
     ),
+    # Keyed concurrency: how many deliveries of an order key may be leased at once.
+    4: ("ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS order_slots integer NOT NULL DEFAULT 1",),
 }
 
 #: The version this pymotia writes: the newest migration.

@@ -384,7 +384,15 @@ class RedisBackend(RedisStreams, StateBackend):
         now = self._clock()
         args: list[Any] = [_time(now)]
         for new in deliveries:
-            args += (new.id, new.step, new.kind, new.payload, new.order_key or "", _time(now + new.delay))
+            args += (
+                new.id,
+                new.step,
+                new.kind,
+                new.payload,
+                new.order_key or "",
+                _time(now + new.delay),
+                new.order_slots,
+            )
         added = int(await self._call("motia1_enqueue", *args))
         if added:
             self._notify_listeners()
