@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from motia.exceptions import Undeliverable
 from motia.runtime.claim_plan import ClaimPlan
 from motia.runtime.delivery_options import DeliveryOptions
+from motia.runtime.flow_control import RateLimiter
 from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
     EventDispatcher,
@@ -107,6 +108,7 @@ class DeliveryWorker:
         self._running_steps: dict[str, str] = {}
         self._per_step: collections.Counter[str] = collections.Counter()
         self.plan = ClaimPlan(self.steps.values(), options.lease)
+        self.rate_limiter = RateLimiter(self.steps.values(), app.state)
         self._dispatch_task: asyncio.Task[None] | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
@@ -236,11 +238,13 @@ class DeliveryWorker:
             free = options.concurrency - len(self._running) + self._settling
             if free > 0:
                 try:
-                    for unit, room in self.plan.next_units(self._per_step):
+                    for unit, room in self.plan.next_units(self._per_step, self.rate_limiter.is_paused):
                         limit = free if room is None else min(free, room)
                         if limit <= 0:
                             break
                         claimed = await self.backend.claim(unit.steps, owner=self.owner, limit=limit, lease=unit.lease)
+                        if self.rate_limiter and any(step in self.plan.rate_limited for step in unit.steps):
+                            claimed = await self._admit(claimed)
                         free -= len(claimed)
                         for delivery in claimed:
                             self._start(delivery)
@@ -251,6 +255,26 @@ class DeliveryWorker:
             # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the
             # next claim waits for a wake-up (a dispatch, a finished handler) or the poll timer.
             await wait_for(self._wake, options.poll_interval)
+
+    async def _admit(self, claimed: list[Delivery]) -> list[Delivery]:
+        """The claimed deliveries within their rate limits; the others are postponed until their window
+        opens (not an attempt). A failed postpone is logged: the lease runs out and the delivery comes back."""
+        start, postponed = await self.rate_limiter.admit(claimed)
+        if postponed:
+            outcomes = await asyncio.gather(
+                *(self.backend.postpone(d.id, owner=self.owner, delay=delay) for d, delay in postponed),
+                return_exceptions=True,
+            )
+            for (delivery, _), outcome in zip(postponed, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    logger.warning(
+                        "delivery %s: postponing it past its rate limit failed (%s); it comes back when its lease "
+                        "runs out",
+                        delivery.id,
+                        outcome,
+                    )
+            self._wake.set()  # other messages than the postponed ones may be ready
+        return start
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")

@@ -52,6 +52,7 @@ from motia.exceptions import ConfigError, EnqueueError, MotiaError, StateValueEr
 from motia.state import values as _values
 from motia.state.backends.types import NewDelivery
 from motia.state.schema import schema_errors
+from motia.steps.queue_options import QueueOptions
 from motia.steps.triggers import QueueTrigger
 
 if TYPE_CHECKING:
@@ -222,6 +223,9 @@ class QueueRouter:
                     f"topic {topic!r} has a FIFO subscriber ({', '.join(map(repr, fifo))}): the message needs a "
                     "'messageGroupId' (messages of one group are handled in order, one at a time)"
                 )
+        flow = {
+            step.name: flow_order(trigger.options, json_data, step=step.name, topic=topic) for step, trigger in targets
+        }
         for step, trigger in targets:
             if trigger.input is not None:
                 problems = schema_errors(trigger.input, json_data)
@@ -241,8 +245,9 @@ class QueueRouter:
                 step.name,
                 "queue",
                 payload,
-                order_key=f"fifo:{group}" if trigger.options.fifo else None,
+                order_key=f"fifo:{group}" if trigger.options.fifo else flow[step.name][0],
                 delay=trigger.options.delay_seconds,
+                order_slots=flow[step.name][1],
             )
             for step, trigger in targets
         ]
@@ -285,6 +290,21 @@ class QueueRouter:
         error = f"no subscriber: no step subscribes to topic {message.topic!r}"
         await self.state.backend.add_dead_letters([letter], error=error)
         _warn_unsubscribed(message.topic, message.sender)
+
+
+def flow_order(options: QueueOptions, data: Any, *, step: str, topic: str) -> tuple[str | None, int]:
+    """The ``(order key, order slots)`` of a message to a subscriber with keyed flow control: a keyed
+    concurrency limit orders the step's messages by ``key:<value>`` with ``limit`` slots (state and
+    stream order keys are JSON arrays and FIFO's start ``fifo:``, so none collide); ``(None, 1)`` without
+    one. A message whose concurrency or rate-limit key is missing is refused (:class:`EnqueueError`)."""
+    try:
+        if options.rate_limit is not None and options.rate_limit.key is not None:
+            options.rate_limit.key.of(data)
+        if options.key_concurrency is None:
+            return None, 1
+        return f"key:{options.key_concurrency.key.of(data)}", options.key_concurrency.limit
+    except EnqueueError as exc:
+        raise EnqueueError(f"message to topic {topic!r} for step {step!r}: {exc}") from exc
 
 
 #: The keys an enqueued event may hold; the group has upstream's spelling and ours.

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from motia.exceptions import ConfigError, EnqueueError
+from motia.state.backends.types import MAX_ORDER_SLOTS
 
 __all__ = ["FlowKey", "KeyConcurrency", "RateLimit", "parse_key_concurrency", "parse_rate_limit"]
 
@@ -117,13 +118,15 @@ def _fields(value: Mapping[Any, Any], *, what: str, name: str, allowed: tuple[st
 
 
 def parse_key_concurrency(value: Mapping[Any, Any], *, what: str) -> KeyConcurrency:
-    """``{"key": ..., "limit": n}`` (both required) as a :class:`KeyConcurrency`."""
+    """``{"key": ..., "limit": n}`` (both required; ``n`` at most :data:`MAX_ORDER_SLOTS`) as a
+    :class:`KeyConcurrency`."""
     fields = _fields(value, what=what, name="concurrency", allowed=("key", "limit"))
     if "key" not in fields or "limit" not in fields:
         raise ConfigError(f"{what}: concurrency as a dict needs both 'key' and 'limit', got {dict(value)!r}")
-    return KeyConcurrency(
-        _key(fields["key"], what=what, name="concurrency"), _limit(fields["limit"], what=what, name="concurrency")
-    )
+    limit = _limit(fields["limit"], what=what, name="concurrency")
+    if limit > MAX_ORDER_SLOTS:
+        raise ConfigError(f"{what}: concurrency.limit is at most {MAX_ORDER_SLOTS} per key, got {limit}")
+    return KeyConcurrency(_key(fields["key"], what=what, name="concurrency"), limit)
 
 
 def parse_rate_limit(value: object, *, what: str) -> RateLimit | None:

@@ -79,7 +79,8 @@ class QueueOptions:
             isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
         ):
             raise ConfigError(
-                f"{what}: concurrency must be an int >= 1 or a dict {{'key': ..., 'limit': n}}, got {concurrency!r}"
+                f"{what}: concurrency must be an int >= 1, got {concurrency!r} (or a dict {{'key': ..., 'limit': n}}: "
+                "a limit per key)"
             )
         return cls(
             type=kind,
