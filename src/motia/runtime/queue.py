@@ -19,6 +19,11 @@ hands out the messages of a group one at a time, in order, to every instance (a 
 its group until it succeeds or is dead-lettered). State and stream deliveries' order keys are JSON
 arrays (``["scope","key"]``), so the two never share a key. Standard subscribers ignore the group.
 
+Keyed flow control: a subscriber with a keyed concurrency (``{"key": ..., "limit": n}``) gets the order key
+``key:<value>`` with ``n`` order slots (:func:`flow_order`), so the store runs at most ``n`` of a key at
+once, oldest first; a message lacking a subscriber's concurrency or rate-limit key is refused. Rate limits
+are applied when the worker claims (:mod:`motia.runtime.flow_control`).
+
 Message ids: random for messages sent from HTTP and cron handlers and scripts; *deterministic* inside a
 queue or state handler (``f"{delivery_id}/{n}"`` for its ``n``-th message), so a retried handler
 re-sends the same ids and the store skips those its failed attempt already enqueued.
