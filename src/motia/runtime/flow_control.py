@@ -23,6 +23,7 @@ concurrency limit of 1 (whose order key then holds the younger behind a postpone
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -125,17 +126,14 @@ class RateLimiter:
                 limit, key = found
                 buckets.setdefault((delivery.step, key), (limit, []))[1].append(delivery)
         postponed: list[tuple[Delivery, float]] = []
-        for (step, key), (limit, waiting) in buckets.items():
+        # One increment per key, all at once: the store group-commits them (SQLite, PostgreSQL) or pipelines
+        # them (Redis), so a claim over many keys costs about one write, not one per key.
+        totals = await asyncio.gather(
+            *(self._count(step, key, limit, len(waiting), now) for (step, key), (limit, waiting) in buckets.items())
+        )
+        for ((step, _), (limit, waiting)), total in zip(buckets.items(), totals, strict=True):
             window = math.floor(now / limit.period)
             opens = (window + 1) * limit.period
-            counter = orjson.dumps([step, key, limit.period, window]).decode()
-            result = await self.state.update(
-                RATE_SCOPE,
-                counter,
-                [{"type": "increment", "path": "n", "value": len(waiting)}],
-                ttl=limit.period + COUNTER_GRACE,
-            )
-            total = _count(result.new_value)
             room = max(0, limit.limit - (total - len(waiting)))
             start += waiting[:room]
             delay = max(opens - now, 0.0) + WINDOW_MARGIN
@@ -144,7 +142,19 @@ class RateLimiter:
                 self.paused[step] = opens
         return start, postponed
 
+    async def _count(self, step: str, key: str, limit: RateLimit, starts: int, now: float) -> int:
+        """Add ``starts`` to the counter of ``(step, key)``'s window at ``now``; return its new total."""
+        window = math.floor(now / limit.period)
+        counter = orjson.dumps([step, key, limit.period, window]).decode()
+        result = await self.state.update(
+            RATE_SCOPE,
+            counter,
+            [{"type": "increment", "path": "n", "value": starts}],
+            ttl=limit.period + COUNTER_GRACE,
+        )
+        return _total(result.new_value)
 
-def _count(value: Any) -> int:
+
+def _total(value: Any) -> int:
     n = value.get("n") if isinstance(value, dict) else None
     return n if isinstance(n, int) and not isinstance(n, bool) else 0
