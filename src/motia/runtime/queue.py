@@ -228,9 +228,7 @@ class QueueRouter:
                     f"topic {topic!r} has a FIFO subscriber ({', '.join(map(repr, fifo))}): the message needs a "
                     "'messageGroupId' (messages of one group are handled in order, one at a time)"
                 )
-        flow = {
-            step.name: flow_order(trigger.options, json_data, step=step.name, topic=topic) for step, trigger in targets
-        }
+        flow = [flow_order(trigger.options, json_data, step=step.name, topic=topic) for step, trigger in targets]
         for step, trigger in targets:
             if trigger.input is not None:
                 problems = schema_errors(trigger.input, json_data)
@@ -250,11 +248,11 @@ class QueueRouter:
                 step.name,
                 "queue",
                 payload,
-                order_key=f"fifo:{group}" if trigger.options.fifo else flow[step.name][0],
+                order_key=f"fifo:{group}" if trigger.options.fifo else order_key,
                 delay=trigger.options.delay_seconds,
-                order_slots=flow[step.name][1],
+                order_slots=slots,
             )
-            for step, trigger in targets
+            for (step, trigger), (order_key, slots) in zip(targets, flow, strict=True)
         ]
         message = Message(topic, json_data, sender, message_id, tuple(step.name for step, _ in targets), group)
         return message, deliveries
