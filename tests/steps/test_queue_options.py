@@ -90,7 +90,10 @@ def test_a_bad_value_in_a_step_config_names_the_step() -> None:
         step(config, lambda input: None)
 
 
-@pytest.mark.parametrize("key", ["type", "delay_seconds", "delaySeconds", "visibilityTimeout", "concurrency"])
+QUEUE_ONLY = ["type", "delay_seconds", "delaySeconds", "visibilityTimeout", "concurrency", "rateLimit"]
+
+
+@pytest.mark.parametrize("key", QUEUE_ONLY)
 def test_queue_only_keys_are_refused_on_state_and_stream_triggers(key: str) -> None:
     with pytest.raises(ConfigError, match=rf"state\(scope='s'\): config key '{key}' applies to queue triggers only"):
         state(scope="s", config={key: 1})
