@@ -519,6 +519,22 @@ local function settle(keys, args)
   return 1
 end
 
+-- COMPLETE_MANY: args owner, now, ids... -> the ids removed (those owner still held), as SETTLE's
+-- 'complete' would each: the worker completes the handlers that returned together in one call.
+local function complete_many(keys, args)
+  local P = prefix_of(keys)
+  local owner, now = args[1], args[2]
+  local done = {}
+  for i = 3, #args do
+    local fields = held(P, args[i], owner)
+    if fields then
+      remove_delivery(P, now, args[i], fields)
+      done[#done + 1] = args[i]
+    end
+  end
+  return done
+end
+
 -- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first. Reads the list a chunk
 -- at a time from the oldest and stops once the page is full: a page costs about the page (plus, for one
 -- step, the letters of other steps before it), not the whole list.
@@ -590,6 +606,7 @@ redis.register_function('motia1_enqueue', enqueue)
 redis.register_function('motia1_claim', claim)
 redis.register_function('motia1_extend', extend)
 redis.register_function('motia1_settle', settle)
+redis.register_function('motia1_complete_many', complete_many)
 redis.register_function{function_name = 'motia1_dead', callback = dead, flags = {'no-writes'}}
 redis.register_function{function_name = 'motia1_pending', callback = pending, flags = {'no-writes'}}
 redis.register_function('motia1_add_dead', add_dead)
