@@ -37,10 +37,11 @@ logger = logging.getLogger("motia.state")
 #: file in place; the stored version then stops an older pymotia from opening it (it would run cron ticks
 #: without claiming them, or a cron job without its lease, so twice beside newer instances). 4: the
 #: stream tables (an older pymotia would write state but miss stream triggers and changes). 5:
-#: ``motia_deliveries`` without ``AUTOINCREMENT`` (see :func:`_drop_autoincrement`). 6:
+#: ``motia_deliveries`` without ``AUTOINCREMENT`` (see :func:`_drop_autoincrement`). 6: the
+#: ``trace`` column of ``motia_state_events`` (the writer's ``traceparent``, carried to the deliveries). 7:
 #: ``motia_deliveries.order_slots`` (keyed concurrency: an older pymotia would lease one delivery of such a
 #: key at a time, and ignore the limit of the others).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: Columns added to existing tables after their creation, by version: ``(table, column, definition)``.
 #: ``CREATE TABLE IF NOT EXISTS`` creates them in a new file; :func:`create_schema` adds each missing one
@@ -176,6 +177,14 @@ _SCHEMA = (
 )
 
 
+def _add_trace_column(connection: sqlite3.Connection) -> None:
+    """Version 5: the outbox keeps the ``traceparent`` of the write that recorded each event (issue 17).
+    SQLite has no ``ADD COLUMN IF NOT EXISTS``: the column is added only when missing."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(motia_state_events)")}
+    if "trace" not in columns:
+        connection.execute("ALTER TABLE motia_state_events ADD COLUMN trace TEXT")
+
+
 def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable[[sqlite3.Connection], None]) -> None:
     """Create or upgrade the tables, unless the file is already at this schema version.
 
@@ -196,6 +205,7 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
         _drop_autoincrement(connection)
         for statement in _SCHEMA:
             connection.execute(statement)
+        _add_trace_column(connection)
         for table, column, definition in _ADDED_COLUMNS:
             present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
             if column not in present:
