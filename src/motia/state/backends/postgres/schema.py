@@ -45,6 +45,9 @@ result with its token (answered from there when its reply was lost).
 Version 5, trace context: ``motia_state_events.trace``, the ``traceparent`` of the write that recorded the
 event (``NULL`` without tracing), carried to its deliveries (issue 17).
 
+Version 6, keyed concurrency: ``motia_deliveries.order_slots``, how many deliveries of the row's
+``(step, order_key)`` may be leased at once (1 for every row written before).
+
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
 one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
 for one another), every migration past the stored version runs and the version is recorded. A store of a
@@ -273,6 +276,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         " double precision, text, text)",
         MOTIA_SET_TRACED,
     ),
+    # Keyed concurrency: how many deliveries of an order key may be leased at once.
+    6: ("ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS order_slots integer NOT NULL DEFAULT 1",),
 }
 
 #: The version this pymotia writes: the newest migration.

@@ -38,8 +38,15 @@ logger = logging.getLogger("motia.state")
 #: without claiming them, or a cron job without its lease, so twice beside newer instances). 4: the
 #: stream tables (an older pymotia would write state but miss stream triggers and changes). 5:
 #: ``motia_deliveries`` without ``AUTOINCREMENT`` (see :func:`_drop_autoincrement`). 6: the
-#: ``trace`` column of ``motia_state_events`` (the writer's ``traceparent``, carried to the deliveries).
-SCHEMA_VERSION = 6
+#: ``trace`` column of ``motia_state_events`` (the writer's ``traceparent``, carried to the deliveries). 7:
+#: ``motia_deliveries.order_slots`` (keyed concurrency: an older pymotia would lease one delivery of such a
+#: key at a time, and ignore the limit of the others).
+SCHEMA_VERSION = 7
+
+#: Columns added to existing tables after their creation, by version: ``(table, column, definition)``.
+#: ``CREATE TABLE IF NOT EXISTS`` creates them in a new file; :func:`create_schema` adds each missing one
+#: to an older file (``ALTER TABLE ... ADD COLUMN`` has no ``IF NOT EXISTS``).
+_ADDED_COLUMNS = (("motia_deliveries", "order_slots", "INTEGER NOT NULL DEFAULT 1"),)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS motia_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -74,6 +81,7 @@ _SCHEMA = (
         kind TEXT NOT NULL,
         payload BLOB NOT NULL,
         order_key TEXT,
+        order_slots INTEGER NOT NULL DEFAULT 1,
         attempts INTEGER NOT NULL DEFAULT 0,
         available_at REAL NOT NULL,
         owner TEXT,
@@ -198,6 +206,10 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
         for statement in _SCHEMA:
             connection.execute(statement)
         _add_trace_column(connection)
+        for table, column, definition in _ADDED_COLUMNS:
+            present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
         if row is None:
             connection.execute(
