@@ -18,6 +18,8 @@ from motia.state.backends.types import (
     NewDelivery,
     PruneResult,
     Record,
+    ScopeStats,
+    StoreStats,
     StreamChange,
     StreamTriggerSubscription,
     Subscription,
@@ -35,8 +37,10 @@ __all__ = [
     "NewDelivery",
     "PruneResult",
     "Record",
+    "ScopeStats",
     "StateBackend",
     "StateStore",
+    "StoreStats",
     "StreamChange",
     "StreamStore",
     "StreamTriggerSubscription",
@@ -466,3 +470,17 @@ class StreamStore:
 
 class StateBackend(StateStore, DeliveryStore, StreamStore):
     """Base class of the backends. Subclasses implement every method of the three contracts."""
+
+    async def stats(self) -> StoreStats:
+        """What the store holds and the space it takes (:class:`StoreStats`), for operators: keys per
+        scope (the runtime's ``__motia.`` scopes included) with their bytes where the backend can tell
+        without reading every value, expired keys not yet swept, the outbox, pending deliveries, dead
+        letters, subscriptions, known steps, stream groups, items and change-log length, and the
+        backend's size figures.
+
+        Reads only: it writes nothing, takes no lock another writer waits on for long, and fires no
+        event (an expired key is counted, not removed). Each figure is exact when read, but the figures
+        are not one atomic snapshot: a store in use may change between two of them. Costs a scan of the
+        keys (a count per scope) and a count per table, so it is for an operator's command, not a hot path.
+        """
+        raise NotImplementedError  # pragma: no cover

@@ -40,6 +40,8 @@ from motia.state.backends.types import (
     NewDelivery,
     PruneResult,
     Record,
+    ScopeStats,
+    StoreStats,
     Subscription,
     TransactionWrite,
     WriteResult,
@@ -527,6 +529,26 @@ class MemoryBackend(MemoryStreams, StateBackend):
         if orphaned:
             self._notify_listeners()
         return PruneResult(removed, forgotten, orphaned)
+
+    async def stats(self) -> StoreStats:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            scopes = {
+                name: ScopeStats(len(b.records), sum(len(k.encode()) + len(r.data) for k, r in b.records.items()))
+                for name, b in self._scopes.items()
+            }
+            expired = sum(not is_live(r.expires_at, now) for b in self._scopes.values() for r in b.records.values())
+            groups, items, changes, stream_bytes = self._stream_stats()
+            queued = sum(len(p.new.payload) for p in self._deliveries.values())
+            dead = sum(len(letter.payload) + len(letter.error) for letter in self._dead)
+            keys = sum(s.bytes or 0 for s in scopes.values())
+            size = {"keys": keys, "deliveries": queued, "dead_letters": dead, "streams": stream_bytes}
+            return StoreStats(
+                scopes, expired, len(self._events), len(self._deliveries), len(self._dead),
+                len(self._subscriptions) + len(self._stream_subscriptions), len(self._steps_seen),
+                groups, items, changes, {"total": sum(size.values()), **size},
+            )  # fmt: skip
 
     def _bury(self, letter: DeadLetter) -> None:
         self._dead.append(letter)

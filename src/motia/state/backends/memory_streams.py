@@ -215,6 +215,16 @@ class MemoryStreams:
             self._check_open()
             self._stream_subscriptions.update(dict.fromkeys(subscriptions))
 
+    def _stream_stats(self) -> tuple[int, int, int, int]:
+        """Under the lock: groups, items, changes kept (the tail's log and the groups' histories share
+        them) and the bytes of items and changes."""
+        groups = self._stream_groups.values()
+        oldest = self._stream_log[0].position if self._stream_log else self._stream_position + 1
+        changes = [*self._stream_log, *(c for g in groups for c in g.history if c.position < oldest)]
+        size = sum(len(r.key) + len(r.data) for g in groups for r in g.items.values())
+        size += sum(len(c.old_data or b"") + len(c.new_data or b"") for c in changes)
+        return len(self._stream_groups), sum(len(g.items) for g in groups), len(changes), size
+
     def _forget_stream_subscriptions(self, step: str) -> None:
         """Under the lock: retention forgets ``step``."""
         for subscription in [sub for sub in self._stream_subscriptions if sub.step == step]:

@@ -17,6 +17,27 @@ from motia.state.backends.postgres.keyvalue import PostgresKeyValue
 from motia.state.backends.postgres.schema import migrate
 from motia.state.backends.postgres.settings import parse_url
 from motia.state.backends.postgres.streams import PostgresStreams
+from motia.state.backends.types import ScopeStats, StoreStats
+
+#: Per scope: stored keys, their bytes (key and value as stored) and how many have expired.
+_SCOPE_STATS = (
+    "SELECT scope, count(*), coalesce(sum(octet_length(key) + octet_length(value)), 0),"
+    " count(*) FILTER (WHERE expires_at IS NOT NULL AND expires_at <= $1) FROM motia_state GROUP BY scope"
+)
+#: The outbox (dispatch deletes what it consumed), deliveries, dead letters, subscriptions, steps, and the
+#: stream groups, items and changes.
+_COUNTS = (
+    "SELECT (SELECT count(*) FROM motia_state_events), (SELECT count(*) FROM motia_deliveries),"
+    " (SELECT count(*) FROM motia_dead_letters),"
+    " (SELECT count(*) FROM motia_subscriptions) + (SELECT count(*) FROM motia_stream_subscriptions),"
+    " (SELECT count(*) FROM motia_steps), (SELECT count(*) FROM motia_stream_groups),"
+    " (SELECT count(*) FROM motia_stream_items), (SELECT count(*) FROM motia_stream_changes)"
+)
+#: Each table of the store's schema with its indexes and TOAST (``pg_total_relation_size``).
+_TABLE_SIZES = (
+    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname LIKE 'motia%' ORDER BY c.relname"
+)
 
 
 class PostgresBackend(PostgresStreams, PostgresDelivery, PostgresKeyValue, StateBackend):
@@ -54,3 +75,13 @@ class PostgresBackend(PostgresStreams, PostgresDelivery, PostgresKeyValue, State
         self._close_streams()
         await self._close_delivery()
         await self._close_pools()
+
+    async def stats(self) -> StoreStats:
+        rows = await self._fetch(_SCOPE_STATS, self._clock(), what="count keys")
+        scopes = {bytes(scope).decode(): ScopeStats(int(keys), int(size)) for scope, keys, size, _ in rows}
+        (counts,) = await self._fetch(_COUNTS, what="count rows")
+        outbox, pending, dead, subscriptions, steps, groups, items, changes = (int(n) for n in counts)
+        tables = {f"table:{name}": int(size) for name, size in await self._fetch(_TABLE_SIZES, what="measure tables")}
+        size = {"total": sum(tables.values()), **tables}
+        expired = sum(int(row[3]) for row in rows)
+        return StoreStats(scopes, expired, outbox, pending, dead, subscriptions, steps, groups, items, changes, size)

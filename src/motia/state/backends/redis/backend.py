@@ -52,6 +52,8 @@ from motia.state.backends.types import (
     NewDelivery,
     PruneResult,
     Record,
+    ScopeStats,
+    StoreStats,
     Subscription,
     TransactionWrite,
     WriteResult,
@@ -522,6 +524,21 @@ class RedisBackend(RedisStreams, StateBackend):
         if orphaned:
             self._notify_listeners()
         return PruneResult(int(removed), int(forgotten), int(orphaned))
+
+    async def stats(self) -> StoreStats:
+        scope_rows, counts, parts = await self._call("motia1_stats", _time(self._clock()))
+        scopes = {
+            scope_rows[i].decode(): ScopeStats(int(scope_rows[i + 1]), int(scope_rows[i + 2]))
+            for i in range(0, len(scope_rows), 4)
+        }
+        expired, outbox, pending, dead, subscriptions, steps, groups, items, changes = (int(n) for n in counts)
+        measured = {parts[i].decode(): int(parts[i + 1]) for i in range(0, len(parts), 2)}
+        size = {"total": sum(measured.values()), **measured}
+        info = await self._command("INFO", "memory")
+        for line in info.decode().splitlines():
+            if line.startswith("used_memory:"):  # the whole server's, every store and database on it
+                size["server_used_memory"] = int(line.partition(":")[2])
+        return StoreStats(scopes, expired, outbox, pending, dead, subscriptions, steps, groups, items, changes, size)
 
     # -- lifecycle --------------------------------------------------------------------------------
 

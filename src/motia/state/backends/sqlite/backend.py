@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from motia.exceptions import ConfigError
+from motia.exceptions import ConfigError, StateBackendError
 from motia.state.backends._events import error_text
 from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_steps
@@ -57,6 +57,8 @@ from motia.state.backends.types import (
     NewDelivery,
     PruneResult,
     Record,
+    ScopeStats,
+    StoreStats,
     Subscription,
     TransactionWrite,
     WriteResult,
@@ -64,6 +66,24 @@ from motia.state.backends.types import (
 )
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
+
+#: Per scope: stored keys, their bytes (key and value as stored) and how many have expired.
+_SCOPE_STATS = (
+    "SELECT scope, count(*), coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0),"
+    " coalesce(sum(expires_at IS NOT NULL AND expires_at <= ?), 0) FROM motia_state GROUP BY scope"
+)
+#: The outbox, deliveries, dead letters, subscriptions, steps, stream groups, items and changes.
+_COUNTS = (
+    "SELECT (SELECT count(*) FROM motia_state_events WHERE seq >"
+    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'outbox_cursor'), 0)),"
+    " (SELECT count(*) FROM motia_deliveries), (SELECT count(*) FROM motia_dead_letters),"
+    " (SELECT count(*) FROM motia_subscriptions) + (SELECT count(*) FROM motia_stream_subscriptions),"
+    " (SELECT count(*) FROM motia_steps), (SELECT count(*) FROM motia_stream_groups),"
+    " (SELECT count(*) FROM motia_stream_items), (SELECT count(*) FROM motia_stream_changes)"
+)
+_PAGES = "SELECT * FROM pragma_page_count(), pragma_page_size(), pragma_freelist_count()"
+#: Bytes of pages per table and index (the dbstat virtual table, when SQLite was built with it).
+_TABLE_SIZES = "SELECT name, sum(pgsize) FROM dbstat WHERE name NOT LIKE 'sqlite_%' GROUP BY name ORDER BY name"
 
 #: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
 INLINE_PAGE_LIMIT = 1000
@@ -334,6 +354,27 @@ class SQLiteBackend(SQLiteStreams, SQLiteWriter):
     async def scopes(self) -> list[str]:
         rows = await self._read(_SCOPES, (self._clock(),), inline=False)
         return [row[0] for row in rows]
+
+    async def stats(self) -> StoreStats:
+        now = self._clock()
+        rows = await self._read(_SCOPE_STATS, (now,), inline=False)
+        scopes = {scope: ScopeStats(int(keys), int(size)) for scope, keys, size, _ in rows}
+        (counts,) = await self._read(_COUNTS, (), inline=False)
+        (pages,) = await self._read(_PAGES, (), inline=False)
+        page_count, page_size, free_pages = (int(n) for n in pages)
+        size = {"total": page_count * page_size, "free": free_pages * page_size}
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists():
+            size["wal"] = wal.stat().st_size
+        size["total"] += size.get("wal", 0)
+        try:
+            tables = await self._read(_TABLE_SIZES, (), inline=False)
+        except StateBackendError:  # an SQLite built without the dbstat table: no per-table figures
+            tables = []
+        size.update({f"table:{name}": int(bytes_) for name, bytes_ in tables})
+        outbox, pending, dead, subscriptions, steps, groups, items, changes = (int(n) for n in counts)
+        expired = sum(int(row[3]) for row in rows)
+        return StoreStats(scopes, expired, outbox, pending, dead, subscriptions, steps, groups, items, changes, size)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
