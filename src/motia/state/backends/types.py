@@ -86,7 +86,9 @@ class StoreStats:
 
     ``size`` holds the backend's own byte figures, ``size["total"]`` always (the SQLite file with its WAL,
     the memory the Redis server reports for the store's keys, the PostgreSQL schema's relations; the
-    memory backend's encoded bytes), with parts the backend can name (per table, free pages...).
+    memory backend's encoded bytes), with parts the backend can name: ``free`` (SQLite's free pages, kept
+    by the file until a ``VACUUM``), ``table:<name>`` (SQLite's ``dbstat``, PostgreSQL), ``keys``,
+    ``outbox``, ``deliveries``... (Redis, memory).
     """
 
     scopes: dict[str, ScopeStats]  #: every scope holding a stored key, the runtime's ``__motia.`` ones too
@@ -102,7 +104,12 @@ class StoreStats:
     size: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (``motia state stats`` prints it; the console shows it)."""
+        """A JSON-ready dict (``motia state stats`` prints it); ``size``'s ``table:<name>`` parts are
+        nested under ``size["tables"]``."""
+        size: dict[str, Any] = {name: n for name, n in self.size.items() if not name.startswith("table:")}
+        tables = {name.removeprefix("table:"): n for name, n in self.size.items() if name.startswith("table:")}
+        if tables:
+            size["tables"] = tables
         return {
             "scopes": {name: {"keys": s.keys, "bytes": s.bytes} for name, s in sorted(self.scopes.items())},
             "keys": sum(s.keys for s in self.scopes.values()),
@@ -113,7 +120,7 @@ class StoreStats:
             "subscriptions": self.subscriptions,
             "steps": self.steps,
             "streams": {"groups": self.stream_groups, "items": self.stream_items, "changes": self.stream_changes},
-            "size": dict(self.size),
+            "size": size,
         }
 
 
