@@ -502,13 +502,19 @@ class MemoryBackend(MemoryStreams, StateBackend):
             for step in names:
                 self._steps_seen[step] = max(now, self._steps_seen.get(step, now))
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    async def prune(
+        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+    ) -> PruneResult:
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
+        stream_age = check_age("stream_age", stream_age)
         with self._lock:
             self._check_open()
             now = self._clock()
             removed = forgotten = orphaned = 0
+            changes = groups = 0
+            if stream_age is not None:
+                changes, groups = self._prune_streams(now - stream_age)
             if dead_letter_age is not None:
                 cut = now - dead_letter_age
                 kept = [letter for letter in self._dead if letter.failed_at >= cut]
@@ -528,7 +534,7 @@ class MemoryBackend(MemoryStreams, StateBackend):
                         forgotten += 1
         if orphaned:
             self._notify_listeners()
-        return PruneResult(removed, forgotten, orphaned)
+        return PruneResult(removed, forgotten, orphaned, changes, groups)
 
     async def stats(self) -> StoreStats:
         with self._lock:

@@ -51,6 +51,8 @@ class MemoryStreams:
         self._stream_groups: dict[tuple[str, str], _Group] = {}
         self._stream_log: deque[StreamChange] = deque()
         self._stream_position = 0
+        #: The largest seq of a group retention forgot: a group starts counting after it (seq never repeats).
+        self._stream_seq_floor = 0
         self._stream_subscriptions: dict[StreamTriggerSubscription, None] = {}
         self._stream_waiters = CommitWaiters()
 
@@ -58,6 +60,7 @@ class MemoryStreams:
         bucket = self._stream_groups.get((stream, group))
         if bucket is None:
             bucket = self._stream_groups[(stream, group)] = _Group()
+            bucket.seq = self._stream_seq_floor
         return bucket
 
     def _record_change(
@@ -107,7 +110,7 @@ class MemoryStreams:
             self._check_open()
             bucket = self._stream_groups.get((stream, group))
             if bucket is None:
-                return 0, []
+                return self._stream_seq_floor, []
             if item is not None:
                 record = bucket.items.get(item)
                 return bucket.seq, [] if record is None else [record]
@@ -171,7 +174,7 @@ class MemoryStreams:
         with self._lock:
             self._check_open()
             bucket = self._stream_groups.get((stream, group))
-            seq = 0 if bucket is None else bucket.seq
+            seq = self._stream_seq_floor if bucket is None else bucket.seq
             if after > seq:
                 return None
             if after == seq:
@@ -214,6 +217,21 @@ class MemoryStreams:
         with self._lock:
             self._check_open()
             self._stream_subscriptions.update(dict.fromkeys(subscriptions))
+
+    def _prune_streams(self, cut: float) -> tuple[int, int]:
+        """Under the lock: drop the changes recorded before ``cut`` from the groups' histories (the tail's
+        log trims itself) and forget the groups left with neither items nor changes. Returns both counts."""
+        removed = forgotten = 0
+        for key, bucket in list(self._stream_groups.items()):
+            history = bucket.history
+            while history and history[0].timestamp < cut:
+                history.popleft()
+                removed += 1
+            if not history and not bucket.items:  # a history keeps a group's newest change: all were old
+                self._stream_seq_floor = max(self._stream_seq_floor, bucket.seq)
+                del self._stream_groups[key]
+                forgotten += 1
+        return removed, forgotten
 
     def _stream_stats(self) -> tuple[int, int, int, int]:
         """Under the lock: groups, items, changes kept (the tail's log and the groups' histories share

@@ -69,6 +69,8 @@ class PruneResult(NamedTuple):
     dead_letters: int  #: dead letters deleted (failed before the cut-off)
     steps: int  #: stale steps forgotten (with their subscriptions)
     orphaned: int  #: waiting deliveries of those steps moved to the dead letters
+    stream_changes: int = 0  #: stream changes removed from the groups' histories (older than the age)
+    stream_groups: int = 0  #: empty stream groups forgotten (their changes all removed)
 
 
 class ScopeStats(NamedTuple):

@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from motia.state.backends._writes import check_age
 from motia.state.backends.base import StateBackend
 from motia.state.backends.postgres.delivery import PostgresDelivery
 from motia.state.backends.postgres.keyvalue import PostgresKeyValue
 from motia.state.backends.postgres.schema import migrate
 from motia.state.backends.postgres.settings import parse_url
-from motia.state.backends.postgres.streams import PostgresStreams
-from motia.state.backends.types import ScopeStats, StoreStats
+from motia.state.backends.postgres.streams import PostgresStreams, _prune_streams
+from motia.state.backends.types import PruneResult, ScopeStats, StoreStats
 
 #: Per scope: stored keys, their bytes (key and value as stored) and how many have expired.
 _SCOPE_STATS = (
@@ -75,6 +76,23 @@ class PostgresBackend(PostgresStreams, PostgresDelivery, PostgresKeyValue, State
         self._close_streams()
         await self._close_delivery()
         await self._close_pools()
+
+    async def prune(
+        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+    ) -> PruneResult:
+        stream_age = check_age("stream_age", stream_age)
+        result = await self._prune_deliveries(dead_letter_age, step_age)
+        if stream_age is None:
+            return result
+        changes = groups = 0
+        more = True
+        while more:  # a batch per transaction, so a change waits for one batch at most
+            removed, forgotten, more = await self._transact(
+                _prune_streams, self._clock() - stream_age, what="apply stream retention", events=False
+            )
+            changes += removed
+            groups += forgotten
+        return result._replace(stream_changes=changes, stream_groups=groups)
 
     async def stats(self) -> StoreStats:
         rows = await self._fetch(_SCOPE_STATS, self._clock(), what="count keys")

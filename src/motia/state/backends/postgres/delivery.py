@@ -508,7 +508,8 @@ class PostgresDelivery(DeliveryStore):
         if names:
             await self._transact(_touch_steps, names, what="touch steps", events=False)
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    async def _prune_deliveries(self, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+        """``prune``'s dead letters and stale steps (``PostgresBackend.prune`` adds the streams)."""
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
         if dead_letter_age is None and step_age is None:

@@ -67,6 +67,8 @@ HINT_VALUE_BYTES = 16 * 1024
 HINT_BYTES = 8 * 1024 * 1024
 #: Expired keys removed per purge call (each call blocks the server while it runs).
 PURGE_BATCH = 1000
+#: Stream groups one call of the stream retention visits (an HSCAN step; each call is one atomic function).
+PRUNE_GROUPS = 100
 #: A lease's key outlives its ttl by this long (seconds, server time) before Redis deletes it: expiry is
 #: judged by the clients' clocks, so a client clock behind the server's by less than this never sees a
 #: lease it should still respect disappear. Only leases nobody released wait this long.
@@ -497,7 +499,17 @@ class RedisBackend(RedisStreams, StateBackend):
             now = _time(self._clock())
             await self._command("ZADD", steps_key(self.prefix), "GT", *(part for step in names for part in (now, step)))
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    async def prune(
+        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+    ) -> PruneResult:
+        stream_age = check_age("stream_age", stream_age)
+        result = await self._prune_deliveries(dead_letter_age, step_age)
+        if stream_age is None:
+            return result
+        changes, groups = await self._prune_streams(self._clock() - stream_age)
+        return result._replace(stream_changes=changes, stream_groups=groups)
+
+    async def _prune_deliveries(self, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
         if dead_letter_age is None and step_age is None:
@@ -524,6 +536,16 @@ class RedisBackend(RedisStreams, StateBackend):
         if orphaned:
             self._notify_listeners()
         return PruneResult(int(removed), int(forgotten), int(orphaned))
+
+    async def _prune_streams(self, cut: float) -> tuple[int, int]:
+        """The stream part of :meth:`prune`: an ``HSCAN`` over the groups, :data:`PRUNE_GROUPS` per call."""
+        cursor, changes, groups = b"0", 0, 0
+        while True:
+            cursor, removed, forgotten = await self._call("motia1_prune_streams", cursor, _time(cut), PRUNE_GROUPS)
+            changes += int(removed)
+            groups += int(forgotten)
+            if cursor == b"0":
+                return changes, groups
 
     async def stats(self) -> StoreStats:
         scope_rows, counts, parts = await self._call("motia1_stats", _time(self._clock()))

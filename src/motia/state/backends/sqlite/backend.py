@@ -49,7 +49,7 @@ from motia.state.backends.sqlite.keyvalue import (
     _write_set,
     _write_update,
 )
-from motia.state.backends.sqlite.streams import SQLiteStreams
+from motia.state.backends.sqlite.streams import SQLiteStreams, _write_prune_streams
 from motia.state.backends.sqlite.writer import SQLiteWriter, _LoopWriter
 from motia.state.backends.types import (
     DeadLetter,
@@ -265,13 +265,24 @@ class SQLiteBackend(SQLiteStreams, SQLiteWriter):
         if names:
             await self._write(_write_touch_steps, tuple(names))
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    async def prune(
+        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+    ) -> PruneResult:
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
-        if dead_letter_age is None and step_age is None:
-            return PruneResult(0, 0, 0)
-        result: PruneResult = await self._write(_write_prune, dead_letter_age, step_age, heavy=True)
-        return result
+        stream_age = check_age("stream_age", stream_age)
+        result = PruneResult(0, 0, 0)
+        if dead_letter_age is not None or step_age is not None:
+            result = await self._write(_write_prune, dead_letter_age, step_age, heavy=True)
+        if stream_age is None:
+            return result
+        changes = groups = 0
+        more = True
+        while more:  # a batch per transaction: writers wait for one batch at most, never for the whole prune
+            removed, forgotten, more = await self._write(_write_prune_streams, self._clock() - stream_age, heavy=True)
+            changes += removed
+            groups += forgotten
+        return result._replace(stream_changes=changes, stream_groups=groups)
 
     async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
         sql = "SELECT id, step, kind, payload, attempts, error, created_at, failed_at FROM motia_dead_letters"
