@@ -14,6 +14,7 @@ from motia import ConfigError, StateManager, queue, state, step
 from motia.runtime.app import MotiaApp
 from motia.runtime.delivery import RETENTION_LEASE, DeliveryOptions
 from motia.runtime.project_config import retention_config
+from motia.state.backends.sqlite import SQLiteBackend
 from tests.polling import eventually
 
 
@@ -161,6 +162,7 @@ async def test_old_stream_history_is_pruned_by_the_app(tmp_path: Path, caplog: p
     app = MotiaApp([step({"name": "noop", "triggers": [queue("jobs")]}, noop)], state=url, cron=False, delivery=options)
     # (the SQLite log keeps every change its tail may need for a minute: age the changes past that)
     async with StateManager.from_url(url) as sm:
+        assert isinstance(sm.backend, SQLiteBackend)
         await sm.backend._write(_age_stream_changes, 120.0)
     await app.startup()
     try:
