@@ -106,6 +106,8 @@ def test_retention_settings_come_from_the_environment() -> None:
     assert defaults.dead_letter_retention == 30 * 86400 and defaults.step_retention == 7 * 86400
     assert defaults.stream_retention == 7 * 86400
     assert DeliveryOptions.from_env({"MOTIA_DELIVERY_STREAM_RETENTION": "3600"}).stream_retention == 3600
+    assert defaults.dead_letter_limit == 0  # no limit: dead letters go by age
+    assert DeliveryOptions.from_env({"MOTIA_DELIVERY_DEAD_LETTER_LIMIT": "1000"}).dead_letter_limit == 1000
 
 
 def test_retention_settings_of_motia_config_are_overridden_by_the_environment(tmp_path: Path) -> None:
@@ -141,6 +143,8 @@ def test_a_bad_retention_in_motia_config_is_a_config_error(tmp_path: Path, text:
         {"dead_letter_retention": -1},
         {"step_retention": float("inf")},
         {"stream_retention": -1},
+        {"dead_letter_limit": -1},
+        {"dead_letter_limit": 1.5},
         {"retention_interval": 0},
         {"step_retention": 100, "retention_interval": 60},  # shorter than two touches apart
     ],
@@ -212,3 +216,28 @@ async def test_one_instance_at_a_time_applies_retention(tmp_path: Path) -> None:
 
 async def _lease_taken(probe: StateManager) -> bool:
     return not await probe.backend.acquire_lease(RETENTION_LEASE, "probe", ttl=0.001)
+
+
+async def test_dead_letters_beyond_the_limit_are_deleted_by_the_app(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    # Given an app keeping at most 2 dead letters, and 5 messages that all fail
+    options = DeliveryOptions(poll_interval=0.05, retention_interval=0.1, step_retention=0, dead_letter_limit=2)
+    app = MotiaApp(
+        [step({"name": "failing", "triggers": [queue("jobs", config={"max_retries": 0})]}, fail)],
+        state=url,
+        cron=False,
+        delivery=options,
+    )
+    await app.startup()
+    try:
+        for n in range(5):
+            await motia.enqueue({"topic": "jobs", "data": {"n": n}})
+        await app.drain()
+        # Then retention keeps the newest 2
+        await eventually(lambda: _dead_letter_count(app, 2), timeout=10, what="the dead letters capped at 2")
+    finally:
+        await app.shutdown()
+
+
+async def _dead_letter_count(app: MotiaApp, count: int) -> bool:
+    return len(await app.state.backend.dead_letters()) == count

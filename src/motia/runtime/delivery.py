@@ -314,6 +314,7 @@ class DeliveryWorker:
                             dead_letter_age=options.dead_letter_retention or None,
                             step_age=options.step_retention or None,
                             stream_age=options.stream_retention or None,
+                            dead_letter_limit=options.dead_letter_limit or None,
                         )
                     )
             except Exception:
@@ -326,9 +327,10 @@ class DeliveryWorker:
         options = self.options
         if result.dead_letters:
             logger.info(
-                "retention: deleted %d dead letter(s) older than %g s",
+                "retention: deleted %d dead letter(s) older than %g s or beyond the newest %s",
                 result.dead_letters,
                 options.dead_letter_retention,
+                options.dead_letter_limit or "(no limit)",
             )
         if result.steps or result.orphaned:
             logger.warning(

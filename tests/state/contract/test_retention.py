@@ -232,3 +232,27 @@ async def test_redis_a_retried_prune_gets_the_first_answer(redis_state: StateMan
     # Then both get the answer of the one prune that happened, and it happened once
     assert first == again == [2, 0, 0]
     assert [letter.id for letter in await backend.dead_letters()] == ["m3"]
+
+
+async def test_prune_keeps_only_the_newest_dead_letters_beyond_a_limit(state: StateManager, clock: Any) -> None:
+    backend = state.backend
+    # Given five dead letters, failed a second apart
+    for n in range(5):
+        await make_dead_letter(state, f"d{n}")
+        clock.advance(1)
+    # When retention keeps at most three (and, in the same prune, none older than an hour: none is)
+    result = await backend.prune(dead_letter_age=3600, step_age=None, dead_letter_limit=3)
+    # Then the two oldest are gone, counted with the dead letters removed
+    assert result == PruneResult(dead_letters=2, steps=0, orphaned=0)
+    assert [letter.id for letter in await backend.dead_letters()] == ["d2", "d3", "d4"]
+    # and a dead letter removed that way may come back as a new one (its id is free again)
+    await backend.add_dead_letters([NewDelivery("d0", "(none)", "queue", b"1")], error="no subscriber")
+    assert (await backend.stats()).dead_letters == 4
+    # and a limit already met removes nothing; a bad limit changes nothing
+    assert await backend.prune(dead_letter_age=None, step_age=None, dead_letter_limit=4) == PruneResult(0, 0, 0)
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(StateValueError):
+            await backend.prune(dead_letter_age=None, step_age=None, dead_letter_limit=bad)  # type: ignore[arg-type]
+    assert (await backend.stats()).dead_letters == 4
+    assert await backend.prune(dead_letter_age=None, step_age=None, dead_letter_limit=0) == PruneResult(4, 0, 0)
+    assert await backend.dead_letters() == []

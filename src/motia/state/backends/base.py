@@ -335,12 +335,19 @@ class DeliveryStore:
         raise NotImplementedError  # pragma: no cover
 
     async def prune(
-        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
     ) -> PruneResult:
         """Apply retention once, atomically per part (a part may take several transactions, each
         complete); ``None`` skips a part.
 
-        - Dead letters that failed more than ``dead_letter_age`` seconds ago are deleted.
+        - Dead letters that failed more than ``dead_letter_age`` seconds ago are deleted; then, beyond the
+          newest ``dead_letter_limit`` (by failure time, then id), the oldest are deleted too. Both count in
+          :attr:`PruneResult.dead_letters`.
         - Steps touched (:meth:`touch_steps`) last more than ``step_age`` seconds ago are forgotten: their
           state-trigger subscriptions are removed (new events no longer make deliveries for them) and
           their waiting deliveries become dead letters with the error :data:`ORPHANED_ERROR`, so
@@ -359,7 +366,8 @@ class DeliveryStore:
           (:meth:`StreamStore.stream_snapshot`) is that number too (0 until a group is forgotten).
 
         Raises :class:`~motia.exceptions.StateValueError` (changing nothing) for an age that is not
-        ``None`` or a finite number of seconds >= 0.
+        ``None`` or a finite number of seconds >= 0, or a ``dead_letter_limit`` that is not ``None`` or
+        an ``int`` >= 0.
         """
         raise NotImplementedError  # pragma: no cover
 

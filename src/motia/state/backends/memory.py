@@ -23,6 +23,7 @@ from motia.state.backends._writes import (
     check_age,
     check_lease,
     check_lease_ttl,
+    check_limit,
     check_steps,
     check_version,
     is_live,
@@ -503,11 +504,17 @@ class MemoryBackend(MemoryStreams, StateBackend):
                 self._steps_seen[step] = max(now, self._steps_seen.get(step, now))
 
     async def prune(
-        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
     ) -> PruneResult:
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
         stream_age = check_age("stream_age", stream_age)
+        dead_letter_limit = check_limit("dead_letter_limit", dead_letter_limit)
         with self._lock:
             self._check_open()
             now = self._clock()
@@ -532,6 +539,11 @@ class MemoryBackend(MemoryStreams, StateBackend):
                     if not leased:  # else kept (still stale) until its leased deliveries are settled
                         del self._steps_seen[step]
                         forgotten += 1
+            if dead_letter_limit is not None and len(self._dead) > dead_letter_limit:
+                self._dead.sort(key=lambda letter: (letter.failed_at, letter.id))  # the order dead_letters lists
+                removed += len(self._dead) - dead_letter_limit
+                del self._dead[: len(self._dead) - dead_letter_limit]
+                self._dead_ids = Counter(letter.id for letter in self._dead)
         if orphaned:
             self._notify_listeners()
         return PruneResult(removed, forgotten, orphaned, changes, groups)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from motia.state.backends._writes import check_age
+from motia.state.backends._writes import check_age, check_limit
 from motia.state.backends.base import StateBackend
-from motia.state.backends.postgres.delivery import PostgresDelivery
+from motia.state.backends.postgres.delivery import PostgresDelivery, _cap_dead_letters
 from motia.state.backends.postgres.keyvalue import PostgresKeyValue
 from motia.state.backends.postgres.schema import migrate
 from motia.state.backends.postgres.settings import parse_url
-from motia.state.backends.postgres.streams import PostgresStreams, _prune_streams
+from motia.state.backends.postgres.stream_retention import _prune_streams
+from motia.state.backends.postgres.streams import PostgresStreams
 from motia.state.backends.types import PruneResult, ScopeStats, StoreStats
 
 #: Per scope: stored keys, their bytes (key and value as stored) and how many have expired.
@@ -78,10 +79,21 @@ class PostgresBackend(PostgresStreams, PostgresDelivery, PostgresKeyValue, State
         await self._close_pools()
 
     async def prune(
-        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
     ) -> PruneResult:
         stream_age = check_age("stream_age", stream_age)
+        dead_letter_limit = check_limit("dead_letter_limit", dead_letter_limit)
         result = await self._prune_deliveries(dead_letter_age, step_age)
+        if dead_letter_limit is not None:
+            capped = await self._transact(
+                _cap_dead_letters, dead_letter_limit, what="apply dead-letter retention", events=False
+            )
+            result = result._replace(dead_letters=result.dead_letters + capped)
         if stream_age is None:
             return result
         changes = groups = 0

@@ -314,6 +314,16 @@ async def _touch_steps(tx: Tx, steps: list[str]) -> None:
     )
 
 
+async def _cap_dead_letters(tx: Tx, limit: int) -> int:
+    """Delete the dead letters beyond the newest ``limit`` (by failure time, then id: the listing's order)."""
+    status = await tx.conn.execute(
+        "DELETE FROM motia_dead_letters WHERE id IN"
+        " (SELECT id FROM motia_dead_letters ORDER BY failed_at DESC, id DESC OFFSET $1)",
+        limit,
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
 async def _prune(tx: Tx, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
     conn = tx.conn
     removed = forgotten = orphaned = 0

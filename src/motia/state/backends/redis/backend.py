@@ -36,6 +36,7 @@ from motia.state.backends._writes import (
     check_age,
     check_lease,
     check_lease_ttl,
+    check_limit,
     check_steps,
     check_version,
     is_live,
@@ -500,10 +501,21 @@ class RedisBackend(RedisStreams, StateBackend):
             await self._command("ZADD", steps_key(self.prefix), "GT", *(part for step in names for part in (now, step)))
 
     async def prune(
-        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
     ) -> PruneResult:
         stream_age = check_age("stream_age", stream_age)
+        dead_letter_limit = check_limit("dead_letter_limit", dead_letter_limit)
         result = await self._prune_deliveries(dead_letter_age, step_age)
+        if dead_letter_limit is not None:
+            capped = PURGE_BATCH
+            while capped == PURGE_BATCH:  # a batch per call: the server serves others in between
+                capped = int(await self._call("motia1_cap_dead", dead_letter_limit, PURGE_BATCH))
+                result = result._replace(dead_letters=result.dead_letters + capped)
         if stream_age is None:
             return result
         changes, groups = await self._prune_streams(self._clock() - stream_age)

@@ -698,6 +698,20 @@ redis.register_function('motia1_acquire_lease', once(acquire_lease))
 redis.register_function('motia1_release_lease', once(release_lease))
 redis.register_function('motia1_prune', once(prune))
 
+-- CAP_DEAD: args limit, batch -> how many dead letters were deleted (at most batch): the oldest beyond the
+-- newest `limit`. The list is in failure order (appended as they fail), so they are at its head. Safe to repeat.
+local function cap_dead(keys, args)
+  local P = prefix_of(keys)
+  local excess = math.min(redis.call('LLEN', P .. ':dead') - tonumber(args[1]), tonumber(args[2]))
+  for _ = 1, excess do
+    local raw = redis.call('LPOP', P .. ':dead')
+    redis.call('SREM', P .. ':deadids', cjson.decode(raw)[1])
+  end
+  return math.max(excess, 0)
+end
+
+redis.register_function('motia1_cap_dead', cap_dead)
+
 -- Stats ----------------------------------------------------------------------------------------------
 
 -- Bytes Redis reports for a key (an estimate for big hashes and sets: MEMORY USAGE samples them), 0 if absent.

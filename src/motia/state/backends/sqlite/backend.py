@@ -20,12 +20,13 @@ from typing import Any
 from motia.exceptions import ConfigError, StateBackendError
 from motia.state.backends._events import error_text
 from motia.state.backends._waiters import CommitWaiters
-from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_steps
+from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_limit, check_steps
 from motia.state.backends.sqlite.connection import _forks
 from motia.state.backends.sqlite.delivery import (
     TICK_PRUNE_INTERVAL,
     _write_acquire_lease,
     _write_add_dead_letters,
+    _write_cap_dead_letters,
     _write_claim,
     _write_claim_tick,
     _write_complete_many,
@@ -266,14 +267,23 @@ class SQLiteBackend(SQLiteStreams, SQLiteWriter):
             await self._write(_write_touch_steps, tuple(names))
 
     async def prune(
-        self, *, dead_letter_age: float | None, step_age: float | None, stream_age: float | None = None
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
     ) -> PruneResult:
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
         stream_age = check_age("stream_age", stream_age)
+        dead_letter_limit = check_limit("dead_letter_limit", dead_letter_limit)
         result = PruneResult(0, 0, 0)
         if dead_letter_age is not None or step_age is not None:
             result = await self._write(_write_prune, dead_letter_age, step_age, heavy=True)
+        if dead_letter_limit is not None:
+            capped: int = await self._write(_write_cap_dead_letters, dead_letter_limit, heavy=True)
+            result = result._replace(dead_letters=result.dead_letters + capped)
         if stream_age is None:
             return result
         changes = groups = 0
