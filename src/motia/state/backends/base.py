@@ -394,7 +394,7 @@ class StreamStore:
       ``history`` (the argument of the write that recorded the newest one) unless older than the
       ``stream_age`` of a :meth:`DeliveryStore.prune`; older ones may be removed.
       The log :meth:`stream_tail` reads keeps every change at least a minute (and at least the newest
-      10,000), so an instance that tails it promptly misses nothing.
+      10,000 younger than a prune's ``stream_age``), so an instance that tails it promptly misses nothing.
     - In the same transaction, a change makes one delivery per registered :class:`StreamTriggerSubscription`
       matching it (``stream`` equal; ``group``/``item`` equal or ``None``), as
       :func:`~motia.state.backends._events.stream_deliveries` builds them; they are claimed and settled
