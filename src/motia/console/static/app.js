@@ -202,8 +202,23 @@ function showBrowser(which) {
   $("scope-view").hidden = which !== "scope";
   $("stream-view").hidden = which !== "stream";
   $("dead-view").hidden = which !== "dead";
+  $("traces-view").hidden = which !== "traces";
+  $("trace-view").hidden = which !== "trace";
   view.dead = which === "dead";
   $("open-dead").classList.toggle("active", view.dead);
+  $("open-traces").classList.toggle("active", which === "traces" || which === "trace");
+  if (which !== "traces" && which !== "trace") leaveTraces();  // traces.js
+}
+
+/** Leave the scope, stream or dead letters shown, for a view of traces.js. */
+function leaveForTraces() {
+  leaveStream();
+  if (view.scope !== null) {
+    view.scope = null;
+    closeEditor();
+    for (const button of document.querySelectorAll("#scopes .scope")) button.classList.remove("active");
+  }
+  view.dead = false;
 }
 
 function selectScope(scope) {
@@ -703,6 +718,7 @@ function addEvent(event) {
     el("span", { class: "where", title: where }, where),
     detail === null ? null : el("code", { class: "detail" }, detail),
     event.missed ? el("span", { class: "muted small" }, `(${event.missed} earlier events were skipped)`) : null,
+    event.trace_id ? el("span", { class: "small", onclick: (e) => e.stopPropagation() }, "trace ", traceLink(event.trace_id)) : null,
   );
   prependFeed(item);
 }
@@ -828,7 +844,14 @@ async function loadDeadLetters() {
           el(
             "td",
             { colspan: "6" },
-            el("div", { class: "muted small" }, `id ${letter.id} · created ${new Date(letter.created_at * 1000).toISOString()}`),
+            el(
+              "div",
+              { class: "muted small" },
+              `id ${letter.id} · created ${new Date(letter.created_at * 1000).toISOString()}`,
+              letter.payload && typeof letter.payload.trace_id === "string"
+                ? el("span", { dataset: { testid: "dead-trace" } }, " · trace ", traceLink(letter.payload.trace_id))
+                : null,
+            ),
             el("pre", { class: "item-detail", dataset: { testid: "dead-payload" } }, JSON.stringify(letter.payload, null, 2)),
             el("pre", { class: "item-detail error-text" }, letter.error),
           ),
@@ -896,6 +919,7 @@ function wire() {
       deadTimer = setTimeout(() => loadDeadLetters().catch(report), 200);
     });
   }
+  wireTraces();  // traces.js
   $("clear-feed").addEventListener("click", () => {
     $("events").replaceChildren();
     $("no-events").hidden = false;
@@ -905,8 +929,9 @@ function wire() {
 async function start() {
   wire();
   connectEvents();
-  await Promise.all([loadInfo(), loadScopes(), loadStreams(), loadSteps(), loadDeadLetters()]).catch(report);
+  await Promise.all([loadInfo(), loadScopes(), loadStreams(), loadSteps(), loadDeadLetters(), loadTraces()]).catch(report);
   if (location.hash === "#dead-letters") await selectDeadLetters().catch(report);
+  await routeTraces(location.hash).catch(report);  // #traces, #trace=<id>
   const match = /^#scope=(.*)$/.exec(location.hash);
   if (match) selectScope(decodeURIComponent(match[1]));
   const streamMatch = /^#stream=([^&]*)(?:&group=(.*))?$/.exec(location.hash);
