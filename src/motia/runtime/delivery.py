@@ -14,7 +14,10 @@ rule), in commit order per key (state), per group (streams) and per ``messageGro
 
 Wake-ups: the store calls back after every local commit that recorded events or added deliveries, so a
 local write reaches its handler without waiting for a poll; other processes' commits are found by
-polling every ``poll_interval`` seconds.
+polling every ``poll_interval`` seconds, except where the store tells this process of them
+(``backend.wakes_other_processes``: PostgreSQL's ``LISTEN``): there an idle worker waits for a wake-up or
+the next delivery due with no commit (``backend.next_due``: a delay, a backoff, a lease's end), and an idle
+app costs the store (almost) no queries.
 
 Stream triggers: the store makes their deliveries in the transaction of each change, for the
 subscriptions registered with it; the worker registers this app's at start and again every
@@ -45,10 +48,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import Undeliverable
+from motia.runtime import observe
 from motia.runtime.claim_plan import ClaimPlan
+from motia.runtime.context import new_trace_id
 from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
+    IDLE_WAIT,
     EventDispatcher,
     matching,
     state_triggers,
@@ -300,7 +306,23 @@ class DeliveryWorker:
                 self._errors = 0
             # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the
             # next claim waits for a wake-up (a dispatch, a finished handler) or the poll timer.
-            await wait_for(self._wake, options.poll_interval)
+            await wait_for(self._wake, await self._idle_wait(free > 0))
+
+    async def _idle_wait(self, slots_free: bool) -> float:
+        """How long the claim loop may wait for a wake-up: the poll interval, unless the store tells this
+        process of every process's commits (``wakes_other_processes``): then, with a slot free, until the
+        next delivery the store says is due with no commit (a delay, a retry's backoff, a lease's end),
+        since anything else becomes claimable by a commit, whose notification wakes the loop."""
+        if not self.backend.wakes_other_processes:
+            return self.options.poll_interval
+        if not slots_free:
+            return IDLE_WAIT  # a finished handler wakes the loop
+        try:
+            due = await self.backend.next_due(self._step_names)
+        except Exception as exc:  # any failure: poll as if the store could not tell (#4)
+            logger.warning("delivery: asking the state store for the next due delivery failed: %s", exc)
+            return self.options.poll_interval
+        return IDLE_WAIT if due is None else min(max(due, 0.0), IDLE_WAIT)
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
@@ -423,7 +445,18 @@ class DeliveryWorker:
             logger.error("delivery %s of step %r cannot be handled: %s; dead-lettered", delivery.id, step.name, exc)
             await self._settle("dead", delivery.id, error=f"undeliverable: {exc}")
             return
-        ctx = self.app.context(step, info, trace_id or secrets.token_hex(8), delivery_id=delivery.id)
+        telemetry = observe.active
+        if telemetry is None:
+            await self._run(step, delivery, triggers, input_, info, trace_id or new_trace_id())
+            return
+        # The run continues the trace of whoever caused the delivery (the traceparent its payload carries).
+        with telemetry.run(step.name, info, _traceparent(delivery.payload), delivery.created_at) as otel_trace_id:
+            await self._run(step, delivery, triggers, input_, info, otel_trace_id)
+
+    async def _run(
+        self, step: Step, delivery: Delivery, triggers: list[Trigger], input_: Any, info: TriggerInfo, trace_id: str
+    ) -> None:
+        ctx = self.app.context(step, info, trace_id, delivery_id=delivery.id)
         trigger = triggers[0]
         try:
             chosen: Trigger | None = None
@@ -438,6 +471,7 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit... fail this attempt only
+            observe.failed(exc)
             policy = trigger.retry if isinstance(trigger, _RETRIED) else RetryPolicy()
             fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
             if policy.gives_up_after(delivery.attempts):
@@ -523,3 +557,18 @@ class DeliveryWorker:
             hub.publish(event)
         except Exception:  # the console feed is a view: its failure must not fail a delivery
             logger.exception("delivery: publishing event %s to the console feed failed", seq)
+
+
+_TRACEPARENT = b',"traceparent":"'
+_TRACEPARENT_LENGTH = 55  # "00-<32 hex>-<16 hex>-<2 hex>"
+
+
+def _traceparent(payload: bytes) -> str | None:
+    """The ``traceparent`` a delivery's payload carries: its last field when the writer was traced (queue
+    messages, state events). Read from its fixed place at the end, without decoding the payload again and
+    never from inside the data (which may hold a key of that name)."""
+    end = len(payload) - 2  # before the closing '"}'
+    start = end - _TRACEPARENT_LENGTH
+    if payload[end:] != b'"}' or payload[start - len(_TRACEPARENT) : start] != _TRACEPARENT:
+        return None
+    return payload[start:end].decode("ascii", "replace")

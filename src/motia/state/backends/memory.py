@@ -48,11 +48,12 @@ from motia.state.backends.types import (
     WriteResult,
     tick_millis,
 )
+from motia.state.observe import current_trace
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
 
 #: (seq, event_type, scope, key, old, new, version, timestamp)
-_Event = tuple[int, str, str, str, bytes | None, bytes | None, int, float]
+_Event = tuple[int, str, str, str, bytes | None, bytes | None, int, float, str | None]
 
 
 class _Scope:
@@ -115,7 +116,10 @@ class MemoryBackend(MemoryStreams, StateBackend):
     def _event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
         if self._events_enabled:
             self._event_seq += 1
-            self._events.append((self._event_seq, event_type, scope, key, old, new, version, self._clock()))
+            # The writer's trace, read now: the event carries it to its deliveries (state/observe.py).
+            self._events.append(
+                (self._event_seq, event_type, scope, key, old, new, version, self._clock(), current_trace.get())
+            )
 
     def _add_deliveries(self, deliveries: Sequence[NewDelivery], now: float) -> None:
         for new in deliveries:
@@ -359,6 +363,19 @@ class MemoryBackend(MemoryStreams, StateBackend):
                 pending.attempts += 1
                 claimed.append(Delivery(new.id, new.step, new.kind, new.payload, pending.attempts, pending.created_at))
             return claimed
+
+    async def next_due(self, steps: Sequence[str]) -> float | None:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            wanted = set(steps)
+            times = [
+                max(pending.available_at, pending.lease_until if pending.owner is not None else 0.0)
+                for pending in self._deliveries.values()
+                if pending.new.step in wanted
+            ]
+            later = [due for due in times if due > now]
+            return min(later) - now if later else None
 
     def _held(self, delivery_id: str, owner: str) -> _Pending | None:
         pending = self._deliveries.get(delivery_id)

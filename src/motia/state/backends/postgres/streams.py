@@ -47,6 +47,7 @@ from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.base import StreamStore
 from motia.state.backends.postgres.delivery import insert_deliveries
 from motia.state.backends.types import Record, StreamChange, StreamTriggerSubscription
+from motia.state.observe import current_trace
 
 if TYPE_CHECKING:
     from motia.state.backends.postgres.connection import Tx
@@ -69,8 +70,9 @@ TRIM_INTERVAL = 5.0
 TRIM_GROUPS = 64
 TRIM_BUDGET = 1000
 #: A waiting tail looks for changes this often (seconds) while notifications arrive (a safety net: a
-#: notification is what wakes it), and every TAIL_POLL seconds while the listener is reconnecting.
-TAIL_SAFETY_POLL = 1.0
+#: notification is what wakes it, and a lost listening connection too, so that it polls), and every
+#: TAIL_POLL seconds while the listener is reconnecting.
+TAIL_SAFETY_POLL = 10.0
 TAIL_POLL = 0.05
 
 _CHANGE_COLUMNS = "position, stream, grp, item, seq, kind, old_value, new_value, timestamp"
@@ -126,13 +128,14 @@ _TAIL = f"SELECT {_CHANGE_COLUMNS} FROM motia_stream_changes WHERE position > $1
 class _Call:
     """One change waiting for its batch: ``await function(tx, *args)``, answered through ``future``."""
 
-    __slots__ = ("function", "args", "future")
+    __slots__ = ("function", "args", "future", "trace")
 
     def __init__(
         self, function: Callable[..., Awaitable[StreamChange | None]], args: tuple[Any, ...], future: Any
     ) -> None:
         self.function = function
         self.args = args
+        self.trace = current_trace.get()  # the caller's: the batch commits in a task of its own
         self.future: asyncio.Future[StreamChange | None | BaseException] = future
 
 
@@ -226,6 +229,7 @@ async def _changes(
         await _lock_group(tx, stream, group)
     answers: list[StreamChange | None | BaseException] = []
     for call in calls:
+        tx.trace = call.trace
         try:
             answers.append(await call.function(tx, *call.args))
         except StateError as exc:
@@ -285,7 +289,7 @@ async def _record(
         *(oldest or (None, None, None)),
     )
     change = StreamChange(position, stream, group, item, seq, kind, old, new, now)
-    deliveries = stream_deliveries(subscriptions, change)
+    deliveries = stream_deliveries(subscriptions, change, tx.trace)
     if deliveries:
         await insert_deliveries(tx, deliveries)  # sets tx.notify: workers everywhere are woken
     tx.streamed = True
