@@ -34,6 +34,7 @@ from motia.state.backends._writes import (
     plan_update,
 )
 from motia.state.backends.base import StateBackend
+from motia.state.backends.memory_stats import MemoryStats
 from motia.state.backends.memory_streams import MemoryStreams
 from motia.state.backends.types import (
     DeadLetter,
@@ -41,8 +42,6 @@ from motia.state.backends.types import (
     NewDelivery,
     PruneResult,
     Record,
-    ScopeStats,
-    StoreStats,
     Subscription,
     TransactionWrite,
     WriteResult,
@@ -87,7 +86,7 @@ class _Pending:
         self.created_at = created_at
 
 
-class MemoryBackend(MemoryStreams, StateBackend):
+class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
     """A private in-memory store; each instance (each ``memory://`` URL opened) is independent."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
@@ -564,26 +563,6 @@ class MemoryBackend(MemoryStreams, StateBackend):
         if orphaned:
             self._notify_listeners()
         return PruneResult(removed, forgotten, orphaned, changes, groups)
-
-    async def stats(self) -> StoreStats:
-        with self._lock:
-            self._check_open()
-            now = self._clock()
-            scopes = {
-                name: ScopeStats(len(b.records), sum(len(k.encode()) + len(r.data) for k, r in b.records.items()))
-                for name, b in self._scopes.items()
-            }
-            expired = sum(not is_live(r.expires_at, now) for b in self._scopes.values() for r in b.records.values())
-            groups, items, changes, stream_bytes = self._stream_stats()
-            queued = sum(len(p.new.payload) for p in self._deliveries.values())
-            dead = sum(len(letter.payload) + len(letter.error) for letter in self._dead)
-            keys = sum(s.bytes or 0 for s in scopes.values())
-            size = {"keys": keys, "deliveries": queued, "dead_letters": dead, "streams": stream_bytes}
-            return StoreStats(
-                scopes, expired, len(self._events), len(self._deliveries), len(self._dead),
-                len(self._subscriptions) + len(self._stream_subscriptions), len(self._steps_seen),
-                groups, items, changes, {"total": sum(size.values()), **size},
-            )  # fmt: skip
 
     def _bury(self, letter: DeadLetter) -> None:
         self._dead.append(letter)

@@ -47,6 +47,7 @@ from motia.state.backends._writes import (
 from motia.state.backends.base import StateBackend
 from motia.state.backends.redis.client import RedisClient, _import_redis
 from motia.state.backends.redis.keys import due_key, meta_key, steps_key, tick_key, values_key
+from motia.state.backends.redis.stats import RedisStats
 from motia.state.backends.redis.streams import RedisStreams
 from motia.state.backends.types import (
     DeadLetter,
@@ -54,8 +55,6 @@ from motia.state.backends.types import (
     NewDelivery,
     PruneResult,
     Record,
-    ScopeStats,
-    StoreStats,
     Subscription,
     TransactionWrite,
     WriteResult,
@@ -128,7 +127,7 @@ def _time(seconds: float) -> str:
     return repr(float(seconds))
 
 
-class RedisBackend(RedisStreams, StateBackend):
+class RedisBackend(RedisStats, RedisStreams, StateBackend):
     """State in a Redis server, 7.0 or newer (the store is a Redis function library)."""
 
     def __init__(
@@ -587,21 +586,6 @@ class RedisBackend(RedisStreams, StateBackend):
             groups += int(forgotten)
             if cursor == b"0":
                 return changes, groups
-
-    async def stats(self) -> StoreStats:
-        scope_rows, counts, parts = await self._call("motia1_stats", _time(self._clock()))
-        scopes = {
-            scope_rows[i].decode(): ScopeStats(int(scope_rows[i + 1]), int(scope_rows[i + 2]))
-            for i in range(0, len(scope_rows), 4)
-        }
-        expired, outbox, pending, dead, subscriptions, steps, groups, items, changes = (int(n) for n in counts)
-        measured = {parts[i].decode(): int(parts[i + 1]) for i in range(0, len(parts), 2)}
-        size = {"total": sum(measured.values()), **measured}
-        info = await self._command("INFO", "memory")
-        for line in info.decode().splitlines():
-            if line.startswith("used_memory:"):  # the whole server's, every store and database on it
-                size["server_used_memory"] = int(line.partition(":")[2])
-        return StoreStats(scopes, expired, outbox, pending, dead, subscriptions, steps, groups, items, changes, size)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
