@@ -114,3 +114,26 @@ def test_without_the_extra_motia_run_warns_and_runs_untraced(
     assert httpx.get(f"{proc.url}/otel-modules", timeout=10).json() == []
     proc.stop()
     assert "install pymotia[otel]" in proc.logs()
+
+
+def test_console_traces_alone_keep_the_flow_for_the_traces_view_with_no_exporter(
+    run_motia: Callable[..., MotiaProcess], tmp_path: Path
+) -> None:
+    # Given motia run asked to keep traces for its console only: no OTEL_* exporter at all
+    env = {**NO_OTEL, "MOTIA_CONSOLE_TRACES": "1"}
+    proc = run_motia(STEPS / "front", state=f"sqlite:///{tmp_path / 's.db'}", env=env).wait_ready()
+    # When it serves a request
+    response = httpx.post(f"{proc.url}/orders", json={"id": "o1", "qty": 1}, timeout=10)
+    trace_id = response.json()["trace"]
+    assert len(trace_id) == 32 and response.headers["traceparent"].startswith(f"00-{trace_id}-")
+
+    # Then the console's Traces view has the request's trace (the server span ends after the answer is sent)
+    def kept() -> dict[str, Any] | None:
+        found = httpx.get(f"{proc.url}/__motia/api/traces/{trace_id}", timeout=10)
+        return found.json() if found.status_code == 200 else None
+
+    trace = poll(kept, timeout=20, what="the trace in the console's buffer")
+    names = [span["name"] for span in trace["spans"]]
+    assert "step create-order" in names and "state.set" in names
+    assert proc.stop() == 0
+    assert not console_spans(proc.logs())  # nothing exported

@@ -7,6 +7,8 @@ one check at each place below) and OpenTelemetry is only imported, by :mod:`moti
 - ``OTEL_SDK_DISABLED=true``: off, whatever else is set;
 - ``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER`` or ``OTEL_LOGS_EXPORTER`` set to anything but
   ``none``: on (the extra ``pymotia[otel]`` must be installed; without it a warning says so and it is off);
+- ``MOTIA_CONSOLE_TRACES=1``: on with no exporter, the traces kept only for the console's Traces view (for
+  a developer's machine: nothing to run beside the app);
 - otherwise on only if OpenTelemetry is already imported and a global tracer provider is configured (as
   ``opentelemetry-instrument motia run`` does); else off, and nothing is imported.
 
@@ -33,6 +35,7 @@ __all__ = [
     "StoreWatch",
     "Telemetry",
     "active",
+    "console_traces_requested",
     "failed",
     "install",
     "start_from_env",
@@ -128,12 +131,20 @@ def failed(exc: BaseException) -> None:
 _EXPORTER_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER")
 
 
+def console_traces_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``MOTIA_CONSOLE_TRACES`` asks for traces kept for the console alone (no exporter)."""
+    env = os.environ if environ is None else environ
+    return env.get("MOTIA_CONSOLE_TRACES", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the environment asks for telemetry (see the module docstring), without importing it."""
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
     if any(env.get(name, "").strip().lower() not in ("", "none") for name in _EXPORTER_VARIABLES):
+        return True
+    if console_traces_requested(env):
         return True
     if "opentelemetry.trace" not in sys.modules:
         return False  # nobody configured a provider: it cannot be there
@@ -153,7 +164,11 @@ def start_from_env(environ: Mapping[str, str] | None = None) -> Telemetry | None
     except ImportError as exc:
         logger.warning(
             "OpenTelemetry is asked for (%s) but not installed (%s): install pymotia[otel]; running without it",
-            ", ".join(f"{name}={os.environ.get(name)}" for name in _EXPORTER_VARIABLES if os.environ.get(name)),
+            ", ".join(
+                f"{name}={os.environ.get(name)}"
+                for name in (*_EXPORTER_VARIABLES, "MOTIA_CONSOLE_TRACES")
+                if os.environ.get(name)
+            ),
             exc,
         )
         return None

@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from motia.exceptions import ConfigError
+from motia.runtime.observe import console_traces_requested
+from motia.runtime.telemetry.recent import new_recent_traces
 
 __all__ = ["EXTRA_SPAN_PROCESSORS", "Providers", "add_extra_span_processors", "providers_from_env"]
 
@@ -36,8 +38,8 @@ logger = logging.getLogger("motia.runtime")
 #
 # Each factory here is called once per tracer provider motia sets up (the one it creates from OTEL_*, or
 # an SDK provider it finds configured globally) and its processor added to that provider. The console's
-# recent-traces buffer registers itself here. Append a zero-argument callable returning a SpanProcessor.
-EXTRA_SPAN_PROCESSORS: list[Callable[[], SpanProcessor]] = []
+# recent-traces buffer is the first entry. Append a zero-argument callable returning a SpanProcessor.
+EXTRA_SPAN_PROCESSORS: list[Callable[[], SpanProcessor]] = [new_recent_traces]
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -128,7 +130,8 @@ def providers_from_env(environ: Mapping[str, str] | None = None) -> Providers:
     resource: Resource | None = None
     tracer_provider: Any = trace.get_tracer_provider()
     trace_exporters = _names(env, "OTEL_TRACES_EXPORTER")
-    if isinstance(tracer_provider, trace.ProxyTracerProvider) and trace_exporters:
+    console_only = console_traces_requested(env)
+    if isinstance(tracer_provider, trace.ProxyTracerProvider) and (trace_exporters or console_only):
         resource = _resource()
         tracer_provider = TracerProvider(resource=resource)
         for name in trace_exporters:
