@@ -108,7 +108,7 @@ def test_get_of_a_missing_key_exits_1(motia, url):
 
 def test_reading_commands_do_not_create_a_missing_store(motia, tmp_path):
     missing = tmp_path / "nothing-here.db"
-    for args in (["groups"], ["list", "s"], ["get", "s", "k"], ["delete", "s", "k"], ["export"]):
+    for args in (["groups"], ["list", "s"], ["get", "s", "k"], ["delete", "s", "k"], ["export"], ["stats"]):
         result = motia(*args, state=f"sqlite:///{missing}")
         assert result.exit_code == 1, args
         assert "no state store at" in result.stderr
@@ -452,3 +452,43 @@ def test_real_processes_export_import_between_postgres_and_sqlite_keep_identical
     records = [orjson.loads(line) for line in exported.stdout.splitlines()]
     assert len(records) == 6
     assert {(r["scope"], r["key"]): r["version"] for r in records}[("user-sessions", "s-2")] == 2
+
+
+def test_stats_shows_keys_per_scope_and_sizes_and_writes_nothing(motia, url, tmp_path):
+    # Given a store with two scopes, one key of which has expired
+    seed(url, ("carts", "c-1", {"items": [1, 2]}, None), ("carts", "c-2", 1, 0.001), ("users", "u-1", "Ann", None))
+    time.sleep(0.01)  # the TTL above is 1 ms of wall time: nothing to await
+    db = tmp_path / "state.db"
+    before = db.read_bytes()
+    # When `motia state stats` reads it
+    stats = out(motia("stats"))
+    # Then it prints every scope's stored keys with their bytes, the expired key counted, and the file's size
+    assert stats["store"] == url
+    assert stats["scopes"] == {
+        "carts": {"keys": 2, "bytes": len("c-1" + '{"items":[1,2]}' + "c-2" + "1")},
+        "users": {"keys": 1, "bytes": len("u-1" + '"Ann"')},
+    }
+    assert (stats["keys"], stats["expired"], stats["outbox"], stats["pending"], stats["dead_letters"]) == (
+        3,
+        1,
+        0,
+        0,
+        0,
+    )
+    assert stats["streams"] == {"groups": 0, "items": 0, "changes": 0}
+    assert stats["size"]["total"] >= len(before)
+    assert stats["size"]["tables"]["motia_state"] > 0
+    # and the file is as it was (the expired key is still there for the sweep)
+    assert db.read_bytes() == before
+    assert out(motia("stats"))["expired"] == 1
+
+
+def test_real_process_stats_of_a_redis_store(redis_server):
+    url = f"{redis_server.url}?prefix=cli_stats"
+    seed(url, ("orders", "o-1", {"total": 3}, None))
+    done = run_motia("stats", "--state", url)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["scopes"]["orders"]["keys"] == 1
+    assert stats["scopes"]["orders"]["bytes"] > 0
+    assert stats["size"]["total"] > 0 and stats["size"]["server_used_memory"] > 0

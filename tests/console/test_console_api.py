@@ -497,3 +497,16 @@ async def test_keep_alive_comments_on_an_idle_stream(app):
     await asyncio.wait_for(response(scope, receive, send), 10)
     # Then a comment line was sent rather than silence
     assert any(b": keep-alive" in chunk for chunk in chunks)
+
+
+async def test_stats_say_what_the_store_holds(app, client):
+    # Given a key written
+    await app.state.set("carts", "c-1", {"items": [1]})
+    response = await client.get("/__motia/api/stats")
+    # Then the stats are motia state stats' figures
+    assert response.status_code == 200
+    stats = response.json()
+    assert stats["scopes"]["carts"]["keys"] == 1
+    assert stats["keys"] == 1
+    assert {"pending", "dead_letters", "outbox", "streams", "size"} <= stats.keys()
+    assert stats["size"]["total"] > 0

@@ -78,6 +78,7 @@ def test_console_in_a_real_browser(browser, run_motia, tmp_path):
     sessions = page.locator('#scopes [data-scope="user-sessions"]')
     expect(sessions).to_contain_text("3")
     expect(page.locator('#scopes [data-scope="carts"]')).to_contain_text("2")
+    expect(page.locator("#store-stats")).to_contain_text("6 keys")  # the overview line: motia state stats
     expect(page.locator("#steps")).to_contain_text("get-session")
     expect(page.locator("#steps")).to_contain_text("GET /session/{sessionId}")
     expect(page.locator("#steps")).to_contain_text("cron 0 * * * *")

@@ -32,9 +32,10 @@ from motia.console.auth import TOKEN_ENV, check_console_bind
 from motia.console.routes import console_routes
 from motia.exceptions import StepLoadError
 from motia.runtime.app import MotiaApp
+from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.http import build_asgi
 from motia.runtime.logging import LogFormat, configure_logging
-from motia.runtime.project_config import idempotency_config, strict_topics_setting
+from motia.runtime.project_config import idempotency_config, retention_config, strict_topics_setting
 from motia.runtime.streams.auth import load_stream_authenticate
 from motia.state.urls import default_state_url
 from motia.steps.loader import load_steps
@@ -91,6 +92,7 @@ def load_app(options: RunOptions) -> MotiaApp:
         stream_authenticate=authenticate,
         strict_topics=strict_topics,
         idempotency=idempotency_config(project_dir),
+        delivery=DeliveryOptions.from_env(retention=retention_config(project_dir)),
         dev=options.dev or os.environ.get(DEV_ENV) == "1",
     )
     logger.info("state: %s", app.state.url)

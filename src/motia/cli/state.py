@@ -25,7 +25,7 @@ import orjson
 from motia.exceptions import MotiaError
 from motia.state.manager import StateManager
 from motia.state.types import JSON, StateEntry
-from motia.state.urls import default_state_url, sqlite_path
+from motia.state.urls import default_state_url, mask_url, sqlite_path
 
 __all__ = ["state"]
 
@@ -161,6 +161,31 @@ def groups(counts: bool, state_url: str | None) -> None:
         if not counts:
             return names
         return {name: await manager.count(name) for name in names}
+
+    _emit(_run(state_url, work))
+
+
+@state.command()
+@state_option
+def stats(state_url: str | None) -> None:
+    """Print what the store holds and how much space each part takes, as JSON. Reads only.
+
+    "scopes" gives each scope's stored keys and their bytes (null where the backend cannot tell
+    cheaply), the runtime's own "__motia." scopes included (idempotency records, message ids); "expired"
+    the keys past their expiry not yet swept; then the outbox (change events not yet dispatched), pending
+    deliveries, dead letters, subscriptions, the steps retention knows, the streams' groups, items and
+    change-log length, and "size" in bytes ("total", and each part or table the backend can measure:
+    SQLite pages and free pages, Redis MEMORY USAGE, PostgreSQL pg_total_relation_size). See
+    docs/operations.md, "Retention".
+
+    \b
+    Example:
+        motia state stats
+        motia state stats --state redis://localhost:6379/0 | jq .size.total
+    """
+
+    async def work(manager: StateManager) -> dict[str, Any]:
+        return {"store": mask_url(manager.url), **(await manager.stats()).to_json()}
 
     _emit(_run(state_url, work))
 

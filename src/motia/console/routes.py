@@ -167,6 +167,10 @@ class ConsoleAPI:
             }
         )
 
+    async def stats(self, request: Request) -> Response:
+        """What the store holds (``motia state stats``): the overview line of the page."""
+        return JSONResponse((await self.state.stats()).to_json())
+
     async def scopes(self, request: Request) -> Response:
         names = await self.state.list_groups()
         counts = await asyncio.gather(*(self.state.count(name) for name in names))
@@ -413,6 +417,7 @@ def console_routes(
         Route(f"{PREFIX}/", page, methods=["GET"]),
         Route(f"{PREFIX}/static/{{name}}", static, methods=["GET"]),
         api_route("info", api.info, ["GET"]),
+        api_route("stats", api.stats, ["GET"]),
         api_route("scopes", api.scopes, ["GET"]),
         api_route("scope", api.clear_scope, ["DELETE"]),
         api_route("items", api.items, ["GET"]),

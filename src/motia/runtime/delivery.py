@@ -24,9 +24,11 @@ subscriptions registered with it; the worker registers this app's at start and a
 ``retention_interval`` seconds (see :mod:`motia.runtime.stream_triggers`).
 
 Retention: at start and every ``retention_interval`` seconds the worker tells the store which steps this
-app serves (``touch_steps``) and applies retention (``prune``): dead letters older than
-``dead_letter_retention`` are deleted, and a step no running app has served for ``step_retention`` (a
-renamed or removed step) loses its subscriptions, its waiting deliveries moving to the dead letters.
+app serves (``touch_steps``), and the instance holding the store's retention lease applies retention
+(``prune``): dead letters older than ``dead_letter_retention`` are deleted, a step no running app has
+served for ``step_retention`` (a renamed or removed step) loses its subscriptions, its waiting deliveries
+moving to the dead letters, and stream changes older than ``stream_retention`` leave the groups'
+histories (docs/operations.md, "Retention").
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from motia.runtime.stream_triggers import route_stream, stream_subscriptions
 from motia.runtime.tasks import cancel_and_wait
 from motia.runtime.types import StateTriggerInput, TriggerInfo
 from motia.state import values as _values
-from motia.state.backends.types import Delivery
+from motia.state.backends.types import Delivery, PruneResult
 from motia.steps.retry import RetryPolicy
 from motia.steps.triggers import QueueTrigger, StateTrigger, StreamTrigger, Trigger
 
@@ -79,6 +81,8 @@ logger = logging.getLogger("motia.runtime")
 MAX_ERROR_CHARS = 8000
 #: After a store error, the worker and the dispatcher wait this long at most before trying again.
 MAX_ERROR_DELAY = 5.0
+#: The named lease whose holder applies retention for every instance on the store.
+RETENTION_LEASE = "motia:retention"
 #: The trigger kinds whose runs are deliveries (claimed, retried with the trigger's policy, dead-lettered).
 _RETRIED = (QueueTrigger, StateTrigger, StreamTrigger)
 
@@ -120,6 +124,7 @@ class DeliveryWorker:
         self._claim_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._holds_retention = False
         self._wake = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,6 +194,12 @@ class DeliveryWorker:
         except Exception:
             logger.exception("delivery: removing the commit listener failed")
         await cancel_and_wait(self._retention_task, "delivery: retention")
+        if self._holds_retention:  # let another instance take over retention now, not once the lease lapses
+            self._holds_retention = False
+            try:
+                await self.backend.release_lease(RETENTION_LEASE, self.owner)
+            except Exception:
+                logger.warning("delivery: releasing the retention lease failed", exc_info=True)
         await cancel_and_wait(self._dispatch_task, "delivery: the event dispatcher")
         await cancel_and_wait(self._claim_task, "delivery: claiming")
         self._dispatch_task = self._claim_task = self._retention_task = None
@@ -382,7 +393,9 @@ class DeliveryWorker:
         Touching first: a step this app serves is never forgotten by its own prune (nor, from then on, by
         another instance's). The stream-trigger subscriptions are registered again each time, after the
         touch, so that a store which forgot them (another instance's retention while this one was away, a
-        store restored from a backup) has them back while this app runs. A failure is logged and tried
+        store restored from a backup) has them back while this app runs. Every instance touches; one at a
+        time prunes: the holder of the store's ``RETENTION_LEASE``, which it renews each round and which
+        passes to another instance once it lapses (its holder stopped). A failure is logged and tried
         again next interval; this loop never dies.
         """
         options = self.options
@@ -391,30 +404,46 @@ class DeliveryWorker:
                 await self.backend.touch_steps(self._step_names)
                 if self.stream_subscriptions:
                     await self.backend.add_stream_subscriptions(self.stream_subscriptions)
-                result = await self.backend.prune(
-                    dead_letter_age=options.dead_letter_retention or None,
-                    step_age=options.step_retention or None,
-                )
+                if await self.backend.acquire_lease(RETENTION_LEASE, self.owner, ttl=1.5 * options.retention_interval):
+                    self._holds_retention = True
+                    self._log_pruned(
+                        await self.backend.prune(
+                            dead_letter_age=options.dead_letter_retention or None,
+                            step_age=options.step_retention or None,
+                            stream_age=options.stream_retention or None,
+                            dead_letter_limit=options.dead_letter_limit or None,
+                        )
+                    )
             except Exception:
                 logger.warning(
                     "retention: the state store failed; trying again in %g s", options.retention_interval, exc_info=True
                 )
-            else:
-                if result.dead_letters:
-                    logger.info(
-                        "retention: deleted %d dead letter(s) older than %g s",
-                        result.dead_letters,
-                        options.dead_letter_retention,
-                    )
-                if result.steps or result.orphaned:
-                    logger.warning(
-                        "retention: forgot %d step(s) no running app has served for %g s; %d of their waiting "
-                        "deliveries moved to the dead letters",
-                        result.steps,
-                        options.step_retention,
-                        result.orphaned,
-                    )
             await asyncio.sleep(options.retention_interval)
+
+    def _log_pruned(self, result: PruneResult) -> None:
+        options = self.options
+        if result.dead_letters:
+            logger.info(
+                "retention: deleted %d dead letter(s) older than %g s or beyond the newest %s",
+                result.dead_letters,
+                options.dead_letter_retention,
+                options.dead_letter_limit or "(no limit)",
+            )
+        if result.steps or result.orphaned:
+            logger.warning(
+                "retention: forgot %d step(s) no running app has served for %g s; %d of their waiting "
+                "deliveries moved to the dead letters",
+                result.steps,
+                options.step_retention,
+                result.orphaned,
+            )
+        if result.stream_changes or result.stream_groups:
+            logger.info(
+                "retention: removed %d stream change(s) older than %g s and forgot %d empty stream group(s)",
+                result.stream_changes,
+                options.stream_retention,
+                result.stream_groups,
+            )
 
     # -- handling ----------------------------------------------------------------------------------
 

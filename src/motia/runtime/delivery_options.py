@@ -28,7 +28,11 @@ class DeliveryOptions:
     Retention (seconds; 0 turns a part off): ``dead_letter_retention`` (dead letters are deleted this long
     after they failed; 30 days), ``step_retention`` (a step no running app has served for this long is
     forgotten and its waiting deliveries become dead letters; 7 days; at least twice
-    ``retention_interval``, which is how often apps say which steps they serve: 1 hour)."""
+    ``retention_interval``, which is how often apps say which steps they serve and one of them applies
+    retention: 1 hour), ``stream_retention`` (stream changes are removed from the groups' histories this
+    long after they were made, and a group left with no item and no change is forgotten; 7 days) and
+    ``dead_letter_limit`` (at most this many dead letters are kept, the newest; a count, 0: no limit).
+    See docs/operations.md, "Retention"."""
 
     lease: float = 30.0
     poll_interval: float = 0.1
@@ -37,6 +41,8 @@ class DeliveryOptions:
     dead_letter_retention: float = 30 * DAY
     step_retention: float = 7 * DAY
     retention_interval: float = 3600.0
+    stream_retention: float = 7 * DAY
+    dead_letter_limit: int = 0
 
     #: Environment variables read by :meth:`from_env`, by field.
     ENV = {
@@ -47,10 +53,20 @@ class DeliveryOptions:
         "dead_letter_retention": "MOTIA_DELIVERY_DEAD_LETTER_RETENTION",
         "step_retention": "MOTIA_DELIVERY_STEP_RETENTION",
         "retention_interval": "MOTIA_DELIVERY_RETENTION_INTERVAL",
+        "stream_retention": "MOTIA_DELIVERY_STREAM_RETENTION",
+        "dead_letter_limit": "MOTIA_DELIVERY_DEAD_LETTER_LIMIT",
     }
+    #: The fields ``retention`` of ``motia_config.py`` may set (see :meth:`from_env`).
+    RETENTION = (
+        "dead_letter_retention",
+        "step_retention",
+        "stream_retention",
+        "retention_interval",
+        "dead_letter_limit",
+    )
 
     def __post_init__(self) -> None:
-        may_be_zero = ("batch_window", "dead_letter_retention", "step_retention")
+        may_be_zero = ("batch_window", "dead_letter_retention", "step_retention", "stream_retention")
         for name in ("lease", "poll_interval", "retention_interval", *may_be_zero):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
@@ -59,6 +75,9 @@ class DeliveryOptions:
                 raise ConfigError(f"delivery {name} must be a positive number of seconds, got {value!r}")
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigError(f"delivery concurrency must be an int >= 1, got {self.concurrency!r}")
+        limit = self.dead_letter_limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError(f"delivery dead_letter_limit must be an int >= 0 (0: no limit), got {limit!r}")
         if 0 < self.step_retention < 2 * self.retention_interval:
             # Running apps touch their steps every retention_interval: a shorter retention would forget them.
             raise ConfigError(
@@ -67,18 +86,27 @@ class DeliveryOptions:
             )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DeliveryOptions:
-        """The defaults, overridden by the variables of :attr:`ENV` (``MOTIA_DELIVERY_LEASE``,
-        ``MOTIA_DELIVERY_POLL_INTERVAL``, ``MOTIA_DELIVERY_CONCURRENCY``, ``MOTIA_DELIVERY_BATCH_WINDOW``,
-        ``MOTIA_DELIVERY_DEAD_LETTER_RETENTION``, ``MOTIA_DELIVERY_STEP_RETENTION``,
-        ``MOTIA_DELIVERY_RETENTION_INTERVAL``)."""
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, retention: Mapping[str, Any] | None = None
+    ) -> DeliveryOptions:
+        """The defaults, overridden by ``retention`` (the ``retention`` dict of ``motia_config.py``: any of
+        :attr:`RETENTION`, in seconds), overridden in turn by the variables of :attr:`ENV`
+        (``MOTIA_DELIVERY_LEASE``, ``MOTIA_DELIVERY_POLL_INTERVAL``, ``MOTIA_DELIVERY_CONCURRENCY``,
+        ``MOTIA_DELIVERY_BATCH_WINDOW``, ``MOTIA_DELIVERY_DEAD_LETTER_RETENTION``,
+        ``MOTIA_DELIVERY_STEP_RETENTION``, ``MOTIA_DELIVERY_STREAM_RETENTION``,
+        ``MOTIA_DELIVERY_RETENTION_INTERVAL``, ``MOTIA_DELIVERY_DEAD_LETTER_LIMIT``). An unknown
+        ``retention`` key is a :class:`ConfigError`."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        for name, value in (retention or {}).items():
+            if name not in cls.RETENTION:
+                raise ConfigError(f"retention: unknown setting {name!r} (known: {', '.join(cls.RETENTION)})")
+            values[name] = value  # checked by __post_init__, as a value from code is
         for name, variable in cls.ENV.items():
             text = env.get(variable)
             if text:
                 try:
-                    values[name] = int(text) if name == "concurrency" else float(text)
+                    values[name] = int(text) if name in ("concurrency", "dead_letter_limit") else float(text)
                 except ValueError:
                     raise ConfigError(f"${variable} must be a number, got {text!r}") from None
         return cls(**values)

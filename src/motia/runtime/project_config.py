@@ -1,7 +1,8 @@
 """``motia_config.py``: the project's optional settings module, in the directory ``motia run`` starts in.
 
 It is imported once per process (kept in ``sys.modules`` as ``motia_config``) and read by name:
-``stream_authenticate`` (see :mod:`motia.runtime.streams.auth`), ``strict_topics`` and ``idempotency``. A
+``stream_authenticate`` (see :mod:`motia.runtime.streams.auth`), ``strict_topics``, ``idempotency`` and
+``retention``. A
 file that fails to import raises :class:`~motia.exceptions.ConfigError` naming it: a project whose settings
 cannot be read does not start with defaults it did not choose.
 """
@@ -19,7 +20,7 @@ from motia.exceptions import ConfigError
 from motia.runtime.queue import strict_topics_from_env
 from motia.steps.triggers import idempotency_setting
 
-__all__ = ["CONFIG_MODULE", "idempotency_config", "load_project_config", "strict_topics_setting"]
+__all__ = ["CONFIG_MODULE", "idempotency_config", "load_project_config", "retention_config", "strict_topics_setting"]
 
 CONFIG_MODULE = "motia_config"
 
@@ -63,3 +64,19 @@ def idempotency_config(project_dir: str | Path) -> bool | dict[str, Any] | None:
     configured = getattr(module, "idempotency", None) if module is not None else None
     idempotency_setting(configured, f"idempotency in {Path(project_dir) / (CONFIG_MODULE + '.py')}")
     return dict(configured) if isinstance(configured, Mapping) else configured
+
+
+def retention_config(project_dir: str | Path) -> dict[str, Any]:
+    """``retention`` of ``motia_config.py``: a dict of ``DeliveryOptions`` retention fields in seconds
+    (``{"dead_letter_retention": 7 * 86400, "stream_retention": 0}``), ``{}`` when absent. Its keys and
+    values are checked by ``DeliveryOptions.from_env``; anything but a dict is a ``ConfigError`` here."""
+    module = load_project_config(project_dir)
+    configured = getattr(module, "retention", None) if module is not None else None
+    if configured is None:
+        return {}
+    if not isinstance(configured, Mapping):
+        raise ConfigError(
+            f"retention in {Path(project_dir) / (CONFIG_MODULE + '.py')} must be a dict of seconds "
+            f"(e.g. {{'dead_letter_retention': 604800}}), not {type(configured).__name__}"
+        )
+    return dict(configured)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from motia.exceptions import StateClosedError, StateValueError
 from motia.state import values as _values
 from motia.state.backends.base import StateBackend
-from motia.state.backends.types import Record
+from motia.state.backends.types import Record, StoreStats
 from motia.state.observe import backend_kind, observed
 from motia.state.ops import parse_operations
 from motia.state.paging import read_page
@@ -311,6 +311,12 @@ class StateManager:
         """Remove expired keys now (they are already invisible); return how many were removed."""
         self.check_open()
         return await self.backend.purge_expired()
+
+    async def stats(self) -> StoreStats:
+        """What the store holds and the space it takes, the runtime's own scopes included; reads only
+        (see :meth:`StateBackend.stats <motia.state.backends.base.StateBackend.stats>`)."""
+        self.check_open()
+        return await self.backend.stats()
 
     # -- lifecycle --------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import pytest
 
 from motia.exceptions import StateValueError
 from motia.state.backends import sqlite as sqlite_backend
+from motia.state.backends.types import PruneResult
 from motia.state.manager import StateManager
 from tests.state.children import run_released_together
 
@@ -256,7 +257,9 @@ async def test_sqlite_upgrades_a_schema_2_file_in_place(sqlite_url: str, sqlite_
         assert await sm.backend.acquire_lease("cron:job", "a", ttl=TTL)
         assert not await sm.backend.acquire_lease("cron:job", "b", ttl=TTL)
         await sm.backend.touch_steps(["step"])
-        assert await sm.backend.prune(dead_letter_age=0, step_age=3600) == (0, 0, 0)  # touched just now: kept
+        assert await sm.backend.prune(dead_letter_age=0, step_age=3600) == PruneResult(
+            0, 0, 0
+        )  # touched just now: kept
     # and it is marked as the current schema (5), with every new table and index
     version, names = sqlite_schema(sqlite_path)
     assert version == str(sqlite_backend.SCHEMA_VERSION) == "7"

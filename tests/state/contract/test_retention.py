@@ -45,10 +45,10 @@ async def test_prune_deletes_only_dead_letters_older_than_the_age(state: StateMa
     assert result == PruneResult(dead_letters=1, steps=0, orphaned=0)
     assert [letter.id for letter in await backend.dead_letters()] == ["middle", "new"]
     # and pruning again removes nothing more (the age is "more than", so 20 days is kept at 20 days' age)
-    assert await backend.prune(dead_letter_age=20 * DAY, step_age=None) == (0, 0, 0)
+    assert await backend.prune(dead_letter_age=20 * DAY, step_age=None) == PruneResult(0, 0, 0)
     assert [letter.id for letter in await backend.dead_letters()] == ["middle", "new"]
     clock.advance(1)
-    assert await backend.prune(dead_letter_age=20 * DAY, step_age=None) == (1, 0, 0)
+    assert await backend.prune(dead_letter_age=20 * DAY, step_age=None) == PruneResult(1, 0, 0)
     assert [letter.id for letter in await backend.dead_letters()] == ["new"]
 
 
@@ -59,7 +59,7 @@ async def test_prune_ages_dead_letters_kept_for_no_subscriber_like_others(state:
     clock.advance(40 * DAY)
     await backend.add_dead_letters([NewDelivery("new>(none)", "(none)", "queue", b"2")], error="no subscriber")
     # When retention keeps 30 days, the old one goes
-    assert await backend.prune(dead_letter_age=30 * DAY, step_age=None) == (1, 0, 0)
+    assert await backend.prune(dead_letter_age=30 * DAY, step_age=None) == PruneResult(1, 0, 0)
     assert [letter.id for letter in await backend.dead_letters()] == ["new>(none)"]
     # And once pruned, its id may be kept again (nothing remembers it)
     assert await backend.add_dead_letters([NewDelivery("old>(none)", "(none)", "queue", b"1")], error="again") == 1
@@ -70,7 +70,7 @@ async def test_prune_with_no_ages_changes_nothing(state: StateManager, clock: An
     await state.backend.touch_steps(["gone"])
     await state.backend.enqueue([NewDelivery("q1", "gone", "queue", b"1")])
     clock.advance(365 * DAY)
-    assert await state.backend.prune(dead_letter_age=None, step_age=None) == (0, 0, 0)
+    assert await state.backend.prune(dead_letter_age=None, step_age=None) == PruneResult(0, 0, 0)
     assert len(await state.backend.dead_letters()) == 1
     assert await state.backend.pending("gone") == 1
 
@@ -122,8 +122,8 @@ async def test_a_stale_step_loses_its_subscriptions_and_its_waiting_deliveries_b
     assert await backend.pending("kept") == 1
     # When the leased delivery is settled, the next prune forgets the step
     assert await backend.complete("leased", owner="w1")
-    assert await backend.prune(dead_letter_age=None, step_age=7 * DAY) == (0, 1, 0)
-    assert await backend.prune(dead_letter_age=None, step_age=7 * DAY) == (0, 0, 0)
+    assert await backend.prune(dead_letter_age=None, step_age=7 * DAY) == PruneResult(0, 1, 0)
+    assert await backend.prune(dead_letter_age=None, step_age=7 * DAY) == PruneResult(0, 0, 0)
     assert await backend.pending("renamed") == 0
     assert len(await backend.dead_letters("renamed")) == 3
 
@@ -137,9 +137,9 @@ async def test_a_stale_step_without_leased_deliveries_is_forgotten_at_once(state
     assert await backend.pending() == 0
     assert [letter.id for letter in await backend.dead_letters("gone")] == ["q0", "q1", "q2"]
     # Forgotten: nothing more to prune, and the dead letters it made are pruned by age like any other
-    assert await backend.prune(dead_letter_age=None, step_age=DAY) == (0, 0, 0)
+    assert await backend.prune(dead_letter_age=None, step_age=DAY) == PruneResult(0, 0, 0)
     clock.advance(DAY + 1)
-    assert await backend.prune(dead_letter_age=DAY, step_age=DAY) == (3, 0, 0)
+    assert await backend.prune(dead_letter_age=DAY, step_age=DAY) == PruneResult(3, 0, 0)
 
 
 async def test_deliveries_sharing_an_order_key_are_orphaned_together_and_the_key_is_free_again(
@@ -178,7 +178,7 @@ async def test_a_step_never_touched_is_never_pruned(state: StateManager, clock: 
     await backend.touch_steps(["other"])
     clock.advance(365 * DAY)
     # When retention runs with the shortest age
-    assert await backend.prune(dead_letter_age=None, step_age=0) == (0, 1, 0)  # only "other" goes
+    assert await backend.prune(dead_letter_age=None, step_age=0) == PruneResult(0, 1, 0)  # only "other" goes
     # Then its deliveries and subscriptions are kept
     assert await backend.pending("legacy") == 1
     await state.set("orders", "o1", 1)
@@ -192,14 +192,14 @@ async def test_a_step_touched_within_the_age_is_kept(state: StateManager, clock:
     await backend.touch_steps(["worker"])
     await backend.enqueue([NewDelivery("q1", "worker", "queue", b"1")])
     clock.advance(DAY)
-    assert await backend.prune(dead_letter_age=None, step_age=DAY) == (0, 0, 0)  # exactly the age: not more
+    assert await backend.prune(dead_letter_age=None, step_age=DAY) == PruneResult(0, 0, 0)  # exactly the age: not more
     clock.advance(DAY / 2)
     await backend.touch_steps(["worker"])  # still served: the clock restarts
     clock.advance(DAY)
-    assert await backend.prune(dead_letter_age=None, step_age=DAY) == (0, 0, 0)
+    assert await backend.prune(dead_letter_age=None, step_age=DAY) == PruneResult(0, 0, 0)
     assert await backend.pending("worker") == 1
     clock.advance(1)
-    assert await backend.prune(dead_letter_age=None, step_age=DAY) == (0, 1, 1)
+    assert await backend.prune(dead_letter_age=None, step_age=DAY) == PruneResult(0, 1, 1)
 
 
 async def test_bad_arguments_are_refused_and_change_nothing(state: StateManager, clock: Any) -> None:
@@ -232,3 +232,27 @@ async def test_redis_a_retried_prune_gets_the_first_answer(redis_state: StateMan
     # Then both get the answer of the one prune that happened, and it happened once
     assert first == again == [2, 0, 0]
     assert [letter.id for letter in await backend.dead_letters()] == ["m3"]
+
+
+async def test_prune_keeps_only_the_newest_dead_letters_beyond_a_limit(state: StateManager, clock: Any) -> None:
+    backend = state.backend
+    # Given five dead letters, failed a second apart
+    for n in range(5):
+        await make_dead_letter(state, f"d{n}")
+        clock.advance(1)
+    # When retention keeps at most three (and, in the same prune, none older than an hour: none is)
+    result = await backend.prune(dead_letter_age=3600, step_age=None, dead_letter_limit=3)
+    # Then the two oldest are gone, counted with the dead letters removed
+    assert result == PruneResult(dead_letters=2, steps=0, orphaned=0)
+    assert [letter.id for letter in await backend.dead_letters()] == ["d2", "d3", "d4"]
+    # and a dead letter removed that way may come back as a new one (its id is free again)
+    await backend.add_dead_letters([NewDelivery("d0", "(none)", "queue", b"1")], error="no subscriber")
+    assert (await backend.stats()).dead_letters == 4
+    # and a limit already met removes nothing; a bad limit changes nothing
+    assert await backend.prune(dead_letter_age=None, step_age=None, dead_letter_limit=4) == PruneResult(0, 0, 0)
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(StateValueError):
+            await backend.prune(dead_letter_age=None, step_age=None, dead_letter_limit=bad)  # type: ignore[arg-type]
+    assert (await backend.stats()).dead_letters == 4
+    assert await backend.prune(dead_letter_age=None, step_age=None, dead_letter_limit=0) == PruneResult(4, 0, 0)
+    assert await backend.dead_letters() == []

@@ -130,6 +130,11 @@ async function loadInfo() {
   const info = await api("info");
   $("state-url").textContent = info.state_url;
   document.title = `pymotia console · ${info.state_url}`;
+  const stats = await api("stats");
+  const mb = (stats.size.total / (1024 * 1024)).toFixed(1);
+  $("store-stats").textContent =
+    `${stats.keys} keys · ${stats.pending} pending · ${stats.dead_letters} dead letters · ` +
+    `${stats.outbox} in outbox · ${stats.streams.changes} stream changes · ${mb} MB`;
 }
 
 async function loadScopes() {

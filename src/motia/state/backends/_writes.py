@@ -126,6 +126,15 @@ def check_age(kind: str, age: object) -> float | None:
     return float(age)
 
 
+def check_limit(kind: str, limit: object) -> int | None:
+    """A retention count: ``None`` (skip that part) or an ``int`` >= 0."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise StateValueError(f"{kind} must be None or an int >= 0, not {limit!r}")
+    return limit
+
+
 def orphaned_error(step: str, seen_at: float) -> str:
     """The error of a delivery retention moved to the dead letters (its step last seen at ``seen_at``),
     worded alike by every backend."""

@@ -19,6 +19,8 @@ from motia.state.backends.types import (
     NewDelivery,
     PruneResult,
     Record,
+    ScopeStats,
+    StoreStats,
     StreamChange,
     StreamTriggerSubscription,
     Subscription,
@@ -37,8 +39,10 @@ __all__ = [
     "NewDelivery",
     "PruneResult",
     "Record",
+    "ScopeStats",
     "StateBackend",
     "StateStore",
+    "StoreStats",
     "StreamChange",
     "StreamStore",
     "StreamTriggerSubscription",
@@ -193,8 +197,8 @@ class DeliveryStore:
       starts it again.
     - ``add_dead_letters`` keeps messages nobody subscribes to as dead letters (ids already present skipped).
     - ``touch_steps`` records which steps running apps serve; ``prune`` applies retention: old dead letters
-      go, and the deliveries and subscriptions of steps no app has served for a long time (a renamed or
-      removed step) become dead letters, never silently dropped.
+      go, the deliveries and subscriptions of steps no app has served for a long time (a renamed or
+      removed step) become dead letters, never silently dropped, and old stream history goes.
     """
 
     def add_listener(self, callback: Callable[[], None]) -> None:
@@ -371,10 +375,20 @@ class DeliveryStore:
         """
         raise NotImplementedError  # pragma: no cover
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
-        """Apply retention once, atomically per part; ``None`` skips a part.
+    async def prune(
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
+    ) -> PruneResult:
+        """Apply retention once, atomically per part (a part may take several transactions, each
+        complete); ``None`` skips a part.
 
-        - Dead letters that failed more than ``dead_letter_age`` seconds ago are deleted.
+        - Dead letters that failed more than ``dead_letter_age`` seconds ago are deleted; then, beyond the
+          newest ``dead_letter_limit`` (by failure time, then id), the oldest are deleted too. Both count in
+          :attr:`PruneResult.dead_letters`.
         - Steps touched (:meth:`touch_steps`) last more than ``step_age`` seconds ago are forgotten: their
           state-trigger subscriptions are removed (new events no longer make deliveries for them) and
           their waiting deliveries become dead letters with the error :data:`ORPHANED_ERROR`, so
@@ -383,9 +397,18 @@ class DeliveryStore:
           :attr:`PruneResult.steps`) by the first prune that finds none of its deliveries left; a
           delivery whose lease has expired counts as waiting.
           Steps that were never touched are never pruned (stores written by older versions).
+        - Stream changes recorded more than ``stream_age`` seconds ago (by their ``timestamp``) are removed
+          from the groups' histories, whatever ``history`` asked (the tail's log keeps its own minimum,
+          see :class:`StreamStore`), and a group left with no item and no change is forgotten: it is no
+          longer counted, and should it be written again its ``seq`` continues after the largest ``seq``
+          of every group the store forgot (the store keeps that one number), so a ``seq`` never repeats
+          within a group and a client resuming from an older one gets ``None`` from
+          :meth:`StreamStore.stream_history` (a full sync). An absent group's ``seq``
+          (:meth:`StreamStore.stream_snapshot`) is that number too (0 until a group is forgotten).
 
         Raises :class:`~motia.exceptions.StateValueError` (changing nothing) for an age that is not
-        ``None`` or a finite number of seconds >= 0.
+        ``None`` or a finite number of seconds >= 0, or a ``dead_letter_limit`` that is not ``None`` or
+        an ``int`` >= 0.
         """
         raise NotImplementedError  # pragma: no cover
 
@@ -403,14 +426,16 @@ class StreamStore:
 
     - Every change (``stream_write``, ``stream_send``) is atomic and durable like a state write, and
       records in the same transaction one :class:`StreamChange`: the next ``seq`` of its
-      ``(stream, group)`` (1 for the group's first change; a group keeps counting after its last item is
-      deleted, so ``seq`` never repeats) and the next ``position`` of the store's change log.
+      ``(stream, group)`` (1 for the group's first change, unless retention has forgotten groups, see
+      :meth:`DeliveryStore.prune`; a group keeps counting after its last item is deleted, so ``seq`` never
+      repeats) and the next ``position`` of the store's change log.
     - ``position`` increases in commit order across every process using the store, so that every
       instance that tails the log (:meth:`stream_tail`) sees the changes of a group in ``seq`` order.
     - The changes of each ``(stream, group)`` are kept for :meth:`stream_history`: at least the last
-      ``history`` (the argument of the write that recorded the newest one); older ones may be removed.
+      ``history`` (the argument of the write that recorded the newest one) unless older than the
+      ``stream_age`` of a :meth:`DeliveryStore.prune`; older ones may be removed.
       The log :meth:`stream_tail` reads keeps every change at least a minute (and at least the newest
-      10,000), so an instance that tails it promptly misses nothing.
+      10,000 younger than a prune's ``stream_age``), so an instance that tails it promptly misses nothing.
     - In the same transaction, a change makes one delivery per registered :class:`StreamTriggerSubscription`
       matching it (``stream`` equal; ``group``/``item`` equal or ``None``), as
       :func:`~motia.state.backends._events.stream_deliveries` builds them; they are claimed and settled
@@ -427,7 +452,8 @@ class StreamStore:
         raise NotImplementedError  # pragma: no cover
 
     async def stream_snapshot(self, stream: str, group: str, item: str | None) -> tuple[int, list[Record]]:
-        """The group's current ``seq`` (0 before its first change) and, read in the same atomic step, its
+        """The group's current ``seq`` (before its first change: 0, or the floor of :meth:`DeliveryStore.prune`)
+        and, read in the same atomic step, its
         items in id order, or only ``item``'s record (``[]`` when absent) when ``item`` is given.
 
         A subscriber's initial sync carries this ``seq``, so that resuming from it misses no change and
@@ -507,3 +533,17 @@ class StreamStore:
 
 class StateBackend(StateStore, DeliveryStore, StreamStore):
     """Base class of the backends. Subclasses implement every method of the three contracts."""
+
+    async def stats(self) -> StoreStats:
+        """What the store holds and the space it takes (:class:`StoreStats`), for operators: keys per
+        scope (the runtime's ``__motia.`` scopes included) with their bytes where the backend can tell
+        without reading every value, expired keys not yet swept, the outbox, pending deliveries, dead
+        letters, subscriptions, known steps, stream groups, items and change-log length, and the
+        backend's size figures.
+
+        Reads only: it writes nothing, takes no lock another writer waits on for long, and fires no
+        event (an expired key is counted, not removed). Each figure is exact when read, but the figures
+        are not one atomic snapshot: a store in use may change between two of them. Costs a scan of the
+        keys (a count per scope) and a count per table, so it is for an operator's command, not a hot path.
+        """
+        raise NotImplementedError  # pragma: no cover

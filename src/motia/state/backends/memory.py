@@ -23,6 +23,7 @@ from motia.state.backends._writes import (
     check_age,
     check_lease,
     check_lease_ttl,
+    check_limit,
     check_steps,
     check_version,
     is_live,
@@ -33,6 +34,7 @@ from motia.state.backends._writes import (
     plan_update,
 )
 from motia.state.backends.base import StateBackend
+from motia.state.backends.memory_stats import MemoryStats
 from motia.state.backends.memory_streams import MemoryStreams
 from motia.state.backends.types import (
     DeadLetter,
@@ -84,7 +86,7 @@ class _Pending:
         self.created_at = created_at
 
 
-class MemoryBackend(MemoryStreams, StateBackend):
+class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
     """A private in-memory store; each instance (each ``memory://`` URL opened) is independent."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
@@ -529,13 +531,25 @@ class MemoryBackend(MemoryStreams, StateBackend):
             for step in names:
                 self._steps_seen[step] = max(now, self._steps_seen.get(step, now))
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    async def prune(
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
+    ) -> PruneResult:
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
+        stream_age = check_age("stream_age", stream_age)
+        dead_letter_limit = check_limit("dead_letter_limit", dead_letter_limit)
         with self._lock:
             self._check_open()
             now = self._clock()
             removed = forgotten = orphaned = 0
+            changes = groups = 0
+            if stream_age is not None:
+                changes, groups = self._prune_streams(now - stream_age)
             if dead_letter_age is not None:
                 cut = now - dead_letter_age
                 kept = [letter for letter in self._dead if letter.failed_at >= cut]
@@ -553,9 +567,14 @@ class MemoryBackend(MemoryStreams, StateBackend):
                     if not leased:  # else kept (still stale) until its leased deliveries are settled
                         del self._steps_seen[step]
                         forgotten += 1
+            if dead_letter_limit is not None and len(self._dead) > dead_letter_limit:
+                self._dead.sort(key=lambda letter: (letter.failed_at, letter.id))  # the order dead_letters lists
+                removed += len(self._dead) - dead_letter_limit
+                del self._dead[: len(self._dead) - dead_letter_limit]
+                self._dead_ids = Counter(letter.id for letter in self._dead)
         if orphaned:
             self._notify_listeners()
-        return PruneResult(removed, forgotten, orphaned)
+        return PruneResult(removed, forgotten, orphaned, changes, groups)
 
     def _bury(self, letter: DeadLetter) -> None:
         self._dead.append(letter)

@@ -52,6 +52,8 @@ class MemoryStreams:
         self._stream_groups: dict[tuple[str, str], _Group] = {}
         self._stream_log: deque[StreamChange] = deque()
         self._stream_position = 0
+        #: The largest seq of a group retention forgot: a group starts counting after it (seq never repeats).
+        self._stream_seq_floor = 0
         self._stream_subscriptions: dict[StreamTriggerSubscription, None] = {}
         self._stream_waiters = CommitWaiters()
 
@@ -59,6 +61,7 @@ class MemoryStreams:
         bucket = self._stream_groups.get((stream, group))
         if bucket is None:
             bucket = self._stream_groups[(stream, group)] = _Group()
+            bucket.seq = self._stream_seq_floor
         return bucket
 
     def _record_change(
@@ -108,7 +111,7 @@ class MemoryStreams:
             self._check_open()
             bucket = self._stream_groups.get((stream, group))
             if bucket is None:
-                return 0, []
+                return self._stream_seq_floor, []
             if item is not None:
                 record = bucket.items.get(item)
                 return bucket.seq, [] if record is None else [record]
@@ -172,7 +175,7 @@ class MemoryStreams:
         with self._lock:
             self._check_open()
             bucket = self._stream_groups.get((stream, group))
-            seq = 0 if bucket is None else bucket.seq
+            seq = self._stream_seq_floor if bucket is None else bucket.seq
             if after > seq:
                 return None
             if after == seq:
@@ -215,6 +218,31 @@ class MemoryStreams:
         with self._lock:
             self._check_open()
             self._stream_subscriptions.update(dict.fromkeys(subscriptions))
+
+    def _prune_streams(self, cut: float) -> tuple[int, int]:
+        """Under the lock: drop the changes recorded before ``cut`` from the groups' histories (the tail's
+        log trims itself) and forget the groups left with neither items nor changes. Returns both counts."""
+        removed = forgotten = 0
+        for key, bucket in list(self._stream_groups.items()):
+            history = bucket.history
+            while history and history[0].timestamp < cut:
+                history.popleft()
+                removed += 1
+            if not history and not bucket.items:  # a history keeps a group's newest change: all were old
+                self._stream_seq_floor = max(self._stream_seq_floor, bucket.seq)
+                del self._stream_groups[key]
+                forgotten += 1
+        return removed, forgotten
+
+    def _stream_stats(self) -> tuple[int, int, int, int]:
+        """Under the lock: groups, items, changes kept (the tail's log and the groups' histories share
+        them) and the bytes of items and changes."""
+        groups = self._stream_groups.values()
+        oldest = self._stream_log[0].position if self._stream_log else self._stream_position + 1
+        changes = [*self._stream_log, *(c for g in groups for c in g.history if c.position < oldest)]
+        size = sum(len(r.key) + len(r.data) for g in groups for r in g.items.values())
+        size += sum(len(c.old_data or b"") + len(c.new_data or b"") for c in changes)
+        return len(self._stream_groups), sum(len(g.items) for g in groups), len(changes), size
 
     def _forget_stream_subscriptions(self, step: str) -> None:
         """Under the lock: retention forgets ``step``."""

@@ -6,7 +6,8 @@ The runtime and the testing kit import these (never a backend module); the contr
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 
 class Record(NamedTuple):
@@ -75,6 +76,61 @@ class PruneResult(NamedTuple):
     dead_letters: int  #: dead letters deleted (failed before the cut-off)
     steps: int  #: stale steps forgotten (with their subscriptions)
     orphaned: int  #: waiting deliveries of those steps moved to the dead letters
+    stream_changes: int = 0  #: stream changes removed from the groups' histories (older than the age)
+    stream_groups: int = 0  #: empty stream groups forgotten (their changes all removed)
+
+
+class ScopeStats(NamedTuple):
+    """One scope in :class:`StoreStats`: its stored keys (expired ones not yet swept included) and the
+    bytes their keys and values take (``None`` where the backend cannot tell cheaply)."""
+
+    keys: int
+    bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What a store holds, from :meth:`StateBackend.stats`: every count is of stored rows or entries,
+    which is what takes space (so expired keys not yet swept count, in their scope and in ``expired``).
+
+    ``size`` holds the backend's own byte figures, ``size["total"]`` always (the SQLite file with its WAL,
+    the memory the Redis server reports for the store's keys, the PostgreSQL schema's relations; the
+    memory backend's encoded bytes), with parts the backend can name: ``free`` (SQLite's free pages, kept
+    by the file until a ``VACUUM``), ``table:<name>`` (SQLite's ``dbstat``, PostgreSQL), ``keys``,
+    ``outbox``, ``deliveries``... (Redis, memory).
+    """
+
+    scopes: dict[str, ScopeStats]  #: every scope holding a stored key, the runtime's ``__motia.`` ones too
+    expired: int  #: keys past their expiry that no sweep has removed yet
+    outbox: int  #: change events recorded and not yet dispatched
+    pending: int  #: deliveries not yet settled
+    dead_letters: int
+    subscriptions: int  #: state- and stream-trigger subscriptions registered
+    steps: int  #: steps whose last-seen time the store keeps (``touch_steps``)
+    stream_groups: int  #: stream groups the store keeps a ``seq`` for (empty ones too)
+    stream_items: int
+    stream_changes: int  #: the stream change log's length (history and tail)
+    size: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``motia state stats`` prints it); ``size``'s ``table:<name>`` parts are
+        nested under ``size["tables"]``."""
+        size: dict[str, Any] = {name: n for name, n in self.size.items() if not name.startswith("table:")}
+        tables = {name.removeprefix("table:"): n for name, n in self.size.items() if name.startswith("table:")}
+        if tables:
+            size["tables"] = tables
+        return {
+            "scopes": {name: {"keys": s.keys, "bytes": s.bytes} for name, s in sorted(self.scopes.items())},
+            "keys": sum(s.keys for s in self.scopes.values()),
+            "expired": self.expired,
+            "outbox": self.outbox,
+            "pending": self.pending,
+            "dead_letters": self.dead_letters,
+            "subscriptions": self.subscriptions,
+            "steps": self.steps,
+            "streams": {"groups": self.stream_groups, "items": self.stream_items, "changes": self.stream_changes},
+            "size": size,
+        }
 
 
 #: The error text a delivery gets when it is dead-lettered because its step no longer runs anywhere.

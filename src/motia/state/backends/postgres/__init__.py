@@ -10,6 +10,7 @@ The package, one concept per module (each module's docstring holds its part of t
 - :mod:`~motia.state.backends.postgres.delivery`: the ``DeliveryStore``: dispatch, leased deliveries, dead
   letters, cron tick claims, named leases, retention.
 - :mod:`~motia.state.backends.postgres.streams`: the ``StreamStore``: items, the change log, tails.
+- :mod:`~motia.state.backends.postgres.stream_retention`: stream history removed by age, empty groups forgotten.
 - :mod:`~motia.state.backends.postgres.notify`: wake-ups across processes (``LISTEN``/``NOTIFY``).
 - :mod:`~motia.state.backends.postgres.backend`: :class:`PostgresBackend`, composed from them.
 

@@ -355,6 +355,16 @@ async def _touch_steps(tx: Tx, steps: list[str]) -> None:
     )
 
 
+async def _cap_dead_letters(tx: Tx, limit: int) -> int:
+    """Delete the dead letters beyond the newest ``limit`` (by failure time, then id: the listing's order)."""
+    status = await tx.conn.execute(
+        "DELETE FROM motia_dead_letters WHERE id IN"
+        " (SELECT id FROM motia_dead_letters ORDER BY failed_at DESC, id DESC OFFSET $1)",
+        limit,
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
 async def _prune(tx: Tx, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
     conn = tx.conn
     removed = forgotten = orphaned = 0
@@ -568,7 +578,8 @@ class PostgresDelivery(DeliveryStore):
         if names:
             await self._transact(_touch_steps, names, what="touch steps", events=False)
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    async def _prune_deliveries(self, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+        """``prune``'s dead letters and stale steps (``PostgresBackend.prune`` adds the streams)."""
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
         if dead_letter_age is None and step_age is None:

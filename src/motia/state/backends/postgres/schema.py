@@ -34,7 +34,8 @@ for any scope or key); ``motia_dead_letters`` (``error`` as UTF-8 ``bytea``: a m
 
 Version 3, streams (:mod:`~motia.state.backends.postgres.streams`): ``motia_stream_items`` keyed by
 ``(stream, grp, item)`` (``bytea``, as keys); ``motia_stream_groups``, one row per group (its ``seq``, live
-item count, ``history`` and oldest logged change), locked by each change of the group; the change log
+item count, ``history`` and oldest logged change), locked by each change of the group (a row retention
+removes raises ``motia_meta``'s ``stream_seq_floor``, where a new group counts on from: no migration); the change log
 ``motia_stream_changes`` keyed by ``position``, which a change takes from the one row of
 ``motia_stream_head`` (locked to commit: positions in commit order); ``motia_stream_subscriptions``.
 

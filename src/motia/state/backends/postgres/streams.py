@@ -80,10 +80,13 @@ _LOCK_GROUP = (
     "SELECT seq, items, oldest, oldest_position, oldest_time, (SELECT position FROM motia_stream_head)"
     " FROM motia_stream_groups WHERE stream = $1 AND grp = $2 FOR UPDATE"
 )
-#: A group's first change creates its row: seq 0, nothing logged (``oldest`` past ``seq``).
+#: The largest seq of a group retention forgot (0: none was): a new group starts counting after it.
+_SEQ_FLOOR = "coalesce((SELECT value::bigint FROM motia_meta WHERE name = 'stream_seq_floor'), 0)"
+#: A group's first change creates its row: seq at the floor, nothing logged (``oldest`` past ``seq``).
 _NEW_GROUP = (
     "INSERT INTO motia_stream_groups (stream, grp, seq, items, history, oldest, oldest_position, oldest_time)"
-    " VALUES ($1, $2, 0, 0, 1, 1, 0, 0) ON CONFLICT (stream, grp) DO NOTHING"
+    f" SELECT $1, $2, floor, 0, 1, floor + 1, 0, 0 FROM (SELECT {_SEQ_FLOOR} AS floor) AS f"
+    " ON CONFLICT (stream, grp) DO NOTHING"
 )
 _TRIM = (
     "DELETE FROM motia_stream_changes WHERE position IN ("
@@ -106,12 +109,14 @@ _RECORD = """
         FROM head WHERE stream = $1 AND grp = $2
     )
     SELECT position FROM head"""
-_SNAPSHOT = """
-    SELECT coalesce((SELECT seq FROM motia_stream_groups WHERE stream = $1 AND grp = $2), 0), i.item, i.value, i.version
-    FROM (SELECT 1) AS one LEFT JOIN motia_stream_items i ON i.stream = $1 AND i.grp = $2{item}
-    ORDER BY i.item"""
-_HISTORY = """
-    SELECT coalesce((SELECT seq FROM motia_stream_groups WHERE stream = $1 AND grp = $2), 0),
+_SNAPSHOT = (
+    "SELECT coalesce((SELECT seq FROM motia_stream_groups WHERE stream = $1 AND grp = $2), " + _SEQ_FLOOR + "),"
+    " i.item, i.value, i.version"
+    " FROM (SELECT 1) AS one LEFT JOIN motia_stream_items i ON i.stream = $1 AND i.grp = $2{item}"
+    " ORDER BY i.item"
+)
+_HISTORY = f"""
+    SELECT coalesce((SELECT seq FROM motia_stream_groups WHERE stream = $1 AND grp = $2), {_SEQ_FLOOR}),
         c.position, c.item, c.seq, c.kind, c.old_value, c.new_value, c.timestamp
     FROM (SELECT 1) AS one LEFT JOIN LATERAL (
         SELECT * FROM motia_stream_changes WHERE stream = $1 AND grp = $2 AND seq > $3 ORDER BY seq LIMIT $4

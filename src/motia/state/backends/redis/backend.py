@@ -37,6 +37,7 @@ from motia.state.backends._writes import (
     check_age,
     check_lease,
     check_lease_ttl,
+    check_limit,
     check_steps,
     check_version,
     is_live,
@@ -46,6 +47,7 @@ from motia.state.backends._writes import (
 from motia.state.backends.base import StateBackend
 from motia.state.backends.redis.client import RedisClient, _import_redis
 from motia.state.backends.redis.keys import due_key, meta_key, steps_key, tick_key, values_key
+from motia.state.backends.redis.stats import RedisStats
 from motia.state.backends.redis.streams import RedisStreams
 from motia.state.backends.types import (
     DeadLetter,
@@ -66,6 +68,8 @@ HINT_VALUE_BYTES = 16 * 1024
 HINT_BYTES = 8 * 1024 * 1024
 #: Expired keys removed per purge call (each call blocks the server while it runs).
 PURGE_BATCH = 1000
+#: Stream groups one call of the stream retention visits (an HSCAN step; each call is one atomic function).
+PRUNE_GROUPS = 100
 #: Deliveries completed per function call of ``complete_many`` (each call blocks the server while it runs).
 COMPLETE_CHUNK = 500
 #: A lease's key outlives its ttl by this long (seconds, server time) before Redis deletes it: expiry is
@@ -123,7 +127,7 @@ def _time(seconds: float) -> str:
     return repr(float(seconds))
 
 
-class RedisBackend(RedisStreams, StateBackend):
+class RedisBackend(RedisStats, RedisStreams, StateBackend):
     """State in a Redis server, 7.0 or newer (the store is a Redis function library)."""
 
     def __init__(
@@ -535,7 +539,28 @@ class RedisBackend(RedisStreams, StateBackend):
             now = _time(self._clock())
             await self._command("ZADD", steps_key(self.prefix), "GT", *(part for step in names for part in (now, step)))
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    async def prune(
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
+    ) -> PruneResult:
+        stream_age = check_age("stream_age", stream_age)
+        dead_letter_limit = check_limit("dead_letter_limit", dead_letter_limit)
+        result = await self._prune_deliveries(dead_letter_age, step_age)
+        if dead_letter_limit is not None:
+            capped = PURGE_BATCH
+            while capped == PURGE_BATCH:  # a batch per call: the server serves others in between
+                capped = int(await self._call("motia1_cap_dead", dead_letter_limit, PURGE_BATCH))
+                result = result._replace(dead_letters=result.dead_letters + capped)
+        if stream_age is None:
+            return result
+        changes, groups = await self._prune_streams(self._clock() - stream_age)
+        return result._replace(stream_changes=changes, stream_groups=groups)
+
+    async def _prune_deliveries(self, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
         if dead_letter_age is None and step_age is None:
@@ -562,6 +587,16 @@ class RedisBackend(RedisStreams, StateBackend):
         if orphaned:
             self._notify_listeners()
         return PruneResult(int(removed), int(forgotten), int(orphaned))
+
+    async def _prune_streams(self, cut: float) -> tuple[int, int]:
+        """The stream part of :meth:`prune`: an ``HSCAN`` over the groups, :data:`PRUNE_GROUPS` per call."""
+        cursor, changes, groups = b"0", 0, 0
+        while True:
+            cursor, removed, forgotten = await self._call("motia1_prune_streams", cursor, _time(cut), PRUNE_GROUPS)
+            changes += int(removed)
+            groups += int(forgotten)
+            if cursor == b"0":
+                return changes, groups
 
     # -- lifecycle --------------------------------------------------------------------------------
 

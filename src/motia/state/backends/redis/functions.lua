@@ -760,3 +760,75 @@ end
 redis.register_function('motia1_acquire_lease', once(acquire_lease))
 redis.register_function('motia1_release_lease', once(release_lease))
 redis.register_function('motia1_prune', once(prune))
+
+-- CAP_DEAD: args limit, batch -> how many dead letters were deleted (at most batch): the oldest beyond the
+-- newest `limit`. The list is in failure order (appended as they fail), so they are at its head. Safe to repeat.
+local function cap_dead(keys, args)
+  local P = prefix_of(keys)
+  local excess = math.min(redis.call('LLEN', P .. ':dead') - tonumber(args[1]), tonumber(args[2]))
+  for _ = 1, excess do
+    local raw = redis.call('LPOP', P .. ':dead')
+    redis.call('SREM', P .. ':deadids', cjson.decode(raw)[1])
+  end
+  return math.max(excess, 0)
+end
+
+redis.register_function('motia1_cap_dead', cap_dead)
+
+-- Stats ----------------------------------------------------------------------------------------------
+
+-- Bytes Redis reports for a key (an estimate for big hashes and sets: MEMORY USAGE samples them), 0 if absent.
+local function usage(key)
+  return redis.call('MEMORY', 'USAGE', key) or 0
+end
+
+-- STATS: args now -> {scopes as flat {scope, stored keys, bytes, expired, ...}, counts, sizes as flat
+--   {part, bytes, ...}}. Reads only: one call per scope, stream group and step of the store, so it costs in
+--   proportion to how many there are, not to what they hold. Pending deliveries' own hashes ("{P}:d:<id>")
+--   are not measured (only counted): reaching them would cost a read per delivery.
+local function stats(keys, args)
+  local P = prefix_of(keys)
+  local now = args[1]
+  local scopes, sizes = {}, {}
+  local expired, scope_bytes = 0, 0
+  for _, scope in ipairs(redis.call('ZRANGE', P .. ':scopes', 0, -1)) do
+    local k, v, x = scope_keys(P, scope)
+    local gone = redis.call('ZCOUNT', x, '-inf', now)
+    local bytes = usage(k) + usage(v) + usage(x)
+    scopes[#scopes + 1] = scope
+    scopes[#scopes + 1] = redis.call('HLEN', v)
+    scopes[#scopes + 1] = bytes
+    scopes[#scopes + 1] = gone
+    expired = expired + gone
+    scope_bytes = scope_bytes + bytes
+  end
+  local pending = 0
+  local due_bytes = usage(P .. ':pending')
+  local steps = redis.call('HGETALL', P .. ':pending')
+  for i = 1, #steps, 2 do
+    pending = pending + tonumber(steps[i + 1])
+    due_bytes = due_bytes + usage(P .. ':due:' .. steps[i])
+  end
+  local subscriptions = redis.call('SCARD', P .. ':subs')
+  local trigger_bytes = usage(P .. ':subs') + usage(P .. ':s:t')
+  for _, stream in ipairs(redis.call('SMEMBERS', P .. ':s:t')) do
+    subscriptions = subscriptions + redis.call('SCARD', P .. ':s:t:' .. stream)
+    trigger_bytes = trigger_bytes + usage(P .. ':s:t:' .. stream)
+  end
+  local groups = redis.call('HKEYS', P .. ':s:seq')
+  local items, changes = 0, redis.call('XLEN', P .. ':s:log')
+  local stream_bytes = usage(P .. ':s:seq') + usage(P .. ':s:log') + usage(P .. ':s:names')
+  for _, g in ipairs(groups) do
+    items = items + redis.call('HLEN', P .. ':s:i:' .. g)
+    changes = changes + redis.call('XLEN', P .. ':s:h:' .. g)
+    stream_bytes = stream_bytes + usage(P .. ':s:i:' .. g) + usage(P .. ':s:h:' .. g)
+  end
+  local counts = {expired, redis.call('XLEN', P .. ':events'), pending, redis.call('LLEN', P .. ':dead'),
+    subscriptions, redis.call('ZCARD', P .. ':steps'), #groups, items, changes}
+  sizes = {'keys', scope_bytes + usage(P .. ':scopes') + usage(P .. ':xs'), 'outbox', usage(P .. ':events'),
+    'deliveries', due_bytes, 'dead_letters', usage(P .. ':dead') + usage(P .. ':deadids'),
+    'subscriptions', trigger_bytes + usage(P .. ':steps'), 'streams', stream_bytes, 'meta', usage(P .. ':meta')}
+  return {scopes, counts, sizes}
+end
+
+redis.register_function{function_name = 'motia1_stats', callback = stats, flags = {'no-writes'}}

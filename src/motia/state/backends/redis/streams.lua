@@ -85,6 +85,11 @@ local function deliver(P, now, stream, group, item, change, ident, order_key)
   return added
 end
 
+-- A group's seq; an absent group's is the floor: the largest seq of a group retention forgot.
+local function group_seq(P, G)
+  return tonumber(redis.call('HGET', P .. ':s:seq', G) or redis.call('HGET', P .. ':meta', 'sfloor') or '0')
+end
+
 -- Numbers a change, keeps it in the group's history and the log, makes its deliveries.
 -- args (after token and ms): see stream_write / stream_send; the common tail is at `at`:
 --   history, now (client clock, for deliveries), ident, order key, log keep, log age (seconds), the
@@ -95,6 +100,13 @@ local function record(P, args, at, stream, group, item, kind, old, new)
   local history, now, ident, order_key = args[at], args[at + 1], args[at + 2], args[at + 3]
   local keep, age, stamp = tonumber(args[at + 4]), tonumber(args[at + 5]), args[at + 6]
   local seq = redis.call('HINCRBY', P .. ':s:seq', G, 1)
+  if seq == 1 then  -- a new group, or one retention forgot: count on after the floor (see prune_streams)
+    local floor = tonumber(redis.call('HGET', P .. ':meta', 'sfloor') or '0')
+    if floor > 0 then
+      seq = floor + 1
+      redis.call('HSET', P .. ':s:seq', G, seq)
+    end
+  end
   local position = redis.call('HINCRBY', P .. ':meta', 'spos', 1)
   local written, seconds = server_time()
   local fields = {'t', stamp, 'p', int(position), 's', stream, 'g', group, 'q', int(seq), 'k', kind}
@@ -153,7 +165,7 @@ end
 local function stream_snapshot(keys, args)
   local P = prefix_of(keys)
   local G = group_name(args[1], args[2])
-  local out = {tonumber(redis.call('HGET', P .. ':s:seq', G) or '0')}
+  local out = {group_seq(P, G)}
   local items = P .. ':s:i:' .. G
   if args[4] == '1' then
     local raw = redis.call('HGET', items, args[3])
@@ -169,7 +181,7 @@ end
 local function stream_history(keys, args)
   local P = prefix_of(keys)
   local G = group_name(args[1], args[2])
-  local seq = tonumber(redis.call('HGET', P .. ':s:seq', G) or '0')
+  local seq = group_seq(P, G)
   local after = tonumber(args[3])
   if after < 0 or after > seq then return {0} end
   if after == seq then return {1, {}} end
@@ -189,8 +201,50 @@ local function add_stream_triggers(keys, args)
   return 1
 end
 
+-- PRUNE_STREAMS: args cursor, cut, count -> {next cursor ('0': done), changes removed, groups forgotten}.
+-- Visits about `count` groups (an HSCAN step of "{P}:s:seq"): drops the changes of each group's history
+-- recorded (their t, the writer's clock) before `cut`, oldest first, and forgets a group left with neither
+-- items nor history, raising the floor ("{P}:meta" field sfloor) to its seq so that seq never repeats.
+-- The store-wide log trims itself (trim_log). Safe to repeat: a retried call finds less to do.
+local function prune_streams(keys, args)
+  local P = prefix_of(keys)
+  local cut = tonumber(args[2])
+  local scan = redis.call('HSCAN', P .. ':s:seq', args[1], 'COUNT', args[3])
+  local removed, forgotten = 0, 0
+  for i = 1, #scan[2], 2 do
+    local G, seq = scan[2][i], scan[2][i + 1]
+    local h = P .. ':s:h:' .. G
+    local young = nil
+    while true do
+      local entries = redis.call('XRANGE', h, '-', '+', 'COUNT', 100)
+      for _, entry in ipairs(entries) do
+        if tonumber(entry[2][2]) >= cut then young = entry[1]; break end  -- t is the first field
+      end
+      if young or #entries < 100 then break end
+      local last = entries[#entries][1]
+      local next_id = int(tonumber(string.sub(last, 1, string.find(last, '-', 1, true) - 1)) + 1) .. '-0'
+      removed = removed + redis.call('XTRIM', h, 'MINID', next_id)
+    end
+    if young then
+      removed = removed + redis.call('XTRIM', h, 'MINID', young)
+    else
+      removed = removed + redis.call('XLEN', h)
+      redis.call('DEL', h)
+      if redis.call('EXISTS', P .. ':s:i:' .. G) == 0 then
+        redis.call('HDEL', P .. ':s:seq', G)
+        if tonumber(seq) > tonumber(redis.call('HGET', P .. ':meta', 'sfloor') or '0') then
+          redis.call('HSET', P .. ':meta', 'sfloor', seq)
+        end
+        forgotten = forgotten + 1
+      end
+    end
+  end
+  return {scan[1], removed, forgotten}
+end
+
 redis.register_function('motia1_stream_write', once(stream_write))
 redis.register_function('motia1_stream_send', once(stream_send))
 redis.register_function{function_name = 'motia1_stream_snapshot', callback = stream_snapshot, flags = {'no-writes'}}
 redis.register_function{function_name = 'motia1_stream_history', callback = stream_history, flags = {'no-writes'}}
 redis.register_function('motia1_add_stream_triggers', add_stream_triggers)
+redis.register_function('motia1_prune_streams', prune_streams)

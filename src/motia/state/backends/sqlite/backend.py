@@ -17,15 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from motia.exceptions import ConfigError
+from motia.exceptions import ConfigError, StateBackendError
 from motia.state.backends._events import error_text
 from motia.state.backends._waiters import CommitWaiters
-from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_steps
+from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_limit, check_steps
 from motia.state.backends.sqlite.connection import _forks
 from motia.state.backends.sqlite.delivery import (
     TICK_PRUNE_INTERVAL,
     _write_acquire_lease,
     _write_add_dead_letters,
+    _write_cap_dead_letters,
     _write_claim,
     _write_claim_tick,
     _write_complete_many,
@@ -49,7 +50,7 @@ from motia.state.backends.sqlite.keyvalue import (
     _write_set,
     _write_update,
 )
-from motia.state.backends.sqlite.streams import SQLiteStreams
+from motia.state.backends.sqlite.streams import SQLiteStreams, _write_prune_streams
 from motia.state.backends.sqlite.writer import SQLiteWriter, _LoopWriter
 from motia.state.backends.types import (
     DeadLetter,
@@ -57,6 +58,8 @@ from motia.state.backends.types import (
     NewDelivery,
     PruneResult,
     Record,
+    ScopeStats,
+    StoreStats,
     Subscription,
     TransactionWrite,
     WriteResult,
@@ -64,6 +67,24 @@ from motia.state.backends.types import (
 )
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
+
+#: Per scope: stored keys, their bytes (key and value as stored) and how many have expired.
+_SCOPE_STATS = (
+    "SELECT scope, count(*), coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0),"
+    " coalesce(sum(expires_at IS NOT NULL AND expires_at <= ?), 0) FROM motia_state GROUP BY scope"
+)
+#: The outbox, deliveries, dead letters, subscriptions, steps, stream groups, items and changes.
+_COUNTS = (
+    "SELECT (SELECT count(*) FROM motia_state_events WHERE seq >"
+    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'outbox_cursor'), 0)),"
+    " (SELECT count(*) FROM motia_deliveries), (SELECT count(*) FROM motia_dead_letters),"
+    " (SELECT count(*) FROM motia_subscriptions) + (SELECT count(*) FROM motia_stream_subscriptions),"
+    " (SELECT count(*) FROM motia_steps), (SELECT count(*) FROM motia_stream_groups),"
+    " (SELECT count(*) FROM motia_stream_items), (SELECT count(*) FROM motia_stream_changes)"
+)
+_PAGES = "SELECT * FROM pragma_page_count(), pragma_page_size(), pragma_freelist_count()"
+#: Bytes of pages per table and index (the dbstat virtual table, when SQLite was built with it).
+_TABLE_SIZES = "SELECT name, sum(pgsize) FROM dbstat WHERE name NOT LIKE 'sqlite_%' GROUP BY name ORDER BY name"
 
 #: When a delivery becomes claimable with no commit: its availability, or its lease's end while it is leased
 #: (the ``?`` is now).
@@ -252,13 +273,33 @@ class SQLiteBackend(SQLiteStreams, SQLiteWriter):
         if names:
             await self._write(_write_touch_steps, tuple(names))
 
-    async def prune(self, *, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
+    async def prune(
+        self,
+        *,
+        dead_letter_age: float | None,
+        step_age: float | None,
+        stream_age: float | None = None,
+        dead_letter_limit: int | None = None,
+    ) -> PruneResult:
         dead_letter_age = check_age("dead_letter_age", dead_letter_age)
         step_age = check_age("step_age", step_age)
-        if dead_letter_age is None and step_age is None:
-            return PruneResult(0, 0, 0)
-        result: PruneResult = await self._write(_write_prune, dead_letter_age, step_age, heavy=True)
-        return result
+        stream_age = check_age("stream_age", stream_age)
+        dead_letter_limit = check_limit("dead_letter_limit", dead_letter_limit)
+        result = PruneResult(0, 0, 0)
+        if dead_letter_age is not None or step_age is not None:
+            result = await self._write(_write_prune, dead_letter_age, step_age, heavy=True)
+        if dead_letter_limit is not None:
+            capped: int = await self._write(_write_cap_dead_letters, dead_letter_limit, heavy=True)
+            result = result._replace(dead_letters=result.dead_letters + capped)
+        if stream_age is None:
+            return result
+        changes = groups = 0
+        more = True
+        while more:  # a batch per transaction: writers wait for one batch at most, never for the whole prune
+            removed, forgotten, more = await self._write(_write_prune_streams, self._clock() - stream_age, heavy=True)
+            changes += removed
+            groups += forgotten
+        return result._replace(stream_changes=changes, stream_groups=groups)
 
     async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
         sql = "SELECT id, step, kind, payload, attempts, error, created_at, failed_at FROM motia_dead_letters"
@@ -353,6 +394,27 @@ class SQLiteBackend(SQLiteStreams, SQLiteWriter):
     async def scopes(self) -> list[str]:
         rows = await self._read(_SCOPES, (self._clock(),), inline=False)
         return [row[0] for row in rows]
+
+    async def stats(self) -> StoreStats:
+        now = self._clock()
+        rows = await self._read(_SCOPE_STATS, (now,), inline=False)
+        scopes = {scope: ScopeStats(int(keys), int(size)) for scope, keys, size, _ in rows}
+        (counts,) = await self._read(_COUNTS, (), inline=False)
+        (pages,) = await self._read(_PAGES, (), inline=False)
+        page_count, page_size, free_pages = (int(n) for n in pages)
+        size = {"total": page_count * page_size, "free": free_pages * page_size}
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists():
+            size["wal"] = wal.stat().st_size
+        size["total"] += size.get("wal", 0)
+        try:
+            tables = await self._read(_TABLE_SIZES, (), inline=False)
+        except StateBackendError:  # an SQLite built without the dbstat table: no per-table figures
+            tables = []
+        size.update({f"table:{name}": int(bytes_) for name, bytes_ in tables})
+        outbox, pending, dead, subscriptions, steps, groups, items, changes = (int(n) for n in counts)
+        expired = sum(int(row[3]) for row in rows)
+        return StoreStats(scopes, expired, outbox, pending, dead, subscriptions, steps, groups, items, changes, size)
 
     # -- lifecycle --------------------------------------------------------------------------------
 

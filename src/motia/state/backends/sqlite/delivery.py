@@ -239,3 +239,12 @@ def _write_prune(tx: _Transaction, dead_letter_age: float | None, step_age: floa
             forgotten += 1
     tx.notify = tx.notify or orphaned > 0
     return PruneResult(removed, forgotten, orphaned)
+
+
+def _write_cap_dead_letters(tx: _Transaction, limit: int) -> int:
+    """Delete the dead letters beyond the newest ``limit`` (by failure time, then id: the listing's order)."""
+    return tx.connection.execute(
+        "DELETE FROM motia_dead_letters WHERE id IN"
+        " (SELECT id FROM motia_dead_letters ORDER BY failed_at DESC, id DESC LIMIT -1 OFFSET ?)",
+        (limit,),
+    ).rowcount

@@ -12,7 +12,8 @@ an app last said it serves each step, for retention (``prune``).
 
 Streams (schema version 4) live in tables of their own, apart from the state scopes: items in
 ``motia_stream_items`` keyed by ``(stream, grp, item)``; one row per group in ``motia_stream_groups`` with
-its ``seq`` counter (kept after the group empties, so a seq never repeats), its live item count (groups
+its ``seq`` counter (kept after the group empties, so a seq never repeats; a row retention removes
+raises ``motia_meta``'s ``stream_seq_floor``, where a new group counts on from), its live item count (groups
 and stream names list only non-empty groups without scanning items), the ``history`` its newest change
 asked for and its oldest change still logged (seq, position, timestamp); the change log
 ``motia_stream_changes``, whose rowid is the store-wide ``position`` (see

@@ -19,6 +19,7 @@ only the groups marked as having such a backlog (a partial index), a bounded num
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -60,8 +61,17 @@ _TRIM = (
     ") AND position <= ? AND timestamp < ?"
 )
 _OLDEST = "SELECT seq, position, timestamp FROM motia_stream_changes WHERE stream = ? AND grp = ? ORDER BY seq LIMIT 1"
-#: The group's seq, read in the same statement (so the same read transaction) as its items or changes.
-_GROUP_SEQ = "coalesce((SELECT seq FROM motia_stream_groups WHERE stream = ?1 AND grp = ?2), 0)"
+#: The largest seq of a group retention forgot (absent: none was): a group starts counting after it.
+_SEQ_FLOOR = "(SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'stream_seq_floor')"
+#: The group's seq, read in the same statement (so the same read transaction) as its items or changes; an
+#: absent group's is the floor.
+_GROUP_SEQ = f"coalesce((SELECT seq FROM motia_stream_groups WHERE stream = ?1 AND grp = ?2), {_SEQ_FLOOR}, 0)"
+_RAISE_FLOOR = (
+    "INSERT INTO motia_meta (name, value) VALUES ('stream_seq_floor', ?) ON CONFLICT (name) DO UPDATE"
+    " SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))"
+)
+#: Stream changes one transaction of the age retention removes at most.
+PRUNE_BATCH = 5000
 _SNAPSHOT = (
     f"SELECT {_GROUP_SEQ}, item, value, version FROM motia_stream_items WHERE stream = ?1 AND grp = ?2{{item}}"
     " ORDER BY item"
@@ -93,15 +103,17 @@ def _record_change(
         "SELECT seq, items, oldest, oldest_position, oldest_time FROM motia_stream_groups WHERE stream = ? AND grp = ?",
         (stream, group),
     ).fetchone()
-    cursor = connection.execute(
-        _INSERT_CHANGE, (stream, group, item, 1 if row is None else row[0] + 1, kind, old, new, tx.now)
-    )
+    if row is None:  # a new group, or one retention forgot: count on after the floor
+        seq = connection.execute(f"SELECT coalesce({_SEQ_FLOOR}, 0) + 1").fetchone()[0]
+    else:
+        seq = row[0] + 1
+    cursor = connection.execute(_INSERT_CHANGE, (stream, group, item, seq, kind, old, new, tx.now))
     position = cursor.lastrowid
     assert position is not None
     if row is None:
-        seq, items, oldest = 1, 0, (1, position, tx.now)
+        items, oldest = 0, (seq, position, tx.now)
     else:
-        seq, items, oldest = row[0] + 1, row[1], row[2:]
+        items, oldest = row[1], row[2:]
     # Changes past the history are logged and the tail is done with the oldest: trim, oldest first. (The
     # oldest's position and time are kept with the group, so a write whose trim would find nothing to
     # remove skips it.)
@@ -202,6 +214,52 @@ def _trim_backlog(tx: _Transaction, after: tuple[str, str]) -> tuple[str, str]:
     return groups[-1][0], groups[-1][1]
 
 
+def _write_prune_streams(tx: _Transaction, cut: float) -> tuple[int, int, bool]:
+    """Remove up to :data:`PRUNE_BATCH` of the oldest changes recorded before ``cut`` (never the store's
+    newest, which numbers the next position, nor one the tail may still need), keep each touched group's
+    oldest-change fields true, and forget the groups left with neither items nor changes (raising the
+    seq floor to theirs). Returns (changes removed, groups forgotten, whether more may be due)."""
+    connection = tx.connection
+    newest = connection.execute("SELECT max(position) FROM motia_stream_changes").fetchone()[0]
+    if newest is None:
+        return 0, 0, False
+    cut = min(cut, tx.now - TAIL_AGE)
+    rows = connection.execute(
+        "SELECT position, stream, grp, timestamp FROM motia_stream_changes WHERE position < ? ORDER BY position"
+        " LIMIT ?",
+        (newest, PRUNE_BATCH),
+    ).fetchall()
+    old = list(itertools.takewhile(lambda row: row[3] < cut, rows))  # a young one waits for the older
+    if not old:
+        return 0, 0, False
+    connection.execute("DELETE FROM motia_stream_changes WHERE position <= ?", (old[-1][0],))
+    forgotten = 0
+    for stream, group in dict.fromkeys((row[1], row[2]) for row in old):
+        oldest = connection.execute(_OLDEST, (stream, group)).fetchone()
+        where = (stream, group)
+        if oldest is not None:
+            connection.execute(
+                "UPDATE motia_stream_groups SET oldest = ?, oldest_position = ?, oldest_time = ?"
+                " WHERE stream = ? AND grp = ?",
+                (*oldest, *where),
+            )
+            continue
+        seq, items = connection.execute(
+            "SELECT seq, items FROM motia_stream_groups WHERE stream = ? AND grp = ?", where
+        ).fetchone()
+        if items == 0:
+            connection.execute("DELETE FROM motia_stream_groups WHERE stream = ? AND grp = ?", where)
+            connection.execute(_RAISE_FLOOR, (str(seq),))
+            forgotten += 1
+        else:  # no change left: the next one will be the oldest (bounds that only ever let a trim run)
+            connection.execute(
+                "UPDATE motia_stream_groups SET oldest = seq + 1, oldest_position = ?, oldest_time = ?"
+                " WHERE stream = ? AND grp = ?",
+                (newest, tx.now, *where),
+            )
+    return len(old), forgotten, len(old) == PRUNE_BATCH
+
+
 def _before(groups: list[Any], index: int, after: tuple[str, str]) -> tuple[str, str]:
     """The cursor just before ``groups[index]``: the group before it, or where this pass started."""
     return after if index == 0 else (groups[index - 1][0], groups[index - 1][1])
@@ -269,6 +327,7 @@ class SQLiteStreams:
 
     async def stream_history(self, stream: str, group: str, *, after: int, limit: int) -> list[StreamChange] | None:
         parameters = (stream, group, after, max(limit, 1))
+        seen = None
         while True:
             rows = await self._read(_HISTORY, parameters, inline=limit <= 1000)
             if rows:
@@ -276,13 +335,15 @@ class SQLiteStreams:
                 if changes[0].seq != after + 1:
                     return None  # trimmed (oldest first, so never a gap after the first kept)
                 return changes[:limit] if limit > 0 else []
-            # None after ``after``: then it is the current seq, or beyond it. (The group's newest change is
-            # never trimmed, so a seq above ``after`` means changes committed since the look: look again.)
+            # None after ``after``: then it is the current seq, or beyond it, or the changes after it were
+            # removed by age (retention may take a group's newest). A seq above ``after`` may also be a
+            # change committed since the look: look again, and call it removed if the seq has not moved.
             seq = int((await self._read(f"SELECT {_GROUP_SEQ}", (stream, group), inline=True))[0][0])
-            if after > seq:
+            if after > seq or seq == seen:
                 return None
             if after == seq:
                 return []
+            seen = seq
 
     async def stream_position(self) -> int:
         rows = await self._read("SELECT coalesce(max(position), 0) FROM motia_stream_changes", (), inline=True)
