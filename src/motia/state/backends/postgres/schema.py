@@ -38,6 +38,9 @@ item count, ``history`` and oldest logged change), locked by each change of the 
 ``motia_stream_changes`` keyed by ``position``, which a change takes from the one row of
 ``motia_stream_head`` (locked to commit: positions in commit order); ``motia_stream_subscriptions``.
 
+Version 4, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
+attempt failed) of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``.
+
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
 one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
 for one another), every migration past the stored version runs and the version is recorded. A store of a
@@ -186,6 +189,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (stream, step, grp, item)
         )""",
         "CREATE INDEX IF NOT EXISTS motia_stream_subscriptions_step ON motia_stream_subscriptions (step)",
+    ),
+    # Dead letters you can operate (issue 18): the errors of a delivery's failed attempts, the first kept
+    # by its dead letter (self-contained: the lead may renumber it when merging other migrations).
+    4: (
+        "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS first_error bytea",
+        "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS last_error bytea",
+        "ALTER TABLE motia_dead_letters ADD COLUMN IF NOT EXISTS first_error bytea",
     ),
 }
 

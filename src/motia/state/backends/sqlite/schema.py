@@ -35,8 +35,18 @@ logger = logging.getLogger("motia.state")
 #: (named leases, retention). Every table is created ``IF NOT EXISTS`` at open, which upgrades an older
 #: file in place; the stored version then stops an older pymotia from opening it (it would run cron ticks
 #: without claiming them, or a cron job without its lease, so twice beside newer instances). 4: the
-#: stream tables (an older pymotia would write state but miss stream triggers and changes).
-SCHEMA_VERSION = 4
+#: stream tables (an older pymotia would write state but miss stream triggers and changes). 5 (dead
+#: letters you can operate, issue 18): the errors of a delivery's failed attempts (``first_error`` and
+#: ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``; see :data:`_COLUMNS`).
+SCHEMA_VERSION = 5
+
+#: Columns added after their table was created, as ``(table, column, type)``: added when missing (SQLite
+#: has no ``ADD COLUMN IF NOT EXISTS``), so the upgrade is idempotent like the ``CREATE ... IF NOT EXISTS``.
+_COLUMNS = (
+    ("motia_deliveries", "first_error", "TEXT"),
+    ("motia_deliveries", "last_error", "TEXT"),
+    ("motia_dead_letters", "first_error", "TEXT"),
+)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS motia_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -182,6 +192,9 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
     try:
         for statement in _SCHEMA:
             connection.execute(statement)
+        for table, column, kind in _COLUMNS:
+            if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
         if row is None:
             connection.execute(
