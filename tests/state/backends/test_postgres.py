@@ -17,6 +17,7 @@ import pytest
 
 from motia import ConfigError, StateManager, SyncStateManager
 from motia.exceptions import StateBackendUnavailable, StateClosedError, StateConflictError
+from motia.state.backends.base import NewDelivery
 from motia.state.backends.postgres import SCHEMA_VERSION, PostgresBackend, parse_url
 from motia.state.backends.postgres.connection import COMMIT_TOKENS_KEPT
 from tests.postgres_server import PASSWORD, PostgresServer
@@ -155,6 +156,32 @@ def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresS
     postgres_server.psql(f"UPDATE newer.motia_meta SET value = '{SCHEMA_VERSION + 1}' WHERE name = 'schema_version'")
     with pytest.raises(StateBackendUnavailable, match="newer than this pymotia"):
         StateManager.from_url(url)
+
+
+async def test_a_schema_3_store_is_migrated_keeping_its_deliveries_and_dead_letters(
+    postgres_server: PostgresServer,
+) -> None:
+    # Given a store of schema version 3 (before the errors of failed attempts) with a delivery and a dead letter
+    url = schema_url(postgres_server, "upgrade_dl")
+    async with StateManager.from_url(url) as sm:
+        await sm.backend.enqueue([NewDelivery("p1", "worker", "queue", b"1")])
+        await sm.backend.add_dead_letters([NewDelivery("d0", "gone", "queue", b"0")], error="old")
+    postgres_server.psql(
+        "ALTER TABLE upgrade_dl.motia_deliveries DROP COLUMN first_error, DROP COLUMN last_error;"
+        " ALTER TABLE upgrade_dl.motia_dead_letters DROP COLUMN first_error;"
+        " UPDATE upgrade_dl.motia_meta SET value = '3' WHERE name = 'schema_version'"
+    )
+    # When it is opened again
+    async with StateManager.from_url(url) as sm:
+        # Then what it held is there and failures are recorded
+        old = await sm.backend.get_dead_letter("d0")
+        assert old is not None and (old.error, old.first_error) == ("old", None)
+        (claimed,) = await sm.backend.claim(["worker"], owner="w", limit=5, lease=30)
+        assert await sm.backend.retry(claimed.id, owner="w", delay=0, error="first")
+        (pending,) = await sm.backend.pending_page()
+        assert (pending.id, pending.first_error, pending.last_error) == ("p1", "first", "first")
+    version = postgres_server.psql("SELECT value FROM upgrade_dl.motia_meta WHERE name = 'schema_version'")
+    assert version.strip() == str(SCHEMA_VERSION)
 
 
 # -- the outbox ------------------------------------------------------------------------------------------------
