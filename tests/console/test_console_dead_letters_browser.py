@@ -4,6 +4,7 @@ handler) and keep a message nobody subscribes to, driven in a real headless Chro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -86,7 +87,7 @@ def test_console_actions_over_real_http(run_motia, tmp_path):
     console = httpx.Client(base_url=server.url, headers=auth, timeout=10)
     assert app.post("/orders", json={"id": "o-18", "total": 5}).status_code == 202
 
-    def listed() -> list[dict]:
+    def listed() -> list[dict[str, Any]]:
         return console.get("/__motia/api/dead-letters").json()["dead_letters"]
 
     poll(lambda: len(listed()) == 2, timeout=10)

@@ -9,7 +9,7 @@ from pathlib import Path
 from motia import http, queue, step
 
 
-def record(line: dict) -> None:
+def record(line: dict[str, object]) -> None:
     with open(os.environ["DL_RUNS"], "a") as runs:
         runs.write(json.dumps(line) + "\n")
 
