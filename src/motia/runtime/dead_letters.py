@@ -79,7 +79,8 @@ class DeadLetterFilter:
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page: its ``items`` and the cursor of the next page (``None``: this was the last)."""
+    """One page: its ``items`` and the cursor of the next page (``None``: nothing follows; a page filtered by
+    topic may also stop after reading :data:`SCAN_LIMIT` letters, with a ``next`` that continues the scan)."""
 
     items: list[T]
     next: str | None
@@ -128,10 +129,10 @@ def _check(where: DeadLetterFilter) -> None:
 async def _scan(read: Callable[..., Any], where: DeadLetterFilter, cursor_of: Callable[[T], str]) -> Page[T]:
     """A page of what ``read`` (a store page method) lists, the topic filtered here."""
     _check(where)
-    if where.topic is None:
-        items: list[T] = await read(step=where.step, kind=where.kind, after=where.after, limit=where.limit)
-        more = len(items) == where.limit
-        return Page(items, cursor_of(items[-1]) if more else None)
+    if where.topic is None:  # one more than asked: ``next`` is None exactly when nothing follows
+        items: list[T] = await read(step=where.step, kind=where.kind, after=where.after, limit=where.limit + 1)
+        more = len(items) > where.limit
+        return Page(items[: where.limit], cursor_of(items[where.limit - 1]) if more else None)
     found: list[T] = []
     after, scanned = where.after, 0
     chunk = max(where.limit, 100)
