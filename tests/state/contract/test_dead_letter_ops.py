@@ -182,3 +182,20 @@ async def test_bad_arguments_are_refused_and_change_nothing(state: StateManager,
     with pytest.raises(StateValueError):
         await getattr(backend, call)(**kwargs)
     assert [d.id for d in await backend.dead_letter_page()] == ["a"]
+
+
+async def test_pending_lists_deliveries_waiting_behind_their_order_key(state: StateManager, clock: Any) -> None:
+    # Given three deliveries of one order key (only the oldest claimable) and one delayed
+    backend = state.backend
+    await backend.enqueue([NewDelivery(f"k{i}", "worker", "queue", b"1", "fifo:g") for i in range(3)])
+    await backend.enqueue([NewDelivery("later", "worker", "queue", b"2", delay=60)])
+    # Then every one is listed, in the order added, with when it may run
+    page = await backend.pending_page(step="worker")
+    assert [p.id for p in page] == ["k0", "k1", "k2", "later"]
+    assert [p.available_at for p in page] == [clock(), clock(), clock(), clock() + 60]
+    # And pages of one continue across them
+    seen, after = [], None
+    while batch := await backend.pending_page(after=after, limit=1):
+        seen.append(batch[0].id)
+        after = batch[0].cursor
+    assert seen == ["k0", "k1", "k2", "later"]
