@@ -223,16 +223,7 @@ class MotiaApp:
             self.delivery = DeliveryWorker(self, self.delivery_options)
             await self.delivery.start()
         if self.cron_enabled:
-            jobs = [
-                CronJob(
-                    f"{step.name}#{i}" if len(step.cron_triggers) > 1 else step.name,
-                    trig.expression,
-                    functools.partial(self._run_cron, step, trig),
-                    key=f"cron:{step.name}:{i}",
-                )
-                for step in self.steps
-                for i, trig in enumerate(step.cron_triggers)
-            ]
+            jobs = self.cron_jobs()
             if jobs:
                 # Every instance on this store schedules every tick; the claim lets exactly one run it, and
                 # the job's lease keeps a run from starting while another instance still runs the job.
@@ -241,6 +232,22 @@ class MotiaApp:
                 self._scheduler.start()
         if self.sweep_interval > 0:
             self._sweeper = asyncio.create_task(self._sweep_expired(), name="motia-ttl-sweeper")
+
+    def cron_jobs(self) -> list[CronJob]:
+        """One job per cron trigger of the app's steps, each running its step as the scheduler would.
+
+        Named after the step (``step#i`` when it has several); keyed ``cron:<step>:<i>`` in tick claims.
+        """
+        return [
+            CronJob(
+                f"{step.name}#{i}" if len(step.cron_triggers) > 1 else step.name,
+                trig.expression,
+                functools.partial(self._run_cron, step, trig),
+                key=f"cron:{step.name}:{i}",
+            )
+            for step in self.steps
+            for i, trig in enumerate(step.cron_triggers)
+        ]
 
     async def _sweep_expired(self) -> None:
         """Remove expired keys from storage now and then (reads already ignore them).

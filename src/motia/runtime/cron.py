@@ -161,11 +161,16 @@ class CronScheduler:
             if running is not None and not running.done():
                 logger.warning("cron %s: tick %s skipped, the previous run is still going", job.name, tick.isoformat())
             else:
-                self._runs[job.name] = asyncio.create_task(self._run(job, tick), name=f"motia-cron-run:{job.name}")
+                self._runs[job.name] = asyncio.create_task(self.run_tick(job, tick), name=f"motia-cron-run:{job.name}")
             tick = next_fire(max(tick, self._now()), job.expression)
 
-    async def _run(self, job: CronJob, tick: datetime) -> None:
-        """Claim the tick (inside the run task, so a slow store delays this run, never the schedule), then run it."""
+    async def run_tick(self, job: CronJob, tick: datetime) -> None:
+        """Claim the tick, take the job's lease, run it, release the lease.
+
+        The schedule calls it inside the run's task, so a slow store delays this run, never the schedule.
+        A scheduler driven by hand (``motia.testing``'s fake clock, which never calls :meth:`start`) calls
+        it for each tick it makes due: the same claim and lease as a running app's.
+        """
         if self._claim is not None:
             try:
                 won = await self._claim(job.key, tick.timestamp(), hold=self._claim_hold)

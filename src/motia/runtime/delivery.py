@@ -39,6 +39,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import Undeliverable
@@ -123,6 +124,14 @@ class DeliveryWorker:
         self._completer: asyncio.Task[None] | None = None
         #: Deliveries whose handler returned and that wait for their completion: their slots are free.
         self._settling = 0
+        #: Asked after each handler returned, before its delivery is completed: ``True`` leaves the delivery
+        #: leased and unsettled, as if the process died between the handler's commits and the delivery's
+        #: completion (kill -9); it is claimed again once its lease expires. For crash-injection tests
+        #: (``motia.testing.crash_after_commit``); ``None`` in production.
+        self.crash_after_commit: Callable[[Delivery], bool] | None = None
+        #: Told ``(delivery, delay)`` for each delivery put back for a retry, due ``delay`` seconds later on
+        #: the store's clock: how a fake clock (``motia.testing``) learns when retries come due.
+        self.retry_listeners: list[Callable[[Delivery, float], None]] = []
         self.dispatcher = EventDispatcher(
             self.backend,
             self.subscriptions,
@@ -225,6 +234,36 @@ class DeliveryWorker:
                 raise TimeoutError(f"{left} deliveries still pending after {timeout} s ({len(self._running)} running)")
             self._wake.set()
             await asyncio.sleep(0.005)  # bounded poll: handlers settle on their own schedule
+
+    async def run_ready(self, timeout: float = 10.0) -> int:
+        """Dispatch the recorded events and run every delivery ready now, again and again until none is
+        ready and none runs; return how many deliveries were claimed.
+
+        For driving an app by hand under a fake clock (``motia.testing``): unlike :meth:`drain`, it does not
+        wait for deliveries whose retry backoff, delay or lease has not yet passed on the store's clock
+        (which may never move on its own). Raises ``TimeoutError`` if it is not done within ``timeout``
+        seconds (a handler that never returns).
+        """
+        total = 0
+        async with asyncio.timeout(timeout):
+            while True:
+                await self.dispatcher.dispatch_all()
+                claimed = 0
+                free = self.options.concurrency - len(self._running)
+                for unit, room in self.plan.next_units(self._per_step):
+                    limit = free if room is None else min(free, room)
+                    if limit <= 0:
+                        break
+                    batch = await self.backend.claim(unit.steps, owner=self.owner, limit=limit, lease=unit.lease)
+                    free -= len(batch)
+                    claimed += len(batch)
+                    for delivery in batch:
+                        self._start(delivery)
+                total += claimed
+                if self._running:
+                    await asyncio.wait(set(self._running.values()))
+                elif not claimed:
+                    return total
 
     # -- claiming ----------------------------------------------------------------------------------
 
@@ -383,6 +422,14 @@ class DeliveryWorker:
                 delay = policy.delay(delivery.attempts)
                 ctx.logger.exception(f"handler failed: retrying in {delay:g} s", fields)
                 await self._settle("retry", delivery.id, delay=delay, error=_error_text(exc))
+                for listener in self.retry_listeners:
+                    try:
+                        listener(delivery, delay)
+                    except Exception:  # an observer's failure must not fail the delivery
+                        logger.exception("delivery %s: a retry listener failed", delivery.id)
+            return
+        if self.crash_after_commit is not None and self.crash_after_commit(delivery):
+            logger.warning("delivery %s: crash injected after its handler returned: left leased", delivery.id)
             return
         if not await self._settle("complete", delivery.id):
             ctx.logger.warning(
