@@ -174,11 +174,14 @@ def write_offline(url: str, group: str, item: str, data: dict[str, Any]) -> None
     asyncio.run(write())
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def durable_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A store that outlives the server: a SQLite file, or a fresh prefix on the shared Redis test server."""
+    """A store that outlives the server: a SQLite file, or a fresh prefix (schema) on the shared Redis
+    (PostgreSQL) test server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=node_{uuid.uuid4().hex[:12]}"
     return f"{request.getfixturevalue('redis_server').url}?prefix=node-{uuid.uuid4().hex[:12]}"
 
 

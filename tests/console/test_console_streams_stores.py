@@ -1,5 +1,6 @@
-"""The console's stream feed on shared stores: changes made by another process on the same SQLite file or
-Redis server reach an open feed in commit order, and the feed survives its Redis server going away."""
+"""The console's stream feed on shared stores: changes made by another process on the same SQLite file,
+Redis server or PostgreSQL database reach an open feed in commit order, and the feed survives its Redis
+server going away."""
 
 from __future__ import annotations
 
@@ -28,11 +29,13 @@ _prefixes = itertools.count()
 def store_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
+    if kind == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=console{next(_prefixes)}"
     server = request.getfixturevalue("redis_server")
     return f"{server.url}?prefix=console{next(_prefixes)}"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MotiaApp]:
     app = MotiaApp([], state=store_url(request.param, request, tmp_path), cron=False, streams=[TODO])
     await app.startup()

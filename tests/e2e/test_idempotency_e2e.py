@@ -20,10 +20,12 @@ pytestmark = pytest.mark.slow
 STEPS = Path(__file__).resolve().parent / "steps_idempotency"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=idem_e2e_{uuid.uuid4().hex[:12]}"
     server: Any = request.getfixturevalue("redis_server")
     return f"{server.url}?prefix=idem-e2e-{uuid.uuid4().hex[:12]}"
 

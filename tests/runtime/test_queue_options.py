@@ -29,13 +29,16 @@ FAST = DeliveryOptions(lease=30.0, poll_interval=0.02, concurrency=8)
 StartApp = Callable[..., Coroutine[Any, Any, MotiaApp]]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store on each backend (Redis: a fresh key prefix on the session's server)."""
+    """A fresh store on each backend (Redis: a fresh key prefix on the session's server; PostgreSQL: a fresh
+    schema on the session's server)."""
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}?schema=qopt_{uuid.uuid4().hex[:12]}&timeout=5"
     server = request.getfixturevalue("redis_server")
     return f"{server.url}?prefix=qopt-{uuid.uuid4().hex[:12]}&timeout=1"
 

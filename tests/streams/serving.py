@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from motia.runtime.app import MotiaApp
 from tests.polling import eventually
@@ -21,13 +22,15 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: MotiaApp, *, port: int = 0) -> AsyncIterator[int]:
+async def serving(app: MotiaApp, *, port: int = 0, asgi: ASGIApp | None = None) -> AsyncIterator[int]:
     """Serve ``app.asgi`` (its lifespan starts and stops the app) and yield the port; ``port`` reuses
-    one (a restarted server at the same address)."""
+    one (a restarted server at the same address); ``asgi`` serves another composition of ``app`` (with the
+    console's routes, say)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(app.asgi, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
+    served = app.asgi if asgi is None else asgi
+    config = uvicorn.Config(served, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

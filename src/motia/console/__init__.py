@@ -1,5 +1,5 @@
 """The Console: a web page at ``/__motia`` to inspect and edit state, watch state events and stream changes,
-browse streams and see the steps.
+browse streams, see the steps, the dead letters and, with tracing on, the recent traces.
 
 The routes live in ``motia.console.routes`` (the Streams view's: ``motia.console.streams``; who may use
 them: ``motia.console.auth``) and are mounted by ``motia run`` (``motia.cli``). The live feed reads the

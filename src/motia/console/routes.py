@@ -6,7 +6,8 @@ Keys and scopes may hold any character, ``/`` included, so they travel as query 
 (``/__motia/api/entry?scope=S&key=K``), never as path segments. Every endpoint validates its input and
 answers a 4xx JSON ``{"error": ...}`` naming the problem; a backend failure is a 503. The Streams view's
 endpoints and the stream feed live in :mod:`motia.console.streams`, the Dead letters view's in
-:mod:`motia.console.dead_letters`; their routes are added here.
+:mod:`motia.console.dead_letters`, the Traces view's in :mod:`motia.console.traces`; their routes are added
+here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from importlib import metadata, resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -25,6 +27,7 @@ from motia.console._api import ApiError, Endpoint, json_body, query, query_int, 
 from motia.console.auth import ConsoleAuth
 from motia.console.dead_letters import DeadLettersAPI
 from motia.console.streams import StreamFeed, StreamsAPI
+from motia.console.traces import TracesAPI
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import JSONResponse
@@ -35,6 +38,7 @@ from motia.steps.triggers import StateTrigger
 
 if TYPE_CHECKING:
     from motia.runtime.app import MotiaApp
+    from motia.runtime.traces import TraceSource
     from motia.state.manager import StateManager
     from motia.steps.definition import Step
     from motia.steps.triggers import Trigger
@@ -84,9 +88,16 @@ class ConsoleAPI:
     """The endpoints, bound to one app's store, steps and event hub."""
 
     def __init__(
-        self, app: MotiaApp, hub: StateEventHub, *, keepalive: float = KEEPALIVE, stream_feed: StreamFeed | None = None
+        self,
+        app: MotiaApp,
+        hub: StateEventHub,
+        *,
+        keepalive: float = KEEPALIVE,
+        stream_feed: StreamFeed | None = None,
+        traces: TracesAPI | None = None,
     ) -> None:
         self.app = app
+        self.traces = traces if traces is not None else TracesAPI()
         self.hub = hub
         self.keepalive = keepalive
         #: Publishes stream changes to ``hub`` while a feed is open (``None``: the feed carries state only).
@@ -134,6 +145,7 @@ class ConsoleAPI:
                 "steps": len(self.app.steps),
                 "events": {"durable": self.hub.durable, "subscribers": self.hub.subscriber_count},
                 "streams": {"tailing": self.stream_feed is not None and self.stream_feed.running},
+                "traces": {"enabled": self.traces.buffer() is not None},
             }
         )
 
@@ -293,19 +305,23 @@ def console_routes(
     token: str | None = None,
     hub: StateEventHub | None = None,
     streams: StreamManager | None = None,
+    traces: TraceSource | None = None,
 ) -> list[BaseRoute]:
     """The console's routes for ``build_asgi(app, extra_routes=...)``; ``token=None``: loopback only.
 
-    ``hub`` defaults to ``app.state_events``, the app's event hub; ``streams`` to the app's stream manager.
+    ``hub`` defaults to ``app.state_events``, the app's event hub; ``streams`` to the app's stream manager;
+    ``traces`` to the recent-traces buffer installed in this process when tracing is on
+    (:func:`motia.runtime.traces.installed`, looked up per request).
     """
     auth = ConsoleAuth(token)
     hub = hub if hub is not None else app.state_events
     manager = streams if streams is not None else app.streams
     feed = StreamFeed(manager.backend, hub)
-    api = ConsoleAPI(app, hub, stream_feed=feed)
+    traces_api = TracesAPI(traces)
+    api = ConsoleAPI(app, hub, stream_feed=feed, traces=traces_api)
     streams_api = StreamsAPI(manager)
     dead_letters_api = DeadLettersAPI(app.state.backend, max_body=api.max_body)
-    static_files = {name: _static(name) for name in ("index.html", "app.js", "app.css")}
+    static_files = {name: _static(name) for name in ("index.html", "app.js", "traces.js", "app.css")}
 
     def guarded(endpoint: Endpoint) -> Endpoint:
         async def run(request: Request) -> Response:
@@ -350,6 +366,17 @@ def console_routes(
             return Response(_REFUSED_PAGE, status_code=refused.status_code, media_type="text/html")
         return Response(static_files["index.html"], media_type=_STATIC_TYPES[".html"], headers=_NO_STORE)
 
+    async def trace_page(request: Request) -> Response:
+        login = auth.login(request)
+        if login is not None:
+            if login.status_code == 303:  # signed in: back to the trace, not to the console's front page
+                login.headers["location"] = f"{PREFIX}/traces/{quote(request.path_params['trace_id'], safe='')}"
+            return login
+        refused = auth.check(request)
+        if refused is not None:
+            return Response(_REFUSED_PAGE, status_code=refused.status_code, media_type="text/html")
+        return await traces_api.page(request)
+
     async def static(request: Request) -> Response:
         refused = auth.check(request)
         if refused is not None:
@@ -383,6 +410,9 @@ def console_routes(
         api_route("dead-letters/redrive", dead_letters_api.redrive, ["POST"]),
         api_route("dead-letters/purge", dead_letters_api.purge, ["POST"]),
         api_route("pending-deliveries", dead_letters_api.pending, ["GET"]),
+        api_route("traces", traces_api.list, ["GET"]),
+        api_route("traces/{trace_id}", traces_api.trace, ["GET"]),
+        Route(f"{PREFIX}/traces/{{trace_id}}", trace_page, methods=["GET"]),
     ]
 
 

@@ -14,7 +14,10 @@ rule), in commit order per key (state), per group (streams) and per ``messageGro
 
 Wake-ups: the store calls back after every local commit that recorded events or added deliveries, so a
 local write reaches its handler without waiting for a poll; other processes' commits are found by
-polling every ``poll_interval`` seconds.
+polling every ``poll_interval`` seconds, except where the store tells this process of them
+(``backend.wakes_other_processes``: PostgreSQL's ``LISTEN``): there an idle worker waits for a wake-up or
+the next delivery due with no commit (``backend.next_due``: a delay, a backoff, a lease's end), and an idle
+app costs the store (almost) no queries.
 
 Stream triggers: the store makes their deliveries in the transaction of each change, for the
 subscriptions registered with it; the worker registers this app's at start and again every
@@ -44,10 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import Undeliverable
 from motia.runtime.claim_plan import ClaimPlan
+from motia.runtime.context import new_trace_id
 from motia.runtime.dead_letter_notice import announce_dead_letter
 from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
+    IDLE_WAIT,
     EventDispatcher,
     matching,
     state_triggers,
@@ -290,7 +295,23 @@ class DeliveryWorker:
                 self._errors = 0
             # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the
             # next claim waits for a wake-up (a dispatch, a finished handler) or the poll timer.
-            await wait_for(self._wake, options.poll_interval)
+            await wait_for(self._wake, await self._idle_wait(free > 0))
+
+    async def _idle_wait(self, slots_free: bool) -> float:
+        """How long the claim loop may wait for a wake-up: the poll interval, unless the store tells this
+        process of every process's commits (``wakes_other_processes``): then, with a slot free, until the
+        next delivery the store says is due with no commit (a delay, a retry's backoff, a lease's end),
+        since anything else becomes claimable by a commit, whose notification wakes the loop."""
+        if not self.backend.wakes_other_processes:
+            return self.options.poll_interval
+        if not slots_free:
+            return IDLE_WAIT  # a finished handler wakes the loop
+        try:
+            due = await self.backend.next_due(self._step_names)
+        except Exception as exc:  # any failure: poll as if the store could not tell (#4)
+            logger.warning("delivery: asking the state store for the next due delivery failed: %s", exc)
+            return self.options.poll_interval
+        return IDLE_WAIT if due is None else min(max(due, 0.0), IDLE_WAIT)
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
@@ -396,7 +417,7 @@ class DeliveryWorker:
             if await self._settle("dead", delivery.id, error=f"undeliverable: {exc}"):
                 await self._dead_lettered(delivery, f"undeliverable: {exc}", None)
             return
-        ctx = self.app.context(step, info, trace_id or secrets.token_hex(8), delivery_id=delivery.id)
+        ctx = self.app.context(step, info, trace_id or new_trace_id(), delivery_id=delivery.id)
         trigger = triggers[0]
         try:
             chosen: Trigger | None = None

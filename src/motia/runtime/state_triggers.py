@@ -30,6 +30,9 @@ logger = logging.getLogger("motia.runtime")
 
 #: Events moved from the outbox per transaction.
 DISPATCH_BATCH = 1000
+#: The longest an idle dispatcher or worker waits without looking at the store, when the store wakes it for
+#: every process's commits (``backend.wakes_other_processes``): a safety net only, nothing waits for it.
+IDLE_WAIT = 10.0
 
 
 def state_triggers(step: Step) -> list[StateTrigger]:
@@ -55,7 +58,8 @@ async def wait_for(event: asyncio.Event, timeout: float) -> None:
 
 
 class EventDispatcher:
-    """Moves recorded events to deliveries for ``subscriptions``, woken by local commits and a poll timer.
+    """Moves recorded events to deliveries for ``subscriptions``, woken by the store's commits (this process's;
+    every process's where the store tells, ``backend.wakes_other_processes``) and else a poll timer.
 
     Runs in every app, even one without state triggers: another process (or ``motia state`` from a
     terminal) may have enabled events on the store, and their outbox must not grow forever. All the
@@ -106,7 +110,9 @@ class EventDispatcher:
                 self._after_cycle()
             if consumed:
                 busy_until = loop.time()
-            await wait_for(self.wake, self.poll_interval)
+            # A store that tells this process of every process's commits needs no polling: events come only
+            # with commits (TTL expiries too: the sweep's), and their notification wakes this loop.
+            await wait_for(self.wake, IDLE_WAIT if self.backend.wakes_other_processes else self.poll_interval)
             woken = self.wake.is_set()
             if woken and self.batch_window > 0 and loop.time() - busy_until < self.batch_window:
                 # Woken by a local commit within a window of the last dispatch that moved events: a

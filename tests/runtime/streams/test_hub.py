@@ -26,12 +26,15 @@ from tests.polling import eventually
 TODO = StreamDefinition(name="todo", history=5)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateBackend]:
     if request.param == "memory":
         store: StateBackend = MemoryBackend()
     elif request.param == "sqlite":
         store = open_backend(f"sqlite:///{tmp_path / 's.db'}")
+    elif request.param == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        store = open_backend(f"{server.url}?schema=hub_{uuid.uuid4().hex[:12]}")
     else:
         server = request.getfixturevalue("redis_server")
         store = open_backend(f"{server.url}?prefix=hub-{uuid.uuid4().hex[:12]}")

@@ -9,6 +9,9 @@ purpose, on a real socket:
 - ``cut_after_commit``: the next ``COMMIT`` is forwarded, and when the server's ``CommandComplete`` for it
   comes back, the connection is closed instead of passing it on (the transaction did commit; the client
   never hears so).
+- ``cut_before_execute`` and ``cut_after_execute``: the same around a statement run on its own (its implicit
+  transaction commits at ``Sync``): the next ``Execute`` is not forwarded, or it is and the server's next
+  ``ReadyForQuery`` (sent after the commit) is not passed on.
 
 It parses just enough of the protocol to find those messages: after the start-up packet, every message is a
 type byte and a 32-bit length. Runs on its own thread with its own event loop.
@@ -27,6 +30,8 @@ class PgProxy:
         self.upstream_port = upstream_port
         self.cut_before_commit = False
         self.cut_after_commit = False
+        self.cut_before_execute = False
+        self.cut_after_execute = False
         #: How many connections were cut on purpose.
         self.cuts = 0
         self._loop = asyncio.new_event_loop()
@@ -62,7 +67,7 @@ class PgProxy:
         except OSError:
             client_writer.close()
             return
-        state: dict[str, Any] = {"commit_sent": False, "closed": False}
+        state: dict[str, Any] = {"commit_sent": False, "execute_sent": False, "closed": False}
 
         def cut() -> None:
             if not state["closed"]:
@@ -90,6 +95,14 @@ class PgProxy:
                         cut()
                         return
                     state["commit_sent"] = True
+                if kind == b"E":
+                    if self.cut_before_execute:
+                        self.cut_before_execute = False
+                        cut()
+                        return
+                    if self.cut_after_execute:
+                        self.cut_after_execute = False
+                        state["execute_sent"] = True
                 server_writer.write(kind + head + body)
 
         async def server_to_client() -> None:
@@ -112,6 +125,9 @@ class PgProxy:
                         self.cut_after_commit = False
                         cut()
                         return
+                if kind == b"Z" and state["execute_sent"]:
+                    cut()
+                    return
                 client_writer.write(kind + head + body)
 
         tasks = [asyncio.ensure_future(client_to_server()), asyncio.ensure_future(server_to_client())]

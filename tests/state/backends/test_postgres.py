@@ -20,6 +20,7 @@ from motia.exceptions import StateBackendUnavailable, StateClosedError, StateCon
 from motia.state.backends.base import NewDelivery
 from motia.state.backends.postgres import SCHEMA_VERSION, PostgresBackend, parse_url
 from motia.state.backends.postgres.connection import COMMIT_TOKENS_KEPT
+from motia.state.backends.postgres.statement import ONE_STATEMENT_MAX
 from tests.postgres_server import PASSWORD, PostgresServer
 from tests.server_process import free_port
 from tests.state.backends._pg_proxy import PgProxy
@@ -158,10 +159,10 @@ def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresS
         StateManager.from_url(url)
 
 
-async def test_a_schema_3_store_is_migrated_keeping_its_deliveries_and_dead_letters(
+async def test_an_older_store_is_migrated_keeping_its_deliveries_and_dead_letters(
     postgres_server: PostgresServer,
 ) -> None:
-    # Given a store of schema version 3 (before the errors of failed attempts) with a delivery and a dead letter
+    # Given a store of schema version 4 (before the errors of failed attempts) with a delivery and a dead letter
     url = schema_url(postgres_server, "upgrade_dl")
     async with StateManager.from_url(url) as sm:
         await sm.backend.enqueue([NewDelivery("p1", "worker", "queue", b"1")])
@@ -169,7 +170,7 @@ async def test_a_schema_3_store_is_migrated_keeping_its_deliveries_and_dead_lett
     postgres_server.psql(
         "ALTER TABLE upgrade_dl.motia_deliveries DROP COLUMN first_error, DROP COLUMN last_error;"
         " ALTER TABLE upgrade_dl.motia_dead_letters DROP COLUMN first_error;"
-        " UPDATE upgrade_dl.motia_meta SET value = '3' WHERE name = 'schema_version'"
+        " UPDATE upgrade_dl.motia_meta SET value = '4' WHERE name = 'schema_version'"
     )
     # When it is opened again
     async with StateManager.from_url(url) as sm:
@@ -273,6 +274,47 @@ async def test_a_connection_cut_around_commit_applies_the_write_exactly_once(pro
         assert result.new_value == {"n": 1}
         entry = await sm.get_entry("s", "k")
         assert entry is not None and entry.value == {"n": 1} and entry.version == 2
+
+
+@pytest.mark.parametrize("cut", ["cut_before_execute", "cut_after_execute"])
+async def test_a_set_whose_reply_is_lost_is_applied_once_and_answers_as_applied(proxy: PgProxy, cut: str) -> None:
+    # Given a store reached through a proxy that will cut the connection around the next statement (a set
+    # is one statement: motia_set, committed by the server on its own)
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres?schema=setcut_{cut}&sslmode=disable"
+    async with StateManager.from_url(url) as sm:
+        await sm.set("s", "k", {"n": 1})
+        setattr(proxy, cut, True)
+        # When a set's statement never reaches the server, or its reply is lost after it committed
+        result = await sm.set("s", "k", {"n": 2})
+        # Then the call succeeds with the answer of the one write applied: version 2, the old value 1
+        assert proxy.cuts == 1
+        assert (result.version, result.old_value, result.new_value) == (2, {"n": 1}, {"n": 2})
+        entry = await sm.get_entry("s", "k")
+        assert entry is not None and entry.value == {"n": 2} and entry.version == 2
+
+
+async def test_a_large_set_and_a_conflicting_set_keep_their_meaning(postgres_server: PostgresServer) -> None:
+    # Given a key (values up to ONE_STATEMENT_MAX are set by motia_set, larger ones in a transaction)
+    async with StateManager.from_url(schema_url(postgres_server, "bigset")) as sm:
+        small = await sm.set("s", "k", {"n": 1})
+        big = await sm.set("s", "k", {"blob": "x" * (ONE_STATEMENT_MAX + 10)})
+        back = await sm.set("s", "k", {"n": 3})
+        assert (small.version, big.version, back.version) == (1, 2, 3)
+        assert big.old_value == {"n": 1} and back.old_value == {"blob": "x" * (ONE_STATEMENT_MAX + 10)}
+        # When a set names another version than the key's, by either path
+        with pytest.raises(StateConflictError) as small_conflict:
+            await sm.set("s", "k", {"n": 4}, if_version=2)
+        with pytest.raises(StateConflictError) as big_conflict:
+            await sm.set("s", "k", {"blob": "y" * (ONE_STATEMENT_MAX + 10)}, if_version=0)
+        # Then both are conflicts naming the actual version, and nothing was written
+        assert (small_conflict.value.expected, small_conflict.value.actual) == (2, 3)
+        assert (big_conflict.value.expected, big_conflict.value.actual) == (0, 3)
+        entry = await sm.get_entry("s", "k")
+        assert entry is not None and entry.value == {"n": 3} and entry.version == 3
+        # And if_version=0 creates an absent key by either path
+        assert (await sm.set("s", "new", {"n": 1}, if_version=0)).version == 1
+        with pytest.raises(StateConflictError):
+            await sm.set("s", "new", {"n": 1}, if_version=0)
 
 
 def test_old_commit_tokens_are_deleted_by_writes(postgres_server: PostgresServer) -> None:

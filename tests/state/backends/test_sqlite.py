@@ -319,13 +319,13 @@ async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_
         assert await sm.get("s", "k") == {"n": 1}
         assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
         assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "5"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "6"
 
 
-async def test_sqlite_upgrades_a_schema_4_file_keeping_its_deliveries_and_dead_letters(
+async def test_sqlite_upgrades_an_older_file_keeping_its_deliveries_and_dead_letters(
     sqlite_url: str, sqlite_path: Path
 ) -> None:
-    # Given a file of schema version 4 holding a pending delivery and a dead letter (no error columns)
+    # Given a file of an older schema version holding a pending delivery and a dead letter (no error columns)
     async with StateManager.from_url(sqlite_url) as sm:
         await sm.backend.enqueue(
             [NewDelivery("p1", "worker", "queue", b"1"), NewDelivery("d1", "worker", "queue", b"2")]
@@ -347,7 +347,7 @@ async def test_sqlite_upgrades_a_schema_4_file_keeping_its_deliveries_and_dead_l
         assert (pending.id, pending.first_error, pending.last_error) == ("p1", "first", "first")
         letter = await sm.backend.get_dead_letter("d1")
         assert letter is not None and letter.first_error == "last"
-    assert schema_version(sqlite_path) == "5"
+    assert schema_version(sqlite_path) == "6"
 
 
 async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:

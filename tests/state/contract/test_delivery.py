@@ -455,3 +455,30 @@ async def test_a_failing_delivery_holds_its_key_across_retries(state: StateManag
     assert head.id == "g0"
     assert await backend.dead_letter(head.id, owner="w", error="gave up")
     assert [d.id for d in await backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["g1"]
+
+
+async def test_next_due_says_when_a_waiting_delivery_becomes_claimable(state: StateManager, clock: Any) -> None:
+    backend = state.backend
+    # Given no delivery, or only one claimable now: nothing waits for a time
+    assert await backend.next_due(["job"]) is None
+    assert await backend.enqueue([NewDelivery("now", "job", "queue", b"1")]) == 1
+    assert await backend.next_due(["job"]) is None
+    # When one is delayed by 8 s: it is due in 8 s (for its step only)
+    assert await backend.enqueue([NewDelivery("later", "job", "queue", b"2", delay=8.0)]) == 1
+    assert await backend.next_due(["job"]) == pytest.approx(8.0)
+    assert await backend.next_due(["other"]) is None
+    # When the ready one is leased for 5 s: its lease's end comes first
+    (leased,) = await backend.claim(["job"], owner="a", limit=1, lease=5)
+    assert leased.id == "now"
+    assert await backend.next_due(["other", "job"]) == pytest.approx(5.0)
+    # When it is retried after 3 s: the backoff's end comes first
+    assert await backend.retry("now", owner="a", delay=3.0, error="boom")
+    assert await backend.next_due(["job"]) == pytest.approx(3.0)
+    # Then times that passed do not count: a delivery claimable now is not "due"
+    clock.advance(4)
+    assert await backend.next_due(["job"]) == pytest.approx(4.0)
+    clock.advance(4)
+    assert await backend.next_due(["job"]) is None
+    assert sorted(d.id for d in await backend.claim(["job"], owner="a", limit=5, lease=60)) == ["later", "now"]
+    # And leased deliveries are due when their lease ends
+    assert await backend.next_due(["job"]) == pytest.approx(60.0)

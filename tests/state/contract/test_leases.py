@@ -131,11 +131,11 @@ async def test_a_lease_is_held_against_every_manager_of_the_store(backend: str, 
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Real time and real processes (SQLite and Redis)
+# Real time and real processes (SQLite, Redis and PostgreSQL)
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def shared_url(request: pytest.FixtureRequest) -> str:
     """The URL of a fresh store that several processes can share."""
     url: str = request.getfixturevalue(f"{request.param}_url")
@@ -257,9 +257,9 @@ async def test_sqlite_upgrades_a_schema_2_file_in_place(sqlite_url: str, sqlite_
         assert not await sm.backend.acquire_lease("cron:job", "b", ttl=TTL)
         await sm.backend.touch_steps(["step"])
         assert await sm.backend.prune(dead_letter_age=0, step_age=3600) == (0, 0, 0)  # touched just now: kept
-    # and it is marked as the current schema (5), with every new table and index
+    # and it is marked as the current schema (6), with every new table and index
     version, names = sqlite_schema(sqlite_path)
-    assert version == str(sqlite_backend.SCHEMA_VERSION) == "5"
+    assert version == str(sqlite_backend.SCHEMA_VERSION) == "6"
     assert {"motia_leases", "motia_steps", "motia_dead_letters_failed"} <= names
 
 

@@ -199,8 +199,23 @@ function showBrowser(which) {
   $("scope-view").hidden = which !== "scope";
   $("stream-view").hidden = which !== "stream";
   $("dead-view").hidden = which !== "dead";
+  $("traces-view").hidden = which !== "traces";
+  $("trace-view").hidden = which !== "trace";
   view.dead = which === "dead";
   $("open-dead").classList.toggle("active", view.dead);
+  $("open-traces").classList.toggle("active", which === "traces" || which === "trace");
+  if (which !== "traces" && which !== "trace") leaveTraces();  // traces.js
+}
+
+/** Leave the scope, stream or dead letters shown, for a view of traces.js. */
+function leaveForTraces() {
+  leaveStream();
+  if (view.scope !== null) {
+    view.scope = null;
+    closeEditor();
+    for (const button of document.querySelectorAll("#scopes .scope")) button.classList.remove("active");
+  }
+  view.dead = false;
 }
 
 function selectScope(scope) {
@@ -700,6 +715,7 @@ function addEvent(event) {
     el("span", { class: "where", title: where }, where),
     detail === null ? null : el("code", { class: "detail" }, detail),
     event.missed ? el("span", { class: "muted small" }, `(${event.missed} earlier events were skipped)`) : null,
+    event.trace_id ? el("span", { class: "small", onclick: (e) => e.stopPropagation() }, "trace ", traceLink(event.trace_id)) : null,
   );
   prependFeed(item);
 }
@@ -834,7 +850,6 @@ async function loadDeadLetters() {
     );
     if (open) {
       const facts = [`id ${letter.id}`, `created ${isoTime(letter.created_at)}`, `failed ${isoTime(letter.failed_at)}`];
-      if (letter.trace_id) facts.push(`trace ${letter.trace_id}`);
       const errors = [el("div", { class: "muted small" }, "last error"), el("pre", { class: "item-detail error-text", dataset: { testid: "dead-error" } }, letter.error)];
       if (letter.first_error !== null && letter.first_error !== letter.error) {
         errors.push(el("div", { class: "muted small" }, "first error"), el("pre", { class: "item-detail error-text", dataset: { testid: "dead-first-error" } }, letter.first_error));
@@ -846,7 +861,14 @@ async function loadDeadLetters() {
           el(
             "td",
             { colspan: "7" },
-            el("div", { class: "muted small", dataset: { testid: "dead-facts" } }, facts.join(" · ")),
+            el(
+              "div",
+              { class: "muted small", dataset: { testid: "dead-facts" } },
+              facts.join(" · "),
+              typeof letter.trace_id === "string"
+                ? el("span", { dataset: { testid: "dead-trace" } }, " · trace ", traceLink(letter.trace_id))
+                : null,
+            ),
             el("pre", { class: "item-detail", dataset: { testid: "dead-payload" } }, JSON.stringify(letter.payload, null, 2)),
             ...errors,
           ),
@@ -986,6 +1008,7 @@ function wire() {
   $("redrive-matching").addEventListener("click", () => actOnMatching("redrive").catch(report));
   $("purge-matching").addEventListener("click", () => actOnMatching("purge").catch(report));
   $("load-pending").addEventListener("click", () => loadPending().catch(report));
+  wireTraces();  // traces.js
   $("clear-feed").addEventListener("click", () => {
     $("events").replaceChildren();
     $("no-events").hidden = false;
@@ -995,8 +1018,9 @@ function wire() {
 async function start() {
   wire();
   connectEvents();
-  await Promise.all([loadInfo(), loadScopes(), loadStreams(), loadSteps(), loadDeadLetters()]).catch(report);
+  await Promise.all([loadInfo(), loadScopes(), loadStreams(), loadSteps(), loadDeadLetters(), loadTraces()]).catch(report);
   if (location.hash === "#dead-letters") await selectDeadLetters().catch(report);
+  await routeTraces(location.hash).catch(report);  // #traces, #trace=<id>
   const match = /^#scope=(.*)$/.exec(location.hash);
   if (match) selectScope(decodeURIComponent(match[1]));
   const streamMatch = /^#stream=([^&]*)(?:&group=(.*))?$/.exec(location.hash);

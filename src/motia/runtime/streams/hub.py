@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from motia.runtime.state_triggers import IDLE_WAIT
 from motia.runtime.streams.feed import Feed
 from motia.runtime.streams.limits import DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_LIMIT
 from motia.runtime.streams.subscriber import CLOSE_TOO_SLOW, Subscriber
@@ -164,7 +165,10 @@ class StreamHub:
         backoff = MIN_BACKOFF
         while True:
             try:
-                changes = await backend.stream_tail(self.position, limit=self.tail_limit, wait=self.tail_wait)
+                # A store that wakes this process for every process's commits (PostgreSQL's LISTEN) wakes
+                # the tail at a change too: then an idle hub looks at the store only every IDLE_WAIT.
+                wait = max(self.tail_wait, IDLE_WAIT) if backend.wakes_other_processes else self.tail_wait
+                changes = await backend.stream_tail(self.position, limit=self.tail_limit, wait=wait)
                 if not changes:  # idle: the moment to notice a log that went back
                     await self._check_log_went_back()
             except asyncio.CancelledError:

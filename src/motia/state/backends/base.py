@@ -237,6 +237,28 @@ class DeliveryStore:
         """Lease up to ``limit`` ready deliveries of ``steps`` to ``owner`` for ``lease`` seconds, oldest first."""
         raise NotImplementedError  # pragma: no cover
 
+    async def next_due(self, steps: Sequence[str]) -> float | None:
+        """Seconds from now until a delivery of ``steps`` that is not claimable now becomes claimable with no
+        new commit: a delayed or retried one (when it is available) or a leased one (when its lease ends);
+        ``None`` when no delivery of ``steps`` waits for a time. A delivery claimable now, or waiting only
+        for an older one of its order key to be settled (a commit), does not count; neither do times past.
+
+        With :attr:`wakes_other_processes`, this is all an idle worker waits for besides a listener call
+        (see :mod:`motia.runtime.delivery`). Never early by more than the store's clock resolution; a
+        time it reports may pass with nothing to claim (another instance claimed first): a wasted look."""
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def wakes_other_processes(self) -> bool:
+        """Whether, right now, the listeners of :meth:`add_listener` are called for the commits of every
+        process using the store (that recorded events or made deliveries claimable), not only this one's.
+
+        When true, an idle worker and dispatcher wait for a listener call or :meth:`next_due` instead of
+        polling, so an idle app costs the store (almost) nothing. ``False`` by default: SQLite, Redis and
+        the memory store (whose fake clocks tests advance by hand) are polled. PostgreSQL: while its
+        ``LISTEN`` connection is up."""
+        return False
+
     async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
         """Renew ``owner``'s leases on ``ids`` (a long handler keeps its deliveries)."""
         raise NotImplementedError  # pragma: no cover

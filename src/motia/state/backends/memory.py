@@ -342,6 +342,19 @@ class MemoryBackend(MemoryStreams, MemoryOperations, StateBackend):
                 claimed.append(Delivery(new.id, new.step, new.kind, new.payload, pending.attempts, pending.created_at))
             return claimed
 
+    async def next_due(self, steps: Sequence[str]) -> float | None:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            wanted = set(steps)
+            times = [
+                max(pending.available_at, pending.lease_until if pending.owner is not None else 0.0)
+                for pending in self._deliveries.values()
+                if pending.new.step in wanted
+            ]
+            later = [due for due in times if due > now]
+            return min(later) - now if later else None
+
     def _held(self, delivery_id: str, owner: str) -> Pending | None:
         pending = self._deliveries.get(delivery_id)
         if pending is None or pending.owner != owner:

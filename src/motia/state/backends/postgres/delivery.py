@@ -84,6 +84,14 @@ _CLAIMABLE = """
         WHERE step = ANY($1::text[]) AND available_at <= $2 AND (owner IS NULL OR lease_until <= $2)
     )"""
 
+#: When the first delivery of the steps that waits for a time becomes claimable (see ``next_due``).
+_NEXT_DUE = """
+    SELECT min(due) FROM (
+        SELECT CASE WHEN owner IS NOT NULL AND lease_until > $2 THEN greatest(available_at, lease_until)
+            ELSE available_at END AS due
+        FROM motia_deliveries WHERE step = ANY($1::text[])
+    ) AS d WHERE due > $2"""
+
 _DEAD_LETTER_COLUMNS = "id, step, kind, payload, attempts, error, created_at, failed_at, first_error"
 #: Moves the deliveries a ``gone AS (DELETE ... RETURNING ...)`` removed to the dead letters (``$3``: the
 #: error, ``$4``: now), replacing a dead letter of the same id; answers one row per delivery moved.
@@ -255,7 +263,9 @@ async def _retry(tx: Tx, delivery_id: str, owner: str, delay: float, error: byte
         owner,
         error,
     )
-    return _count(status) == 1
+    # Idle workers elsewhere wait for their next due time, which this one may now come before.
+    tx.notify = _count(status) == 1
+    return tx.notify
 
 
 async def _dead_letter(tx: Tx, delivery_id: str, owner: str, error: bytes) -> bool:
@@ -436,6 +446,19 @@ class PostgresDelivery(DeliveryStore):
             _claim, list(steps), owner, limit, lease, what="claim deliveries", events=False
         )
         return claimed
+
+    async def next_due(self, steps: Sequence[str]) -> float | None:
+        if not steps:
+            return None
+        now = self._clock()
+        rows = await self._fetch(_NEXT_DUE, list(steps), now, what="next due delivery")
+        due = rows[0][0]
+        return None if due is None else float(due) - now
+
+    @property
+    def wakes_other_processes(self) -> bool:
+        # Every commit that records events or makes a delivery claimable sends NOTIFY (see _before_commit).
+        return self._notifier.listening
 
     async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
         if ids:

@@ -26,7 +26,9 @@ from motia.state.backends._writes import (
     plan_transaction_write,
     plan_update,
 )
-from motia.state.backends.postgres.connection import COMMIT_MARK, EVENTS_FLAG, PostgresConnections, Tx
+from motia.state.backends.postgres.connection import COMMIT_MARK, EVENTS_FLAG, Tx
+from motia.state.backends.postgres.notify import Notifier
+from motia.state.backends.postgres.statement import ONE_STATEMENT_MAX, PostgresStatements, VersionConflict
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
@@ -35,6 +37,9 @@ from motia.state.values import prefix_upper_bound
 PURGE_BATCH = 5000
 
 _LIVE = "(expires_at IS NULL OR expires_at > $3)"
+_GET = f"SELECT value, version, expires_at FROM motia_state WHERE scope = $1 AND key = $2 AND {_LIVE}"
+#: ``set`` in one statement (schema version 4; :mod:`~motia.state.backends.postgres.statement`).
+_CALL_SET = "SELECT * FROM motia_set($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 _SELECT_FOR_UPDATE = "SELECT value, version, expires_at FROM motia_state WHERE scope = $1 AND key = $2 FOR UPDATE"
 #: The first read of a write also starts its transaction (see :meth:`Tx.start`): one round trip, not two.
 _START_AND_SELECT = (
@@ -249,26 +254,46 @@ async def _write_restore(
     return True
 
 
-class PostgresKeyValue(PostgresConnections):
+class PostgresKeyValue(PostgresStatements):
     """The ``StateStore`` methods of :class:`~motia.state.backends.postgres.PostgresBackend`."""
 
     _clock: Callable[[], float]
+    _notifier: Notifier
 
     async def get(self, scope: str, key: str) -> Record | None:
-        rows = await self._fetch(
-            f"SELECT value, version, expires_at FROM motia_state WHERE scope = $1 AND key = $2 AND {_LIVE}",
-            _b(scope),
-            _b(key),
-            self._clock(),
-            what="get",
-        )
+        rows = await self._fetch(_GET, _b(scope), _b(key), self._clock(), what="get")
         if not rows:
             return None
         data, version, expires_at = rows[0]
         return Record(key, data, version, expires_at)
 
     async def set(self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None) -> WriteResult:
-        return await self._transact(_write_set, scope, key, data, ttl, if_version, what="set")
+        if len(data) > ONE_STATEMENT_MAX:
+            return await self._transact(_write_set, scope, key, data, ttl, if_version, what="set")
+        now = self._clock()
+        try:
+            events, old, version = await self._write_statement(
+                _CALL_SET,
+                not self._events_enabled,
+                _b(scope),
+                _b(key),
+                data,
+                None if ttl is None else now + ttl,
+                if_version,
+                now,
+                self._notifier.channel,
+                self._notifier.payload("d"),
+                what="set",
+            )
+        except VersionConflict as conflict:
+            actual = conflict.actual
+            check_version(scope, key, Record(key, b"", actual, None) if actual else None, if_version)
+            raise  # (check_version raised: the versions differ)
+        if events:
+            self._events_enabled = True  # it never goes off again
+        if events is not False:  # recorded an event (or not known: a call recovered after a lost reply)
+            self._notify_listeners()  # type: ignore[attr-defined]
+        return WriteResult(None if old is None else bytes(old), data, version)
 
     async def update(
         self,

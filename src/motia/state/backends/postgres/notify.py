@@ -13,9 +13,9 @@ notification calls the backend's callbacks from that thread (the contract allows
 
 A lost listening connection (server restart, network) is re-established with backoff (up to
 :data:`MAX_BACKOFF` seconds) and logged; after reconnecting the callbacks run once, since notifications
-sent meanwhile are lost. While not listening, :attr:`Notifier.listening` is false and waiters poll
-faster. The connection is also checked every :data:`HEALTH_INTERVAL` seconds, so a silently dead one is
-noticed.
+sent meanwhile are lost. While not listening, :attr:`Notifier.listening` is false and waiters poll (the
+callbacks also run when the connection is lost, so idle workers and tails notice and start polling). The
+connection is also checked every :data:`HEALTH_INTERVAL` seconds, so a silently dead one is noticed.
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ class Notifier:
             if stop.is_set():
                 return
             logger.warning("lost the wake-up connection of the state store %s; reconnecting", self._name)
+            self._call(self._on_deliveries)  # idle workers and tails waiting for a wake-up poll meanwhile
+            self._call(self._on_stream)
             failures = 1
             backoff = FIRST_BACKOFF
             await _wait(stop, backoff)

@@ -38,7 +38,11 @@ item count, ``history`` and oldest logged change), locked by each change of the 
 ``motia_stream_changes`` keyed by ``position``, which a change takes from the one row of
 ``motia_stream_head`` (locked to commit: positions in commit order); ``motia_stream_subscriptions``.
 
-Version 4, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
+Version 4, one round trip per ``set`` (:mod:`~motia.state.backends.postgres.statement`): the function
+``motia_set`` (:data:`MOTIA_SET`), and ``motia_commits.version``/``old_value``, where a ``set`` keeps its
+result with its token (answered from there when its reply was lost).
+
+Version 5, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
 attempt failed) of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``.
 
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
@@ -56,6 +60,59 @@ from typing import Any
 from motia.exceptions import StateBackendUnavailable
 
 logger = logging.getLogger("motia.state.postgres")
+
+#: ``StateStore.set`` as one statement (see :mod:`~motia.state.backends.postgres.keyvalue`): the commit token
+#: first (a probe after a lost reply waits for this call), the events flag, the row locked, an expired row
+#: removed with its event, ``if_version`` checked (SQLSTATE ``MT409``, the actual version in the detail),
+#: the write, its event and ``NOTIFY``, and the result kept with the token. Written in the schema of the
+#: migration; its statements find the tables through the connection's ``search_path`` (that schema).
+MOTIA_SET = """CREATE OR REPLACE FUNCTION motia_set(
+    p_second bigint, p_token bigint, p_read_flag boolean, p_scope bytea, p_key bytea, p_value bytea,
+    p_expires_at double precision, p_if_version bigint, p_now double precision, p_channel text, p_payload text,
+    OUT o_events boolean, OUT o_old bytea, OUT o_version bigint
+) LANGUAGE plpgsql AS $motia$
+DECLARE
+    v_version bigint;
+    v_expires double precision;
+BEGIN
+    INSERT INTO motia_commits (second, token) VALUES (p_second, p_token);
+    IF p_read_flag THEN
+        SELECT m.value = '1' INTO o_events FROM motia_meta m WHERE m.name = 'events' FOR SHARE;
+    ELSE
+        o_events := true;
+    END IF;
+    SELECT s.value, s.version, s.expires_at INTO o_old, v_version, v_expires
+        FROM motia_state s WHERE s.scope = p_scope AND s.key = p_key FOR UPDATE;
+    IF v_expires IS NOT NULL AND v_expires <= p_now THEN
+        DELETE FROM motia_state s WHERE s.scope = p_scope AND s.key = p_key;
+        IF o_events THEN
+            INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)
+                VALUES ('expired', p_scope, p_key, o_old, NULL, v_version, p_now);
+        END IF;
+        o_old := NULL;
+        v_version := NULL;
+    END IF;
+    IF p_if_version IS NOT NULL AND p_if_version <> coalesce(v_version, 0) THEN
+        RAISE EXCEPTION 'version conflict' USING ERRCODE = 'MT409', DETAIL = coalesce(v_version, 0)::text;
+    END IF;
+    o_version := coalesce(v_version, 0) + 1;
+    IF v_version IS NULL THEN
+        INSERT INTO motia_state (scope, key, value, version, expires_at)
+            VALUES (p_scope, p_key, p_value, o_version, p_expires_at);
+    ELSE
+        UPDATE motia_state s SET value = p_value, version = o_version, expires_at = p_expires_at
+            WHERE s.scope = p_scope AND s.key = p_key;
+    END IF;
+    IF o_events THEN
+        INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)
+            VALUES (CASE WHEN o_old IS NULL THEN 'created' ELSE 'updated' END, p_scope, p_key, o_old, p_value,
+                    o_version, p_now);
+        PERFORM pg_notify(p_channel, p_payload);
+    END IF;
+    UPDATE motia_commits c SET version = o_version, old_value = o_old
+        WHERE c.second = p_second AND c.token = p_token;
+END
+$motia$"""
 
 #: Statements of each schema version, applied in order to a store at an older version.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -190,9 +247,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX IF NOT EXISTS motia_stream_subscriptions_step ON motia_stream_subscriptions (step)",
     ),
+    # One round trip per set (version 4): motia_set, and the result a token keeps for a lost reply.
+    4: (
+        "ALTER TABLE motia_commits ADD COLUMN IF NOT EXISTS version bigint",
+        "ALTER TABLE motia_commits ADD COLUMN IF NOT EXISTS old_value bytea",
+        MOTIA_SET,
+    ),
     # Dead letters you can operate (issue 18): the errors of a delivery's failed attempts, the first kept
     # by its dead letter (self-contained: the lead may renumber it when merging other migrations).
-    4: (
+    5: (
         "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS first_error bytea",
         "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS last_error bytea",
         "ALTER TABLE motia_dead_letters ADD COLUMN IF NOT EXISTS first_error bytea",

@@ -69,8 +69,9 @@ TRIM_INTERVAL = 5.0
 TRIM_GROUPS = 64
 TRIM_BUDGET = 1000
 #: A waiting tail looks for changes this often (seconds) while notifications arrive (a safety net: a
-#: notification is what wakes it), and every TAIL_POLL seconds while the listener is reconnecting.
-TAIL_SAFETY_POLL = 1.0
+#: notification is what wakes it, and a lost listening connection too, so that it polls), and every
+#: TAIL_POLL seconds while the listener is reconnecting.
+TAIL_SAFETY_POLL = 10.0
 TAIL_POLL = 0.05
 
 _CHANGE_COLUMNS = "position, stream, grp, item, seq, kind, old_value, new_value, timestamp"

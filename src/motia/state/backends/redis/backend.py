@@ -22,6 +22,7 @@ so a ``get`` followed by an ``update`` (or updates in a row) usually take one ro
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from collections import OrderedDict
@@ -44,7 +45,7 @@ from motia.state.backends._writes import (
 )
 from motia.state.backends.base import StateBackend
 from motia.state.backends.redis.client import RedisClient, _import_redis
-from motia.state.backends.redis.keys import meta_key, steps_key, tick_key, values_key
+from motia.state.backends.redis.keys import due_key, meta_key, steps_key, tick_key, values_key
 from motia.state.backends.redis.operate import RedisOperations, dead_letter_of
 from motia.state.backends.redis.streams import RedisStreams
 from motia.state.backends.types import (
@@ -66,6 +67,8 @@ HINT_VALUE_BYTES = 16 * 1024
 HINT_BYTES = 8 * 1024 * 1024
 #: Expired keys removed per purge call (each call blocks the server while it runs).
 PURGE_BATCH = 1000
+#: Deliveries completed per function call of ``complete_many`` (each call blocks the server while it runs).
+COMPLETE_CHUNK = 500
 #: A lease's key outlives its ttl by this long (seconds, server time) before Redis deletes it: expiry is
 #: judged by the clients' clocks, so a client clock behind the server's by less than this never sees a
 #: lease it should still respect disappear. Only leases nobody released wait this long.
@@ -410,6 +413,19 @@ class RedisBackend(RedisStreams, RedisOperations, StateBackend):
             for i in range(0, len(reply), 6)
         ]
 
+    async def next_due(self, steps: Sequence[str]) -> float | None:
+        # A due set scores each delivery by when it is claimable (a leased one: its lease's end); the ones
+        # waiting behind an older one of their order key are not in it (they wait for a settling commit).
+        now = self._clock()
+        times: list[float] = []
+        for step in dict.fromkeys(steps):
+            reply = await self._command(
+                "ZRANGE", due_key(self.prefix, step), f"({_time(now)}", "+inf", "BYSCORE", "LIMIT", 0, 1, "WITHSCORES"
+            )
+            if reply:
+                times.append(float(reply[1]))
+        return min(times) - now if times else None
+
     async def extend(self, ids: Sequence[str], *, owner: str, lease: float) -> None:
         if ids:
             await self._call("motia1_extend", owner, _time(self._clock() + lease), *ids)
@@ -428,6 +444,19 @@ class RedisBackend(RedisStreams, RedisOperations, StateBackend):
 
     async def complete(self, delivery_id: str, *, owner: str) -> bool:
         return await self._settle(delivery_id, owner, "complete", 0.0, "")
+
+    async def complete_many(self, delivery_ids: Sequence[str], *, owner: str) -> builtins.set[str]:
+        ids = list(dict.fromkeys(delivery_ids))
+        if not ids:
+            return set()
+        done: builtins.set[str] = set()
+        for start in range(0, len(ids), COMPLETE_CHUNK):  # one function call per chunk, not one per delivery
+            chunk = ids[start : start + COMPLETE_CHUNK]
+            removed = await self._call("motia1_complete_many", owner, _time(self._clock()), *chunk)
+            done.update(item.decode() if isinstance(item, bytes) else item for item in removed)
+        if done:
+            self._notify_listeners()  # later deliveries of the same keys may be ready now
+        return done
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         return await self._settle(delivery_id, owner, "retry", delay, error)

@@ -511,6 +511,22 @@ local function settle(keys, args)
   return 1
 end
 
+-- COMPLETE_MANY: args owner, now, ids... -> the ids removed (those owner still held), as SETTLE's
+-- 'complete' would each: the worker completes the handlers that returned together in one call.
+local function complete_many(keys, args)
+  local P = prefix_of(keys)
+  local owner, now = args[1], args[2]
+  local done = {}
+  for i = 3, #args do
+    local fields = held(P, args[i], owner)
+    if fields then
+      remove_delivery(P, now, args[i], fields)
+      done[#done + 1] = args[i]
+    end
+  end
+  return done
+end
+
 -- DEAD: args step ('' = any), kind ('' = any), after failure time ('' = from the oldest), after id, limit
 --   -> dead letters as JSON arrays, by failure time then id. Reads the index a chunk at a time (by rank)
 --   from the cursor and stops once the page is full: a page costs about the page (plus, filtered, the letters of
@@ -599,6 +615,7 @@ redis.register_function('motia1_enqueue', enqueue)
 redis.register_function('motia1_claim', claim)
 redis.register_function('motia1_extend', extend)
 redis.register_function('motia1_settle', settle)
+redis.register_function('motia1_complete_many', complete_many)
 redis.register_function('motia1_dead', dead)  -- not read-only: it may move a pre-issue-18 list over
 redis.register_function{function_name = 'motia1_pending', callback = pending, flags = {'no-writes'}}
 redis.register_function('motia1_add_dead', add_dead)

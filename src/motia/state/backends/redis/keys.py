@@ -58,6 +58,11 @@ def steps_key(prefix: str) -> str:
     return f"{{{prefix}}}:steps"
 
 
+def due_key(prefix: str, step: str) -> str:
+    """``{P}:due:<step>``: the step's deliveries that are claimable or will be, scored by when."""
+    return f"{{{prefix}}}:due:{step}"
+
+
 def stream_group_name(stream: str, group: str) -> str:
     """A group's name in stream keys, ``<byte length of stream>:<stream>:<group>``: unambiguous whatever
     characters the names hold (``streams.lua`` builds the same)."""

@@ -66,6 +66,9 @@ from motia.state.backends.types import (
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
 
+#: When a delivery becomes claimable with no commit: its availability, or its lease's end while it is leased
+#: (the ``?`` is now).
+_DUE = "max(available_at, CASE WHEN owner IS NOT NULL AND lease_until > ? THEN lease_until ELSE 0 END)"
 #: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
 INLINE_PAGE_LIMIT = 1000
 
@@ -269,6 +272,18 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         else:
             rows = await self._read("SELECT count(*) FROM motia_deliveries WHERE step = ?", (step,), inline=False)
         return int(rows[0][0])
+
+    async def next_due(self, steps: Sequence[str]) -> float | None:
+        if not steps:
+            return None
+        now = self._clock()
+        rows = await self._read(
+            f"SELECT min({_DUE}) FROM motia_deliveries WHERE step IN ({','.join('?' * len(steps))}) AND {_DUE} > ?",
+            (now, *steps, now, now),
+            inline=False,
+        )
+        due = rows[0][0]
+        return None if due is None else float(due) - now
 
     async def pending_by_step(self) -> dict[str, int]:
         rows = await self._read("SELECT step, count(*) FROM motia_deliveries GROUP BY step", (), inline=False)

@@ -7,7 +7,9 @@ SQL fragments the reads share live here too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from motia.state.backends._writes import (
     check_version,
@@ -16,8 +18,8 @@ from motia.state.backends._writes import (
     plan_transaction_write,
     plan_update,
 )
-from motia.state.backends.sqlite.transaction import _DELETE, _INSERT_EVENT, _Transaction
-from motia.state.backends.types import TransactionWrite, WriteResult
+from motia.state.backends.sqlite.transaction import _DELETE, _INSERT_EVENT, _SELECT_ONE, _Transaction
+from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -98,6 +100,82 @@ def _write_restore(
         return False
     tx.store(scope, plan_restore(current, key, data, version, expires_at), None if current is None else current.data)
     return True
+
+
+# -- one write alone, while events are off: compare-and-set, no transaction (issue 15) -------------------
+#
+# A lone ``set`` or ``update`` in a transaction is five statements: ``BEGIN IMMEDIATE``, the events flag,
+# the row, the upsert, ``COMMIT``. While no process records events, it needs only two: read the row (a
+# read never waits in WAL), then write by compare-and-set, in autocommit: the upsert applies only if the
+# row is still byte for byte what was read (value, version and expiry; a version alone could have been
+# deleted and written again meanwhile) and the events flag is still off, under the write lock of its own
+# implicit transaction. If either changed, it writes nothing and the caller runs the write as usual, in a
+# transaction that reads the flag. Being one statement, the write is as atomic and durable as the
+# transaction it replaces.
+
+_CAS_UPSERT = (
+    "INSERT INTO motia_state (scope, key, value, version, expires_at)"
+    " SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM motia_meta WHERE name = 'events' AND value = 'on')"
+    " ON CONFLICT (scope, key) DO UPDATE SET"
+    " value = excluded.value, version = excluded.version, expires_at = excluded.expires_at"
+    " WHERE motia_state.version = ? AND motia_state.value = ? AND motia_state.expires_at IS ?"
+)
+
+#: What a compare-and-set write returns when it did not write: run the write in a transaction instead.
+FALLBACK: Any = object()
+
+
+def _compare_and_set(
+    connection: sqlite3.Connection, scope: str, key: str, row: tuple[bytes, int, float | None] | None, record: Record
+) -> bool:
+    """Write ``record`` if ``(scope, key)`` still holds ``row`` (``None``: absent) and events are off."""
+    # An absent row is expected with version -1: any row found at insert time makes the update a no-op.
+    expected = (-1, b"", None) if row is None else (row[1], row[0], row[2])
+    cursor = connection.execute(_CAS_UPSERT, (scope, key, record.data, record.version, record.expires_at, *expected))
+    return cursor.rowcount == 1
+
+
+def _live(key: str, row: tuple[bytes, int, float | None] | None, now: float) -> Record | None:
+    if row is None or (row[2] is not None and row[2] <= now):
+        return None
+    return Record(key, row[0], row[1], row[2])
+
+
+def _cas_set(
+    connection: sqlite3.Connection,
+    now: float,
+    scope: str,
+    key: str,
+    data: bytes,
+    ttl: float | None,
+    if_version: int | None,
+) -> Any:
+    row = connection.execute(_SELECT_ONE, (scope, key)).fetchone()
+    record, result = plan_set(scope, key, _live(key, row, now), data, ttl, if_version, now)
+    return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK
+
+
+def _cas_update(
+    connection: sqlite3.Connection,
+    now: float,
+    scope: str,
+    key: str,
+    operations: Sequence[Operation],
+    ttl: float | None,
+    if_version: int | None,
+    max_value_bytes: int,
+) -> Any:
+    row = connection.execute(_SELECT_ONE, (scope, key)).fetchone()
+    current = _live(key, row, now)
+    record, result = plan_update(scope, key, current, operations, ttl, if_version, max_value_bytes, now)
+    if record is None:  # nothing to write (no operations): the transaction also removes an expired row
+        return FALLBACK
+    return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK
+
+
+#: The writes that have a compare-and-set form, used for a batch of one while events are off: each takes
+#: ``(connection, now, *args)`` and returns its result or :data:`FALLBACK`.
+_CAS_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {_write_set: _cas_set, _write_update: _cas_update}
 
 
 #: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.

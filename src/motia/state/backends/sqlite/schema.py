@@ -23,6 +23,7 @@ subscriptions.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -35,10 +36,12 @@ logger = logging.getLogger("motia.state")
 #: (named leases, retention). Every table is created ``IF NOT EXISTS`` at open, which upgrades an older
 #: file in place; the stored version then stops an older pymotia from opening it (it would run cron ticks
 #: without claiming them, or a cron job without its lease, so twice beside newer instances). 4: the
-#: stream tables (an older pymotia would write state but miss stream triggers and changes). 5 (dead
-#: letters you can operate, issue 18): the errors of a delivery's failed attempts (``first_error`` and
-#: ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``; see :data:`_COLUMNS`).
-SCHEMA_VERSION = 5
+#: stream tables (an older pymotia would write state but miss stream triggers and changes). 5:
+#: ``motia_deliveries`` without ``AUTOINCREMENT`` (see :func:`_drop_autoincrement`). 6 (dead letters you can
+#: operate, issue 18; self-contained: renumber freely): the errors of a delivery's failed attempts
+#: (``first_error`` and ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``;
+#: see :data:`_COLUMNS`).
+SCHEMA_VERSION = 6
 
 #: Columns added after their table was created, as ``(table, column, type)``: added when missing (SQLite
 #: has no ``ADD COLUMN IF NOT EXISTS``), so the upgrade is idempotent like the ``CREATE ... IF NOT EXISTS``.
@@ -71,8 +74,11 @@ _SCHEMA = (
         version INTEGER NOT NULL,
         timestamp REAL NOT NULL
     )""",
+    # No AUTOINCREMENT (schema version 5): a new delivery's seq is max(seq) + 1, larger than every
+    # delivery waiting, which is all that order needs (per key: older seq first); a seq reused once its
+    # delivery is gone is harmless (ids are the delivery's identity). Saves the sqlite_sequence page.
     """CREATE TABLE IF NOT EXISTS motia_deliveries (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
         step TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -190,6 +196,7 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
         return
     connection.execute("BEGIN IMMEDIATE")
     try:
+        _drop_autoincrement(connection)
         for statement in _SCHEMA:
             connection.execute(statement)
         for table, column, kind in _COLUMNS:
@@ -212,3 +219,34 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
     except BaseException:
         rollback(connection)
         raise
+
+
+def _drop_autoincrement(connection: sqlite3.Connection) -> None:
+    """Rebuild a ``motia_deliveries`` made with ``AUTOINCREMENT`` (schema versions 1-4) without it.
+
+    Its ``sqlite_sequence`` row was one more page written by every commit that added deliveries (issue
+    15). The table is copied whole, with its own columns and indexes as the file has them (so this holds
+    whatever columns other versions added), inside the caller's transaction; seqs are kept, so the order
+    of waiting deliveries is unchanged. A no-op on a new file or one already rebuilt.
+    """
+    row = connection.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'motia_deliveries'"
+    ).fetchone()
+    if row is None or "AUTOINCREMENT" not in row[0].upper():
+        return
+    indexes = [
+        sql
+        for (sql,) in connection.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'motia_deliveries' AND sql IS NOT NULL"
+        )
+    ]
+    table = re.sub(r"\s+AUTOINCREMENT\b", "", row[0], flags=re.IGNORECASE)
+    table = re.sub(
+        r"^CREATE TABLE( IF NOT EXISTS)?\s+\"?motia_deliveries\"?", "CREATE TABLE motia_deliveries_v5", table
+    )
+    connection.execute(table)
+    connection.execute("INSERT INTO motia_deliveries_v5 SELECT * FROM motia_deliveries")
+    connection.execute("DROP TABLE motia_deliveries")  # its indexes and sqlite_sequence row go with it
+    connection.execute("ALTER TABLE motia_deliveries_v5 RENAME TO motia_deliveries")
+    for sql in indexes:
+        connection.execute(sql)
