@@ -26,7 +26,8 @@ DEFAULT_LIMIT = 100
 TRACING_OFF = (
     "Tracing is off in this process, so no traces are kept. Install the extra (pip install 'pymotia[otel]') "
     "and turn tracing on with the standard OpenTelemetry variables, for example OTEL_TRACES_EXPORTER=otlp "
-    "(or console), or run under opentelemetry-instrument; see docs/observability.md."
+    "(or console), or MOTIA_CONSOLE_TRACES=1 to keep traces for this view alone, or run under "
+    "opentelemetry-instrument; see docs/observability.md."
 )
 #: A trace id as logs and responses show it: OpenTelemetry's 32 hex digits (16 for a run without tracing).
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{16}")

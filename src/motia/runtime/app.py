@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import ConfigError, MotiaError, StepLoadError
+from motia.runtime import observe
 from motia.runtime.context import FlowContext, StepLogger, new_trace_id
 from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.dead_letter_notice import DeadLetterHook
@@ -165,6 +166,10 @@ class MotiaApp:
         self._handler_threads = handler_threads
         self.sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
+        #: The telemetry this app started (``OTEL_*``, see runtime/observe.py) and its store gauges.
+        self._telemetry: observe.Telemetry | None = None
+        self._store_watch: observe.StoreWatch | None = None
+        self._gauges: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._scheduler: CronScheduler | None = None
         self._bind_token: Any = None
@@ -206,6 +211,11 @@ class MotiaApp:
         if self.delivery_options is not None:  # only an app that runs triggers needs their streams declared
             check_stream_triggers(self.steps, self.streams.definitions)
         loop = self._loop = asyncio.get_running_loop()
+        self._telemetry = observe.start_from_env()  # before anything runs, so every run is traced
+        telemetry = observe.active
+        if telemetry is not None:
+            self._store_watch = telemetry.watch_store(self.state.backend, [step.name for step in self.steps])
+            self._gauges = asyncio.create_task(self._refresh_gauges(self._store_watch), name="motia-store-gauges")
         self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
         self.sync_state = SyncStateManager(self.state, loop=loop)
         self._bind_token = bind_global(self.state, loop)
@@ -265,6 +275,18 @@ class MotiaApp:
                 if removed:
                     logger.debug("swept %d expired state key(s)", removed)
 
+    async def _refresh_gauges(self, watch: observe.StoreWatch) -> None:
+        """Read the store's pending deliveries and dead letters for the metrics now and then (a metric
+        reader never queries the store itself). Errors are logged; the loop goes on."""
+        from motia.runtime.telemetry.metrics import STORE_GAUGE_INTERVAL
+
+        while True:
+            try:
+                await watch.refresh()
+            except Exception:
+                logger.exception("reading the store for the delivery gauges failed; retrying later")
+            await asyncio.sleep(STORE_GAUGE_INTERVAL)
+
     async def shutdown(self) -> None:
         """Stop the background work (runs get ``shutdown_timeout`` to finish), unbind the globals and close
         the store when the app opened it. Every step runs even if an earlier one fails (a task that died,
@@ -277,6 +299,8 @@ class MotiaApp:
         self.started = False
         sweeper, self._sweeper = self._sweeper, None
         await cancel_and_wait(sweeper, "shutdown: the expired-key sweeper")
+        gauges, self._gauges = self._gauges, None
+        await cancel_and_wait(gauges, "shutdown: the store gauges")
         stopping: list[tuple[str, Awaitable[None]]] = []
         if self._scheduler is not None:
             stopping.append(("the cron scheduler", self._scheduler.stop(self.shutdown_timeout)))
@@ -303,6 +327,15 @@ class MotiaApp:
             unbind_streams(self._streams_token)
             self._streams_token = None
         await self.stream_hub.close()
+        if self._store_watch is not None:
+            self._store_watch.close()
+            self._store_watch = None
+        if self._telemetry is not None:  # after the runs: their spans are flushed
+            telemetry, self._telemetry = self._telemetry, None
+            try:
+                observe.stop(telemetry)
+            except Exception:
+                logger.exception("shutdown: stopping the telemetry failed")
         if close_state:
             try:
                 await self.state.aclose()
@@ -455,8 +488,17 @@ class MotiaApp:
         return bool(result)
 
     async def _run_cron(self, step: Step, trigger: CronTrigger, scheduled_at: datetime) -> None:
-        trace_id = new_trace_id()
         info = TriggerInfo(type="cron", expression=trigger.expression)
+        telemetry = observe.active
+        if telemetry is None:
+            await self._cron_run(step, trigger, scheduled_at, info, new_trace_id())
+            return
+        with telemetry.run(step.name, info, None, None) as trace_id:
+            await self._cron_run(step, trigger, scheduled_at, info, trace_id)
+
+    async def _cron_run(
+        self, step: Step, trigger: CronTrigger, scheduled_at: datetime, info: TriggerInfo, trace_id: str
+    ) -> None:
         ctx = self.context(step, info, trace_id)
         cron_input = CronInput(expression=trigger.expression, scheduled_at=scheduled_at)
         try:
@@ -466,9 +508,10 @@ class MotiaApp:
             await self.invoke(step, cron_input, ctx)
         except asyncio.CancelledError:
             raise
-        except BaseException:  # even KeyboardInterrupt/SystemExit/GeneratorExit from a handler fail this run only
+        except BaseException as exc:  # even KeyboardInterrupt/SystemExit/GeneratorExit of a handler fail this run only
             # A failing run must not stop the schedule: log it with its traceback and wait for the next tick.
             ctx.logger.exception("cron run failed", {"scheduled_at": scheduled_at.isoformat()})
+            observe.failed(exc)
 
 
 def check_steps(steps: list[Step]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Generic
 from typing_extensions import TypeVar
 
 from motia.exceptions import MatchError, MotiaError
+from motia.runtime import observe
 from motia.runtime.types import ApiRequest, TriggerInfo
 from motia.streams.stream import Streams, current_streams
 
@@ -72,6 +73,9 @@ class StepLogger:
             exc_info=exc_info,
             stacklevel=3,
         )
+        telemetry = observe.active
+        if telemetry is not None:  # the line is an event of the run's span too
+            telemetry.log(level, str(msg))
 
     def debug(
         self,

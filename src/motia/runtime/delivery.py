@@ -46,6 +46,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import Undeliverable
+from motia.runtime import observe
 from motia.runtime.claim_plan import ClaimPlan
 from motia.runtime.context import new_trace_id
 from motia.runtime.dead_letter_notice import announce_dead_letter
@@ -417,7 +418,18 @@ class DeliveryWorker:
             if await self._settle("dead", delivery.id, error=f"undeliverable: {exc}"):
                 await self._dead_lettered(delivery, f"undeliverable: {exc}", None)
             return
-        ctx = self.app.context(step, info, trace_id or new_trace_id(), delivery_id=delivery.id)
+        telemetry = observe.active
+        if telemetry is None:
+            await self._run(step, delivery, triggers, input_, info, trace_id or new_trace_id())
+            return
+        # The run continues the trace of whoever caused the delivery (the traceparent its payload carries).
+        with telemetry.run(step.name, info, _traceparent(delivery.payload), delivery.created_at) as otel_trace_id:
+            await self._run(step, delivery, triggers, input_, info, otel_trace_id)
+
+    async def _run(
+        self, step: Step, delivery: Delivery, triggers: list[Trigger], input_: Any, info: TriggerInfo, trace_id: str
+    ) -> None:
+        ctx = self.app.context(step, info, trace_id, delivery_id=delivery.id)
         trigger = triggers[0]
         try:
             chosen: Trigger | None = None
@@ -432,6 +444,7 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit... fail this attempt only
+            observe.failed(exc)
             policy = trigger.retry if isinstance(trigger, _RETRIED) else RetryPolicy()
             fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
             if policy.gives_up_after(delivery.attempts):
@@ -523,3 +536,18 @@ class DeliveryWorker:
             hub.publish(event)
         except Exception:  # the console feed is a view: its failure must not fail a delivery
             logger.exception("delivery: publishing event %s to the console feed failed", seq)
+
+
+_TRACEPARENT = b',"traceparent":"'
+_TRACEPARENT_LENGTH = 55  # "00-<32 hex>-<16 hex>-<2 hex>"
+
+
+def _traceparent(payload: bytes) -> str | None:
+    """The ``traceparent`` a delivery's payload carries: its last field when the writer was traced (queue
+    messages, state events). Read from its fixed place at the end, without decoding the payload again and
+    never from inside the data (which may hold a key of that name)."""
+    end = len(payload) - 2  # before the closing '"}'
+    start = end - _TRACEPARENT_LENGTH
+    if payload[end:] != b'"}' or payload[start - len(_TRACEPARENT) : start] != _TRACEPARENT:
+        return None
+    return payload[start:end].decode("ascii", "replace")

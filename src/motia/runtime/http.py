@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
 from motia.exceptions import StepLoadError
+from motia.runtime import observe
 from motia.runtime.context import FlowContext, new_trace_id
 from motia.runtime.http_stream import MotiaHttpResponse
 from motia.runtime.idempotency import IdempotentRoute
@@ -117,7 +118,15 @@ class StepRoute(BaseRoute):
             scope["motia_idempotency"] = True  # handled below: the guard serves through this method again
             await self.idempotent.serve(scope, receive, send, params)
             return
-        trace_id = new_trace_id()
+        telemetry = observe.active
+        if telemetry is None:
+            await self._serve(scope, receive, send, params, new_trace_id())
+            return
+        # One span per request, continuing an incoming traceparent and answering with its own.
+        with telemetry.http(self.step.name, self.info, scope["headers"]) as run:
+            await self._serve(scope, receive, run.wrap(send), params, run.trace_id)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], trace_id: str) -> None:
         response: Response | tuple[int, bytes] | None
         try:
             request = await self._build_input(scope, receive, params)
@@ -225,6 +234,7 @@ class StepRoute(BaseRoute):
                 request._response.abort()
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit from a handler: a 500 too
+            observe.failed(exc)
             ctx.logger.exception(
                 f"handler failed: {type(exc).__name__}: {exc}", {"method": request.method, "path": request.path}
             )

@@ -1,7 +1,9 @@
 """Log output for ``motia run``: readable text on a terminal, one JSON object per line when asked.
 
 Step records carry ``motia_step``, ``motia_trace_id`` and ``motia_fields`` (see ``StepLogger``);
-every other record (uvicorn, the runtime itself) is printed the same way without them.
+every other record (uvicorn, the runtime itself) is printed the same way without them. With tracing on,
+every record made inside a span also carries ``motia_otel_trace_id`` and ``motia_span_id``
+(``motia.runtime.telemetry.logs``): both formats print the trace and span ids.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields if isinstance(fields, dict) else {}
 
 
+def _trace_ids(record: logging.LogRecord) -> tuple[str | None, str | None]:
+    """The record's trace id (its step's, else the current span's) and span id (with tracing on)."""
+    trace = getattr(record, "motia_trace_id", None) or getattr(record, "motia_otel_trace_id", None)
+    return trace, getattr(record, "motia_span_id", None)
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, str) and value and not any(c.isspace() or c in '"=' for c in value):
         return value
@@ -57,9 +65,11 @@ class TextFormatter(logging.Formatter):
         where = f"[{step}]" if step else f"({record.name})"
         parts = [ts, level_text, where, record.getMessage()]
         parts.extend(f"{k}={_scalar(v)}" for k, v in _fields(record).items())
-        trace = getattr(record, "motia_trace_id", None)
+        trace, span = _trace_ids(record)
         if trace:
             parts.append(f"trace={trace}")
+        if span:
+            parts.append(f"span={span}")
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -69,7 +79,8 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``time``, ``level``, ``logger``, ``msg``, ``step``, ``trace_id``, ``fields``."""
+    """One JSON object per line: ``time``, ``level``, ``logger``, ``msg``, ``step``, ``trace_id``, ``span_id``
+    (tracing on), ``fields``."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -79,9 +90,13 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         step = getattr(record, "motia_step", None)
+        trace, span = _trace_ids(record)
         if step:
             out["step"] = step
-            out["trace_id"] = getattr(record, "motia_trace_id", None)
+        if step or trace:
+            out["trace_id"] = trace
+        if span:
+            out["span_id"] = span
         fields = _fields(record)
         if fields:
             out["fields"] = fields

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from motia.exceptions import ConfigError, EnqueueError, MotiaError, StateValueError
+from motia.runtime import observe
 from motia.state import values as _values
 from motia.state.backends.types import NewDelivery
 from motia.state.schema import schema_errors
@@ -198,9 +199,16 @@ class QueueRouter:
         )
 
     def prepare(
-        self, event: Mapping[str, Any], *, sender: str | None, message_id: str, trace_id: str | None
+        self,
+        event: Mapping[str, Any],
+        *,
+        sender: str | None,
+        message_id: str,
+        trace_id: str | None,
+        traceparent: str | None = None,
     ) -> tuple[Message, list[NewDelivery]]:
-        """Check ``event`` and build its deliveries; raise :class:`EnqueueError` (nothing sent) if it cannot go."""
+        """Check ``event`` and build its deliveries; raise :class:`EnqueueError` (nothing sent) if it cannot go.
+        ``traceparent`` (tracing on) goes last in the payload, where the delivery worker looks for it."""
         topic, data, group = parse_event(event)
         self.check_declared(sender, topic)
         targets = self.subscribers.get(topic, [])
@@ -234,6 +242,8 @@ class QueueRouter:
         fields: dict[str, Any] = {"topic": topic, "data": orjson.Fragment(encoded), "trace_id": trace_id}
         if group is not None:
             fields["message_group_id"] = group
+        if traceparent is not None:
+            fields["traceparent"] = traceparent
         payload = orjson.dumps(fields)
         deliveries = [
             NewDelivery(
@@ -252,27 +262,45 @@ class QueueRouter:
     async def send(
         self, event: Mapping[str, Any], *, sender: str | None, message_id: str, trace_id: str | None
     ) -> None:
+        telemetry = observe.active
+        if telemetry is None:
+            await self._send(event, sender, message_id, trace_id, None)
+            return
+        topic = event.get("topic") if isinstance(event, Mapping) else None
+        with telemetry.enqueue(str(topic)) as traceparent:
+            await self._send(event, sender, message_id, trace_id, traceparent)
+
+    async def _send(
+        self,
+        event: Mapping[str, Any],
+        sender: str | None,
+        message_id: str,
+        trace_id: str | None,
+        traceparent: str | None,
+    ) -> None:
         own_id = message_id_of(event)
         seen_key = None
         if own_id is not None:
             topic = event["topic"]
             seen_key = orjson.dumps([topic, own_id]).decode()
             message_id = "id:" + hashlib.blake2b(seen_key.encode(), digest_size=16).hexdigest()
-        message, deliveries = self.prepare(event, sender=sender, message_id=message_id, trace_id=trace_id)
+        message, deliveries = self.prepare(
+            event, sender=sender, message_id=message_id, trace_id=trace_id, traceparent=traceparent
+        )
         if seen_key is not None and await self.state.get(SEEN_SCOPE, seen_key) is not None:
             logger.info("message id %r on topic %r was sent before: the duplicate is dropped", own_id, message.topic)
             return
         if deliveries:
             await self.state.backend.enqueue(deliveries)
         else:
-            await self._keep_unsubscribed(message, trace_id)
+            await self._keep_unsubscribed(message, trace_id, traceparent)
         if seen_key is not None:
             # After the deliveries: a crash in between may let a later duplicate through, never lose this one.
             await self.state.set(SEEN_SCOPE, seen_key, {"id": message.id}, ttl=self.id_retention)
         for observer in list(self.observers):
             observer(message)
 
-    async def _keep_unsubscribed(self, message: Message, trace_id: str | None) -> None:
+    async def _keep_unsubscribed(self, message: Message, trace_id: str | None, traceparent: str | None) -> None:
         """Keep a message nobody subscribes to as a dead letter of :data:`NO_SUBSCRIBER` (its id derived
         from the message id, so a retried handler's deterministic ids do not duplicate it)."""
         # Encoded as prepare() encodes a delivery's data (ints beyond 64 bits included, which orjson refuses).
@@ -280,6 +308,8 @@ class QueueRouter:
         fields: dict[str, Any] = {"topic": message.topic, "data": orjson.Fragment(encoded), "trace_id": trace_id}
         if message.message_group_id is not None:
             fields["message_group_id"] = message.message_group_id
+        if traceparent is not None:
+            fields["traceparent"] = traceparent
         payload = orjson.dumps(fields)
         letter = NewDelivery(f"{message.id}>{NO_SUBSCRIBER}", NO_SUBSCRIBER, "queue", payload)
         error = f"no subscriber: no step subscribes to topic {message.topic!r}"

@@ -16,6 +16,7 @@ from motia.exceptions import StateClosedError, StateValueError
 from motia.state import values as _values
 from motia.state.backends.base import StateBackend
 from motia.state.backends.types import Record
+from motia.state.observe import backend_kind, observed
 from motia.state.ops import parse_operations
 from motia.state.paging import read_page
 from motia.state.transaction import StateTransaction, transact
@@ -29,6 +30,22 @@ if TYPE_CHECKING:
     ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _T = TypeVar("_T")
+
+
+def _keyed(
+    manager: StateManager, scope: object, key: object = None, *_: object, **__: object
+) -> tuple[str, str, str | None]:
+    """What an observer is told of a state operation: the backend's kind, the scope and the key (never
+    the value)."""
+    return backend_kind(manager.backend), str(scope), key if isinstance(key, str) else None
+
+
+def _scoped(manager: StateManager, scope: object = "", *_: object, **__: object) -> tuple[str, str, None]:
+    return backend_kind(manager.backend), str(scope), None
+
+
+def _whole(manager: StateManager, *_: object, **__: object) -> tuple[str, str, None]:
+    return backend_kind(manager.backend), "", None
 
 
 class StateManager:
@@ -73,12 +90,14 @@ class StateManager:
 
     # -- Motia's API ------------------------------------------------------------------------------
 
+    @observed("state", "get", _keyed)
     async def get(self, scope: str, key: str) -> JSON:
         """The value stored at ``(scope, key)``, or ``None`` if there is none."""
         self.check_open()
         record = await self.backend.get(_values.check_scope(scope), _values.check_key(key))
         return None if record is None else _values.decode(record.data)
 
+    @observed("state", "set", _keyed)
     async def set(
         self, scope: str, key: str, value: Any, *, ttl: float | None = None, if_version: int | None = None
     ) -> StateSetResult:
@@ -95,6 +114,7 @@ class StateManager:
         result = await self.backend.set(scope, key, data, ttl=checked_ttl, if_version=checked_version)
         return _set_result(result.old_data, result.new_data, result.version)
 
+    @observed("state", "update", _keyed)
     async def update(
         self,
         scope: str,
@@ -123,6 +143,7 @@ class StateManager:
         )
         return _set_result(result.old_data, result.new_data, result.version)
 
+    @observed("state", "delete", _keyed)
     async def delete(self, scope: str, key: str, *, if_version: int | None = None) -> JSON:
         """Remove the key; return its previous value, or ``None`` (changing nothing) if it was absent."""
         self.check_open()
@@ -130,16 +151,19 @@ class StateManager:
         data = await self.backend.delete(scope, key, if_version=_values.check_version(if_version))
         return None if data is None else _values.decode(data)
 
+    @observed("state", "list", _scoped)
     async def list(self, scope: str) -> builtins.list[JSON]:
         """Every value of ``scope``, ordered by key; ``[]`` for an unknown scope."""
         self.check_open()
         return [_values.decode(data) for data in await self.backend.values(_values.check_scope(scope))]
 
+    @observed("state", "clear", _scoped)
     async def clear(self, scope: str) -> None:
         """Remove every key of ``scope`` in one atomic step."""
         self.check_open()
         await self.backend.clear(_values.check_scope(scope))
 
+    @observed("state", "list_groups", _whole)
     async def list_groups(self) -> builtins.list[str]:
         """Sorted scopes that hold at least one key; the runtime's own (``__motia.``, e.g. idempotency
         records) are left out, so listings, the console and ``motia state`` show the user's data only."""
@@ -158,12 +182,14 @@ class StateManager:
 
     # -- beyond Motia -----------------------------------------------------------------------------
 
+    @observed("state", "get_entry", _keyed)
     async def get_entry(self, scope: str, key: str) -> StateEntry | None:
         """The key with its value, version and expiry, or ``None``."""
         self.check_open()
         record = await self.backend.get(_values.check_scope(scope), _values.check_key(key))
         return None if record is None else _entry(record)
 
+    @observed("state", "items", _scoped)
     async def items(
         self, scope: str, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
     ) -> builtins.list[StateEntry]:
@@ -173,6 +199,7 @@ class StateManager:
         """
         return [_entry(record) for record in await self._page(scope, prefix, after, limit)]
 
+    @observed("state", "keys", _scoped)
     async def keys(
         self, scope: str, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
     ) -> builtins.list[str]:
@@ -183,6 +210,7 @@ class StateManager:
         self.check_open()
         return await read_page(self.backend, scope, prefix, after, limit)
 
+    @observed("state", "count", _scoped)
     async def count(self, scope: str) -> int:
         """The number of keys in ``scope``."""
         self.check_open()
@@ -199,6 +227,7 @@ class StateManager:
         self.check_open()
         return StateTransaction(self)
 
+    @observed("state", "transact", _whole)
     async def transact(self, function: Callable[[StateTransaction], Awaitable[_T]], *, retries: int = 5) -> _T:
         """Run ``await function(tx)`` in a transaction and commit, re-running it on a conflict."""
         self.check_open()
@@ -208,6 +237,7 @@ class StateManager:
         """The scope bound to a pydantic ``model``: validated writes, model instances back."""
         return TypedScope(self, _values.check_scope(scope), model)
 
+    @observed("state", "get_many", _scoped)
     async def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
         """The values of the ``keys`` that exist, read as one consistent snapshot."""
         wanted = list(dict.fromkeys(keys))
@@ -218,6 +248,7 @@ class StateManager:
 
         return await self.transact(read)
 
+    @observed("state", "set_many", _scoped)
     async def set_many(
         self, scope: str, values: Mapping[str, Any], *, ttl: float | None = None
     ) -> dict[str, StateSetResult]:
@@ -228,6 +259,7 @@ class StateManager:
 
         return await self.transact(write)
 
+    @observed("state", "delete_many", _scoped)
     async def delete_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
         """Delete several keys atomically; return the previous values of those that existed."""
         wanted = list(dict.fromkeys(keys))

@@ -21,6 +21,7 @@ from motia.exceptions import ConfigError, StateConflictError, StateValueError, S
 from motia.state import values as _values
 from motia.state.backends.base import StateBackend
 from motia.state.backends.types import StreamChange
+from motia.state.observe import backend_kind, observed
 from motia.state.ops import apply_operations, parse_operations
 from motia.state.schema import schema_errors
 from motia.state.types import JSON, StateSetResult
@@ -65,6 +66,21 @@ def _result(old: bytes | None, new: bytes | None, version: int) -> StreamSetResu
 
 def _check_id(kind: str, value: object) -> str:
     return _values.check_name(kind, value, _values.MAX_KEY_LENGTH)
+
+
+def _item_op(
+    manager: StreamManager, stream: object, group_id: object = "", item_id: object = None, *_: object, **__: object
+) -> tuple[str, tuple[str, str], str | None]:
+    """What an observer is told of a stream operation: the backend's kind, stream and group, item id."""
+    return backend_kind(manager.backend), (str(stream), str(group_id)), item_id if isinstance(item_id, str) else None
+
+
+def _sent(
+    manager: StreamManager, stream: object, channel: object = None, *_: object, **__: object
+) -> tuple[str, tuple[str, str], str | None]:
+    group = channel.get("group_id", channel.get("groupId")) if isinstance(channel, Mapping) else None
+    item = channel.get("id", channel.get("item_id")) if isinstance(channel, Mapping) else None
+    return backend_kind(manager.backend), (str(stream), str(group)), item if isinstance(item, str) else None
 
 
 class StreamManager:
@@ -133,6 +149,7 @@ class StreamManager:
 
     # -- the server API -----------------------------------------------------------------------------------
 
+    @observed("stream", "get", _item_op)
     async def get(self, stream: str, group_id: str, item_id: str) -> JSON:
         """The item, or ``None``."""
         definition = self.definition(stream)
@@ -141,6 +158,7 @@ class StreamManager:
         )
         return None if record is None else _values.decode(record.data)
 
+    @observed("stream", "set", _item_op)
     async def set(self, stream: str, group_id: str, item_id: str, data: Any) -> StreamSetResult:
         """Store ``data`` as the item (with ``"id": item_id``), replacing any old one."""
         definition = self.definition(stream)
@@ -152,6 +170,7 @@ class StreamManager:
         assert change is not None
         return _result(change.old_data, change.new_data, 0)
 
+    @observed("stream", "update", _item_op)
     async def update(
         self, stream: str, group_id: str, item_id: str, ops: builtins.list[dict[str, Any]]
     ) -> StreamSetResult:
@@ -189,6 +208,7 @@ class StreamManager:
             actual=0,
         )
 
+    @observed("stream", "delete", _item_op)
     async def delete(self, stream: str, group_id: str, item_id: str) -> JSON:
         """Remove the item; return it, or ``None`` (changing nothing) when absent."""
         definition = self.definition(stream)
@@ -198,6 +218,7 @@ class StreamManager:
         )
         return None if change is None or change.old_data is None else _values.decode(change.old_data)
 
+    @observed("stream", "get_group", _item_op)
     async def get_group(self, stream: str, group_id: str) -> builtins.list[JSON]:
         """The group's items, in id order."""
         definition = self.definition(stream)
@@ -207,10 +228,12 @@ class StreamManager:
     #: motia-py 1.0's name for :meth:`get_group`.
     list = get_group
 
+    @observed("stream", "list_groups", _item_op)
     async def list_groups(self, stream: str) -> builtins.list[str]:
         """Sorted ids of the groups that hold an item."""
         return await self.backend.stream_groups(self.definition(stream).name)
 
+    @observed("stream", "send", _sent)
     async def send(self, stream: str, channel: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         """An ephemeral event to the subscribers of ``channel`` (``{"group_id" or "groupId", "id"?}``):
         ``event = {"type": ..., "data": ...}``. Not stored as an item; stream triggers see it."""

@@ -162,7 +162,7 @@ def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresS
 async def test_an_older_store_is_migrated_keeping_its_deliveries_and_dead_letters(
     postgres_server: PostgresServer,
 ) -> None:
-    # Given a store of schema version 4 (before the errors of failed attempts) with a delivery and a dead letter
+    # Given a store of schema version 5 (before the errors of failed attempts) with a delivery and a dead letter
     url = schema_url(postgres_server, "upgrade_dl")
     async with StateManager.from_url(url) as sm:
         await sm.backend.enqueue([NewDelivery("p1", "worker", "queue", b"1")])
@@ -170,7 +170,7 @@ async def test_an_older_store_is_migrated_keeping_its_deliveries_and_dead_letter
     postgres_server.psql(
         "ALTER TABLE upgrade_dl.motia_deliveries DROP COLUMN first_error, DROP COLUMN last_error;"
         " ALTER TABLE upgrade_dl.motia_dead_letters DROP COLUMN first_error;"
-        " UPDATE upgrade_dl.motia_meta SET value = '4' WHERE name = 'schema_version'"
+        " UPDATE upgrade_dl.motia_meta SET value = '5' WHERE name = 'schema_version'"
     )
     # When it is opened again
     async with StateManager.from_url(url) as sm:

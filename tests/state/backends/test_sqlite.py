@@ -288,7 +288,8 @@ def downgrade_to_schema_1(path: Path) -> None:
         connection.execute("DROP INDEX motia_dead_letters_failed")
         for table in STREAM_TABLES:  # and the stream tables (schema version 4)
             connection.execute(f"DROP TABLE {table}")
-        drop_error_columns(connection)  # and the errors of failed attempts (schema version 5)
+        connection.execute("ALTER TABLE motia_state_events DROP COLUMN trace")  # and the trace (version 5)
+        drop_error_columns(connection)  # and the errors of failed attempts (schema version 7)
         connection.execute("UPDATE motia_meta SET value = '1' WHERE name = 'schema_version'")
 
 
@@ -319,7 +320,7 @@ async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_
         assert await sm.get("s", "k") == {"n": 1}
         assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
         assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "6"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "7"
 
 
 async def test_sqlite_upgrades_an_older_file_keeping_its_deliveries_and_dead_letters(
@@ -347,7 +348,7 @@ async def test_sqlite_upgrades_an_older_file_keeping_its_deliveries_and_dead_let
         assert (pending.id, pending.first_error, pending.last_error) == ("p1", "first", "first")
         letter = await sm.backend.get_dead_letter("d1")
         assert letter is not None and letter.first_error == "last"
-    assert schema_version(sqlite_path) == "6"
+    assert schema_version(sqlite_path) == "7"
 
 
 async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:

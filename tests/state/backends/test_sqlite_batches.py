@@ -115,7 +115,7 @@ async def test_calls_after_a_failed_one_see_the_batch_as_it_was(sqlite_state: St
     results = await asyncio.gather(first, bad, after, return_exceptions=True)
     # Then the update after the failed call builds on the set before it
     assert isinstance(results[1], RuntimeError)
-    assert results[2].new_value == {"n": 2}  # type: ignore[union-attr]
+    assert results[2].new_value == {"n": 2}
     entry = await sqlite_state.get_entry("s", "n")
     assert entry is not None and entry.version == 2
 

@@ -19,21 +19,27 @@ def state_event_payload(
     new: bytes | None,
     version: int,
     timestamp: float,
+    trace: str | None = None,
 ) -> bytes:
-    """The JSON payload of a state delivery, embedding the stored values without decoding them."""
-    return orjson.dumps(
-        {
-            "type": "state",
-            "event_type": event_type,
-            "group_id": scope,
-            "item_id": key,
-            "old_value": None if old is None else orjson.Fragment(old),
-            "new_value": None if new is None else orjson.Fragment(new),
-            "version": version,
-            "timestamp": timestamp,
-            "seq": seq,
-        }
-    )
+    """The JSON payload of a state delivery, embedding the stored values without decoding them.
+
+    ``trace`` is the ``traceparent`` the write was made under (:data:`motia.state.observe.current_trace`),
+    kept as ``"traceparent"`` so the delivery continues the writer's trace; absent when there was none.
+    """
+    fields = {
+        "type": "state",
+        "event_type": event_type,
+        "group_id": scope,
+        "item_id": key,
+        "old_value": None if old is None else orjson.Fragment(old),
+        "new_value": None if new is None else orjson.Fragment(new),
+        "version": version,
+        "timestamp": timestamp,
+        "seq": seq,
+    }
+    if trace:
+        fields["traceparent"] = trace
+    return orjson.dumps(fields)
 
 
 def error_text(error: str) -> str:
@@ -63,6 +69,7 @@ def state_deliveries(
     new: bytes | None,
     version: int,
     timestamp: float,
+    trace: str | None = None,
 ) -> list[NewDelivery]:
     """One delivery per subscription matching the event (ids are deterministic: dispatch is idempotent)."""
     matching = [
@@ -74,7 +81,7 @@ def state_deliveries(
     ]
     if not matching:
         return []
-    payload = state_event_payload(seq, event_type, scope, key, old, new, version, timestamp)
+    payload = state_event_payload(seq, event_type, scope, key, old, new, version, timestamp, trace)
     ordering = order_key(scope, key)
     return [
         NewDelivery(f"state:{seq}:{subscription.step}", subscription.step, "state", payload, ordering)
@@ -82,8 +89,9 @@ def state_deliveries(
     ]
 
 
-def stream_event_payload(change: StreamChange) -> bytes:
+def stream_event_payload(change: StreamChange, trace: str | None = None) -> bytes:
     """The JSON payload of a stream-trigger delivery, embedding the stored values without decoding them.
+    ``trace`` (the writer's ``traceparent``) goes last, as ``"traceparent"``, as in a state event's.
 
     ``data`` is what the change is about: the item after a create or update, the removed item after a
     delete, the event ``{"type", "data"}`` of a ``send``.
@@ -94,24 +102,27 @@ def stream_event_payload(change: StreamChange) -> bytes:
         data, new = new, None
     else:
         data = old if change.kind == "delete" else new
-    return orjson.dumps(
-        {
-            "type": "stream",
-            "event_type": change.kind,
-            "stream_name": change.stream,
-            "group_id": change.group,
-            "item_id": change.item,
-            "old_value": old,
-            "new_value": new,
-            "data": data,
-            "seq": change.seq,
-            "position": change.position,
-            "timestamp": change.timestamp,
-        }
-    )
+    fields = {
+        "type": "stream",
+        "event_type": change.kind,
+        "stream_name": change.stream,
+        "group_id": change.group,
+        "item_id": change.item,
+        "old_value": old,
+        "new_value": new,
+        "data": data,
+        "seq": change.seq,
+        "position": change.position,
+        "timestamp": change.timestamp,
+    }
+    if trace:
+        fields["traceparent"] = trace
+    return orjson.dumps(fields)
 
 
-def stream_deliveries(subscriptions: Iterable[StreamTriggerSubscription], change: StreamChange) -> list[NewDelivery]:
+def stream_deliveries(
+    subscriptions: Iterable[StreamTriggerSubscription], change: StreamChange, trace: str | None = None
+) -> list[NewDelivery]:
     """One delivery per stream subscription matching ``change``; deterministic ids, ordered per group."""
     matching = [
         subscription
@@ -122,7 +133,7 @@ def stream_deliveries(subscriptions: Iterable[StreamTriggerSubscription], change
     ]
     if not matching:
         return []
-    payload = stream_event_payload(change)
+    payload = stream_event_payload(change, trace)
     ordering = orjson.dumps(["stream", change.stream, change.group]).decode()
     return [
         NewDelivery(f"stream:{change.position}:{subscription.step}", subscription.step, "stream", payload, ordering)

@@ -45,11 +45,12 @@ from motia.state.backends.types import (
     WriteResult,
     tick_millis,
 )
+from motia.state.observe import current_trace
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
 
 #: (seq, event_type, scope, key, old, new, version, timestamp)
-_Event = tuple[int, str, str, str, bytes | None, bytes | None, int, float]
+_Event = tuple[int, str, str, str, bytes | None, bytes | None, int, float, str | None]
 
 
 class _Scope:
@@ -97,7 +98,10 @@ class MemoryBackend(MemoryStreams, MemoryOperations, StateBackend):
     def _event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
         if self._events_enabled:
             self._event_seq += 1
-            self._events.append((self._event_seq, event_type, scope, key, old, new, version, self._clock()))
+            # The writer's trace, read now: the event carries it to its deliveries (state/observe.py).
+            self._events.append(
+                (self._event_seq, event_type, scope, key, old, new, version, self._clock(), current_trace.get())
+            )
 
     def _add_deliveries(self, deliveries: Sequence[NewDelivery], now: float) -> None:
         for new in deliveries:

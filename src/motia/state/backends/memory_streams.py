@@ -17,6 +17,7 @@ from motia.exceptions import StateConflictError
 from motia.state.backends._events import stream_deliveries
 from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.types import NewDelivery, Record, StreamChange, StreamTriggerSubscription
+from motia.state.observe import current_trace
 
 #: The tail keeps at least this many changes, and every change younger than LOG_AGE seconds.
 LOG_KEEP = 10_000
@@ -84,7 +85,7 @@ class MemoryStreams:
         log.append(change)
         while len(log) > LOG_KEEP and log[0].timestamp < now - LOG_AGE:
             log.popleft()
-        deliveries = stream_deliveries(self._stream_subscriptions, change)
+        deliveries = stream_deliveries(self._stream_subscriptions, change, current_trace.get())
         if deliveries:
             self._add_deliveries(deliveries, now)
         return change, bool(deliveries)

@@ -56,6 +56,7 @@ from motia.exceptions import (
     StateValueError,
 )
 from motia.state.backends.postgres.settings import MAX_TIMEOUT, PostgresSettings
+from motia.state.observe import current_trace
 
 logger = logging.getLogger("motia.state.postgres")
 
@@ -88,7 +89,18 @@ class Tx:
     state keys must have started before it writes; ``_transact`` starts any body that did not before its
     ``COMMIT``."""
 
-    __slots__ = ("conn", "now", "record_events", "read_flag", "second", "token", "started", "notify", "streamed")
+    __slots__ = (
+        "conn",
+        "now",
+        "record_events",
+        "read_flag",
+        "second",
+        "token",
+        "started",
+        "notify",
+        "streamed",
+        "trace",
+    )
 
     def __init__(self, conn: Any, now: float, events_on: bool, read_flag: bool) -> None:
         self.conn = conn
@@ -105,6 +117,8 @@ class Tx:
         self.notify = False
         #: Set by a body that recorded a stream change: stream listeners are called after the commit.
         self.streamed = False
+        #: The caller's ``traceparent`` (made in the caller's task): the state events it records carry it.
+        self.trace = current_trace.get()
 
     async def start(self) -> None:
         """Record the commit token and, if needed, read the events flag (under its share lock)."""

@@ -172,7 +172,7 @@ async def _dispatch(tx: Tx, subscriptions: Sequence[Subscription], limit: int) -
         )
     rows = await conn.fetch(
         "DELETE FROM motia_state_events WHERE seq IN (SELECT seq FROM motia_state_events ORDER BY seq LIMIT $1)"
-        " RETURNING seq, event_type, scope, key, old_value, new_value, version, timestamp",
+        " RETURNING seq, event_type, scope, key, old_value, new_value, version, timestamp, trace",
         limit,
     )
     if not rows:
@@ -183,7 +183,7 @@ async def _dispatch(tx: Tx, subscriptions: Sequence[Subscription], limit: int) -
     ]
     deliveries = [
         delivery
-        for seq, event_type, scope, key, old, new, version, timestamp in sorted(rows, key=lambda row: row[0])
+        for seq, event_type, scope, key, old, new, version, timestamp, trace in sorted(rows, key=lambda row: row[0])
         for delivery in state_deliveries(
             registered,
             seq,
@@ -194,6 +194,7 @@ async def _dispatch(tx: Tx, subscriptions: Sequence[Subscription], limit: int) -
             None if new is None else bytes(new),
             version,
             timestamp,
+            trace,
         )
     ]
     if deliveries:

@@ -30,6 +30,7 @@ from motia.state.backends.postgres.connection import COMMIT_MARK, EVENTS_FLAG, T
 from motia.state.backends.postgres.notify import Notifier
 from motia.state.backends.postgres.statement import ONE_STATEMENT_MAX, PostgresStatements, VersionConflict
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
+from motia.state.observe import current_trace
 from motia.state.ops import Operation
 from motia.state.values import prefix_upper_bound
 
@@ -39,7 +40,7 @@ PURGE_BATCH = 5000
 _LIVE = "(expires_at IS NULL OR expires_at > $3)"
 _GET = f"SELECT value, version, expires_at FROM motia_state WHERE scope = $1 AND key = $2 AND {_LIVE}"
 #: ``set`` in one statement (schema version 4; :mod:`~motia.state.backends.postgres.statement`).
-_CALL_SET = "SELECT * FROM motia_set($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+_CALL_SET = "SELECT * FROM motia_set($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 _SELECT_FOR_UPDATE = "SELECT value, version, expires_at FROM motia_state WHERE scope = $1 AND key = $2 FOR UPDATE"
 #: The first read of a write also starts its transaction (see :meth:`Tx.start`): one round trip, not two.
 _START_AND_SELECT = (
@@ -50,8 +51,8 @@ _START_AND_SELECT = (
 _START_AND_SELECT_FLAG = _START_AND_SELECT.format(flag=EVENTS_FLAG)
 _START_AND_SELECT_NO_FLAG = _START_AND_SELECT.format(flag="NULL")
 _EVENT = (
-    " INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)"
-    " VALUES ($6, $1, $2, $7, $3, $4, $8)"
+    " INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp, trace)"
+    " VALUES ($6, $1, $2, $7, $3, $4, $8, $9)"
 )
 _INSERT = "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES ($1, $2, $3, $4, $5)"
 _UPDATE = "UPDATE motia_state SET value = $3, version = $4, expires_at = $5 WHERE scope = $1 AND key = $2"
@@ -60,8 +61,8 @@ _UPDATE_WITH_EVENT = f"WITH written AS ({_UPDATE}){_EVENT}"
 _DELETE = "DELETE FROM motia_state WHERE scope = $1 AND key = $2"
 _DELETE_WITH_EVENT = (
     "WITH removed AS (DELETE FROM motia_state WHERE scope = $1 AND key = $2 RETURNING value, version)"
-    " INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)"
-    " SELECT $3, $1, $2, value, NULL, version, $4 FROM removed"
+    " INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp, trace)"
+    " SELECT $3, $1, $2, value, NULL, version, $4, $5 FROM removed"
 )
 _CLEAR = (
     "WITH removed AS (DELETE FROM motia_state WHERE scope = $1 RETURNING expires_at)"
@@ -69,9 +70,10 @@ _CLEAR = (
 )
 _CLEAR_WITH_EVENTS = (
     "WITH removed AS (DELETE FROM motia_state WHERE scope = $1 RETURNING key, value, version, expires_at),"
-    " events AS (INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)"
+    " events AS (INSERT INTO motia_state_events"
+    " (event_type, scope, key, old_value, new_value, version, timestamp, trace)"
     " SELECT CASE WHEN expires_at IS NULL OR expires_at > $2 THEN 'deleted' ELSE 'expired' END,"
-    " $1, key, value, NULL, version, $2 FROM removed ORDER BY key)"
+    " $1, key, value, NULL, version, $2, $3 FROM removed ORDER BY key)"
     " SELECT count(*) FILTER (WHERE expires_at IS NULL OR expires_at > $2) FROM removed"
 )
 _PURGE = (
@@ -140,7 +142,7 @@ async def _load(tx: Tx, scope: str, key: str) -> tuple[Record | None, bool]:
         data, version, expires_at = row
     if expires_at is not None and expires_at <= tx.now:
         if tx.record_events:
-            await tx.conn.execute(_DELETE_WITH_EVENT, scope_b, key_b, "expired", tx.now)
+            await tx.conn.execute(_DELETE_WITH_EVENT, scope_b, key_b, "expired", tx.now, tx.trace)
             tx.notify = True
         else:
             await tx.conn.execute(_DELETE, scope_b, key_b)
@@ -154,7 +156,7 @@ async def _store(tx: Tx, scope: str, record: Record, old_data: bytes | None, row
     if tx.record_events:
         event_type = "created" if old_data is None else "updated"
         await tx.conn.execute(
-            _UPDATE_WITH_EVENT if row_exists else _INSERT_WITH_EVENT, *args, event_type, old_data, tx.now
+            _UPDATE_WITH_EVENT if row_exists else _INSERT_WITH_EVENT, *args, event_type, old_data, tx.now, tx.trace
         )
         tx.notify = True
     else:
@@ -163,7 +165,7 @@ async def _store(tx: Tx, scope: str, record: Record, old_data: bytes | None, row
 
 async def _remove(tx: Tx, scope: str, current: Record) -> None:
     if tx.record_events:
-        await tx.conn.execute(_DELETE_WITH_EVENT, _b(scope), _b(current.key), "deleted", tx.now)
+        await tx.conn.execute(_DELETE_WITH_EVENT, _b(scope), _b(current.key), "deleted", tx.now, tx.trace)
         tx.notify = True
     else:
         await tx.conn.execute(_DELETE, _b(scope), _b(current.key))
@@ -206,7 +208,7 @@ async def _write_delete(tx: Tx, scope: str, key: str, if_version: int | None) ->
 async def _write_clear(tx: Tx, scope: str) -> int:
     await tx.start()
     if tx.record_events:
-        live: int = await tx.conn.fetchval(_CLEAR_WITH_EVENTS, _b(scope), tx.now)
+        live: int = await tx.conn.fetchval(_CLEAR_WITH_EVENTS, _b(scope), tx.now, tx.trace)
         tx.notify = True
     else:
         live = await tx.conn.fetchval(_CLEAR, _b(scope), tx.now)
@@ -283,6 +285,7 @@ class PostgresKeyValue(PostgresStatements):
                 now,
                 self._notifier.channel,
                 self._notifier.payload("d"),
+                current_trace.get(),  # the writer's traceparent, kept with the event
                 what="set",
             )
         except VersionConflict as conflict:

@@ -42,7 +42,10 @@ Version 4, one round trip per ``set`` (:mod:`~motia.state.backends.postgres.stat
 ``motia_set`` (:data:`MOTIA_SET`), and ``motia_commits.version``/``old_value``, where a ``set`` keeps its
 result with its token (answered from there when its reply was lost).
 
-Version 5, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
+Version 5, trace context: ``motia_state_events.trace``, the ``traceparent`` of the write that recorded the
+event (``NULL`` without tracing), carried to its deliveries (issue 17).
+
+Version 6, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
 attempt failed) of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``.
 
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
@@ -113,6 +116,18 @@ BEGIN
         WHERE c.second = p_second AND c.token = p_token;
 END
 $motia$"""
+
+#: ``motia_set`` of version 5: the same, with ``p_trace`` (the writer's ``traceparent``) kept in its events.
+MOTIA_SET_TRACED = (
+    MOTIA_SET.replace("p_channel text, p_payload text,", "p_channel text, p_payload text, p_trace text,")
+    .replace(
+        "(event_type, scope, key, old_value, new_value, version, timestamp)",
+        "(event_type, scope, key, old_value, new_value, version, timestamp, trace)",
+    )
+    .replace("o_old, NULL, v_version, p_now);", "o_old, NULL, v_version, p_now, p_trace);")
+    .replace("                    o_version, p_now);", "                    o_version, p_now, p_trace);")
+)
+assert MOTIA_SET_TRACED.count("p_trace") == 3
 
 #: Statements of each schema version, applied in order to a store at an older version.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -253,9 +268,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE motia_commits ADD COLUMN IF NOT EXISTS old_value bytea",
         MOTIA_SET,
     ),
+    # The writer's traceparent with each outbox event (issue 17).
+    5: (
+        "ALTER TABLE motia_state_events ADD COLUMN IF NOT EXISTS trace text",
+        # motia_set with the traceparent as its last argument (the 11-argument one of version 4 goes).
+        "DROP FUNCTION IF EXISTS motia_set(bigint, bigint, boolean, bytea, bytea, bytea, double precision, bigint,"
+        " double precision, text, text)",
+        MOTIA_SET_TRACED,
+    ),
     # Dead letters you can operate (issue 18): the errors of a delivery's failed attempts, the first kept
     # by its dead letter (self-contained: the lead may renumber it when merging other migrations).
-    5: (
+    6: (
         "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS first_error bytea",
         "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS last_error bytea",
         "ALTER TABLE motia_dead_letters ADD COLUMN IF NOT EXISTS first_error bytea",

@@ -47,6 +47,7 @@ from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.base import StreamStore
 from motia.state.backends.postgres.delivery import insert_deliveries
 from motia.state.backends.types import Record, StreamChange, StreamTriggerSubscription
+from motia.state.observe import current_trace
 
 if TYPE_CHECKING:
     from motia.state.backends.postgres.connection import Tx
@@ -122,13 +123,14 @@ _TAIL = f"SELECT {_CHANGE_COLUMNS} FROM motia_stream_changes WHERE position > $1
 class _Call:
     """One change waiting for its batch: ``await function(tx, *args)``, answered through ``future``."""
 
-    __slots__ = ("function", "args", "future")
+    __slots__ = ("function", "args", "future", "trace")
 
     def __init__(
         self, function: Callable[..., Awaitable[StreamChange | None]], args: tuple[Any, ...], future: Any
     ) -> None:
         self.function = function
         self.args = args
+        self.trace = current_trace.get()  # the caller's: the batch commits in a task of its own
         self.future: asyncio.Future[StreamChange | None | BaseException] = future
 
 
@@ -222,6 +224,7 @@ async def _changes(
         await _lock_group(tx, stream, group)
     answers: list[StreamChange | None | BaseException] = []
     for call in calls:
+        tx.trace = call.trace
         try:
             answers.append(await call.function(tx, *call.args))
         except StateError as exc:
@@ -281,7 +284,7 @@ async def _record(
         *(oldest or (None, None, None)),
     )
     change = StreamChange(position, stream, group, item, seq, kind, old, new, now)
-    deliveries = stream_deliveries(subscriptions, change)
+    deliveries = stream_deliveries(subscriptions, change, tx.trace)
     if deliveries:
         await insert_deliveries(tx, deliveries)  # sets tx.notify: workers everywhere are woken
     tx.streamed = True

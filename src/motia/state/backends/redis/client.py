@@ -30,6 +30,7 @@ from motia.exceptions import (
     StateTimeout,
     StateValueError,
 )
+from motia.state.observe import current_trace
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -375,7 +376,10 @@ class RedisClient:
     async def write(self, function: str, token: str, *args: Any) -> Any:
         """Call a write function: applied at most once for ``token``, however often a retry repeats it.
         The store keeps the reply under the token a little longer than this client retries."""
-        return await self._run(("FCALL", function, 1, self._meta, token, self._marker_ms, *args), _doing(function))
+        # The caller's traceparent, last: the library keeps it with the write's events (state/observe.py).
+        trace = current_trace.get() or ""
+        command = ("FCALL", function, 1, self._meta, token, self._marker_ms, *args, trace)
+        return await self._run(command, _doing(function))
 
     async def command(self, *command: Any) -> Any:
         """Send one command, retried on connection trouble within ``timeout``."""

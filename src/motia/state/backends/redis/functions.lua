@@ -39,12 +39,18 @@ local function events_on(P)
   return redis.call('HGET', P .. ':meta', 'events') == '1'
 end
 
+-- The traceparent of the write being applied (its client's trace context, the last argument of every
+-- write: see once), kept in its events so their deliveries continue that trace; '' without one.
+local trace = ''
+
 local function emit(P, on, now, event_type, scope, key, old, new, version)
   if not on then return end
   local seq = redis.call('HINCRBY', P .. ':meta', 'seq', 1)
+  local tail = '}'
+  if trace ~= '' then tail = ',"traceparent":' .. cjson.encode(trace) .. '}' end
   local payload = '{"type":"state","event_type":"' .. event_type .. '","group_id":' .. cjson.encode(scope)
     .. ',"item_id":' .. cjson.encode(key) .. ',"old_value":' .. (old or 'null') .. ',"new_value":'
-    .. (new or 'null') .. ',"version":' .. int(version) .. ',"timestamp":' .. now .. ',"seq":' .. int(seq) .. '}'
+    .. (new or 'null') .. ',"version":' .. int(version) .. ',"timestamp":' .. now .. ',"seq":' .. int(seq) .. tail
   redis.call('XADD', P .. ':events', '*', 's', scope, 'k', key, 'q', int(seq), 'p', payload)
 end
 
@@ -105,6 +111,7 @@ end
 
 -- GET: args scope, key, now -> the raw record or nil
 local function get(keys, args)
+  trace = ''  -- an expiry found by a read is no writer's
   local P = prefix_of(keys)
   local current = load(P, events_on(P), args[3], args[1], args[2])
   if not current then return false end
@@ -114,14 +121,17 @@ end
 -- Writes are applied at most once per token. Each takes (token, marker lifetime in ms) as its first two
 -- arguments; its reply is kept under "{P}:w:<token>" for that long, and a call repeating the token (a
 -- client retrying after a lost connection) gets that reply instead of a second application, even if
--- other writers changed the key in between.
+-- other writers changed the key in between. The client appends the write's traceparent ('' for none) as
+-- the last argument; it is taken off here, so handlers see their own arguments only.
 local function once(handler)
   return function(keys, args)
+    trace = table.remove(args)
     local P = prefix_of(keys)
     local marker = P .. ':w:' .. args[1]
     local seen = redis.call('GET', marker)
-    if seen then return cmsgpack.unpack(seen) end
+    if seen then trace = '' return cmsgpack.unpack(seen) end
     local reply = handler(P, args)
+    trace = ''
     redis.call('SET', marker, cmsgpack.pack(reply), 'PX', args[2])
     return reply
   end
@@ -247,6 +257,7 @@ end
 
 -- PURGE: args now, limit -> how many expired keys were removed (each fires expired)
 local function purge(keys, args)
+  trace = ''
   local P = prefix_of(keys)
   local now, limit = args[1], tonumber(args[2])
   local on = events_on(P)
@@ -438,6 +449,7 @@ end
 -- and a retry (its reply was lost) gets those of them the owner still holds, as they are now, instead
 -- of claiming again and leaving the first claim's deliveries leased to nobody's knowledge.
 local function claim(keys, args)
+  table.remove(args)  -- the caller's traceparent, which every call through the client's write() ends with
   local P = prefix_of(keys)
   local marker = P .. ':w:' .. args[1]
   local owner, limit, lease, now = args[3], tonumber(args[4]), tonumber(args[5]), tonumber(args[6])

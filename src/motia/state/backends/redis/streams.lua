@@ -74,7 +74,9 @@ local function deliver(P, now, stream, group, item, change, ident, order_key)
         payload = '{"type":"stream","event_type":"' .. change.kind .. '",' .. ident .. ',"old_value":'
           .. (old or 'null') .. ',"new_value":' .. (new or 'null') .. ',"data":' .. (data or 'null')
           .. ',"seq":' .. int(change.seq) .. ',"position":' .. int(change.position) .. ',"timestamp":'
-          .. change.time .. '}'
+          .. change.time
+        if trace ~= '' then payload = payload .. ',"traceparent":' .. cjson.encode(trace) end
+        payload = payload .. '}'
       end
       added = added + add_delivery(P, now, 'stream:' .. int(change.position) .. ':' .. trigger[1], trigger[1],
         'stream', payload, order_key)

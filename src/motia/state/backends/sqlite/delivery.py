@@ -61,7 +61,7 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
     cursor_row = tx.connection.execute("SELECT value FROM motia_meta WHERE name = 'outbox_cursor'").fetchone()
     cursor = int(cursor_row[0]) if cursor_row is not None else 0
     rows = tx.connection.execute(
-        "SELECT seq, event_type, scope, key, old_value, new_value, version, timestamp FROM motia_state_events"
+        "SELECT seq, event_type, scope, key, old_value, new_value, version, timestamp, trace FROM motia_state_events"
         " WHERE seq > ? ORDER BY seq LIMIT ?",
         (cursor, limit),
     ).fetchall()

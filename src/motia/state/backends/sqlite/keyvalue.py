@@ -196,13 +196,13 @@ def _write_clear(tx: _Transaction, scope: str) -> int:
         ).fetchone()[0]
     else:
         live = removed = size = 0
-        events: list[tuple[str, str, str, bytes | None, bytes | None, int, float]] = []
+        events: list[tuple[str, str, str, bytes | None, bytes | None, int, float, str | None]] = []
         rows = connection.execute("SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,))
         for key, data, version, expires_at in rows:  # one row at a time from SQLite, in key order
             expired = expires_at is not None and expires_at <= tx.now
             live += not expired
             removed += 1
-            events.append(("expired" if expired else "deleted", scope, key, data, None, version, tx.now))
+            events.append(("expired" if expired else "deleted", scope, key, data, None, version, tx.now, tx.trace))
             size += len(data)
             if size >= CLEAR_CHUNK_BYTES or len(events) >= CLEAR_CHUNK_ROWS:
                 connection.executemany(_INSERT_EVENT, events)

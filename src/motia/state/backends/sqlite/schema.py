@@ -37,11 +37,12 @@ logger = logging.getLogger("motia.state")
 #: file in place; the stored version then stops an older pymotia from opening it (it would run cron ticks
 #: without claiming them, or a cron job without its lease, so twice beside newer instances). 4: the
 #: stream tables (an older pymotia would write state but miss stream triggers and changes). 5:
-#: ``motia_deliveries`` without ``AUTOINCREMENT`` (see :func:`_drop_autoincrement`). 6 (dead letters you can
-#: operate, issue 18; self-contained: renumber freely): the errors of a delivery's failed attempts
-#: (``first_error`` and ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``;
-#: see :data:`_COLUMNS`).
-SCHEMA_VERSION = 6
+#: ``motia_deliveries`` without ``AUTOINCREMENT`` (see :func:`_drop_autoincrement`). 6: the
+#: ``trace`` column of ``motia_state_events`` (the writer's ``traceparent``, carried to the deliveries).
+#: 7 (dead letters you can operate, issue 18; self-contained: renumber freely): the errors of a delivery's
+#: failed attempts (``first_error`` and ``last_error`` of ``motia_deliveries``, ``first_error`` of
+#: ``motia_dead_letters``; see :data:`_COLUMNS`).
+SCHEMA_VERSION = 7
 
 #: Columns added after their table was created, as ``(table, column, type)``: added when missing (SQLite
 #: has no ``ADD COLUMN IF NOT EXISTS``), so the upgrade is idempotent like the ``CREATE ... IF NOT EXISTS``.
@@ -179,6 +180,14 @@ _SCHEMA = (
 )
 
 
+def _add_trace_column(connection: sqlite3.Connection) -> None:
+    """Version 5: the outbox keeps the ``traceparent`` of the write that recorded each event (issue 17).
+    SQLite has no ``ADD COLUMN IF NOT EXISTS``: the column is added only when missing."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(motia_state_events)")}
+    if "trace" not in columns:
+        connection.execute("ALTER TABLE motia_state_events ADD COLUMN trace TEXT")
+
+
 def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable[[sqlite3.Connection], None]) -> None:
     """Create or upgrade the tables, unless the file is already at this schema version.
 
@@ -199,6 +208,7 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
         _drop_autoincrement(connection)
         for statement in _SCHEMA:
             connection.execute(statement)
+        _add_trace_column(connection)
         for table, column, kind in _COLUMNS:
             if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
                 connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

@@ -118,7 +118,7 @@ def _record_change(
             "SELECT step, grp, item FROM motia_stream_subscriptions WHERE stream = ?", (stream,)
         )
     ]
-    deliveries = stream_deliveries(subscriptions, change)
+    deliveries = stream_deliveries(subscriptions, change, tx.trace)
     if deliveries:
         connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, tx.now))
         tx.notify = True

@@ -16,8 +16,8 @@ _UPSERT = (
 )
 _DELETE = "DELETE FROM motia_state WHERE scope = ? AND key = ?"
 _INSERT_EVENT = (
-    "INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp, trace)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 _UNSEEN: Any = object()
@@ -41,6 +41,7 @@ class _Transaction:
         "connection",
         "now",
         "record_events",
+        "trace",
         "notify",
         "streamed",
         "_known",
@@ -54,6 +55,9 @@ class _Transaction:
         self.connection = connection
         self.now = now
         self.record_events = record_events
+        #: The ``traceparent`` of the call running now (its caller's, captured when it was queued): the
+        #: events it records carry it.
+        self.trace: str | None = None
         #: Whether local workers should be woken after the commit (events or deliveries changed).
         self.notify = False
         #: Whether a stream change was recorded: stream tails and listeners are woken after the commit.
@@ -62,7 +66,7 @@ class _Transaction:
         self._known: dict[tuple[str, str], Record | None] = {}
         #: What to write at commit: the final record of each changed key (``None``: delete the row).
         self._dirty: dict[tuple[str, str], Record | None] = {}
-        self._events: list[tuple[str, str, str, bytes | None, bytes | None, int, float]] = []
+        self._events: list[tuple[str, str, str, bytes | None, bytes | None, int, float, str | None]] = []
         #: While a call runs: how to undo each change it made to the buffers, in order.
         self._undo: list[tuple[Any, ...]] | None = None
         #: ``len(self._events)`` when the running call began.
@@ -142,7 +146,7 @@ class _Transaction:
 
     def event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
         if self.record_events:
-            self._events.append((event_type, scope, key, old, new, version, self.now))
+            self._events.append((event_type, scope, key, old, new, version, self.now, self.trace))
             self.notify = True
 
     def forget_scope(self, scope: str) -> None:

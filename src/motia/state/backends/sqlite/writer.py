@@ -42,6 +42,7 @@ from motia.state.backends.sqlite.delivery import _events_flag
 from motia.state.backends.sqlite.keyvalue import _BUFFERED_WRITES, _CAS_WRITES, _KEYED_WRITES, FALLBACK, _write_purge
 from motia.state.backends.sqlite.streams import TRIM_INTERVAL, _trim_backlog
 from motia.state.backends.sqlite.transaction import _Transaction
+from motia.state.observe import current_trace
 
 logger = logging.getLogger("motia.state")
 
@@ -57,13 +58,15 @@ _NOBODY: Any = object()
 
 
 class _Call:
-    """One write to run inside a batch's transaction: ``function(transaction, *args)``."""
+    """One write to run inside a batch's transaction: ``function(transaction, *args)``. ``trace`` is its
+    caller's ``traceparent``, read when the write is made (the batch may run in another task)."""
 
-    __slots__ = ("function", "args")
+    __slots__ = ("function", "args", "trace")
 
     def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.function = function
         self.args = args
+        self.trace = current_trace.get()
 
 
 class _Request(_Call):
@@ -304,6 +307,7 @@ class SQLiteWriter(SQLiteConnections):
                     tx.prefetch(scope, keys)
             for call in batch:
                 outcomes.append(self._run_call(tx, call, isolate))
+            tx.trace = None  # what follows (the sweep's expiries) is no caller's
             if now - self._last_sweep >= self._sweep_interval:
                 self._last_sweep = now
                 _write_purge(tx, SWEEP_BATCH)
@@ -365,6 +369,7 @@ class SQLiteWriter(SQLiteConnections):
         if savepoint:
             connection.execute("SAVEPOINT motia_call")
         tx.begin_call()
+        tx.trace = call.trace
         try:
             outcome = call.function(tx, *call.args)
         except Exception as exc:
