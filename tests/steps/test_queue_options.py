@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from motia import ConfigError, queue, state, step, stream
+from motia import ConfigError, EnqueueError, queue, state, step, stream
 from motia.runtime.claim_plan import ClaimPlan
+from motia.steps.flow_control import FlowKey, KeyConcurrency, RateLimit
 from motia.steps.legacy import translate_v0
 from motia.steps.queue_options import QueueOptions
 from motia.steps.retry import RetryPolicy
@@ -89,7 +90,10 @@ def test_a_bad_value_in_a_step_config_names_the_step() -> None:
         step(config, lambda input: None)
 
 
-@pytest.mark.parametrize("key", ["type", "delay_seconds", "delaySeconds", "visibilityTimeout", "concurrency"])
+QUEUE_ONLY = ["type", "delay_seconds", "delaySeconds", "visibilityTimeout", "concurrency", "rateLimit"]
+
+
+@pytest.mark.parametrize("key", QUEUE_ONLY)
 def test_queue_only_keys_are_refused_on_state_and_stream_triggers(key: str) -> None:
     with pytest.raises(ConfigError, match=rf"state\(scope='s'\): config key '{key}' applies to queue triggers only"):
         state(scope="s", config={key: 1})
@@ -167,3 +171,115 @@ def test_the_claim_plan_groups_steps_by_lease_and_claims_limited_steps_alone() -
         (("slow",), None),
     ]
     assert plan.group_by_lease({"d1": "plain", "d2": "slow", "d3": "watcher"}) == {30.0: ["d1", "d3"], 90.0: ["d2"]}
+
+
+# -- keyed flow control (issue 18) ----------------------------------------------------------------------
+
+
+def by_domain(data: Any) -> str:
+    return str(data["email"]).split("@")[1]
+
+
+@pytest.mark.parametrize(
+    ("config", "key_concurrency", "rate_limit"),
+    [
+        ({"concurrency": {"key": "userId", "limit": 1}}, KeyConcurrency(FlowKey(("userId",)), 1), None),
+        ({"concurrency": {"key": "user.id", "limit": 100}}, KeyConcurrency(FlowKey(("user", "id")), 100), None),
+        ({"concurrency": {"key": by_domain, "limit": 2}}, KeyConcurrency(FlowKey(function=by_domain), 2), None),
+        ({"rate_limit": {"limit": 10, "period": 60}}, None, RateLimit(10, 60.0)),
+        ({"rateLimit": {"limit": 1, "period": 0.5, "key": "tenant"}}, None, RateLimit(1, 0.5, FlowKey(("tenant",)))),
+        ({"rate_limit": None}, None, None),
+        (
+            {"concurrency": {"key": "k", "limit": 1}, "rateLimit": {"limit": 3, "period": 1, "key": by_domain}},
+            KeyConcurrency(FlowKey(("k",)), 1),
+            RateLimit(3, 1.0, FlowKey(function=by_domain)),
+        ),
+    ],
+)
+def test_keyed_concurrency_and_rate_limits_are_read(
+    config: dict[str, Any], key_concurrency: KeyConcurrency | None, rate_limit: RateLimit | None
+) -> None:
+    options = queue("orders", config=config).options
+    assert (options.key_concurrency, options.rate_limit, options.concurrency) == (key_concurrency, rate_limit, None)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"concurrency": {"key": "userId"}}, r"queue\('orders'\): concurrency as a dict needs both 'key' and 'limit'"),
+        ({"concurrency": {"limit": 1}}, "needs both 'key' and 'limit'"),
+        ({"concurrency": {"key": "u", "limit": 0}}, r"concurrency.limit must be an int >= 1, got 0"),
+        ({"concurrency": {"key": "u", "limit": True}}, r"concurrency.limit must be an int >= 1, got True"),
+        ({"concurrency": {"key": "u", "limit": 101}}, r"concurrency.limit is at most 100 per key, got 101"),
+        ({"concurrency": {"key": "", "limit": 1}}, r"concurrency.key must be a dotted path .* got ''"),
+        ({"concurrency": {"key": "a..b", "limit": 1}}, r"concurrency.key must be a dotted path"),
+        ({"concurrency": {"key": 5, "limit": 1}}, r"concurrency.key must be a dotted path .* got 5"),
+        (
+            {"concurrency": {"key": "u", "limit": 1, "per": "x"}},
+            r"unknown concurrency key 'per' \(expected key, limit\)",
+        ),
+        (
+            {"type": "fifo", "concurrency": {"key": "u", "limit": 1}},
+            r"a keyed concurrency and type 'fifo' cannot be combined",
+        ),
+        ({"rate_limit": 10}, r"queue\('orders'\): rate_limit must be a dict \{'limit': n, 'period': seconds\}, got 10"),
+        ({"rate_limit": {"limit": 10}}, r"rate_limit needs both 'limit' and 'period'"),
+        ({"rateLimit": {"limit": 0, "period": 1}}, r"rate_limit.limit must be an int >= 1, got 0"),
+        ({"rateLimit": {"limit": 1, "period": 0}}, r"rate_limit.period must be a number of seconds > 0, got 0"),
+        ({"rateLimit": {"limit": 1, "period": float("nan")}}, r"rate_limit.period must be a number of seconds > 0"),
+        ({"rateLimit": {"limit": 1, "period": "60"}}, r"rate_limit.period must be a number of seconds > 0, got '60'"),
+        ({"rate_limit": {"limit": 1, "period": 1, "key": []}}, r"rate_limit.key must be a dotted path .* got \[\]"),
+        ({"rate_limit": {"limit": 1, "period": 1, "window": 1}}, r"unknown rate_limit key 'window'"),
+        ({"rate_limit": {"limit": 1, "period": 1}, "rateLimit": None}, r"'rate_limit' is given twice"),
+    ],
+)
+def test_a_bad_flow_control_value_fails_at_declaration(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        queue("orders", config=config)
+
+
+def test_a_bad_flow_control_value_in_a_step_config_names_the_step() -> None:
+    config = {"name": "mail", "triggers": [{"type": "queue", "topic": "t", "config": {"rateLimit": {"limit": 1}}}]}
+    with pytest.raises(ConfigError, match=r"step 'mail'.*queue\('t'\): rate_limit needs both 'limit' and 'period'"):
+        step(config, lambda input: None)
+
+
+@pytest.mark.parametrize(
+    ("key", "data", "expected"),
+    [
+        (FlowKey(("userId",)), {"userId": "u1"}, "u1"),
+        (FlowKey(("userId",)), {"userId": 42}, "42"),
+        (FlowKey(("user", "id")), {"user": {"id": "x"}}, "x"),
+        (FlowKey(("items", "1", "sku")), {"items": [{"sku": "a"}, {"sku": "b"}]}, "b"),
+        (FlowKey(function=by_domain), {"email": "a@b.example"}, "b.example"),
+    ],
+)
+def test_a_flow_key_reads_the_message_data(key: FlowKey, data: Any, expected: str) -> None:
+    assert key.of(data) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"userId": None}, {"userId": ""}, {"userId": False}, {"userId": 1.5}, {"userId": ["a"]}, None, "u1", [1]],
+)
+def test_a_missing_or_unusable_flow_key_is_an_enqueue_error(data: Any) -> None:
+    with pytest.raises(EnqueueError, match="no usable flow-control key 'userId'"):
+        FlowKey(("userId",)).of(data)
+
+
+def test_a_too_long_flow_key_and_a_failing_key_function_are_enqueue_errors() -> None:
+    with pytest.raises(EnqueueError, match="over 200 characters"):
+        FlowKey(("k",)).of({"k": "x" * 201})
+    with pytest.raises(EnqueueError, match=r"key function by_domain raised KeyError\('email'\)"):
+        FlowKey(function=by_domain).of({})
+
+
+def test_rate_limited_steps_are_claimed_alone_and_can_be_paused() -> None:
+    plain = step({"name": "plain", "triggers": [queue("a")]}, lambda input: None)
+    limited = step(
+        {"name": "limited", "triggers": [queue("b", config={"rateLimit": {"limit": 1, "period": 1}})]}, print
+    )
+    plan = ClaimPlan([plain, limited], default_lease=30.0)
+    assert [unit.steps for unit in plan.units] == [("plain",), ("limited",)]
+    assert [unit.steps for unit, _ in plan.next_units({}, lambda name: name == "limited")] == [("plain",)]
+    assert sorted(unit.steps for unit, _ in plan.next_units({}, lambda name: False)) == [("limited",), ("plain",)]

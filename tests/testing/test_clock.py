@@ -176,6 +176,39 @@ async def test_retry_backoff_is_released_when_due(clocked):
         assert len(attempts) == 3
 
 
+async def test_a_rate_limit_opens_its_windows_on_the_fake_clock(clocked):
+    # Given a step limited to 2 starts a minute, driven by the fake clock (its windows on the fake time)
+    clock, manager = clocked
+    started: list[tuple[int, float]] = []
+
+    async def send(request, ctx):
+        for n in range(5):
+            await ctx.enqueue({"topic": "mail", "data": {"n": n}})
+        return {"status": 200, "body": {}}
+
+    async def mail(input, ctx):
+        started.append((ctx.trigger.attempt, clock() - DEFAULT_START.timestamp()))
+
+    steps = [
+        step({"name": "send", "triggers": [http("POST", "/send")], "enqueues": ["mail"]}, send),
+        step({"name": "mail", "triggers": [queue("mail", config={"rateLimit": {"limit": 2, "period": 60}})]}, mail),
+    ]
+    async with app_client(steps, state=manager, clock=clock, delivery=SLOW_POLL) as client:
+        assert (await client.post("/send", json={})).status_code == 200
+        # When no time passes, 2 start; the others wait for the next window, not as attempts
+        await clock.advance(0)
+        assert started == [(1, 0), (1, 0)]
+        assert await manager.backend.pending("mail") == 3
+        # Then each minute opens a window for 2 more
+        await clock.advance(59)
+        assert len(started) == 2
+        await clock.advance(1.01)  # the window opens at 60 s; postponed messages are due a millisecond after
+        assert [t for _, t in started[2:]] == [pytest.approx(60, abs=0.01)] * 2
+        await clock.advance(60)
+        assert len(started) == 5 and {attempt for attempt, _ in started} == {1}
+        assert await manager.backend.pending("mail") == 0
+
+
 async def _enqueue_mail(request, ctx):
     await ctx.enqueue({"topic": "mail", "data": {"to": "a@example.com"}})
     return {"status": 200, "body": {}}

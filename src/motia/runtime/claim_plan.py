@@ -1,7 +1,9 @@
 """``ClaimPlan``: which claims the delivery worker makes, given its steps' leases and concurrency limits.
 
 A queue trigger's ``visibility_timeout`` sets the lease of its step's deliveries, and its ``concurrency``
-bounds how many of the step's handlers run at once in this process (:mod:`motia.steps.queue_options`).
+bounds how many of the step's handlers run at once in this process (:mod:`motia.steps.queue_options`); a
+step with a ``rate_limit`` is claimed alone, so that a full step-wide limit pauses it alone
+(:mod:`motia.runtime.flow_control`).
 The store leases per call (one lease, one limit), so the worker claims in *units*: the steps without a
 limit of their own, one claim per distinct lease (usually one), and each limited step alone, for no more
 than it has room for, so that nothing is claimed that cannot start at once (it would sit leased).
@@ -9,7 +11,7 @@ than it has room for, so that nothing is claimed that cannot start at once (it w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,6 +45,8 @@ class ClaimPlan:
     def __init__(self, steps: Iterable[Step], default_lease: float) -> None:
         self.leases: dict[str, float] = {}
         self.limits: dict[str, int] = {}
+        #: Steps with a rate limit: claimed alone, so that a full step-wide limit can pause just them.
+        self.rate_limited: set[str] = set()
         for step in steps:
             options = [t.options for t in step.triggers if isinstance(t, QueueTrigger)]
             timeouts = [o.visibility_timeout for o in options if o.visibility_timeout is not None]
@@ -50,24 +54,33 @@ class ClaimPlan:
             limits = [o.concurrency for o in options if o.concurrency is not None]
             if limits:
                 self.limits[step.name] = min(limits)
+            if any(o.rate_limit is not None for o in options):
+                self.rate_limited.add(step.name)
         by_lease: dict[float, list[str]] = {}
         for name, lease in self.leases.items():
-            if name not in self.limits:
+            if name not in self.limits and name not in self.rate_limited:
                 by_lease.setdefault(lease, []).append(name)
         self.units = [ClaimUnit(tuple(names), lease) for lease, names in by_lease.items()]
-        self.units += [ClaimUnit((name,), self.leases[name], limit) for name, limit in self.limits.items()]
+        self.units += [ClaimUnit((name,), self.leases[name], self.limits.get(name)) for name in self.solo()]
         self._turn = 0
+
+    def solo(self) -> list[str]:
+        """The steps claimed alone (a concurrency or a rate limit), in declaration order."""
+        return [name for name in self.leases if name in self.limits or name in self.rate_limited]
 
     @property
     def renew_period(self) -> float:
         """How often to renew leases: a third of the shortest one, so none lapses between renewals."""
         return min(self.leases.values(), default=30.0) / 3
 
-    def next_units(self, running: Mapping[str, int]) -> list[tuple[ClaimUnit, int | None]]:
+    def next_units(
+        self, running: Mapping[str, int], paused: Callable[[str], bool] | None = None
+    ) -> list[tuple[ClaimUnit, int | None]]:
         """The units to claim now, each with its room (``None``: unbounded), starting one unit later each
         call so that a backlog of one unit cannot starve the others of the worker's free slots.
 
-        ``running`` counts this process's deliveries in flight per step; a limited step that is full is left out.
+        ``running`` counts this process's deliveries in flight per step; a limited step that is full is left
+        out, and so is a step ``paused`` says is paused (its rate limit is full until its window opens).
         """
         if not self.units:
             return []
@@ -75,6 +88,8 @@ class ClaimPlan:
         self._turn += 1
         chosen: list[tuple[ClaimUnit, int | None]] = []
         for unit in self.units[start:] + self.units[:start]:
+            if paused is not None and len(unit.steps) == 1 and paused(unit.steps[0]):
+                continue
             if unit.limit is None:
                 chosen.append((unit, None))
                 continue

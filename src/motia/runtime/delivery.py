@@ -51,6 +51,7 @@ from motia.runtime.claim_plan import ClaimPlan
 from motia.runtime.context import new_trace_id
 from motia.runtime.dead_letter_notice import announce_dead_letter
 from motia.runtime.delivery_options import DeliveryOptions
+from motia.runtime.flow_control import RateLimiter
 from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
     IDLE_WAIT,
@@ -115,6 +116,7 @@ class DeliveryWorker:
         self._running_steps: dict[str, str] = {}
         self._per_step: collections.Counter[str] = collections.Counter()
         self.plan = ClaimPlan(self.steps.values(), options.lease)
+        self.rate_limiter = RateLimiter(self.steps.values(), app.state)
         self._dispatch_task: asyncio.Task[None] | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
@@ -135,8 +137,9 @@ class DeliveryWorker:
         #: completion (kill -9); it is claimed again once its lease expires. For crash-injection tests
         #: (``motia.testing.crash_after_commit``); ``None`` in production.
         self.crash_after_commit: Callable[[Delivery], bool] | None = None
-        #: Told ``(delivery, delay)`` for each delivery put back for a retry, due ``delay`` seconds later on
-        #: the store's clock: how a fake clock (``motia.testing``) learns when retries come due.
+        #: Told ``(delivery, delay)`` for each delivery put back for a retry (or postponed by a rate limit),
+        #: due ``delay`` seconds later on the store's clock: how a fake clock (``motia.testing``) learns when
+        #: retries come due.
         self.retry_listeners: list[Callable[[Delivery, float], None]] = []
         self.dispatcher = EventDispatcher(
             self.backend,
@@ -256,11 +259,13 @@ class DeliveryWorker:
                 await self.dispatcher.dispatch_all()
                 claimed = 0
                 free = self.options.concurrency - len(self._running)
-                for unit, room in self.plan.next_units(self._per_step):
+                for unit, room in self.plan.next_units(self._per_step, self.rate_limiter.is_paused):
                     limit = free if room is None else min(free, room)
                     if limit <= 0:
                         break
                     batch = await self.backend.claim(unit.steps, owner=self.owner, limit=limit, lease=unit.lease)
+                    if self.rate_limiter and any(step in self.plan.rate_limited for step in unit.steps):
+                        batch = await self._admit(batch)
                     free -= len(batch)
                     claimed += len(batch)
                     for delivery in batch:
@@ -282,11 +287,13 @@ class DeliveryWorker:
             free = options.concurrency - len(self._running) + self._settling
             if free > 0:
                 try:
-                    for unit, room in self.plan.next_units(self._per_step):
+                    for unit, room in self.plan.next_units(self._per_step, self.rate_limiter.is_paused):
                         limit = free if room is None else min(free, room)
                         if limit <= 0:
                             break
                         claimed = await self.backend.claim(unit.steps, owner=self.owner, limit=limit, lease=unit.lease)
+                        if self.rate_limiter and any(step in self.plan.rate_limited for step in unit.steps):
+                            claimed = await self._admit(claimed)
                         free -= len(claimed)
                         for delivery in claimed:
                             self._start(delivery)
@@ -313,6 +320,35 @@ class DeliveryWorker:
             logger.warning("delivery: asking the state store for the next due delivery failed: %s", exc)
             return self.options.poll_interval
         return IDLE_WAIT if due is None else min(max(due, 0.0), IDLE_WAIT)
+
+    async def _admit(self, claimed: list[Delivery]) -> list[Delivery]:
+        """The claimed deliveries within their rate limits; the others are postponed until their window
+        opens (not an attempt). A failed postpone is logged: the lease runs out and the delivery comes back."""
+        start, postponed = await self.rate_limiter.admit(claimed)
+        if postponed:
+            outcomes = await asyncio.gather(
+                *(self.backend.postpone(d.id, owner=self.owner, delay=delay) for d, delay in postponed),
+                return_exceptions=True,
+            )
+            for (delivery, delay), outcome in zip(postponed, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    logger.warning(
+                        "delivery %s: postponing it past its rate limit failed (%s); it comes back when its lease "
+                        "runs out",
+                        delivery.id,
+                        outcome,
+                    )
+                else:
+                    self._tell_due_later(delivery, delay)
+            self._wake.set()  # other messages than the postponed ones may be ready
+        return start
+
+    def _tell_due_later(self, delivery: Delivery, delay: float) -> None:
+        for listener in self.retry_listeners:
+            try:
+                listener(delivery, delay)
+            except Exception:  # an observer's failure must not fail the delivery
+                logger.exception("delivery %s: a retry listener failed", delivery.id)
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
@@ -456,11 +492,7 @@ class DeliveryWorker:
                 delay = policy.delay(delivery.attempts)
                 ctx.logger.exception(f"handler failed: retrying in {delay:g} s", fields)
                 await self._settle("retry", delivery.id, delay=delay, error=_error_text(exc))
-                for listener in self.retry_listeners:
-                    try:
-                        listener(delivery, delay)
-                    except Exception:  # an observer's failure must not fail the delivery
-                        logger.exception("delivery %s: a retry listener failed", delivery.id)
+                self._tell_due_later(delivery, delay)
             return
         if self.crash_after_commit is not None and self.crash_after_commit(delivery):
             logger.warning("delivery %s: crash injected after its handler returned: left leased", delivery.id)

@@ -19,6 +19,11 @@ hands out the messages of a group one at a time, in order, to every instance (a 
 its group until it succeeds or is dead-lettered). State and stream deliveries' order keys are JSON
 arrays (``["scope","key"]``), so the two never share a key. Standard subscribers ignore the group.
 
+Keyed flow control: a subscriber with a keyed concurrency (``{"key": ..., "limit": n}``) gets the order key
+``key:<value>`` with ``n`` order slots (:func:`flow_order`), so the store runs at most ``n`` of a key at
+once, oldest first; a message lacking a subscriber's concurrency or rate-limit key is refused. Rate limits
+are applied when the worker claims (:mod:`motia.runtime.flow_control`).
+
 Message ids: random for messages sent from HTTP and cron handlers and scripts; *deterministic* inside a
 queue or state handler (``f"{delivery_id}/{n}"`` for its ``n``-th message), so a retried handler
 re-sends the same ids and the store skips those its failed attempt already enqueued.
@@ -53,6 +58,7 @@ from motia.runtime import observe
 from motia.state import values as _values
 from motia.state.backends.types import NewDelivery
 from motia.state.schema import schema_errors
+from motia.steps.queue_options import QueueOptions
 from motia.steps.triggers import QueueTrigger
 
 if TYPE_CHECKING:
@@ -230,6 +236,7 @@ class QueueRouter:
                     f"topic {topic!r} has a FIFO subscriber ({', '.join(map(repr, fifo))}): the message needs a "
                     "'messageGroupId' (messages of one group are handled in order, one at a time)"
                 )
+        flow = [flow_order(trigger.options, json_data, step=step.name, topic=topic) for step, trigger in targets]
         for step, trigger in targets:
             if trigger.input is not None:
                 problems = schema_errors(trigger.input, json_data)
@@ -251,10 +258,11 @@ class QueueRouter:
                 step.name,
                 "queue",
                 payload,
-                order_key=f"fifo:{group}" if trigger.options.fifo else None,
+                order_key=f"fifo:{group}" if trigger.options.fifo else order_key,
                 delay=trigger.options.delay_seconds,
+                order_slots=slots,
             )
-            for step, trigger in targets
+            for (step, trigger), (order_key, slots) in zip(targets, flow, strict=True)
         ]
         message = Message(topic, json_data, sender, message_id, tuple(step.name for step, _ in targets), group)
         return message, deliveries
@@ -315,6 +323,21 @@ class QueueRouter:
         error = f"no subscriber: no step subscribes to topic {message.topic!r}"
         await self.state.backend.add_dead_letters([letter], error=error)
         _warn_unsubscribed(message.topic, message.sender)
+
+
+def flow_order(options: QueueOptions, data: Any, *, step: str, topic: str) -> tuple[str | None, int]:
+    """The ``(order key, order slots)`` of a message to a subscriber with keyed flow control: a keyed
+    concurrency limit orders the step's messages by ``key:<value>`` with ``limit`` slots (state and
+    stream order keys are JSON arrays and FIFO's start ``fifo:``, so none collide); ``(None, 1)`` without
+    one. A message whose concurrency or rate-limit key is missing is refused (:class:`EnqueueError`)."""
+    try:
+        if options.rate_limit is not None and options.rate_limit.key is not None:
+            options.rate_limit.key.of(data)
+        if options.key_concurrency is None:
+            return None, 1
+        return f"key:{options.key_concurrency.key.of(data)}", options.key_concurrency.limit
+    except EnqueueError as exc:
+        raise EnqueueError(f"message to topic {topic!r} for step {step!r}: {exc}") from exc
 
 
 #: The keys an enqueued event may hold; the group has upstream's spelling and ours.

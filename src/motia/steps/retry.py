@@ -24,7 +24,7 @@ RETRY_KEYS = ("max_retries", "backoff", "backoff_max", "backoff_type", "backoff_
 #: The spellings of the base delay: one of them at most.
 _BASE_DELAY_KEYS = ("backoff", "backoff_delay", "backoff_delay_ms")
 #: Keys that mean something for queue triggers only (see :mod:`motia.steps.queue_options`).
-QUEUE_ONLY_KEYS = ("type", "delay_seconds", "visibility_timeout", "concurrency")
+QUEUE_ONLY_KEYS = ("type", "delay_seconds", "visibility_timeout", "concurrency", "rate_limit")
 BACKOFF_TYPES = ("exponential", "fixed")
 
 

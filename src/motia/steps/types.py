@@ -45,7 +45,9 @@ class QueueConfig(TypedDict, total=False):
     ``delaySeconds``, ``backoffType``, ``backoffDelayMs``, ``backoffMax``) are accepted in the dict too.
 
     ``type`` (``"standard"`` or ``"fifo"``: in order per ``messageGroupId``), ``delay_seconds``,
-    ``visibility_timeout`` (the lease, seconds), ``concurrency`` (handlers at once per process), and the
+    ``visibility_timeout`` (the lease, seconds), ``concurrency`` (handlers at once per process, or
+    ``{"key": ..., "limit": n}``: per key across instances), ``rate_limit`` (``{"limit", "period", "key"}``),
+    and the
     retry policy: ``max_retries``, ``backoff`` or ``backoff_delay`` (seconds) or ``backoff_delay_ms``, ``backoff_max``,
     ``backoff_type`` (``"exponential"`` or ``"fixed"``). See :mod:`motia.steps.queue_options`.
     """
@@ -53,7 +55,8 @@ class QueueConfig(TypedDict, total=False):
     type: Literal["standard", "fifo"]
     delay_seconds: float
     visibility_timeout: float
-    concurrency: int
+    concurrency: int | dict[str, Any]
+    rate_limit: dict[str, Any]
     max_retries: int
     backoff: float
     backoff_delay: float

@@ -19,6 +19,7 @@ real time and only ever do early what a stop would do anyway.
 from __future__ import annotations
 
 import heapq
+import time
 import weakref
 from datetime import UTC, datetime
 
@@ -144,6 +145,7 @@ class FakeClock:
         driven = self._apps[target] = _Driven(target, self.datetime(), self, cron=cron)
         if target.delivery is not None:
             target.delivery.retry_listeners.append(self._retry_due)
+            target.delivery.rate_limiter.clock = self  # rate-limit windows on this time, as the store's
         target.queues.observers.append(driven.sent)
         _clocks[target] = self
 
@@ -159,6 +161,8 @@ class FakeClock:
             del _clocks[target]
         if target.delivery is not None and self._retry_due in target.delivery.retry_listeners:
             target.delivery.retry_listeners.remove(self._retry_due)
+        if target.delivery is not None and target.delivery.rate_limiter.clock is self:
+            target.delivery.rate_limiter.clock = time.time
 
     def _retry_due(self, delivery: Delivery, delay: float) -> None:
         self.wake_at(self._now + delay)

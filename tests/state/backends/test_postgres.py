@@ -151,6 +151,27 @@ async def test_opening_again_is_idempotent_and_concurrent_opens_agree(postgres_s
     assert version.strip() == str(SCHEMA_VERSION)
 
 
+async def test_a_version_5_store_migrates_keeping_its_ordered_deliveries(postgres_server: PostgresServer) -> None:
+    # Given a store written before order slots (version 5) holding two deliveries of one order key
+    url = schema_url(postgres_server, "slots")
+    async with StateManager.from_url(url) as sm:
+        await sm.backend.enqueue([NewDelivery(f"m{n}", "worker", "queue", b"1", order_key="fifo:g") for n in range(2)])
+    postgres_server.psql(
+        "ALTER TABLE slots.motia_deliveries DROP COLUMN order_slots;"
+        " UPDATE slots.motia_meta SET value = '5' WHERE name = 'schema_version'"
+    )
+    # When it is opened again
+    async with StateManager.from_url(url) as sm:
+        # Then the old deliveries are still one at a time, and new ones may have several slots
+        assert [d.id for d in await sm.backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["m0"]
+        await sm.backend.enqueue(
+            [NewDelivery(f"s{n}", "worker", "queue", b"1", order_key="key:k", order_slots=2) for n in range(3)]
+        )
+        assert [d.id for d in await sm.backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["s0", "s1"]
+    version = postgres_server.psql("SELECT value FROM slots.motia_meta WHERE name = 'schema_version'")
+    assert version.strip() == str(SCHEMA_VERSION) == "6"
+
+
 def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresServer) -> None:
     url = schema_url(postgres_server, "newer")
     SyncStateManager.from_url(url).close()
@@ -162,7 +183,7 @@ def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresS
 async def test_an_older_store_is_migrated_keeping_its_deliveries_and_dead_letters(
     postgres_server: PostgresServer,
 ) -> None:
-    # Given a store of schema version 5 (before the errors of failed attempts) with a delivery and a dead letter
+    # Given a store of schema version 6 (before the errors of failed attempts) with a delivery and a dead letter
     url = schema_url(postgres_server, "upgrade_dl")
     async with StateManager.from_url(url) as sm:
         await sm.backend.enqueue([NewDelivery("p1", "worker", "queue", b"1")])
@@ -170,7 +191,7 @@ async def test_an_older_store_is_migrated_keeping_its_deliveries_and_dead_letter
     postgres_server.psql(
         "ALTER TABLE upgrade_dl.motia_deliveries DROP COLUMN first_error, DROP COLUMN last_error;"
         " ALTER TABLE upgrade_dl.motia_dead_letters DROP COLUMN first_error;"
-        " UPDATE upgrade_dl.motia_meta SET value = '5' WHERE name = 'schema_version'"
+        " UPDATE upgrade_dl.motia_meta SET value = '6' WHERE name = 'schema_version'"
     )
     # When it is opened again
     async with StateManager.from_url(url) as sm:

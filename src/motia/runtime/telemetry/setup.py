@@ -26,7 +26,6 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from motia.exceptions import ConfigError
-from motia.runtime.observe import console_traces_requested
 from motia.runtime.telemetry.recent import new_recent_traces
 
 __all__ = ["EXTRA_SPAN_PROCESSORS", "Providers", "add_extra_span_processors", "providers_from_env"]
@@ -130,7 +129,9 @@ def providers_from_env(environ: Mapping[str, str] | None = None) -> Providers:
     resource: Resource | None = None
     tracer_provider: Any = trace.get_tracer_provider()
     trace_exporters = _names(env, "OTEL_TRACES_EXPORTER")
-    console_only = console_traces_requested(env)
+    # MOTIA_CONSOLE_TRACES (read as motia.runtime.observe does; importing it here would make a cycle):
+    # a provider with no exporter, for the console's recent-traces buffer alone.
+    console_only = env.get("MOTIA_CONSOLE_TRACES", "").strip().lower() in ("1", "true", "yes", "on")
     if isinstance(tracer_provider, trace.ProxyTracerProvider) and (trace_exporters or console_only):
         resource = _resource()
         tracer_provider = TracerProvider(resource=resource)

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
 from motia.state.backends.types import (
+    MAX_ORDER_SLOTS,
     ORPHANED_ERROR,
     DeadLetter,
     Delivery,
@@ -29,6 +30,7 @@ from motia.state.backends.types import (
 from motia.state.ops import Operation
 
 __all__ = [
+    "MAX_ORDER_SLOTS",
     "ORPHANED_ERROR",
     "DeadLetter",
     "Delivery",
@@ -178,10 +180,14 @@ class DeliveryStore:
       older deliveries of its key, and the younger ones of its key wait for it, however their delays
       compare.
     - ``claim`` leases ready deliveries to one owner; deliveries sharing an ``order_key`` are leased one at a
-      time, oldest first, so per-key order holds across retries. A lease that expires (its owner died)
-      makes the delivery claimable again: delivery is at least once.
+      time, oldest first, so per-key order holds across retries. A delivery with ``order_slots`` n > 1
+      (keyed concurrency) is claimable while fewer than n older deliveries of its ``(step, order_key)``
+      are unsettled: at most n of the key leased at once, started oldest first. A lease that expires (its
+      owner died) makes the delivery claimable again, and frees its key's slot only once settled:
+      delivery is at least once.
     - ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
-      nothing) when the caller no longer holds the lease. ``complete_many`` completes several at once.
+      nothing) when the caller no longer holds the lease. ``complete_many`` completes several at once;
+      ``postpone`` gives one back unhandled, its claim not counted as an attempt.
     - ``claim_tick`` lets every instance of an app run the same cron schedule while each tick runs once:
       the first claim of a ``(job, tick)`` wins, in any process using the store.
     - ``acquire_lease``/``release_lease`` give one owner at a time, among every process using the store, a
@@ -230,7 +236,10 @@ class DeliveryStore:
         """Add deliveries atomically (all or none); ids already present are skipped. Returns how many were new.
 
         Each is claimable from ``now + delivery.delay`` (``delay`` >= 0 seconds, by the store's clock) and,
-        with an ``order_key``, only once every older delivery of its ``(step, order_key)`` is settled."""
+        with an ``order_key``, only once fewer than its ``order_slots`` (an int from 1 to
+        :data:`MAX_ORDER_SLOTS`; 1: every one) older deliveries of its ``(step, order_key)`` remain
+        unsettled. Deliveries of one key are meant to share ``order_slots``; where they differ, each is
+        held back by its own."""
         raise NotImplementedError  # pragma: no cover
 
     async def claim(self, steps: Sequence[str], *, owner: str, limit: int, lease: float) -> list[Delivery]:
@@ -286,6 +295,16 @@ class DeliveryStore:
         """Release a failed delivery, claimable again after ``delay`` seconds. ``error`` (the attempt's
         error, as for :meth:`dead_letter`) is kept as its last error, and as its first when none was:
         :meth:`pending_page` shows them, and its dead letter, if it comes to that, keeps the first."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        """Give a leased delivery back unhandled: claimable again after ``delay`` seconds (>= 0), and the
+        claim that leased it not counted (``attempts`` back to what it was before it).
+
+        Flow control (:mod:`motia.runtime.flow_control`) postpones a message over its rate limit until
+        the window opens: a wait, not a failed attempt, so it never brings the message nearer to its
+        dead letter. Keeps the delivery's place in its ``order_key`` (the younger ones still wait for
+        it). Returns ``False``, changing nothing, when ``owner`` no longer holds the lease."""
         raise NotImplementedError  # pragma: no cover
 
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:

@@ -327,7 +327,7 @@ class MemoryBackend(MemoryStreams, MemoryOperations, StateBackend):
             self._check_open()
             now = self._clock()
             wanted = set(steps)
-            blocked: set[tuple[str, str]] = set()  # (step, order_key) with an older unsettled delivery
+            ahead: Counter[tuple[str, str]] = Counter()  # (step, order_key) -> older unsettled deliveries
             claimed: list[Delivery] = []
             for pending in self._deliveries.values():
                 if len(claimed) >= limit:
@@ -336,9 +336,10 @@ class MemoryBackend(MemoryStreams, MemoryOperations, StateBackend):
                 if new.step not in wanted:
                     continue
                 if new.order_key is not None:
-                    if (new.step, new.order_key) in blocked:
+                    older = ahead[(new.step, new.order_key)]
+                    ahead[(new.step, new.order_key)] = older + 1
+                    if older >= new.order_slots:
                         continue
-                    blocked.add((new.step, new.order_key))
                 if pending.available_at > now or (pending.owner is not None and pending.lease_until > now):
                     continue
                 pending.owner, pending.lease_until = owner, now + lease
@@ -404,6 +405,17 @@ class MemoryBackend(MemoryStreams, MemoryOperations, StateBackend):
             pending.last_error = error_text(error)
             if pending.first_error is None:
                 pending.first_error = pending.last_error
+            return True
+
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        with self._lock:
+            self._check_open()
+            pending = self._held(delivery_id, owner)
+            if pending is None:
+                return False
+            pending.owner, pending.lease_until = None, 0.0
+            pending.available_at = self._clock() + delay
+            pending.attempts = max(pending.attempts - 1, 0)
             return True
 
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:

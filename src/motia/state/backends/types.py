@@ -27,8 +27,9 @@ class Subscription(NamedTuple):
 
 
 class NewDelivery(NamedTuple):
-    """A delivery to add: ``payload`` is encoded JSON; ``order_key`` serialises deliveries that share it;
-    ``delay`` (seconds) makes it claimable only that long after it is added."""
+    """A delivery to add: ``payload`` is encoded JSON; ``order_key`` serialises deliveries that share it,
+    ``order_slots`` of them leased at a time (1: one at a time); ``delay`` (seconds) makes it claimable
+    only that long after it is added."""
 
     id: str
     step: str
@@ -36,6 +37,12 @@ class NewDelivery(NamedTuple):
     payload: bytes
     order_key: str | None = None
     delay: float = 0.0
+    order_slots: int = 1
+
+
+#: The most deliveries of one order key leased at once (``NewDelivery.order_slots``): SQL backends count
+#: the older deliveries of a key up to this bound, so a claim's cost per candidate stays bounded.
+MAX_ORDER_SLOTS = 100
 
 
 class Delivery(NamedTuple):

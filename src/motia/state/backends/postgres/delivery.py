@@ -40,7 +40,15 @@ from motia.state.backends._events import error_text, state_deliveries
 from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_steps, orphaned_error
 from motia.state.backends.base import DeliveryStore
 from motia.state.backends.postgres.notify import Notifier, channel_for
-from motia.state.backends.types import DeadLetter, Delivery, NewDelivery, PruneResult, Subscription, tick_millis
+from motia.state.backends.types import (
+    MAX_ORDER_SLOTS,
+    DeadLetter,
+    Delivery,
+    NewDelivery,
+    PruneResult,
+    Subscription,
+    tick_millis,
+)
 
 if TYPE_CHECKING:
     from motia.state.backends.postgres.connection import Tx
@@ -55,21 +63,30 @@ TICK_PRUNE_INTERVAL = 60.0
 _ORDER_LOCK = "motia.order:{schema}:{step}:{order_key}"
 
 _INSERT_DELIVERIES = """
-    INSERT INTO motia_deliveries (id, step, kind, payload, order_key, available_at, created_at)
-    SELECT d.id, d.step, d.kind, d.payload, d.order_key, $6 + d.delay, $6
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $7::float8[])
-        WITH ORDINALITY AS d (id, step, kind, payload, order_key, delay, n)
+    INSERT INTO motia_deliveries (id, step, kind, payload, order_key, order_slots, available_at, created_at)
+    SELECT d.id, d.step, d.kind, d.payload, d.order_key, d.order_slots, $6 + d.delay, $6
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $7::float8[], $8::int[])
+        WITH ORDINALITY AS d (id, step, kind, payload, order_key, delay, order_slots, n)
     ORDER BY d.n
     ON CONFLICT (id) DO NOTHING"""
 
-#: The oldest ready deliveries of the steps; an ordered one only while no older one of its key remains.
-_CLAIM = """
+#: The oldest ready deliveries of the steps; an ordered one only while fewer than its ``order_slots`` older
+#: ones of its key remain (for one slot: none; for more, counted up to MAX_ORDER_SLOTS, a bounded cost).
+_CLAIM = f"""
     WITH picked AS (
         SELECT d.seq FROM motia_deliveries d
         WHERE d.step = ANY($1::text[]) AND d.available_at <= $2 AND (d.owner IS NULL OR d.lease_until <= $2)
-        AND (d.order_key IS NULL OR NOT EXISTS (
-            SELECT 1 FROM motia_deliveries e WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq
-        ))
+        AND (d.order_key IS NULL
+            OR (d.order_slots <= 1 AND NOT EXISTS (
+                SELECT 1 FROM motia_deliveries e
+                WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq
+            ))
+            OR (d.order_slots > 1 AND (
+                SELECT count(*) FROM (
+                    SELECT 1 FROM motia_deliveries e
+                    WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq LIMIT {MAX_ORDER_SLOTS}
+                ) AS older
+            ) < d.order_slots))
         ORDER BY d.seq LIMIT $3
         FOR UPDATE SKIP LOCKED
     )
@@ -141,6 +158,7 @@ async def insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery]) -> int:
         [new.order_key for new in deliveries],
         tx.now,
         [float(new.delay) for new in deliveries],
+        [new.order_slots for new in deliveries],
     )
     added = _count(status)
     tx.notify = tx.notify or added > 0
@@ -267,6 +285,18 @@ async def _retry(tx: Tx, delivery_id: str, owner: str, delay: float, error: byte
     # Idle workers elsewhere wait for their next due time, which this one may now come before.
     tx.notify = _count(status) == 1
     return tx.notify
+
+
+async def _postpone(tx: Tx, delivery_id: str, owner: str, delay: float) -> bool:
+    # Its claim is not an attempt: the count goes back to what it was.
+    status = await tx.conn.execute(
+        "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = $1,"
+        " attempts = greatest(attempts - 1, 0) WHERE id = $2 AND owner = $3",
+        tx.now + delay,
+        delivery_id,
+        owner,
+    )
+    return _count(status) == 1
 
 
 async def _dead_letter(tx: Tx, delivery_id: str, owner: str, error: bytes) -> bool:
@@ -479,6 +509,12 @@ class PostgresDelivery(DeliveryStore):
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         done: bool = await self._transact(
             _retry, delivery_id, owner, delay, _error_bytes(error), what="retry a delivery", events=False
+        )
+        return done
+
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        done: bool = await self._transact(
+            _postpone, delivery_id, owner, delay, what="postpone a delivery", events=False
         )
         return done
 

@@ -45,7 +45,10 @@ result with its token (answered from there when its reply was lost).
 Version 5, trace context: ``motia_state_events.trace``, the ``traceparent`` of the write that recorded the
 event (``NULL`` without tracing), carried to its deliveries (issue 17).
 
-Version 6, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
+Version 6, keyed concurrency: ``motia_deliveries.order_slots``, how many deliveries of the row's
+``(step, order_key)`` may be leased at once (1 for every row written before).
+
+Version 7, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
 attempt failed) of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``.
 
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
@@ -276,9 +279,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         " double precision, text, text)",
         MOTIA_SET_TRACED,
     ),
+    # Keyed concurrency: how many deliveries of an order key may be leased at once.
+    6: ("ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS order_slots integer NOT NULL DEFAULT 1",),
     # Dead letters you can operate (issue 18): the errors of a delivery's failed attempts, the first kept
     # by its dead letter (self-contained: the lead may renumber it when merging other migrations).
-    6: (
+    7: (
         "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS first_error bytea",
         "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS last_error bytea",
         "ALTER TABLE motia_dead_letters ADD COLUMN IF NOT EXISTS first_error bytea",

@@ -388,7 +388,15 @@ class RedisBackend(RedisStreams, RedisOperations, StateBackend):
         now = self._clock()
         args: list[Any] = [_time(now)]
         for new in deliveries:
-            args += (new.id, new.step, new.kind, new.payload, new.order_key or "", _time(now + new.delay))
+            args += (
+                new.id,
+                new.step,
+                new.kind,
+                new.payload,
+                new.order_key or "",
+                _time(now + new.delay),
+                new.order_slots,
+            )
         added = int(await self._call("motia1_enqueue", *args))
         if added:
             self._notify_listeners()
@@ -438,7 +446,7 @@ class RedisBackend(RedisStreams, RedisOperations, StateBackend):
         done = bool(
             await self._call("motia1_settle", delivery_id, owner, outcome, _time(now + delay), error, _time(now))
         )
-        if done and outcome != "retry":
+        if done and outcome not in ("retry", "postpone"):
             self._notify_listeners()  # a later delivery of the same key may be ready now
         return done
 
@@ -460,6 +468,9 @@ class RedisBackend(RedisStreams, RedisOperations, StateBackend):
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         return await self._settle(delivery_id, owner, "retry", delay, error)
+
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        return await self._settle(delivery_id, owner, "postpone", delay, "")
 
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
         return await self._settle(delivery_id, owner, "dead", 0.0, error)

@@ -347,24 +347,49 @@ end
 -- "{P}:d:<id>" hash per delivery; "{P}:due:<step>" zset of claimable members scored by the time they
 -- become claimable (available, or lease end); deliveries sharing an order key form a chain: only the
 -- head ("{P}:head:<step>\n<order key>") is in the due set, the rest wait in "{P}:chain:<step>\n<key>".
+-- A key with more than one order slot (its deliveries' "slots" field) keeps up to that many in the due
+-- set instead: "{P}:slots:<step>\n<key>" counts them, the rest wait in "{P}:schain:<step>\n<key>".
+
+-- The gate (head id, or count of due members) and the chain of an order key.
+local function order_keys(P, step, order_key, slots)
+  local suffix = step .. '\n' .. order_key
+  if slots > 1 then return P .. ':slots:' .. suffix, P .. ':schain:' .. suffix end
+  return P .. ':head:' .. suffix, P .. ':chain:' .. suffix
+end
+
+-- One due member of an order key left without a successor: the gate lets one more in.
+local function open_gate(gate, slots)
+  if slots > 1 and redis.call('DECR', gate) > 0 then return end
+  redis.call('DEL', gate)
+end
 
 -- A delivery with a delay keeps when it becomes available ("avail"): a chain's next head waits for it.
-local function add_delivery(P, now, id, step, kind, payload, order_key, available)
+local function add_delivery(P, now, id, step, kind, payload, order_key, available, slots)
   local d = P .. ':d:' .. id
   if redis.call('EXISTS', d) == 1 then return 0 end
   available = available or now
+  slots = tonumber(slots or 1)
   local member = string.format('%016.0f', redis.call('HINCRBY', P .. ':meta', 'dseq', 1)) .. '|' .. id
   redis.call('HSET', d, 'step', step, 'kind', kind, 'payload', payload, 'attempts', 0, 'created', now,
     'member', member, 'order', order_key)
   if tonumber(available) > tonumber(now) then redis.call('HSET', d, 'avail', available) end
   redis.call('HINCRBY', P .. ':pending', step, 1)
   if order_key ~= '' then
-    local head = P .. ':head:' .. step .. '\n' .. order_key
-    if redis.call('EXISTS', head) == 1 then
-      redis.call('RPUSH', P .. ':chain:' .. step .. '\n' .. order_key, id)
-      return 1
+    local gate, chain = order_keys(P, step, order_key, slots)
+    if slots > 1 then
+      redis.call('HSET', d, 'slots', slots)
+      if tonumber(redis.call('GET', gate) or '0') >= slots then
+        redis.call('RPUSH', chain, id)
+        return 1
+      end
+      redis.call('INCR', gate)
+    else
+      if redis.call('EXISTS', gate) == 1 then
+        redis.call('RPUSH', chain, id)
+        return 1
+      end
+      redis.call('SET', gate, id)
     end
-    redis.call('SET', head, id)
   end
   redis.call('ZADD', P .. ':due:' .. step, tonumber(available), member)
   return 1
@@ -376,14 +401,15 @@ local function remove_delivery(P, now, id, fields)
   redis.call('ZREM', P .. ':due:' .. step, fields.member)
   if redis.call('HINCRBY', P .. ':pending', step, -1) <= 0 then redis.call('HDEL', P .. ':pending', step) end
   if order_key ~= '' then
-    local chain = P .. ':chain:' .. step .. '\n' .. order_key
+    local slots = tonumber(fields.slots or 1)
+    local gate, chain = order_keys(P, step, order_key, slots)
     local next_id = redis.call('LPOP', chain)
     if next_id then
-      redis.call('SET', P .. ':head:' .. step .. '\n' .. order_key, next_id)
+      if slots == 1 then redis.call('SET', gate, next_id) end
       local f = redis.call('HMGET', P .. ':d:' .. next_id, 'member', 'avail')
       redis.call('ZADD', P .. ':due:' .. step, math.max(tonumber(now), tonumber(f[2] or now)), f[1])
     else
-      redis.call('DEL', P .. ':head:' .. step .. '\n' .. order_key)
+      open_gate(gate, slots)
     end
   end
 end
@@ -432,13 +458,14 @@ local function dispatch(keys, args)
   return {#entries, added}
 end
 
--- ENQUEUE: args now, then n x (id, step, kind, payload, order key or '', available at) -> how many were new
+-- ENQUEUE: args now, then n x (id, step, kind, payload, order key or '', available at, order slots)
+--   -> how many were new
 local function enqueue(keys, args)
   local P = prefix_of(keys)
   local added = 0
-  for i = 2, #args, 6 do
+  for i = 2, #args, 7 do
     added = added + add_delivery(P, args[1], args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4],
-      args[i + 5])
+      args[i + 5], args[i + 6])
   end
   return added
 end
@@ -501,16 +528,22 @@ local function extend(keys, args)
   return 1
 end
 
--- SETTLE: args id, owner, outcome (complete|retry|dead), available at (retry), error, now -> 1 | 0
+-- SETTLE: args id, owner, outcome (complete|retry|postpone|dead), available at (retry, postpone), error, now
+--   -> 1 | 0. A postponed delivery's claim is not an attempt: its count goes back to what it was.
 local function settle(keys, args)
   local P = prefix_of(keys)
   local id, owner, outcome, now = args[1], args[2], args[3], args[6]
   local fields = held(P, id, owner)
   if not fields then return 0 end
-  if outcome == 'retry' then
+  if outcome == 'retry' or outcome == 'postpone' then
     redis.call('HDEL', P .. ':d:' .. id, 'owner')
-    redis.call('HSET', P .. ':d:' .. id, 'lerr', args[5])
-    redis.call('HSETNX', P .. ':d:' .. id, 'ferr', args[5])
+    if outcome == 'retry' then
+      redis.call('HSET', P .. ':d:' .. id, 'lerr', args[5])
+      redis.call('HSETNX', P .. ':d:' .. id, 'ferr', args[5])
+    end
+    if outcome == 'postpone' and tonumber(fields.attempts) > 0 then
+      redis.call('HINCRBY', P .. ':d:' .. id, 'attempts', -1)
+    end
     redis.call('ZADD', P .. ':due:' .. fields.step, tonumber(args[4]), fields.member)
     return 1
   end
@@ -691,11 +724,14 @@ local function orphan(P, step, error, now)
     else
       bury(P, id, fields, error, now)
       redis.call('ZREM', due, member)
-      if fields.order ~= '' then redis.call('DEL', P .. ':head:' .. step .. '\n' .. fields.order) end
+      if fields.order ~= '' then
+        local slots = tonumber(fields.slots or 1)
+        open_gate((order_keys(P, step, fields.order, slots)), slots)
+      end
       moved = moved + 1
     end
     if fields.order ~= '' then
-      local chain = P .. ':chain:' .. step .. '\n' .. fields.order
+      local _, chain = order_keys(P, step, fields.order, tonumber(fields.slots or 1))
       for _, next_id in ipairs(redis.call('LRANGE', chain, 0, -1)) do
         bury(P, next_id, delivery_fields(P, next_id), error, now)
         moved = moved + 1

@@ -17,6 +17,8 @@ Key layout (``P`` is the ``prefix`` option, default ``motia``; every key starts 
     {P}:d:<id>              hash: one pending delivery (avail: when a delayed one becomes claimable)
     {P}:due:<step>          zset: claimable deliveries of a step, scored by when they become claimable
     {P}:head:<step>\\n<ok>   string / {P}:chain:<step>\\n<ok> list: deliveries sharing an order key
+    {P}:slots:<step>\\n<ok>  counter / {P}:schain:<step>\\n<ok> list: the same for an order key with more than
+                            one slot (``NewDelivery.order_slots``): how many are in the due set, and the rest
     {P}:pending             hash: step -> unsettled deliveries
     {P}:dead                list: dead letters (JSON)
     {P}:deadids             set: ids of the dead letters (add_dead_letters skips those; stores written before

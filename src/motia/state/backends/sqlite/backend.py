@@ -222,6 +222,10 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         done: bool = await self._write(_write_settle, delivery_id, owner, "retry", delay, error)
         return done
 
+    async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
+        done: bool = await self._write(_write_settle, delivery_id, owner, "postpone", delay, "")
+        return done
+
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
         done: bool = await self._write(_write_settle, delivery_id, owner, "dead", 0.0, error)
         return done

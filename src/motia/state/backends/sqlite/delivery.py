@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from motia.state.backends._events import error_text, state_deliveries
 from motia.state.backends._writes import orphaned_error
 from motia.state.backends.sqlite.transaction import _Transaction
-from motia.state.backends.types import Delivery, NewDelivery, PruneResult, Subscription
+from motia.state.backends.types import MAX_ORDER_SLOTS, Delivery, NewDelivery, PruneResult, Subscription
 
 #: Forgotten cron tick claims are deleted at most this often (seconds), by the claim that comes next.
 TICK_PRUNE_INTERVAL = 60.0
@@ -25,21 +25,30 @@ TICK_PRUNE_INTERVAL = 60.0
 COMPLETE_CHUNK = 500
 
 _INSERT_DELIVERY = (
-    "INSERT OR IGNORE INTO motia_deliveries (id, step, kind, payload, order_key, available_at, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO motia_deliveries"
+    " (id, step, kind, payload, order_key, order_slots, available_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_CLAIMABLE = """
+#: An ordered delivery is claimable while fewer than its ``order_slots`` older ones of its key remain: for
+#: one slot, none (``NOT EXISTS``); for more, counted up to :data:`MAX_ORDER_SLOTS` (a bounded cost).
+_CLAIMABLE = f"""
     SELECT d.seq, d.id, d.step, d.kind, d.payload, d.attempts, d.created_at FROM motia_deliveries d
-    WHERE d.step IN ({steps}) AND d.available_at <= ? AND (d.owner IS NULL OR d.lease_until <= ?)
-    AND (d.order_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM motia_deliveries e WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq
-    ))
+    WHERE d.step IN ({{steps}}) AND d.available_at <= ? AND (d.owner IS NULL OR d.lease_until <= ?)
+    AND (d.order_key IS NULL
+        OR (d.order_slots <= 1 AND NOT EXISTS (
+            SELECT 1 FROM motia_deliveries e WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq
+        ))
+        OR (d.order_slots > 1 AND (
+            SELECT COUNT(*) FROM (
+                SELECT 1 FROM motia_deliveries e
+                WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq LIMIT {MAX_ORDER_SLOTS}
+            )
+        ) < d.order_slots))
     ORDER BY d.seq LIMIT ?"""
 
 
 def delivery_rows(deliveries: Sequence[NewDelivery], now: float) -> list[tuple[object, ...]]:
     """The parameters of :data:`_INSERT_DELIVERY` for ``deliveries`` added at ``now``."""
-    return [(d.id, d.step, d.kind, d.payload, d.order_key, now + d.delay, now) for d in deliveries]
+    return [(d.id, d.step, d.kind, d.payload, d.order_key, d.order_slots, now + d.delay, now) for d in deliveries]
 
 
 def _events_flag(connection: sqlite3.Connection) -> bool:
@@ -127,7 +136,7 @@ def _write_extend(tx: _Transaction, ids: Sequence[str], owner: str, lease: float
 
 
 def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, delay: float, error: str) -> bool:
-    """Complete, retry or dead-letter a delivery, if ``owner`` still holds it."""
+    """Complete, retry, postpone or dead-letter a delivery, if ``owner`` still holds it."""
     row = tx.connection.execute(
         "SELECT step, kind, payload, attempts, created_at, first_error FROM motia_deliveries"
         " WHERE id = ? AND owner = ?",
@@ -135,12 +144,15 @@ def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, 
     ).fetchone()
     if row is None:
         return False
-    if outcome == "retry":
-        text = error_text(error)
+    if outcome in ("retry", "postpone"):
+        # A postponed delivery's claim is not an attempt: its count goes back to what it was. A retried
+        # one keeps its error as the last, and as the first when it had none.
+        uncount = ", attempts = MAX(attempts - 1, 0)" if outcome == "postpone" else ""
+        text = error_text(error) if outcome == "retry" else None
+        errors = ", last_error = ?, first_error = coalesce(first_error, ?)" if text is not None else ""
         tx.connection.execute(
-            "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ?, last_error = ?,"
-            " first_error = coalesce(first_error, ?) WHERE id = ?",
-            (tx.now + delay, text, text, delivery_id),
+            f"UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ?{uncount}{errors} WHERE id = ?",
+            (tx.now + delay, *((text, text) if text is not None else ()), delivery_id),
         )
         return True
     tx.connection.execute("DELETE FROM motia_deliveries WHERE id = ?", (delivery_id,))

@@ -38,15 +38,18 @@ logger = logging.getLogger("motia.state")
 #: without claiming them, or a cron job without its lease, so twice beside newer instances). 4: the
 #: stream tables (an older pymotia would write state but miss stream triggers and changes). 5:
 #: ``motia_deliveries`` without ``AUTOINCREMENT`` (see :func:`_drop_autoincrement`). 6: the
-#: ``trace`` column of ``motia_state_events`` (the writer's ``traceparent``, carried to the deliveries).
-#: 7 (dead letters you can operate, issue 18; self-contained: renumber freely): the errors of a delivery's
-#: failed attempts (``first_error`` and ``last_error`` of ``motia_deliveries``, ``first_error`` of
-#: ``motia_dead_letters``; see :data:`_COLUMNS`).
-SCHEMA_VERSION = 7
+#: ``trace`` column of ``motia_state_events`` (the writer's ``traceparent``, carried to the deliveries). 7:
+#: ``motia_deliveries.order_slots`` (keyed concurrency: an older pymotia would lease one delivery of such a
+#: key at a time, and ignore the limit of the others). 8 (dead letters you can operate, issue 18;
+#: self-contained: renumber freely): the errors of a delivery's failed attempts (``first_error`` and
+#: ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``).
+SCHEMA_VERSION = 8
 
-#: Columns added after their table was created, as ``(table, column, type)``: added when missing (SQLite
-#: has no ``ADD COLUMN IF NOT EXISTS``), so the upgrade is idempotent like the ``CREATE ... IF NOT EXISTS``.
-_COLUMNS = (
+#: Columns added to existing tables after their creation, by version: ``(table, column, definition)``.
+#: ``CREATE TABLE IF NOT EXISTS`` creates them in a new file; :func:`create_schema` adds each missing one
+#: to an older file (``ALTER TABLE ... ADD COLUMN`` has no ``IF NOT EXISTS``).
+_ADDED_COLUMNS = (
+    ("motia_deliveries", "order_slots", "INTEGER NOT NULL DEFAULT 1"),
     ("motia_deliveries", "first_error", "TEXT"),
     ("motia_deliveries", "last_error", "TEXT"),
     ("motia_dead_letters", "first_error", "TEXT"),
@@ -85,6 +88,7 @@ _SCHEMA = (
         kind TEXT NOT NULL,
         payload BLOB NOT NULL,
         order_key TEXT,
+        order_slots INTEGER NOT NULL DEFAULT 1,
         attempts INTEGER NOT NULL DEFAULT 0,
         available_at REAL NOT NULL,
         owner TEXT,
@@ -209,9 +213,10 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
         for statement in _SCHEMA:
             connection.execute(statement)
         _add_trace_column(connection)
-        for table, column, kind in _COLUMNS:
-            if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
-                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        for table, column, definition in _ADDED_COLUMNS:
+            present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         row = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()
         if row is None:
             connection.execute(
