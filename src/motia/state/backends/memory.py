@@ -14,6 +14,7 @@ import builtins
 import heapq
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from motia.exceptions import StateClosedError

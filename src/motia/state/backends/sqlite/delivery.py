@@ -151,7 +151,8 @@ def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, 
         text = error_text(error) if outcome == "retry" else None
         errors = ", last_error = ?, first_error = coalesce(first_error, ?)" if text is not None else ""
         tx.connection.execute(
-            f"UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ?{uncount}{errors} WHERE id = ?",
+            "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ?"
+            f"{uncount}{errors} WHERE id = ?",
             (tx.now + delay, *((text, text) if text is not None else ()), delivery_id),
         )
         return True
