@@ -169,7 +169,7 @@ async def test_a_version_5_store_migrates_keeping_its_ordered_deliveries(postgre
         )
         assert [d.id for d in await sm.backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["s0", "s1"]
     version = postgres_server.psql("SELECT value FROM slots.motia_meta WHERE name = 'schema_version'")
-    assert version.strip() == str(SCHEMA_VERSION) == "6"
+    assert version.strip() == str(SCHEMA_VERSION) == "7"
 
 
 def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresServer) -> None:
