@@ -14,6 +14,7 @@ from motia._facade import PackageCallable as _PackageCallable
 from motia.exceptions import (
     ClientDisconnected,
     ConfigError,
+    DeadLetterNotFoundError,
     EnqueueError,
     HttpResponseError,
     InvalidUpdateError,
@@ -175,6 +176,7 @@ __all__ = [
     # Errors
     "ClientDisconnected",
     "ConfigError",
+    "DeadLetterNotFoundError",
     "EnqueueError",
     "HttpResponseError",
     "InvalidUpdateError",

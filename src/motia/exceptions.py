@@ -18,6 +18,7 @@ One root, so ``except motia.MotiaError`` catches everything of ours and nothing 
     │   ├── StreamAuthError          the stream server refused StreamClient's credentials (4401 / 401)
     │   └── StreamAccessDeniedError  the stream server denied a subscription (can_access); also a PermissionError
     └── StateError                   anything about state
+        ├── DeadLetterNotFoundError  no dead letter of that id (to show, redrive or purge); also a LookupError
         ├── StateValueError          bad scope, key or value (not JSON, over a limit); also a ValueError
         ├── InvalidUpdateError       a malformed or inapplicable update operation; also a ValueError
         ├── StateConflictError       ``if_version`` did not match the stored version
@@ -35,6 +36,7 @@ from __future__ import annotations
 __all__ = [
     "ClientDisconnected",
     "ConfigError",
+    "DeadLetterNotFoundError",
     "EnqueueError",
     "HttpResponseError",
     "InvalidUpdateError",
@@ -152,6 +154,15 @@ class StreamAccessDeniedError(StreamError, PermissionError):
 
 class StateError(MotiaError):
     """Raised for every state problem (the root of the state errors)."""
+
+
+class DeadLetterNotFoundError(StateError, LookupError):
+    """Raised when an operator names a dead letter that is not there (never was, already redriven or
+    purged); nothing was changed. ``delivery_id`` is the id asked for."""
+
+    def __init__(self, delivery_id: str, detail: str = "") -> None:
+        self.delivery_id = delivery_id
+        super().__init__(f"no dead letter {delivery_id!r}" + (f" ({detail})" if detail else ""))
 
 
 class StateValueError(StateError, ValueError):

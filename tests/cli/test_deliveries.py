@@ -130,3 +130,59 @@ def test_real_process_lists(url: str, tmp_path: Path) -> None:
     listed = json.loads(done.stdout)
     assert [(d["step"], d["topic"]) for d in listed["dead_letters"]] == [(NO_SUBSCRIBER, "audit")]
     assert listed["pending"] == {"later": 1}
+
+
+# -- show, redrive, purge, --pending, pages (issue 18) -----------------------------------------------------------
+
+
+def run(url: str, *args: str, code: int = 0) -> Any:
+    result = CliRunner().invoke(main, ["deliveries", *args, "--state", url], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return json.loads(result.stdout) if code == 0 else result.output
+
+
+def test_show_prints_one_dead_letter_with_its_errors(url: str) -> None:
+    seed(url)
+    (billed,) = json.loads(invoke(url, "--step", "bill"))["dead_letters"]
+    shown = run(url, "show", billed["id"])
+    assert shown == billed
+    assert shown["first_error"] == shown["error"] and shown["error_summary"] == "ValueError: bad order 7"
+    assert "no dead letter 'nope'" in run(url, "show", "nope", code=1)
+
+
+def test_pages_continue_with_after(url: str) -> None:
+    seed(url)
+    first = json.loads(invoke(url, "--limit", "2"))
+    assert [d["topic"] for d in first["dead_letters"]] == ["orders", "audit"] and first["next"]
+    rest = json.loads(invoke(url, "--limit", "2", "--after", first["next"]))
+    assert [d["topic"] for d in rest["dead_letters"]] == ["mail"] and rest["next"] is None
+
+
+def test_pending_lists_the_deliveries_still_waiting(url: str) -> None:
+    seed(url)
+    listed = json.loads(invoke(url, "--pending"))
+    assert [(p["id"], p["step"], p["attempts"], p["leased_until"]) for p in listed["pending_deliveries"]] == [
+        ("w1", "later", 0, None)
+    ]
+    assert listed["next"] is None
+
+
+def test_redrive_and_purge_by_ids_or_filter(url: str) -> None:
+    seed(url)
+    kept = [d["id"] for d in json.loads(invoke(url, "--step", NO_SUBSCRIBER))["dead_letters"]]
+    # An unknown id among known ones is an error that changes nothing
+    assert "no dead letter 'nope'" in run(url, "purge", kept[0], "nope", code=1)
+    assert "no dead letter 'nope'" in run(url, "redrive", "nope", code=1)
+    assert len(json.loads(invoke(url))["dead_letters"]) == 3
+    # A selection is required, and ids do not mix with a filter
+    assert "say which dead letters" in run(url, "purge", code=2)
+    assert "not both" in run(url, "redrive", kept[0], "--all", code=2)
+    assert "not both" in run(url, "purge", kept[0], "--step", "bill", code=2)
+    # By ids (atomically) and by filter
+    assert run(url, "purge", kept[0]) == {"purged": 1, "ids": [kept[0]], "skipped": []}
+    assert run(url, "redrive", "--step", "bill") == {"redriven": 1}
+    listed = json.loads(invoke(url))
+    assert [d["topic"] for d in listed["dead_letters"]] == ["mail"]
+    assert listed["pending"] == {"bill": 1, "later": 1}  # no app runs here: the redriven message waits
+    assert run(url, "purge", "--all") == {"purged": 1}
+    assert json.loads(invoke(url))["dead_letters"] == []

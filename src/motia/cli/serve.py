@@ -35,7 +35,12 @@ from motia.runtime.app import MotiaApp
 from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.http import build_asgi
 from motia.runtime.logging import LogFormat, configure_logging
-from motia.runtime.project_config import idempotency_config, retention_config, strict_topics_setting
+from motia.runtime.project_config import (
+    dead_letter_hook,
+    idempotency_config,
+    retention_config,
+    strict_topics_setting,
+)
 from motia.runtime.streams.auth import load_stream_authenticate
 from motia.state.urls import default_state_url
 from motia.steps.loader import load_steps
@@ -93,6 +98,7 @@ def load_app(options: RunOptions) -> MotiaApp:
         strict_topics=strict_topics,
         idempotency=idempotency_config(project_dir),
         delivery=DeliveryOptions.from_env(retention=retention_config(project_dir)),
+        on_dead_letter=dead_letter_hook(project_dir),
         dev=options.dev or os.environ.get(DEV_ENV) == "1",
     )
     logger.info("state: %s", app.state.url)
@@ -106,6 +112,8 @@ def load_app(options: RunOptions) -> MotiaApp:
         logger.info("%d stream(s): %s", len(streams), ", ".join(definition.name for definition in streams))
     if strict_topics:
         logger.info("strict topics: a message no step subscribes to is refused (not kept as a dead letter)")
+    if app.on_dead_letter is not None:
+        logger.info("dead letters: each new one is passed to on_dead_letter of motia_config.py")
     if authenticate is not None:
         logger.info("streams: connections authenticated by stream_authenticate of motia_config.py")
     return app

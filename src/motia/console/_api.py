@@ -12,7 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["ApiError", "Endpoint", "query", "query_int", "required"]
+from motia.runtime.http import parse_json
+
+__all__ = ["ApiError", "Endpoint", "json_body", "query", "query_int", "required"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -50,3 +52,28 @@ def query_int(request: Request, name: str, *, low: int, high: int) -> int | None
     if not low <= number <= high:
         raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}, not {number}")
     return number
+
+
+async def json_body(request: Request, max_body: int) -> dict[str, Any]:
+    """The request's JSON object body. Writes must send JSON (``Content-Type: application/json``): a page
+    of another site cannot send that without the browser asking first (CORS), so it cannot post a form into
+    the console (see :mod:`motia.console.auth`)."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(415, "the request body must be JSON (Content-Type: application/json)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_body:
+        raise ApiError(413, f"request body too large (limit {max_body} bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body:
+            raise ApiError(413, f"request body too large (limit {max_body} bytes)")
+        chunks.append(chunk)
+    try:
+        body = parse_json(b"".join(chunks))  # the runtime's one strict parser: big ints exact, no NaN
+    except ValueError as exc:
+        raise ApiError(400, f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the JSON body must be an object, not {type(body).__name__}")
+    return body

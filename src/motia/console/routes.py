@@ -23,14 +23,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from motia.console._api import ApiError, Endpoint, query, query_int, required
+from motia.console._api import ApiError, Endpoint, json_body, query, query_int, required
 from motia.console.auth import ConsoleAuth
 from motia.console.dead_letters import DeadLettersAPI
 from motia.console.streams import StreamFeed, StreamsAPI
 from motia.console.traces import TracesAPI
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
 from motia.runtime.events import StateEventHub
-from motia.runtime.http import JSONResponse, parse_json
+from motia.runtime.http import JSONResponse
 from motia.state.types import StateEntry
 from motia.state.urls import mask_url
 from motia.state.values import dumps
@@ -133,25 +133,7 @@ class ConsoleAPI:
             )
 
     async def _json_body(self, request: Request) -> dict[str, Any]:
-        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if content_type != "application/json":
-            raise ApiError(415, "the request body must be JSON (Content-Type: application/json)")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body:
-            raise ApiError(413, f"request body too large (limit {self.max_body} bytes)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise ApiError(413, f"request body too large (limit {self.max_body} bytes)")
-            chunks.append(chunk)
-        try:
-            body = parse_json(b"".join(chunks))  # the runtime's one strict parser: big ints exact, no NaN
-        except ValueError as exc:
-            raise ApiError(400, f"malformed JSON body: {exc}") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, f"the JSON body must be an object, not {type(body).__name__}")
-        return body
+        return await json_body(request, self.max_body)
 
     # -- endpoints --------------------------------------------------------------------------------
 
@@ -342,7 +324,7 @@ def console_routes(
     traces_api = TracesAPI(traces)
     api = ConsoleAPI(app, hub, stream_feed=feed, traces=traces_api)
     streams_api = StreamsAPI(manager)
-    dead_letters_api = DeadLettersAPI(app.state.backend)
+    dead_letters_api = DeadLettersAPI(app.state.backend, max_body=api.max_body)
     static_files = {name: _static(name) for name in ("index.html", "app.js", "traces.js", "app.css")}
 
     def guarded(endpoint: Endpoint) -> Endpoint:
@@ -429,6 +411,10 @@ def console_routes(
         api_route("streams/items", streams_api.items, ["GET"]),
         api_route("streams/item", streams_api.item, ["GET"]),
         api_route("dead-letters", dead_letters_api.list, ["GET"]),
+        api_route("dead-letters/one", dead_letters_api.one, ["GET"]),
+        api_route("dead-letters/redrive", dead_letters_api.redrive, ["POST"]),
+        api_route("dead-letters/purge", dead_letters_api.purge, ["POST"]),
+        api_route("pending-deliveries", dead_letters_api.pending, ["GET"]),
         api_route("traces", traces_api.list, ["GET"]),
         api_route("traces/{trace_id}", traces_api.trace, ["GET"]),
         Route(f"{PREFIX}/traces/{{trace_id}}", trace_page, methods=["GET"]),

@@ -13,10 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from motia.exceptions import MotiaError, StepLoadError
+from motia.exceptions import ConfigError, MotiaError, StepLoadError
 from motia.runtime import observe
 from motia.runtime.context import FlowContext, StepLogger, new_trace_id
 from motia.runtime.cron import CronJob, CronScheduler
+from motia.runtime.dead_letter_notice import DeadLetterHook
+from motia.runtime.dead_letters import DeadLetters
 from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
@@ -88,6 +90,9 @@ class MotiaApp:
     ``dev`` is development mode (``motia dev`` sets it): HTTP handlers' responses are checked against
     their trigger's ``response_schema`` (a mismatch answers 500 and is logged); off in production, where
     the check would cost every request.
+
+    ``on_dead_letter`` is called with a record of each delivery that becomes a dead letter
+    (:mod:`motia.runtime.dead_letter_notice`); ``dead_letters`` operates them (:class:`DeadLetters`).
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class MotiaApp:
         stream_limits: StreamLimits | None = None,
         strict_topics: bool | None = None,
         idempotency: bool | Mapping[str, Any] | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
         dev: bool = False,
     ) -> None:
         self.steps = list(steps)
@@ -117,6 +123,10 @@ class MotiaApp:
         #: Refuse messages nobody subscribes to instead of keeping them as dead letters (``None``: from
         #: ``MOTIA_STRICT_TOPICS``, whose bad values raise ``ConfigError`` here, at start).
         self.strict_topics = strict_topics_from_env() if strict_topics is None else strict_topics
+        if on_dead_letter is not None and not callable(on_dead_letter):
+            raise ConfigError(f"on_dead_letter must be callable, not {type(on_dead_letter).__name__}")
+        #: Called with a record of each delivery that becomes a dead letter (``motia_config.on_dead_letter``).
+        self.on_dead_letter = on_dead_letter
         check_steps(self.steps)
         if isinstance(state, str):
             self.state: StateManager = StateManager.from_url(state)
@@ -168,6 +178,11 @@ class MotiaApp:
         #: Live state events for the console feed (``motia.runtime.events``).
         self.state_events = StateEventHub()
         self.started = False
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Operate the app store's dead letters and pending deliveries: list, get, redrive, purge."""
+        return DeadLetters(self.state.backend)
 
     @property
     def asgi(self) -> Starlette:

@@ -51,6 +51,7 @@ from motia.exceptions import Undeliverable
 from motia.runtime import observe
 from motia.runtime.claim_plan import ClaimPlan
 from motia.runtime.context import new_trace_id
+from motia.runtime.dead_letter_notice import announce_dead_letter
 from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.flow_control import RateLimiter
 from motia.runtime.runner import StepRunner
@@ -479,7 +480,8 @@ class DeliveryWorker:
             triggers, input_, info, trace_id = self._route(step, delivery)
         except Exception as exc:  # a payload no trigger can take: it could never succeed
             logger.error("delivery %s of step %r cannot be handled: %s; dead-lettered", delivery.id, step.name, exc)
-            await self._settle("dead", delivery.id, error=f"undeliverable: {exc}")
+            if await self._settle("dead", delivery.id, error=f"undeliverable: {exc}"):
+                await self._dead_lettered(delivery, f"undeliverable: {exc}", None)
             return
         telemetry = observe.active
         if telemetry is None:
@@ -512,7 +514,9 @@ class DeliveryWorker:
             fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
             if policy.gives_up_after(delivery.attempts):
                 ctx.logger.exception("handler failed on its last attempt: moved to the dead letters", fields)
-                await self._settle("dead", delivery.id, error=_error_text(exc))
+                error = _error_text(exc)
+                if await self._settle("dead", delivery.id, error=error):
+                    await self._dead_lettered(delivery, error, ctx.trace_id)
             else:
                 delay = policy.delay(delivery.attempts)
                 ctx.logger.exception(f"handler failed: retrying in {delay:g} s", fields)
@@ -527,6 +531,10 @@ class DeliveryWorker:
                 "handled, but the lease had expired meanwhile: another worker may run it again",
                 {"delivery": delivery.id},
             )
+
+    async def _dead_lettered(self, delivery: Delivery, error: str, trace_id: str | None) -> None:
+        """The log line and the app's ``on_dead_letter`` hook (never raises)."""
+        await announce_dead_letter(delivery, error, trace_id, getattr(self.app, "on_dead_letter", None))
 
     async def _settle(self, outcome: str, delivery_id: str, *, delay: float = 0.0, error: str = "") -> bool:
         """Complete, retry or dead-letter; a store failure is logged (the lease expires, it comes back)."""

@@ -2,7 +2,7 @@
 
 It is imported once per process (kept in ``sys.modules`` as ``motia_config``) and read by name:
 ``stream_authenticate`` (see :mod:`motia.runtime.streams.auth`), ``strict_topics``, ``idempotency`` and
-``retention``. A
+``retention`` and ``on_dead_letter`` (see :mod:`motia.runtime.dead_letter_notice`). A
 file that fails to import raises :class:`~motia.exceptions.ConfigError` naming it: a project whose settings
 cannot be read does not start with defaults it did not choose.
 """
@@ -17,10 +17,18 @@ from types import ModuleType
 from typing import Any
 
 from motia.exceptions import ConfigError
+from motia.runtime.dead_letter_notice import DeadLetterHook
 from motia.runtime.queue import strict_topics_from_env
 from motia.steps.triggers import idempotency_setting
 
-__all__ = ["CONFIG_MODULE", "idempotency_config", "load_project_config", "retention_config", "strict_topics_setting"]
+__all__ = [
+    "CONFIG_MODULE",
+    "dead_letter_hook",
+    "idempotency_config",
+    "load_project_config",
+    "retention_config",
+    "strict_topics_setting",
+]
 
 CONFIG_MODULE = "motia_config"
 
@@ -80,3 +88,17 @@ def retention_config(project_dir: str | Path) -> dict[str, Any]:
             f"(e.g. {{'dead_letter_retention': 604800}}), not {type(configured).__name__}"
         )
     return dict(configured)
+
+
+def dead_letter_hook(project_dir: str | Path) -> DeadLetterHook | None:
+    """``on_dead_letter`` of ``motia_config.py`` (a sync or async callable taking the record of a new dead
+    letter), or ``None``; anything else that is not ``None`` is a ``ConfigError`` at start."""
+    module = load_project_config(project_dir)
+    configured = getattr(module, "on_dead_letter", None) if module is not None else None
+    if configured is not None and not callable(configured):
+        raise ConfigError(
+            f"on_dead_letter in {Path(project_dir) / (CONFIG_MODULE + '.py')} must be a function, "
+            f"not {type(configured).__name__}"
+        )
+    hook: DeadLetterHook | None = configured
+    return hook

@@ -169,7 +169,7 @@ async def test_a_version_5_store_migrates_keeping_its_ordered_deliveries(postgre
         )
         assert [d.id for d in await sm.backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["s0", "s1"]
     version = postgres_server.psql("SELECT value FROM slots.motia_meta WHERE name = 'schema_version'")
-    assert version.strip() == str(SCHEMA_VERSION) == "6"
+    assert version.strip() == str(SCHEMA_VERSION) == "7"
 
 
 def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresServer) -> None:
@@ -178,6 +178,32 @@ def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresS
     postgres_server.psql(f"UPDATE newer.motia_meta SET value = '{SCHEMA_VERSION + 1}' WHERE name = 'schema_version'")
     with pytest.raises(StateBackendUnavailable, match="newer than this pymotia"):
         StateManager.from_url(url)
+
+
+async def test_an_older_store_is_migrated_keeping_its_deliveries_and_dead_letters(
+    postgres_server: PostgresServer,
+) -> None:
+    # Given a store of schema version 6 (before the errors of failed attempts) with a delivery and a dead letter
+    url = schema_url(postgres_server, "upgrade_dl")
+    async with StateManager.from_url(url) as sm:
+        await sm.backend.enqueue([NewDelivery("p1", "worker", "queue", b"1")])
+        await sm.backend.add_dead_letters([NewDelivery("d0", "gone", "queue", b"0")], error="old")
+    postgres_server.psql(
+        "ALTER TABLE upgrade_dl.motia_deliveries DROP COLUMN first_error, DROP COLUMN last_error;"
+        " ALTER TABLE upgrade_dl.motia_dead_letters DROP COLUMN first_error;"
+        " UPDATE upgrade_dl.motia_meta SET value = '6' WHERE name = 'schema_version'"
+    )
+    # When it is opened again
+    async with StateManager.from_url(url) as sm:
+        # Then what it held is there and failures are recorded
+        old = await sm.backend.get_dead_letter("d0")
+        assert old is not None and (old.error, old.first_error) == ("old", None)
+        (claimed,) = await sm.backend.claim(["worker"], owner="w", limit=5, lease=30)
+        assert await sm.backend.retry(claimed.id, owner="w", delay=0, error="first")
+        (pending,) = await sm.backend.pending_page()
+        assert (pending.id, pending.first_error, pending.last_error) == ("p1", "first", "first")
+    version = postgres_server.psql("SELECT value FROM upgrade_dl.motia_meta WHERE name = 'schema_version'")
+    assert version.strip() == str(SCHEMA_VERSION)
 
 
 # -- the outbox ------------------------------------------------------------------------------------------------

@@ -157,32 +157,65 @@ async def test_a_page_bound_with_a_lone_surrogate_orders_by_code_point_like_ever
 async def test_reading_a_page_of_dead_letters_does_not_read_the_whole_list(redis_server_factory):
     server = redis_server_factory()
     prefix = "dead"
-    # Given 10 dead letters of step "a", then 200,000 of step "b", then 3 of step "c"
+    # Given 10 dead letters of step "a", then 200,000 of step "b", then 3 of step "c" (the layout of issue 18:
+    # a hash by id and an index by failure time)
     with redis.Redis(host="127.0.0.1", port=server.port) as admin:
-        letters = [orjson.dumps([f"a{i}", "a", "queue", "{}", 1, "boom", "1.0", "2.0"]) for i in range(10)]
-        letters += [orjson.dumps([f"b{i}", "b", "queue", "{}", 1, "boom", "1.0", "2.0"]) for i in range(200_000)]
-        letters += [orjson.dumps([f"c{i}", "c", "queue", "{}", 1, "boom", "1.0", "2.0"]) for i in range(3)]
+        steps = [("a", 10), ("b", 200_000), ("c", 3)]
+        letters = [
+            (f"{step}{i}", orjson.dumps([f"{step}{i}", step, "queue", "{}", 1, "boom", "1.0", repr(2.0 + n), "boom"]))
+            for n, (step, count) in enumerate(steps)
+            for i in range(count)
+        ]
         with admin.pipeline(transaction=False) as pipe:
             for start in range(0, len(letters), 10_000):
-                pipe.rpush(f"{{{prefix}}}:dead", *letters[start : start + 10_000])
+                chunk = letters[start : start + 10_000]
+                pipe.hset(f"{{{prefix}}}:dl", mapping=dict(chunk))
+                pipe.zadd(f"{{{prefix}}}:dlz", {letter_id: orjson.loads(raw)[7] for letter_id, raw in chunk})
             pipe.execute()
         async with StateManager.from_url(f"{server.url}?prefix={prefix}") as sm:
             await sm.count("warm-up")  # the library is loaded, the connection made
             admin.config_resetstat()
-            # When pages are read: the oldest of all, the oldest of each step
+            # When pages are read: the oldest of all, the oldest of each step, a page after a cursor
             every = await sm.backend.dead_letters(limit=10)
             of_a = await sm.backend.dead_letters("a", limit=10)
             of_b = await sm.backend.dead_letters("b", limit=5)
+            next_b = await sm.backend.dead_letter_page(step="b", after=of_b[-1].cursor, limit=5)
             stats = admin.info("commandstats")["cmdstat_fcall"]
             # (the letters of a step behind all others are found too, reading through the others)
             assert [letter.id for letter in await sm.backend.dead_letters("c")] == ["c0", "c1", "c2"]
-    # Then each page is right
-    assert [letter.id for letter in every] == [f"a{i}" for i in range(10)]
-    assert [letter.id for letter in of_a] == [f"a{i}" for i in range(10)]
-    assert [letter.id for letter in of_b] == [f"b{i}" for i in range(5)]
+    # Then each page is right (ids order as text within one failure time)
+    assert [letter.id for letter in every] == sorted(f"a{i}" for i in range(10))
+    assert [letter.id for letter in of_a] == sorted(f"a{i}" for i in range(10))
+    b_ids = sorted(f"b{i}" for i in range(200_000))
+    assert [letter.id for letter in of_b] == b_ids[:5]
+    assert [letter.id for letter in next_b] == b_ids[5:10]
     # And the server spent about the page on each, not the 200,013 letters (reading them all takes ~100 ms)
-    assert stats["calls"] == 3
+    assert stats["calls"] == 4
     assert stats["usec_per_call"] < 10_000, stats
+
+
+async def test_dead_letters_of_an_older_store_are_moved_to_the_new_layout_once(redis_server_factory):
+    server = redis_server_factory()
+    prefix = "old"
+    # Given a store written before issue 18: dead letters in a list, their ids in a set, no first error
+    old = [orjson.dumps([f"m{i}", "worker", "queue", '{"n":1}', 3, f"boom {i}", "1.0", f"{2 + i}.5"]) for i in range(3)]
+    with redis.Redis(host="127.0.0.1", port=server.port) as admin:
+        admin.rpush(f"{{{prefix}}}:dead", *old)
+        admin.sadd(f"{{{prefix}}}:deadids", "m0", "m1", "m2")
+        async with StateManager.from_url(f"{server.url}?prefix={prefix}") as sm:
+            # When they are read
+            letters = await sm.backend.dead_letter_page()
+            # Then every one is there, in failure order, with what it had
+            assert [(d.id, d.error, d.attempts, d.failed_at, d.first_error) for d in letters] == [
+                (f"m{i}", f"boom {i}", 3, 2 + i + 0.5, None) for i in range(3)
+            ]
+            # And the old keys are gone: they are read no more
+            assert admin.exists(f"{{{prefix}}}:dead", f"{{{prefix}}}:deadids") == 0
+            # And they can be operated like any
+            assert await sm.backend.redrive_dead_letters(["m1"]) == ["m1"]
+            assert await sm.backend.purge_dead_letters(["m0"]) == ["m0"]
+            assert [d.id for d in await sm.backend.dead_letter_page()] == ["m2"]
+            assert [p.id for p in await sm.backend.pending_page()] == ["m1"]
 
 
 # -- what is supported: a standalone server ---------------------------------------------------------------------------

@@ -289,7 +289,18 @@ def downgrade_to_schema_1(path: Path) -> None:
         for table in STREAM_TABLES:  # and the stream tables (schema version 4)
             connection.execute(f"DROP TABLE {table}")
         connection.execute("ALTER TABLE motia_state_events DROP COLUMN trace")  # and the trace (version 5)
+        drop_error_columns(connection)  # and the errors of failed attempts (schema version 7)
         connection.execute("UPDATE motia_meta SET value = '1' WHERE name = 'schema_version'")
+
+
+def drop_error_columns(connection: sqlite3.Connection) -> None:
+    """Remove what schema version 5 added: the errors of a delivery's failed attempts."""
+    for table, column in (
+        ("motia_deliveries", "first_error"),
+        ("motia_deliveries", "last_error"),
+        ("motia_dead_letters", "first_error"),
+    ):
+        connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
 
 
 def schema_version(path: Path) -> str:
@@ -309,7 +320,35 @@ async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_
         assert await sm.get("s", "k") == {"n": 1}
         assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
         assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "7"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "8"
+
+
+async def test_sqlite_upgrades_an_older_file_keeping_its_deliveries_and_dead_letters(
+    sqlite_url: str, sqlite_path: Path
+) -> None:
+    # Given a file of an older schema version holding a pending delivery and a dead letter (no error columns)
+    async with StateManager.from_url(sqlite_url) as sm:
+        await sm.backend.enqueue(
+            [NewDelivery("p1", "worker", "queue", b"1"), NewDelivery("d1", "worker", "queue", b"2")]
+        )
+        await sm.backend.add_dead_letters([NewDelivery("d0", "gone", "queue", b"0")], error="old")
+    with contextlib.closing(sqlite3.connect(sqlite_path, isolation_level=None)) as connection:
+        drop_error_columns(connection)
+        connection.execute("UPDATE motia_meta SET value = '4' WHERE name = 'schema_version'")
+    # When it is opened again
+    async with StateManager.from_url(sqlite_url) as sm:
+        # Then what it held is there, the old dead letter without a first error, and failures are recorded
+        old = await sm.backend.get_dead_letter("d0")
+        assert old is not None and (old.error, old.first_error) == ("old", None)
+        claimed = await sm.backend.claim(["worker"], owner="w", limit=5, lease=30)
+        assert sorted(d.id for d in claimed) == ["d1", "p1"]
+        assert await sm.backend.retry("p1", owner="w", delay=0, error="first")
+        assert await sm.backend.dead_letter("d1", owner="w", error="last")
+        (pending,) = await sm.backend.pending_page()
+        assert (pending.id, pending.first_error, pending.last_error) == ("p1", "first", "first")
+        letter = await sm.backend.get_dead_letter("d1")
+        assert letter is not None and letter.first_error == "last"
+    assert schema_version(sqlite_path) == "8"
 
 
 async def test_sqlite_upgrades_a_schema_6_file_keeping_its_ordered_deliveries(
@@ -329,7 +368,7 @@ async def test_sqlite_upgrades_a_schema_6_file_keeping_its_ordered_deliveries(
             [NewDelivery(f"s{n}", "worker", "queue", b"1", order_key="key:k", order_slots=2) for n in range(3)]
         )
         assert [d.id for d in await sm.backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["s0", "s1"]
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "7"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "8"
 
 
 async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:

@@ -260,9 +260,9 @@ async def test_sqlite_upgrades_a_schema_2_file_in_place(sqlite_url: str, sqlite_
         assert await sm.backend.prune(dead_letter_age=0, step_age=3600) == PruneResult(
             0, 0, 0
         )  # touched just now: kept
-    # and it is marked as the current schema (5), with every new table and index
+    # and it is marked as the current schema (8), with every new table and index
     version, names = sqlite_schema(sqlite_path)
-    assert version == str(sqlite_backend.SCHEMA_VERSION) == "7"
+    assert version == str(sqlite_backend.SCHEMA_VERSION) == "8"
     assert {"motia_leases", "motia_steps", "motia_dead_letters_failed"} <= names
 
 

@@ -28,6 +28,8 @@ const view = {
   // the Dead letters view
   dead: false,      // whether it is shown
   deadOpen: null,   // the id of the dead letter whose payload is shown
+  deadCursors: [null], // `after` of each page of dead letters seen; the last one is the current page
+  deadNext: null,   // `after` of the next page, or null
 };
 
 class ApiError extends Error {
@@ -775,7 +777,7 @@ function connectEvents() {
   });
 }
 
-// -- dead letters (read-only) -------------------------------------------------------------------
+// -- dead letters: list, inspect, redrive, purge ---------------------------------------------------
 
 function shorten(text, limit = 120) {
   return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
@@ -797,16 +799,24 @@ function deadFilters() {
   return { step: $("dead-step").value, topic: $("dead-topic").value, kind: $("dead-kind").value };
 }
 
+function isoTime(seconds) {
+  return new Date(seconds * 1000).toISOString();
+}
+
 async function loadDeadLetters() {
   const filters = deadFilters();
-  const answer = await api("dead-letters", filters);
+  const after = view.deadCursors[view.deadCursors.length - 1];
+  const answer = await api("dead-letters", { ...filters, after });
   const unfiltered = !filters.step && !filters.topic && !filters.kind;
-  if (unfiltered) $("dead-count").textContent = answer.dead_letters.length;
+  if (unfiltered && after === null) $("dead-count").textContent = answer.dead_letters.length + (answer.next ? "+" : "");
   if (!view.dead) return;
   const current = deadFilters();
   if (current.step !== filters.step || current.topic !== filters.topic || current.kind !== filters.kind) return;
   const letters = answer.dead_letters;
-  $("dead-total").textContent = plural(letters.length, "dead letter") + (letters.length >= answer.limit ? "+" : "");
+  view.deadNext = answer.next;
+  $("dead-next").hidden = answer.next === null;
+  $("dead-first").hidden = view.deadCursors.length === 1;
+  $("dead-total").textContent = plural(letters.length, "dead letter") + (answer.next ? "+" : "");
   $("dead-pending").replaceChildren(
     ...Object.entries(answer.pending).map(([step, count]) =>
       el("span", { class: "chip", title: "deliveries waiting or running" }, `${step}: ${count} pending`),
@@ -815,6 +825,7 @@ async function loadDeadLetters() {
   const rows = [];
   for (const letter of letters) {
     const open = letter.id === view.deadOpen;
+    const stop = (handler) => (event) => { event.stopPropagation(); handler().catch(report); };
     rows.push(
       el(
         "tr",
@@ -822,7 +833,7 @@ async function loadDeadLetters() {
           class: open ? "selected" : "",
           dataset: { id: letter.id },
           tabindex: "0",
-          title: "Show the payload",
+          title: "Show the payload and errors",
           onclick: () => {
             view.deadOpen = open ? null : letter.id;
             loadDeadLetters().catch(report);
@@ -831,29 +842,40 @@ async function loadDeadLetters() {
         el("td", { class: "key" }, letter.step),
         el("td", {}, letter.kind),
         el("td", {}, letter.topic === null ? "" : letter.topic),
-        el("td", { class: "value", title: letter.error }, el("code", {}, shorten(letter.error.trim().split("\n").pop()))),
+        el("td", { class: "value", title: letter.error }, el("code", {}, shorten(letter.error_summary || ""))),
         el("td", { class: "num" }, String(letter.attempts)),
-        el("td", { title: new Date(letter.failed_at * 1000).toISOString() }, relativeTime(letter.failed_at - Date.now() / 1000)),
+        el("td", { title: isoTime(letter.failed_at) }, relativeTime(letter.failed_at - Date.now() / 1000)),
+        el(
+          "td",
+          { class: "actions" },
+          el("button", { class: "small", dataset: { testid: "redrive" }, title: "Deliver it again", onclick: stop(() => redriveLetters([letter.id])) }, "Redrive"),
+          el("button", { class: "small danger", dataset: { testid: "purge" }, title: "Delete it for good", onclick: stop(() => purgeLetter(letter)) }, "Purge"),
+        ),
       ),
     );
     if (open) {
+      const facts = [`id ${letter.id}`, `created ${isoTime(letter.created_at)}`, `failed ${isoTime(letter.failed_at)}`];
+      const errors = [el("div", { class: "muted small" }, "last error"), el("pre", { class: "item-detail error-text", dataset: { testid: "dead-error" } }, letter.error)];
+      if (letter.first_error !== null && letter.first_error !== letter.error) {
+        errors.push(el("div", { class: "muted small" }, "first error"), el("pre", { class: "item-detail error-text", dataset: { testid: "dead-first-error" } }, letter.first_error));
+      }
       rows.push(
         el(
           "tr",
           { class: "dead-detail", dataset: { detail: letter.id } },
           el(
             "td",
-            { colspan: "6" },
+            { colspan: "7" },
             el(
               "div",
-              { class: "muted small" },
-              `id ${letter.id} · created ${new Date(letter.created_at * 1000).toISOString()}`,
-              letter.payload && typeof letter.payload.trace_id === "string"
-                ? el("span", { dataset: { testid: "dead-trace" } }, " · trace ", traceLink(letter.payload.trace_id))
+              { class: "muted small", dataset: { testid: "dead-facts" } },
+              facts.join(" · "),
+              typeof letter.trace_id === "string"
+                ? el("span", { dataset: { testid: "dead-trace" } }, " · trace ", traceLink(letter.trace_id))
                 : null,
             ),
             el("pre", { class: "item-detail", dataset: { testid: "dead-payload" } }, JSON.stringify(letter.payload, null, 2)),
-            el("pre", { class: "item-detail error-text" }, letter.error),
+            ...errors,
           ),
         ),
       );
@@ -861,6 +883,65 @@ async function loadDeadLetters() {
   }
   $("dead-letters").replaceChildren(...rows);
   $("no-dead").hidden = letters.length > 0;
+  if (!$("pending-table").hidden) await loadPending();
+}
+
+async function redriveLetters(ids) {
+  const answer = await api("dead-letters/redrive", {}, postJson({ ids }));
+  toast(answer.skipped.length ? `Redrove ${answer.redriven}; skipped ${answer.skipped.join(", ")} (pending again)` : `Redrove ${plural(answer.redriven, "dead letter")}`);
+  await loadDeadLetters();
+}
+
+async function purgeLetter(letter) {
+  const ok = await confirmDialog(`Delete the dead letter ${letter.id} of “${letter.step}” for good?`, { action: "Purge" });
+  if (!ok) return;
+  const answer = await api("dead-letters/purge", {}, postJson({ ids: [letter.id] }));
+  toast(`Purged ${plural(answer.purged, "dead letter")}`);
+  await loadDeadLetters();
+}
+
+function postJson(body) {
+  return { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+}
+
+function describeFilters(filters) {
+  const parts = Object.entries(filters).filter(([, value]) => value).map(([name, value]) => `${name} “${value}”`);
+  return parts.length ? `every dead letter of ${parts.join(", ")}` : "every dead letter";
+}
+
+async function actOnMatching(verb) {
+  const filters = deadFilters();
+  const unfiltered = !filters.step && !filters.topic && !filters.kind;
+  const purge = verb === "purge";
+  const message = `${purge ? "Delete" : "Redrive"} ${describeFilters(filters)}${purge ? " for good" : ""}?`;
+  // Everything at once, for good: the operator types the word, as for clearing a scope.
+  const ok = await confirmDialog(message, { action: purge ? "Purge all" : "Redrive all", typed: purge && unfiltered ? "purge" : null });
+  if (!ok) return;
+  const body = unfiltered ? { all: true } : Object.fromEntries(Object.entries(filters).filter(([, value]) => value));
+  const answer = await api(`dead-letters/${verb}`, {}, postJson(body));
+  toast(purge ? `Purged ${plural(answer.purged, "dead letter")}` : `Redrove ${plural(answer.redriven, "dead letter")}`);
+  view.deadCursors = [null];
+  await loadDeadLetters();
+}
+
+async function loadPending() {
+  const answer = await api("pending-deliveries", deadFilters());
+  $("pending-table").hidden = false;
+  $("load-pending").textContent = "Refresh";
+  $("pending-deliveries").replaceChildren(
+    ...answer.pending_deliveries.map((item) =>
+      el(
+        "tr",
+        { dataset: { id: item.id }, title: `id ${item.id}` },
+        el("td", { class: "key" }, item.step),
+        el("td", {}, item.kind),
+        el("td", {}, item.topic === null ? "" : item.topic),
+        el("td", { class: "num" }, String(item.attempts)),
+        el("td", { title: isoTime(item.available_at) }, item.leased_until !== null ? "running" : relativeTime(item.available_at - Date.now() / 1000)),
+        el("td", { class: "value", title: item.last_error || "" }, el("code", {}, shorten(item.error_summary || ""))),
+      ),
+    ),
+  );
 }
 
 // -- wiring -------------------------------------------------------------------------------------
@@ -916,9 +997,22 @@ function wire() {
   for (const id of ["dead-step", "dead-topic", "dead-kind"]) {
     $(id).addEventListener("input", () => {
       clearTimeout(deadTimer);
+      view.deadCursors = [null];
       deadTimer = setTimeout(() => loadDeadLetters().catch(report), 200);
     });
   }
+  $("dead-next").addEventListener("click", () => {
+    if (view.deadNext === null) return;
+    view.deadCursors.push(view.deadNext);
+    loadDeadLetters().catch(report);
+  });
+  $("dead-first").addEventListener("click", () => {
+    view.deadCursors = [null];
+    loadDeadLetters().catch(report);
+  });
+  $("redrive-matching").addEventListener("click", () => actOnMatching("redrive").catch(report));
+  $("purge-matching").addEventListener("click", () => actOnMatching("purge").catch(report));
+  $("load-pending").addEventListener("click", () => loadPending().catch(report));
   wireTraces();  // traces.js
   $("clear-feed").addEventListener("click", () => {
     $("events").replaceChildren();

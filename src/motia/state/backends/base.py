@@ -17,6 +17,7 @@ from motia.state.backends.types import (
     DeadLetter,
     Delivery,
     NewDelivery,
+    PendingDelivery,
     PruneResult,
     Record,
     ScopeStats,
@@ -37,6 +38,7 @@ __all__ = [
     "Delivery",
     "DeliveryStore",
     "NewDelivery",
+    "PendingDelivery",
     "PruneResult",
     "Record",
     "ScopeStats",
@@ -196,6 +198,8 @@ class DeliveryStore:
       named lease that expires unless renewed: a cron job still running holds one, so no other instance
       starts it again.
     - ``add_dead_letters`` keeps messages nobody subscribes to as dead letters (ids already present skipped).
+    - ``dead_letter_page``, ``get_dead_letter``, ``redrive_dead_letters``, ``purge_dead_letters`` and
+      ``pending_page`` are what operators use: list (paginated, filtered), inspect, deliver again, delete.
     - ``touch_steps`` records which steps running apps serve; ``prune`` applies retention: old dead letters
       go, the deliveries and subscriptions of steps no app has served for a long time (a renamed or
       removed step) become dead letters, never silently dropped, and old stream history goes.
@@ -292,7 +296,9 @@ class DeliveryStore:
         return {delivery_id for delivery_id, ok in zip(delivery_ids, done, strict=True) if ok}
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
-        """Release a failed delivery, claimable again after ``delay`` seconds."""
+        """Release a failed delivery, claimable again after ``delay`` seconds. ``error`` (the attempt's
+        error, as for :meth:`dead_letter`) is kept as its last error, and as its first when none was:
+        :meth:`pending_page` shows them, and its dead letter, if it comes to that, keeps the first."""
         raise NotImplementedError  # pragma: no cover
 
     async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
@@ -306,11 +312,61 @@ class DeliveryStore:
         raise NotImplementedError  # pragma: no cover
 
     async def dead_letter(self, delivery_id: str, *, owner: str, error: str) -> bool:
-        """Move a delivery that failed for good to the dead letters."""
+        """Move a delivery that failed for good to the dead letters, ``error`` as its last error and the
+        first error :meth:`retry` kept (else ``error``) as its first."""
         raise NotImplementedError  # pragma: no cover
 
     async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first (of one ``step``, or all)."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def dead_letter_page(
+        self, *, step: str | None = None, kind: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        """A page of dead letters, ordered by failure time then id (the same order on every backend).
+
+        ``step`` and ``kind`` (``None``: any) narrow it in the store; ``after`` is the
+        :attr:`~DeadLetter.cursor` of the last letter of the previous page (``None``: from the oldest), so
+        paging never repeats or skips a letter that stays, however many are added, redriven or purged
+        meanwhile. At most ``limit`` letters. Raises :class:`~motia.exceptions.StateValueError` (nothing
+        read) for a malformed ``after`` or a ``limit`` that is not a positive ``int``.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    async def get_dead_letter(self, delivery_id: str) -> DeadLetter | None:
+        """The dead letter ``delivery_id`` (``None``: there is none)."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def redrive_dead_letters(self, delivery_ids: Sequence[str]) -> list[str]:
+        """Deliver dead letters again: each becomes a new delivery of the same id, step, kind and payload
+        (so a queue message keeps its trace id), claimable at once, its attempts and errors reset, with no
+        order key (it was already out of its key's order when it failed). The dead letter is removed, not
+        kept as history: the id is the delivery's again, and if it fails for good once more it becomes a
+        dead letter of the same id, with the new attempts and errors.
+
+        Atomic (all or none) and durable like a write. Ids that are not dead letters are skipped, and so
+        is an id that is (again) a pending delivery: redriving it would overwrite a delivery in flight.
+        Returns the ids redriven, in the order given; listeners are called when any was.
+        Raises :class:`~motia.exceptions.StateValueError` (changing nothing) unless ``delivery_ids`` is a
+        sequence of ``str``.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    async def purge_dead_letters(self, delivery_ids: Sequence[str]) -> list[str]:
+        """Delete dead letters for good; ids that are not dead letters are skipped. Atomic (all or none)
+        and durable like a write. Returns the ids deleted, in the order given; checks its argument as
+        :meth:`redrive_dead_letters` does."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def pending_page(
+        self, *, step: str | None = None, kind: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[PendingDelivery]:
+        """A page of the deliveries not yet settled (leased or waiting), in the order they were added.
+
+        Filters and paging as :meth:`dead_letter_page` (``after``: the :attr:`PendingDelivery.cursor` of the
+        previous page's last delivery). Each says its attempts, when it is claimable, its lease and the
+        errors of its failed attempts (recorded by :meth:`retry`).
+        """
         raise NotImplementedError  # pragma: no cover
 
     async def pending(self, step: str | None = None) -> int:

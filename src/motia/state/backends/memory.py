@@ -34,6 +34,7 @@ from motia.state.backends._writes import (
     plan_update,
 )
 from motia.state.backends.base import StateBackend
+from motia.state.backends.memory_operate import MemoryOperations, Pending
 from motia.state.backends.memory_stats import MemoryStats
 from motia.state.backends.memory_streams import MemoryStreams
 from motia.state.backends.types import (
@@ -72,21 +73,7 @@ class _Scope:
         del self.sorted_keys[bisect.bisect_left(self.sorted_keys, key)]
 
 
-class _Pending:
-    """A delivery not yet settled."""
-
-    __slots__ = ("new", "attempts", "available_at", "owner", "lease_until", "created_at")
-
-    def __init__(self, new: NewDelivery, created_at: float) -> None:
-        self.new = new
-        self.attempts = 0
-        self.available_at = created_at + new.delay
-        self.owner: str | None = None
-        self.lease_until = 0.0
-        self.created_at = created_at
-
-
-class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
+class MemoryBackend(MemoryStats, MemoryStreams, MemoryOperations, StateBackend):
     """A private in-memory store; each instance (each ``memory://`` URL opened) is independent."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
@@ -98,9 +85,8 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
         self._events_enabled = False
         self._events: list[_Event] = []
         self._event_seq = 0
-        self._deliveries: dict[str, _Pending] = {}  # insertion order is delivery order
-        self._dead: list[DeadLetter] = []
-        self._dead_ids: Counter[str] = Counter()  # ids in _dead (add_dead_letters skips them)
+        self._deliveries: dict[str, Pending] = {}  # insertion order is delivery order
+        self._dead: dict[str, DeadLetter] = {}  # by id, in the order they were buried
         self._subscriptions: dict[Subscription, None] = {}  # every one registered, in order
         self._ticks: dict[tuple[str, int], float] = {}  # claimed (job, tick ms) -> when it may be forgotten
         self._tick_expiry: list[tuple[float, str, int]] = []  # a heap over the same claims, soonest first
@@ -122,7 +108,7 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
 
     def _add_deliveries(self, deliveries: Sequence[NewDelivery], now: float) -> None:
         for new in deliveries:
-            self._deliveries.setdefault(new.id, _Pending(new, now))
+            self._deliveries.setdefault(new.id, Pending(new, now))
 
     def _live(self, scope: str, key: str, now: float) -> Record | None:
         bucket = self._scopes.get(scope)
@@ -321,7 +307,7 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
             now = self._clock()
             for event in events:
                 for new in state_deliveries(list(self._subscriptions), *event):
-                    self._deliveries.setdefault(new.id, _Pending(new, now))
+                    self._deliveries.setdefault(new.id, Pending(new, now))
         if events:
             self._notify_listeners()
         return len(events)
@@ -333,7 +319,7 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
             added = 0
             for new in deliveries:
                 if new.id not in self._deliveries:
-                    self._deliveries[new.id] = _Pending(new, now)
+                    self._deliveries[new.id] = Pending(new, now)
                     added += 1
         if added:
             self._notify_listeners()
@@ -377,7 +363,7 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
             later = [due for due in times if due > now]
             return min(later) - now if later else None
 
-    def _held(self, delivery_id: str, owner: str) -> _Pending | None:
+    def _held(self, delivery_id: str, owner: str) -> Pending | None:
         pending = self._deliveries.get(delivery_id)
         if pending is None or pending.owner != owner:
             return None
@@ -419,6 +405,9 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
                 return False
             pending.owner, pending.lease_until = None, 0.0
             pending.available_at = self._clock() + delay
+            pending.last_error = error_text(error)
+            if pending.first_error is None:
+                pending.first_error = pending.last_error
             return True
 
     async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:
@@ -439,26 +428,14 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
             if pending is None:
                 return False
             del self._deliveries[delivery_id]
-            new = pending.new
-            self._bury(
-                DeadLetter(
-                    new.id,
-                    new.step,
-                    new.kind,
-                    new.payload,
-                    pending.attempts,
-                    error_text(error),
-                    pending.created_at,
-                    self._clock(),
-                )
-            )
+            self._bury(pending, error_text(error), self._clock())
         self._notify_listeners()
         return True
 
     async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
         with self._lock:
             self._check_open()
-            return [letter for letter in self._dead if step is None or letter.step == step][:limit]
+            return [letter for letter in self._dead.values() if step is None or letter.step == step][:limit]
 
     async def add_dead_letters(self, deliveries: Sequence[NewDelivery], *, error: str) -> int:
         text = error_text(error)
@@ -467,9 +444,9 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
             now = self._clock()
             added = 0
             for new in deliveries:
-                if new.id in self._dead_ids or new.id in self._deliveries:
+                if new.id in self._dead or new.id in self._deliveries:
                     continue
-                self._bury(DeadLetter(new.id, new.step, new.kind, new.payload, 0, text, now, now))
+                self._dead[new.id] = DeadLetter(new.id, new.step, new.kind, new.payload, 0, text, now, now, text)
                 added += 1
             return added
 
@@ -552,10 +529,9 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
                 changes, groups = self._prune_streams(now - stream_age)
             if dead_letter_age is not None:
                 cut = now - dead_letter_age
-                kept = [letter for letter in self._dead if letter.failed_at >= cut]
+                kept = {letter.id: letter for letter in self._dead.values() if letter.failed_at >= cut}
                 removed = len(self._dead) - len(kept)
                 self._dead = kept
-                self._dead_ids = Counter(letter.id for letter in kept)
             if step_age is not None:
                 cut = now - step_age
                 for step, seen_at in [(step, seen) for step, seen in self._steps_seen.items() if seen < cut]:
@@ -568,17 +544,29 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
                         del self._steps_seen[step]
                         forgotten += 1
             if dead_letter_limit is not None and len(self._dead) > dead_letter_limit:
-                self._dead.sort(key=lambda letter: (letter.failed_at, letter.id))  # the order dead_letters lists
-                removed += len(self._dead) - dead_letter_limit
-                del self._dead[: len(self._dead) - dead_letter_limit]
-                self._dead_ids = Counter(letter.id for letter in self._dead)
+                oldest = sorted(self._dead.values(), key=lambda letter: (letter.failed_at, letter.id))
+                for letter in oldest[: len(oldest) - dead_letter_limit]:  # the order dead_letters lists
+                    del self._dead[letter.id]
+                removed += len(oldest) - dead_letter_limit
         if orphaned:
             self._notify_listeners()
         return PruneResult(removed, forgotten, orphaned, changes, groups)
 
-    def _bury(self, letter: DeadLetter) -> None:
-        self._dead.append(letter)
-        self._dead_ids[letter.id] += 1
+    def _bury(self, pending: Pending, error: str, now: float) -> None:
+        """Make ``pending`` (already removed from the deliveries) a dead letter, replacing one of its id."""
+        new = pending.new
+        self._dead.pop(new.id, None)  # re-inserted last: the dict stays in burial order
+        self._dead[new.id] = DeadLetter(
+            new.id,
+            new.step,
+            new.kind,
+            new.payload,
+            pending.attempts,
+            error,
+            pending.created_at,
+            now,
+            pending.first_error or error,
+        )
 
     def _orphan(self, step: str, error: str, now: float) -> tuple[int, int]:
         """Move the waiting deliveries of ``step`` to the dead letters; return (moved, still leased)."""
@@ -590,10 +578,7 @@ class MemoryBackend(MemoryStats, MemoryStreams, StateBackend):
                 leased += 1
                 continue
             del self._deliveries[delivery_id]
-            new = pending.new
-            self._bury(
-                DeadLetter(new.id, new.step, new.kind, new.payload, pending.attempts, error, pending.created_at, now)
-            )
+            self._bury(pending, error, now)
             moved += 1
         return moved, leased
 

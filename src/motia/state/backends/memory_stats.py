@@ -19,7 +19,7 @@ class MemoryStats:
     _clock: Callable[[], float]
     _scopes: dict[str, Any]
     _deliveries: dict[str, Any]
-    _dead: list[Any]
+    _dead: dict[str, Any]
     _events: list[Any]
     _subscriptions: dict[Any, None]
     _stream_subscriptions: dict[Any, None]
@@ -41,7 +41,7 @@ class MemoryStats:
             expired = sum(not is_live(r.expires_at, now) for b in self._scopes.values() for r in b.records.values())
             groups, items, changes, stream_bytes = self._stream_stats()
             queued = sum(len(p.new.payload) for p in self._deliveries.values())
-            dead = sum(len(letter.payload) + len(letter.error) for letter in self._dead)
+            dead = sum(len(letter.payload) + len(letter.error) for letter in self._dead.values())
             keys = sum(s.bytes or 0 for s in scopes.values())
             size = {"keys": keys, "deliveries": queued, "dead_letters": dead, "streams": stream_bytes}
             return StoreStats(

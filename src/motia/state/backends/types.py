@@ -58,7 +58,11 @@ class Delivery(NamedTuple):
 
 
 class DeadLetter(NamedTuple):
-    """A delivery that failed every attempt, kept for inspection."""
+    """A delivery that failed every attempt, kept for inspection.
+
+    ``error`` is the last attempt's error (with its traceback), ``first_error`` the first attempt's: they
+    differ when a handler failed one way and then another. ``first_error`` is ``None`` where the store did
+    not record it (a letter written by an older pymotia)."""
 
     id: str
     step: str
@@ -68,6 +72,35 @@ class DeadLetter(NamedTuple):
     error: str
     created_at: float
     failed_at: float
+    first_error: str | None = None
+
+    @property
+    def cursor(self) -> str:
+        """Where a page of dead letters that ends with this one continues (``after=``): dead letters are
+        listed by failure time, then id, on every backend."""
+        return f"{self.failed_at!r}:{self.id}"
+
+
+class PendingDelivery(NamedTuple):
+    """A delivery not yet settled, as an operator lists it.
+
+    ``attempts`` counts the attempts begun; ``available_at`` is when it becomes (or became) claimable,
+    ``leased_until`` when its current lease ends (``None``: not leased, or the lease expired);
+    ``last_error``/``first_error`` are the errors of its failed attempts (``None``: none failed yet).
+    ``cursor`` is where a page that ends with it continues: an opaque string, valid for the same store.
+    """
+
+    id: str
+    step: str
+    kind: str
+    payload: bytes
+    attempts: int
+    created_at: float
+    available_at: float
+    leased_until: float | None
+    last_error: str | None
+    first_error: str | None
+    cursor: str
 
 
 class PruneResult(NamedTuple):

@@ -1,7 +1,8 @@
 """``PostgresBackend``: the store's methods, composed from the connection layer and one mixin per contract.
 
 The ``StateStore`` methods come from :class:`~motia.state.backends.postgres.keyvalue.PostgresKeyValue`, the
-``DeliveryStore`` methods from :class:`~motia.state.backends.postgres.delivery.PostgresDelivery` and the
+``DeliveryStore`` methods from :class:`~motia.state.backends.postgres.delivery.PostgresDelivery` (its operator
+methods from :class:`~motia.state.backends.postgres.operate.PostgresOperations`) and the
 ``StreamStore`` methods from :class:`~motia.state.backends.postgres.streams.PostgresStreams`; the wake-ups of
 other processes' commits (``LISTEN``) from :mod:`~motia.state.backends.postgres.notify`.
 """
@@ -15,6 +16,7 @@ from motia.state.backends._writes import check_age, check_limit
 from motia.state.backends.base import StateBackend
 from motia.state.backends.postgres.delivery import PostgresDelivery, _cap_dead_letters
 from motia.state.backends.postgres.keyvalue import PostgresKeyValue
+from motia.state.backends.postgres.operate import PostgresOperations
 from motia.state.backends.postgres.schema import migrate
 from motia.state.backends.postgres.settings import parse_url
 from motia.state.backends.postgres.stream_retention import _prune_streams
@@ -42,7 +44,7 @@ _TABLE_SIZES = (
 )
 
 
-class PostgresBackend(PostgresStreams, PostgresDelivery, PostgresKeyValue, StateBackend):
+class PostgresBackend(PostgresStreams, PostgresOperations, PostgresDelivery, PostgresKeyValue, StateBackend):
     """State in a PostgreSQL database (10 or newer), shared by every process that opens the same URL and schema.
 
     Opening connects once and creates or migrates the tables (:mod:`~motia.state.backends.postgres.schema`),

@@ -109,16 +109,16 @@ _NEXT_DUE = """
         FROM motia_deliveries WHERE step = ANY($1::text[])
     ) AS d WHERE due > $2"""
 
-_DEAD_LETTER_COLUMNS = "id, step, kind, payload, attempts, error, created_at, failed_at"
+_DEAD_LETTER_COLUMNS = "id, step, kind, payload, attempts, error, created_at, failed_at, first_error"
 #: Moves the deliveries a ``gone AS (DELETE ... RETURNING ...)`` removed to the dead letters (``$3``: the
 #: error, ``$4``: now), replacing a dead letter of the same id; answers one row per delivery moved.
 _TO_DEAD_LETTERS = f"""
     , moved AS (
         INSERT INTO motia_dead_letters ({_DEAD_LETTER_COLUMNS})
-        SELECT id, step, kind, payload, attempts, $3, created_at, $4 FROM gone
+        SELECT id, step, kind, payload, attempts, $3, created_at, $4, coalesce(first_error, $3) FROM gone
         ON CONFLICT (id) DO UPDATE SET step = excluded.step, kind = excluded.kind, payload = excluded.payload,
             attempts = excluded.attempts, error = excluded.error, created_at = excluded.created_at,
-            failed_at = excluded.failed_at
+            failed_at = excluded.failed_at, first_error = excluded.first_error
     )
     SELECT order_key FROM gone"""
 
@@ -140,8 +140,10 @@ def _text(value: Any) -> str:
 
 
 def _dead_letter_of(row: Sequence[Any]) -> DeadLetter:
-    delivery_id, step, kind, payload, attempts, error, created_at, failed_at = row
-    return DeadLetter(delivery_id, step, kind, bytes(payload), attempts, bytes(error).decode(), created_at, failed_at)
+    delivery_id, step, kind, payload, attempts, error, created_at, failed_at, first_error = row
+    first = None if first_error is None else bytes(first_error).decode()
+    error_str = bytes(error).decode()
+    return DeadLetter(delivery_id, step, kind, bytes(payload), attempts, error_str, created_at, failed_at, first)
 
 
 async def insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery]) -> int:
@@ -231,7 +233,7 @@ async def _enqueue(tx: Tx, deliveries: Sequence[NewDelivery], schema: str) -> in
 async def _add_dead_letters(tx: Tx, deliveries: Sequence[NewDelivery], error: bytes) -> int:
     status = await tx.conn.execute(
         f"INSERT INTO motia_dead_letters ({_DEAD_LETTER_COLUMNS})"
-        " SELECT d.id, d.step, d.kind, d.payload, 0, $5, $6, $6"
+        " SELECT d.id, d.step, d.kind, d.payload, 0, $5, $6, $6, $5"
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS d (id, step, kind, payload)"
         " WHERE NOT EXISTS (SELECT 1 FROM motia_deliveries e WHERE e.id = d.id)"
         " ON CONFLICT (id) DO NOTHING",
@@ -271,12 +273,14 @@ async def _complete(tx: Tx, ids: list[str], owner: str) -> builtins.set[str]:
     return {delivery_id for delivery_id, _ in rows}
 
 
-async def _retry(tx: Tx, delivery_id: str, owner: str, delay: float) -> bool:
+async def _retry(tx: Tx, delivery_id: str, owner: str, delay: float, error: bytes) -> bool:
     status = await tx.conn.execute(
-        "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = $1 WHERE id = $2 AND owner = $3",
+        "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = $1, last_error = $4,"
+        " first_error = coalesce(first_error, $4) WHERE id = $2 AND owner = $3",
         tx.now + delay,
         delivery_id,
         owner,
+        error,
     )
     # Idle workers elsewhere wait for their next due time, which this one may now come before.
     tx.notify = _count(status) == 1
@@ -298,7 +302,7 @@ async def _postpone(tx: Tx, delivery_id: str, owner: str, delay: float) -> bool:
 async def _dead_letter(tx: Tx, delivery_id: str, owner: str, error: bytes) -> bool:
     rows = await tx.conn.fetch(
         "WITH gone AS (DELETE FROM motia_deliveries WHERE id = $1 AND owner = $2"
-        f" RETURNING id, step, kind, payload, attempts, created_at, order_key){_TO_DEAD_LETTERS}",
+        f" RETURNING id, step, kind, payload, attempts, created_at, order_key, first_error){_TO_DEAD_LETTERS}",
         delivery_id,
         owner,
         error,
@@ -381,7 +385,7 @@ async def _prune(tx: Tx, dead_letter_age: float | None, step_age: float | None) 
         # Waiting deliveries (an expired lease counts as waiting) become dead letters; leased ones stay.
         moved = await conn.fetch(
             "WITH gone AS (DELETE FROM motia_deliveries WHERE step = $1 AND (owner IS NULL OR lease_until <= $2)"
-            f" RETURNING id, step, kind, payload, attempts, created_at, order_key){_TO_DEAD_LETTERS}",
+            f" RETURNING id, step, kind, payload, attempts, created_at, order_key, first_error){_TO_DEAD_LETTERS}",
             step,
             tx.now,
             _error_bytes(orphaned_error(step, seen_at)),
@@ -513,7 +517,9 @@ class PostgresDelivery(DeliveryStore):
         return done
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
-        done: bool = await self._transact(_retry, delivery_id, owner, delay, what="retry a delivery", events=False)
+        done: bool = await self._transact(
+            _retry, delivery_id, owner, delay, _error_bytes(error), what="retry a delivery", events=False
+        )
         return done
 
     async def postpone(self, delivery_id: str, *, owner: str, delay: float) -> bool:

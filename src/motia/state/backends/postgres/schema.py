@@ -49,6 +49,9 @@ event (``NULL`` without tracing), carried to its deliveries (issue 17).
 Version 6, keyed concurrency: ``motia_deliveries.order_slots``, how many deliveries of the row's
 ``(step, order_key)`` may be leased at once (1 for every row written before).
 
+Version 7, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
+attempt failed) of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``.
+
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
 one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
 for one another), every migration past the stored version runs and the version is recorded. A store of a
@@ -279,6 +282,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # Keyed concurrency: how many deliveries of an order key may be leased at once.
     6: ("ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS order_slots integer NOT NULL DEFAULT 1",),
+    # Dead letters you can operate (issue 18): the errors of a delivery's failed attempts, the first kept
+    # by its dead letter (self-contained: the lead may renumber it when merging other migrations).
+    7: (
+        "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS first_error bytea",
+        "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS last_error bytea",
+        "ALTER TABLE motia_dead_letters ADD COLUMN IF NOT EXISTS first_error bytea",
+    ),
 }
 
 #: The version this pymotia writes: the newest migration.

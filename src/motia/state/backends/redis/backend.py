@@ -47,6 +47,7 @@ from motia.state.backends._writes import (
 from motia.state.backends.base import StateBackend
 from motia.state.backends.redis.client import RedisClient, _import_redis
 from motia.state.backends.redis.keys import due_key, meta_key, steps_key, tick_key, values_key
+from motia.state.backends.redis.operate import RedisOperations, dead_letter_of
 from motia.state.backends.redis.stats import RedisStats
 from motia.state.backends.redis.streams import RedisStreams
 from motia.state.backends.types import (
@@ -127,7 +128,7 @@ def _time(seconds: float) -> str:
     return repr(float(seconds))
 
 
-class RedisBackend(RedisStats, RedisStreams, StateBackend):
+class RedisBackend(RedisStats, RedisStreams, RedisOperations, StateBackend):
     """State in a Redis server, 7.0 or newer (the store is a Redis function library)."""
 
     def __init__(
@@ -479,22 +480,9 @@ class RedisBackend(RedisStats, RedisStreams, StateBackend):
         return await self._settle(delivery_id, owner, "dead", 0.0, error)
 
     async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
-        letters = []
-        for raw in await self._call("motia1_dead", step or "", limit):
-            delivery_id, step_name, kind, payload, attempts, error, created_at, failed_at = orjson.loads(raw)
-            letters.append(
-                DeadLetter(
-                    delivery_id,
-                    step_name,
-                    kind,
-                    payload.encode(),
-                    int(attempts),
-                    error,
-                    float(created_at),
-                    float(failed_at),
-                )
-            )
-        return letters
+        if limit <= 0:
+            return []
+        return [dead_letter_of(raw) for raw in await self._call("motia1_dead", step or "", "", "", "", limit)]
 
     async def add_dead_letters(self, deliveries: Sequence[NewDelivery], *, error: str) -> int:
         if not deliveries:

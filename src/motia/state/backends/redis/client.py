@@ -171,11 +171,11 @@ async def _close_watch(channel: _Channel) -> None:
 
 
 def _library() -> str:
-    """The function library: ``functions.lua`` with ``streams.lua`` appended. One library, loaded (and
-    reloaded after a ``FUNCTION FLUSH``) in one ``FUNCTION LOAD``, so the stream functions share the
-    delivery helpers and can never be missing while the rest is loaded."""
+    """The function library: ``functions.lua`` with ``streams.lua`` and ``operate.lua`` appended. One library,
+    loaded (and reloaded after a ``FUNCTION FLUSH``) in one ``FUNCTION LOAD``, so the stream and operator
+    functions share the delivery helpers and can never be missing while the rest is loaded."""
     package = resources.files("motia.state.backends.redis")
-    return package.joinpath("functions.lua").read_text() + "\n" + package.joinpath("streams.lua").read_text()
+    return "\n".join(package.joinpath(name).read_text() for name in ("functions.lua", "streams.lua", "operate.lua"))
 
 
 def _loaded(channel: _Channel, loading: asyncio.Future[Any]) -> None:

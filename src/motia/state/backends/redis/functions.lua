@@ -323,6 +323,27 @@ local function restore(P, args)
 end
 
 -- Deliveries ---------------------------------------------------------------------------------------
+-- Dead letters: "{P}:dl" hash id -> JSON [id, step, kind, payload, attempts, error, created, failed,
+-- first error], "{P}:dlz" zset of ids scored by failure time (ties in id order: the order every backend
+-- pages them in). Stores written before issue 18 kept them in the list "{P}:dead" (and "{P}:deadids"):
+-- every function that touches dead letters moves those over first, once.
+local function dead_migrate(P)
+  if redis.call('EXISTS', P .. ':dead') == 0 then return end
+  for _, raw in ipairs(redis.call('LRANGE', P .. ':dead', 0, -1)) do
+    local letter = cjson.decode(raw)
+    redis.call('HSET', P .. ':dl', letter[1], raw)
+    redis.call('ZADD', P .. ':dlz', tonumber(letter[8]), letter[1])
+  end
+  redis.call('DEL', P .. ':dead', P .. ':deadids')
+end
+
+-- Keep a dead letter (replacing one of its id); failed is the client's "now" string, kept exact.
+local function dead_put(P, id, step, kind, payload, attempts, error, created, failed, first_error)
+  redis.call('HSET', P .. ':dl', id, cjson.encode({id, step, kind, payload, attempts, error, created, failed,
+    first_error}))
+  redis.call('ZADD', P .. ':dlz', tonumber(failed), id)
+end
+
 -- "{P}:d:<id>" hash per delivery; "{P}:due:<step>" zset of claimable members scored by the time they
 -- become claimable (available, or lease end); deliveries sharing an order key form a chain: only the
 -- head ("{P}:head:<step>\n<order key>") is in the due set, the rest wait in "{P}:chain:<step>\n<key>".
@@ -516,6 +537,10 @@ local function settle(keys, args)
   if not fields then return 0 end
   if outcome == 'retry' or outcome == 'postpone' then
     redis.call('HDEL', P .. ':d:' .. id, 'owner')
+    if outcome == 'retry' then
+      redis.call('HSET', P .. ':d:' .. id, 'lerr', args[5])
+      redis.call('HSETNX', P .. ':d:' .. id, 'ferr', args[5])
+    end
     if outcome == 'postpone' and tonumber(fields.attempts) > 0 then
       redis.call('HINCRBY', P .. ':d:' .. id, 'attempts', -1)
     end
@@ -524,9 +549,9 @@ local function settle(keys, args)
   end
   remove_delivery(P, now, id, fields)
   if outcome == 'dead' then
-    redis.call('RPUSH', P .. ':dead', cjson.encode({id, fields.step, fields.kind, fields.payload,
-      tonumber(fields.attempts), args[5], fields.created, now}))
-    redis.call('SADD', P .. ':deadids', id)
+    dead_migrate(P)
+    dead_put(P, id, fields.step, fields.kind, fields.payload, tonumber(fields.attempts), args[5], fields.created,
+      now, fields.ferr or args[5])
   end
   return 1
 end
@@ -547,26 +572,42 @@ local function complete_many(keys, args)
   return done
 end
 
--- DEAD: args step ('' = all), limit -> dead letters as JSON arrays, oldest first. Reads the list a chunk
--- at a time from the oldest and stops once the page is full: a page costs about the page (plus, for one
--- step, the letters of other steps before it), not the whole list.
+-- DEAD: args step ('' = any), kind ('' = any), after failure time ('' = from the oldest), after id, limit
+--   -> dead letters as JSON arrays, by failure time then id. Reads the index a chunk at a time (by rank)
+--   from the cursor and stops once the page is full: a page costs about the page (plus, filtered, the letters of
+--   other steps or kinds passed over), not every letter.
 local function dead(keys, args)
   local P = prefix_of(keys)
-  local step, limit = args[1], tonumber(args[2])
-  if limit <= 0 then return {} end
-  if step == '' then return redis.call('LRANGE', P .. ':dead', 0, limit - 1) end
+  dead_migrate(P)
+  local step, kind, after, after_id, limit = args[1], args[2], args[3], args[4], tonumber(args[5])
+  local index = P .. ':dlz'
   local out = {}
   local chunk = math.max(limit, 100)
+  -- Start by rank (O(log n)): after the cursor's letter while it is there, else after every letter that
+  -- failed earlier (and the ties not past the cursor are skipped below).
   local start = 0
+  if after ~= '' then
+    local score = redis.call('ZSCORE', index, after_id)
+    if score and tonumber(score) == tonumber(after) then
+      start = redis.call('ZRANK', index, after_id) + 1
+    else
+      start = redis.call('ZCOUNT', index, '-inf', '(' .. after)
+    end
+  end
   while true do
-    local raws = redis.call('LRANGE', P .. ':dead', start, start + chunk - 1)
-    for _, raw in ipairs(raws) do
-      if cjson.decode(raw)[2] == step then
-        out[#out + 1] = raw
-        if #out >= limit then return out end
+    local ids = redis.call('ZRANGE', index, start, start + chunk - 1, 'WITHSCORES')
+    for i = 1, #ids, 2 do
+      local id = ids[i]
+      if after == '' or tonumber(ids[i + 1]) > tonumber(after) or id > after_id then
+        local raw = redis.call('HGET', P .. ':dl', id)
+        local letter = cjson.decode(raw)
+        if (step == '' or letter[2] == step) and (kind == '' or letter[3] == kind) then
+          out[#out + 1] = raw
+          if #out >= limit then return out end
+        end
       end
     end
-    if #raws < chunk then return out end
+    if #ids < 2 * chunk then return out end
     start = start + chunk
   end
 end
@@ -575,12 +616,13 @@ end
 -- at once (messages no step subscribes to); an id pending or already among the dead letters is skipped.
 local function add_dead(keys, args)
   local P = prefix_of(keys)
+  dead_migrate(P)
   local now, error = args[1], args[2]
   local added = 0
   for i = 3, #args, 4 do
     local id = args[i]
-    if redis.call('EXISTS', P .. ':d:' .. id) == 0 and redis.call('SADD', P .. ':deadids', id) == 1 then
-      redis.call('RPUSH', P .. ':dead', cjson.encode({id, args[i + 1], args[i + 2], args[i + 3], 0, error, now, now}))
+    if redis.call('EXISTS', P .. ':d:' .. id) == 0 and redis.call('HEXISTS', P .. ':dl', id) == 0 then
+      dead_put(P, id, args[i + 1], args[i + 2], args[i + 3], 0, error, now, now, error)
       added = added + 1
     end
   end
@@ -619,7 +661,7 @@ redis.register_function('motia1_claim', claim)
 redis.register_function('motia1_extend', extend)
 redis.register_function('motia1_settle', settle)
 redis.register_function('motia1_complete_many', complete_many)
-redis.register_function{function_name = 'motia1_dead', callback = dead, flags = {'no-writes'}}
+redis.register_function('motia1_dead', dead)  -- not read-only: it may move a pre-issue-18 list over
 redis.register_function{function_name = 'motia1_pending', callback = pending, flags = {'no-writes'}}
 redis.register_function('motia1_add_dead', add_dead)
 redis.register_function{function_name = 'motia1_pending_all', callback = pending_all, flags = {'no-writes'}}
@@ -661,9 +703,8 @@ end
 
 -- Move one delivery to the dead letters (as settle does) with its hash; its index entries are the caller's.
 local function bury(P, id, fields, error, now)
-  redis.call('RPUSH', P .. ':dead', cjson.encode({id, fields.step, fields.kind, fields.payload,
-    tonumber(fields.attempts), error, fields.created, now}))
-  redis.call('SADD', P .. ':deadids', id)
+  dead_put(P, id, fields.step, fields.kind, fields.payload, tonumber(fields.attempts), error, fields.created, now,
+    fields.ferr or error)
   redis.call('DEL', P .. ':d:' .. id)
 end
 
@@ -718,22 +759,17 @@ end
 
 -- PRUNE: args token, ms, now, dead-letter cut ('' = skip), step cut ('' = skip), then n x (step, error)
 --   for the steps the client found stale (each checked again here) -> {dead letters, steps, orphaned}.
--- Dead letters are appended in failure order, so the old ones are at the head: popping them costs what
--- is removed (one that a client with a slow clock appended late waits for the newer one before it).
+-- Dead letters are indexed by failure time: removing the old ones costs what is removed.
 local function prune(P, args)
   local now = args[3]
   local removed, forgotten, orphaned = 0, 0, 0
+  dead_migrate(P)
   if args[4] ~= '' then
-    local cut = tonumber(args[4])
-    while true do
-      local raw = redis.call('LINDEX', P .. ':dead', 0)
-      if not raw then break end
-      local letter = cjson.decode(raw)
-      if tonumber(letter[8]) >= cut then break end
-      redis.call('LPOP', P .. ':dead')
-      redis.call('SREM', P .. ':deadids', letter[1])
-      removed = removed + 1
+    local old = redis.call('ZRANGE', P .. ':dlz', '-inf', '(' .. args[4], 'BYSCORE')
+    for start = 1, #old, 1000 do
+      redis.call('HDEL', P .. ':dl', unpack(old, start, math.min(start + 999, #old)))
     end
+    removed = redis.call('ZREMRANGEBYSCORE', P .. ':dlz', '-inf', '(' .. args[4])
   end
   if args[5] ~= '' then
     local cut = tonumber(args[5])
@@ -762,15 +798,16 @@ redis.register_function('motia1_release_lease', once(release_lease))
 redis.register_function('motia1_prune', once(prune))
 
 -- CAP_DEAD: args limit, batch -> how many dead letters were deleted (at most batch): the oldest beyond the
--- newest `limit`. The list is in failure order (appended as they fail), so they are at its head. Safe to repeat.
+-- newest `limit`, by failure time then id (the order every backend lists them in). Safe to repeat.
 local function cap_dead(keys, args)
   local P = prefix_of(keys)
-  local excess = math.min(redis.call('LLEN', P .. ':dead') - tonumber(args[1]), tonumber(args[2]))
-  for _ = 1, excess do
-    local raw = redis.call('LPOP', P .. ':dead')
-    redis.call('SREM', P .. ':deadids', cjson.decode(raw)[1])
-  end
-  return math.max(excess, 0)
+  dead_migrate(P)
+  local excess = math.min(redis.call('ZCARD', P .. ':dlz') - tonumber(args[1]), tonumber(args[2]))
+  if excess <= 0 then return 0 end
+  local oldest = redis.call('ZRANGE', P .. ':dlz', 0, excess - 1)
+  redis.call('HDEL', P .. ':dl', unpack(oldest))
+  redis.call('ZREM', P .. ':dlz', unpack(oldest))
+  return #oldest
 end
 
 redis.register_function('motia1_cap_dead', cap_dead)
@@ -823,10 +860,12 @@ local function stats(keys, args)
     changes = changes + redis.call('XLEN', P .. ':s:h:' .. g)
     stream_bytes = stream_bytes + usage(P .. ':s:i:' .. g) + usage(P .. ':s:h:' .. g)
   end
-  local counts = {expired, redis.call('XLEN', P .. ':events'), pending, redis.call('LLEN', P .. ':dead'),
+  local dead = redis.call('ZCARD', P .. ':dlz') + redis.call('LLEN', P .. ':dead')  -- the list: before issue 18
+  local counts = {expired, redis.call('XLEN', P .. ':events'), pending, dead,
     subscriptions, redis.call('ZCARD', P .. ':steps'), #groups, items, changes}
   sizes = {'keys', scope_bytes + usage(P .. ':scopes') + usage(P .. ':xs'), 'outbox', usage(P .. ':events'),
-    'deliveries', due_bytes, 'dead_letters', usage(P .. ':dead') + usage(P .. ':deadids'),
+    'deliveries', due_bytes, 'dead_letters',
+    usage(P .. ':dl') + usage(P .. ':dlz') + usage(P .. ':dead') + usage(P .. ':deadids'),
     'subscriptions', trigger_bytes + usage(P .. ':steps'), 'streams', stream_bytes, 'meta', usage(P .. ':meta')}
   return {scopes, counts, sizes}
 end

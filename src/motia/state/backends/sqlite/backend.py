@@ -50,6 +50,7 @@ from motia.state.backends.sqlite.keyvalue import (
     _write_set,
     _write_update,
 )
+from motia.state.backends.sqlite.operate import DEAD_LETTER_COLUMNS, SQLiteOperations, dead_letter_of
 from motia.state.backends.sqlite.streams import SQLiteStreams, _write_prune_streams
 from motia.state.backends.sqlite.writer import SQLiteWriter, _LoopWriter
 from motia.state.backends.types import (
@@ -104,7 +105,7 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-class SQLiteBackend(SQLiteStreams, SQLiteWriter):
+class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
     """State in one SQLite file, shared safely by every thread and process that opens it."""
 
     def __init__(
@@ -302,13 +303,13 @@ class SQLiteBackend(SQLiteStreams, SQLiteWriter):
         return result._replace(stream_changes=changes, stream_groups=groups)
 
     async def dead_letters(self, step: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
-        sql = "SELECT id, step, kind, payload, attempts, error, created_at, failed_at FROM motia_dead_letters"
+        sql = f"SELECT {DEAD_LETTER_COLUMNS} FROM motia_dead_letters"
         parameters: tuple[Any, ...] = (limit,)
         if step is not None:
             sql += " WHERE step = ?"
             parameters = (step, limit)
         rows = await self._read(sql + " ORDER BY failed_at, id LIMIT ?", parameters, inline=False)
-        return [DeadLetter(*row) for row in rows]
+        return [dead_letter_of(row) for row in rows]
 
     async def pending(self, step: str | None = None) -> int:
         if step is None:

@@ -103,9 +103,10 @@ def _write_enqueue(tx: _Transaction, deliveries: Sequence[NewDelivery]) -> int:
 def _write_add_dead_letters(tx: _Transaction, deliveries: Sequence[NewDelivery], error: str) -> int:
     before = tx.connection.total_changes
     tx.connection.executemany(
-        "INSERT OR IGNORE INTO motia_dead_letters (id, step, kind, payload, attempts, error, created_at, failed_at)"
-        " SELECT ?, ?, ?, ?, 0, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM motia_deliveries WHERE id = ?)",
-        [(new.id, new.step, new.kind, new.payload, error, tx.now, tx.now, new.id) for new in deliveries],
+        "INSERT OR IGNORE INTO motia_dead_letters"
+        " (id, step, kind, payload, attempts, error, created_at, failed_at, first_error)"
+        " SELECT ?, ?, ?, ?, 0, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM motia_deliveries WHERE id = ?)",
+        [(new.id, new.step, new.kind, new.payload, error, tx.now, tx.now, error, new.id) for new in deliveries],
     )
     return tx.connection.total_changes - before
 
@@ -137,25 +138,31 @@ def _write_extend(tx: _Transaction, ids: Sequence[str], owner: str, lease: float
 def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, delay: float, error: str) -> bool:
     """Complete, retry, postpone or dead-letter a delivery, if ``owner`` still holds it."""
     row = tx.connection.execute(
-        "SELECT step, kind, payload, attempts, created_at FROM motia_deliveries WHERE id = ? AND owner = ?",
+        "SELECT step, kind, payload, attempts, created_at, first_error FROM motia_deliveries"
+        " WHERE id = ? AND owner = ?",
         (delivery_id, owner),
     ).fetchone()
     if row is None:
         return False
     if outcome in ("retry", "postpone"):
-        # A postponed delivery's claim is not an attempt: its count goes back to what it was.
+        # A postponed delivery's claim is not an attempt: its count goes back to what it was. A retried
+        # one keeps its error as the last, and as the first when it had none.
         uncount = ", attempts = MAX(attempts - 1, 0)" if outcome == "postpone" else ""
+        text = error_text(error) if outcome == "retry" else None
+        errors = ", last_error = ?, first_error = coalesce(first_error, ?)" if text is not None else ""
         tx.connection.execute(
-            f"UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ?{uncount} WHERE id = ?",
-            (tx.now + delay, delivery_id),
+            "UPDATE motia_deliveries SET owner = NULL, lease_until = 0, available_at = ?"
+            f"{uncount}{errors} WHERE id = ?",
+            (tx.now + delay, *((text, text) if text is not None else ()), delivery_id),
         )
         return True
     tx.connection.execute("DELETE FROM motia_deliveries WHERE id = ?", (delivery_id,))
     if outcome == "dead":
+        text = error_text(error)
         tx.connection.execute(
-            "INSERT OR REPLACE INTO motia_dead_letters"
-            " (id, step, kind, payload, attempts, error, created_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (delivery_id, *row[:4], error_text(error), row[4], tx.now),
+            "INSERT OR REPLACE INTO motia_dead_letters (id, step, kind, payload, attempts, error, created_at,"
+            " failed_at, first_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (delivery_id, *row[:4], text, row[4], tx.now, row[5] or text),
         )
     tx.notify = True  # a later delivery of the same key may be ready now
     return True
@@ -227,9 +234,10 @@ def _write_prune(tx: _Transaction, dead_letter_age: float | None, step_age: floa
     for step, seen_at in stale:
         orphaned += tx.connection.execute(
             "INSERT OR REPLACE INTO motia_dead_letters"
-            " (id, step, kind, payload, attempts, error, created_at, failed_at)"
-            f" SELECT id, step, kind, payload, attempts, ?, created_at, ? FROM motia_deliveries WHERE {waiting}",
-            (orphaned_error(step, seen_at), tx.now, step, tx.now),
+            " (id, step, kind, payload, attempts, error, created_at, failed_at, first_error)"
+            " SELECT id, step, kind, payload, attempts, ?1, created_at, ?2, coalesce(first_error, ?1)"
+            " FROM motia_deliveries WHERE step = ?3 AND (owner IS NULL OR lease_until <= ?2)",
+            (orphaned_error(step, seen_at), tx.now, step),
         ).rowcount
         tx.connection.execute(f"DELETE FROM motia_deliveries WHERE {waiting}", (step, tx.now))
         tx.connection.execute("DELETE FROM motia_subscriptions WHERE step = ?", (step,))

@@ -41,13 +41,20 @@ logger = logging.getLogger("motia.state")
 #: ``motia_deliveries`` without ``AUTOINCREMENT`` (see :func:`_drop_autoincrement`). 6: the
 #: ``trace`` column of ``motia_state_events`` (the writer's ``traceparent``, carried to the deliveries). 7:
 #: ``motia_deliveries.order_slots`` (keyed concurrency: an older pymotia would lease one delivery of such a
-#: key at a time, and ignore the limit of the others).
-SCHEMA_VERSION = 7
+#: key at a time, and ignore the limit of the others). 8 (dead letters you can operate, issue 18;
+#: self-contained: renumber freely): the errors of a delivery's failed attempts (``first_error`` and
+#: ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``).
+SCHEMA_VERSION = 8
 
 #: Columns added to existing tables after their creation, by version: ``(table, column, definition)``.
 #: ``CREATE TABLE IF NOT EXISTS`` creates them in a new file; :func:`create_schema` adds each missing one
 #: to an older file (``ALTER TABLE ... ADD COLUMN`` has no ``IF NOT EXISTS``).
-_ADDED_COLUMNS = (("motia_deliveries", "order_slots", "INTEGER NOT NULL DEFAULT 1"),)
+_ADDED_COLUMNS = (
+    ("motia_deliveries", "order_slots", "INTEGER NOT NULL DEFAULT 1"),
+    ("motia_deliveries", "first_error", "TEXT"),
+    ("motia_deliveries", "last_error", "TEXT"),
+    ("motia_dead_letters", "first_error", "TEXT"),
+)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS motia_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
