@@ -12,8 +12,9 @@ import pytest
 import motia
 from motia import ConfigError, StateManager, queue, state, step
 from motia.runtime.app import MotiaApp
-from motia.runtime.delivery import RETENTION_LEASE, DeliveryOptions
+from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.project_config import retention_config
+from motia.runtime.retention import RETENTION_LEASE
 from motia.state.backends.sqlite import SQLiteBackend
 from tests.polling import eventually
 

@@ -54,6 +54,7 @@ from motia.runtime.context import new_trace_id
 from motia.runtime.dead_letter_notice import announce_dead_letter
 from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.flow_control import RateLimiter
+from motia.runtime.retention import RETENTION_LEASE, log_pruned
 from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
     IDLE_WAIT,
@@ -67,7 +68,7 @@ from motia.runtime.stream_triggers import route_stream, stream_subscriptions
 from motia.runtime.tasks import cancel_and_wait
 from motia.runtime.types import StateTriggerInput, TriggerInfo
 from motia.state import values as _values
-from motia.state.backends.types import Delivery, PruneResult
+from motia.state.backends.types import Delivery
 from motia.steps.retry import RetryPolicy
 from motia.steps.triggers import QueueTrigger, StateTrigger, StreamTrigger, Trigger
 
@@ -83,7 +84,6 @@ MAX_ERROR_CHARS = 8000
 #: After a store error, the worker and the dispatcher wait this long at most before trying again.
 MAX_ERROR_DELAY = 5.0
 #: The named lease whose holder applies retention for every instance on the store.
-RETENTION_LEASE = "motia:retention"
 #: The trigger kinds whose runs are deliveries (claimed, retried with the trigger's policy, dead-lettered).
 _RETRIED = (QueueTrigger, StateTrigger, StreamTrigger)
 
@@ -407,44 +407,20 @@ class DeliveryWorker:
                     await self.backend.add_stream_subscriptions(self.stream_subscriptions)
                 if await self.backend.acquire_lease(RETENTION_LEASE, self.owner, ttl=1.5 * options.retention_interval):
                     self._holds_retention = True
-                    self._log_pruned(
+                    log_pruned(
                         await self.backend.prune(
                             dead_letter_age=options.dead_letter_retention or None,
                             step_age=options.step_retention or None,
                             stream_age=options.stream_retention or None,
                             dead_letter_limit=options.dead_letter_limit or None,
-                        )
+                        ),
+                        options,
                     )
             except Exception:
                 logger.warning(
                     "retention: the state store failed; trying again in %g s", options.retention_interval, exc_info=True
                 )
             await asyncio.sleep(options.retention_interval)
-
-    def _log_pruned(self, result: PruneResult) -> None:
-        options = self.options
-        if result.dead_letters:
-            logger.info(
-                "retention: deleted %d dead letter(s) older than %g s or beyond the newest %s",
-                result.dead_letters,
-                options.dead_letter_retention,
-                options.dead_letter_limit or "(no limit)",
-            )
-        if result.steps or result.orphaned:
-            logger.warning(
-                "retention: forgot %d step(s) no running app has served for %g s; %d of their waiting "
-                "deliveries moved to the dead letters",
-                result.steps,
-                options.step_retention,
-                result.orphaned,
-            )
-        if result.stream_changes or result.stream_groups:
-            logger.info(
-                "retention: removed %d stream change(s) older than %g s and forgot %d empty stream group(s)",
-                result.stream_changes,
-                options.stream_retention,
-                result.stream_groups,
-            )
 
     # -- handling ----------------------------------------------------------------------------------
 
