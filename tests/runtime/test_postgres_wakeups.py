@@ -162,7 +162,9 @@ async def test_an_idle_app_does_not_poll_the_store(url: str) -> None:
 
             setattr(backend, name, counted)
         await asyncio.sleep(1.5)  # a measurement window, not a synchronisation: nothing should happen in it
-        # Then it made (almost) no call; polling every 0.1 s would have made about 30
-        assert len(calls) <= 2, calls
+        # Then it made (almost) no call: polling every 0.1 s would have made 30 or more (the dispatcher and
+        # the worker each look every 0.1 s). The NOTIFY of the app's own commit above may still arrive in the
+        # window and wake both loops once: one round of looking (dispatch, claim, next due) is a handful.
+        assert len(calls) <= 8, calls
     finally:
         await app.shutdown()
