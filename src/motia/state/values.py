@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 
 import orjson
 
@@ -150,8 +149,11 @@ def encode_value(value: object, max_bytes: int) -> bytes:
     return encode(to_json(value), max_bytes)
 
 
-#: 20+ digits in a row may be an int beyond 64 bits, which orjson would read as a float.
-_LONG_DIGITS = re.compile(rb"\d{20,}")
+#: 20+ digits in a row may be an int beyond 64 bits, which orjson would read as a float. Found by mapping
+#: every digit to ``0`` and every other byte to a space, then searching for 20 zeros: a C-speed pass several
+#: times faster than the regex ``\d{20,}`` (which cost more than orjson's decode itself; issue 15).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_RUN = b"0" * 20
 
 
 def _not_json(constant: str) -> JSON:
@@ -168,7 +170,7 @@ def decode(data: bytes) -> JSON:
     refused as orjson refuses them, and nesting too deep for its recursion is a ``ValueError`` like
     orjson's depth limit, never a ``RecursionError``.
     """
-    if _LONG_DIGITS.search(data):
+    if _LONG_RUN in data.translate(_DIGITS_ONLY):
         try:
             return json.loads(data, parse_constant=_not_json)
         except RecursionError:
