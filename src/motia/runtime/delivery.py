@@ -5,7 +5,8 @@ Each app process leases ready deliveries of its own steps (``backend.claim``), r
 bounded concurrency (a queue step's ``concurrency`` bounds its own share, and its ``visibility_timeout``
 is its lease: :mod:`motia.runtime.claim_plan`), renews the leases of handlers that run long, and settles
 each delivery only after its handler returned: ``complete`` on success (the handlers that return together
-are completed in one ``complete_many``, and a returned handler's slot is free at once), ``retry`` with the
+are completed in one ``complete_many``, :mod:`motia.runtime.completions`, and a returned handler's slot is
+free at once), ``retry`` with the
 trigger's backoff on an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process
 that dies holding leases simply lets them expire; another process (or the restarted one) claims the
 deliveries again.
@@ -50,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from motia.exceptions import Undeliverable
 from motia.runtime import observe
 from motia.runtime.claim_plan import ClaimPlan
+from motia.runtime.completions import Completions
 from motia.runtime.context import new_trace_id
 from motia.runtime.dead_letter_notice import announce_dead_letter
 from motia.runtime.delivery_options import DeliveryOptions
@@ -132,11 +134,10 @@ class DeliveryWorker:
         self._loop_thread = 0
         self._published: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._errors = 0
-        #: Handlers that returned, waiting for their deliveries to be completed together (one store call).
-        self._completions: list[tuple[str, asyncio.Future[bool]]] = []
-        self._completer: asyncio.Task[None] | None = None
-        #: Deliveries whose handler returned and that wait for their completion: their slots are free.
-        self._settling = 0
+        #: Handlers that returned, their deliveries waiting to be completed together (one store call).
+        self.completions = Completions(self.backend, self.owner)
+        #: The state triggers of each step, in declaration order (found once, not per delivery).
+        self._state_triggers = {name: state_triggers(step) for name, step in self.steps.items()}
         #: Asked after each handler returned, before its delivery is completed: ``True`` leaves the delivery
         #: leased and unsettled, as if the process died between the handler's commits and the delivery's
         #: completion (kill -9); it is claimed again once its lease expires. For crash-injection tests
@@ -214,8 +215,7 @@ class DeliveryWorker:
             for delivery_id in interrupted:
                 logger.warning("delivery %s interrupted by shutdown: released for another attempt", delivery_id)
                 await self._settle("retry", delivery_id, delay=0.0, error="interrupted: the app shut down")
-        if self._completer is not None:
-            await asyncio.gather(self._completer, return_exceptions=True)  # it answers every waiter, then ends
+        await self.completions.wait()
         await cancel_and_wait(self._lease_task, "delivery: lease renewal")
         self._lease_task = None
 
@@ -248,7 +248,7 @@ class DeliveryWorker:
         while True:
             await self.dispatcher.dispatch_all()
             left = sum([await self.backend.pending(name) for name in self._step_names])
-            if not left and not self._running:
+            if not left and not self._running and self.completions.idle:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{left} deliveries still pending after {timeout} s ({len(self._running)} running)")
@@ -285,6 +285,7 @@ class DeliveryWorker:
                 if self._running:
                     await asyncio.wait(set(self._running.values()))
                 elif not claimed:
+                    await self.completions.wait()
                     return total
 
     # -- claiming ----------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ class DeliveryWorker:
             self._wake.clear()
             # A handler that returned no longer counts: its slot is free while its completion is being
             # written, so the next claim can join that write's commit instead of waiting for it.
-            free = options.concurrency - len(self._running) + self._settling
+            free = options.concurrency - len(self._running)
             if free > 0:
                 try:
                     for unit, room in self.plan.next_units(self._per_step, self.rate_limiter.is_paused):
@@ -426,16 +427,17 @@ class DeliveryWorker:
 
     def _route(self, step: Step, delivery: Delivery) -> tuple[list[Trigger], Any, TriggerInfo, str | None]:
         """The candidate triggers, handler input, ``ctx.trigger`` and trace id of ``delivery``."""
-        info_args: dict[str, Any] = {"delivery_id": delivery.id, "attempt": delivery.attempts}
         if delivery.kind == "state":
             fields: Any = _values.decode(delivery.payload)
             event = StateTriggerInput.model_validate(fields)
-            found: list[Trigger] = list(matching(state_triggers(step), event))
+            found: list[Trigger] = list(matching(self._state_triggers[step.name], event))
             if not found:
                 where = f"{event.group_id!r}/{event.item_id!r}"
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
             self._publish(event.seq, fields)
-            info = TriggerInfo(type="state", scope=event.group_id, key=event.item_id, **info_args)
+            info = TriggerInfo(
+                type="state", scope=event.group_id, key=event.item_id, delivery_id=delivery.id, attempt=delivery.attempts
+            )
             return found, event, info, None
         if delivery.kind == "queue":
             message: Any = _values.decode(delivery.payload)
@@ -443,7 +445,7 @@ class DeliveryWorker:
             found = [t for t in step.triggers if isinstance(t, QueueTrigger) and t.topic == topic]
             if not found:
                 raise Undeliverable(f"step {step.name!r} has no queue trigger on topic {topic!r}")
-            info = TriggerInfo(type="queue", topic=topic, **info_args)
+            info = TriggerInfo(type="queue", topic=topic, delivery_id=delivery.id, attempt=delivery.attempts)
             return found, message.get("data"), info, message.get("trace_id")
         if delivery.kind == "stream":
             triggers, change, info = route_stream(step, delivery)
@@ -502,21 +504,15 @@ class DeliveryWorker:
         if self.crash_after_commit is not None and self.crash_after_commit(delivery):
             logger.warning("delivery %s: crash injected after its handler returned: left leased", delivery.id)
             return
-        if not await self._settle("complete", delivery.id):
-            ctx.logger.warning(
-                "handled, but the lease had expired meanwhile: another worker may run it again",
-                {"delivery": delivery.id},
-            )
+        self.completions.add(delivery.id, ctx.logger)  # the slot is free now; the completion rides the next flush
 
     async def _dead_lettered(self, delivery: Delivery, error: str, trace_id: str | None) -> None:
         """The log line and the app's ``on_dead_letter`` hook (never raises)."""
         await announce_dead_letter(delivery, error, trace_id, getattr(self.app, "on_dead_letter", None))
 
     async def _settle(self, outcome: str, delivery_id: str, *, delay: float = 0.0, error: str = "") -> bool:
-        """Complete, retry or dead-letter; a store failure is logged (the lease expires, it comes back)."""
+        """Retry or dead-letter; a store failure is logged (the lease expires, it comes back)."""
         try:
-            if outcome == "complete":
-                return await self._complete(delivery_id)
             if outcome == "retry":
                 return await self.backend.retry(delivery_id, owner=self.owner, delay=delay, error=error)
             return await self.backend.dead_letter(delivery_id, owner=self.owner, error=error)
@@ -527,39 +523,6 @@ class DeliveryWorker:
                 outcome,
             )
             return True
-
-    async def _complete(self, delivery_id: str) -> bool:
-        """Complete ``delivery_id`` together with the others whose handlers returned meanwhile.
-
-        Like the store's group commit: the first completion starts a flush on the next loop iteration;
-        the handlers that return before it runs (or while it is in the store) join it, so a busy trigger
-        pays one ``complete_many`` per burst instead of one write per delivery. Each caller still hears
-        whether *its* lease was held.
-        """
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._completions.append((delivery_id, future))
-        if self._completer is None or self._completer.done():
-            self._completer = asyncio.create_task(self._flush_completions(), name="motia-delivery-complete")
-        self._settling += 1
-        self._wake.set()  # a slot is free
-        try:
-            return await future
-        finally:
-            self._settling -= 1
-
-    async def _flush_completions(self) -> None:
-        while self._completions:
-            batch, self._completions = self._completions, []
-            try:
-                done = await self.backend.complete_many([delivery_id for delivery_id, _ in batch], owner=self.owner)
-            except Exception as exc:  # every waiter hears it (and logs it); their leases expire and they come back
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for delivery_id, future in batch:
-                    if not future.done():
-                        future.set_result(delivery_id in done)
 
     def _publish(self, seq: int | None, event: dict[str, Any]) -> None:
         """Show the event in the console's live feed, once per event however many steps receive it."""
