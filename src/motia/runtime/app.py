@@ -137,6 +137,8 @@ class MotiaApp:
         #: The app's declared streams, on its state backend (``ctx.streams``; ``Stream`` objects while bound).
         self.streams = StreamManager(self.state.backend, streams, max_value_bytes=self.state.max_value_bytes)
         self._streams_token: object | None = None
+        #: ``ctx.streams`` of every run (immutable: one per app and loop, not one per run).
+        self._ctx_streams = Streams(self.streams)
         #: The stream server's hub (started by the first subscriber) and ``motia_config.stream_authenticate``.
         #: The stream server's limits (``MOTIA_STREAM_*`` variables unless given).
         self.stream_limits = StreamLimits.from_env() if stream_limits is None else stream_limits
@@ -211,6 +213,7 @@ class MotiaApp:
         if self.delivery_options is not None:  # only an app that runs triggers needs their streams declared
             check_stream_triggers(self.steps, self.streams.definitions)
         loop = self._loop = asyncio.get_running_loop()
+        self._ctx_streams = Streams(self.streams, loop)
         self._telemetry = observe.start_from_env()  # before anything runs, so every run is traced
         telemetry = observe.active
         if telemetry is not None:
@@ -361,7 +364,7 @@ class MotiaApp:
             trigger=trigger,
             step=step.name,
             enqueuer=enqueuer,
-            streams=Streams(self.streams, self._loop),
+            streams=self._ctx_streams,
             loop=self._loop,
         )
 

@@ -125,7 +125,8 @@ class StateEventHub:
         """Send ``event`` to every subscriber; safe from any thread, never blocks. Returns it with its ``id``."""
         with self._lock:
             stamped: Event = {"id": next(self._ids), **event}
-            stamped.setdefault("timestamp", time.time())
+            if "timestamp" not in stamped:  # state events carry their commit time: no clock read for them
+                stamped["timestamp"] = time.time()
             self._history.append(stamped)
             subscribers = list(self._subscribers)
         for subscriber in subscribers:

@@ -52,6 +52,8 @@ def decode_state_event(payload: bytes) -> StateTriggerInput:
 
 async def wait_for(event: asyncio.Event, timeout: float) -> None:
     """Wait until ``event`` is set or ``timeout`` seconds pass, whichever is first."""
+    if event.is_set():  # under load it often is: no timer to arm and cancel
+        return
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
             await event.wait()
