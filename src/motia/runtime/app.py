@@ -352,17 +352,18 @@ class MotiaApp:
     ) -> FlowContext:
         """The ``ctx`` for one run of ``step``: sync state and enqueue for ``def`` handlers, async for
         ``async def``. ``delivery_id`` (queue and state runs) makes the run's message ids deterministic."""
+        name = step.name
         blocking = not step.is_async and self.sync_state is not None
         state: Any = self.sync_state if blocking else self.state
         enqueuer = EnqueueScope(
-            self.queues, sender=step.name, parent=delivery_id, trace_id=trace_id, blocking=blocking, loop=self._loop
+            self.queues, sender=name, parent=delivery_id, trace_id=trace_id, blocking=blocking, loop=self._loop
         )
         return FlowContext(
             state=state,
-            logger=StepLogger(step.name, trace_id),
+            logger=StepLogger(name, trace_id),
             trace_id=trace_id,
             trigger=trigger,
-            step=step.name,
+            step=name,
             enqueuer=enqueuer,
             streams=self._ctx_streams,
             loop=self._loop,
