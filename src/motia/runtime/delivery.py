@@ -436,7 +436,11 @@ class DeliveryWorker:
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
             self._publish(event.seq, fields)
             info = TriggerInfo(
-                type="state", scope=event.group_id, key=event.item_id, delivery_id=delivery.id, attempt=delivery.attempts
+                type="state",
+                scope=event.group_id,
+                key=event.item_id,
+                delivery_id=delivery.id,
+                attempt=delivery.attempts,
             )
             return found, event, info, None
         if delivery.kind == "queue":
