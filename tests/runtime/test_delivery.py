@@ -224,3 +224,63 @@ async def test_a_returned_handler_frees_its_slot_while_its_completion_is_written
         gate.set()
         await app.shutdown()
     assert sorted(seen) == [1, 2] and left == 0
+
+
+async def test_a_failed_completion_is_logged_and_its_delivery_runs_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a worker with a short lease whose first completion fails in the store
+    seen: list[int] = []
+
+    async def job(input, ctx):
+        seen.append(input.new_value)
+
+    app = await started(
+        [step({"name": "job", "triggers": [state(scope="jobs")]}, job)],
+        f"sqlite:///{tmp_path / 'state.db'}",
+        DeliveryOptions(lease=0.3, poll_interval=0.02),
+    )
+    backend = app.state.backend
+    complete_many = backend.complete_many
+    failures = [RuntimeError("disk I/O error")]
+
+    async def failing_once(ids: Any, *, owner: str) -> set[str]:
+        if failures:
+            raise failures.pop()
+        return await complete_many(ids, owner=owner)
+
+    backend.complete_many = failing_once  # type: ignore[method-assign,assignment]
+    try:
+        # When a key changes: its handler returns, its completion fails
+        await app.state.set("jobs", "a", 1)
+        await app.drain()
+        left = await backend.pending()
+    finally:
+        await app.shutdown()
+    # Then the failure was logged, the delivery stayed leased and ran again once its lease expired, then completed
+    assert "completing 1 delivery failed" in caplog.text and "state:" in caplog.text
+    assert seen == [1, 1]
+    assert left == 0
+
+
+async def test_a_completion_whose_lease_had_expired_is_logged_on_the_runs_logger(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a delivery leased by another owner (this worker's lease on it had expired and was taken)
+    from motia.runtime.completions import Completions
+    from motia.runtime.context import StepLogger
+
+    async with StateManager.from_url(f"sqlite:///{tmp_path / 'state.db'}") as sm:
+        await sm.backend.enqueue([NewDelivery("d1", "job", "queue", b"{}")])
+        assert [d.id for d in await sm.backend.claim(("job",), owner="other", limit=1, lease=30)] == ["d1"]
+        completions = Completions(sm.backend, owner="me")
+        # When this worker completes it
+        completions.add("d1", StepLogger("job", "trace-1"))
+        assert not completions.idle
+        await completions.wait()
+        assert completions.idle
+        left = await sm.backend.pending()
+    # Then the run's logger says so (step and trace id), and the other owner's delivery is untouched
+    [record] = [r for r in caplog.records if "lease had expired" in r.getMessage()]
+    assert record.motia_step == "job" and record.motia_trace_id == "trace-1"  # type: ignore[attr-defined]
+    assert left == 1
