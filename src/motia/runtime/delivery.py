@@ -481,7 +481,7 @@ class DeliveryWorker:
         try:
             chosen: Trigger | None = None
             for trigger in triggers:
-                if await self.app.condition_passes(trigger, input_, ctx):
+                if trigger.condition is None or await self.app.condition_passes(trigger, input_, ctx):
                     chosen = trigger
                     break
             if chosen is None:
