@@ -282,5 +282,5 @@ async def test_a_completion_whose_lease_had_expired_is_logged_on_the_runs_logger
         left = await sm.backend.pending()
     # Then the run's logger says so (step and trace id), and the other owner's delivery is untouched
     [record] = [r for r in caplog.records if "lease had expired" in r.getMessage()]
-    assert record.motia_step == "job" and record.motia_trace_id == "trace-1"  # type: ignore[attr-defined]
+    assert record.motia_step == "job" and record.motia_trace_id == "trace-1"
     assert left == 1
