@@ -14,7 +14,7 @@ or stream operation is a leaf span, started under the run without being made cur
 runs the caller's function, excepted); reads do not set ``current_trace`` (they record no events); the
 histograms are recorded only when a meter provider is configured (:class:`OtelTelemetry`); an unsampled run
 (a non-recording span) makes no child spans, events or attributes, while its ``traceparent`` (flags ``00``)
-still travels so the deliveries it causes are left out of the sample too.
+still travels (sampled bit clear) so the deliveries it causes are left out of the sample too.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ class _Run:
         self.trace_id = trace_id = f"{sc.trace_id:032x}"
         self.traceparent = f"00-{trace_id}-{sc.span_id:016x}-{int(sc.trace_flags):02x}"
         self.token = otel_context.attach(trace.set_span_in_context(span))
-        # Set for an unsampled run too: what it causes inherits the decision (flags 00) instead of sampling anew.
+        # Set for an unsampled run too: what it causes inherits the decision instead of sampling anew.
         self.trace_token = state_observe.current_trace.set(self.traceparent)
         if self.owner.instruments is not None:
             self.started = time.perf_counter()
