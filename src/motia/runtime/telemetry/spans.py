@@ -14,7 +14,7 @@ or stream operation is a leaf span, started under the run without being made cur
 runs the caller's function, excepted); reads do not set ``current_trace`` (they record no events); the
 histograms are recorded only when a meter provider is configured (:class:`OtelTelemetry`); an unsampled run
 (a non-recording span) makes no child spans, events or attributes, while its ``traceparent`` (sampled bit clear)
-still travels (sampled bit clear) so the deliveries it causes are left out of the sample too.
+still travels, so the deliveries it causes are left out of the sample too.
 """
 
 from __future__ import annotations
