@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from motia import queue, step
 from motia.runtime import observe
 from motia.runtime.telemetry import OtelTelemetry, context_of, enable
 from motia.runtime.telemetry.spans import metrics_configured
@@ -146,3 +147,35 @@ def test_the_traceparent_parser_agrees_with_the_sdk_propagator(header: str) -> N
     else:
         assert ours is not None
         assert trace.get_current_span(ours).get_span_context() == expected.get_span_context()
+
+
+async def test_an_unsampled_run_is_still_measured_and_its_failure_counted() -> None:
+    # Given metrics on and a sampler that keeps no trace
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    wired = Wired(TracerProvider(sampler=ParentBased(ALWAYS_OFF)), meter_provider)
+
+    async def broken(data: Any, ctx: Any) -> None:
+        raise ValueError("no")
+
+    steps = [step({"name": "broken", "triggers": [queue("bad", config={"max_retries": 0})]}, broken)]
+    try:
+        async with app_client(steps, delivery=FAST) as client:
+            # When its one message fails
+            await client.app.queues.send({"topic": "bad", "data": {}}, sender=None, message_id="m1", trace_id=None)
+            await drain(client)
+        # Then no span is recorded, but the run's duration and its error are
+        assert wired.names() == []
+        data = reader.get_metrics_data()
+        points = {
+            metric.name: list(metric.data.data_points)
+            for resource in (data.resource_metrics if data else [])
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+        assert [(p.attributes["motia.step"], p.value) for p in points["motia.step.errors"]] == [("broken", 1)]
+        assert [p.count for p in points["motia.step.duration"]] == [1]
+    finally:
+        observe.stop(wired.telemetry)
+        wired.tracer_provider.shutdown()
+        meter_provider.shutdown()

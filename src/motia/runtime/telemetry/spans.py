@@ -20,6 +20,7 @@ still travels, so the deliveries it causes are left out of the sample too.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import re
 import time
@@ -76,6 +77,8 @@ _WRITES = frozenset(
 #: The operations that run the caller's code inside (whose operations are then their children): made current.
 _NESTING = frozenset({"state.transact"})
 _UNOBSERVED = contextlib.nullcontext()
+#: The run in progress, set only when metrics are on (its failure is counted whether its span records or not).
+_current_run: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("motia_otel_run", default=None)
 
 
 def traceparent_of(span: Span) -> str | None:
@@ -195,6 +198,7 @@ class _Run:
         "trace_token",
         "started",
         "failed",
+        "run_token",
     )
 
     def __init__(
@@ -233,6 +237,8 @@ class _Run:
         # Set for an unsampled run too: what it causes inherits the decision instead of sampling anew.
         self.trace_token = state_observe.current_trace.set(self.traceparent)
         if self.owner.instruments is not None:
+            # failed() marks the run through this, so an unsampled run's failure is counted too
+            self.run_token = _current_run.set(self)
             self.started = time.perf_counter()
 
     def __enter__(self) -> str:
@@ -245,6 +251,7 @@ class _Run:
             state_observe.current_trace.reset(self.trace_token)
             instruments = self.owner.instruments
             if instruments is not None:
+                _current_run.reset(self.run_token)
                 labels = self.owner.run_labels(self.step, self.trigger)
                 instruments.step_duration.record(time.perf_counter() - self.started, labels)
                 status = getattr(span, "status", None)  # an SDK span; a non-recording one has none
@@ -339,6 +346,9 @@ class OtelTelemetry:
         return _HttpRun(self, step, info.type, SpanKind.SERVER, attributes, incoming)
 
     def failed(self, exc: BaseException) -> None:
+        run = _current_run.get()
+        if run is not None:
+            run.failed = True
         span = trace.get_current_span()
         if span.is_recording():
             span.record_exception(exc)
