@@ -167,7 +167,7 @@ async def test_an_unsampled_run_is_still_measured_and_its_failure_counted() -> N
         # Then no span is recorded, but the run's duration and its error are
         assert wired.names() == []
         data = reader.get_metrics_data()
-        points = {
+        points: dict[str, list[Any]] = {
             metric.name: list(metric.data.data_points)
             for resource in (data.resource_metrics if data else [])
             for scope in resource.scope_metrics
