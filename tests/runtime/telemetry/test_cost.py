@@ -68,6 +68,7 @@ def test_metrics_are_on_only_with_a_meter_provider_that_records() -> None:
     assert not metrics_configured(None)
     assert not metrics_configured(otel_metrics.NoOpMeterProvider())
     assert not metrics_configured(otel_metrics.get_meter_provider())  # the unset global proxy
+    assert not metrics_configured(MeterProvider())  # opentelemetry-instrument's for OTEL_METRICS_EXPORTER=none
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     try:
         assert metrics_configured(provider)

@@ -107,11 +107,16 @@ def context_of(traceparent: str | None) -> otel_context.Context | None:
 
 
 def metrics_configured(meter_provider: Any) -> bool:
-    """Whether ``meter_provider`` records anything: not ``None``, not the API's no-op one, and not the global
-    proxy left unset (no ``OTEL_METRICS_EXPORTER`` and no SDK provider installed before the app started)."""
+    """Whether ``meter_provider`` records anything: not ``None``, not the API's no-op one, not the global
+    proxy left unset (no ``OTEL_METRICS_EXPORTER`` and no SDK provider installed before the app started), and
+    not an SDK provider without a metric reader (what ``opentelemetry-instrument`` installs for
+    ``OTEL_METRICS_EXPORTER=none``; the SDK takes its readers at construction only)."""
     if meter_provider is None or isinstance(meter_provider, otel_metrics.NoOpMeterProvider):
         return False
-    return type(meter_provider).__name__ != "_ProxyMeterProvider"
+    if type(meter_provider).__name__ == "_ProxyMeterProvider":
+        return False
+    readers = getattr(meter_provider, "_metric_readers", None)  # the SDK's (private; absent elsewhere)
+    return readers is None or len(readers) > 0  # a provider of another kind: assume it records
 
 
 def _run_attributes(step: str, info: TriggerInfo) -> dict[str, Any]:
