@@ -84,7 +84,8 @@ def main() -> None:
             for mode in order:
                 proc, port = starters[mode](tmp)
                 try:
-                    run_wrk(mode, port, warmup)
+                    if args.warmup > 0:
+                        run_wrk(mode, port, warmup)
                     before = cpu_seconds(proc.pid)
                     result = run_wrk(mode, port, timed)
                     cpu = cpu_seconds(proc.pid) - before
