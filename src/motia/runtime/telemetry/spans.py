@@ -190,7 +190,6 @@ class _Run:
 
     __slots__ = (
         "owner",
-        "name",
         "kind",
         "attributes",
         "parent",
