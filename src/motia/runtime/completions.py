@@ -50,7 +50,8 @@ class Completions:
     async def wait(self) -> None:
         """Until every completion added so far is written (or its failure logged)."""
         while not self.idle:
-            assert self._flusher is not None
+            if self._flusher is None or self._flusher.done():  # a flusher cancelled with work left: restart it
+                self._flusher = asyncio.create_task(self._flush(), name="motia-delivery-complete")
             await asyncio.gather(self._flusher, return_exceptions=True)
 
     async def _flush(self) -> None:
