@@ -226,6 +226,38 @@ async def test_a_returned_handler_frees_its_slot_while_its_completion_is_written
     assert sorted(seen) == [1, 2] and left == 0
 
 
+async def test_a_delivery_keeps_its_lease_while_its_completion_is_slow(tmp_path: Path) -> None:
+    # Given leases of 0.3 s and a store whose completions take 1 s (three leases)
+    runs: list[int] = []
+
+    async def job(input, ctx):
+        runs.append(ctx.trigger.attempt)
+
+    app = await started(
+        [step({"name": "job", "triggers": [queue("jobs")]}, job)],
+        f"sqlite:///{tmp_path / 'state.db'}",
+        DeliveryOptions(lease=0.3, poll_interval=0.02),
+    )
+    backend = app.state.backend
+    complete_many = backend.complete_many
+
+    async def slow(ids: Any, *, owner: str) -> set[str]:
+        await asyncio.sleep(1.0)  # the slow store itself
+        return await complete_many(ids, owner=owner)
+
+    backend.complete_many = slow  # type: ignore[method-assign,assignment]
+    try:
+        # When a message is handled at once, its completion taking three leases
+        await motia.enqueue({"topic": "jobs", "data": 1})
+        await app.drain()
+        left = await backend.pending()
+    finally:
+        await app.shutdown()
+    # Then its lease was renewed meanwhile: it ran once, and it is completed
+    assert runs == [1]
+    assert left == 0
+
+
 async def test_a_failed_completion_is_logged_and_its_delivery_runs_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -275,10 +307,11 @@ async def test_a_completion_whose_lease_had_expired_is_logged_on_the_runs_logger
         assert [d.id for d in await sm.backend.claim(("job",), owner="other", limit=1, lease=30)] == ["d1"]
         completions = Completions(sm.backend, owner="me")
         # When this worker completes it
-        completions.add("d1", StepLogger("job", "trace-1"))
+        completions.add("d1", "job", StepLogger("job", "trace-1"))
+        assert completions.settling == {"d1": "job"}
         assert not completions.idle
         await completions.wait()
-        assert completions.idle
+        assert completions.idle and completions.settling == {}
         left = await sm.backend.pending()
     # Then the run's logger says so (step and trace id), and the other owner's delivery is untouched
     [record] = [r for r in caplog.records if "lease had expired" in r.getMessage()]

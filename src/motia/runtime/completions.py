@@ -7,8 +7,10 @@ pays one ``complete_many`` per burst instead of one write per delivery.
 A handler's run does not wait for its completion (issue 15): its slot is free, and the worker may claim
 again, as soon as the handler returned; the completion rides the next flush. Nothing acknowledged is lost
 by that: until the store has completed it, the delivery stays leased, and a process that dies meanwhile
-lets the lease expire, after which the delivery runs again (at least once, as before). A delivery whose
-lease had already expired is logged on the run's own logger, as the run would have logged it.
+lets the lease expire, after which the delivery runs again (at least once, as before). Until its completion
+is written, the worker goes on renewing its lease (:attr:`Completions.settling`), as it did while the run
+waited, so a slow store does not hand it to another worker meanwhile. A delivery whose lease had already
+expired is logged on the run's own logger, as the run would have logged it.
 """
 
 from __future__ import annotations
@@ -34,11 +36,15 @@ class Completions:
         self.backend = backend
         self.owner = owner
         self._waiting: list[tuple[str, StepLogger]] = []
+        #: The step of each delivery whose completion is not written yet (its lease is still renewed).
+        self.settling: dict[str, str] = {}
         self._flusher: asyncio.Task[None] | None = None
 
-    def add(self, delivery_id: str, run_logger: StepLogger) -> None:
-        """Complete ``delivery_id`` with the next flush; ``run_logger`` hears if its lease had expired."""
+    def add(self, delivery_id: str, step: str, run_logger: StepLogger) -> None:
+        """Complete ``delivery_id`` (of ``step``) with the next flush; ``run_logger`` hears if its lease had
+        expired."""
         self._waiting.append((delivery_id, run_logger))
+        self.settling[delivery_id] = step
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="motia-delivery-complete")
 
@@ -67,6 +73,9 @@ class Completions:
                     ", ".join(delivery_id for delivery_id, _ in batch[:5]) + (", ..." if len(batch) > 5 else ""),
                 )
                 continue
+            finally:  # written, failed or cancelled: no longer renewed (a lease left to lapse brings it back)
+                for delivery_id, _ in batch:
+                    self.settling.pop(delivery_id, None)
             for delivery_id, run_logger in batch:
                 if delivery_id not in done:
                     run_logger.warning(

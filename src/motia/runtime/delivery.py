@@ -382,7 +382,9 @@ class DeliveryWorker:
         lease, so a long handler keeps its work."""
         while True:
             await asyncio.sleep(self.plan.renew_period)
-            for lease, running in self.plan.group_by_lease(dict(self._running_steps)).items():
+            # Running handlers, and those whose completion is not written yet (still theirs until it is).
+            held = {**self.completions.settling, **self._running_steps}
+            for lease, running in self.plan.group_by_lease(held).items():
                 try:
                     await self.backend.extend(running, owner=self.owner, lease=lease)
                 except Exception:  # the next period tries again; a lease that lapses meanwhile only repeats work
@@ -507,7 +509,8 @@ class DeliveryWorker:
         if self.crash_after_commit is not None and self.crash_after_commit(delivery):
             logger.warning("delivery %s: crash injected after its handler returned: left leased", delivery.id)
             return
-        self.completions.add(delivery.id, ctx.logger)  # the slot is free now; the completion rides the next flush
+        # The slot is free now; the completion rides the next flush.
+        self.completions.add(delivery.id, delivery.step, ctx.logger)
 
     async def _dead_lettered(self, delivery: Delivery, error: str, trace_id: str | None) -> None:
         """The log line and the app's ``on_dead_letter`` hook (never raises)."""
