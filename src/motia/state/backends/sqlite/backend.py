@@ -21,7 +21,7 @@ from motia.exceptions import ConfigError, StateBackendError
 from motia.state.backends._events import error_text
 from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_limit, check_steps
-from motia.state.backends.sqlite.connection import _forks
+from motia.state.backends.sqlite.connection import _Busy, _forks
 from motia.state.backends.sqlite.delivery import (
     TICK_PRUNE_INTERVAL,
     _write_acquire_lease,
@@ -90,6 +90,7 @@ _TABLE_SIZES = "SELECT name, sum(pgsize) FROM dbstat WHERE name NOT LIKE 'sqlite
 #: When a delivery becomes claimable with no commit: its availability, or its lease's end while it is leased
 #: (the ``?`` is now).
 _DUE = "max(available_at, CASE WHEN owner IS NOT NULL AND lease_until > ? THEN lease_until ELSE 0 END)"
+_GET = f"SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ? AND {_LIVE}"
 #: Page sizes up to this are read on the loop thread; larger ones on a worker thread.
 INLINE_PAGE_LIMIT = 1000
 
@@ -335,11 +336,11 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         return {str(step): int(count) for step, count in rows}
 
     async def get(self, scope: str, key: str) -> Record | None:
-        rows = await self._read(
-            f"SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ? AND {_LIVE}",
-            (scope, key, self._clock()),
-            inline=True,
-        )
+        parameters = (scope, key, self._clock())
+        try:  # on the loop thread, without the coroutine of _read: this is the hottest read
+            rows = self._query(True, _GET, parameters)
+        except _Busy:
+            rows = await self._read(_GET, parameters, inline=False)
         if not rows:
             return None
         data, version, expires_at = rows[0]
