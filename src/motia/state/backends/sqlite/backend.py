@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -156,11 +156,15 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
             self._executor.shutdown(wait=False)
             raise
 
-    async def set(self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None) -> WriteResult:
-        result: WriteResult = await self._write(_write_set, scope, key, data, ttl, if_version)
-        return result
+    # set and update hand back the write's coroutine instead of awaiting it in one of their own: one frame
+    # less on the hottest path (issue 15). Callers await them like any coroutine function.
 
-    async def update(
+    def set(
+        self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None
+    ) -> Coroutine[Any, Any, WriteResult]:
+        return self._write(_write_set, scope, key, data, ttl, if_version)
+
+    def update(
         self,
         scope: str,
         key: str,
@@ -169,9 +173,8 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         ttl: float | None,
         if_version: int | None,
         max_value_bytes: int,
-    ) -> WriteResult:
-        result: WriteResult = await self._write(_write_update, scope, key, operations, ttl, if_version, max_value_bytes)
-        return result
+    ) -> Coroutine[Any, Any, WriteResult]:
+        return self._write(_write_update, scope, key, operations, ttl, if_version, max_value_bytes)
 
     async def delete(self, scope: str, key: str, *, if_version: int | None) -> bytes | None:
         result: bytes | None = await self._write(_write_delete, scope, key, if_version)

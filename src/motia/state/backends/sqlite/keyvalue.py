@@ -182,7 +182,10 @@ def _lone_set(
         expires_at = now + ttl if ttl is not None else None
         if connection.execute(_SET_ONE, (now, scope, key, data, expires_at)).rowcount != 1:
             return FALLBACK  # events are on
-        return plan_set(scope, key, _live(key, hook.row, now), data, ttl, None, now)[1]
+        row = hook.row  # what plan_set would answer, as the statement's version did: a live row's next, else 1
+        if row is None or (row[2] is not None and row[2] <= now):
+            return WriteResult(None, data, 1)
+        return WriteResult(row[0], data, row[1] + 1)
     row = connection.execute(_SELECT_ONE, (scope, key)).fetchone()
     record, result = plan_set(scope, key, _live(key, row, now), data, ttl, if_version, now)
     return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK

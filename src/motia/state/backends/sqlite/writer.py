@@ -15,11 +15,11 @@
   asyncio's loop (see :meth:`_LoopWriter.inline_turn`): one task writing one write after another commits
   inline; as soon as a second task writes in the same loop iteration, or the last batch grouped several
   writes, writes queue and are group committed again.
-* A batch of one ``set`` or ``update`` while no process records events skips the transaction: it reads
-  the row and writes by compare-and-set in one autocommit statement, two statements instead of five
-  (``BEGIN IMMEDIATE``, the events flag, the row, the upsert, ``COMMIT``). If the row or the events
-  flag changed in between, the statement writes nothing and the write runs in a transaction as usual
-  (see :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`).
+* A batch of one ``set`` or ``update`` while no process records events skips the transaction: it is one
+  autocommit statement instead of five (``BEGIN IMMEDIATE``, the events flag, the row, the upsert,
+  ``COMMIT``), which checks the events flag itself and hands the old row to Python from inside. What it
+  cannot do alone falls back to a read and a compare-and-set, or to the transaction (see
+  :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
@@ -77,7 +77,10 @@ class _Request(_Call):
     def __init__(
         self, function: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any], heavy: bool
     ) -> None:
-        super().__init__(function, args)
+        # _Call's fields set here, not through super().__init__: one call less per queued write
+        self.function = function
+        self.args = args
+        self.trace = current_trace.get()
         self.future = future
         self.heavy = heavy
 
@@ -301,9 +304,9 @@ class SQLiteWriter(SQLiteConnections):
         """
         now = self._clock()
         if lone and len(batch) == 1 and self._lone_allowed(now):
-            lone = _LONE_WRITES.get(batch[0].function)
-            if lone is not None:
-                outcome = self._run_lone(connection, lone, now, batch[0].args)
+            form = _LONE_WRITES.get(batch[0].function)
+            if form is not None:
+                outcome = self._run_lone(connection, form, now, batch[0].args)
                 if outcome is not FALLBACK:
                     return [outcome]
         try:
