@@ -51,6 +51,7 @@ from motia.state.backends.sqlite.keyvalue import (
     _write_update,
 )
 from motia.state.backends.sqlite.operate import DEAD_LETTER_COLUMNS, SQLiteOperations, dead_letter_of
+from motia.state.backends.sqlite.outbox import Subscribers
 from motia.state.backends.sqlite.streams import SQLiteStreams, _write_prune_streams
 from motia.state.backends.sqlite.writer import SQLiteWriter, _LoopWriter
 from motia.state.backends.types import (
@@ -82,6 +83,12 @@ _COUNTS = (
     " (SELECT count(*) FROM motia_subscriptions) + (SELECT count(*) FROM motia_stream_subscriptions),"
     " (SELECT count(*) FROM motia_steps), (SELECT count(*) FROM motia_stream_groups),"
     " (SELECT count(*) FROM motia_stream_items), (SELECT count(*) FROM motia_stream_changes)"
+)
+#: The ``triggers`` number (see ``outbox.py``) and whether any event waits in the outbox.
+_DISPATCH_IDLE = (
+    "SELECT (SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'triggers'),"
+    " EXISTS (SELECT 1 FROM motia_state_events WHERE seq >"
+    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'outbox_cursor'), 0))"
 )
 _PAGES = "SELECT * FROM pragma_page_count(), pragma_page_size(), pragma_freelist_count()"
 #: Bytes of pages per table and index (the dbstat virtual table, when SQLite was built with it).
@@ -125,6 +132,10 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         self.timeout = timeout
         #: Whether writes record change events: a flag kept in the file, so every process agrees.
         self._events_enabled = False
+        self._subscribers = Subscribers()
+        #: The ``triggers`` number of the last dispatch that found direct mode, and the subscriptions it
+        #: registered: while both hold, a dispatch has nothing to do (see :meth:`dispatch_events`).
+        self._dispatched: tuple[int, frozenset[Subscription]] | None = None
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._last_sweep = 0.0
@@ -204,8 +215,18 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         self._events_enabled = True
 
     async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
-        consumed: int = await self._write(_write_dispatch, tuple(subscriptions), limit)
-        return consumed
+        # In direct mode writes make their deliveries themselves: while the subscriptions are the ones this
+        # backend registered (same number) and the outbox is empty, there is nothing to do, and one read
+        # says so instead of a write transaction per wake-up or poll.
+        wanted = frozenset(subscriptions)
+        known = self._dispatched
+        if known is not None and wanted <= known[1]:
+            (mode, waiting), *_ = await self._read(_DISPATCH_IDLE, (), inline=True)
+            if mode == known[0] and not waiting:
+                return 0
+        consumed, mode = await self._write(_write_dispatch, tuple(subscriptions), limit)
+        self._dispatched = (mode, wanted) if mode > 0 else None
+        return int(consumed)
 
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
         if not deliveries:
