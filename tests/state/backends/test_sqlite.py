@@ -290,6 +290,7 @@ def downgrade_to_schema_1(path: Path) -> None:
             connection.execute(f"DROP TABLE {table}")
         connection.execute("ALTER TABLE motia_state_events DROP COLUMN trace")  # and the trace (version 5)
         drop_error_columns(connection)  # and the errors of failed attempts (schema version 7)
+        connection.execute("DELETE FROM motia_meta WHERE name IN ('event_seq', 'triggers')")  # (version 9)
         connection.execute("UPDATE motia_meta SET value = '1' WHERE name = 'schema_version'")
 
 

@@ -60,8 +60,8 @@ async def test_clear_with_events_streams_the_values_into_deliveries_in_chunks(tm
     backend = SQLiteBackend(tmp_path / "s.db")
     try:
         await backend.enable_events()
+        await fill(backend)  # (one write at a time: through the outbox)
         await backend.dispatch_events([Subscription("watcher", "big")])
-        await fill(backend)
         removed, peak = await peak_python_memory_of_clear(backend)
         assert removed == KEYS
         assert peak < 4_000_000, f"clear held {peak:,} bytes of Python memory for a 10 MB scope"

@@ -2,22 +2,28 @@
 
 A change event used to cost an outbox row in the write's transaction, then a dispatch transaction that read
 it, copied it into one delivery per subscription, deleted it and moved a cursor (issue 15). Now, once the
-subscriptions are registered and the outbox drained (*direct* mode), the write's transaction inserts the
-deliveries itself: no event row, no dispatch round. The outbox stays for when no subscription is
-registered yet (events on, no app dispatching so far): those events wait for the first dispatch, which
-delivers them to the subscriptions it registers and then switches the store to direct mode.
+subscriptions are registered and the outbox drained (*direct* mode), a transaction recording a group of
+events (a group commit of concurrent writers, a multi-key transaction, a clear) inserts their deliveries
+itself: no event row, no dispatch round. The outbox stays for a lone event (cheaper per commit, see
+:func:`record`), for events while no subscription is registered yet (they wait for the first dispatch,
+which delivers them to the subscriptions it registers and switches the store to direct mode), and while
+events wait there (a direct delivery must not overtake them).
 
 ``motia_meta`` holds two rows for this:
 
-* ``event_seq``: the last event seq handed out. Every event, direct or to the outbox, takes the next one
-  from it, in the write's transaction, so seqs keep increasing in commit order and a delivery id
-  (``state:{seq}:{step}``) is never reused. One ``UPDATE ... RETURNING`` takes the seqs and reads the mode.
+* ``event_seq``: the last seq a direct delivery took. Direct events take theirs from it (one ``UPDATE ...
+  RETURNING``), outbox rows theirs after both it and the newest outbox row (dispatch always keeps the
+  newest row it consumed), so seqs keep increasing in commit order and a delivery id
+  (``state:{seq}:{step}``) is never reused.
 * ``triggers``: the mode, and which set of subscriptions is current. A positive number is direct mode, zero
   or a negative one the outbox. Every change of ``motia_subscriptions`` writes a new random number (in the
   same transaction), so a process keeps its copy of the subscriptions (:class:`Subscribers`) as long as the
   number it read is the one it loaded them under: a subscription another process registers reaches this
   process's very next write. Random, not counted: a transaction that rolled back cannot leave a number
   behind that a later, different set of subscriptions would take again.
+
+A write is delivered to the subscriptions registered when its deliveries are made: at its commit (direct),
+or at the dispatch that moves it (outbox), as before.
 """
 
 from __future__ import annotations
@@ -36,16 +42,31 @@ _INSERT_DELIVERY = (
     "INSERT OR IGNORE INTO motia_deliveries"
     " (id, step, kind, payload, order_key, order_slots, available_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: An outbox row numbered after every seq handed out: the newest outbox row (dispatch always keeps the newest
+#: row it consumed) and the counter of direct deliveries. No write of the counter: a lone write stays as
+#: cheap as before direct mode existed.
 _INSERT_EVENT = (
     "INSERT INTO motia_state_events"
-    " (seq, event_type, scope, key, old_value, new_value, version, timestamp, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " (seq, event_type, scope, key, old_value, new_value, version, timestamp, trace) VALUES ("
+    "max(coalesce((SELECT max(seq) FROM motia_state_events), 0),"
+    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'), 0)) + 1,"
+    " ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: The ``triggers`` number (positive: direct mode) and whether any event waits in the outbox (beyond the
+#: newest consumed row, which stays, at the cursor).
+MODE = (
+    "SELECT (SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'triggers'),"
+    " EXISTS (SELECT 1 FROM motia_state_events WHERE seq >"
+    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'outbox_cursor'), 0))"
+)
+#: Takes the next ``?`` seqs for direct deliveries, after every outbox row too.
 _NEXT_SEQS = (
-    "UPDATE motia_meta SET value = CAST(value AS INTEGER) + ? WHERE name = 'event_seq'"
-    " RETURNING CAST(value AS INTEGER), (SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'triggers')"
+    "UPDATE motia_meta SET value = max(CAST(value AS INTEGER), coalesce((SELECT max(seq) FROM motia_state_events), 0))"
+    " + ? WHERE name = 'event_seq' RETURNING CAST(value AS INTEGER)"
 )
-#: The seq counter of a file made before it: it goes on from the newest event the outbox ever held (dispatch
-#: always keeps the newest row it consumed, so that is the largest seq ever handed out).
+#: Events a transaction records at least to make their deliveries itself (see :func:`record`).
+DIRECT_MIN_EVENTS = 2
+#: The seq counter of a file made before it: it goes on from the newest event the outbox ever held.
 INIT_EVENT_SEQ = (
     "INSERT OR IGNORE INTO motia_meta (name, value)"
     " SELECT 'event_seq', CAST(coalesce(max(seq), 0) AS TEXT) FROM motia_state_events"
@@ -82,10 +103,12 @@ class Subscribers:
     the one it was read under. Shared by the transactions of one backend, on any thread: the pair is
     replaced whole, never changed in place."""
 
-    __slots__ = ("_cached",)
+    __slots__ = ("_cached", "outbox_writes")
 
     def __init__(self) -> None:
         self._cached: tuple[int, list[Subscription]] = (0, [])
+        #: Transactions of this backend that wrote outbox rows (committed or not): a dispatch must look.
+        self.outbox_writes = 0
 
     def get(self, connection: sqlite3.Connection, number: int) -> list[Subscription]:
         cached_number, subscriptions = self._cached
@@ -97,30 +120,39 @@ class Subscribers:
 
 def record(connection: sqlite3.Connection, subscribers: Subscribers, events: Sequence[Event], now: float) -> bool:
     """Record ``events`` (in commit order) in the current transaction: as deliveries in direct mode, else as
-    outbox rows. Returns whether anything was written that workers or the dispatcher should wake for."""
+    outbox rows. Returns whether anything was written that workers or the dispatcher should wake for.
+
+    Direct only for a group of events, and with nothing waiting in the outbox (those deliveries must come
+    first: per-key order). A lone event's outbox row costs one B-tree page where its delivery costs four
+    (the table and its three indexes) and the seq counter one more, on every commit; the dispatch that
+    later moves a burst of lone events inserts their deliveries side by side, a few pages for them all. So
+    one write at a time goes through the outbox, dispatched in bursts; group commits (concurrent writers)
+    make their deliveries themselves.
+    """
+    if len(events) >= DIRECT_MIN_EVENTS:
+        number, waiting = connection.execute(MODE).fetchone()
+        if number is not None and number > 0 and not waiting:
+            return _record_direct(connection, subscribers.get(connection, number), events, now)
+    subscribers.outbox_writes += 1
+    if len(events) == 1:
+        connection.execute(_INSERT_EVENT, events[0])
+    else:
+        connection.executemany(_INSERT_EVENT, events)
+    return True
+
+
+def _record_direct(
+    connection: sqlite3.Connection, subscriptions: Sequence[Subscription], events: Sequence[Event], now: float
+) -> bool:
     row = connection.execute(_NEXT_SEQS, (len(events),)).fetchone()
     if row is None:  # a file whose counter was never made (it is made with the schema): make it now
         connection.execute(INIT_EVENT_SEQ)
         row = connection.execute(_NEXT_SEQS, (len(events),)).fetchone()
-    last, number = row
-    first = last - len(events) + 1
-    if number is not None and number > 0:
-        subscriptions = subscribers.get(connection, number)
-        deliveries = [
-            delivery
-            for seq, event in enumerate(events, first)
-            for delivery in state_deliveries(subscriptions, seq, *event)
-        ]
-        if not deliveries:
-            return False
-        if len(deliveries) == 1:
-            connection.execute(_INSERT_DELIVERY, delivery_rows(deliveries, now)[0])
-        else:
-            connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, now))
-        return True
-    rows = [(seq, *event) for seq, event in enumerate(events, first)]
-    if len(rows) == 1:
-        connection.execute(_INSERT_EVENT, rows[0])
-    else:
-        connection.executemany(_INSERT_EVENT, rows)
+    first = row[0] - len(events) + 1
+    deliveries = [
+        delivery for seq, event in enumerate(events, first) for delivery in state_deliveries(subscriptions, seq, *event)
+    ]
+    if not deliveries:
+        return False
+    connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, now))
     return True
