@@ -117,7 +117,7 @@ async def test_a_stale_step_loses_its_subscriptions_and_its_waiting_deliveries_b
     # and new state events no longer make deliveries for "renamed", even through the subscriptions registered
     # in the store (the running app's dispatcher only names its own)
     await state.set("orders", "o1", {"total": 5})
-    await backend.dispatch_events([Subscription("kept", "orders")])
+    assert await backend.dispatch_events([Subscription("kept", "orders")]) == 1
     assert await backend.pending("renamed") == 1
     assert await backend.pending("kept") == 1
     # When the leased delivery is settled, the next prune forgets the step

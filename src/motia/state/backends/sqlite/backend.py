@@ -212,18 +212,17 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         self._events_enabled = True
 
     async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
-        # In direct mode writes make their deliveries themselves: while the subscriptions are the ones this
-        # backend registered (same number) and the outbox is empty, there is nothing to do. Only another
-        # process can change that unseen (this one's outbox writes and prunes are counted), so it is looked
-        # at (one read) at most every DIRECT_RECHECK seconds, not once per local commit.
+        # In direct mode groups of writes make their deliveries themselves: while the subscriptions are the
+        # ones this backend registered (same number) and the outbox is empty, there is nothing to do. Only
+        # another process can change that unseen (this one's outbox writes and prunes are counted), so it is
+        # looked at (one read) at most every DIRECT_RECHECK seconds, not once per local commit.
         wanted = frozenset(subscriptions)
         known = self._dispatched
-        if known is not None and wanted <= known[1]:
+        if known is not None and wanted <= known[1] and self._subscribers.outbox_writes == known[2]:
             number, registered, outbox_writes, checked_at = known
             now = time.monotonic()
-            if self._subscribers.outbox_writes == outbox_writes and now - checked_at < DIRECT_RECHECK:
+            if now - checked_at < DIRECT_RECHECK:
                 return 0
-            outbox_writes = self._subscribers.outbox_writes
             (mode, waiting), *_ = await self._read(MODE, (), inline=True)
             if mode == number and not waiting:
                 self._dispatched = (number, registered, outbox_writes, now)
