@@ -54,9 +54,9 @@ def _write_enable_events(tx: _Transaction) -> None:
 
 def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], limit: int) -> tuple[int, int]:
     """Register ``subscriptions``, move up to ``limit`` outbox events to deliveries, and switch the store to
-    direct mode (writes make their deliveries themselves, see :mod:`~motia.state.backends.sqlite.outbox`)
-    once the outbox is drained and some subscription is registered. Returns the events consumed and the
-    ``triggers`` number now current (positive: direct mode)."""
+    direct mode (groups of events make their deliveries themselves, see
+    :mod:`~motia.state.backends.sqlite.outbox`) once some subscription is registered. Returns the events
+    consumed and the ``triggers`` number now current (positive: direct mode)."""
     tx.flush()  # this batch's own events first
     added = False
     if subscriptions:  # a no-op (no page written) once registered
@@ -80,15 +80,15 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
             tx.connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, tx.now))
             tx.notify = True
         last = rows[-1][0]
-        # Keep the newest consumed row (a file an older pymotia wrote counts seqs from it, see INIT_EVENT_SEQ);
-        # the cursor says it is consumed.
+        # Keep the newest consumed row: new outbox rows are numbered after it (and after the direct
+        # deliveries' counter), so delivery ids built from seq are never reused. The cursor says it is consumed.
         tx.connection.execute("DELETE FROM motia_state_events WHERE seq < ?", (last,))
         tx.connection.execute(
             "INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)", (str(last),)
         )
-    # Direct mode once nothing waits in the outbox: the deliveries writes make from now on come after
-    # every one made from it, so per-key order holds across the switch.
-    direct = bool(subscribed) and len(rows) < limit
+    # Direct mode while some subscription is registered (a group of events still goes to the outbox while
+    # events wait there, so per-key order holds: see outbox.record).
+    direct = bool(subscribed)
     mode = current_mode(tx.connection)
     if (mode > 0) != direct or (added and direct):
         mode = set_mode(tx.connection, direct)

@@ -1,13 +1,13 @@
 """Where a write's change events go: straight to deliveries in the write's own transaction, or to the outbox.
 
 A change event used to cost an outbox row in the write's transaction, then a dispatch transaction that read
-it, copied it into one delivery per subscription, deleted it and moved a cursor (issue 15). Now, once the
-subscriptions are registered and the outbox drained (*direct* mode), a transaction recording a group of
-events (a group commit of concurrent writers, a multi-key transaction, a clear) inserts their deliveries
-itself: no event row, no dispatch round. The outbox stays for a lone event (cheaper per commit, see
-:func:`record`), for events while no subscription is registered yet (they wait for the first dispatch,
-which delivers them to the subscriptions it registers and switches the store to direct mode), and while
-events wait there (a direct delivery must not overtake them).
+it, copied it into one delivery per subscription, deleted it and moved a cursor (issue 15). Now, once
+subscriptions are registered (*direct* mode), a transaction recording a group of events (a group commit
+of concurrent writers, a multi-key transaction, a clear) with nothing waiting in the outbox inserts their
+deliveries itself: no event row, no dispatch round. The outbox stays for a lone event (cheaper per commit,
+see :func:`record`), for events while no subscription is registered yet (they wait for the first
+dispatch, which delivers them to the subscriptions it registers and switches the store to direct mode),
+and while events wait there (a direct delivery must not overtake them).
 
 ``motia_meta`` holds two rows for this:
 
