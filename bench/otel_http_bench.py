@@ -5,9 +5,14 @@ loaded by wrk, with tracing off, with OpenTelemetry imported but no exporter, an
     .venv/bin/python bench/otel_http_bench.py --rounds 3 --duration 5
 
 The server is bench/http_bench.py's ``motia run`` (same flags, same store, same request). "on" gives the
-subprocess a ``sitecustomize`` that sets global SDK providers exporting to memory (a batch span processor
-and an in-memory metric reader), as ``opentelemetry-instrument`` would: pymotia finds them and traces every
-request (a server span and a ``state.get`` span, plus their metrics). "idle" only imports the SDK.
+subprocess a ``sitecustomize`` that sets a global SDK tracer provider exporting to memory (a batch span
+processor), as ``opentelemetry-instrument`` would: pymotia finds it and traces every request (a server span
+and a ``state.get`` span). "metrics" also sets a global SDK meter provider (an in-memory reader), so the
+histograms are recorded too; "sampled" is "on" with ``parentbased_traceidratio`` at 10 %. "idle" only
+imports the SDK.
+
+Beside requests per second it prints the server process's CPU time per request (user + system, from
+``/proc/<pid>/stat`` around the timed run, after the warm-up), which moves far less with other load.
 """
 
 from __future__ import annotations
@@ -17,31 +22,38 @@ import os
 import statistics
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from http_bench import motia_starter, run_wrk, stop  # noqa: E402 - the HTTP benchmark's server and client
 
+_TRACER = """
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+provider = TracerProvider(sampler={sampler})
+provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+trace.set_tracer_provider(provider)
+"""
+_METER = "metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))\n"
 SITE = {
     "idle": "import opentelemetry.sdk.trace  # the extra installed and imported; no provider, no OTEL_* variable\n",
-    "on": textwrap.dedent(
-        """
-        from opentelemetry import metrics, trace
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
-        trace.set_tracer_provider(provider)
-        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
-        """
-    ),
+    "on": _TRACER.format(sampler=None),
+    "metrics": _TRACER.format(sampler=None) + _METER,
+    "sampled": _TRACER.format(sampler="ParentBased(TraceIdRatioBased(0.1))"),
 }
-MODES = ("off", "idle", "on")
+MODES = ("off", "idle", "on", "metrics", "sampled")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -55,6 +67,9 @@ def main() -> None:
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"):
         os.environ.pop(name, None)
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpus: dict[str, list[float]] = {mode: [] for mode in MODES}
+    warmup = argparse.Namespace(**{**vars(args), "duration": args.warmup, "warmup": 0})
+    timed = argparse.Namespace(**{**vars(args), "warmup": 0})
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         starters = {}
@@ -69,19 +84,27 @@ def main() -> None:
             for mode in order:
                 proc, port = starters[mode](tmp)
                 try:
-                    result = run_wrk(mode, port, args)
+                    if args.warmup > 0:
+                        run_wrk(mode, port, warmup)
+                    before = cpu_seconds(proc.pid)
+                    result = run_wrk(mode, port, timed)
+                    cpu = cpu_seconds(proc.pid) - before
                 finally:
                     stop(proc)
                 if result.errors:
                     raise SystemExit(f"{mode}: errors {result.errors}")
                 rates[mode].append(result.requests / result.seconds)
-                print(f"round {round_no + 1} {mode:<5} {rates[mode][-1]:8.0f} req/s", flush=True)
+                cpus[mode].append(cpu / result.requests)
+                line = f"round {round_no + 1} {mode:<7} {rates[mode][-1]:8.0f} req/s"
+                print(f"{line}   cpu {cpus[mode][-1] * 1e6:6.1f} us/req", flush=True)
     print(f"\n{args.rounds} rounds, wrk -t1 -c{args.connections} {args.duration:g} s each; load {os.getloadavg()}")
-    off = sum(rates["off"])
+    off, off_cpu = sum(rates["off"]), statistics.median(cpus["off"])
     for mode in MODES:
         ratio = sum(rates[mode]) / off
+        cpu = statistics.median(cpus[mode])
         print(
-            f"  {mode:<5} median {statistics.median(rates[mode]):8.0f} req/s   x{ratio:.3f} ({ratio - 1:+.1%})"
+            f"  {mode:<7} median {statistics.median(rates[mode]):8.0f} req/s   x{ratio:.3f} ({ratio - 1:+.1%})"
+            f"   cpu {cpu * 1e6:6.1f} us/req x{cpu / off_cpu:.2f}"
             f"   rounds: {' '.join(f'{r:.0f}' for r in rates[mode])}"
         )
 

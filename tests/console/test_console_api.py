@@ -216,12 +216,20 @@ async def test_steps_and_their_triggers(client):
     }
     assert steps[1]["triggers"] == [{"type": "cron", "expression": "0 3 * * *", "condition": False}]
     assert steps[1]["flows"] == ["ops"]
-    assert steps[2]["triggers"] == [{"type": "state", "scope": "carts", "key": None, "condition": False}]
+    assert steps[2]["triggers"] == [
+        {
+            "type": "state",
+            "scope": "carts",
+            "key": None,
+            "condition": False,
+            "retry": {"max_retries": 3, "backoff": 1.0, "backoff_max": 60.0, "backoff_type": "exponential"},
+        }
+    ]
 
 
 def test_stream_triggers_are_described_with_their_stream_group_and_item():
     from motia import stream
-    from motia.console.routes import trigger_json
+    from motia.console.steps import trigger_json
 
     assert trigger_json(stream("todo", group_id="inbox", condition=lambda i: True)) == {
         "type": "stream",
@@ -229,7 +237,45 @@ def test_stream_triggers_are_described_with_their_stream_group_and_item():
         "group_id": "inbox",
         "item_id": None,
         "condition": True,
+        "retry": {"max_retries": 3, "backoff": 1.0, "backoff_max": 60.0, "backoff_type": "exponential"},
     }
+
+
+def test_a_queue_trigger_is_described_with_its_delivery_settings():
+    from motia import queue
+    from motia.console.steps import trigger_json
+
+    def tenant(data):
+        return data["tenant"]
+
+    keyed = queue(
+        "orders",
+        config={
+            "delay_seconds": 2,
+            "visibility_timeout": 30,
+            "concurrency": {"key": "user.id", "limit": 2},
+            "rate_limit": {"limit": 10, "period": 60, "key": tenant},
+            "max_retries": 5,
+            "backoff_type": "fixed",
+        },
+    )
+    assert trigger_json(keyed) == {
+        "type": "queue",
+        "topic": "orders",
+        "condition": False,
+        "queue": {
+            "type": "standard",
+            "delay_seconds": 2.0,
+            "visibility_timeout": 30.0,
+            "concurrency": None,
+            "key_concurrency": {"key": "user.id", "limit": 2},
+            "rate_limit": {"limit": 10, "period": 60.0, "key": tenant.__qualname__},
+        },
+        "retry": {"max_retries": 5, "backoff": 1.0, "backoff_max": 60.0, "backoff_type": "fixed"},
+    }
+    fifo = trigger_json(queue("jobs", config={"type": "fifo", "concurrency": 4}))
+    assert fifo["queue"]["type"] == "fifo" and fifo["queue"]["concurrency"] == 4
+    assert fifo["queue"]["key_concurrency"] is None and fifo["queue"]["rate_limit"] is None
 
 
 # -- validation ---------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def test_console_in_a_real_browser(browser, run_motia, tmp_path):
     steps = tmp_path / "steps"
     shutil.copytree(EXAMPLE_STEPS, steps)
     shutil.copy(STEPS / "audit_sessions_step.py", steps)
+    shutil.copy(STEPS / "session_audits_step.py", steps)
     server = run_motia(
         steps, state=url, env={"MOTIA_CONSOLE_TOKEN": TOKEN}, extra=["--shutdown-timeout", "30"]
     ).wait_ready()
@@ -83,6 +84,12 @@ def test_console_in_a_real_browser(browser, run_motia, tmp_path):
     expect(page.locator("#steps")).to_contain_text("GET /session/{sessionId}")
     expect(page.locator("#steps")).to_contain_text("cron 0 * * * *")
     expect(page.locator("#steps")).to_contain_text("state user-sessions")
+    # with how it delivers: the added queue step's settings and retry policy, the state trigger's retries
+    expect(page.locator("#steps")).to_contain_text("queue session-audits")
+    expect(page.locator("#steps")).to_contain_text(
+        "fifo · 2 per 60s per tenant · 5 retries, backoff 2s doubling to 30s"
+    )
+    expect(page.locator("#steps")).to_contain_text("3 retries, backoff 1s doubling to 60s")
 
     # Selecting a scope shows its keys with values; the prefix filter narrows them
     sessions.click()

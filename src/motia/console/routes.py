@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from motia.console._api import ApiError, Endpoint, json_body, query, query_int, required
 from motia.console.auth import ConsoleAuth
 from motia.console.dead_letters import DeadLettersAPI
+from motia.console.steps import step_json
 from motia.console.streams import StreamFeed, StreamsAPI
 from motia.console.traces import TracesAPI
 from motia.exceptions import StateBackendError, StateClosedError, StateConflictError, StateError
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from motia.runtime.app import MotiaApp
     from motia.runtime.traces import TraceSource
     from motia.state.manager import StateManager
-    from motia.steps.definition import Step
-    from motia.steps.triggers import Trigger
     from motia.streams.manager import StreamManager
 
 __all__ = ["ConsoleAPI", "console_routes"]
@@ -56,32 +55,6 @@ _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", 
 
 def entry_json(entry: StateEntry) -> dict[str, Any]:
     return {"key": entry.key, "value": entry.value, "version": entry.version, "expires_at": entry.expires_at}
-
-
-def trigger_json(trigger: Trigger) -> dict[str, Any]:
-    """A trigger as the console shows it: its type and what it listens to."""
-    fields = {
-        "http": ("method", "path"),
-        "cron": ("expression",),
-        "queue": ("topic",),
-        "state": ("scope", "key"),
-        "stream": ("stream_name", "group_id", "item_id"),
-    }.get(trigger.type, ())
-    described: dict[str, Any] = {"type": trigger.type}
-    described.update({name: getattr(trigger, name, None) for name in fields})
-    described["condition"] = trigger.condition is not None
-    return described
-
-
-def step_json(step: Step) -> dict[str, Any]:
-    config = step.config
-    return {
-        "name": step.name,
-        "description": config.description,
-        "flows": list(config.flows),
-        "enqueues": [topic if isinstance(topic, str) else topic.get("topic") for topic in config.enqueues],
-        "triggers": [trigger_json(trigger) for trigger in step.triggers],
-    }
 
 
 class ConsoleAPI:

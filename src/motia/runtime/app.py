@@ -215,7 +215,8 @@ class MotiaApp:
         telemetry = observe.active
         if telemetry is not None:
             self._store_watch = telemetry.watch_store(self.state.backend, [step.name for step in self.steps])
-            self._gauges = asyncio.create_task(self._refresh_gauges(self._store_watch), name="motia-store-gauges")
+            if self._store_watch is not None:
+                self._gauges = asyncio.create_task(self._refresh_gauges(self._store_watch), name="motia-store-gauges")
         self._executor = ThreadPoolExecutor(self._handler_threads, thread_name_prefix="motia-handler")
         self.sync_state = SyncStateManager(self.state, loop=loop)
         self._bind_token = bind_global(self.state, loop)

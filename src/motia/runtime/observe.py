@@ -93,8 +93,9 @@ class Telemetry(Protocol):
         """A line of ``ctx.logger``: an event ``log`` on the current span."""
         ...
 
-    def watch_store(self, backend: StateBackend, steps: Sequence[str]) -> StoreWatch:
-        """Report the pending deliveries and dead letters of ``steps`` on ``backend`` (until ``close()``)."""
+    def watch_store(self, backend: StateBackend, steps: Sequence[str]) -> StoreWatch | None:
+        """Report the pending deliveries and dead letters of ``steps`` on ``backend`` (until ``close()``);
+        ``None`` when metrics are off (nothing to report, no store reads)."""
         ...
 
     def close(self) -> None:

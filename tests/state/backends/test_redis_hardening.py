@@ -231,3 +231,51 @@ def test_a_cluster_node_is_refused_at_start_up_with_a_clear_message(redis_server
         assert f"127.0.0.1:{server.port}" in str(excinfo.value)
     finally:
         server.close()
+
+
+# -- the function library named by its text: versions side by side -------------------------------------------------
+
+#: A library an older pymotia could have loaded: the source's name, ``motia1``, and a ``set`` of its own.
+OLDER_LIBRARY = """#!lua name=motia1
+redis.register_function('motia1_set', function(keys, args) return 'older set' end)
+redis.register_function('motia1_get', function(keys, args) return 'older get' end)
+"""
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A RESP2 map (``FUNCTION LIST`` replies in flat name, value lists) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def test_an_older_versions_library_on_the_server_is_neither_replaced_nor_called(redis_server_factory):
+    from motia.state.backends.redis.client import function_name, library
+
+    # Given a server where another pymotia version's library is loaded under its own names
+    server = redis_server_factory()
+    with redis.Redis(host="127.0.0.1", port=server.port) as admin:
+        admin.function_load(OLDER_LIBRARY)
+        sm = StateManager.from_url(f"{server.url}?prefix=versions")
+        try:
+            # When this version opens the store and writes and reads through its functions
+            asyncio.run(sm.set("s", "k", {"n": 1}))
+            assert asyncio.run(sm.get("s", "k")) == {"n": 1}
+        finally:
+            asyncio.run(sm.aclose())
+        # Then both libraries are loaded: this one's under a name taken from its text, the older one untouched
+        name, text = library()
+        assert name.startswith("motia_") and name != "motia1"
+        loaded = {entry[b"library_name"].decode(): entry for entry in map(_pairs, admin.function_list())}
+        assert set(loaded) == {"motia1", name}
+        assert admin.fcall("motia1_set", 1, "{versions}:meta") == b"older set"
+        # And every function of this version's library carries its name, so none can collide with another's
+        functions = [_pairs(f)[b"name"].decode() for f in loaded[name][b"functions"]]
+        assert functions and all(f.startswith(f"{name}_") for f in functions)
+        assert function_name("motia1_set") in functions and f"{name}_set" == function_name("motia1_set")
+        assert text.startswith(f"#!lua name={name}\n")
+
+
+def test_a_name_outside_the_library_is_refused():
+    from motia.state.backends.redis.client import function_name
+
+    with pytest.raises(ValueError, match="not a function of pymotia's library"):
+        function_name("set")

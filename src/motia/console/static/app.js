@@ -182,6 +182,36 @@ function triggerText(trigger) {
   }
 }
 
+/** How a queue, state or stream trigger delivers: queue settings, then the retry policy ("" for others). */
+function deliveryText(trigger) {
+  const parts = [];
+  const q = trigger.queue;
+  if (q) {
+    if (q.type === "fifo") parts.push("fifo");
+    if (q.delay_seconds) parts.push(`delay ${q.delay_seconds}s`);
+    if (q.visibility_timeout !== null) parts.push(`lease ${q.visibility_timeout}s`);
+    if (q.concurrency !== null) parts.push(`${q.concurrency} at a time`);
+    if (q.key_concurrency) parts.push(`${q.key_concurrency.limit} at a time per ${q.key_concurrency.key}`);
+    if (q.rate_limit) {
+      const per = q.rate_limit.key ? ` per ${q.rate_limit.key}` : "";
+      parts.push(`${q.rate_limit.limit} per ${q.rate_limit.period}s${per}`);
+    }
+  }
+  const r = trigger.retry;
+  if (r) {
+    const backoff = r.backoff_type === "fixed" ? `${r.backoff}s apart` : `backoff ${r.backoff}s doubling to ${r.backoff_max}s`;
+    parts.push(r.max_retries ? `${r.max_retries} retries, ${backoff}` : "no retries");
+  }
+  return parts.join(" · ");
+}
+
+function triggerItem(trigger) {
+  const delivery = deliveryText(trigger);
+  const item = el("span", { class: `trigger ${trigger.type}`, title: delivery }, triggerText(trigger));
+  if (delivery) item.append(el("span", { class: "delivery" }, delivery));
+  return item;
+}
+
 async function loadSteps() {
   const { steps } = await api("steps");
   $("steps").replaceChildren(
@@ -190,7 +220,7 @@ async function loadSteps() {
         "li",
         { class: "step", title: step.description || "" },
         el("span", { class: "name" }, step.name),
-        el("span", { class: "triggers" }, ...step.triggers.map((t) => el("span", { class: `trigger ${t.type}` }, triggerText(t)))),
+        el("span", { class: "triggers" }, ...step.triggers.map(triggerItem)),
       ),
     ),
   );

@@ -33,10 +33,14 @@ __all__ = [
 ]
 
 
-def enable(tracer_provider: Any, meter_provider: Any, *, on_close: Any = None) -> OtelTelemetry:
+def enable(tracer_provider: Any, meter_provider: Any = None, *, on_close: Any = None) -> OtelTelemetry:
     """Build the telemetry over these providers and hook it into state operations and log records; its
     ``close()`` unhooks those (and calls ``on_close``). The caller makes it the runtime's with
-    :func:`motia.runtime.observe.install` (``observe.start_from_env`` does, for ``MotiaApp``)."""
+    :func:`motia.runtime.observe.install` (``observe.start_from_env`` does, for ``MotiaApp``).
+
+    Metrics are recorded only when ``meter_provider`` records something: ``None``, the API's no-op provider
+    and the unset global proxy (no ``OTEL_METRICS_EXPORTER``, no SDK provider installed) mean no histogram
+    is touched at all (a ``record`` costs about as much as a span)."""
     restore_records = tag_log_records()
     telemetry: OtelTelemetry
 

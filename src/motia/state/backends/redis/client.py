@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import itertools
 import logging
 import os
@@ -170,12 +171,39 @@ async def _close_watch(channel: _Channel) -> None:
         await channel.watch.aclose()
 
 
-def _library() -> str:
-    """The function library: ``functions.lua`` with ``streams.lua`` and ``operate.lua`` appended. One library,
-    loaded (and reloaded after a ``FUNCTION FLUSH``) in one ``FUNCTION LOAD``, so the stream and operator
-    functions share the delivery helpers and can never be missing while the rest is loaded."""
+#: The prefix of the library's function names in pymotia's source (``motia1_set``...). What is loaded into
+#: Redis is named after the library's text instead (:func:`library`), and calls are renamed to match.
+SOURCE_PREFIX = "motia1_"
+
+
+@functools.cache
+def library() -> tuple[str, str]:
+    """The function library's name and text: ``functions.lua`` with ``streams.lua`` and ``operate.lua``
+    appended. One library, loaded (and reloaded after a ``FUNCTION FLUSH``) in one ``FUNCTION LOAD``, so the
+    stream and operator functions share the delivery helpers and can never be missing while the rest is loaded.
+
+    The name is ``motia_`` and a digest of the text, and so are its functions' names: two pymotia versions
+    whose functions differ (arguments, replies) can use one Redis server side by side, each calling its own
+    functions, where one shared name would have each ``FUNCTION LOAD REPLACE`` the other's library under it.
+    A library of an older version stays loaded until removed (``FUNCTION DELETE``); it takes no keys."""
     package = resources.files("motia.state.backends.redis")
-    return "\n".join(package.joinpath(name).read_text() for name in ("functions.lua", "streams.lua", "operate.lua"))
+    text = "\n".join(package.joinpath(name).read_text() for name in ("functions.lua", "streams.lua", "operate.lua"))
+    name = "motia_" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    header = "#!lua name=motia1\n"
+    if not text.startswith(header):  # pragma: no cover - guards an edit of functions.lua
+        raise RuntimeError(f"functions.lua must start with {header!r}")
+    text = f"#!lua name={name}\n" + text[len(header) :].replace(f"'{SOURCE_PREFIX}", f"'{name}_")
+    if SOURCE_PREFIX in text:  # pragma: no cover - guards an edit of the .lua files
+        raise RuntimeError(f"a function name the library registers is not quoted as '{SOURCE_PREFIX}...'")
+    return name, text
+
+
+@functools.cache
+def function_name(function: str) -> str:
+    """The loaded library's name for the function the source calls ``function`` (``motia1_set``)."""
+    if not function.startswith(SOURCE_PREFIX):
+        raise ValueError(f"not a function of pymotia's library: {function!r}")
+    return f"{library()[0]}_{function[len(SOURCE_PREFIX) :]}"
 
 
 def _loaded(channel: _Channel, loading: asyncio.Future[Any]) -> None:
@@ -196,7 +224,7 @@ class RedisClient:
         self.timeout = timeout
         self._meta = meta
         self._marker_ms = round((timeout + 30.0) * 1000)
-        self._library = _library()
+        self._library = library()[1]
         self._tokens = itertools.count()
         self._token_prefix = os.urandom(6).hex()
         self._channels: dict[asyncio.AbstractEventLoop, _Channel] = {}
@@ -371,20 +399,21 @@ class RedisClient:
 
     async def call(self, function: str, *args: Any) -> Any:
         """Call the library's ``function`` (``FCALL``) with the store's one key and ``args``."""
-        return await self._run(("FCALL", function, 1, self._meta, *args), _doing(function))
+        return await self._run(("FCALL", function_name(function), 1, self._meta, *args), _doing(function))
 
     async def write(self, function: str, token: str, *args: Any) -> Any:
         """Call a write function: applied at most once for ``token``, however often a retry repeats it.
         The store keeps the reply under the token a little longer than this client retries."""
         # The caller's traceparent, last: the library keeps it with the write's events (state/observe.py).
         trace = current_trace.get() or ""
-        command = ("FCALL", function, 1, self._meta, token, self._marker_ms, *args, trace)
+        command = ("FCALL", function_name(function), 1, self._meta, token, self._marker_ms, *args, trace)
         return await self._run(command, _doing(function))
 
     async def command(self, *command: Any) -> Any:
         """Send one command, retried on connection trouble within ``timeout``."""
         if command[0] == "FCALL":
-            return await self._run(command, _doing(str(command[1])))
+            function = str(command[1])
+            return await self._run(("FCALL", function_name(function), *command[2:]), _doing(function))
         return await self._run(command, str(command[0]))
 
     async def blocking(self, *command: Any, block: float) -> Any:
