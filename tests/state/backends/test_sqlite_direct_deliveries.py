@@ -223,3 +223,27 @@ async def test_a_file_from_schema_8_counts_seqs_on_from_its_outbox(sqlite_url: s
     assert_seqs(payloads, 6)
     assert sorted(p["seq"] for p in payloads)[:3] == old
     assert min(p["seq"] for p in payloads if p["new_value"] in (4, 5)) > max(old)
+
+
+async def test_a_subscription_pruned_by_another_process_stops_the_next_group_write(tmp_path: Path, clock: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    day = 86_400.0
+    async with (
+        StateManager.from_url(url, clock=clock) as writer,
+        StateManager.from_url(url, clock=clock) as pruner,
+    ):
+        # Given a writer whose copy of the subscriptions holds a step that is about to go stale
+        await writer.backend.enable_events()
+        await writer.backend.touch_steps(["gone", "kept"])
+        await writer.backend.dispatch_events([Subscription("gone", "s"), Subscription("kept", "s")])
+        await set_two(writer, "s", ("a", 1), ("b", 1))
+        assert (await writer.backend.pending("gone"), await writer.backend.pending("kept")) == (2, 2)
+        # When another connection's retention forgets that step's subscription
+        clock.advance(8 * day)
+        await pruner.backend.touch_steps(["kept"])
+        await pruner.backend.prune(dead_letter_age=None, step_age=7 * day)
+        assert await writer.backend.pending("gone") == 0  # its waiting deliveries are dead letters now
+        # Then the writer's next group write no longer delivers to it
+        await set_two(writer, "s", ("c", 1), ("d", 1))
+        assert outbox(tmp_path / "shared.db") == 0
+        assert (await writer.backend.pending("gone"), await writer.backend.pending("kept")) == (0, 4)
