@@ -8,8 +8,9 @@ The server is bench/http_bench.py's ``motia run`` (same flags, same store, same 
 subprocess a ``sitecustomize`` that sets a global SDK tracer provider exporting to memory (a batch span
 processor), as ``opentelemetry-instrument`` would: pymotia finds it and traces every request (a server span
 and a ``state.get`` span). "metrics" also sets a global SDK meter provider (an in-memory reader), so the
-histograms are recorded too; "sampled" is "on" with ``parentbased_traceidratio`` at 10 %. "idle" only
-imports the SDK.
+histograms are recorded too; "sampled" is "on" with ``parentbased_traceidratio`` at 10 %; "discard" is "on"
+with an exporter that keeps nothing, as a network exporter frees what it sent (the in-memory exporter keeps
+every span of the run, which the garbage collector walks again and again). "idle" only imports the SDK.
 
 Beside requests per second it prints the server process's CPU time per request (user + system, from
 ``/proc/<pid>/stat`` around the timed run, after the warm-up), which moves far less with other load.
@@ -37,17 +38,28 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 provider = TracerProvider(sampler={sampler})
-provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+provider.add_span_processor(BatchSpanProcessor({exporter}))
 trace.set_tracer_provider(provider)
+"""
+#: An exporter keeping nothing, as a network exporter frees each batch once sent (the SDK's in-memory exporter
+#: keeps every span of the run, which the garbage collector then walks again and again).
+_DISCARD = """
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+
+class Discarding(SpanExporter):
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
 """
 _METER = "metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))\n"
 SITE = {
     "idle": "import opentelemetry.sdk.trace  # the extra installed and imported; no provider, no OTEL_* variable\n",
-    "on": _TRACER.format(sampler=None),
-    "metrics": _TRACER.format(sampler=None) + _METER,
-    "sampled": _TRACER.format(sampler="ParentBased(TraceIdRatioBased(0.1))"),
+    "on": _TRACER.format(sampler=None, exporter="InMemorySpanExporter()"),
+    "discard": _DISCARD + _TRACER.format(sampler=None, exporter="Discarding()"),
+    "metrics": _TRACER.format(sampler=None, exporter="InMemorySpanExporter()") + _METER,
+    "sampled": _TRACER.format(sampler="ParentBased(TraceIdRatioBased(0.1))", exporter="InMemorySpanExporter()"),
 }
-MODES = ("off", "idle", "on", "metrics", "sampled")
+MODES = ("off", "idle", "on", "discard", "metrics", "sampled")
 
 
 def cpu_seconds(pid: int) -> float:
