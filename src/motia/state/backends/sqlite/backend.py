@@ -51,6 +51,7 @@ from motia.state.backends.sqlite.keyvalue import (
     _write_update,
 )
 from motia.state.backends.sqlite.operate import DEAD_LETTER_COLUMNS, SQLiteOperations, dead_letter_of
+from motia.state.backends.sqlite.outbox import MODE, Subscribers
 from motia.state.backends.sqlite.streams import SQLiteStreams, _write_prune_streams
 from motia.state.backends.sqlite.writer import SQLiteWriter, _LoopWriter
 from motia.state.backends.types import (
@@ -83,6 +84,9 @@ _COUNTS = (
     " (SELECT count(*) FROM motia_steps), (SELECT count(*) FROM motia_stream_groups),"
     " (SELECT count(*) FROM motia_stream_items), (SELECT count(*) FROM motia_stream_changes)"
 )
+#: How long a dispatch trusts that the store is still in direct mode with nothing in the outbox (seconds):
+#: what another process changes (a prune, an outbox write) is seen after this at most, as polling would.
+DIRECT_RECHECK = 0.05
 _PAGES = "SELECT * FROM pragma_page_count(), pragma_page_size(), pragma_freelist_count()"
 #: Bytes of pages per table and index (the dbstat virtual table, when SQLite was built with it).
 _TABLE_SIZES = "SELECT name, sum(pgsize) FROM dbstat WHERE name NOT LIKE 'sqlite_%' GROUP BY name ORDER BY name"
@@ -126,6 +130,10 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         self.timeout = timeout
         #: Whether writes record change events: a flag kept in the file, so every process agrees.
         self._events_enabled = False
+        self._subscribers = Subscribers()
+        #: The ``triggers`` number of the last dispatch that found direct mode, and the subscriptions it
+        #: registered: while both hold, a dispatch has nothing to do (see :meth:`dispatch_events`).
+        self._dispatched: tuple[int, frozenset[Subscription], int, float] | None = None
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._last_sweep = 0.0
@@ -208,8 +216,25 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         self._events_enabled = True
 
     async def dispatch_events(self, subscriptions: Sequence[Subscription], *, limit: int = 1000) -> int:
-        consumed: int = await self._write(_write_dispatch, tuple(subscriptions), limit)
-        return consumed
+        # In direct mode groups of writes make their deliveries themselves: while the subscriptions are the
+        # ones this backend registered (same number) and the outbox is empty, there is nothing to do. Only
+        # another process can change that unseen (this one's outbox writes and prunes are counted), so it is
+        # looked at (one read) at most every DIRECT_RECHECK seconds, not once per local commit.
+        wanted = frozenset(subscriptions)
+        known = self._dispatched
+        if known is not None and wanted <= known[1] and self._subscribers.outbox_writes == known[2]:
+            number, registered, outbox_writes, checked_at = known
+            now = time.monotonic()
+            if now - checked_at < DIRECT_RECHECK:
+                return 0
+            (mode, waiting), *_ = await self._read(MODE, (), inline=True)
+            if mode == number and not waiting:
+                self._dispatched = (number, registered, outbox_writes, now)
+                return 0
+        outbox_writes = self._subscribers.outbox_writes
+        consumed, mode = await self._write(_write_dispatch, tuple(subscriptions), limit)
+        self._dispatched = (mode, wanted, outbox_writes, time.monotonic()) if mode > 0 else None
+        return int(consumed)
 
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
         if not deliveries:
@@ -293,6 +318,7 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         result = PruneResult(0, 0, 0)
         if dead_letter_age is not None or step_age is not None:
             result = await self._write(_write_prune, dead_letter_age, step_age, heavy=True)
+            self._dispatched = None  # it may have dropped subscriptions: the next dispatch looks
         if dead_letter_limit is not None:
             capped: int = await self._write(_write_cap_dead_letters, dead_letter_limit, heavy=True)
             result = result._replace(dead_letters=result.dead_letters + capped)

@@ -7,6 +7,7 @@ SQL fragments the reads share live here too.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,8 @@ from motia.state.backends._writes import (
     plan_update,
 )
 from motia.state.backends.sqlite.connection import HookedConnection, Row
-from motia.state.backends.sqlite.transaction import _DELETE, _INSERT_EVENT, _SELECT_ONE, _Transaction
+from motia.state.backends.sqlite.outbox import Event
+from motia.state.backends.sqlite.transaction import _DELETE, _SELECT_ONE, _Transaction
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation
 
@@ -149,7 +151,7 @@ _CAS_UPSERT = (
 FALLBACK: Any = object()
 
 
-def _compare_and_set(connection: HookedConnection, scope: str, key: str, row: Row | None, record: Record) -> bool:
+def _compare_and_set(connection: sqlite3.Connection, scope: str, key: str, row: Row | None, record: Record) -> bool:
     """Write ``record`` if ``(scope, key)`` still holds ``row`` (``None``: absent) and events are off.
 
     The read and the compare-and-set are two statements, so the upsert applies only if the row is still
@@ -242,7 +244,7 @@ _BUFFERED_WRITES = (*_KEYED_WRITES, _write_commit)
 
 def _write_clear(tx: _Transaction, scope: str) -> int:
     """Delete every row of ``scope``. Values are read only when events need them, and then streamed in
-    chunks straight into the outbox, so clearing a large scope never holds its values in memory."""
+    chunks straight into deliveries or the outbox, so clearing a large scope never holds its values in memory."""
     tx.flush()
     connection = tx.connection
     if not tx.record_events:
@@ -251,7 +253,7 @@ def _write_clear(tx: _Transaction, scope: str) -> int:
         ).fetchone()[0]
     else:
         live = removed = size = 0
-        events: list[tuple[str, str, str, bytes | None, bytes | None, int, float, str | None]] = []
+        events: list[Event] = []
         rows = connection.execute("SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,))
         for key, data, version, expires_at in rows:  # one row at a time from SQLite, in key order
             expired = expires_at is not None and expires_at <= tx.now
@@ -260,11 +262,10 @@ def _write_clear(tx: _Transaction, scope: str) -> int:
             events.append(("expired" if expired else "deleted", scope, key, data, None, version, tx.now, tx.trace))
             size += len(data)
             if size >= CLEAR_CHUNK_BYTES or len(events) >= CLEAR_CHUNK_ROWS:
-                connection.executemany(_INSERT_EVENT, events)
+                tx.write_events(events)
                 events, size = [], 0
         if events:
-            connection.executemany(_INSERT_EVENT, events)
-        tx.notify = tx.notify or removed > 0
+            tx.write_events(events)
     connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
     tx.forget_scope(scope)
     return live

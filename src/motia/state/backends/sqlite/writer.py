@@ -40,6 +40,7 @@ from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.sqlite.connection import SQLITE_READONLY, SQLiteConnections, _Busy, _error_code, _is_busy
 from motia.state.backends.sqlite.delivery import _events_flag
 from motia.state.backends.sqlite.keyvalue import _BUFFERED_WRITES, _KEYED_WRITES, _LONE_WRITES, FALLBACK, _write_purge
+from motia.state.backends.sqlite.outbox import Subscribers
 from motia.state.backends.sqlite.streams import TRIM_INTERVAL, _trim_backlog
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.observe import current_trace
@@ -216,6 +217,8 @@ class SQLiteWriter(SQLiteConnections):
 
     #: Whether writes record change events: a flag kept in the file, so every process agrees.
     _events_enabled: bool
+    #: The registered state-trigger subscriptions, as of the number in the file (see ``outbox.py``).
+    _subscribers: Subscribers
     _clock: Callable[[], float]
     _sweep_interval: float
     _last_sweep: float
@@ -322,7 +325,7 @@ class SQLiteWriter(SQLiteConnections):
                 # before this BEGIN, so this batch sees it and records its events. Once on, the flag never
                 # goes off, so the read is paid only while events are off.
                 self._events_enabled = _events_flag(connection)
-            tx = _Transaction(connection, now, self._events_enabled)
+            tx = _Transaction(connection, now, self._events_enabled, self._subscribers)
             isolate = len(batch) > 1
             if isolate:
                 by_scope: dict[str, list[str]] = {}
