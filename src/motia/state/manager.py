@@ -110,8 +110,9 @@ class StateManager:
         self.check_open()
         scope, key = _values.check_scope(scope), _values.check_key(key)
         data = _values.encode_value(value, self.max_value_bytes)
-        checked_ttl, checked_version = _values.check_ttl(ttl), _values.check_version(if_version)
-        result = await self.backend.set(scope, key, data, ttl=checked_ttl, if_version=checked_version)
+        if ttl is not None or if_version is not None:  # the common write has neither: no calls to check them
+            ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
+        result = await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version)
         return _set_result(result.old_data, result.new_data, result.version)
 
     @observed("state", "update", _keyed)
@@ -132,13 +133,14 @@ class StateManager:
         self.check_open()
         scope, key = _values.check_scope(scope), _values.check_key(key)
         operations = parse_operations(ops)
-        checked_ttl, checked_version = _values.check_ttl(ttl), _values.check_version(if_version)
+        if ttl is not None or if_version is not None:
+            ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
         result = await self.backend.update(
             scope,
             key,
             operations,
-            ttl=checked_ttl,
-            if_version=checked_version,
+            ttl=ttl,
+            if_version=if_version,
             max_value_bytes=self.max_value_bytes,
         )
         return _set_result(result.old_data, result.new_data, result.version)

@@ -290,6 +290,7 @@ def downgrade_to_schema_1(path: Path) -> None:
             connection.execute(f"DROP TABLE {table}")
         connection.execute("ALTER TABLE motia_state_events DROP COLUMN trace")  # and the trace (version 5)
         drop_error_columns(connection)  # and the errors of failed attempts (schema version 7)
+        connection.execute("DELETE FROM motia_meta WHERE name IN ('event_seq', 'triggers')")  # (version 9)
         connection.execute("UPDATE motia_meta SET value = '1' WHERE name = 'schema_version'")
 
 
@@ -320,7 +321,7 @@ async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_
         assert await sm.get("s", "k") == {"n": 1}
         assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
         assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "8"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "9"
 
 
 async def test_sqlite_upgrades_an_older_file_keeping_its_deliveries_and_dead_letters(
@@ -348,7 +349,7 @@ async def test_sqlite_upgrades_an_older_file_keeping_its_deliveries_and_dead_let
         assert (pending.id, pending.first_error, pending.last_error) == ("p1", "first", "first")
         letter = await sm.backend.get_dead_letter("d1")
         assert letter is not None and letter.first_error == "last"
-    assert schema_version(sqlite_path) == "8"
+    assert schema_version(sqlite_path) == "9"
 
 
 async def test_sqlite_upgrades_a_schema_6_file_keeping_its_ordered_deliveries(
@@ -368,7 +369,7 @@ async def test_sqlite_upgrades_a_schema_6_file_keeping_its_ordered_deliveries(
             [NewDelivery(f"s{n}", "worker", "queue", b"1", order_key="key:k", order_slots=2) for n in range(3)]
         )
         assert [d.id for d in await sm.backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["s0", "s1"]
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "8"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "9"
 
 
 async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:

@@ -1,5 +1,7 @@
-"""A lone SQLite write while events are off commits by compare-and-set, without a transaction (issue 15):
-it must write only over the row it read, and never skip an event another process has switched on."""
+"""A lone SQLite write while events are off commits without a transaction (issue 15): in one statement
+that hands the row it replaces to Python, or by compare-and-set after a read. It must write only over the
+row it read, follow the rules of a transactional write (versions, expiry), and never skip an event another
+process has switched on."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
 
 from motia import StateManager
+from motia.exceptions import InvalidUpdateError
 from motia.state.backends.base import Subscription
 from motia.state.backends.sqlite import SQLiteBackend
-from motia.state.backends.sqlite.keyvalue import FALLBACK, _cas_set, _compare_and_set
+from motia.state.backends.sqlite.keyvalue import FALLBACK, _compare_and_set, _lone_set
 from motia.state.backends.types import Record
 
 
@@ -66,7 +70,8 @@ def test_compare_and_set_writes_only_over_the_row_it_read(sqlite_path: Path, sql
 async def test_a_lone_write_that_lost_a_race_runs_in_a_transaction_and_reports_the_real_old_value(
     sqlite_url: str, sqlite_path: Path
 ) -> None:
-    # Given a lone set whose row another process changes between its read and its write
+    # Given a lone conditional set (it reads the row, then writes by compare-and-set) whose row another
+    # process changes between its read and its write
     async with StateManager.from_url(sqlite_url) as state:
         await state.set("s", "k", "first")
         backend = state.backend
@@ -89,10 +94,99 @@ async def test_a_lone_write_that_lost_a_race_runs_in_a_transaction_and_reports_t
                 return cursor
 
         try:
-            outcome = _cas_set(Racing(backend._connection(inline=True)), 0.0, "s", "k", b'"mine"', None, None)  # type: ignore[arg-type]
+            racing = Racing(backend._connection(inline=True))
+            outcome = _lone_set(racing, 0.0, "s", "k", b'"mine"', None, 1)  # type: ignore[arg-type]
         finally:
             other.close()
         # Then the compare-and-set declined, and the write through the store sees the racer's row
         assert outcome is FALLBACK
         result = await state.set("s", "k", "mine")
         assert (result.old_value, result.version) == ("race", 6)
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _statements(backend: SQLiteBackend) -> list[str]:
+    """Record every statement the loop thread's connection runs from now on."""
+    statements: list[str] = []
+    backend._connection(inline=True).set_trace_callback(statements.append)
+    return statements
+
+
+async def test_a_lone_set_is_one_statement_and_reports_the_row_it_replaced(sqlite_path: Path) -> None:
+    clock = Clock(1000.0)
+    async with StateManager(SQLiteBackend(sqlite_path, clock=clock, sweep_interval=3600)) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "first", 0)  # the first write trims and sweeps, in a transaction
+        await state.set("s", "live", {"n": 1}, ttl=60)
+        await state.set("s", "expired", {"n": 1}, ttl=1)
+        clock.now += 2
+        statements = _statements(backend)
+        # When lone sets replace a live row, an expired row and no row
+        live = await state.set("s", "live", {"n": 2})
+        expired = await state.set("s", "expired", {"n": 2}, ttl=30)
+        fresh = await state.set("s", "fresh", {"n": 1})
+        # Then each was one statement, no transaction
+        assert len(statements) == 3 and all(sql.startswith("INSERT INTO motia_state") for sql in statements)
+        # And each reports what it replaced as a transaction would: the live row's value and next version,
+        # the expired row as absent (version 1), nothing for a new key
+        assert (live.old_value, live.new_value, live.version) == ({"n": 1}, {"n": 2}, 2)
+        assert (expired.old_value, expired.version) == (None, 1)
+        assert (fresh.old_value, fresh.version) == (None, 1)
+        # And the rows hold what the results say, expiry included (set replaces it)
+        entry = await state.get_entry("s", "live")
+        assert entry is not None and (entry.version, entry.expires_at) == (2, None)
+        entry = await state.get_entry("s", "expired")
+        assert entry is not None and (entry.value, entry.version, entry.expires_at) == ({"n": 2}, 1, clock.now + 30)
+
+
+async def test_a_lone_update_of_a_stored_key_is_one_statement_with_the_rules_of_a_transaction(
+    sqlite_path: Path,
+) -> None:
+    clock = Clock(1000.0)
+    increment = [{"type": "increment", "path": "n", "value": 1}]
+    async with StateManager(SQLiteBackend(sqlite_path, clock=clock, sweep_interval=3600)) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "first", 0)
+        await state.set("s", "kept", {"n": 1}, ttl=60)
+        await state.set("s", "renewed", {"n": 1}, ttl=60)
+        await state.set("s", "expired", {"n": 5}, ttl=1)
+        clock.now += 2
+        statements = _statements(backend)
+        # When lone updates change a live row (keeping its expiry), renew one's expiry, and meet an expired row
+        kept = await state.update("s", "kept", increment)
+        renewed = await state.update("s", "renewed", increment, ttl=10)
+        expired = await state.update("s", "expired", increment)
+        # Then each was one statement
+        assert len(statements) == 3 and all(sql.startswith("UPDATE motia_state") for sql in statements)
+        # And each result and row follows the rules: the expired row counts as absent (starts from {})
+        assert (kept.old_value, kept.new_value, kept.version) == ({"n": 1}, {"n": 2}, 2)
+        assert (renewed.new_value, renewed.version) == ({"n": 2}, 2)
+        assert (expired.old_value, expired.new_value, expired.version) == (None, {"n": 1}, 1)
+        entries = {key: await state.get_entry("s", key) for key in ("kept", "renewed", "expired")}
+        assert {key: (e.value, e.version, e.expires_at) for key, e in entries.items() if e is not None} == {
+            "kept": ({"n": 2}, 2, 1060.0),
+            "renewed": ({"n": 2}, 2, clock.now + 10),
+            "expired": ({"n": 1}, 1, None),
+        }
+
+
+async def test_a_lone_update_that_fails_on_the_stored_value_changes_nothing(sqlite_path: Path) -> None:
+    async with StateManager(SQLiteBackend(sqlite_path, sweep_interval=3600)) as state:
+        await state.set("s", "first", 0)
+        await state.set("s", "k", {"n": "text"})
+        # When an update's operation cannot apply to the stored value (it fails inside the write statement)
+        with pytest.raises(InvalidUpdateError):
+            await state.update("s", "k", [{"type": "increment", "path": "n", "value": 1}])
+        # Then nothing changed, and the store writes on as usual
+        entry = await state.get_entry("s", "k")
+        assert entry is not None and (entry.value, entry.version) == ({"n": "text"}, 1)
+        assert (await state.update("s", "k", [{"type": "set", "path": "n", "value": 1}])).version == 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from motia import StateManager
 from motia.state.backends.sqlite import SQLiteBackend
 from motia.state.backends.sqlite import connection as sqlite_connection
-from motia.state.backends.sqlite.writer import INLINE_STREAK, _Call
+from motia.state.backends.sqlite.writer import INLINE_STREAK
 
 
 def _run_uvloop(main: Coroutine[Any, Any, None]) -> None:
@@ -35,15 +35,16 @@ def run_loop(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, No
 
 
 def spy_batches(backend: SQLiteBackend) -> list[int]:
-    """Record the size of every batch the backend commits (the real method still runs)."""
+    """Record the size of every batch the backend commits (a lone write, committed without a batch, counts
+    as a batch of one; the real method still runs)."""
     sizes: list[int] = []
-    run_batch = backend._run_batch
+    after_commit = backend._after_commit
 
-    def recording(connection: Any, batch: Sequence[_Call]) -> list[Any]:
-        sizes.append(len(batch))
-        return run_batch(connection, batch)
+    def recording(writes: int) -> None:
+        sizes.append(writes)
+        after_commit(writes)
 
-    backend._run_batch = recording  # type: ignore[method-assign]
+    backend._after_commit = recording  # type: ignore[method-assign]
     return sizes
 
 

@@ -48,6 +48,43 @@ OPEN_RETRY_PAUSE_MAX = 0.1
 
 SQLITE_READONLY = 8
 
+#: A row of ``motia_state`` as SQLite hands it over: ``(value, version, expires_at)``.
+Row = tuple[bytes, int, "float | None"]
+
+
+class RowHook:
+    """Lets one write statement hand the row it replaces to Python, under the statement's own write lock.
+
+    A lone write needs the old row (``set`` returns the old value, ``update`` computes the new one from
+    it). Reading it first is a statement of its own; instead the upsert calls these as SQL functions
+    (``motia_old``, ``motia_plan``) in its ``DO UPDATE SET``, where SQLite passes the old column values,
+    so a write is one statement (issue 15; see :mod:`motia.state.backends.sqlite.keyvalue`). Each
+    connection has its own hook and is used by one thread at a time, so nothing here is shared.
+    """
+
+    __slots__ = ("row", "plan")
+
+    def __init__(self) -> None:
+        #: The row the last statement replaced (``None``: it replaced none); the caller resets it.
+        self.row: Row | None = None
+        #: ``motia_plan``'s work: the new value from the old row (it may raise: the statement then aborts).
+        self.plan: Any = None
+
+    def old(self, value: bytes, version: int, expires_at: float | None, new: bytes) -> bytes:
+        self.row = (value, version, expires_at)
+        return new
+
+    def __call__(self, value: bytes, version: int, expires_at: float | None) -> bytes:
+        row = self.row = (value, version, expires_at)
+        data: bytes = self.plan(row)
+        return data
+
+
+class HookedConnection(sqlite3.Connection):
+    """A connection with its :class:`RowHook` registered as the SQL functions ``motia_old`` and ``motia_plan``."""
+
+    hook: RowHook
+
 
 def _error_code(exc: sqlite3.Error) -> int | None:
     """The primary result code of ``exc`` (extended codes such as SQLITE_BUSY_RECOVERY folded into theirs)."""
@@ -124,11 +161,11 @@ class SQLiteConnections(StateBackend):
             time.sleep(pause)
             pause = min(pause * 2, OPEN_RETRY_PAUSE_MAX)
 
-    def _connection(self, *, inline: bool) -> sqlite3.Connection:
+    def _connection(self, *, inline: bool) -> HookedConnection:
         if self._forks != _forks[0]:  # forked: never share a connection with the parent
             self._after_fork()
         attribute = "inline" if inline else "blocking"
-        connection: sqlite3.Connection | None = getattr(self._local, attribute, None)
+        connection: HookedConnection | None = getattr(self._local, attribute, None)
         if connection is not None:
             return connection
         if self._closed:
@@ -147,7 +184,7 @@ class SQLiteConnections(StateBackend):
             known.close()
         return connection
 
-    def _connect(self, inline: bool) -> sqlite3.Connection:
+    def _connect(self, inline: bool) -> HookedConnection:
         """Open and set up a connection, waiting out other processes that are creating or writing the file.
 
         Some set-up steps meet a lock the busy timeout does not cover: SQLite answers "database is
@@ -165,6 +202,7 @@ class SQLiteConnections(StateBackend):
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=64,
+                factory=HookedConnection,
             )
             try:
                 self._set_up(connection, inline)
@@ -183,7 +221,10 @@ class SQLiteConnections(StateBackend):
             time.sleep(pause)
             pause = min(pause * 2, OPEN_RETRY_PAUSE_MAX)
 
-    def _set_up(self, connection: sqlite3.Connection, inline: bool) -> None:
+    def _set_up(self, connection: HookedConnection, inline: bool) -> None:
+        connection.hook = hook = RowHook()
+        connection.create_function("motia_old", 4, hook.old)
+        connection.create_function("motia_plan", 3, hook)
         # The mode is read first (it reads the header, so a corrupt file fails here, before any write),
         # and switched only when needed: switching takes a lock, which a store in use should not need.
         mode = connection.execute("PRAGMA journal_mode").fetchone()[0]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from motia.state.backends._events import error_text, state_deliveries
 from motia.state.backends._writes import orphaned_error
+from motia.state.backends.sqlite.outbox import _INSERT_DELIVERY, current_mode, delivery_rows, registered, set_mode
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.backends.types import MAX_ORDER_SLOTS, Delivery, NewDelivery, PruneResult, Subscription
 
@@ -24,10 +25,6 @@ TICK_PRUNE_INTERVAL = 60.0
 #: bound parameters).
 COMPLETE_CHUNK = 500
 
-_INSERT_DELIVERY = (
-    "INSERT OR IGNORE INTO motia_deliveries"
-    " (id, step, kind, payload, order_key, order_slots, available_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 #: An ordered delivery is claimable while fewer than its ``order_slots`` older ones of its key remain: for
 #: one slot, none (``NOT EXISTS``); for more, counted up to :data:`MAX_ORDER_SLOTS` (a bounded cost).
 _CLAIMABLE = f"""
@@ -46,11 +43,6 @@ _CLAIMABLE = f"""
     ORDER BY d.seq LIMIT ?"""
 
 
-def delivery_rows(deliveries: Sequence[NewDelivery], now: float) -> list[tuple[object, ...]]:
-    """The parameters of :data:`_INSERT_DELIVERY` for ``deliveries`` added at ``now``."""
-    return [(d.id, d.step, d.kind, d.payload, d.order_key, d.order_slots, now + d.delay, now) for d in deliveries]
-
-
 def _events_flag(connection: sqlite3.Connection) -> bool:
     row = connection.execute("SELECT value FROM motia_meta WHERE name = 'events'").fetchone()
     return row is not None and row[0] == "on"
@@ -60,13 +52,20 @@ def _write_enable_events(tx: _Transaction) -> None:
     tx.connection.execute("INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('events', 'on')")
 
 
-def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], limit: int) -> int:
+def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], limit: int) -> tuple[int, int]:
+    """Register ``subscriptions``, move up to ``limit`` outbox events to deliveries, and switch the store to
+    direct mode (groups of events make their deliveries themselves, see
+    :mod:`~motia.state.backends.sqlite.outbox`) once some subscription is registered. Returns the events
+    consumed and the ``triggers`` number now current (positive: direct mode)."""
     tx.flush()  # this batch's own events first
+    added = False
     if subscriptions:  # a no-op (no page written) once registered
+        before = tx.connection.total_changes
         tx.connection.executemany(
             "INSERT OR IGNORE INTO motia_subscriptions (step, scope, key) VALUES (?, ?, ?)",
             [(s.step, s.scope or "", s.key or "") for s in subscriptions],
         )
+        added = tx.connection.total_changes > before
     cursor_row = tx.connection.execute("SELECT value FROM motia_meta WHERE name = 'outbox_cursor'").fetchone()
     cursor = int(cursor_row[0]) if cursor_row is not None else 0
     rows = tx.connection.execute(
@@ -74,22 +73,26 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
         " WHERE seq > ? ORDER BY seq LIMIT ?",
         (cursor, limit),
     ).fetchall()
-    if not rows:
-        return 0
-    registered = [
-        Subscription(step, scope or None, key or None)
-        for step, scope, key in tx.connection.execute("SELECT step, scope, key FROM motia_subscriptions")
-    ]
-    deliveries = [delivery for row in rows for delivery in state_deliveries(registered, *row)]
-    if deliveries:
-        tx.connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, tx.now))
-        tx.notify = True
-    last = rows[-1][0]
-    # Keep the newest consumed row: new events then get larger seqs than any before (rowid rule), so
-    # delivery ids built from seq are never reused. The cursor says it is consumed.
-    tx.connection.execute("DELETE FROM motia_state_events WHERE seq < ?", (last,))
-    tx.connection.execute("INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)", (str(last),))
-    return len(rows)
+    subscribed = registered(tx.connection)
+    if rows:
+        deliveries = [delivery for row in rows for delivery in state_deliveries(subscribed, *row)]
+        if deliveries:
+            tx.connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, tx.now))
+            tx.notify = True
+        last = rows[-1][0]
+        # Keep the newest consumed row: new outbox rows are numbered after it (and after the direct
+        # deliveries' counter), so delivery ids built from seq are never reused. The cursor says it is consumed.
+        tx.connection.execute("DELETE FROM motia_state_events WHERE seq < ?", (last,))
+        tx.connection.execute(
+            "INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)", (str(last),)
+        )
+    # Direct mode while some subscription is registered (a group of events still goes to the outbox while
+    # events wait there, so per-key order holds: see outbox.record).
+    direct = bool(subscribed)
+    mode = current_mode(tx.connection)
+    if (mode > 0) != direct or (added and direct):
+        mode = set_mode(tx.connection, direct)
+    return len(rows), mode
 
 
 def _write_enqueue(tx: _Transaction, deliveries: Sequence[NewDelivery]) -> int:
@@ -221,6 +224,7 @@ def _write_touch_steps(tx: _Transaction, steps: Sequence[str]) -> None:
 
 def _write_prune(tx: _Transaction, dead_letter_age: float | None, step_age: float | None) -> PruneResult:
     removed = forgotten = orphaned = 0
+    unsubscribed = False
     if dead_letter_age is not None:
         removed = tx.connection.execute(
             "DELETE FROM motia_dead_letters WHERE failed_at < ?", (tx.now - dead_letter_age,)
@@ -240,11 +244,14 @@ def _write_prune(tx: _Transaction, dead_letter_age: float | None, step_age: floa
             (orphaned_error(step, seen_at), tx.now, step),
         ).rowcount
         tx.connection.execute(f"DELETE FROM motia_deliveries WHERE {waiting}", (step, tx.now))
-        tx.connection.execute("DELETE FROM motia_subscriptions WHERE step = ?", (step,))
+        if tx.connection.execute("DELETE FROM motia_subscriptions WHERE step = ?", (step,)).rowcount:
+            unsubscribed = True
         tx.connection.execute("DELETE FROM motia_stream_subscriptions WHERE step = ?", (step,))
         if tx.connection.execute("SELECT 1 FROM motia_deliveries WHERE step = ? LIMIT 1", (step,)).fetchone() is None:
             tx.connection.execute("DELETE FROM motia_steps WHERE step = ?", (step,))
             forgotten += 1
+    if unsubscribed:  # writes must stop delivering to those steps: a new number, so every copy is read again
+        set_mode(tx.connection, current_mode(tx.connection) > 0 and bool(registered(tx.connection)))
     tx.notify = tx.notify or orphaned > 0
     return PruneResult(removed, forgotten, orphaned)
 

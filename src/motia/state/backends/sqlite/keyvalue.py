@@ -18,7 +18,9 @@ from motia.state.backends._writes import (
     plan_transaction_write,
     plan_update,
 )
-from motia.state.backends.sqlite.transaction import _DELETE, _INSERT_EVENT, _SELECT_ONE, _Transaction
+from motia.state.backends.sqlite.connection import HookedConnection, Row
+from motia.state.backends.sqlite.outbox import Event
+from motia.state.backends.sqlite.transaction import _DELETE, _SELECT_ONE, _Transaction
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation
 
@@ -102,47 +104,73 @@ def _write_restore(
     return True
 
 
-# -- one write alone, while events are off: compare-and-set, no transaction (issue 15) -------------------
+# -- one write alone, while events are off: one autocommit statement, no transaction (issue 15) ---------
 #
 # A lone ``set`` or ``update`` in a transaction is five statements: ``BEGIN IMMEDIATE``, the events flag,
-# the row, the upsert, ``COMMIT``. While no process records events, it needs only two: read the row (a
-# read never waits in WAL), then write by compare-and-set, in autocommit: the upsert applies only if the
-# row is still byte for byte what was read (value, version and expiry; a version alone could have been
-# deleted and written again meanwhile) and the events flag is still off, under the write lock of its own
-# implicit transaction. If either changed, it writes nothing and the caller runs the write as usual, in a
-# transaction that reads the flag. Being one statement, the write is as atomic and durable as the
-# transaction it replaces.
+# the row, the upsert, ``COMMIT``. While no process records events it needs one: an autocommit upsert
+# that checks the events flag itself (it writes nothing if events are on) and hands the row it replaces
+# to Python from inside the statement (``motia_old`` / ``motia_plan``, see
+# :class:`~motia.state.backends.sqlite.connection.RowHook`), so the old value for the result, and for
+# ``update`` the new value computed from the old, come from the very row the statement replaces, under
+# its write lock. Being one statement, the write is as atomic and durable as the transaction it
+# replaces. A write the statement cannot do alone (events on; an ``update`` of an absent key; an
+# ``if_version``; an error in planning) falls back to reading the row and writing by compare-and-set
+# (below), or to the transaction.
+
+_LIVE_OLD = "(motia_state.expires_at IS NULL OR motia_state.expires_at > ?1)"
+_EVENTS_OFF = "NOT EXISTS (SELECT 1 FROM motia_meta WHERE name = 'events' AND value = 'on')"
+#: ``?1`` now, ``?2`` scope, ``?3`` key, ``?4`` the new value, ``?5`` the new expiry (the version follows
+#: :func:`~motia.state.backends._writes.plan_set`: one more than a live row's, else 1).
+_SET_ONE = (
+    "INSERT INTO motia_state (scope, key, value, version, expires_at)"
+    f" SELECT ?2, ?3, ?4, 1, ?5 WHERE {_EVENTS_OFF}"
+    " ON CONFLICT (scope, key) DO UPDATE SET"
+    " value = motia_old(motia_state.value, motia_state.version, motia_state.expires_at, excluded.value),"
+    f" version = CASE WHEN {_LIVE_OLD} THEN motia_state.version + 1 ELSE 1 END,"
+    " expires_at = excluded.expires_at"
+)
+#: ``?1`` now, ``?2`` scope, ``?3`` key, ``?4`` the new expiry if a ttl was given (else the live row's is
+#: kept, as :func:`~motia.state.backends._writes.plan_update` does); the value is planned in Python.
+_UPDATE_ONE = (
+    "UPDATE motia_state SET"
+    " value = motia_plan(value, version, expires_at),"
+    f" version = CASE WHEN {_LIVE_OLD} THEN version + 1 ELSE 1 END,"
+    f" expires_at = CASE WHEN ?4 IS NOT NULL THEN ?4 WHEN {_LIVE_OLD} THEN expires_at END"
+    f" WHERE scope = ?2 AND key = ?3 AND {_EVENTS_OFF}"
+)
 
 _CAS_UPSERT = (
     "INSERT INTO motia_state (scope, key, value, version, expires_at)"
-    " SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM motia_meta WHERE name = 'events' AND value = 'on')"
+    f" SELECT ?, ?, ?, ?, ? WHERE {_EVENTS_OFF}"
     " ON CONFLICT (scope, key) DO UPDATE SET"
     " value = excluded.value, version = excluded.version, expires_at = excluded.expires_at"
     " WHERE motia_state.version = ? AND motia_state.value = ? AND motia_state.expires_at IS ?"
 )
 
-#: What a compare-and-set write returns when it did not write: run the write in a transaction instead.
+#: What a lone write returns when it did not write: run the write in a transaction instead.
 FALLBACK: Any = object()
 
 
-def _compare_and_set(
-    connection: sqlite3.Connection, scope: str, key: str, row: tuple[bytes, int, float | None] | None, record: Record
-) -> bool:
-    """Write ``record`` if ``(scope, key)`` still holds ``row`` (``None``: absent) and events are off."""
+def _compare_and_set(connection: sqlite3.Connection, scope: str, key: str, row: Row | None, record: Record) -> bool:
+    """Write ``record`` if ``(scope, key)`` still holds ``row`` (``None``: absent) and events are off.
+
+    The read and the compare-and-set are two statements, so the upsert applies only if the row is still
+    byte for byte what was read (value, version and expiry; a version alone could have been deleted and
+    written again meanwhile)."""
     # An absent row is expected with version -1: any row found at insert time makes the update a no-op.
     expected = (-1, b"", None) if row is None else (row[1], row[0], row[2])
     cursor = connection.execute(_CAS_UPSERT, (scope, key, record.data, record.version, record.expires_at, *expected))
     return cursor.rowcount == 1
 
 
-def _live(key: str, row: tuple[bytes, int, float | None] | None, now: float) -> Record | None:
+def _live(key: str, row: Row | None, now: float) -> Record | None:
     if row is None or (row[2] is not None and row[2] <= now):
         return None
     return Record(key, row[0], row[1], row[2])
 
 
-def _cas_set(
-    connection: sqlite3.Connection,
+def _lone_set(
+    connection: HookedConnection,
     now: float,
     scope: str,
     key: str,
@@ -150,13 +178,23 @@ def _cas_set(
     ttl: float | None,
     if_version: int | None,
 ) -> Any:
+    if if_version is None:  # no condition to check before writing: one statement
+        hook = connection.hook
+        hook.row = None
+        expires_at = now + ttl if ttl is not None else None
+        if connection.execute(_SET_ONE, (now, scope, key, data, expires_at)).rowcount != 1:
+            return FALLBACK  # events are on
+        row = hook.row  # what plan_set would answer, as the statement's version did: a live row's next, else 1
+        if row is None or (row[2] is not None and row[2] <= now):
+            return WriteResult(None, data, 1)
+        return WriteResult(row[0], data, row[1] + 1)
     row = connection.execute(_SELECT_ONE, (scope, key)).fetchone()
     record, result = plan_set(scope, key, _live(key, row, now), data, ttl, if_version, now)
     return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK
 
 
-def _cas_update(
-    connection: sqlite3.Connection,
+def _lone_update(
+    connection: HookedConnection,
     now: float,
     scope: str,
     key: str,
@@ -165,6 +203,25 @@ def _cas_update(
     if_version: int | None,
     max_value_bytes: int,
 ) -> Any:
+    if if_version is None and operations:  # one statement, if the row exists
+        hook = connection.hook
+        planned: list[WriteResult] = []
+
+        def plan(row: Row) -> bytes:
+            current = _live(key, row, now)
+            record, result = plan_update(scope, key, current, operations, ttl, None, max_value_bytes, now)
+            assert record is not None  # there are operations
+            planned.append(result)
+            return record.data
+
+        hook.plan = plan
+        try:
+            cursor = connection.execute(_UPDATE_ONE, (now, scope, key, now + ttl if ttl is not None else None))
+        finally:
+            hook.plan = None
+        if cursor.rowcount == 1:
+            return planned[0]
+        # No row (or events on): read and write by compare-and-set, which also inserts.
     row = connection.execute(_SELECT_ONE, (scope, key)).fetchone()
     current = _live(key, row, now)
     record, result = plan_update(scope, key, current, operations, ttl, if_version, max_value_bytes, now)
@@ -173,9 +230,9 @@ def _cas_update(
     return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK
 
 
-#: The writes that have a compare-and-set form, used for a batch of one while events are off: each takes
-#: ``(connection, now, *args)`` and returns its result or :data:`FALLBACK`.
-_CAS_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {_write_set: _cas_set, _write_update: _cas_update}
+#: The writes that have a form without a transaction, used for a batch of one while events are off: each
+#: takes ``(connection, now, *args)`` and returns its result or :data:`FALLBACK`.
+_LONE_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {_write_set: _lone_set, _write_update: _lone_update}
 
 
 #: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.
@@ -187,7 +244,7 @@ _BUFFERED_WRITES = (*_KEYED_WRITES, _write_commit)
 
 def _write_clear(tx: _Transaction, scope: str) -> int:
     """Delete every row of ``scope``. Values are read only when events need them, and then streamed in
-    chunks straight into the outbox, so clearing a large scope never holds its values in memory."""
+    chunks straight into deliveries or the outbox, so clearing a large scope never holds its values in memory."""
     tx.flush()
     connection = tx.connection
     if not tx.record_events:
@@ -196,7 +253,7 @@ def _write_clear(tx: _Transaction, scope: str) -> int:
         ).fetchone()[0]
     else:
         live = removed = size = 0
-        events: list[tuple[str, str, str, bytes | None, bytes | None, int, float, str | None]] = []
+        events: list[Event] = []
         rows = connection.execute("SELECT key, value, version, expires_at FROM motia_state WHERE scope = ?", (scope,))
         for key, data, version, expires_at in rows:  # one row at a time from SQLite, in key order
             expired = expires_at is not None and expires_at <= tx.now
@@ -205,11 +262,10 @@ def _write_clear(tx: _Transaction, scope: str) -> int:
             events.append(("expired" if expired else "deleted", scope, key, data, None, version, tx.now, tx.trace))
             size += len(data)
             if size >= CLEAR_CHUNK_BYTES or len(events) >= CLEAR_CHUNK_ROWS:
-                connection.executemany(_INSERT_EVENT, events)
+                tx.write_events(events)
                 events, size = [], 0
         if events:
-            connection.executemany(_INSERT_EVENT, events)
-        tx.notify = tx.notify or removed > 0
+            tx.write_events(events)
     connection.execute("DELETE FROM motia_state WHERE scope = ?", (scope,))
     tx.forget_scope(scope)
     return live

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from motia.exceptions import StateBackendUnavailable
+from motia.state.backends.sqlite.outbox import INIT_EVENT_SEQ
 
 logger = logging.getLogger("motia.state")
 
@@ -43,8 +44,11 @@ logger = logging.getLogger("motia.state")
 #: ``motia_deliveries.order_slots`` (keyed concurrency: an older pymotia would lease one delivery of such a
 #: key at a time, and ignore the limit of the others). 8 (dead letters you can operate, issue 18;
 #: self-contained: renumber freely): the errors of a delivery's failed attempts (``first_error`` and
-#: ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``).
-SCHEMA_VERSION = 8
+#: ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``). 9 (state-trigger
+#: deliveries made in the write's transaction, issue 15; self-contained: renumber freely): ``motia_meta``'s
+#: ``event_seq`` counter, from which every event takes its seq (an older pymotia would number outbox rows by
+#: rowid, behind the counter, and reuse delivery ids), see :mod:`~motia.state.backends.sqlite.outbox`.
+SCHEMA_VERSION = 9
 
 #: Columns added to existing tables after their creation, by version: ``(table, column, definition)``.
 #: ``CREATE TABLE IF NOT EXISTS`` creates them in a new file; :func:`create_schema` adds each missing one
@@ -214,6 +218,7 @@ def create_schema(connection: sqlite3.Connection, path: Path, rollback: Callable
         for statement in _SCHEMA:
             connection.execute(statement)
         _add_trace_column(connection)
+        connection.execute(INIT_EVENT_SEQ)
         for table, column, definition in _ADDED_COLUMNS:
             present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
             if column not in present:

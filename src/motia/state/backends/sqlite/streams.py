@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from motia.exceptions import StateConflictError
 from motia.state.backends._events import stream_deliveries
 from motia.state.backends._waiters import CommitWaiters
-from motia.state.backends.sqlite.delivery import _INSERT_DELIVERY, delivery_rows
+from motia.state.backends.sqlite.outbox import _INSERT_DELIVERY, delivery_rows
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.backends.types import Record, StreamChange, StreamTriggerSubscription
 

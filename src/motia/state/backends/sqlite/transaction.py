@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from motia.state.backends.sqlite.outbox import Event, Subscribers, record
 from motia.state.backends.types import Record
 
 _SELECT_ONE = "SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ?"
@@ -15,10 +16,6 @@ _UPSERT = (
     " value = excluded.value, version = excluded.version, expires_at = excluded.expires_at"
 )
 _DELETE = "DELETE FROM motia_state WHERE scope = ? AND key = ?"
-_INSERT_EVENT = (
-    "INSERT INTO motia_state_events (event_type, scope, key, old_value, new_value, version, timestamp, trace)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 _UNSEEN: Any = object()
 #: Marks an undo-log entry for a flush: the buffers as they were before it.
@@ -44,6 +41,7 @@ class _Transaction:
         "trace",
         "notify",
         "streamed",
+        "subscribers",
         "_known",
         "_dirty",
         "_events",
@@ -51,7 +49,9 @@ class _Transaction:
         "_mark",
     )
 
-    def __init__(self, connection: sqlite3.Connection, now: float, record_events: bool) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, now: float, record_events: bool, subscribers: Subscribers | None = None
+    ) -> None:
         self.connection = connection
         self.now = now
         self.record_events = record_events
@@ -62,11 +62,13 @@ class _Transaction:
         self.notify = False
         #: Whether a stream change was recorded: stream tails and listeners are woken after the commit.
         self.streamed = False
+        #: The backend's copy of the registered subscriptions (see :mod:`~motia.state.backends.sqlite.outbox`).
+        self.subscribers = subscribers if subscribers is not None else Subscribers()
         #: The live record of every key this transaction has looked at (``None``: absent), as of now.
         self._known: dict[tuple[str, str], Record | None] = {}
         #: What to write at commit: the final record of each changed key (``None``: delete the row).
         self._dirty: dict[tuple[str, str], Record | None] = {}
-        self._events: list[tuple[str, str, str, bytes | None, bytes | None, int, float, str | None]] = []
+        self._events: list[Event] = []
         #: While a call runs: how to undo each change it made to the buffers, in order.
         self._undo: list[tuple[Any, ...]] | None = None
         #: ``len(self._events)`` when the running call began.
@@ -147,6 +149,11 @@ class _Transaction:
     def event(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, version: int) -> None:
         if self.record_events:
             self._events.append((event_type, scope, key, old, new, version, self.now, self.trace))
+
+    def write_events(self, events: list[Event]) -> None:
+        """Record ``events`` now, in this transaction: as deliveries, or in the outbox (see
+        :func:`~motia.state.backends.sqlite.outbox.record`)."""
+        if record(self.connection, self.subscribers, events, self.now):
             self.notify = True
 
     def forget_scope(self, scope: str) -> None:
@@ -155,7 +162,8 @@ class _Transaction:
             self._set(self._known, pair, None)
 
     def flush(self) -> None:
-        """Write the changed rows and the events (before COMMIT, or before a statement that reads rows)."""
+        """Write the changed rows and the events (before COMMIT, or before a statement that reads rows):
+        the events as the deliveries of the subscriptions registered now, or to the outbox."""
         if self._undo is not None and (self._dirty or self._events):
             # Both buffers are swapped out below, not changed: keeping them is enough to restore them.
             self._undo.append((_FLUSHED, self._dirty, self._events))
@@ -175,7 +183,4 @@ class _Transaction:
                 self.connection.executemany(_DELETE, deletes)
         if self._events:
             events, self._events = self._events, []
-            if len(events) == 1:
-                self.connection.execute(_INSERT_EVENT, events[0])
-            else:
-                self.connection.executemany(_INSERT_EVENT, events)
+            self.write_events(events)

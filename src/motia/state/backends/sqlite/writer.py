@@ -15,11 +15,11 @@
   asyncio's loop (see :meth:`_LoopWriter.inline_turn`): one task writing one write after another commits
   inline; as soon as a second task writes in the same loop iteration, or the last batch grouped several
   writes, writes queue and are group committed again.
-* A batch of one ``set`` or ``update`` while no process records events skips the transaction: it reads
-  the row and writes by compare-and-set in one autocommit statement, two statements instead of five
-  (``BEGIN IMMEDIATE``, the events flag, the row, the upsert, ``COMMIT``). If the row or the events
-  flag changed in between, the statement writes nothing and the write runs in a transaction as usual
-  (see :data:`~motia.state.backends.sqlite.keyvalue._CAS_WRITES`).
+* A batch of one ``set`` or ``update`` while no process records events skips the transaction: it is one
+  autocommit statement instead of five (``BEGIN IMMEDIATE``, the events flag, the row, the upsert,
+  ``COMMIT``), which checks the events flag itself and hands the old row to Python from inside. What it
+  cannot do alone falls back to a read and a compare-and-set, or to the transaction (see
+  :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
@@ -39,7 +39,8 @@ from motia.exceptions import StateClosedError, StateTimeout
 from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.sqlite.connection import SQLITE_READONLY, SQLiteConnections, _Busy, _error_code, _is_busy
 from motia.state.backends.sqlite.delivery import _events_flag
-from motia.state.backends.sqlite.keyvalue import _BUFFERED_WRITES, _CAS_WRITES, _KEYED_WRITES, FALLBACK, _write_purge
+from motia.state.backends.sqlite.keyvalue import _BUFFERED_WRITES, _KEYED_WRITES, _LONE_WRITES, FALLBACK, _write_purge
+from motia.state.backends.sqlite.outbox import Subscribers
 from motia.state.backends.sqlite.streams import TRIM_INTERVAL, _trim_backlog
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.observe import current_trace
@@ -77,7 +78,10 @@ class _Request(_Call):
     def __init__(
         self, function: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any], heavy: bool
     ) -> None:
-        super().__init__(function, args)
+        # _Call's fields set here, not through super().__init__: one call less per queued write
+        self.function = function
+        self.args = args
+        self.trace = current_trace.get()
         self.future = future
         self.heavy = heavy
 
@@ -213,6 +217,8 @@ class SQLiteWriter(SQLiteConnections):
 
     #: Whether writes record change events: a flag kept in the file, so every process agrees.
     _events_enabled: bool
+    #: The registered state-trigger subscriptions, as of the number in the file (see ``outbox.py``).
+    _subscribers: Subscribers
     _clock: Callable[[], float]
     _sweep_interval: float
     _last_sweep: float
@@ -241,8 +247,23 @@ class SQLiteWriter(SQLiteConnections):
         if self._inline_writes and not heavy and writer.inline_turn():
             # No other write could join a batch: commit this one now, a batch of one, without a round
             # trip through the loop.
+            lone = _LONE_WRITES.get(function)
+            if lone is not None:  # the lone form at once (what _run_batch would try first for a batch of one)
+                now = self._clock()
+                if self._lone_allowed(now):
+                    try:
+                        outcome = lone(self._connection(inline=True), now, *args)
+                    except (sqlite3.Error, UnicodeEncodeError):
+                        outcome = FALLBACK  # the transaction below runs it and reports any error as usual
+                    except BaseException:
+                        self._finished(1)
+                        raise
+                    if outcome is not FALLBACK:
+                        self._finished(1)
+                        self._after_commit(1)
+                        return outcome
             try:
-                outcome = self._run_batch(self._connection(inline=True), [_Call(function, args)])
+                outcome = self._run_batch(self._connection(inline=True), [_Call(function, args)], lone=False)
             except _Busy:
                 pass  # another connection holds the lock: queue it for a thread that may wait
             except BaseException:
@@ -259,28 +280,36 @@ class SQLiteWriter(SQLiteConnections):
         return await future
 
     def _finished(self, count: int) -> None:
-        with self._drain:
+        with self._lock:  # the lock of self._drain, taken directly: this runs once per write
             self._outstanding -= count
             if self._closed and self._outstanding <= 0:  # only aclose() waits for this
                 self._drain.notify_all()
 
-    def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call]) -> list[Any]:
+    def _lone_allowed(self, now: float) -> bool:
+        """Whether a write alone may skip the transaction: no process records events (as far as this one
+        knows: the statement checks again) and no TTL sweep or stream-log trim is due (they run in a batch's
+        transaction)."""
+        return (
+            not self._events_enabled
+            and now - self._last_sweep < self._sweep_interval
+            and now - self._last_stream_trim < TRIM_INTERVAL
+        )
+
+    def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call], *, lone: bool = True) -> list[Any]:
         """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken.
+
+        A batch of one may skip the transaction (:data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`),
+        unless ``lone`` is false (the caller tried that already).
 
         Returns one outcome per call: its result, or a :class:`_Failure` for a call that raised (that call
         changed nothing; the others commit). An error outside the calls (``BEGIN``, the final flush,
         ``COMMIT``, or one after which SQLite rolled the whole transaction back) fails the whole batch.
         """
         now = self._clock()
-        if (
-            len(batch) == 1
-            and not self._events_enabled
-            and now - self._last_sweep < self._sweep_interval
-            and now - self._last_stream_trim < TRIM_INTERVAL
-        ):
-            cas = _CAS_WRITES.get(batch[0].function)
-            if cas is not None:
-                outcome = self._run_cas(connection, cas, now, batch[0].args)
+        if lone and len(batch) == 1 and self._lone_allowed(now):
+            form = _LONE_WRITES.get(batch[0].function)
+            if form is not None:
+                outcome = self._run_lone(connection, form, now, batch[0].args)
                 if outcome is not FALLBACK:
                     return [outcome]
         try:
@@ -296,7 +325,7 @@ class SQLiteWriter(SQLiteConnections):
                 # before this BEGIN, so this batch sees it and records its events. Once on, the flag never
                 # goes off, so the read is paid only while events are off.
                 self._events_enabled = _events_flag(connection)
-            tx = _Transaction(connection, now, self._events_enabled)
+            tx = _Transaction(connection, now, self._events_enabled, self._subscribers)
             isolate = len(batch) > 1
             if isolate:
                 by_scope: dict[str, list[str]] = {}
@@ -339,17 +368,17 @@ class SQLiteWriter(SQLiteConnections):
                 logger.exception("a stream listener of %s failed", self.path)
         return outcomes
 
-    def _run_cas(
-        self, connection: sqlite3.Connection, cas: Callable[..., Any], now: float, args: tuple[Any, ...]
+    def _run_lone(
+        self, connection: sqlite3.Connection, lone: Callable[..., Any], now: float, args: tuple[Any, ...]
     ) -> Any:
-        """A write alone by compare-and-set (see :data:`~motia.state.backends.sqlite.keyvalue._CAS_WRITES`).
+        """A write alone without a transaction (see :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`).
 
         Returns its result, a :class:`_Failure` (a conflict or bad operation: nothing was written), or
         :data:`FALLBACK`: the row or the events flag changed since it was read, or SQLite failed (busy, a
         read-only file...); then the transaction path runs the write, and reports any error as it does.
         """
         try:
-            return cas(connection, now, *args)
+            return lone(connection, now, *args)
         except (sqlite3.Error, UnicodeEncodeError):
             return FALLBACK
         except Exception as exc:

@@ -1,0 +1,158 @@
+"""Where a write's change events go: straight to deliveries in the write's own transaction, or to the outbox.
+
+A change event used to cost an outbox row in the write's transaction, then a dispatch transaction that read
+it, copied it into one delivery per subscription, deleted it and moved a cursor (issue 15). Now, once
+subscriptions are registered (*direct* mode), a transaction recording a group of events (a group commit
+of concurrent writers, a multi-key transaction, a clear) with nothing waiting in the outbox inserts their
+deliveries itself: no event row, no dispatch round. The outbox stays for a lone event (cheaper per commit,
+see :func:`record`), for events while no subscription is registered yet (they wait for the first
+dispatch, which delivers them to the subscriptions it registers and switches the store to direct mode),
+and while events wait there (a direct delivery must not overtake them).
+
+``motia_meta`` holds two rows for this:
+
+* ``event_seq``: the last seq a direct delivery took. Direct events take theirs from it (one ``UPDATE ...
+  RETURNING``), outbox rows theirs after both it and the newest outbox row (dispatch always keeps the
+  newest row it consumed), so seqs keep increasing in commit order and a delivery id
+  (``state:{seq}:{step}``) is never reused.
+* ``triggers``: the mode, and which set of subscriptions is current. A positive number is direct mode, zero
+  or a negative one the outbox. Every change of ``motia_subscriptions`` writes a new random number (in the
+  same transaction), so a process keeps its copy of the subscriptions (:class:`Subscribers`) as long as the
+  number it read is the one it loaded them under: a subscription another process registers reaches this
+  process's very next write. Random, not counted: a transaction that rolled back cannot leave a number
+  behind that a later, different set of subscriptions would take again.
+
+A write is delivered to the subscriptions registered when its deliveries are made: at its commit (direct),
+or at the dispatch that moves it (outbox), as before.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Sequence
+
+from motia.state.backends._events import state_deliveries
+from motia.state.backends.types import NewDelivery, Subscription
+
+#: One change event: ``(event_type, scope, key, old_value, new_value, version, timestamp, trace)``.
+Event = tuple[str, str, str, bytes | None, bytes | None, int, float, str | None]
+
+_INSERT_DELIVERY = (
+    "INSERT OR IGNORE INTO motia_deliveries"
+    " (id, step, kind, payload, order_key, order_slots, available_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: An outbox row numbered after every seq handed out: the newest outbox row (dispatch always keeps the newest
+#: row it consumed) and the counter of direct deliveries. No write of the counter: a lone write stays as
+#: cheap as before direct mode existed.
+_INSERT_EVENT = (
+    "INSERT INTO motia_state_events"
+    " (seq, event_type, scope, key, old_value, new_value, version, timestamp, trace) VALUES ("
+    "max(coalesce((SELECT max(seq) FROM motia_state_events), 0),"
+    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'), 0)) + 1,"
+    " ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: The ``triggers`` number (positive: direct mode) and whether any event waits in the outbox (beyond the
+#: newest consumed row, which stays, at the cursor).
+MODE = (
+    "SELECT (SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'triggers'),"
+    " EXISTS (SELECT 1 FROM motia_state_events WHERE seq >"
+    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'outbox_cursor'), 0))"
+)
+#: Takes the next ``?`` seqs for direct deliveries, after every outbox row too.
+_NEXT_SEQS = (
+    "UPDATE motia_meta SET value = max(CAST(value AS INTEGER), coalesce((SELECT max(seq) FROM motia_state_events), 0))"
+    " + ? WHERE name = 'event_seq' RETURNING CAST(value AS INTEGER)"
+)
+#: Events a transaction records at least to make their deliveries itself (see :func:`record`).
+DIRECT_MIN_EVENTS = 2
+#: The seq counter of a file made before it: it goes on from the newest event the outbox ever held.
+INIT_EVENT_SEQ = (
+    "INSERT OR IGNORE INTO motia_meta (name, value)"
+    " SELECT 'event_seq', CAST(coalesce(max(seq), 0) AS TEXT) FROM motia_state_events"
+)
+_SUBSCRIPTIONS = "SELECT step, scope, key FROM motia_subscriptions"
+
+
+def delivery_rows(deliveries: Sequence[NewDelivery], now: float) -> list[tuple[object, ...]]:
+    """The parameters of :data:`_INSERT_DELIVERY` for ``deliveries`` added at ``now``."""
+    return [(d.id, d.step, d.kind, d.payload, d.order_key, d.order_slots, now + d.delay, now) for d in deliveries]
+
+
+def registered(connection: sqlite3.Connection) -> list[Subscription]:
+    """Every subscription registered with the store."""
+    return [Subscription(step, scope or None, key or None) for step, scope, key in connection.execute(_SUBSCRIPTIONS)]
+
+
+def set_mode(connection: sqlite3.Connection, direct: bool) -> int:
+    """Mark the subscriptions changed (a new number), in direct mode or not; return the number."""
+    number = secrets.randbits(62) + 1
+    if not direct:
+        number = -number
+    connection.execute("INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('triggers', ?)", (str(number),))
+    return number
+
+
+def current_mode(connection: sqlite3.Connection) -> int:
+    row = connection.execute("SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'triggers'").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+class Subscribers:
+    """One process's copy of ``motia_subscriptions``, valid while ``motia_meta``'s ``triggers`` number is
+    the one it was read under. Shared by the transactions of one backend, on any thread: the pair is
+    replaced whole, never changed in place."""
+
+    __slots__ = ("_cached", "outbox_writes")
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, list[Subscription]] = (0, [])
+        #: Transactions of this backend that wrote outbox rows (committed or not): a dispatch must look.
+        self.outbox_writes = 0
+
+    def get(self, connection: sqlite3.Connection, number: int) -> list[Subscription]:
+        cached_number, subscriptions = self._cached
+        if cached_number != number:
+            subscriptions = registered(connection)
+            self._cached = (number, subscriptions)
+        return subscriptions
+
+
+def record(connection: sqlite3.Connection, subscribers: Subscribers, events: Sequence[Event], now: float) -> bool:
+    """Record ``events`` (in commit order) in the current transaction: as deliveries in direct mode, else as
+    outbox rows. Returns whether anything was written that workers or the dispatcher should wake for.
+
+    Direct only for a group of events, and with nothing waiting in the outbox (those deliveries must come
+    first: per-key order). A lone event's outbox row costs one B-tree page where its delivery costs four
+    (the table and its three indexes) and the seq counter one more, on every commit; the dispatch that
+    later moves a burst of lone events inserts their deliveries side by side, a few pages for them all. So
+    one write at a time goes through the outbox, dispatched in bursts; group commits (concurrent writers)
+    make their deliveries themselves.
+    """
+    if len(events) >= DIRECT_MIN_EVENTS:
+        number, waiting = connection.execute(MODE).fetchone()
+        if number is not None and number > 0 and not waiting:
+            return _record_direct(connection, subscribers.get(connection, number), events, now)
+    subscribers.outbox_writes += 1
+    if len(events) == 1:
+        connection.execute(_INSERT_EVENT, events[0])
+    else:
+        connection.executemany(_INSERT_EVENT, events)
+    return True
+
+
+def _record_direct(
+    connection: sqlite3.Connection, subscriptions: Sequence[Subscription], events: Sequence[Event], now: float
+) -> bool:
+    row = connection.execute(_NEXT_SEQS, (len(events),)).fetchone()
+    if row is None:  # a file whose counter was never made (it is made with the schema): make it now
+        connection.execute(INIT_EVENT_SEQ)
+        row = connection.execute(_NEXT_SEQS, (len(events),)).fetchone()
+    first = row[0] - len(events) + 1
+    deliveries = [
+        delivery for seq, event in enumerate(events, first) for delivery in state_deliveries(subscriptions, seq, *event)
+    ]
+    if not deliveries:
+        return False
+    connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, now))
+    return True
