@@ -152,6 +152,11 @@ async def test_colon_params_query_and_headers(client):
     assert r.headers["x-trace-id"] == body["trace_id"]
 
 
+async def test_a_header_sent_twice_is_one_comma_joined_value(client):
+    r = await client.get("/colon/1/two", headers=[("X-Thing", "a"), ("x-thing", "b"), ("X-Other", "c")])
+    assert r.json()["header"] == "a, b"
+
+
 async def test_static_route_wins_over_param_route(client):
     r = await client.get("/colon/static/x")
     assert r.json()["trigger"] == ["http", "GET", "/colon/static/x"]

@@ -127,14 +127,37 @@ class StepRoute(BaseRoute):
             await self._serve(scope, receive, run.wrap(send), params, run.trace_id)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], trace_id: str) -> None:
+        # One coroutine from the request to the response on the common path (issue 15): reading the input,
+        # running the handler (app.invoke) and sending the answer are inline, not awaited layers.
         response: Response | tuple[int, bytes] | None
+        method: str = scope["method"]
+        headers = _headers(scope["headers"])
+        raw = b""
+        body = None
         try:
-            request = await self._build_input(scope, receive, params)
+            if method not in _BODYLESS_METHODS or "content-length" in headers or "transfer-encoding" in headers:
+                raw = await self._read_body(headers, receive)
+                body = _parse_body(raw, headers.get("content-type"))
+            schema = self.trigger.body_schema
+            if schema is not None:
+                problems = schema_errors(schema, body)
+                if problems:
+                    raise BadRequest(400, "Invalid request body", details=problems)
         except BadRequest as exc:
             response = error_response(exc.status, exc.message, trace_id, **exc.extra)
         except ClientDisconnect:
             return
         else:
+            query_string: bytes = scope.get("query_string", b"")
+            request = ApiRequest(
+                method=method,
+                path=scope["path"],
+                path_params=params,
+                query_params=_query(query_string) if query_string else {},
+                headers=headers,
+                body=body,
+                raw_body=raw,
+            )
             request._transport = (send, receive, trace_id, asyncio.get_running_loop())
             response = await self._run(request, trace_id)
             if response is None:  # the handler streamed its answer (runtime/http_stream.py): all sent
@@ -142,54 +165,22 @@ class StepRoute(BaseRoute):
         if type(response) is tuple:
             # The common answer, a JSON body and no headers of the handler's, sent as two ASGI messages:
             # the same bytes and headers a JSONResponse would send, without building one.
-            status, body = response
+            status, content = response
             await send(
                 {
                     "type": "http.response.start",
                     "status": status,
                     "headers": [
                         (b"x-trace-id", trace_id.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(content)).encode()),
+                        _JSON_TYPE,
                     ],
                 }
             )
-            await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.body", "body": content})
         else:
             assert isinstance(response, Response)
             await response(scope, receive, send)
-
-    async def _build_input(self, scope: Scope, receive: Receive, params: dict[str, str]) -> ApiRequest:
-        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        headers: dict[str, str] = {}
-        for k, v in raw_headers:
-            name = k.decode("latin-1").lower()
-            value = v.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        query: dict[str, str | list[str]] = {}
-        if scope.get("query_string"):
-            for k, v in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
-                old = query.get(k)
-                query[k] = v if old is None else [*old, v] if isinstance(old, list) else [old, v]
-        raw = b""
-        body = None
-        if scope["method"] not in ("GET", "HEAD") or "content-length" in headers or "transfer-encoding" in headers:
-            raw = await self._read_body(headers, receive)
-            body = _parse_body(raw, headers.get("content-type"))
-        schema = self.trigger.body_schema
-        if schema is not None:
-            problems = schema_errors(schema, body)
-            if problems:
-                raise BadRequest(400, "Invalid request body", details=problems)
-        return ApiRequest(
-            method=scope["method"],
-            path=scope["path"],
-            path_params=params,
-            query_params=query,
-            headers=headers,
-            body=body,
-            raw_body=raw,
-        )
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.app.max_body_bytes
@@ -341,6 +332,33 @@ def _parse_body(raw: bytes, content_type: str | None) -> Any:
     return text
 
 
+#: Methods whose requests are read without a body unless they announce one (content-length, chunked).
+_BODYLESS_METHODS = frozenset({"GET", "HEAD"})
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """A request's headers by lower-case name; a header sent several times is one comma-joined value."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+    if len(headers) == len(raw):  # every name once: the common case, one comprehension
+        return headers
+    headers = {}
+    for k, v in raw:
+        name = k.decode("latin-1").lower()
+        value = v.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _query(query_string: bytes) -> dict[str, str | list[str]]:
+    """Query parameters: a name given once is a ``str``, given several times a ``list[str]``."""
+    query: dict[str, str | list[str]] = {}
+    for k, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        old = query.get(k)
+        query[k] = v if old is None else [*old, v] if isinstance(old, list) else [old, v]
+    return query
+
+
 def _route_order(route: StepRoute) -> tuple[int, ...]:
     # Static segments win over parameters at the same position: /session/stats before /session/:id.
     return tuple(1 if seg.startswith("{") else 0 for seg in route.trigger.openapi_path.split("/"))
@@ -429,10 +447,12 @@ class _Dispatch:
         if route is not None:
             return route, {}
         index, wild = self._params[method]
-        for route in index.get(_first_segment(path), wild):
+        first = path[1:].partition("/")[0] if path[:1] == "/" else _first_segment(path)
+        for route in index.get(first, wild):
             m = route.trigger.regex.match(path)
             if m is not None:
-                return route, dict(zip(route.trigger.param_names, m.groups(), strict=True))
+                # The regex has one group per name (steps/triggers.py compiles both from the path).
+                return route, dict(zip(route.trigger.param_names, m.groups()))  # noqa: B905
         return None
 
 
