@@ -16,7 +16,8 @@ Instructions per request (callgrind, which load does not move): run ``K`` reques
 difference by ``K``; ``--instructions bare`` counts the bare app's the same way:
 
     for k in 0 3000; do
-      valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python bench/http_inprocess.py --instructions motia -n $k
+      valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        .venv/bin/python bench/http_inprocess.py --instructions motia -n $k
     done   # "Collected : N" each; (N_3000 - N_0) / 3000 instructions per request
 """
 
@@ -164,7 +165,8 @@ async def main(n: int, rounds: int, bare: bool, profile: bool, instructions: str
     motia_cpu = statistics.median(cpu for _, cpu in results["motia"])
     motia_wall = statistics.median(wall for wall, _ in results["motia"])
     where = Path(motia.__file__).parent
-    print(f"motia: {motia_cpu:.1f} us CPU, {motia_wall:.1f} us wall per request (median of {rounds} x {n}, uvloop, {where})")
+    print(f"motia: {motia_cpu:.1f} us CPU, {motia_wall:.1f} us wall per request", end=" ")
+    print(f"(median of {rounds} x {n}, uvloop, {where})")
     if bare:
         bare_cpu = statistics.median(cpu for _, cpu in results["bare"])
         bare_wall = statistics.median(wall for wall, _ in results["bare"])
