@@ -15,9 +15,9 @@ target: pymotia at >= 0.85x the bare app's in-process rate). Times are CPU time 
 Instructions per request (callgrind, which load does not move): run ``K`` requests and none, and divide the
 difference by ``K``; ``--instructions bare`` counts the bare app's the same way:
 
+    cg="valgrind --tool=callgrind --callgrind-out-file=/dev/null"
     for k in 0 3000; do
-      valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        .venv/bin/python bench/http_inprocess.py --instructions motia -n $k
+      $cg .venv/bin/python bench/http_inprocess.py --instructions motia -n $k
     done   # "Collected : N" each; (N_3000 - N_0) / 3000 instructions per request
 """
 
