@@ -356,18 +356,11 @@ class MotiaApp:
         name = step.name
         blocking = not step.is_async and self.sync_state is not None
         state: Any = self.sync_state if blocking else self.state
-        enqueuer = EnqueueScope(
-            self.queues, sender=name, parent=delivery_id, trace_id=trace_id, blocking=blocking, loop=self._loop
-        )
+        # Positional calls: one of each per run, and CPython packs keyword arguments of a class call in a dict.
+        loop = self._loop
+        enqueuer = EnqueueScope(self.queues, name, delivery_id, trace_id, blocking, loop)
         return FlowContext(
-            state=state,
-            logger=StepLogger(name, trace_id),
-            trace_id=trace_id,
-            trigger=trigger,
-            step=name,
-            enqueuer=enqueuer,
-            streams=self._ctx_streams,
-            loop=self._loop,
+            state, StepLogger(name, trace_id), trace_id, trigger, name, enqueuer, self._ctx_streams, None, loop
         )
 
     def stream_context(

@@ -150,9 +150,10 @@ class FlowContext(Generic[TEnqueueData]):
 
     __slots__ = ("_loop", "_streams", "enqueuer", "input_value", "logger", "state", "step", "trace_id", "trigger")
 
+    # Positional or keyword: the runtime builds one per run positionally, which CPython calls without
+    # packing a dict of keywords (issue 15); code outside the runtime names them.
     def __init__(
         self,
-        *,
         state: Any,
         logger: StepLogger,
         trace_id: str,

@@ -149,15 +149,9 @@ class StepRoute(BaseRoute):
             return
         else:
             query_string: bytes = scope.get("query_string", b"")
-            request = ApiRequest(
-                method=method,
-                path=scope["path"],
-                path_params=params,
-                query_params=_query(query_string) if query_string else {},
-                headers=headers,
-                body=body,
-                raw_body=raw,
-            )
+            query = _query(query_string) if query_string else {}
+            # Positional: CPython packs keyword arguments of a class call in a dict (issue 15).
+            request = ApiRequest(method, scope["path"], params, query, headers, body, raw)
             request._transport = (send, receive, trace_id, asyncio.get_running_loop())
             response = await self._run(request, trace_id)
             if response is None:  # the handler streamed its answer (runtime/http_stream.py): all sent

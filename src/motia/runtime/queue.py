@@ -390,7 +390,6 @@ class EnqueueScope:
     def __init__(
         self,
         router: QueueRouter,
-        *,
         sender: str | None,
         parent: str | None,
         trace_id: str | None,

@@ -72,7 +72,6 @@ class ApiRequest(Generic[TBody]):
 
     def __init__(
         self,
-        *,
         method: str = "GET",
         path: str = "/",
         path_params: dict[str, str] | None = None,
