@@ -127,8 +127,8 @@ class StepRoute(BaseRoute):
             await self._serve(scope, receive, run.wrap(send), params, run.trace_id)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], trace_id: str) -> None:
-        # One coroutine from the request to the response on the common path (issue 15): reading the input,
-        # running the handler (app.invoke) and sending the answer are inline, not awaited layers.
+        # The request's input is read inline here, not in a coroutine of its own (issue 15); _run runs the
+        # handler and turns its result into the answer sent below.
         response: Response | tuple[int, bytes] | None
         method: str = scope["method"]
         headers = _headers(scope["headers"])
