@@ -107,13 +107,15 @@ class StateManager:
         writes only if the stored version equals it (0: only if absent), else raises
         :class:`~motia.exceptions.StateConflictError`.
         """
-        self.check_open()
-        scope, key = _values.check_scope(scope), _values.check_key(key)
+        if self._closed:
+            self.check_open()
+        if not _plain_names(scope, key):  # the common names pass one inline test; the rest get the full checks
+            scope, key = _values.check_scope(scope), _values.check_key(key)
         data = _values.encode_value(value, self.max_value_bytes)
         if ttl is not None or if_version is not None:  # the common write has neither: no calls to check them
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
-        result = await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version)
-        return _set_result(result.old_data, result.new_data, result.version)
+        old_data, new_data, version = await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version)
+        return _set_result(old_data, new_data, version)
 
     @observed("state", "update", _keyed)
     async def update(
@@ -130,8 +132,10 @@ class StateManager:
         A missing key starts as ``{}``. ``ttl`` sets a new expiry; without it the current one is kept.
         An empty ``ops`` writes nothing.
         """
-        self.check_open()
-        scope, key = _values.check_scope(scope), _values.check_key(key)
+        if self._closed:
+            self.check_open()
+        if not _plain_names(scope, key):
+            scope, key = _values.check_scope(scope), _values.check_key(key)
         operations = parse_operations(ops)
         if ttl is not None or if_version is not None:
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
@@ -339,6 +343,20 @@ class StateManager:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _plain_names(scope: object, key: object) -> bool:
+    """Whether ``scope`` and ``key`` are plain ASCII ``str`` within the length limits: what
+    :func:`~motia.state.values.check_name` accepts without further ado, tested at once for both (issue 15).
+    Anything else takes the full checks, which accept or name the error as before."""
+    return (
+        type(scope) is str
+        and type(key) is str
+        and 0 < len(scope) <= _values.MAX_SCOPE_LENGTH
+        and 0 < len(key) <= _values.MAX_KEY_LENGTH
+        and scope.isascii()
+        and key.isascii()
+    )
 
 
 def _set_result(old_data: bytes | None, new_data: bytes | None, version: int) -> StateSetResult:

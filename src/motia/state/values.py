@@ -145,8 +145,16 @@ def encode(value: JSON, max_bytes: int) -> bytes:
 
 
 def encode_value(value: object, max_bytes: int) -> bytes:
-    """Validate and encode a caller's value in one step."""
-    return encode(to_json(value), max_bytes)
+    """Validate and encode a caller's value in one step (what ``encode(to_json(value), max_bytes)`` does, with
+    the calls between folded in: every write makes it; issue 15)."""
+    checked = _to_json(value, "value", 0)
+    try:
+        data = orjson.dumps(checked)
+    except orjson.JSONEncodeError:
+        data = dumps(checked)  # raises as it says, or takes the slow road for a big int
+    if len(data) > max_bytes:
+        raise StateValueError(f"value is {len(data)} bytes encoded; the limit is max_value_bytes={max_bytes}")
+    return data
 
 
 #: 20+ digits in a row may be an int beyond 64 bits, which orjson would read as a float. Found by mapping
