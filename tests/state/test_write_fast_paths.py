@@ -92,10 +92,26 @@ async def test_names_are_accepted_or_refused_as_the_full_checks_do(name: object)
                 assert str(raised.value) == error, kind
 
 
+def _cycle() -> dict[str, Any]:
+    looped: dict[str, Any] = {"a": []}
+    looped["a"].append(looped)
+    return looped
+
+
 @pytest.mark.parametrize(
     "value",
-    [{"a": 1, "b": [1.5, None, {"c": "d"}]}, 2**70, float("nan"), "\udc80", {"big": "x" * 2000}, object()],
-    ids=["json", "big-int", "nan", "surrogate", "too-large", "not-json"],
+    [
+        {"a": 1, "b": [1.5, None, {"c": "d"}]},
+        2**70,
+        float("nan"),
+        "\udc80",
+        {"big": "x" * 2000},
+        object(),
+        {"a": [1, {"b": float("inf")}]},
+        {"a": {1: 2}},
+        _cycle(),
+    ],
+    ids=["json", "big-int", "nan", "surrogate", "too-large", "not-json", "nested-inf", "nested-key", "cycle"],
 )
 def test_encode_value_is_encode_of_to_json(value: object) -> None:
     def outcome(function: Any) -> object:
@@ -107,3 +123,8 @@ def test_encode_value_is_encode_of_to_json(value: object) -> None:
     fast = outcome(lambda: _values.encode_value(value, 1000))
     slow = outcome(lambda: _values.encode(_values.to_json(value), 1000))
     assert fast == slow
+
+
+def test_encode_value_says_where_a_nested_value_is_not_json() -> None:
+    with pytest.raises(StateValueError, match=r"^value\.a\[1\]\.b: inf is not valid JSON"):
+        _values.encode_value({"a": [1, {"b": float("inf")}]}, 1000)
