@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _T = TypeVar("_T")
+#: How a write's result decodes its values, on first access (bound once: every set and update makes a result).
+_decode = _values.decode
 
 
 def _keyed(
@@ -115,7 +117,7 @@ class StateManager:
         if ttl is not None or if_version is not None:  # the common write has neither: no calls to check them
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
         old_data, new_data, version = await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version)
-        return _set_result(old_data, new_data, version)
+        return StateSetResult(version=version, _encoded=(old_data, new_data, _decode))
 
     @observed("state", "update", _keyed)
     async def update(
@@ -139,7 +141,7 @@ class StateManager:
         operations = parse_operations(ops)
         if ttl is not None or if_version is not None:
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
-        result = await self.backend.update(
+        old_data, new_data, version = await self.backend.update(
             scope,
             key,
             operations,
@@ -147,7 +149,7 @@ class StateManager:
             if_version=if_version,
             max_value_bytes=self.max_value_bytes,
         )
-        return _set_result(result.old_data, result.new_data, result.version)
+        return StateSetResult(version=version, _encoded=(old_data, new_data, _decode))
 
     @observed("state", "delete", _keyed)
     async def delete(self, scope: str, key: str, *, if_version: int | None = None) -> JSON:
@@ -357,10 +359,6 @@ def _plain_names(scope: object, key: object) -> bool:
         and scope.isascii()
         and key.isascii()
     )
-
-
-def _set_result(old_data: bytes | None, new_data: bytes | None, version: int) -> StateSetResult:
-    return StateSetResult(version=version, _encoded=(old_data, new_data, _values.decode))
 
 
 def _entry(record: Record) -> StateEntry:
