@@ -20,6 +20,10 @@
   ``COMMIT``), which checks the events flag itself and hands the old row to Python from inside. What it
   cannot do alone falls back to a read and a compare-and-set, or to the transaction (see
   :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
+* A batch of several ``set`` and ``update`` calls while events are off skips the transaction's per-call
+  bookkeeping (its undo log, loads, events): it is planned from one read per scope and written with one
+  ``executemany`` (see :mod:`~motia.state.backends.sqlite.plain`); anything else, or events found on, runs
+  the usual way.
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
