@@ -137,7 +137,7 @@ async def main(n: int, rounds: int, bare: bool, profile: bool, instructions: str
         try:
             await app.state.set("user-sessions", "bench-session", orjson.loads(SESSION))
             await run(asgi, 2000)
-            if instructions:  # the same warm-up as a timed run: a short one leaves ~2% more per request counted
+            if instructions:  # the same warm-up as a timed run, so counts compare with the ones recorded
                 await run(peer, 2000)
                 await count(asgi if instructions == "motia" else peer, n)
                 return
