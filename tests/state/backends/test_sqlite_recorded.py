@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from motia import StateManager
+from motia.exceptions import InvalidUpdateError
 from motia.state.backends.base import Subscription
 from motia.state.backends.sqlite import SQLiteBackend, writer
 from motia.state.observe import current_trace
@@ -210,3 +211,20 @@ async def test_kill_9_never_leaves_a_lone_write_without_its_event(
         assert versions == list(range(1, version + 1))
     finally:
         connection.close()
+
+
+async def test_a_lone_update_with_events_that_fails_on_the_stored_value_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "bad.db"
+    async with StateManager(SQLiteBackend(path, sweep_interval=3600)) as state:
+        await state.backend.enable_events()
+        await state.set("s", "k", {"n": "text"})
+        before = _outbox(path)
+        # When an update's operation cannot apply to the stored value (it fails inside the write statement)
+        with pytest.raises(InvalidUpdateError):
+            await state.update("s", "k", INCREMENT)
+        # Then neither the row nor the outbox changed, and the store writes on as usual
+        entry = await state.get_entry("s", "k")
+        assert entry is not None and (entry.value, entry.version) == ({"n": "text"}, 1)
+        assert _outbox(path) == before
+        assert (await state.update("s", "k", [{"type": "set", "path": "n", "value": 1}])).version == 2
+        assert [row[1:7] for row in _outbox(path)][-1] == ("updated", "s", "k", b'{"n":"text"}', b'{"n":1}', 2)

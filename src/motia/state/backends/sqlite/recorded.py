@@ -49,13 +49,13 @@ _ROW = "scope = NEW.scope AND key = NEW.key"
 def _view(name: str, columns: str) -> str:
     """A view with no rows, only there to be inserted into (its trigger does the work)."""
     nulls = ", ".join("NULL" for _ in columns.split(","))
-    return f"CREATE TEMP VIEW {name} ({columns}) AS SELECT {nulls} WHERE 0"
+    return f"CREATE TEMP VIEW IF NOT EXISTS {name} ({columns}) AS SELECT {nulls} WHERE 0"
 
 
 _SCHEMA = (
     _view("motia_set_recorded", "now, scope, key, value, expires_at, trace"),
     # An expired row is left to the transaction (it fires ``expired`` before ``created``): the statement aborts.
-    f"""CREATE TEMP TRIGGER motia_set_recorded INSTEAD OF INSERT ON motia_set_recorded BEGIN
+    f"""CREATE TEMP TRIGGER IF NOT EXISTS motia_set_recorded INSTEAD OF INSERT ON motia_set_recorded BEGIN
         SELECT RAISE(ABORT, 'motia: an expired row') FROM motia_state WHERE {_ROW} AND expires_at <= NEW.now;
         INSERT INTO {_EVENT_COLUMNS} VALUES ({_SEQ},
             CASE WHEN EXISTS (SELECT 1 FROM motia_state WHERE {_ROW}) THEN 'updated' ELSE 'created' END,
@@ -71,7 +71,7 @@ _SCHEMA = (
     _view("motia_update_recorded", "now, scope, key, expires_at, trace"),
     # Only a live row (else nothing is written, and the transaction creates the key): its new value is
     # planned in Python (motia_plan) into the outbox row, and the row takes it from there.
-    f"""CREATE TEMP TRIGGER motia_update_recorded INSTEAD OF INSERT ON motia_update_recorded BEGIN
+    f"""CREATE TEMP TRIGGER IF NOT EXISTS motia_update_recorded INSTEAD OF INSERT ON motia_update_recorded BEGIN
         SELECT RAISE(IGNORE) WHERE NOT EXISTS (SELECT 1 FROM motia_state WHERE {_ROW} AND {_LIVE_NEW});
         INSERT INTO {_EVENT_COLUMNS} VALUES ({_SEQ}, 'updated', NEW.scope, NEW.key,
             (SELECT value FROM motia_state WHERE {_ROW}),
@@ -84,7 +84,7 @@ _SCHEMA = (
             WHERE {_ROW};
     END""",
     _view("motia_delete_recorded", "now, scope, key, trace"),
-    f"""CREATE TEMP TRIGGER motia_delete_recorded INSTEAD OF INSERT ON motia_delete_recorded BEGIN
+    f"""CREATE TEMP TRIGGER IF NOT EXISTS motia_delete_recorded INSTEAD OF INSERT ON motia_delete_recorded BEGIN
         SELECT RAISE(IGNORE) WHERE NOT EXISTS (SELECT 1 FROM motia_state WHERE {_ROW});
         INSERT INTO {_EVENT_COLUMNS} VALUES ({_SEQ},
             CASE WHEN EXISTS (SELECT 1 FROM motia_state WHERE {_ROW} AND {_LIVE_NEW}) THEN 'deleted' ELSE 'expired' END,
@@ -99,7 +99,8 @@ _DELETE = "INSERT INTO motia_delete_recorded VALUES (?, ?, ?, ?)"
 
 
 def _prepare(connection: HookedConnection) -> None:
-    """Make this connection's view and triggers, once (they live as long as the connection)."""
+    """Make this connection's views and triggers, once (they live as long as the connection; made again
+    after a failure half way)."""
     for statement in _SCHEMA:
         connection.execute(statement)
     connection.hook.recording = True
