@@ -20,6 +20,8 @@
   ``COMMIT``), which checks the events flag itself and hands the old row to Python from inside. What it
   cannot do alone falls back to a read and a compare-and-set, or to the transaction (see
   :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
+  While events are on, a lone ``set``, ``update`` or ``delete`` is one statement too, its outbox row
+  written by a trigger (:mod:`~motia.state.backends.sqlite.recorded`).
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
