@@ -22,6 +22,10 @@
   :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
   While events are on, a lone ``set``, ``update`` or ``delete`` is one statement too, its outbox row
   written by a trigger (:mod:`~motia.state.backends.sqlite.recorded`).
+* A batch of several ``set`` and ``update`` calls while events are off skips the transaction's per-call
+  bookkeeping (its undo log, loads, events): it is planned from one read per scope and written with one
+  ``executemany`` (see :mod:`~motia.state.backends.sqlite.plain`); anything else, or events found on, runs
+  the usual way.
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
@@ -50,6 +54,8 @@ from motia.state.backends.sqlite.keyvalue import (
     _write_purge,
 )
 from motia.state.backends.sqlite.outbox import Subscribers
+from motia.state.backends.sqlite.plain import PLAIN_WRITES, run_plain
+from motia.state.backends.sqlite.plain import Failed as _Failure  # a call that raised; the rest of its batch commits
 from motia.state.backends.sqlite.streams import TRIM_INTERVAL, _trim_backlog
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.observe import current_trace
@@ -211,15 +217,6 @@ class _LoopWriter:
         self.backend._finished(len(batch))
 
 
-class _Failure:
-    """The outcome of a call that raised: its caller gets ``error``; the rest of the batch committed."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
 class SQLiteWriter(SQLiteConnections):
     """The group-commit writer of :class:`~motia.state.backends.sqlite.SQLiteBackend` (its base): queues each
     write on its event loop's :class:`_LoopWriter` and runs batches in one transaction."""
@@ -259,7 +256,7 @@ class SQLiteWriter(SQLiteConnections):
             lone = (_LONE_EVENT_WRITES if self._events_enabled else _LONE_WRITES).get(function)
             if lone is not None:  # the lone form at once (what _run_batch would try first for a batch of one)
                 now = self._clock()
-                if self._lone_allowed(now):
+                if self._nothing_due(now):
                     try:
                         outcome = lone(self, self._connection(inline=True), now, current_trace.get(), *args)
                     except (sqlite3.Error, UnicodeEncodeError):
@@ -295,9 +292,15 @@ class SQLiteWriter(SQLiteConnections):
                 self._drain.notify_all()
 
     def _lone_allowed(self, now: float) -> bool:
-        """Whether a write alone may skip the transaction: no TTL sweep or stream-log trim is due (they run
-        in a batch's transaction). Its form depends on whether events are on (``_LONE_EVENT_WRITES``); while
-        this process believes them off, the statement checks the flag itself."""
+        """Whether a write alone may skip the transaction: no process records events (as far as this one
+        knows: the statement checks again) and no TTL sweep or stream-log trim is due (they run in a batch's
+        transaction)."""
+        return not self._events_enabled and self._nothing_due(now)
+
+    def _nothing_due(self, now: float) -> bool:
+        """No TTL sweep or stream-log trim is due (they run in a batch's transaction): a lone write may skip
+        it, in its form for events on or off (``_LONE_EVENT_WRITES``, ``_LONE_WRITES``; while this process
+        believes events off, the statement checks the flag itself)."""
         return now - self._last_sweep < self._sweep_interval and now - self._last_stream_trim < TRIM_INTERVAL
 
     def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call], *, lone: bool = True) -> list[Any]:
@@ -311,18 +314,17 @@ class SQLiteWriter(SQLiteConnections):
         ``COMMIT``, or one after which SQLite rolled the whole transaction back) fails the whole batch.
         """
         now = self._clock()
-        if lone and len(batch) == 1 and self._lone_allowed(now):
+        if lone and len(batch) == 1 and self._nothing_due(now):
             form = (_LONE_EVENT_WRITES if self._events_enabled else _LONE_WRITES).get(batch[0].function)
             if form is not None:
                 outcome = self._run_lone(connection, form, now, batch[0])
                 if outcome is not FALLBACK:
                     return [outcome]
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
-                raise _Busy from None
-            raise self._translate(exc) from exc
+        if len(batch) > 1 and self._lone_allowed(now) and all(call.function in PLAIN_WRITES for call in batch):
+            plain = self._run_plain(connection, batch, now)
+            if plain is not None:
+                return plain
+        self._begin(connection)
         outcomes: list[Any] = []
         try:
             if not self._events_enabled:
@@ -371,6 +373,35 @@ class SQLiteWriter(SQLiteConnections):
                 self._notify_stream_listeners()
             except Exception:  # the change is committed: its writer must hear so, whatever a listener does
                 logger.exception("a stream listener of %s failed", self.path)
+        return outcomes
+
+    def _begin(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _Busy from None
+            raise self._translate(exc) from exc
+
+    def _run_plain(self, connection: sqlite3.Connection, batch: Sequence[_Call], now: float) -> list[Any] | None:
+        """A batch of sets and updates while events are off, without the transaction's per-call bookkeeping
+        (see :mod:`~motia.state.backends.sqlite.plain`); ``None`` if it cannot: the events flag is on, or SQLite
+        failed (rolled back; the usual path then runs the batch and reports any error as it does)."""
+        self._begin(connection)
+        try:
+            if _events_flag(connection):  # another process enabled events: its batch records them
+                self._events_enabled = True
+                outcomes = None
+            else:
+                outcomes = run_plain(connection, batch, now)
+                connection.execute("COMMIT")
+        except (sqlite3.Error, UnicodeEncodeError):
+            outcomes = None
+        except BaseException:
+            self._rollback(connection)
+            raise
+        if outcomes is None:
+            self._rollback(connection)
         return outcomes
 
     def _run_lone(self, connection: sqlite3.Connection, lone: Callable[..., Any], now: float, call: _Call) -> Any:
