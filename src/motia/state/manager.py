@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _T = TypeVar("_T")
+#: How a write's result decodes its values, on first access (bound once: every set and update makes a result).
+_decode = _values.decode
 
 
 def _keyed(
@@ -107,13 +109,15 @@ class StateManager:
         writes only if the stored version equals it (0: only if absent), else raises
         :class:`~motia.exceptions.StateConflictError`.
         """
-        self.check_open()
-        scope, key = _values.check_scope(scope), _values.check_key(key)
+        if self._closed:
+            self.check_open()
+        if not _plain_names(scope, key):  # the common names pass one inline test; the rest get the full checks
+            scope, key = _values.check_scope(scope), _values.check_key(key)
         data = _values.encode_value(value, self.max_value_bytes)
         if ttl is not None or if_version is not None:  # the common write has neither: no calls to check them
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
-        result = await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version)
-        return _set_result(result.old_data, result.new_data, result.version)
+        old_data, new_data, version = await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version)
+        return StateSetResult(version=version, _encoded=(old_data, new_data, _decode))
 
     @observed("state", "update", _keyed)
     async def update(
@@ -130,12 +134,14 @@ class StateManager:
         A missing key starts as ``{}``. ``ttl`` sets a new expiry; without it the current one is kept.
         An empty ``ops`` writes nothing.
         """
-        self.check_open()
-        scope, key = _values.check_scope(scope), _values.check_key(key)
+        if self._closed:
+            self.check_open()
+        if not _plain_names(scope, key):
+            scope, key = _values.check_scope(scope), _values.check_key(key)
         operations = parse_operations(ops)
         if ttl is not None or if_version is not None:
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
-        result = await self.backend.update(
+        old_data, new_data, version = await self.backend.update(
             scope,
             key,
             operations,
@@ -143,7 +149,7 @@ class StateManager:
             if_version=if_version,
             max_value_bytes=self.max_value_bytes,
         )
-        return _set_result(result.old_data, result.new_data, result.version)
+        return StateSetResult(version=version, _encoded=(old_data, new_data, _decode))
 
     @observed("state", "delete", _keyed)
     async def delete(self, scope: str, key: str, *, if_version: int | None = None) -> JSON:
@@ -341,8 +347,18 @@ class StateManager:
         await self.aclose()
 
 
-def _set_result(old_data: bytes | None, new_data: bytes | None, version: int) -> StateSetResult:
-    return StateSetResult(version=version, _encoded=(old_data, new_data, _values.decode))
+def _plain_names(scope: object, key: object) -> bool:
+    """Whether ``scope`` and ``key`` are plain ASCII ``str`` within the length limits: what
+    :func:`~motia.state.values.check_name` accepts without further ado, tested at once for both (issue 15).
+    Anything else takes the full checks, which accept or name the error as before."""
+    return (
+        type(scope) is str
+        and type(key) is str
+        and 0 < len(scope) <= _values.MAX_SCOPE_LENGTH
+        and 0 < len(key) <= _values.MAX_KEY_LENGTH
+        and scope.isascii()
+        and key.isascii()
+    )
 
 
 def _entry(record: Record) -> StateEntry:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -51,6 +52,7 @@ def set_observer(new: Observer | None) -> Observer | None:
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def observed(
@@ -61,17 +63,30 @@ def observed(
     ``(backend, target, key)`` and never raises on bad input (the method itself checks its arguments)."""
 
     def decorate(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-        @functools.wraps(method)
-        async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-            watcher = observer
-            if watcher is None:
-                return await method(*args, **kwargs)
+        async def watched(watcher: Observer, *args: _P.args, **kwargs: _P.kwargs) -> _R:
             with watcher.operation(kind, op, *describe(*args, **kwargs)):
                 return await method(*args, **kwargs)
 
-        return wrapper
+        # A plain function that hands back the method's own coroutine while nothing observes: no coroutine
+        # of its own to create, start and await through on every state operation (issue 15). Callers await
+        # it as before; the observer is looked up when the operation is called.
+        @functools.wraps(method)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Coroutine[Any, Any, _R]:
+            watcher = observer
+            if watcher is None:
+                return method(*args, **kwargs)
+            return watched(watcher, *args, **kwargs)
+
+        return _mark_coroutine(wrapper)
 
     return decorate
+
+
+def _mark_coroutine(function: _F) -> _F:
+    """Let ``inspect.iscoroutinefunction`` see the wrapper as the coroutine function it stands for (Python 3.12+;
+    on 3.11 there is no way to say so)."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    return function if mark is None else mark(function)
 
 
 _kinds: dict[type, str] = {}

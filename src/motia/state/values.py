@@ -62,6 +62,7 @@ def to_json(value: object) -> JSON:
 
 
 def _to_json(value: object, where: str, depth: int) -> JSON:
+    """``to_json`` at ``where`` (a path such as ``value.items[2]``; empty: not tracked, see :func:`encode_value`)."""
     if depth > MAX_DEPTH:
         raise StateValueError(f"{where}: nested deeper than {MAX_DEPTH} levels (or contains a reference cycle)")
     kind = type(value)
@@ -78,7 +79,7 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
                 raise StateValueError(f"{where}: dict keys must be str, found {type(name).__name__} {name!r}")
             if type(item) in _PLAIN:
                 continue
-            converted = _to_json(item, f"{where}.{name}", depth + 1)
+            converted = _to_json(item, where and f"{where}.{name}", depth + 1)
             if converted is not item:
                 if converted_dict is None:
                     converted_dict = dict(value)  # type: ignore[call-overload]
@@ -89,7 +90,7 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
         for index, item in enumerate(value):  # type: ignore[arg-type]
             if type(item) in _PLAIN:
                 continue
-            converted = _to_json(item, f"{where}[{index}]", depth + 1)
+            converted = _to_json(item, where and f"{where}[{index}]", depth + 1)
             if converted is not item:
                 if converted_list is None:
                     converted_list = list(value)  # type: ignore[call-overload]
@@ -145,8 +146,22 @@ def encode(value: JSON, max_bytes: int) -> bytes:
 
 
 def encode_value(value: object, max_bytes: int) -> bytes:
-    """Validate and encode a caller's value in one step."""
-    return encode(to_json(value), max_bytes)
+    """Validate and encode a caller's value in one step (what ``encode(to_json(value), max_bytes)`` does, with
+    the calls between folded in: every write makes it; issue 15)."""
+    try:
+        # Without a location (``where`` empty): nested values then cost no string formatting. Only to word
+        # an error is the value walked again, with its location.
+        checked = _to_json(value, "", 0)
+    except StateValueError:
+        _to_json(value, "value", 0)
+        raise
+    try:
+        data = orjson.dumps(checked)
+    except orjson.JSONEncodeError:
+        data = dumps(checked)  # raises as it says, or takes the slow road for a big int
+    if len(data) > max_bytes:
+        raise StateValueError(f"value is {len(data)} bytes encoded; the limit is max_value_bytes={max_bytes}")
+    return data
 
 
 #: 20+ digits in a row may be an int beyond 64 bits, which orjson would read as a float. Found by mapping

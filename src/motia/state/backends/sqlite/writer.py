@@ -20,6 +20,10 @@
   ``COMMIT``), which checks the events flag itself and hands the old row to Python from inside. What it
   cannot do alone falls back to a read and a compare-and-set, or to the transaction (see
   :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
+* A batch of several ``set`` and ``update`` calls while events are off skips the transaction's per-call
+  bookkeeping (its undo log, loads, events): it is planned from one read per scope and written with one
+  ``executemany`` (see :mod:`~motia.state.backends.sqlite.plain`); anything else, or events found on, runs
+  the usual way.
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
@@ -41,6 +45,8 @@ from motia.state.backends.sqlite.connection import SQLITE_READONLY, SQLiteConnec
 from motia.state.backends.sqlite.delivery import _events_flag
 from motia.state.backends.sqlite.keyvalue import _BUFFERED_WRITES, _KEYED_WRITES, _LONE_WRITES, FALLBACK, _write_purge
 from motia.state.backends.sqlite.outbox import Subscribers
+from motia.state.backends.sqlite.plain import PLAIN_WRITES, run_plain
+from motia.state.backends.sqlite.plain import Failed as _Failure  # a call that raised; the rest of its batch commits
 from motia.state.backends.sqlite.streams import TRIM_INTERVAL, _trim_backlog
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.observe import current_trace
@@ -202,15 +208,6 @@ class _LoopWriter:
         self.backend._finished(len(batch))
 
 
-class _Failure:
-    """The outcome of a call that raised: its caller gets ``error``; the rest of the batch committed."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
 class SQLiteWriter(SQLiteConnections):
     """The group-commit writer of :class:`~motia.state.backends.sqlite.SQLiteBackend` (its base): queues each
     write on its event loop's :class:`_LoopWriter` and runs batches in one transaction."""
@@ -312,12 +309,11 @@ class SQLiteWriter(SQLiteConnections):
                 outcome = self._run_lone(connection, form, now, batch[0].args)
                 if outcome is not FALLBACK:
                     return [outcome]
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
-                raise _Busy from None
-            raise self._translate(exc) from exc
+        if len(batch) > 1 and self._lone_allowed(now) and all(call.function in PLAIN_WRITES for call in batch):
+            plain = self._run_plain(connection, batch, now)
+            if plain is not None:
+                return plain
+        self._begin(connection)
         outcomes: list[Any] = []
         try:
             if not self._events_enabled:
@@ -366,6 +362,35 @@ class SQLiteWriter(SQLiteConnections):
                 self._notify_stream_listeners()
             except Exception:  # the change is committed: its writer must hear so, whatever a listener does
                 logger.exception("a stream listener of %s failed", self.path)
+        return outcomes
+
+    def _begin(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _Busy from None
+            raise self._translate(exc) from exc
+
+    def _run_plain(self, connection: sqlite3.Connection, batch: Sequence[_Call], now: float) -> list[Any] | None:
+        """A batch of sets and updates while events are off, without the transaction's per-call bookkeeping
+        (see :mod:`~motia.state.backends.sqlite.plain`); ``None`` if it cannot: the events flag is on, or SQLite
+        failed (rolled back; the usual path then runs the batch and reports any error as it does)."""
+        self._begin(connection)
+        try:
+            if _events_flag(connection):  # another process enabled events: its batch records them
+                self._events_enabled = True
+                outcomes = None
+            else:
+                outcomes = run_plain(connection, batch, now)
+                connection.execute("COMMIT")
+        except (sqlite3.Error, UnicodeEncodeError):
+            outcomes = None
+        except BaseException:
+            self._rollback(connection)
+            raise
+        if outcomes is None:
+            self._rollback(connection)
         return outcomes
 
     def _run_lone(

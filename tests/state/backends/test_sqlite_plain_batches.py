@@ -1,0 +1,165 @@
+"""A group-committed batch of sets and updates while events are off skips the transaction's per-call bookkeeping
+(issue 15, :mod:`motia.state.backends.sqlite.plain`). It must answer every caller exactly as the transaction
+path does (results, versions, expiry, errors, one call failing alone) and leave the same rows; and it must never
+run once events are on, in this process or another."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from motia import StateManager
+from motia.state.backends.base import Subscription
+from motia.state.backends.sqlite import SQLiteBackend
+
+INCREMENT = [{"type": "increment", "path": "n", "value": 1}]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def spy_plain(backend: SQLiteBackend, *, disable: bool = False) -> list[bool]:
+    """Record, per batch offered to the plain path, whether it ran there (``disable``: never let it run)."""
+    taken: list[bool] = []
+    run_plain = backend._run_plain
+
+    def recording(*args: Any) -> list[Any] | None:
+        outcomes = None if disable else run_plain(*args)
+        taken.append(outcomes is not None)
+        return outcomes
+
+    backend._run_plain = recording  # type: ignore[method-assign,assignment]
+    return taken
+
+
+def setting(state: StateManager, sign: int) -> list[Callable[[], Awaitable[Any]]]:
+    """Five sets of keys ``k1`` .. ``k5`` to ``sign * i``."""
+    return [functools.partial(state.set, "s", f"k{i}", sign * i) for i in range(1, 6)]
+
+
+async def together(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Run the calls as tasks started in one loop iteration (so they are group committed); each outcome is
+    the result as a plain tuple, or the error's type and message."""
+
+    async def outcome(call: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            result = await call()
+        except Exception as exc:  # the errors are compared, path against path
+            return type(exc).__name__, str(exc)
+        return result.old_value, result.new_value, result.version
+
+    return list(await asyncio.gather(*(outcome(call) for call in calls)))
+
+
+async def scripted(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+    """One scripted batch over keys live, expired, absent and conflicting; its outcomes, the entries left,
+    the raw rows left (expired ones included) and which batches took the plain path."""
+    clock = Clock()
+    async with StateManager.from_url(url, clock=clock, sweep_interval=3600) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "a", {"n": 1})
+        await state.set("s", "expired", {"n": 5}, ttl=5)
+        await state.set("s", "gone", {"n": 6}, ttl=5)
+        await state.set("s", "list", [1, 2])
+        await state.set("s", "versioned", "v1")
+        clock.now += 10  # "expired" and "gone" are past their ttl, still stored (no sweep is due)
+        await state.set("other", "x", 1)  # runs the periodic stream-log trim, which a plain batch never does
+        taken = spy_plain(backend, disable=not plain)
+        outcomes = await together(
+            [
+                lambda: state.set("s", "a", {"n": 2}),
+                lambda: state.update("s", "a", INCREMENT),
+                lambda: state.set("s", "expired", {"n": 50}),
+                lambda: state.update("s", "gone", []),  # nothing to write: the expired row is removed
+                lambda: state.update("s", "list", INCREMENT),  # fails alone: not an object
+                lambda: state.set("s", "versioned", "no", if_version=99),  # fails alone: a conflict
+                lambda: state.set("s", "versioned", "v2", if_version=1),
+                lambda: state.update("s", "fresh", INCREMENT),
+                lambda: state.update("s", "fresh", INCREMENT, ttl=30),
+                lambda: state.set("s", "a", {"n": 9}, ttl=60),
+            ]
+        )
+        entries = [(e.key, e.value, e.version, e.expires_at) for e in await state.items("s")]
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute(
+            "SELECT scope, key, value, version, expires_at FROM motia_state ORDER BY scope, key"
+        ).fetchall()
+    finally:
+        connection.close()
+    return outcomes, entries, rows, taken
+
+
+async def test_a_plain_batch_answers_and_writes_as_the_transaction_does(tmp_path: Path) -> None:
+    # Given the same script run once with the plain path and once through the transaction only
+    fast = await scripted(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
+    slow = await scripted(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    # Then the plain path ran (the first write of the round commits inline, the other nine are one batch)
+    assert fast[3] == [True]
+    assert slow[3] == [False]
+    # And every caller got the same answer, errors included, and the same rows are left
+    assert fast[:3] == slow[:3]
+    outcomes, entries, rows, _ = fast
+    assert outcomes[1] == ({"n": 2}, {"n": 3}, 3)  # sees the set before it in the batch
+    assert outcomes[2] == (None, {"n": 50}, 1)  # an expired key counts as absent
+    assert outcomes[4][0] == "InvalidUpdateError" and outcomes[5][0] == "StateConflictError"
+    assert outcomes[8] == ({"n": 1}, {"n": 2}, 2)
+    assert ("s", "gone") not in [(scope, key) for scope, key, *_ in rows]
+    assert entries[0] == ("a", {"n": 9}, 4, 1_000_070.0)
+
+
+async def test_a_plain_batch_is_never_used_once_events_are_on(sqlite_url: str) -> None:
+    # Given two stores on one file, both knowing events to be off, and one writing groups of keys
+    async with StateManager.from_url(sqlite_url) as writer, StateManager.from_url(sqlite_url) as app:
+        assert isinstance(writer.backend, SQLiteBackend)
+        taken = spy_plain(writer.backend)
+        await together(setting(writer, 1))
+        assert taken == [True]  # the first commits inline; the other four, a batch, took the plain path
+        # When the other switches events on, and the first writes a group again (all queued: writers were
+        # seen running together)
+        await app.backend.enable_events()
+        await together(setting(writer, -1))
+        # Then the plain path declined (it saw the flag) and every write recorded its event
+        assert taken == [True, False]
+        assert writer.backend._events_enabled
+        assert await app.backend.dispatch_events([Subscription("watcher")]) == 5
+        claimed = await app.backend.claim(["watcher"], owner="w", limit=10, lease=60)
+        assert sorted(orjson.loads(d.payload)["new_value"] for d in claimed) == [-5, -4, -3, -2, -1]
+        # And later batches are not offered to it at all
+        await together(setting(writer, 1))
+        assert taken == [True, False]
+
+
+async def refused(url: str, *, plain: bool) -> tuple[list[str], list[bool]]:
+    async with StateManager.from_url(url) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "warm", 1)
+        taken = spy_plain(backend, disable=not plain)
+        results = await asyncio.gather(
+            *(backend.set("s", key, b"1", ttl=None, if_version=None) for key in ("k1", "bad\udc80", "k2", "k3")),
+            return_exceptions=True,
+        )
+        return [type(result).__name__ for result in results], taken
+
+
+async def test_a_plain_batch_that_sqlite_refuses_runs_the_usual_way(tmp_path: Path) -> None:
+    # Given a batch in which one key cannot be stored (a lone surrogate, passed to the backend directly)
+    fast, taken = await refused(f"sqlite:///{tmp_path}/fast.db", plain=True)
+    slow, _ = await refused(f"sqlite:///{tmp_path}/slow.db", plain=False)
+    # Then the plain path gave the batch back, and the usual path answered it as it always has
+    assert taken == [False]
+    assert fast == slow
+    assert fast[0] == "WriteResult" and fast[1] == "StateValueError"  # the first write committed inline
