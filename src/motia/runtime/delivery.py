@@ -44,7 +44,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import Undeliverable
@@ -61,13 +61,14 @@ from motia.runtime.state_triggers import (
     IDLE_WAIT,
     EventDispatcher,
     matching,
+    state_input,
     state_triggers,
     subscriptions,
     wait_for,
 )
 from motia.runtime.stream_triggers import route_stream, stream_subscriptions
 from motia.runtime.tasks import cancel_and_wait
-from motia.runtime.types import StateTriggerInput, TriggerInfo
+from motia.runtime.types import TriggerInfo
 from motia.state import values as _values
 from motia.state.backends.types import Delivery
 from motia.steps.retry import RetryPolicy
@@ -314,6 +315,8 @@ class DeliveryWorker:
                 self._errors = 0
             # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the
             # next claim waits for a wake-up (a dispatch, a finished handler) or the poll timer.
+            if self._wake.is_set():  # under load it often is: no wait to arm (wait_for would return at once)
+                continue
             await wait_for(self._wake, await self._idle_wait(free > 0))
 
     async def _idle_wait(self, slots_free: bool) -> float:
@@ -362,7 +365,8 @@ class DeliveryWorker:
                 logger.exception("delivery %s: a retry listener failed", delivery.id)
 
     def _start(self, delivery: Delivery) -> None:
-        task = asyncio.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
         self._running[delivery.id] = task
         self._running_steps[delivery.id] = delivery.step
         self._per_step[delivery.step] += 1
@@ -426,12 +430,12 @@ class DeliveryWorker:
 
     # -- handling ----------------------------------------------------------------------------------
 
-    def _route(self, step: Step, delivery: Delivery) -> tuple[list[Trigger], Any, TriggerInfo, str | None]:
+    def _route(self, step: Step, delivery: Delivery) -> tuple[Sequence[Trigger], Any, TriggerInfo, str | None]:
         """The candidate triggers, handler input, ``ctx.trigger`` and trace id of ``delivery``."""
         if delivery.kind == "state":
             fields: Any = _values.decode(delivery.payload)
-            event = StateTriggerInput.model_validate(fields)
-            found: list[Trigger] = list(matching(self._state_triggers[step.name], event))
+            event = state_input(fields)
+            found: Sequence[Trigger] = matching(self._state_triggers[step.name], event)
             if not found:
                 where = f"{event.group_id!r}/{event.item_id!r}"
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
@@ -454,7 +458,7 @@ class DeliveryWorker:
             return found, message.get("data"), info, message.get("trace_id")
         if delivery.kind == "stream":
             triggers, change, info = route_stream(step, delivery)
-            return list(triggers), change, info, None
+            return triggers, change, info, None
         raise Undeliverable(f"unknown delivery kind {delivery.kind!r}")
 
     async def _handle(self, delivery: Delivery) -> None:
@@ -475,7 +479,7 @@ class DeliveryWorker:
             await self._run(step, delivery, triggers, input_, info, otel_trace_id)
 
     async def _run(
-        self, step: Step, delivery: Delivery, triggers: list[Trigger], input_: Any, info: TriggerInfo, trace_id: str
+        self, step: Step, delivery: Delivery, triggers: Sequence[Trigger], input_: Any, info: TriggerInfo, trace_id: str
     ) -> None:
         ctx = self.app.context(step, info, trace_id, delivery_id=delivery.id)
         trigger = triggers[0]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from motia.state.backends.base import StateBackend
     from motia.steps.definition import Step
 
-__all__ = ["EventDispatcher", "decode_state_event", "state_triggers", "subscriptions"]
+__all__ = ["EventDispatcher", "decode_state_event", "state_input", "state_triggers", "subscriptions"]
 
 logger = logging.getLogger("motia.runtime")
 
@@ -44,10 +44,20 @@ def subscriptions(steps: Iterable[Step]) -> list[Subscription]:
     return [Subscription(step.name, trigger.scope, trigger.key) for step in steps for trigger in state_triggers(step)]
 
 
+#: ``StateTriggerInput.model_validate`` without its Python wrapper: the same validation (aliases, types, an
+#: error naming the bad field), about a quarter fewer instructions per state delivery's input (issue 15).
+_validate_state_input = StateTriggerInput.__pydantic_validator__.validate_python
+
+
+def state_input(fields: Any) -> StateTriggerInput:
+    """The handler input built from a state delivery's decoded payload; ``ValidationError`` if it is not one."""
+    event: StateTriggerInput = _validate_state_input(fields)
+    return event
+
+
 def decode_state_event(payload: bytes) -> StateTriggerInput:
     """The handler input of a state delivery's payload (see ``StateBackend.dispatch_events``)."""
-    data: Any = _values.decode(payload)
-    return StateTriggerInput.model_validate(data)
+    return state_input(_values.decode(payload))
 
 
 async def wait_for(event: asyncio.Event, timeout: float) -> None:

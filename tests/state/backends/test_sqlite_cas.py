@@ -95,7 +95,7 @@ async def test_a_lone_write_that_lost_a_race_runs_in_a_transaction_and_reports_t
 
         try:
             racing = Racing(backend._connection(inline=True))
-            outcome = _lone_set(racing, 0.0, "s", "k", b'"mine"', None, 1)  # type: ignore[arg-type]
+            outcome = _lone_set(backend, racing, 0.0, None, "s", "k", b'"mine"', None, 1)  # type: ignore[arg-type]
         finally:
             other.close()
         # Then the compare-and-set declined, and the write through the store sees the racer's row

@@ -62,13 +62,16 @@ class RowHook:
     connection has its own hook and is used by one thread at a time, so nothing here is shared.
     """
 
-    __slots__ = ("row", "plan")
+    __slots__ = ("row", "plan", "recording")
 
     def __init__(self) -> None:
         #: The row the last statement replaced (``None``: it replaced none); the caller resets it.
         self.row: Row | None = None
         #: ``motia_plan``'s work: the new value from the old row (it may raise: the statement then aborts).
         self.plan: Any = None
+        #: Whether this connection has the views of the writes that record events
+        #: (:mod:`~motia.state.backends.sqlite.recorded`).
+        self.recording = False
 
     def old(self, value: bytes, version: int, expires_at: float | None, new: bytes) -> bytes:
         self.row = (value, version, expires_at)

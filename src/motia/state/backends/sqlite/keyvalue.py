@@ -20,6 +20,8 @@ from motia.state.backends._writes import (
 )
 from motia.state.backends.sqlite.connection import HookedConnection, Row
 from motia.state.backends.sqlite.outbox import Event
+from motia.state.backends.sqlite.recorded import FALLBACK as FALLBACK
+from motia.state.backends.sqlite.recorded import recorded_delete, recorded_set, recorded_update
 from motia.state.backends.sqlite.transaction import _DELETE, _SELECT_ONE, _Transaction
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation
@@ -147,9 +149,6 @@ _CAS_UPSERT = (
     " WHERE motia_state.version = ? AND motia_state.value = ? AND motia_state.expires_at IS ?"
 )
 
-#: What a lone write returns when it did not write: run the write in a transaction instead.
-FALLBACK: Any = object()
-
 
 def _compare_and_set(connection: sqlite3.Connection, scope: str, key: str, row: Row | None, record: Record) -> bool:
     """Write ``record`` if ``(scope, key)`` still holds ``row`` (``None``: absent) and events are off.
@@ -170,8 +169,10 @@ def _live(key: str, row: Row | None, now: float) -> Record | None:
 
 
 def _lone_set(
+    backend: Any,
     connection: HookedConnection,
     now: float,
+    trace: str | None,
     scope: str,
     key: str,
     data: bytes,
@@ -194,8 +195,10 @@ def _lone_set(
 
 
 def _lone_update(
+    backend: Any,
     connection: HookedConnection,
     now: float,
+    trace: str | None,
     scope: str,
     key: str,
     operations: Sequence[Operation],
@@ -231,8 +234,14 @@ def _lone_update(
 
 
 #: The writes that have a form without a transaction, used for a batch of one while events are off: each
-#: takes ``(connection, now, *args)`` and returns its result or :data:`FALLBACK`.
+#: takes ``(backend, connection, now, trace, *args)`` and returns its result or :data:`FALLBACK`.
 _LONE_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {_write_set: _lone_set, _write_update: _lone_update}
+#: The same while events are on (see :mod:`~motia.state.backends.sqlite.recorded`), taking the same arguments.
+_LONE_EVENT_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {
+    _write_set: recorded_set,
+    _write_update: recorded_update,
+    _write_delete: recorded_delete,
+}
 
 
 #: Writes whose first two arguments are the ``(scope, key)`` they touch: a batch prefetches those rows.

@@ -20,6 +20,8 @@
   ``COMMIT``), which checks the events flag itself and hands the old row to Python from inside. What it
   cannot do alone falls back to a read and a compare-and-set, or to the transaction (see
   :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
+  While events are on, a lone ``set``, ``update`` or ``delete`` is one statement too, its outbox row
+  written by a trigger (:mod:`~motia.state.backends.sqlite.recorded`).
 * A batch of several ``set`` and ``update`` calls while events are off skips the transaction's per-call
   bookkeeping (its undo log, loads, events): it is planned from one read per scope and written with one
   ``executemany`` (see :mod:`~motia.state.backends.sqlite.plain`); anything else, or events found on, runs
@@ -43,7 +45,14 @@ from motia.exceptions import StateClosedError, StateTimeout
 from motia.state.backends._waiters import CommitWaiters
 from motia.state.backends.sqlite.connection import SQLITE_READONLY, SQLiteConnections, _Busy, _error_code, _is_busy
 from motia.state.backends.sqlite.delivery import _events_flag
-from motia.state.backends.sqlite.keyvalue import _BUFFERED_WRITES, _KEYED_WRITES, _LONE_WRITES, FALLBACK, _write_purge
+from motia.state.backends.sqlite.keyvalue import (
+    _BUFFERED_WRITES,
+    _KEYED_WRITES,
+    _LONE_EVENT_WRITES,
+    _LONE_WRITES,
+    FALLBACK,
+    _write_purge,
+)
 from motia.state.backends.sqlite.outbox import Subscribers
 from motia.state.backends.sqlite.plain import PLAIN_WRITES, run_plain
 from motia.state.backends.sqlite.plain import Failed as _Failure  # a call that raised; the rest of its batch commits
@@ -244,12 +253,12 @@ class SQLiteWriter(SQLiteConnections):
         if self._inline_writes and not heavy and writer.inline_turn():
             # No other write could join a batch: commit this one now, a batch of one, without a round
             # trip through the loop.
-            lone = _LONE_WRITES.get(function)
+            lone = (_LONE_EVENT_WRITES if self._events_enabled else _LONE_WRITES).get(function)
             if lone is not None:  # the lone form at once (what _run_batch would try first for a batch of one)
                 now = self._clock()
-                if self._lone_allowed(now):
+                if self._nothing_due(now):
                     try:
-                        outcome = lone(self._connection(inline=True), now, *args)
+                        outcome = lone(self, self._connection(inline=True), now, current_trace.get(), *args)
                     except (sqlite3.Error, UnicodeEncodeError):
                         outcome = FALLBACK  # the transaction below runs it and reports any error as usual
                     except BaseException:
@@ -286,11 +295,13 @@ class SQLiteWriter(SQLiteConnections):
         """Whether a write alone may skip the transaction: no process records events (as far as this one
         knows: the statement checks again) and no TTL sweep or stream-log trim is due (they run in a batch's
         transaction)."""
-        return (
-            not self._events_enabled
-            and now - self._last_sweep < self._sweep_interval
-            and now - self._last_stream_trim < TRIM_INTERVAL
-        )
+        return not self._events_enabled and self._nothing_due(now)
+
+    def _nothing_due(self, now: float) -> bool:
+        """No TTL sweep or stream-log trim is due (they run in a batch's transaction): a lone write may skip
+        it, in its form for events on or off (``_LONE_EVENT_WRITES``, ``_LONE_WRITES``; while this process
+        believes events off, the statement checks the flag itself)."""
+        return now - self._last_sweep < self._sweep_interval and now - self._last_stream_trim < TRIM_INTERVAL
 
     def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Call], *, lone: bool = True) -> list[Any]:
         """Run one batch in one transaction; raise :class:`_Busy` if the write lock is taken.
@@ -303,10 +314,10 @@ class SQLiteWriter(SQLiteConnections):
         ``COMMIT``, or one after which SQLite rolled the whole transaction back) fails the whole batch.
         """
         now = self._clock()
-        if lone and len(batch) == 1 and self._lone_allowed(now):
-            form = _LONE_WRITES.get(batch[0].function)
+        if lone and len(batch) == 1 and self._nothing_due(now):
+            form = (_LONE_EVENT_WRITES if self._events_enabled else _LONE_WRITES).get(batch[0].function)
             if form is not None:
-                outcome = self._run_lone(connection, form, now, batch[0].args)
+                outcome = self._run_lone(connection, form, now, batch[0])
                 if outcome is not FALLBACK:
                     return [outcome]
         if len(batch) > 1 and self._lone_allowed(now) and all(call.function in PLAIN_WRITES for call in batch):
@@ -393,9 +404,7 @@ class SQLiteWriter(SQLiteConnections):
             self._rollback(connection)
         return outcomes
 
-    def _run_lone(
-        self, connection: sqlite3.Connection, lone: Callable[..., Any], now: float, args: tuple[Any, ...]
-    ) -> Any:
+    def _run_lone(self, connection: sqlite3.Connection, lone: Callable[..., Any], now: float, call: _Call) -> Any:
         """A write alone without a transaction (see :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`).
 
         Returns its result, a :class:`_Failure` (a conflict or bad operation: nothing was written), or
@@ -403,7 +412,7 @@ class SQLiteWriter(SQLiteConnections):
         read-only file...); then the transaction path runs the write, and reports any error as it does.
         """
         try:
-            return lone(connection, now, *args)
+            return lone(self, connection, now, call.trace, *call.args)
         except (sqlite3.Error, UnicodeEncodeError):
             return FALLBACK
         except Exception as exc:
