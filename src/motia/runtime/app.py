@@ -36,7 +36,7 @@ from motia.runtime.streams.auth import Authenticate
 from motia.runtime.streams.hub import StreamHub
 from motia.runtime.streams.limits import StreamLimits
 from motia.runtime.tasks import cancel_and_wait
-from motia.runtime.types import CronInput, TriggerInfo
+from motia.runtime.types import CronInput, TriggerFields, TriggerInfo
 from motia.state.manager import StateManager
 from motia.state.sync import SyncStateManager, bind_global, unbind_global
 from motia.steps.definition import Step, handler_arity
@@ -349,10 +349,11 @@ class MotiaApp:
                 logger.info("state store closed")
 
     def context(
-        self, step: Step, trigger: TriggerInfo, trace_id: str, *, delivery_id: str | None = None
+        self, step: Step, trigger: TriggerInfo | TriggerFields, trace_id: str, *, delivery_id: str | None = None
     ) -> FlowContext:
         """The ``ctx`` for one run of ``step``: sync state and enqueue for ``def`` handlers, async for
-        ``async def``. ``delivery_id`` (queue and state runs) makes the run's message ids deterministic."""
+        ``async def``. ``delivery_id`` (queue and state runs) makes the run's message ids deterministic;
+        ``trigger`` may be the fields of its ``TriggerInfo`` (``ctx.trigger`` builds it when read)."""
         name = step.name
         blocking = not step.is_async and self.sync_state is not None
         state: Any = self.sync_state if blocking else self.state
@@ -424,7 +425,7 @@ class MotiaApp:
             state=self.state,
             logger=ctx.logger,
             trace_id=ctx.trace_id,
-            trigger=ctx.trigger,
+            trigger=ctx._trigger,  # not built if nobody reads it
             step=ctx.step,
             enqueuer=enqueuer,
             streams=ctx.streams,

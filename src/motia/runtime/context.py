@@ -13,7 +13,7 @@ from typing_extensions import TypeVar
 
 from motia.exceptions import MatchError, MotiaError
 from motia.runtime import observe
-from motia.runtime.types import ApiRequest, TriggerInfo
+from motia.runtime.types import ApiRequest, TriggerFields, TriggerInfo
 from motia.streams.stream import Streams, current_streams
 
 __all__ = ["Context", "FlowContext", "StepLogger", "new_trace_id"]
@@ -148,7 +148,7 @@ class FlowContext(Generic[TEnqueueData]):
     app's event loop, where :meth:`match` runs an ``async`` branch for a ``def`` handler.
     """
 
-    __slots__ = ("_loop", "_streams", "enqueuer", "input_value", "logger", "state", "step", "trace_id", "trigger")
+    __slots__ = ("_loop", "_streams", "_trigger", "enqueuer", "input_value", "logger", "state", "step", "trace_id")
 
     # Positional or keyword: the runtime builds one per run positionally, which CPython calls without
     # packing a dict of keywords (issue 15); code outside the runtime names them.
@@ -157,7 +157,7 @@ class FlowContext(Generic[TEnqueueData]):
         state: Any,
         logger: StepLogger,
         trace_id: str,
-        trigger: TriggerInfo,
+        trigger: TriggerInfo | TriggerFields,
         step: str,
         enqueuer: Callable[[Mapping[str, Any]], Any] | None = None,
         streams: Streams | None = None,
@@ -167,12 +167,32 @@ class FlowContext(Generic[TEnqueueData]):
         self.state = state
         self.logger = logger
         self.trace_id = trace_id
-        self.trigger = trigger
+        self._trigger = trigger
         self.step = step
         self.enqueuer = enqueuer
         self._streams = streams
         self.input_value = input_value
         self._loop = loop
+
+    @property
+    def trigger(self) -> TriggerInfo:
+        """Which trigger started this run. The runtime hands the fields of a delivery's ``TriggerInfo``
+        (:data:`~motia.runtime.types.TriggerFields`) and it is built here, on first read: most handlers never
+        read it, and building a frozen dataclass was about a tenth of a delivery's instructions (issue 15)."""
+        trigger = self._trigger
+        if isinstance(trigger, tuple):
+            trigger = self._trigger = TriggerInfo(*trigger)
+        return trigger
+
+    @trigger.setter
+    def trigger(self, trigger: TriggerInfo) -> None:
+        self._trigger = trigger
+
+    def _trigger_type(self) -> str:
+        """``self.trigger.type`` without building the ``TriggerInfo``."""
+        trigger = self._trigger
+        kind: str = trigger[0] if isinstance(trigger, tuple) else trigger.type
+        return kind
 
     @property
     def streams(self) -> Streams:
@@ -202,19 +222,19 @@ class FlowContext(Generic[TEnqueueData]):
     emit = enqueue  # Motia 0.x name
 
     def is_api(self) -> bool:
-        return self.trigger.type == "http"
+        return self._trigger_type() == "http"
 
     def is_cron(self) -> bool:
-        return self.trigger.type == "cron"
+        return self._trigger_type() == "cron"
 
     def is_queue(self) -> bool:
-        return self.trigger.type == "queue"
+        return self._trigger_type() == "queue"
 
     def is_state(self) -> bool:
-        return self.trigger.type == "state"
+        return self._trigger_type() == "state"
 
     def is_stream(self) -> bool:
-        return self.trigger.type == "stream"
+        return self._trigger_type() == "stream"
 
     def get_data(self) -> Any:
         """The data of this run whatever its trigger: an HTTP request's body, ``None`` for a cron run, the
@@ -259,7 +279,7 @@ class FlowContext(Generic[TEnqueueData]):
         for key, handler in handlers.items():
             if handler is not None and not callable(handler):
                 raise MatchError(f"ctx.match: the {key!r} handler must be a function, not {type(handler).__name__}")
-        kind = self.trigger.type
+        kind = self._trigger_type()
         for key in _KEYS_OF.get(kind, (kind,)):
             handler = handlers.get(key)
             if handler is not None:

@@ -68,7 +68,7 @@ from motia.runtime.state_triggers import (
 )
 from motia.runtime.stream_triggers import route_stream, stream_subscriptions
 from motia.runtime.tasks import cancel_and_wait
-from motia.runtime.types import TriggerInfo
+from motia.runtime.types import TriggerFields, TriggerInfo
 from motia.state import values as _values
 from motia.state.backends.types import Delivery
 from motia.steps.retry import RetryPolicy
@@ -430,8 +430,10 @@ class DeliveryWorker:
 
     # -- handling ----------------------------------------------------------------------------------
 
-    def _route(self, step: Step, delivery: Delivery) -> tuple[Sequence[Trigger], Any, TriggerInfo, str | None]:
-        """The candidate triggers, handler input, ``ctx.trigger`` and trace id of ``delivery``."""
+    def _route(
+        self, step: Step, delivery: Delivery
+    ) -> tuple[Sequence[Trigger], Any, TriggerInfo | TriggerFields, str | None]:
+        """The candidate triggers, handler input, ``ctx.trigger`` (or its fields) and trace id of ``delivery``."""
         if delivery.kind == "state":
             fields: Any = _values.decode(delivery.payload)
             event = state_input(fields)
@@ -440,13 +442,11 @@ class DeliveryWorker:
                 where = f"{event.group_id!r}/{event.item_id!r}"
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
             self._publish(event.seq, fields)
-            info = TriggerInfo(
-                type="state",
-                scope=event.group_id,
-                key=event.item_id,
-                delivery_id=delivery.id,
-                attempt=delivery.attempts,
-            )
+            # TriggerInfo(type="state", scope=..., key=..., delivery_id=..., attempt=...), built if read.
+            info: TriggerInfo | TriggerFields = (
+                "state", None, None, None, None, event.group_id, event.item_id, None, None, None, delivery.id,
+                delivery.attempts,
+            )  # fmt: skip
             return found, event, info, None
         if delivery.kind == "queue":
             message: Any = _values.decode(delivery.payload)
@@ -454,7 +454,7 @@ class DeliveryWorker:
             found = [t for t in step.triggers if isinstance(t, QueueTrigger) and t.topic == topic]
             if not found:
                 raise Undeliverable(f"step {step.name!r} has no queue trigger on topic {topic!r}")
-            info = TriggerInfo(type="queue", topic=topic, delivery_id=delivery.id, attempt=delivery.attempts)
+            info = ("queue", None, None, None, topic, None, None, None, None, None, delivery.id, delivery.attempts)
             return found, message.get("data"), info, message.get("trace_id")
         if delivery.kind == "stream":
             triggers, change, info = route_stream(step, delivery)
@@ -474,12 +474,20 @@ class DeliveryWorker:
         if telemetry is None:
             await self._run(step, delivery, triggers, input_, info, trace_id or new_trace_id())
             return
+        if isinstance(info, tuple):
+            info = TriggerInfo(*info)
         # The run continues the trace of whoever caused the delivery (the traceparent its payload carries).
         with telemetry.run(step.name, info, _traceparent(delivery.payload), delivery.created_at) as otel_trace_id:
             await self._run(step, delivery, triggers, input_, info, otel_trace_id)
 
     async def _run(
-        self, step: Step, delivery: Delivery, triggers: Sequence[Trigger], input_: Any, info: TriggerInfo, trace_id: str
+        self,
+        step: Step,
+        delivery: Delivery,
+        triggers: Sequence[Trigger],
+        input_: Any,
+        info: TriggerInfo | TriggerFields,
+        trace_id: str,
     ) -> None:
         ctx = self.app.context(step, info, trace_id, delivery_id=delivery.id)
         trigger = triggers[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from motia.runtime.context import FlowContext
-from motia.runtime.types import TriggerInfo
+from motia.runtime.types import TriggerFields, TriggerInfo
 from motia.state.manager import StateManager
 from motia.steps.definition import Step
 from motia.steps.triggers import Trigger
@@ -50,7 +50,7 @@ class StepRunner(Protocol):
         ...
 
     def context(
-        self, step: Step, trigger: TriggerInfo, trace_id: str, *, delivery_id: str | None = None
+        self, step: Step, trigger: TriggerInfo | TriggerFields, trace_id: str, *, delivery_id: str | None = None
     ) -> FlowContext:
         """The ``ctx`` for one run of ``step``."""
         ...

@@ -336,6 +336,10 @@ class TriggerInfo:
     attempt: int | None = None
 
 
+#: The fields of a ``TriggerInfo`` in their order, as the runtime hands them to ``FlowContext`` (which builds
+#: ``ctx.trigger`` from them on first read): ``TriggerInfo(*fields)``. Internal.
+TriggerFields: TypeAlias = tuple[Any, ...]
+
 #: A trigger's input, whatever its type (motia-py 1.0's name).
 TriggerInput: TypeAlias = Any
 
