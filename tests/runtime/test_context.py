@@ -113,3 +113,26 @@ def test_context_trigger_predicates_and_enqueue():
     with pytest.raises(MotiaError, match=r"ctx.enqueue\(topic='orders'\) needs an app"):
         ctx("http").enqueue({"topic": "orders", "data": {}})
     assert "step='s'" in repr(ctx("cron"))
+
+
+def test_ctx_trigger_from_the_runtime_fields_is_the_public_trigger_info():
+    """The runtime hands a delivery's ``TriggerInfo`` fields and ``ctx.trigger`` builds it on first read:
+    what a handler sees is the frozen dataclass it always was (equal, hashable, immutable, replaceable)."""
+    import dataclasses
+
+    fields = ("state", None, None, None, None, "carts", "c1", None, None, None, "state:7:watch", 2)
+    ctx = FlowContext(None, StepLogger("s", "t"), "t", fields, "s")
+    assert ctx.is_state() and not ctx.is_queue() and ctx.match({"state": lambda i: "S", "default": None}) == "S"
+    expected = TriggerInfo(type="state", scope="carts", key="c1", delivery_id="state:7:watch", attempt=2)
+    info = ctx.trigger
+    assert type(info) is TriggerInfo and info == expected and hash(info) == hash(expected)
+    assert repr(info) == repr(expected) and f"trigger={expected!r}" in repr(ctx)
+    assert ctx.trigger is info  # built once
+    assert dataclasses.asdict(info) == dataclasses.asdict(expected)
+    assert dataclasses.replace(info, attempt=3) == TriggerInfo(
+        type="state", scope="carts", key="c1", delivery_id="state:7:watch", attempt=3
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.attempt = 5  # type: ignore[misc]
+    ctx.trigger = TriggerInfo(type="cron", expression="* * * * *")  # still assignable, as the slot was
+    assert ctx.is_cron() and ctx.trigger.expression == "* * * * *"

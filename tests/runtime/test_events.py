@@ -84,3 +84,23 @@ def test_the_console_keeps_the_old_import_path():
     from motia.console import events
 
     assert events.StateEventHub is StateEventHub
+
+
+async def test_record_keeps_the_history_publish_would_and_reaches_subscribers():
+    """``record`` (the delivery worker's) defers the stamped copy while nobody listens: what late joiners see
+    is the same as after ``publish``, ids in one sequence with publish's, and a subscriber gets it live."""
+    recorded, published = StateEventHub(history=3), StateEventHub(history=3)
+    events = [{"event_type": "created", "item_id": f"k{n}", "timestamp": 1.5 + n} for n in range(4)]
+    for n, event in enumerate(events):
+        (recorded.record if n != 2 else recorded.publish)(event)
+        published.publish(event)
+    assert recorded.recent() == published.recent() == [{"id": n + 1, **events[n]} for n in (1, 2, 3)]
+    assert recorded.subscribe(after=2)[1] == published.subscribe(after=2)[1]
+
+    recorded.record({"event_type": "updated", "item_id": "no-time"})  # no timestamp: stamped now, as publish
+    assert recorded.recent()[-1]["id"] == 5 and isinstance(recorded.recent()[-1]["timestamp"], float)
+
+    subscription, _ = recorded.subscribe()
+    recorded.record(events[0])
+    live = await asyncio.wait_for(subscription.next(), 5)
+    assert live == {"id": 6, **events[0]} == recorded.recent()[-1]

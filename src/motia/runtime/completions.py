@@ -63,8 +63,9 @@ class Completions:
     async def _flush(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
+            ids = [delivery_id for delivery_id, _ in batch]
             try:
-                done = await self.backend.complete_many([delivery_id for delivery_id, _ in batch], owner=self.owner)
+                done = await self.backend.complete_many(ids, owner=self.owner)
             except Exception:  # their leases expire and they run again; the next batch is tried all the same
                 logger.exception(
                     "delivery: completing %d deliver%s failed (%s); each runs again once its lease expires",
@@ -74,8 +75,11 @@ class Completions:
                 )
                 continue
             finally:  # written, failed or cancelled: no longer renewed (a lease left to lapse brings it back)
-                for delivery_id, _ in batch:
-                    self.settling.pop(delivery_id, None)
+                settling = self.settling
+                for delivery_id in ids:
+                    settling.pop(delivery_id, None)
+            if len(done) == len(ids):  # all completed (``done`` holds ids of this batch only): nothing to tell
+                continue
             for delivery_id, run_logger in batch:
                 if delivery_id not in done:
                     run_logger.warning(

@@ -60,7 +60,6 @@ from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
     IDLE_WAIT,
     EventDispatcher,
-    matching,
     state_input,
     state_triggers,
     subscriptions,
@@ -437,15 +436,19 @@ class DeliveryWorker:
         if delivery.kind == "state":
             fields: Any = _values.decode(delivery.payload)
             event = state_input(fields)
-            found: Sequence[Trigger] = matching(self._state_triggers[step.name], event)
+            scope, key = event.group_id, event.item_id
+            found: Sequence[Trigger] = [
+                t
+                for t in self._state_triggers[delivery.step]  # `matching`, without a call per delivery
+                if (t.scope is None or t.scope == scope) and (t.key is None or t.key == key)
+            ]
             if not found:
                 where = f"{event.group_id!r}/{event.item_id!r}"
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
             self._publish(event.seq, fields)
             # TriggerInfo(type="state", scope=..., key=..., delivery_id=..., attempt=...), built if read.
             info: TriggerInfo | TriggerFields = (
-                "state", None, None, None, None, event.group_id, event.item_id, None, None, None, delivery.id,
-                delivery.attempts,
+                "state", None, None, None, None, scope, key, None, None, None, delivery.id, delivery.attempts
             )  # fmt: skip
             return found, event, info, None
         if delivery.kind == "queue":
@@ -544,14 +547,17 @@ class DeliveryWorker:
 
     def _publish(self, seq: int | None, event: dict[str, Any]) -> None:
         """Show the event in the console's live feed, once per event however many steps receive it."""
-        hub = getattr(self.app, "state_events", None)
-        if hub is None or seq is None or seq in self._published:
+        published = self._published
+        if seq is None or seq in published:
             return
-        self._published[seq] = None
-        if len(self._published) > 10_000:
-            self._published.popitem(last=False)
+        hub = getattr(self.app, "state_events", None)
+        if hub is None:
+            return
+        published[seq] = None
+        if len(published) > 10_000:
+            published.popitem(last=False)
         try:
-            hub.publish(event)
+            hub.record(event)
         except Exception:  # the console feed is a view: its failure must not fail a delivery
             logger.exception("delivery: publishing event %s to the console feed failed", seq)
 

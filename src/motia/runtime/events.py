@@ -113,7 +113,8 @@ class StateEventHub:
         # Re-entrant: close() may run in a signal handler that interrupted publish() on the same thread.
         self._lock = threading.RLock()
         self._subscribers: set[Subscription] = set()
-        self._history: deque[Event] = deque(maxlen=history)
+        #: Stamped events, or ``(id, event)`` as :meth:`record` kept them (stamped when read).
+        self._history: deque[Event | tuple[int, Mapping[str, Any]]] = deque(maxlen=history)
         self._ids = itertools.count(1)
         self._max_queue = max_queue
         self._closed = False
@@ -134,6 +135,27 @@ class StateEventHub:
                 self._unsubscribe(subscriber)
         return stamped
 
+    def record(self, event: Mapping[str, Any]) -> None:
+        """:meth:`publish` for the delivery worker, which needs nothing back: while nobody is subscribed (the
+        usual case), ``event`` is kept as it is with its ``id`` and copied into its stamped form only when the
+        history is read, so an event nobody looks at costs no copy (issue 15). ``event`` must carry its
+        ``timestamp`` and must not change afterwards (a state event decoded for this delivery)."""
+        with self._lock:
+            if not self._subscribers and "timestamp" in event:
+                self._history.append((next(self._ids), event))
+                return
+        self.publish(event)
+
+    def _stamped_history(self) -> deque[Event]:
+        """The history with every event in its stamped form (those :meth:`record` kept as they were are copied
+        now, once). Under the lock."""
+        history = self._history
+        for index, item in enumerate(history):
+            if type(item) is tuple:
+                ident, event = item
+                history[index] = {"id": ident, **event}
+        return history  # type: ignore[return-value]
+
     def subscribe(self, *, after: int | None = None) -> tuple[Subscription, list[Event]]:
         """Register a subscriber on the running loop; also return the kept events with ``id > after``.
 
@@ -146,13 +168,13 @@ class StateEventHub:
                 subscription._closed = True
             else:
                 self._subscribers.add(subscription)
-            replay = [] if after is None else [event for event in self._history if event["id"] > after]
+            replay = [] if after is None else [event for event in self._stamped_history() if event["id"] > after]
         return subscription, replay
 
     def recent(self) -> list[Event]:
         """The kept events, oldest first."""
         with self._lock:
-            return list(self._history)
+            return list(self._stamped_history())
 
     @property
     def subscriber_count(self) -> int:

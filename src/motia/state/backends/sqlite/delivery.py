@@ -171,16 +171,29 @@ def _write_settle(tx: _Transaction, delivery_id: str, owner: str, outcome: str, 
     return True
 
 
+def _complete_sql(count: int) -> str:
+    """The statement completing ``count`` deliveries, kept for the usual flush sizes (made per flush otherwise)."""
+    sql = _COMPLETE_SQL.get(count)
+    if sql is None:
+        sql = f"DELETE FROM motia_deliveries WHERE owner = ? AND id IN ({','.join('?' * count)}) RETURNING id"
+        if count <= 64:
+            _COMPLETE_SQL[count] = sql
+    return sql
+
+
+_COMPLETE_SQL: dict[int, str] = {}
+
+
 def _write_complete_many(tx: _Transaction, ids: Sequence[str], owner: str) -> set[str]:
     """Complete every delivery of ``ids`` that ``owner`` holds: one statement per chunk, not two per id."""
-    done: set[str] = set()
-    for start in range(0, len(ids), COMPLETE_CHUNK):
-        chunk = ids[start : start + COMPLETE_CHUNK]
-        rows = tx.connection.execute(
-            f"DELETE FROM motia_deliveries WHERE owner = ? AND id IN ({','.join('?' * len(chunk))}) RETURNING id",
-            (owner, *chunk),
-        ).fetchall()
-        done.update(row[0] for row in rows)
+    execute = tx.connection.execute
+    if len(ids) <= COMPLETE_CHUNK:  # the usual flush: one statement
+        done = {row[0] for row in execute(_complete_sql(len(ids)), (owner, *ids))}
+    else:
+        done = set()
+        for start in range(0, len(ids), COMPLETE_CHUNK):
+            chunk = ids[start : start + COMPLETE_CHUNK]
+            done.update(row[0] for row in execute(_complete_sql(len(chunk)), (owner, *chunk)))
     if done:
         tx.notify = True  # later deliveries of the same keys may be ready now
     return done
