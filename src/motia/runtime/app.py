@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from types import CoroutineType as _Coroutine
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import ConfigError, MotiaError, StepLoadError
@@ -449,13 +450,16 @@ class MotiaApp:
 
     async def invoke(self, step: Step, input: Any, ctx: FlowContext) -> Any:  # noqa: A002
         # `motia.enqueue` inside the handler is its ctx.enqueue (def handlers inherit the context var).
-        token = current_scope.set(ctx.enqueuer if isinstance(ctx.enqueuer, EnqueueScope) else None)
+        enqueuer = ctx.enqueuer
+        token = current_scope.set(enqueuer if isinstance(enqueuer, EnqueueScope) else None)
         logger_token = current_logger.set(ctx.logger)  # and `motia.logger` is its ctx.logger
         ctx.input_value = input  # what ctx.get_data() and ctx.match() read
         try:
             if step.is_async:  # what call() does for it, one coroutine fewer on every request
-                result = step.handler(*(input, ctx)[: step.arity])
-                return (await result) if inspect.isawaitable(result) else result
+                arity = step.arity
+                result = step.handler(input, ctx) if arity == 2 else step.handler(*(input, ctx)[:arity])
+                # An `async def` handler's coroutine, known without inspect's Python call (issue 15).
+                return (await result) if type(result) is _Coroutine or inspect.isawaitable(result) else result
             return await self.call(step.handler, step.arity, step.is_async, input, ctx)
         finally:
             current_logger.reset(logger_token)

@@ -44,15 +44,12 @@ def subscriptions(steps: Iterable[Step]) -> list[Subscription]:
     return [Subscription(step.name, trigger.scope, trigger.key) for step in steps for trigger in state_triggers(step)]
 
 
-#: ``StateTriggerInput.model_validate`` without its Python wrapper: the same validation (aliases, types, an
-#: error naming the bad field), about a quarter fewer instructions per state delivery's input (issue 15).
-_validate_state_input = StateTriggerInput.__pydantic_validator__.validate_python
-
-
-def state_input(fields: Any) -> StateTriggerInput:
-    """The handler input built from a state delivery's decoded payload; ``ValidationError`` if it is not one."""
-    event: StateTriggerInput = _validate_state_input(fields)
-    return event
+#: The handler input built from a state delivery's decoded payload; ``ValidationError`` if it is not one.
+#: ``StateTriggerInput.model_validate`` without its Python wrapper, nor one of ours: the same validation
+#: (aliases, types, an error naming the bad field), about a quarter fewer instructions per state delivery's
+#: input (issue 15). A hand-made fast path (type checks, then the model's attributes set directly) measured
+#: no cheaper than this validator, so there is none.
+state_input: Callable[[Any], StateTriggerInput] = StateTriggerInput.__pydantic_validator__.validate_python
 
 
 def decode_state_event(payload: bytes) -> StateTriggerInput:

@@ -56,7 +56,7 @@ def error_text(error: str) -> str:
 
 def order_key(scope: str, key: str) -> str:
     """Deliveries of one (scope, key) share this, so they are handled in commit order."""
-    return orjson.dumps([scope, key]).decode()
+    return orjson.dumps((scope, key)).decode()
 
 
 def state_deliveries(
@@ -71,22 +71,45 @@ def state_deliveries(
     timestamp: float,
     trace: str | None = None,
 ) -> list[NewDelivery]:
-    """One delivery per subscription matching the event (ids are deterministic: dispatch is idempotent)."""
-    matching = [
-        subscription
-        for subscription in subscriptions
+    """One delivery per subscription matching the event (ids are deterministic: dispatch is idempotent).
+
+    This runs in the write's transaction, once per changed key: one loop, the payload made on the first match
+    (what :func:`state_event_payload` and :func:`order_key` make, inline), each ``NewDelivery`` built without
+    the named tuple's Python ``__new__`` (issue 15).
+    """
+    deliveries: list[NewDelivery] = []
+    payload = ordering = None
+    for subscription in subscriptions:
+        wanted = subscription.scope
         # A subscription to any scope skips the runtime's own scopes (``__motia.idempotency``...).
-        if (subscription.scope == scope or (subscription.scope is None and not scope.startswith(INTERNAL_SCOPE_PREFIX)))
-        and (subscription.key is None or subscription.key == key)
-    ]
-    if not matching:
-        return []
-    payload = state_event_payload(seq, event_type, scope, key, old, new, version, timestamp, trace)
-    ordering = order_key(scope, key)
-    return [
-        NewDelivery(f"state:{seq}:{subscription.step}", subscription.step, "state", payload, ordering)
-        for subscription in matching
-    ]
+        if (wanted == scope or (wanted is None and not scope.startswith(INTERNAL_SCOPE_PREFIX))) and (
+            subscription.key is None or subscription.key == key
+        ):
+            if payload is None:
+                fields = {
+                    "type": "state",
+                    "event_type": event_type,
+                    "group_id": scope,
+                    "item_id": key,
+                    "old_value": None if old is None else orjson.Fragment(old),
+                    "new_value": None if new is None else orjson.Fragment(new),
+                    "version": version,
+                    "timestamp": timestamp,
+                    "seq": seq,
+                }
+                if trace:
+                    fields["traceparent"] = trace
+                payload = orjson.dumps(fields)
+                ordering = orjson.dumps((scope, key)).decode()
+            step = subscription.step
+            # NewDelivery(id, step, "state", payload, ordering) with its defaults (delay 0.0, order_slots 1).
+            deliveries.append(
+                _new_tuple(NewDelivery, (f"state:{seq}:{step}", step, "state", payload, ordering, 0.0, 1))
+            )
+    return deliveries
+
+
+_new_tuple = tuple.__new__
 
 
 def stream_event_payload(change: StreamChange, trace: str | None = None) -> bytes:
