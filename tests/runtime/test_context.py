@@ -136,3 +136,44 @@ def test_ctx_trigger_from_the_runtime_fields_is_the_public_trigger_info():
         info.attempt = 5  # type: ignore[misc]
     ctx.trigger = TriggerInfo(type="cron", expression="* * * * *")  # still assignable, as the slot was
     assert ctx.is_cron() and ctx.trigger.expression == "* * * * *"
+
+
+async def test_the_runs_logger_and_enqueue_scope_are_made_on_first_use_and_are_what_they_were(caplog) -> None:
+    """``app.context`` leaves ``ctx.logger`` and ``ctx.enqueuer`` to be made when used (issue 15): then they
+    are the step's logger and the run's ``EnqueueScope`` (sender, parent delivery, trace id) as before, one
+    per run, and ``motia.logger`` / ``motia.enqueue`` in the handler use them."""
+    import motia
+    from motia.runtime.app import MotiaApp
+    from motia.runtime.queue import EnqueueScope
+    from motia.steps.definition import Step
+    from motia.testing.stores import memory_state
+
+    seen: list[object] = []
+
+    async def handler(input, ctx):  # noqa: A002
+        motia.logger.info("from the module logger")
+        seen.append(ctx.logger)
+
+    step = Step({"name": "lazy", "triggers": []}, handler)
+    app = MotiaApp([step], state=memory_state(), cron=False, delivery=False)
+    await app.startup()
+    try:
+        ctx = app.context(step, ("queue",) + (None,) * 11, "trace-9", delivery_id="q:1")
+        assert ctx._logger is None and ctx._enqueuer is None  # nothing made yet
+        scope = ctx.enqueuer
+        assert isinstance(scope, EnqueueScope) and scope is ctx.enqueuer
+        assert (scope.sender, scope.parent, scope.trace_id, scope.blocking) == ("lazy", "q:1", "trace-9", False)
+        assert [scope.next_id(), scope.next_id()] == ["q:1/0", "q:1/1"]
+        caplog.set_level(logging.INFO, logger="motia")
+        await app.invoke(step, {}, ctx)
+        [record] = [r for r in caplog.records if r.getMessage() == "from the module logger"]
+        assert record.motia_step == "lazy" and record.motia_trace_id == "trace-9"
+        assert seen == [ctx.logger] and ctx.logger.step == "lazy" and ctx.logger.trace_id == "trace-9"
+
+        other = app.context(step, TriggerInfo(type="http"), "t2")
+        other.enqueuer = None  # replaced by hand (motia.testing does): no scope is made behind it
+        assert other.enqueuer is None
+        with pytest.raises(MotiaError, match="needs an app"):
+            other.enqueue({"topic": "t", "data": {}})
+    finally:
+        await app.shutdown()

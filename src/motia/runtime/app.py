@@ -16,19 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import ConfigError, MotiaError, StepLoadError
 from motia.runtime import observe
-from motia.runtime.context import FlowContext, StepLogger, new_trace_id
+from motia.runtime.context import FlowContext, StepLogger, current_run, new_trace_id
 from motia.runtime.cron import CronJob, CronScheduler
 from motia.runtime.dead_letter_notice import DeadLetterHook
 from motia.runtime.dead_letters import DeadLetters
 from motia.runtime.delivery import DeliveryOptions, DeliveryWorker
 from motia.runtime.events import StateEventHub
 from motia.runtime.http import build_asgi
-from motia.runtime.logger import current_logger
 from motia.runtime.queue import (
     EnqueueScope,
     QueueRouter,
     bind_app,
-    current_scope,
     strict_topics_from_env,
     unbind_app,
 )
@@ -355,14 +353,21 @@ class MotiaApp:
         """The ``ctx`` for one run of ``step``: sync state and enqueue for ``def`` handlers, async for
         ``async def``. ``delivery_id`` (queue and state runs) makes the run's message ids deterministic;
         ``trigger`` may be the fields of its ``TriggerInfo`` (``ctx.trigger`` builds it when read)."""
-        name = step.name
         blocking = not step.is_async and self.sync_state is not None
         state: Any = self.sync_state if blocking else self.state
-        # Positional calls: one of each per run, and CPython packs keyword arguments of a class call in a dict.
-        loop = self._loop
-        enqueuer = EnqueueScope(self.queues, name, delivery_id, trace_id, blocking, loop)
+        # A positional call: one per run, and CPython packs keyword arguments of a class call in a dict. The
+        # logger and the EnqueueScope are made by the ctx if the run uses them.
         return FlowContext(
-            state, StepLogger(name, trace_id), trace_id, trigger, name, enqueuer, self._ctx_streams, None, loop
+            state,
+            None,
+            trace_id,
+            trigger,
+            step.name,
+            None,
+            self._ctx_streams,
+            None,
+            self._loop,
+            (EnqueueScope, self.queues, delivery_id, blocking),
         )
 
     def stream_context(
@@ -449,10 +454,8 @@ class MotiaApp:
         return result
 
     async def invoke(self, step: Step, input: Any, ctx: FlowContext) -> Any:  # noqa: A002
-        # `motia.enqueue` inside the handler is its ctx.enqueue (def handlers inherit the context var).
-        enqueuer = ctx.enqueuer
-        token = current_scope.set(enqueuer if isinstance(enqueuer, EnqueueScope) else None)
-        logger_token = current_logger.set(ctx.logger)  # and `motia.logger` is its ctx.logger
+        # `motia.enqueue` and `motia.logger` inside the handler are its ctx's (def handlers inherit the variable).
+        token = current_run.set(ctx)
         ctx.input_value = input  # what ctx.get_data() and ctx.match() read
         try:
             if step.is_async:  # what call() does for it, one coroutine fewer on every request
@@ -462,8 +465,7 @@ class MotiaApp:
                 return (await result) if type(result) is _Coroutine or inspect.isawaitable(result) else result
             return await self.call(step.handler, step.arity, step.is_async, input, ctx)
         finally:
-            current_logger.reset(logger_token)
-            current_scope.reset(token)
+            current_run.reset(token)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every state event and queue message for this app's steps has been handled (or

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from motia.runtime.context import StepLogger
+from motia.runtime.context import FlowContext, StepLogger
 
 if TYPE_CHECKING:
     from motia.state.backends.base import StateBackend
@@ -35,15 +35,15 @@ class Completions:
     def __init__(self, backend: StateBackend, owner: str) -> None:
         self.backend = backend
         self.owner = owner
-        self._waiting: list[tuple[str, StepLogger]] = []
+        self._waiting: list[tuple[str, FlowContext | StepLogger]] = []
         #: The step of each delivery whose completion is not written yet (its lease is still renewed).
         self.settling: dict[str, str] = {}
         self._flusher: asyncio.Task[None] | None = None
 
-    def add(self, delivery_id: str, step: str, run_logger: StepLogger) -> None:
-        """Complete ``delivery_id`` (of ``step``) with the next flush; ``run_logger`` hears if its lease had
-        expired."""
-        self._waiting.append((delivery_id, run_logger))
+    def add(self, delivery_id: str, step: str, run: FlowContext | StepLogger) -> None:
+        """Complete ``delivery_id`` (of ``step``) with the next flush; the ``run``'s logger (or ``run``, a logger)
+        hears if its lease had expired. The worker hands the ctx: a run that never logs never makes a logger."""
+        self._waiting.append((delivery_id, run))
         self.settling[delivery_id] = step
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="motia-delivery-complete")
@@ -80,9 +80,9 @@ class Completions:
                     settling.pop(delivery_id, None)
             if len(done) == len(ids):  # all completed (``done`` holds ids of this batch only): nothing to tell
                 continue
-            for delivery_id, run_logger in batch:
+            for delivery_id, run in batch:
                 if delivery_id not in done:
-                    run_logger.warning(
+                    (run.logger if isinstance(run, FlowContext) else run).warning(
                         "handled, but the lease had expired meanwhile: another worker may run it again",
                         {"delivery": delivery_id},
                     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,12 +17,18 @@ from motia.runtime import observe
 from motia.runtime.types import ApiRequest, TriggerFields, TriggerInfo
 from motia.streams.stream import Streams, current_streams
 
-__all__ = ["Context", "FlowContext", "StepLogger", "new_trace_id"]
+__all__ = ["Context", "FlowContext", "StepLogger", "current_run", "new_trace_id"]
 
 _step_log = logging.getLogger("motia.step")
 
 #: What the step enqueues, for ``FlowContext[OrderEvent]`` in annotations (not checked).
 TEnqueueData = TypeVar("TEnqueueData", default=Any)
+
+
+#: The ``ctx`` of the handler running in this context, set by the app around each handler call (``def``
+#: handlers inherit it in their worker thread): ``motia.logger`` is its ``ctx.logger`` and ``motia.enqueue``
+#: its ``ctx.enqueue``. One variable for both, read only when they are used (issue 15).
+current_run: contextvars.ContextVar[FlowContext | None] = contextvars.ContextVar("motia_run", default=None)
 
 
 def new_trace_id() -> str:
@@ -148,14 +155,28 @@ class FlowContext(Generic[TEnqueueData]):
     app's event loop, where :meth:`match` runs an ``async`` branch for a ``def`` handler.
     """
 
-    __slots__ = ("_loop", "_streams", "_trigger", "enqueuer", "input_value", "logger", "state", "step", "trace_id")
+    __slots__ = (
+        "_enqueue_from",
+        "_enqueuer",
+        "_logger",
+        "_loop",
+        "_streams",
+        "_trigger",
+        "input_value",
+        "state",
+        "step",
+        "trace_id",
+    )
 
     # Positional or keyword: the runtime builds one per run positionally, which CPython calls without
-    # packing a dict of keywords (issue 15); code outside the runtime names them.
+    # packing a dict of keywords (issue 15); code outside the runtime names them. The runtime passes no
+    # ``logger`` and, instead of an ``enqueuer``, ``enqueue_from``: ``(scope class, router, parent delivery,
+    # blocking)``; both are made on first use, as most runs never log nor enqueue (a tenth of a delivery's
+    # Python, issue 15).
     def __init__(
         self,
         state: Any,
-        logger: StepLogger,
+        logger: StepLogger | None,
         trace_id: str,
         trigger: TriggerInfo | TriggerFields,
         step: str,
@@ -163,16 +184,44 @@ class FlowContext(Generic[TEnqueueData]):
         streams: Streams | None = None,
         input_value: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        enqueue_from: tuple[Callable[..., Any], Any, str | None, bool] | None = None,
     ) -> None:
         self.state = state
-        self.logger = logger
+        self._logger = logger
         self.trace_id = trace_id
         self._trigger = trigger
         self.step = step
-        self.enqueuer = enqueuer
+        self._enqueuer = enqueuer
         self._streams = streams
         self.input_value = input_value
         self._loop = loop
+        self._enqueue_from = enqueue_from
+
+    @property
+    def logger(self) -> StepLogger:
+        """The run's :class:`StepLogger` (tagged with the step and the trace id)."""
+        logger = self._logger
+        if logger is None:
+            logger = self._logger = StepLogger(self.step, self.trace_id)
+        return logger
+
+    @logger.setter
+    def logger(self, logger: StepLogger) -> None:
+        self._logger = logger
+
+    @property
+    def enqueuer(self) -> Callable[[Mapping[str, Any]], Any] | None:
+        """What :meth:`enqueue` sends through (the app's ``EnqueueScope`` for this run), or ``None``."""
+        enqueuer = self._enqueuer
+        if enqueuer is None and self._enqueue_from is not None:
+            scope, router, parent, blocking = self._enqueue_from
+            enqueuer = self._enqueuer = scope(router, self.step, parent, self.trace_id, blocking, self._loop)
+        return enqueuer
+
+    @enqueuer.setter
+    def enqueuer(self, enqueuer: Callable[[Mapping[str, Any]], Any] | None) -> None:
+        self._enqueuer = enqueuer
+        self._enqueue_from = None  # what is set replaces the scope the app would have made
 
     @property
     def trigger(self) -> TriggerInfo:
@@ -211,13 +260,14 @@ class FlowContext(Generic[TEnqueueData]):
         message no step subscribes to is kept as a dead letter (both refused under strict topics): see
         :mod:`motia.runtime.queue`.
         """
-        if self.enqueuer is None:
+        enqueuer = self.enqueuer
+        if enqueuer is None:
             topic = event.get("topic") if isinstance(event, Mapping) else None
             raise MotiaError(
                 f"ctx.enqueue(topic={topic!r}) needs an app: this ctx was built without one "
                 "(in tests, motia.testing.make_context(enqueues=EnqueueRecorder()) records messages)"
             )
-        return self.enqueuer(event)
+        return enqueuer(event)
 
     emit = enqueue  # Motia 0.x name
 

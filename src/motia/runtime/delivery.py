@@ -525,7 +525,7 @@ class DeliveryWorker:
             logger.warning("delivery %s: crash injected after its handler returned: left leased", delivery.id)
             return
         # The slot is free now; the completion rides the next flush.
-        self.completions.add(delivery.id, delivery.step, ctx.logger)
+        self.completions.add(delivery.id, delivery.step, ctx)
 
     async def _dead_lettered(self, delivery: Delivery, error: str, trace_id: str | None) -> None:
         """The log line and the app's ``on_dead_letter`` hook (never raises)."""

@@ -1,25 +1,22 @@
 """``motia.logger``: motia-py 1.0's module-level logger.
 
 ``from motia import logger; logger.info("Order created", {"id": order_id})`` logs like ``ctx.logger``:
-inside a running handler it *is* that run's ``ctx.logger`` (the app sets :data:`current_logger` around
-each handler call, and ``def`` handlers inherit it in their worker thread), so records carry the step's
+inside a running handler it *is* that run's ``ctx.logger`` (the app sets
+:data:`motia.runtime.context.current_run` around each handler call, and ``def`` handlers inherit it in their
+worker thread), so records carry the step's
 name and trace id; elsewhere (module import, scripts) they carry neither. Records go to the stdlib
 logger ``motia.step``, printed by :mod:`motia.runtime.logging`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from motia.runtime.context import StepLogger
+from motia.runtime.context import StepLogger, current_run
 
-__all__ = ["ModuleLogger", "current_logger", "logger"]
-
-#: The ``ctx.logger`` of the handler running in this context (set by the app around each handler call).
-current_logger: contextvars.ContextVar[StepLogger | None] = contextvars.ContextVar("motia_logger", default=None)
+__all__ = ["ModuleLogger", "logger"]
 
 
 class ModuleLogger:
@@ -32,7 +29,8 @@ class ModuleLogger:
         self._outside = StepLogger("", "")
 
     def _current(self) -> StepLogger:
-        return current_logger.get() or self._outside
+        run = current_run.get()
+        return self._outside if run is None else run.logger
 
     def debug(
         self, message: object, data: Mapping[str, Any] | None = None, *, extra: Mapping[str, Any] | None = None

@@ -40,7 +40,6 @@ once), never lose the message; two sends racing within that window are deduplica
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import itertools
 import logging
@@ -55,6 +54,7 @@ import orjson
 
 from motia.exceptions import ConfigError, EnqueueError, MotiaError, StateValueError
 from motia.runtime import observe
+from motia.runtime.context import current_run
 from motia.state import values as _values
 from motia.state.backends.types import NewDelivery
 from motia.state.schema import schema_errors
@@ -454,9 +454,6 @@ def _wait_on(loop: asyncio.AbstractEventLoop | None, coroutine: Coroutine[Any, A
 
 # -- motia.enqueue ---------------------------------------------------------------------------------
 
-#: The scope of the handler running in this context (set by the app around each handler call).
-current_scope: contextvars.ContextVar[EnqueueScope | None] = contextvars.ContextVar("motia_enqueue", default=None)
-
 _apps_lock = threading.Lock()
 _apps: list[tuple[object, QueueRouter, asyncio.AbstractEventLoop]] = []
 
@@ -482,7 +479,9 @@ def enqueue(event: Mapping[str, Any]) -> Any:
     sends through the running app (``motia run``, ``app_client``) as if from outside any step. Raises
     :class:`~motia.exceptions.MotiaError` when no app is running: routing needs the app's steps.
     """
-    scope = current_scope.get()
+    run = current_run.get()  # the running handler's ctx: its scope (made now if it had none yet)
+    enqueuer = None if run is None else run.enqueuer
+    scope = enqueuer if isinstance(enqueuer, EnqueueScope) else None
     try:
         asyncio.get_running_loop()
         in_async_code = True
