@@ -177,3 +177,14 @@ async def test_the_runs_logger_and_enqueue_scope_are_made_on_first_use_and_are_w
             other.enqueue({"topic": "t", "data": {}})
     finally:
         await app.shutdown()
+
+
+def test_a_ctx_without_a_trace_id_draws_one_when_read_and_keeps_it() -> None:
+    """State deliveries carry no trace id: the ctx draws one on first read (issue 15), then it is the run's."""
+    import re
+
+    ctx = FlowContext(None, None, None, ("state",) + (None,) * 11, "s")
+    assert ctx._trace_id is None
+    trace_id = ctx.trace_id
+    assert re.fullmatch(r"[0-9a-f]{16}", trace_id) and ctx.trace_id == trace_id == ctx.logger.trace_id
+    assert FlowContext(None, None, None, ("state",) + (None,) * 11, "s").trace_id != trace_id

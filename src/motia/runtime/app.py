@@ -348,11 +348,12 @@ class MotiaApp:
                 logger.info("state store closed")
 
     def context(
-        self, step: Step, trigger: TriggerInfo | TriggerFields, trace_id: str, *, delivery_id: str | None = None
+        self, step: Step, trigger: TriggerInfo | TriggerFields, trace_id: str | None, *, delivery_id: str | None = None
     ) -> FlowContext:
         """The ``ctx`` for one run of ``step``: sync state and enqueue for ``def`` handlers, async for
         ``async def``. ``delivery_id`` (queue and state runs) makes the run's message ids deterministic;
-        ``trigger`` may be the fields of its ``TriggerInfo`` (``ctx.trigger`` builds it when read)."""
+        ``trigger`` may be the fields of its ``TriggerInfo`` (``ctx.trigger`` builds it when read), ``trace_id``
+        ``None`` (a fresh one, drawn when read)."""
         blocking = not step.is_async and self.sync_state is not None
         state: Any = self.sync_state if blocking else self.state
         # A positional call: one per run, and CPython packs keyword arguments of a class call in a dict. The

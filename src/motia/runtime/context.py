@@ -161,23 +161,23 @@ class FlowContext(Generic[TEnqueueData]):
         "_logger",
         "_loop",
         "_streams",
+        "_trace_id",
         "_trigger",
         "input_value",
         "state",
         "step",
-        "trace_id",
     )
 
     # Positional or keyword: the runtime builds one per run positionally, which CPython calls without
     # packing a dict of keywords (issue 15); code outside the runtime names them. The runtime passes no
     # ``logger`` and, instead of an ``enqueuer``, ``enqueue_from``: ``(scope class, router, parent delivery,
     # blocking)``; both are made on first use, as most runs never log nor enqueue (a tenth of a delivery's
-    # Python, issue 15).
+    # Python, issue 15). A ``trace_id`` of ``None`` is a fresh one, drawn on first read.
     def __init__(
         self,
         state: Any,
         logger: StepLogger | None,
-        trace_id: str,
+        trace_id: str | None,
         trigger: TriggerInfo | TriggerFields,
         step: str,
         enqueuer: Callable[[Mapping[str, Any]], Any] | None = None,
@@ -188,7 +188,7 @@ class FlowContext(Generic[TEnqueueData]):
     ) -> None:
         self.state = state
         self._logger = logger
-        self.trace_id = trace_id
+        self._trace_id = trace_id
         self._trigger = trigger
         self.step = step
         self._enqueuer = enqueuer
@@ -196,6 +196,18 @@ class FlowContext(Generic[TEnqueueData]):
         self.input_value = input_value
         self._loop = loop
         self._enqueue_from = enqueue_from
+
+    @property
+    def trace_id(self) -> str:
+        """The run's trace id (16 hex characters, or the OpenTelemetry trace's when tracing is on)."""
+        trace_id = self._trace_id
+        if trace_id is None:
+            trace_id = self._trace_id = "%016x" % _rand_bits(64)  # noqa: UP031 - new_trace_id(), one call fewer
+        return trace_id
+
+    @trace_id.setter
+    def trace_id(self, trace_id: str) -> None:
+        self._trace_id = trace_id
 
     @property
     def logger(self) -> StepLogger:

@@ -50,7 +50,7 @@ class StepRunner(Protocol):
         ...
 
     def context(
-        self, step: Step, trigger: TriggerInfo | TriggerFields, trace_id: str, *, delivery_id: str | None = None
+        self, step: Step, trigger: TriggerInfo | TriggerFields, trace_id: str | None, *, delivery_id: str | None = None
     ) -> FlowContext:
         """The ``ctx`` for one run of ``step``."""
         ...
