@@ -5,8 +5,9 @@ feed) gets every event published after it subscribed, on its own event loop, thr
 A subscriber that falls behind loses the oldest undelivered events and is told how many (``missed``)
 rather than slowing publishers down or growing without bound.
 
-Publishers today: the delivery worker (each state event it delivers to a state trigger) and the console
-API (its own writes, unless a trigger will show them). A runtime that publishes *every* committed change
+Publishers today: the delivery worker (each state event it delivers to a state trigger, through
+:meth:`StateEventHub.record`, which copies nothing while nobody watches) and the console API (its own
+writes, unless a trigger will show them). A runtime that publishes *every* committed change
 sets :attr:`StateEventHub.durable`, and the console then stops publishing its own writes.
 """
 
