@@ -478,7 +478,7 @@ class DeliveryWorker:
             return
         telemetry = observe.active
         if telemetry is None:
-            await self._run(step, delivery, triggers, input_, info, trace_id)  # None: ctx draws one if read
+            await self._run(step, delivery, triggers, input_, info, trace_id or None)  # None: ctx draws one if read
             return
         if isinstance(info, tuple):
             info = TriggerInfo(*info)
