@@ -7,8 +7,12 @@ Run it twice, with ``K`` operations and with none, and divide the difference by 
       valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python bench/state_instructions.py set $k
     done   # "Collected : N" each; (N_3000 - N_0) / 3000 instructions per set, whole stack, uvloop
 
-Modes: ``set``, ``update``, ``get`` (one awaited call at a time) and ``conc`` (``set`` from 200 tasks).
-The store is SQLite with 1,000 keys of the ``state_bench.py`` workload, written and read once first.
+Modes: ``set``, ``update``, ``get``, ``delete`` (one awaited call at a time; ``delete`` of a key that another
+``set`` wrote just before, the pair counted as one operation) and ``conc`` (``set`` from 200 tasks); ``raw-set``
+and ``raw-update`` are ``state_bench.py``'s raw sqlite3 peer doing the same (its autocommit upsert; its
+read-change-write transaction), the figures pymotia's are compared with.
+The store is SQLite with 1,000 keys of the ``state_bench.py`` workload, written and read once first (the
+peer's table too, in every mode, so that one run of none serves every mode).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from pathlib import Path
 
 import uvloop
 
 from motia import StateManager
-from state_bench import INCREMENT, SCOPE, next_value
+from state_bench import INCREMENT, SCOPE, RawSQLite, next_value
 
 TASKS = 200
 
@@ -28,8 +33,10 @@ TASKS = 200
 async def main(mode: str, count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="motia-instructions-") as directory:
         state = StateManager.from_url(f"sqlite:///{directory}/state.db")
+        raw = RawSQLite(Path(directory) / "raw.db")
         for index in range(1000):
             await state.set(SCOPE, f"k{index}", next_value())
+            raw.set(f"k{index}")
         for index in range(300):
             await state.get(SCOPE, f"k{index}")
             await state.update(SCOPE, f"k{index}", INCREMENT)
@@ -41,6 +48,16 @@ async def main(mode: str, count: int) -> None:
                     await state.set(SCOPE, key, next_value())
 
             await asyncio.gather(*(writer(keys[task::TASKS]) for task in range(TASKS)))
+        elif mode == "raw-set":
+            for key in keys:
+                raw.set(key)
+        elif mode == "raw-update":
+            for key in keys:
+                raw.update_txn(key)
+        elif mode == "delete":
+            for key in keys:
+                await state.set(SCOPE, "gone", next_value())
+                await state.delete(SCOPE, "gone")
         else:
             for key in keys:
                 if mode == "set":
@@ -50,6 +67,7 @@ async def main(mode: str, count: int) -> None:
                 else:
                     await state.get(SCOPE, key)
         await state.aclose()
+        raw.connection.close()
 
 
 if __name__ == "__main__":

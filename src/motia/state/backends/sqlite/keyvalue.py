@@ -18,7 +18,7 @@ from motia.state.backends._writes import (
     plan_transaction_write,
     plan_update,
 )
-from motia.state.backends.sqlite.connection import HookedConnection, Row
+from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.outbox import Event
 from motia.state.backends.sqlite.recorded import FALLBACK as FALLBACK
 from motia.state.backends.sqlite.recorded import recorded_delete, recorded_set, recorded_update
@@ -122,24 +122,28 @@ def _write_restore(
 _LIVE_OLD = "(motia_state.expires_at IS NULL OR motia_state.expires_at > ?1)"
 _EVENTS_OFF = "NOT EXISTS (SELECT 1 FROM motia_meta WHERE name = 'events' AND value = 'on')"
 #: ``?1`` now, ``?2`` scope, ``?3`` key, ``?4`` the new value, ``?5`` the new expiry (the version follows
-#: :func:`~motia.state.backends._writes.plan_set`: one more than a live row's, else 1).
-_SET_ONE = (
+#: :func:`~motia.state.backends._writes.plan_set`: one more than a live row's, else 1). ``motia_old`` keeps
+#: the old row and answers NULL, so the new value stays in SQLite.
+_SET_ONE_TTL = (
     "INSERT INTO motia_state (scope, key, value, version, expires_at)"
     f" SELECT ?2, ?3, ?4, 1, ?5 WHERE {_EVENTS_OFF}"
     " ON CONFLICT (scope, key) DO UPDATE SET"
-    " value = motia_old(motia_state.value, motia_state.version, motia_state.expires_at, excluded.value),"
+    " value = coalesce(motia_old(motia_state.value, motia_state.version, motia_state.expires_at), excluded.value),"
     f" version = CASE WHEN {_LIVE_OLD} THEN motia_state.version + 1 ELSE 1 END,"
     " expires_at = excluded.expires_at"
 )
-#: ``?1`` now, ``?2`` scope, ``?3`` key, ``?4`` the new expiry if a ttl was given (else the live row's is
-#: kept, as :func:`~motia.state.backends._writes.plan_update` does); the value is planned in Python.
-_UPDATE_ONE = (
+#: The same without an expiry: ``NULL`` written in the statement, not bound (see :func:`blob`).
+_SET_ONE = _SET_ONE_TTL.replace("?5", "NULL")
+#: ``?1`` now, ``?2`` scope, ``?3`` key, ``?4`` the new expiry (a ttl was given); the value is planned in Python.
+_UPDATE_ONE_TTL = (
     "UPDATE motia_state SET"
     " value = motia_plan(value, version, expires_at),"
     f" version = CASE WHEN {_LIVE_OLD} THEN version + 1 ELSE 1 END,"
-    f" expires_at = CASE WHEN ?4 IS NOT NULL THEN ?4 WHEN {_LIVE_OLD} THEN expires_at END"
+    " expires_at = ?4"
     f" WHERE scope = ?2 AND key = ?3 AND {_EVENTS_OFF}"
 )
+#: Without a ttl: the live row's expiry is kept, as :func:`~motia.state.backends._writes.plan_update` does.
+_UPDATE_ONE = _UPDATE_ONE_TTL.replace("?4", f"CASE WHEN {_LIVE_OLD} THEN expires_at END")
 
 _CAS_UPSERT = (
     "INSERT INTO motia_state (scope, key, value, version, expires_at)"
@@ -182,8 +186,11 @@ def _lone_set(
     if if_version is None:  # no condition to check before writing: one statement
         hook = connection.hook
         hook.row = None
-        expires_at = now + ttl if ttl is not None else None
-        if connection.execute(_SET_ONE, (now, scope, key, data, expires_at)).rowcount != 1:
+        if ttl is None:
+            cursor = connection.execute(_SET_ONE, (now, scope, key, blob(data)))
+        else:
+            cursor = connection.execute(_SET_ONE_TTL, (now, scope, key, blob(data), now + ttl))
+        if cursor.rowcount != 1:
             return FALLBACK  # events are on
         row = hook.row  # what plan_set would answer, as the statement's version did: a live row's next, else 1
         if row is None or (row[2] is not None and row[2] <= now):
@@ -219,7 +226,10 @@ def _lone_update(
 
         hook.plan = plan
         try:
-            cursor = connection.execute(_UPDATE_ONE, (now, scope, key, now + ttl if ttl is not None else None))
+            if ttl is None:
+                cursor = connection.execute(_UPDATE_ONE, (now, scope, key))
+            else:
+                cursor = connection.execute(_UPDATE_ONE_TTL, (now, scope, key, now + ttl))
         finally:
             hook.plan = None
         if cursor.rowcount == 1:
