@@ -21,7 +21,7 @@ from motia.state.backends._writes import (
 from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.outbox import Event
 from motia.state.backends.sqlite.recorded import FALLBACK as FALLBACK
-from motia.state.backends.sqlite.recorded import recorded_delete, recorded_set, recorded_update
+from motia.state.backends.sqlite.recorded import _tuple, recorded_delete, recorded_set, recorded_update
 from motia.state.backends.sqlite.transaction import _DELETE, _SELECT_ONE, _Transaction
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation
@@ -108,6 +108,7 @@ def _write_restore(
 
 # -- one write alone, while events are off: one autocommit statement, no transaction (issue 15) ---------
 #
+# (A lone ``delete`` too: one ``DELETE ... RETURNING`` of the row, below.)
 # A lone ``set`` or ``update`` in a transaction is five statements: ``BEGIN IMMEDIATE``, the events flag,
 # the row, the upsert, ``COMMIT``. While no process records events it needs one: an autocommit upsert
 # that checks the events flag itself (it writes nothing if events are on) and hands the row it replaces
@@ -194,8 +195,8 @@ def _lone_set(
             return FALLBACK  # events are on
         row = hook.row  # what plan_set would answer, as the statement's version did: a live row's next, else 1
         if row is None or (row[2] is not None and row[2] <= now):
-            return WriteResult(None, data, 1)
-        return WriteResult(row[0], data, row[1] + 1)
+            return _tuple(WriteResult, (None, data, 1))
+        return _tuple(WriteResult, (row[0], data, row[1] + 1))
     row = connection.execute(_SELECT_ONE, (scope, key)).fetchone()
     record, result = plan_set(scope, key, _live(key, row, now), data, ttl, if_version, now)
     return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK
@@ -243,9 +244,39 @@ def _lone_update(
     return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK
 
 
+#: ``?1`` scope, ``?2`` key: the row removed, if events are off. (An expired row goes too, as the transaction's
+#: read removes it, and counts as absent.)
+_DELETE_ONE = f"DELETE FROM motia_state WHERE scope = ?1 AND key = ?2 AND {_EVENTS_OFF} RETURNING value, expires_at"
+_EVENTS_ON = "SELECT 1 FROM motia_meta WHERE name = 'events' AND value = 'on'"
+
+
+def _lone_delete(
+    backend: Any,
+    connection: HookedConnection,
+    now: float,
+    trace: str | None,
+    scope: str,
+    key: str,
+    if_version: int | None,
+) -> Any:
+    if if_version is not None:
+        return FALLBACK
+    rows = connection.execute(_DELETE_ONE, (scope, key)).fetchall()  # to the end: the statement then commits
+    if rows:
+        data, expires_at = rows[0]
+        return None if expires_at is not None and expires_at <= now else data
+    # Nothing removed: the key was absent, or events are on (once on, never off: so if the flag is off now, it
+    # was off for the statement, and the key was absent). With events on, the transaction records the event.
+    return FALLBACK if connection.execute(_EVENTS_ON).fetchone() else None
+
+
 #: The writes that have a form without a transaction, used for a batch of one while events are off: each
 #: takes ``(backend, connection, now, trace, *args)`` and returns its result or :data:`FALLBACK`.
-_LONE_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {_write_set: _lone_set, _write_update: _lone_update}
+_LONE_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {
+    _write_set: _lone_set,
+    _write_update: _lone_update,
+    _write_delete: _lone_delete,
+}
 #: The same while events are on (see :mod:`~motia.state.backends.sqlite.recorded`), taking the same arguments.
 _LONE_EVENT_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {
     _write_set: recorded_set,

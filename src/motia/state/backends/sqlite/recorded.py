@@ -35,6 +35,9 @@ from motia.state.ops import Operation
 
 #: What a lone write returns when it did not write: run the write in a transaction instead.
 FALLBACK: Any = object()
+#: Builds a result tuple without the named tuple's ``__new__`` frame (``_tuple(WriteResult, (...))``): the hot
+#: writes make one each (issue 15).
+_tuple = tuple.__new__
 
 #: The seq of a new outbox row: after the newest outbox row and after the counter of direct deliveries.
 _SEQ = (
@@ -145,8 +148,8 @@ def recorded_set(
     _recorded(backend)
     row = hook.row
     if row is None or _expired(row, now):
-        return WriteResult(None, data, 1)
-    return WriteResult(row[0], data, row[1] + 1)
+        return _tuple(WriteResult, (None, data, 1))
+    return _tuple(WriteResult, (row[0], data, row[1] + 1))
 
 
 def recorded_update(

@@ -15,8 +15,8 @@
   asyncio's loop (see :meth:`_LoopWriter.inline_turn`): one task writing one write after another commits
   inline; as soon as a second task writes in the same loop iteration, or the last batch grouped several
   writes, writes queue and are group committed again.
-* A batch of one ``set`` or ``update`` while no process records events skips the transaction: it is one
-  autocommit statement instead of five (``BEGIN IMMEDIATE``, the events flag, the row, the upsert,
+* A batch of one ``set``, ``update`` or ``delete`` while no process records events skips the transaction: it
+  is one autocommit statement instead of five (``BEGIN IMMEDIATE``, the events flag, the row, the upsert,
   ``COMMIT``), which checks the events flag itself and hands the old row to Python from inside. What it
   cannot do alone falls back to a read and a compare-and-set, or to the transaction (see
   :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
