@@ -296,6 +296,9 @@ class SQLiteConnections(StateBackend):
                 delattr(self._local, attribute)
         with self._lock:
             self._connections.pop(connection, None)
+            for writer in self._writers.values():  # a loop's writer may keep it for its inline writes
+                if writer.connection is connection:
+                    writer.connection = None
         connection.close()
 
     def _after_commit(self, writes: int) -> None:

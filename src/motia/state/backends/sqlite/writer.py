@@ -43,7 +43,15 @@ from typing import Any
 
 from motia.exceptions import StateClosedError, StateTimeout
 from motia.state.backends._waiters import CommitWaiters
-from motia.state.backends.sqlite.connection import SQLITE_READONLY, SQLiteConnections, _Busy, _error_code, _is_busy
+from motia.state.backends.sqlite.connection import (
+    SQLITE_READONLY,
+    HookedConnection,
+    SQLiteConnections,
+    _Busy,
+    _error_code,
+    _forks,
+    _is_busy,
+)
 from motia.state.backends.sqlite.delivery import (
     _events_flag,
     _write_claim,
@@ -131,6 +139,9 @@ class _LoopWriter:
         self.runtime_writes = 0
         #: A :meth:`_new_turn` is scheduled: the loop has not gone round since the first inline commit.
         self.round_open = False
+        #: The loop thread's connection (the loop runs on one thread), kept here so an inline write need not
+        #: look it up in the thread-local; forgotten when the connection is discarded.
+        self.connection: HookedConnection | None = None
 
     def inline_turn(self, runtime: bool = False) -> bool:
         """Whether the current write may commit now, alone, on the loop thread: no other write could join it.
@@ -298,11 +309,16 @@ class SQLiteWriter(SQLiteConnections):
             lone = (_LONE_EVENT_WRITES if self._events_enabled else _LONE_WRITES).get(function)
             if lone is not None:  # the lone form at once (what _run_batch would try first for a batch of one)
                 now = self._clock()
-                if self._nothing_due(now):
+                # _nothing_due, spelled out on the hottest path: no TTL sweep or stream-log trim is due
+                if now - self._last_sweep < self._sweep_interval and now - self._last_stream_trim < TRIM_INTERVAL:
                     try:
-                        outcome = lone(self, self._connection(inline=True), now, current_trace.get(), *args)
-                    except (sqlite3.Error, UnicodeEncodeError):
-                        outcome = FALLBACK  # the transaction below runs it and reports any error as usual
+                        connection = writer.connection
+                        if connection is None or self._forks != _forks[0]:
+                            connection = writer.connection = self._connection(inline=True)
+                        outcome = lone(self, connection, now, current_trace.get(), *args)
+                    except (sqlite3.Error, UnicodeEncodeError, _Busy):
+                        # the transaction below runs it and reports any error as usual (busy: on a thread)
+                        outcome = FALLBACK
                     except BaseException:
                         self._finished(1)
                         raise
