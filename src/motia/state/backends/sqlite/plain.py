@@ -73,15 +73,17 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
                     known[(scope, key)] = Record(key, data, version, expires_at)
     outcomes: list[Any] = []
     for call in calls:
-        scope, key, *rest = call.args
+        args = call.args  # indexed, not unpacked with a star (which builds a list per call)
+        scope = args[0]
+        key = args[1]
         pair = (scope, key)
         current = known.get(pair)
         record: Record | None
         try:
             if call.function is _write_set:
-                record, result = plan_set(scope, key, current, rest[0], rest[1], rest[2], now)
+                record, result = plan_set(scope, key, current, args[2], args[3], args[4], now)
             else:
-                record, result = plan_update(scope, key, current, rest[0], rest[1], rest[2], rest[3], now)
+                record, result = plan_update(scope, key, current, args[2], args[3], args[4], args[5], now)
         except Exception as exc:  # noqa: BLE001 - answered to its caller; it changed nothing
             outcomes.append(Failed(exc))
             continue

@@ -201,7 +201,12 @@ class _LoopWriter:
             self.scheduled = True
             self.loop.call_soon(self.flush)
         # A caller cancelled before its commit started: skip it, so nothing unacknowledged is written.
-        batch = [request for request in taken if not request.future.cancelled()]
+        batch: list[_Request] = []
+        heavy = False
+        for request in taken:
+            if not request.future.cancelled():
+                batch.append(request)
+                heavy = heavy or request.heavy
         if len(batch) < len(taken):
             self.backend._finished(len(taken) - len(batch))
         if not batch:
@@ -210,7 +215,7 @@ class _LoopWriter:
         if (
             backend._inline_writes
             and not backend._checkpoint_gate.locked()  # a checkpoint is finishing: wait on a thread
-            and not any(request.heavy for request in batch)
+            and not heavy
         ):
             try:
                 outcomes = backend._run_batch(backend._connection(inline=True), batch)
