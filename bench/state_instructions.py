@@ -55,7 +55,7 @@ async def main(mode: str, count: int) -> None:
             for key in keys:
                 raw.update_txn(key)
         elif mode == "delete":
-            for key in keys:
+            for _ in keys:
                 await state.set(SCOPE, "gone", next_value())
                 await state.delete(SCOPE, "gone")
         else:
