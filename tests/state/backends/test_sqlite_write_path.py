@@ -188,3 +188,21 @@ def test_the_wal_stays_bounded_under_a_steady_write_load(
             assert 0 < largest < 8 * 1024 * 1024
 
     run_loop(main())
+
+
+async def test_a_discarded_connection_is_not_used_for_inline_writes_again(sqlite_url: str) -> None:
+    async with StateManager.from_url(sqlite_url) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "first", 0)  # the first write sweeps and trims, in a transaction
+        await state.set("s", "k", 1)  # a lone write, inline: the loop's writer keeps the connection
+        writer = backend._writers[asyncio.get_running_loop()]
+        old = writer.connection
+        assert old is not None
+        # When the loop thread's connection is discarded (as after a read-only file or a failed rollback)
+        backend._discard(old)
+        # Then the loop's writer forgets it, and the next write opens and keeps a new one
+        assert writer.connection is None
+        assert (await state.set("s", "k", 2)).version == 2
+        assert writer.connection is not None and writer.connection is not old
+        assert await state.get("s", "k") == 2
