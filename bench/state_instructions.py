@@ -7,8 +7,19 @@ Run it twice, with ``K`` operations and with none, and divide the difference by 
       valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python bench/state_instructions.py set $k
     done   # "Collected : N" each; (N_3000 - N_0) / 3000 instructions per set, whole stack, uvloop
 
-Modes: ``set``, ``update``, ``get`` (one awaited call at a time) and ``conc`` (``set`` from 200 tasks).
-The store is SQLite with 1,000 keys of the ``state_bench.py`` workload, written and read once first.
+Or give several modes, comma-separated, and count each in one run: every phase starts with a call of
+``time.thread_time_ns()``, where callgrind can dump its counts (``--dump-before``), so the start-up is paid once:
+
+    valgrind --tool=callgrind --dump-before=time_thread_time_ns --callgrind-out-file=/tmp/cg \\
+      .venv/bin/python bench/state_instructions.py set,update,conc,delete,raw-set,raw-update 2000
+    # /tmp/cg.2 counts the first mode, /tmp/cg.3 the second...: its "summary:" line / 2000 per operation
+
+Modes: ``set``, ``update``, ``get``, ``delete`` (one awaited call at a time; ``delete`` of a key that another
+``set`` wrote just before, the pair counted as one operation) and ``conc`` (``set`` from 200 tasks); ``raw-set``
+and ``raw-update`` are ``state_bench.py``'s raw sqlite3 peer doing the same (its autocommit upsert; its
+read-change-write transaction), the figures pymotia's are compared with.
+The store is SQLite with 1,000 keys of the ``state_bench.py`` workload, written and read once first (the
+peer's table too, in every mode, so that one run of none serves every mode).
 """
 
 from __future__ import annotations
@@ -16,41 +27,65 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 import uvloop
 
 from motia import StateManager
-from state_bench import INCREMENT, SCOPE, next_value
+from state_bench import INCREMENT, SCOPE, RawSQLite, next_value
 
 TASKS = 200
 
 
-async def main(mode: str, count: int) -> None:
+async def run_mode(mode: str, keys: list[str], state: StateManager, raw: RawSQLite) -> None:
+    if mode == "conc":
+
+        async def writer(chunk: list[str]) -> None:
+            for key in chunk:
+                await state.set(SCOPE, key, next_value())
+
+        await asyncio.gather(*(writer(keys[task::TASKS]) for task in range(TASKS)))
+    elif mode == "raw-set":
+        for key in keys:
+            raw.set(key)
+    elif mode == "raw-update":
+        for key in keys:
+            raw.update_txn(key)
+    elif mode == "delete":
+        for _ in keys:
+            await state.set(SCOPE, "gone", next_value())
+            await state.delete(SCOPE, "gone")
+    elif mode in ("set", "update", "get"):
+        for key in keys:
+            if mode == "set":
+                await state.set(SCOPE, key, next_value())
+            elif mode == "update":
+                await state.update(SCOPE, key, INCREMENT)
+            else:
+                await state.get(SCOPE, key)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+async def main(modes: list[str], count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="motia-instructions-") as directory:
         state = StateManager.from_url(f"sqlite:///{directory}/state.db")
+        raw = RawSQLite(Path(directory) / "raw.db")
         for index in range(1000):
             await state.set(SCOPE, f"k{index}", next_value())
+            raw.set(f"k{index}")
         for index in range(300):
             await state.get(SCOPE, f"k{index}")
             await state.update(SCOPE, f"k{index}", INCREMENT)
         keys = [f"k{(index * 7919) % 1000}" for index in range(count)]
-        if mode == "conc":
-
-            async def writer(chunk: list[str]) -> None:
-                for key in chunk:
-                    await state.set(SCOPE, key, next_value())
-
-            await asyncio.gather(*(writer(keys[task::TASKS]) for task in range(TASKS)))
-        else:
-            for key in keys:
-                if mode == "set":
-                    await state.set(SCOPE, key, next_value())
-                elif mode == "update":
-                    await state.update(SCOPE, key, INCREMENT)
-                else:
-                    await state.get(SCOPE, key)
+        for mode in modes:
+            time.thread_time_ns()  # a phase starts (callgrind --dump-before=time_thread_time_ns)
+            await run_mode(mode, keys, state, raw)
+        time.thread_time_ns()
         await state.aclose()
+        raw.connection.close()
 
 
 if __name__ == "__main__":
-    uvloop.run(main(sys.argv[1], int(sys.argv[2])))
+    uvloop.run(main(sys.argv[1].split(","), int(sys.argv[2])))

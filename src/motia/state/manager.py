@@ -21,7 +21,7 @@ from motia.state.ops import parse_operations
 from motia.state.paging import read_page
 from motia.state.transaction import StateTransaction, transact
 from motia.state.typed import TypedScope
-from motia.state.types import JSON, StateEntry, StateSetResult
+from motia.state.types import JSON, StateEntry, StateSetResult, stored_result
 from motia.state.urls import open_backend
 
 if TYPE_CHECKING:
@@ -30,8 +30,12 @@ if TYPE_CHECKING:
     ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _T = TypeVar("_T")
-#: How a write's result decodes its values, on first access (bound once: every set and update makes a result).
+#: Bound once, not looked up per call: every set and update uses them (issue 15). ``_decode`` is how a write's
+#: result decodes its values, on first access.
 _decode = _values.decode
+_encode_value = _values.encode_value
+_MAX_SCOPE = _values.MAX_SCOPE_LENGTH
+_MAX_KEY = _values.MAX_KEY_LENGTH
 
 
 def _keyed(
@@ -111,13 +115,22 @@ class StateManager:
         """
         if self._closed:
             self.check_open()
-        if not _plain_names(scope, key):  # the common names pass one inline test; the rest get the full checks
+        # Plain ASCII names within the limits pass this one inline test (what check_name accepts without
+        # further ado); anything else takes the full checks, which accept or name the error as before.
+        if not (
+            type(scope) is str
+            and type(key) is str
+            and 0 < len(scope) <= _MAX_SCOPE
+            and 0 < len(key) <= _MAX_KEY
+            and scope.isascii()
+            and key.isascii()
+        ):
             scope, key = _values.check_scope(scope), _values.check_key(key)
-        data = _values.encode_value(value, self.max_value_bytes)
+        data = _encode_value(value, self.max_value_bytes)
         if ttl is not None or if_version is not None:  # the common write has neither: no calls to check them
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
         old_data, new_data, version = await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version)
-        return StateSetResult(version=version, _encoded=(old_data, new_data, _decode))
+        return stored_result(version, old_data, new_data, _decode)
 
     @observed("state", "update", _keyed)
     async def update(
@@ -136,7 +149,14 @@ class StateManager:
         """
         if self._closed:
             self.check_open()
-        if not _plain_names(scope, key):
+        if not (  # as in set
+            type(scope) is str
+            and type(key) is str
+            and 0 < len(scope) <= _MAX_SCOPE
+            and 0 < len(key) <= _MAX_KEY
+            and scope.isascii()
+            and key.isascii()
+        ):
             scope, key = _values.check_scope(scope), _values.check_key(key)
         operations = parse_operations(ops)
         if ttl is not None or if_version is not None:
@@ -149,7 +169,7 @@ class StateManager:
             if_version=if_version,
             max_value_bytes=self.max_value_bytes,
         )
-        return StateSetResult(version=version, _encoded=(old_data, new_data, _decode))
+        return stored_result(version, old_data, new_data, _decode)
 
     @observed("state", "delete", _keyed)
     async def delete(self, scope: str, key: str, *, if_version: int | None = None) -> JSON:
@@ -345,20 +365,6 @@ class StateManager:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def _plain_names(scope: object, key: object) -> bool:
-    """Whether ``scope`` and ``key`` are plain ASCII ``str`` within the length limits: what
-    :func:`~motia.state.values.check_name` accepts without further ado, tested at once for both (issue 15).
-    Anything else takes the full checks, which accept or name the error as before."""
-    return (
-        type(scope) is str
-        and type(key) is str
-        and 0 < len(scope) <= _values.MAX_SCOPE_LENGTH
-        and 0 < len(key) <= _values.MAX_KEY_LENGTH
-        and scope.isascii()
-        and key.isascii()
-    )
 
 
 def _entry(record: Record) -> StateEntry:

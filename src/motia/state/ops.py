@@ -97,51 +97,45 @@ def _parse_one(index: int, raw: object) -> Operation:
     raw_path = raw.get("path")
     op_type = raw.get("type")
     kind = _OP_NAMES.get(op_type) if isinstance(op_type, str) else None
-    where = f"update op {index} ({op_type!r} {raw_path!r})"
     if kind is None:
         known = ", ".join(sorted(_OP_NAMES))
-        raise InvalidUpdateError(
-            f"{where}: unknown type {op_type!r}; expected one of {known}", index=index, path=raw_path
-        )
-    unknown = set(raw) - _ALLOWED_FIELDS[kind]
-    if unknown:
-        raise InvalidUpdateError(
-            f"{where}: unexpected field(s) {', '.join(sorted(map(str, unknown)))}", index=index, path=raw_path
-        )
+        raise _bad(index, op_type, raw_path, f"unknown type {op_type!r}; expected one of {known}")
+    if not raw.keys() <= _ALLOWED_FIELDS[kind]:
+        unknown = set(raw) - _ALLOWED_FIELDS[kind]
+        raise _bad(index, op_type, raw_path, f"unexpected field(s) {', '.join(sorted(map(str, unknown)))}")
     try:
         path = parse_path(raw_path)
     except ValueError as exc:
-        raise InvalidUpdateError(f"{where}: invalid path: {exc}", index=index, path=raw_path) from None
+        raise _bad(index, op_type, raw_path, f"invalid path: {exc}") from None
     if kind == "delete":
         if not path:
-            raise InvalidUpdateError(
-                f"{where}: cannot delete the whole value; use delete(scope, key)", index=index, path=raw_path
-            )
+            raise _bad(index, op_type, raw_path, "cannot delete the whole value; use delete(scope, key)")
         return Operation(kind, path, index, raw_path)
     if kind == "increment":
         if "value" in raw and "by" in raw:
-            raise InvalidUpdateError(f"{where}: give 'value' or its alias 'by', not both", index=index, path=raw_path)
+            raise _bad(index, op_type, raw_path, "give 'value' or its alias 'by', not both")
         if "value" not in raw and "by" not in raw:
-            raise InvalidUpdateError(f"{where}: missing the amount ('value' or 'by')", index=index, path=raw_path)
+            raise _bad(index, op_type, raw_path, "missing the amount ('value' or 'by')")
         amount = raw["value"] if "value" in raw else raw["by"]
         # ints are always finite (and math.isfinite raises OverflowError on one beyond a float's range)
         if not _is_number(amount) or (isinstance(amount, float) and not math.isfinite(amount)):
-            raise InvalidUpdateError(
-                f"{where}: the amount must be a finite number, not {amount!r}", index=index, path=raw_path
-            )
+            raise _bad(index, op_type, raw_path, f"the amount must be a finite number, not {amount!r}")
         return Operation(kind, path, index, raw_path, -amount if op_type == "decrement" else amount)
     if "value" not in raw:
-        raise InvalidUpdateError(f"{where}: missing 'value'", index=index, path=raw_path)
+        raise _bad(index, op_type, raw_path, "missing 'value'")
     value = raw["value"]
     try:
         encoded = dumps(to_json(value))
     except StateValueError as exc:
-        raise InvalidUpdateError(f"{where}: {exc}", index=index, path=raw_path) from None
+        raise _bad(index, op_type, raw_path, str(exc)) from None
     if kind == "merge" and not isinstance(value, dict) and not isinstance(decode(encoded), dict):
-        raise InvalidUpdateError(
-            f"{where}: merge needs an object value, not {type(value).__name__}", index=index, path=raw_path
-        )
+        raise _bad(index, op_type, raw_path, f"merge needs an object value, not {type(value).__name__}")
     return Operation(kind, path, index, raw_path, encoded)
+
+
+def _bad(index: int, op_type: object, raw_path: object, problem: str) -> InvalidUpdateError:
+    """The error of operation ``index``, worded only when there is one (not for every operation parsed)."""
+    return InvalidUpdateError(f"update op {index} ({op_type!r} {raw_path!r}): {problem}", index=index, path=raw_path)
 
 
 def _is_number(value: object) -> bool:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from motia import StateManager
-from motia.exceptions import InvalidUpdateError
+from motia.exceptions import InvalidUpdateError, StateConflictError
 from motia.state.backends.base import Subscription
 from motia.state.backends.sqlite import SQLiteBackend
 from motia.state.backends.sqlite.keyvalue import FALLBACK, _compare_and_set, _lone_set
@@ -190,3 +190,55 @@ async def test_a_lone_update_that_fails_on_the_stored_value_changes_nothing(sqli
         entry = await state.get_entry("s", "k")
         assert entry is not None and (entry.value, entry.version) == ({"n": "text"}, 1)
         assert (await state.update("s", "k", [{"type": "set", "path": "n", "value": 1}])).version == 2
+
+
+async def test_a_lone_delete_is_one_statement_with_the_results_of_a_transaction(sqlite_path: Path) -> None:
+    clock = Clock(1000.0)
+    async with StateManager(SQLiteBackend(sqlite_path, clock=clock, sweep_interval=3600)) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "first", 0)  # the first write trims and sweeps, in a transaction
+        await state.set("s", "live", {"n": 1})
+        await state.set("s", "expired", {"n": 2}, ttl=1)
+        clock.now += 2
+        statements = _statements(backend)
+        # When lone deletes remove a live row, an expired row and no row
+        live = await state.delete("s", "live")
+        expired = await state.delete("s", "expired")
+        absent = await state.delete("s", "absent")
+        # Then the first two were one statement each, no transaction (the third also read the events flag)
+        assert [sql.split()[0] for sql in statements] == ["DELETE", "DELETE", "DELETE", "SELECT"]
+        # And each answered as a transaction does: the live value, nothing for the expired row or no row
+        assert (live, expired, absent) == ({"n": 1}, None, None)
+        # And both rows are gone, the expired one included
+        assert sqlite3.connect(sqlite_path).execute("SELECT key FROM motia_state WHERE scope = 's'").fetchall() == [
+            ("first",)
+        ]
+
+
+async def test_a_lone_delete_after_another_process_enabled_events_records_its_event(sqlite_url: str) -> None:
+    # Given a process that believes events off, and another that switches them on
+    async with StateManager.from_url(sqlite_url) as writer, StateManager.from_url(sqlite_url) as app:
+        await writer.set("s", "k", 1)
+        assert isinstance(writer.backend, SQLiteBackend) and not writer.backend._events_enabled
+        await app.backend.enable_events()
+        # When the first deletes a key, and a key that is not there
+        assert await writer.delete("s", "k") == 1
+        assert await writer.delete("s", "absent") is None
+        # Then the delete recorded its event (the statement saw the flag and left it to the transaction)
+        assert await app.backend.dispatch_events([Subscription("watcher")]) == 1
+        claimed = await app.backend.claim(["watcher"], owner="w", limit=10, lease=60)
+        assert [orjson.loads(d.payload)["old_value"] for d in claimed] == [1]
+        assert await writer.get("s", "k") is None
+
+
+async def test_a_lone_delete_with_if_version_runs_in_a_transaction(sqlite_path: Path) -> None:
+    async with StateManager(SQLiteBackend(sqlite_path, sweep_interval=3600)) as state:
+        await state.set("s", "k", "v")
+        # When a delete names the version it expects, wrongly then rightly
+        with pytest.raises(StateConflictError):
+            await state.delete("s", "k", if_version=5)
+        assert await state.get("s", "k") == "v"
+        assert await state.delete("s", "k", if_version=1) == "v"
+        # Then the wrong one changed nothing and the right one deleted
+        assert await state.get("s", "k") is None

@@ -116,6 +116,58 @@ def test_after_a_burst_a_lone_writer_commits_inline_again(
     run_loop(main())
 
 
+def test_the_runtimes_calls_beside_a_lone_writer_leave_its_writes_inline(
+    sqlite_url: str, run_loop: Callable[[Coroutine[Any, Any, None]], None]
+) -> None:
+    async def main() -> None:
+        async with StateManager.from_url(sqlite_url) as state:
+            backend = state.backend
+            assert isinstance(backend, SQLiteBackend)
+            await state.set("s", "warm", 0)
+            order: list[str] = []
+
+            async def runtime() -> None:
+                await backend.claim(["count"], owner="worker", limit=1, lease=30)
+                order.append("claimed")
+
+            async def writer() -> None:
+                await state.set("s", "k", 1)
+                order.append("set")
+
+            # Given the runtime's call (a claim, as the delivery worker makes) and a writer's set in one loop
+            # round, the runtime's first
+            loop = asyncio.get_running_loop()
+            tasks = [loop.create_task(runtime()), loop.create_task(writer())]
+            loop.call_soon(order.append, "loop went round")
+            await asyncio.gather(*tasks)
+            # Then both committed before the loop went round: the claim did not make the writer queue
+            assert order == ["claimed", "set", "loop went round"]
+            assert await state.get("s", "k") == 1
+
+    run_loop(main())
+
+
+def test_the_runtimes_call_joins_queued_writes(
+    sqlite_url: str, run_loop: Callable[[Coroutine[Any, Any, None]], None]
+) -> None:
+    async def main() -> None:
+        async with StateManager.from_url(sqlite_url) as state:
+            backend = state.backend
+            assert isinstance(backend, SQLiteBackend)
+            await state.set("s", "warm", 0)
+            sizes = spy_batches(backend)
+
+            async def runtime() -> None:
+                await backend.claim(["count"], owner="worker", limit=1, lease=30)
+
+            # Given two writers in one loop round (the second queues), then the runtime's call
+            await asyncio.gather(state.set("s", "a", 1), state.set("s", "b", 2), runtime())
+            # Then the call was group committed with the queued write, not alone
+            assert sizes == [1, 2]
+
+    run_loop(main())
+
+
 def test_the_wal_stays_bounded_under_a_steady_write_load(
     sqlite_path: Path, sqlite_url: str, run_loop: Callable[[Coroutine[Any, Any, None]], None], monkeypatch: Any
 ) -> None:
@@ -136,3 +188,21 @@ def test_the_wal_stays_bounded_under_a_steady_write_load(
             assert 0 < largest < 8 * 1024 * 1024
 
     run_loop(main())
+
+
+async def test_a_discarded_connection_is_not_used_for_inline_writes_again(sqlite_url: str) -> None:
+    async with StateManager.from_url(sqlite_url) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "first", 0)  # the first write sweeps and trims, in a transaction
+        await state.set("s", "k", 1)  # a lone write, inline: the loop's writer keeps the connection
+        writer = backend._writers[asyncio.get_running_loop()]
+        old = writer.connection
+        assert old is not None
+        # When the loop thread's connection is discarded (as after a read-only file or a failed rollback)
+        backend._discard(old)
+        # Then the loop's writer forgets it, and the next write opens and keeps a new one
+        assert writer.connection is None
+        assert (await state.set("s", "k", 2)).version == 2
+        assert writer.connection is not None and writer.connection is not old
+        assert await state.get("s", "k") == 2

@@ -16,6 +16,10 @@ from motia.state.backends.types import ORPHANED_ERROR, Record, TransactionWrite,
 from motia.state.ops import Operation, apply_operations
 from motia.state.values import MAX_KEY_LENGTH, check_name, check_ttl, decode, encode
 
+#: Builds the named tuples below without their ``__new__`` frame (``_tuple(Record, (...))``): every write
+#: planned makes two (issue 15).
+_tuple = tuple.__new__
+
 
 def check_version(scope: str, key: str, current: Record | None, if_version: int | None) -> None:
     if if_version is None:
@@ -35,8 +39,8 @@ def plan_set(
 ) -> tuple[Record, WriteResult]:
     check_version(scope, key, current, if_version)
     version = current.version + 1 if current is not None else 1
-    record = Record(key, data, version, now + ttl if ttl is not None else None)
-    return record, WriteResult(current.data if current is not None else None, data, version)
+    record = _tuple(Record, (key, data, version, now + ttl if ttl is not None else None))
+    return record, _tuple(WriteResult, (current.data if current is not None else None, data, version))
 
 
 def plan_update(
@@ -62,8 +66,8 @@ def plan_update(
     else:
         expires_at = current.expires_at if current is not None else None
     version = current.version + 1 if current is not None else 1
-    record = Record(key, data, version, expires_at)
-    return record, WriteResult(current.data if current is not None else None, data, version)
+    record = _tuple(Record, (key, data, version, expires_at))
+    return record, _tuple(WriteResult, (current.data if current is not None else None, data, version))
 
 
 def is_live(expires_at: float | None, now: float) -> bool:

@@ -18,10 +18,10 @@ from motia.state.backends._writes import (
     plan_transaction_write,
     plan_update,
 )
-from motia.state.backends.sqlite.connection import HookedConnection, Row
+from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.outbox import Event
 from motia.state.backends.sqlite.recorded import FALLBACK as FALLBACK
-from motia.state.backends.sqlite.recorded import recorded_delete, recorded_set, recorded_update
+from motia.state.backends.sqlite.recorded import _tuple, recorded_delete, recorded_set, recorded_update
 from motia.state.backends.sqlite.transaction import _DELETE, _SELECT_ONE, _Transaction
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation
@@ -108,6 +108,7 @@ def _write_restore(
 
 # -- one write alone, while events are off: one autocommit statement, no transaction (issue 15) ---------
 #
+# (A lone ``delete`` too: one ``DELETE ... RETURNING`` of the row, below.)
 # A lone ``set`` or ``update`` in a transaction is five statements: ``BEGIN IMMEDIATE``, the events flag,
 # the row, the upsert, ``COMMIT``. While no process records events it needs one: an autocommit upsert
 # that checks the events flag itself (it writes nothing if events are on) and hands the row it replaces
@@ -122,24 +123,28 @@ def _write_restore(
 _LIVE_OLD = "(motia_state.expires_at IS NULL OR motia_state.expires_at > ?1)"
 _EVENTS_OFF = "NOT EXISTS (SELECT 1 FROM motia_meta WHERE name = 'events' AND value = 'on')"
 #: ``?1`` now, ``?2`` scope, ``?3`` key, ``?4`` the new value, ``?5`` the new expiry (the version follows
-#: :func:`~motia.state.backends._writes.plan_set`: one more than a live row's, else 1).
-_SET_ONE = (
+#: :func:`~motia.state.backends._writes.plan_set`: one more than a live row's, else 1). ``motia_old`` keeps
+#: the old row and answers NULL, so the new value stays in SQLite.
+_SET_ONE_TTL = (
     "INSERT INTO motia_state (scope, key, value, version, expires_at)"
     f" SELECT ?2, ?3, ?4, 1, ?5 WHERE {_EVENTS_OFF}"
     " ON CONFLICT (scope, key) DO UPDATE SET"
-    " value = motia_old(motia_state.value, motia_state.version, motia_state.expires_at, excluded.value),"
+    " value = coalesce(motia_old(motia_state.value, motia_state.version, motia_state.expires_at), excluded.value),"
     f" version = CASE WHEN {_LIVE_OLD} THEN motia_state.version + 1 ELSE 1 END,"
     " expires_at = excluded.expires_at"
 )
-#: ``?1`` now, ``?2`` scope, ``?3`` key, ``?4`` the new expiry if a ttl was given (else the live row's is
-#: kept, as :func:`~motia.state.backends._writes.plan_update` does); the value is planned in Python.
-_UPDATE_ONE = (
+#: The same without an expiry: ``NULL`` written in the statement, not bound (see :func:`blob`).
+_SET_ONE = _SET_ONE_TTL.replace("?5", "NULL")
+#: ``?1`` now, ``?2`` scope, ``?3`` key, ``?4`` the new expiry (a ttl was given); the value is planned in Python.
+_UPDATE_ONE_TTL = (
     "UPDATE motia_state SET"
     " value = motia_plan(value, version, expires_at),"
     f" version = CASE WHEN {_LIVE_OLD} THEN version + 1 ELSE 1 END,"
-    f" expires_at = CASE WHEN ?4 IS NOT NULL THEN ?4 WHEN {_LIVE_OLD} THEN expires_at END"
+    " expires_at = ?4"
     f" WHERE scope = ?2 AND key = ?3 AND {_EVENTS_OFF}"
 )
+#: Without a ttl: the live row's expiry is kept, as :func:`~motia.state.backends._writes.plan_update` does.
+_UPDATE_ONE = _UPDATE_ONE_TTL.replace("?4", f"CASE WHEN {_LIVE_OLD} THEN expires_at END")
 
 _CAS_UPSERT = (
     "INSERT INTO motia_state (scope, key, value, version, expires_at)"
@@ -182,13 +187,16 @@ def _lone_set(
     if if_version is None:  # no condition to check before writing: one statement
         hook = connection.hook
         hook.row = None
-        expires_at = now + ttl if ttl is not None else None
-        if connection.execute(_SET_ONE, (now, scope, key, data, expires_at)).rowcount != 1:
+        if ttl is None:
+            cursor = connection.execute(_SET_ONE, (now, scope, key, blob(data)))
+        else:
+            cursor = connection.execute(_SET_ONE_TTL, (now, scope, key, blob(data), now + ttl))
+        if cursor.rowcount != 1:
             return FALLBACK  # events are on
         row = hook.row  # what plan_set would answer, as the statement's version did: a live row's next, else 1
         if row is None or (row[2] is not None and row[2] <= now):
-            return WriteResult(None, data, 1)
-        return WriteResult(row[0], data, row[1] + 1)
+            return _tuple(WriteResult, (None, data, 1))
+        return _tuple(WriteResult, (row[0], data, row[1] + 1))
     row = connection.execute(_SELECT_ONE, (scope, key)).fetchone()
     record, result = plan_set(scope, key, _live(key, row, now), data, ttl, if_version, now)
     return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK
@@ -219,7 +227,10 @@ def _lone_update(
 
         hook.plan = plan
         try:
-            cursor = connection.execute(_UPDATE_ONE, (now, scope, key, now + ttl if ttl is not None else None))
+            if ttl is None:
+                cursor = connection.execute(_UPDATE_ONE, (now, scope, key))
+            else:
+                cursor = connection.execute(_UPDATE_ONE_TTL, (now, scope, key, now + ttl))
         finally:
             hook.plan = None
         if cursor.rowcount == 1:
@@ -233,9 +244,39 @@ def _lone_update(
     return result if _compare_and_set(connection, scope, key, row, record) else FALLBACK
 
 
+#: ``?1`` scope, ``?2`` key: the row removed, if events are off. (An expired row goes too, as the transaction's
+#: read removes it, and counts as absent.)
+_DELETE_ONE = f"DELETE FROM motia_state WHERE scope = ?1 AND key = ?2 AND {_EVENTS_OFF} RETURNING value, expires_at"
+_EVENTS_ON = "SELECT 1 FROM motia_meta WHERE name = 'events' AND value = 'on'"
+
+
+def _lone_delete(
+    backend: Any,
+    connection: HookedConnection,
+    now: float,
+    trace: str | None,
+    scope: str,
+    key: str,
+    if_version: int | None,
+) -> Any:
+    if if_version is not None:
+        return FALLBACK
+    rows = connection.execute(_DELETE_ONE, (scope, key)).fetchall()  # to the end: the statement then commits
+    if rows:
+        data, expires_at = rows[0]
+        return None if expires_at is not None and expires_at <= now else data
+    # Nothing removed: the key was absent, or events are on (once on, never off: so if the flag is off now, it
+    # was off for the statement, and the key was absent). With events on, the transaction records the event.
+    return FALLBACK if connection.execute(_EVENTS_ON).fetchone() else None
+
+
 #: The writes that have a form without a transaction, used for a batch of one while events are off: each
 #: takes ``(backend, connection, now, trace, *args)`` and returns its result or :data:`FALLBACK`.
-_LONE_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {_write_set: _lone_set, _write_update: _lone_update}
+_LONE_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {
+    _write_set: _lone_set,
+    _write_update: _lone_update,
+    _write_delete: _lone_delete,
+}
 #: The same while events are on (see :mod:`~motia.state.backends.sqlite.recorded`), taking the same arguments.
 _LONE_EVENT_WRITES: dict[Callable[..., Any], Callable[..., Any]] = {
     _write_set: recorded_set,

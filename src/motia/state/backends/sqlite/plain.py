@@ -21,10 +21,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from motia.state.backends._writes import plan_set, plan_update
+from motia.state.backends.sqlite.connection import blob
 from motia.state.backends.sqlite.keyvalue import _write_set, _write_update
 from motia.state.backends.sqlite.transaction import _DELETE, _UPSERT
 from motia.state.backends.types import Record
 
+#: :data:`~motia.state.backends.sqlite.transaction._UPSERT` for a row without an expiry.
+_UPSERT_LASTING = (
+    "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?, ?, ?, ?, NULL)"
+    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = NULL"
+)
 #: The calls a plain batch runs: ``function(transaction, scope, key, ...)`` with these functions.
 PLAIN_WRITES = (_write_set, _write_update)
 #: Keys read per ``SELECT ... IN`` (below SQLite's default limit of bound parameters).
@@ -67,29 +73,37 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
                     known[(scope, key)] = Record(key, data, version, expires_at)
     outcomes: list[Any] = []
     for call in calls:
-        scope, key, *rest = call.args
+        args = call.args  # indexed, not unpacked with a star (which builds a list per call)
+        scope = args[0]
+        key = args[1]
         pair = (scope, key)
         current = known.get(pair)
         record: Record | None
         try:
             if call.function is _write_set:
-                record, result = plan_set(scope, key, current, rest[0], rest[1], rest[2], now)
+                record, result = plan_set(scope, key, current, args[2], args[3], args[4], now)
             else:
-                record, result = plan_update(scope, key, current, rest[0], rest[1], rest[2], rest[3], now)
+                record, result = plan_update(scope, key, current, args[2], args[3], args[4], args[5], now)
         except Exception as exc:  # noqa: BLE001 - answered to its caller; it changed nothing
             outcomes.append(Failed(exc))
             continue
         if record is not None:
             known[pair] = dirty[pair] = record
         outcomes.append(result)
-    upserts = [
-        (scope, key, record.data, record.version, record.expires_at)
-        for (scope, key), record in dirty.items()
-        if record is not None
-    ]
-    if upserts:
-        connection.executemany(_UPSERT, upserts)
-    deletes = [pair for pair, record in dirty.items() if record is None]
+    lasting: list[tuple[str, str, bytearray, int]] = []
+    expiring: list[tuple[str, str, bytearray, int, float]] = []
+    deletes: list[tuple[str, str]] = []
+    for pair, record in dirty.items():
+        if record is None:
+            deletes.append(pair)
+        elif record.expires_at is None:  # NULL written in, not bound (see connection.blob)
+            lasting.append((*pair, blob(record.data), record.version))
+        else:
+            expiring.append((*pair, blob(record.data), record.version, record.expires_at))
+    if lasting:
+        connection.executemany(_UPSERT_LASTING, lasting)
+    if expiring:
+        connection.executemany(_UPSERT, expiring)
     if deletes:
         connection.executemany(_DELETE, deletes)
     return outcomes

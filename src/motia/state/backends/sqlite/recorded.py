@@ -29,12 +29,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from motia.state.backends._writes import plan_update
-from motia.state.backends.sqlite.connection import HookedConnection, Row
+from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.types import Record, WriteResult
 from motia.state.ops import Operation
 
 #: What a lone write returns when it did not write: run the write in a transaction instead.
 FALLBACK: Any = object()
+#: Builds a result tuple without the named tuple's ``__new__`` frame (``_tuple(WriteResult, (...))``): the hot
+#: writes make one each (issue 15).
+_tuple = tuple.__new__
 
 #: The seq of a new outbox row: after the newest outbox row and after the counter of direct deliveries.
 _SEQ = (
@@ -64,7 +67,7 @@ _SCHEMA = (
         INSERT INTO motia_state (scope, key, value, version, expires_at)
             VALUES (NEW.scope, NEW.key, NEW.value, 1, NEW.expires_at)
             ON CONFLICT (scope, key) DO UPDATE SET
-            value = motia_old(motia_state.value, motia_state.version, motia_state.expires_at, excluded.value),
+            value = coalesce(motia_old(motia_state.value, motia_state.version, motia_state.expires_at), excluded.value),
             version = motia_state.version + 1,
             expires_at = excluded.expires_at;
     END""",
@@ -88,7 +91,8 @@ _SCHEMA = (
         SELECT RAISE(IGNORE) WHERE NOT EXISTS (SELECT 1 FROM motia_state WHERE {_ROW});
         INSERT INTO {_EVENT_COLUMNS} VALUES ({_SEQ},
             CASE WHEN EXISTS (SELECT 1 FROM motia_state WHERE {_ROW} AND {_LIVE_NEW}) THEN 'deleted' ELSE 'expired' END,
-            NEW.scope, NEW.key, (SELECT motia_old(value, version, expires_at, value) FROM motia_state WHERE {_ROW}),
+            NEW.scope, NEW.key,
+            (SELECT coalesce(motia_old(value, version, expires_at), value) FROM motia_state WHERE {_ROW}),
             NULL, (SELECT version FROM motia_state WHERE {_ROW}), NEW.now, NEW.trace);
         DELETE FROM motia_state WHERE {_ROW};
     END""",
@@ -96,6 +100,10 @@ _SCHEMA = (
 _SET = "INSERT INTO motia_set_recorded VALUES (?, ?, ?, ?, ?, ?)"
 _UPDATE = "INSERT INTO motia_update_recorded VALUES (?, ?, ?, ?, ?)"
 _DELETE = "INSERT INTO motia_delete_recorded VALUES (?, ?, ?, ?)"
+#: The common case, no expiry and no ``traceparent``: ``NULL`` written in, not bound (see ``connection.blob``).
+_SET_PLAIN = "INSERT INTO motia_set_recorded VALUES (?, ?, ?, ?, NULL, NULL)"
+_UPDATE_PLAIN = "INSERT INTO motia_update_recorded VALUES (?, ?, ?, NULL, NULL)"
+_DELETE_PLAIN = "INSERT INTO motia_delete_recorded VALUES (?, ?, ?, NULL)"
 
 
 def _prepare(connection: HookedConnection) -> None:
@@ -133,12 +141,15 @@ def recorded_set(
     if not hook.recording:
         _prepare(connection)
     hook.row = None
-    connection.execute(_SET, (now, scope, key, data, now + ttl if ttl is not None else None, trace))
+    if ttl is None and trace is None:
+        connection.execute(_SET_PLAIN, (now, scope, key, blob(data)))
+    else:
+        connection.execute(_SET, (now, scope, key, blob(data), now + ttl if ttl is not None else None, trace))
     _recorded(backend)
     row = hook.row
     if row is None or _expired(row, now):
-        return WriteResult(None, data, 1)
-    return WriteResult(row[0], data, row[1] + 1)
+        return _tuple(WriteResult, (None, data, 1))
+    return _tuple(WriteResult, (row[0], data, row[1] + 1))
 
 
 def recorded_update(
@@ -169,7 +180,10 @@ def recorded_update(
 
     hook.plan = plan
     try:
-        connection.execute(_UPDATE, (now, scope, key, now + ttl if ttl is not None else None, trace))
+        if ttl is None and trace is None:
+            connection.execute(_UPDATE_PLAIN, (now, scope, key))
+        else:
+            connection.execute(_UPDATE, (now, scope, key, now + ttl if ttl is not None else None, trace))
     finally:
         hook.plan = None
     if not planned:  # no live row: the transaction creates the key (and expires an expired row)
@@ -193,7 +207,10 @@ def recorded_delete(
     if not hook.recording:
         _prepare(connection)
     hook.row = None
-    connection.execute(_DELETE, (now, scope, key, trace))
+    if trace is None:
+        connection.execute(_DELETE_PLAIN, (now, scope, key))
+    else:
+        connection.execute(_DELETE, (now, scope, key, trace))
     row = hook.row
     if row is None:  # nothing was there: nothing written, no event
         return None

@@ -15,8 +15,8 @@
   asyncio's loop (see :meth:`_LoopWriter.inline_turn`): one task writing one write after another commits
   inline; as soon as a second task writes in the same loop iteration, or the last batch grouped several
   writes, writes queue and are group committed again.
-* A batch of one ``set`` or ``update`` while no process records events skips the transaction: it is one
-  autocommit statement instead of five (``BEGIN IMMEDIATE``, the events flag, the row, the upsert,
+* A batch of one ``set``, ``update`` or ``delete`` while no process records events skips the transaction: it
+  is one autocommit statement instead of five (``BEGIN IMMEDIATE``, the events flag, the row, the upsert,
   ``COMMIT``), which checks the events flag itself and hands the old row to Python from inside. What it
   cannot do alone falls back to a read and a compare-and-set, or to the transaction (see
   :data:`~motia.state.backends.sqlite.keyvalue._LONE_WRITES`). An inline write calls that form directly.
@@ -43,8 +43,23 @@ from typing import Any
 
 from motia.exceptions import StateClosedError, StateTimeout
 from motia.state.backends._waiters import CommitWaiters
-from motia.state.backends.sqlite.connection import SQLITE_READONLY, SQLiteConnections, _Busy, _error_code, _is_busy
-from motia.state.backends.sqlite.delivery import _events_flag
+from motia.state.backends.sqlite.connection import (
+    SQLITE_READONLY,
+    HookedConnection,
+    SQLiteConnections,
+    _Busy,
+    _error_code,
+    _forks,
+    _is_busy,
+)
+from motia.state.backends.sqlite.delivery import (
+    _events_flag,
+    _write_claim,
+    _write_complete_many,
+    _write_dispatch,
+    _write_extend,
+    _write_settle,
+)
 from motia.state.backends.sqlite.keyvalue import (
     _BUFFERED_WRITES,
     _KEYED_WRITES,
@@ -71,6 +86,10 @@ SWEEP_BATCH = 256
 INLINE_STREAK = 32
 
 _NOBODY: Any = object()
+#: The runtime's own calls on every delivery (move events, claim, settle, renew leases): they commit inline
+#: whenever nothing is queued and no group was seen, without taking the loop round's turn from a task
+#: writing one write after another (see :meth:`_LoopWriter.inline_turn`).
+_RUNTIME_WRITES = frozenset((_write_dispatch, _write_claim, _write_complete_many, _write_extend, _write_settle))
 
 
 class _Call:
@@ -110,13 +129,21 @@ class _LoopWriter:
         self.pending: list[_Request] = []
         self.scheduled = False
         self.in_thread = False  # a batch is committing on a worker thread; keep commit order
-        #: The last batch flushed grouped several writes: writers are running concurrently, so queue.
+        #: The last batch flushed grouped several writes (the runtime's own calls aside): writers are running
+        #: concurrently, so queue.
         self.contended = False
         #: The task that committed inline since the loop last ran :meth:`_new_turn`, and how many times.
         self.turn_task: Any = _NOBODY
         self.turn_writes = 0
+        #: The runtime's calls committed inline in this round (:data:`_RUNTIME_WRITES`).
+        self.runtime_writes = 0
+        #: A :meth:`_new_turn` is scheduled: the loop has not gone round since the first inline commit.
+        self.round_open = False
+        #: The loop thread's connection (the loop runs on one thread), kept here so an inline write need not
+        #: look it up in the thread-local; forgotten when the connection is discarded.
+        self.connection: HookedConnection | None = None
 
-    def inline_turn(self) -> bool:
+    def inline_turn(self, runtime: bool = False) -> bool:
         """Whether the current write may commit now, alone, on the loop thread: no other write could join it.
 
         asyncio's loop has a private queue of ready callbacks that would tell; uvloop has none, and
@@ -128,14 +155,26 @@ class _LoopWriter:
         :data:`INLINE_STREAK` times in a round; its next write queues, letting the loop run others. And
         none commits inline while a checkpoint finishes (it holds the gate for a moment, see
         :meth:`SQLiteConnections._checkpoint`).
+
+        A ``runtime`` call (:data:`_RUNTIME_WRITES`: the dispatcher's and the delivery worker's, woken by the
+        writes they serve) neither takes the turn nor is refused it: with nothing queued it could join no
+        group, and counting it as a second writer sent about a fifth of a lone writer's sets through the
+        queue whenever a state trigger ran beside it (issue 15). With writes queued or a group just seen, it
+        queues and is group committed with them as before. At most :data:`INLINE_STREAK` of them commit
+        inline in one round.
         """
         if self.pending or self.in_thread or self.contended or self.backend._checkpoint_gate.locked():
             return False
+        if not self.round_open:
+            self.round_open = True
+            self.loop.call_soon(self._new_turn)
+        if runtime:
+            self.runtime_writes += 1
+            return self.runtime_writes <= INLINE_STREAK
         task = asyncio.current_task(self.loop)
         if self.turn_task is _NOBODY:
             self.turn_task = task
             self.turn_writes = 1
-            self.loop.call_soon(self._new_turn)
             return True
         if self.turn_task is task and self.turn_writes < INLINE_STREAK:
             self.turn_writes += 1
@@ -144,6 +183,8 @@ class _LoopWriter:
 
     def _new_turn(self) -> None:
         self.turn_task = _NOBODY
+        self.runtime_writes = 0
+        self.round_open = False
 
     def submit(self, request: _Request) -> None:
         self.pending.append(request)
@@ -155,12 +196,17 @@ class _LoopWriter:
         self.scheduled = False
         taken = self.pending[:MAX_BATCH]
         del self.pending[:MAX_BATCH]
-        self.contended = len(taken) > 1
+        self.contended = len(taken) > 1 and _writers_grouped(taken)
         if self.pending:
             self.scheduled = True
             self.loop.call_soon(self.flush)
         # A caller cancelled before its commit started: skip it, so nothing unacknowledged is written.
-        batch = [request for request in taken if not request.future.cancelled()]
+        batch: list[_Request] = []
+        heavy = False
+        for request in taken:
+            if not request.future.cancelled():
+                batch.append(request)
+                heavy = heavy or request.heavy
         if len(batch) < len(taken):
             self.backend._finished(len(taken) - len(batch))
         if not batch:
@@ -169,7 +215,7 @@ class _LoopWriter:
         if (
             backend._inline_writes
             and not backend._checkpoint_gate.locked()  # a checkpoint is finishing: wait on a thread
-            and not any(request.heavy for request in batch)
+            and not heavy
         ):
             try:
                 outcomes = backend._run_batch(backend._connection(inline=True), batch)
@@ -217,6 +263,18 @@ class _LoopWriter:
         self.backend._finished(len(batch))
 
 
+def _writers_grouped(batch: list[_Request]) -> bool:
+    """Whether ``batch`` grouped writes of two or more callers other than the runtime's own calls (a lone
+    writer's queued write joined by the dispatcher's or the worker's shows no concurrent writers)."""
+    seen = 0
+    for request in batch:
+        if request.function not in _RUNTIME_WRITES:
+            seen += 1
+            if seen > 1:
+                return True
+    return False
+
+
 class SQLiteWriter(SQLiteConnections):
     """The group-commit writer of :class:`~motia.state.backends.sqlite.SQLiteBackend` (its base): queues each
     write on its event loop's :class:`_LoopWriter` and runs batches in one transaction."""
@@ -250,17 +308,22 @@ class SQLiteWriter(SQLiteConnections):
                 for closed in [known for known in self._writers if known.is_closed()]:
                     del self._writers[closed]
                 writer = self._writers[loop] = _LoopWriter(self, loop)
-        if self._inline_writes and not heavy and writer.inline_turn():
+        if self._inline_writes and not heavy and writer.inline_turn(function in _RUNTIME_WRITES):
             # No other write could join a batch: commit this one now, a batch of one, without a round
             # trip through the loop.
             lone = (_LONE_EVENT_WRITES if self._events_enabled else _LONE_WRITES).get(function)
             if lone is not None:  # the lone form at once (what _run_batch would try first for a batch of one)
                 now = self._clock()
-                if self._nothing_due(now):
+                # _nothing_due, spelled out on the hottest path: no TTL sweep or stream-log trim is due
+                if now - self._last_sweep < self._sweep_interval and now - self._last_stream_trim < TRIM_INTERVAL:
                     try:
-                        outcome = lone(self, self._connection(inline=True), now, current_trace.get(), *args)
-                    except (sqlite3.Error, UnicodeEncodeError):
-                        outcome = FALLBACK  # the transaction below runs it and reports any error as usual
+                        connection = writer.connection
+                        if connection is None or self._forks != _forks[0]:
+                            connection = writer.connection = self._connection(inline=True)
+                        outcome = lone(self, connection, now, current_trace.get(), *args)
+                    except (sqlite3.Error, UnicodeEncodeError, _Busy):
+                        # the transaction below runs it and reports any error as usual (busy: on a thread)
+                        outcome = FALLBACK
                     except BaseException:
                         self._finished(1)
                         raise
