@@ -83,7 +83,6 @@ logger = logging.getLogger("motia.runtime")
 MAX_ERROR_CHARS = 8000
 #: After a store error, the worker and the dispatcher wait this long at most before trying again.
 MAX_ERROR_DELAY = 5.0
-#: The named lease whose holder applies retention for every instance on the store.
 #: The trigger kinds whose runs are deliveries (claimed, retried with the trigger's policy, dead-lettered).
 _RETRIED = (QueueTrigger, StateTrigger, StreamTrigger)
 

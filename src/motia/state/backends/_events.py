@@ -73,9 +73,8 @@ def state_deliveries(
 ) -> list[NewDelivery]:
     """One delivery per subscription matching the event (ids are deterministic: dispatch is idempotent).
 
-    This runs in the write's transaction, once per changed key: one loop, the payload made on the first match
-    (what :func:`state_event_payload` and :func:`order_key` make, inline), each ``NewDelivery`` built without
-    the named tuple's Python ``__new__`` (issue 15).
+    This runs in the write's transaction, once per changed key: one loop, the payload made on the first match,
+    each ``NewDelivery`` built without the named tuple's Python ``__new__`` (issue 15).
     """
     deliveries: list[NewDelivery] = []
     payload = ordering = None
@@ -86,21 +85,8 @@ def state_deliveries(
             subscription.key is None or subscription.key == key
         ):
             if payload is None:
-                fields = {
-                    "type": "state",
-                    "event_type": event_type,
-                    "group_id": scope,
-                    "item_id": key,
-                    "old_value": None if old is None else orjson.Fragment(old),
-                    "new_value": None if new is None else orjson.Fragment(new),
-                    "version": version,
-                    "timestamp": timestamp,
-                    "seq": seq,
-                }
-                if trace:
-                    fields["traceparent"] = trace
-                payload = orjson.dumps(fields)
-                ordering = orjson.dumps((scope, key)).decode()
+                payload = state_event_payload(seq, event_type, scope, key, old, new, version, timestamp, trace)
+                ordering = order_key(scope, key)
             step = subscription.step
             # NewDelivery(id, step, "state", payload, ordering) with its defaults (delay 0.0, order_slots 1).
             deliveries.append(
