@@ -77,10 +77,22 @@ _SUBSCRIPTIONS = "SELECT step, scope, key FROM motia_subscriptions"
 def delivery_rows(deliveries: Sequence[NewDelivery], now: float) -> list[tuple[object, ...]]:
     """The parameters of :data:`_INSERT_DELIVERY` for ``deliveries`` added at ``now``.
 
-    The payload is bound as a ``bytearray`` (a copy), which Python 3.11's sqlite3 binds at once, where ``bytes``
-    first goes through its adapter look-ups (about 3,000 instructions a parameter; see ``connection.blob``)."""
+    A ``bytes`` payload is bound as a ``bytearray`` (a copy), which Python 3.11's sqlite3 binds at once, where
+    ``bytes`` first goes through its adapter look-ups (about 3,000 instructions a parameter; see
+    ``connection.blob``). Anything else is bound as it is, so that what cannot be bound fails in the statement,
+    as a store error naming the parameter."""
     return [
-        (d.id, d.step, d.kind, bytearray(d.payload), d.order_key, d.order_slots, now + d.delay, now) for d in deliveries
+        (
+            d.id,
+            d.step,
+            d.kind,
+            bytearray(d.payload) if type(d.payload) is bytes else d.payload,
+            d.order_key,
+            d.order_slots,
+            now + d.delay,
+            now,
+        )
+        for d in deliveries
     ]
 
 
