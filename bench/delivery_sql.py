@@ -7,6 +7,13 @@ Run from the repository root:
     .venv/bin/python bench/delivery_sql.py -n 20000 --repeat 7
     PYTHONPATH=<other checkout>/src .venv/bin/python bench/delivery_sql.py   # the same SQL of another version
 
+Instructions per event of each part (stage 2 less 1: the group write with deliveries; 3 less 2: claim and
+complete), which load does not move:
+
+    for stage in 1 2 3; do valgrind --tool=callgrind --toggle-collect=_pysqlite_query_execute \\
+        --callgrind-out-file=/dev/null .venv/bin/python bench/delivery_sql.py -n 2000 --stage $stage \\
+        2>&1 | grep Collected; done
+
 ``trigger_floor.py`` measures the least work any durable trigger on SQLite must do (an unindexed event table).
 This script runs **pymotia's own statements on pymotia's own schema** (made by the package's
 ``create_schema``), with raw ``sqlite3`` and no framework Python around them: the statements and the write
@@ -262,6 +269,23 @@ async def run(args: argparse.Namespace) -> None:
         print(f"  the same with claim and completion in one transaction: {pym / (pym + extra + m['together']):.2f}x")
 
 
+def stages(args: argparse.Namespace) -> None:
+    """One file taken to ``--stage`` (1: the keys written; 2: then written again with their deliveries; 3: then
+    claimed and completed), for instruction counts: run under callgrind counting only the sqlite3 module's
+    statements, the difference of two stages is the SQL of one part (binding and SQLite, nothing else)."""
+    with tempfile.TemporaryDirectory(prefix="motia-sql-") as tmp:
+        connection = open_file(Path(tmp))
+        keys = [f"k{i}" for i in range(args.n)]
+        group_writes(connection, keys, args.tasks, deliveries=False)
+        checkpoint(connection)
+        if args.stage >= 2:
+            group_writes(connection, keys, args.tasks, deliveries=True)
+            checkpoint(connection)
+        if args.stage >= 3 and claim_and_complete(connection, args.claim, together=False)[2] != args.n:
+            raise RuntimeError("not every delivery was handled")
+        connection.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=10_000, help="events per round")
@@ -271,7 +295,11 @@ def main() -> None:
     parser.add_argument(
         "--together", action="store_true", help="also: the completions and the next claim in one transaction"
     )
+    parser.add_argument("--stage", type=int, choices=(1, 2, 3), help="run one file to this stage only (callgrind)")
     args = parser.parse_args()
+    if args.stage is not None:
+        stages(args)
+        return
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
