@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from motia import state, step
 from motia.runtime.app import MotiaApp
@@ -59,7 +59,7 @@ async def test_the_loops_task_factory_makes_the_handlers_task() -> None:
     async def handler(input: Any, ctx: Any) -> None:
         handled.set()
 
-    loop.set_task_factory(factory)
+    loop.set_task_factory(cast(Any, factory))  # uvloop passes context=...: typeshed says it must not
     app = MotiaApp(
         [step({"name": "watch", "triggers": [state(scope="s")]}, handler)], state="memory://", cron=False, delivery=FAST
     )
