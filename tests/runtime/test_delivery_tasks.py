@@ -10,6 +10,8 @@ from typing import Any, cast
 
 from motia import state, step
 from motia.runtime.app import MotiaApp
+from motia.state.backends._events import state_event_payload
+from motia.state.backends.types import NewDelivery
 from tests.runtime.delivery_helpers import FAST
 
 _seen_by_handler: contextvars.ContextVar[str] = contextvars.ContextVar("seen_by_handler", default="unset")
@@ -74,3 +76,30 @@ async def test_the_loops_task_factory_makes_the_handlers_task() -> None:
     # Then the handler's task came from the factory, with the worker's name for it
     names = [task.get_name() for task in made]  # named after the factory returned, as create_task does
     assert any(name.startswith("motia-delivery:state:") for name in names), names
+
+
+async def test_a_delivery_no_trigger_can_take_is_dead_lettered_and_frees_its_slot() -> None:
+    # Given a step on scope "s" and, in its store, a state delivery of another scope and one of its own
+    handled = asyncio.Event()
+
+    async def handler(input: Any, ctx: Any) -> None:
+        handled.set()
+
+    app = MotiaApp(
+        [step({"name": "watch", "triggers": [state(scope="s")]}, handler)], state="memory://", cron=False, delivery=FAST
+    )
+    await app.startup()
+    try:
+        payload = state_event_payload(1, "created", "other", "k", None, b"1", 1, 1.0)
+        await app.state.backend.enqueue([NewDelivery("state:1:watch", "watch", "state", payload)])
+        # When the worker claims it
+        await app.drain()
+        # Then it is a dead letter saying why, and the worker goes on with the next delivery
+        letters = await app.state.backend.dead_letters("watch")
+        assert [(letter.id, "undeliverable" in letter.error) for letter in letters] == [("state:1:watch", True)]
+        await app.state.set("s", "k", 1)
+        await asyncio.wait_for(handled.wait(), 10)
+        await app.drain()
+        assert app.delivery is not None and not app.delivery._running and not app.delivery._per_step
+    finally:
+        await app.shutdown()

@@ -201,7 +201,7 @@ class DeliveryWorker:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
-            # A task cancelled before its first step never ran its coroutine, nor so its `finally`.
+            # A task cancelled before its first step never ran its coroutine, so neither its `finally`.
             self._running.clear()
             self._per_step.clear()
             for delivery_id in interrupted:
