@@ -30,14 +30,9 @@ from motia.state.backends._writes import plan_set, plan_update
 from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.keyvalue import _write_set, _write_update
 from motia.state.backends.sqlite.recorded import _tuple
-from motia.state.backends.sqlite.transaction import _DELETE, _UPSERT
+from motia.state.backends.sqlite.transaction import _DELETE, _UPSERT, _UPSERT_LASTING
 from motia.state.backends.types import Record, WriteResult
 
-#: :data:`~motia.state.backends.sqlite.transaction._UPSERT` for a row without an expiry.
-_UPSERT_LASTING = (
-    "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?, ?, ?, ?, NULL)"
-    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = NULL"
-)
 #: A set without a condition, in a batch: ``?1`` scope, ``?2`` key, ``?3`` value, ``?4`` the call's position in
 #: the batch, ``?5`` now. The version is :func:`~motia.state.backends._writes.plan_set`'s (a live row's next,
 #: else 1); ``motia_olds`` keeps the replaced row for the result and answers NULL (the new value stays in SQLite).
