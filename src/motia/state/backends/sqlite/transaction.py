@@ -10,6 +10,9 @@ from motia.state.backends.sqlite.connection import blob
 from motia.state.backends.sqlite.outbox import Event, Subscribers, record
 from motia.state.backends.types import Record
 
+#: Builds a record without the named tuple's ``__new__`` frame.
+_tuple = tuple.__new__
+
 _SELECT_ONE = "SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ?"
 _UPSERT = (
     "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?, ?, ?, ?, ?)"
@@ -132,21 +135,44 @@ class _Transaction:
 
     def _admit(self, scope: str, key: str, row: tuple[bytes, int, float | None] | None) -> Record | None:
         record = None
+        pair = (scope, key)
         if row is not None:
             data, version, expires_at = row
             if expires_at is not None and expires_at <= self.now:
-                self._set(self._dirty, (scope, key), None)
+                self._set(self._dirty, pair, None)
                 self.event("expired", scope, key, data, None, version)
             else:
-                record = Record(key, data, version, expires_at)
-        self._set(self._known, (scope, key), record)
+                record = _tuple(Record, (key, data, version, expires_at))
+        # _set, spelled out: every key a batch reads comes here (issue 15)
+        known = self._known
+        if self._undo is not None:
+            self._undo.append((known, pair, known.get(pair, _UNSEEN)))
+        known[pair] = record
         return record
 
     def store(self, scope: str, record: Record, old_data: bytes | None) -> None:
-        self._set(self._known, (scope, record.key), record)
-        self._set(self._dirty, (scope, record.key), record)
-        event_type = "created" if old_data is None else "updated"
-        self.event(event_type, scope, record.key, old_data, record.data, record.version)
+        # _set twice and event, spelled out: every buffered write comes here (issue 15)
+        pair = (scope, record.key)
+        known = self._known
+        dirty = self._dirty
+        undo = self._undo
+        if undo is not None:
+            undo.append((known, pair, known.get(pair, _UNSEEN)))
+            undo.append((dirty, pair, dirty.get(pair, _UNSEEN)))
+        known[pair] = dirty[pair] = record
+        if self.record_events:
+            self._events.append(
+                (
+                    "created" if old_data is None else "updated",
+                    scope,
+                    record.key,
+                    old_data,
+                    record.data,
+                    record.version,
+                    self.now,
+                    self.trace,
+                )
+            )
 
     def remove(self, scope: str, current: Record) -> None:
         self._set(self._known, (scope, current.key), None)
