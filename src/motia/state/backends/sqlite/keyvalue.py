@@ -170,7 +170,7 @@ def _compare_and_set(connection: sqlite3.Connection, scope: str, key: str, row: 
 def _live(key: str, row: Row | None, now: float) -> Record | None:
     if row is None or (row[2] is not None and row[2] <= now):
         return None
-    return Record(key, row[0], row[1], row[2])
+    return _tuple(Record, (key, row[0], row[1], row[2]))  # without the named tuple's __new__ frame
 
 
 def _lone_set(
