@@ -104,6 +104,8 @@ def parse_operations(operations: object) -> list[Operation]:
         raise InvalidUpdateError(
             f"update operations must be a list of dicts, not {type(operations).__name__}", index=None, path=None
         )
+    if len(operations) == 1:  # the common update: one operation, without the comprehension's frame
+        return [_parse_one(0, operations[0])]
     return [_parse_one(index, raw) for index, raw in enumerate(operations)]
 
 
@@ -134,7 +136,9 @@ def _parse_one(index: int, raw: object) -> Operation:
             raise _bad(index, op_type, raw_path, "missing the amount ('value' or 'by')")
         amount = raw["value"] if "value" in raw else raw["by"]
         # ints are always finite (and math.isfinite raises OverflowError on one beyond a float's range)
-        if not _is_number(amount) or (isinstance(amount, float) and not math.isfinite(amount)):
+        if type(amount) is int:
+            pass  # the common amount: no further check
+        elif not _is_number(amount) or (isinstance(amount, float) and not math.isfinite(amount)):
             raise _bad(index, op_type, raw_path, f"the amount must be a finite number, not {amount!r}")
         return Operation(kind, path, index, raw_path, -amount if op_type == "decrement" else amount)
     if "value" not in raw:
