@@ -14,6 +14,7 @@ import pytest
 
 from motia.exceptions import StateValueError
 from motia.state.values import (
+    MAX_DEPTH,
     check_key,
     check_scope,
     check_ttl,
@@ -154,3 +155,18 @@ def test_bad_ttl(ttl: Any) -> None:
 )
 def test_prefix_upper_bound(prefix: str, bound: str | None) -> None:
     assert prefix_upper_bound(prefix) == bound
+
+
+@pytest.mark.parametrize("empty", [{}, []])
+@pytest.mark.parametrize("container", [dict, list])
+def test_an_empty_object_or_list_counts_as_a_level_of_nesting(empty: Any, container: type) -> None:
+    # Empty containers are skipped without a call (issue 15); the depth limit still counts them
+    def nested(levels: int) -> Any:
+        value: Any = empty
+        for _ in range(levels):
+            value = {"a": value} if container is dict else [value]
+        return value
+
+    assert encode_value(nested(MAX_DEPTH), 1 << 20)
+    with pytest.raises(StateValueError, match="nested deeper than 200"):
+        encode_value(nested(MAX_DEPTH + 1), 1 << 20)
