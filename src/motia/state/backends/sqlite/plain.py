@@ -90,7 +90,7 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
                 if expires_at is not None and expires_at <= now:
                     dirty[(scope, key)] = None  # expired: removed when read, as the transaction does
                 else:
-                    known[(scope, key)] = Record(key, data, version, expires_at)
+                    known[(scope, key)] = _tuple(Record, (key, data, version, expires_at))
     outcomes: list[Any] = []
     for call in calls:
         args = call.args  # indexed, not unpacked with a star (which builds a list per call)
