@@ -14,6 +14,7 @@ import pytest
 
 from motia.exceptions import StateValueError
 from motia.state.values import (
+    MAX_DEPTH,
     check_key,
     check_scope,
     check_ttl,
@@ -172,3 +173,18 @@ def test_decode_takes_the_exact_path_for_a_digit_run_of_any_length_and_alignment
         # And a shorter one orjson's (which refuses the surrogate), as before the pre-check
         with pytest.raises(ValueError):
             decode(data)
+
+
+@pytest.mark.parametrize("empty", [{}, []])
+@pytest.mark.parametrize("container", [dict, list])
+def test_an_empty_object_or_list_counts_as_a_level_of_nesting(empty: Any, container: type) -> None:
+    # Empty containers are skipped without a call (issue 15); the depth limit still counts them
+    def nested(levels: int) -> Any:
+        value: Any = empty
+        for _ in range(levels):
+            value = {"a": value} if container is dict else [value]
+        return value
+
+    assert encode_value(nested(MAX_DEPTH), 1 << 20)
+    with pytest.raises(StateValueError, match="nested deeper than 200"):
+        encode_value(nested(MAX_DEPTH + 1), 1 << 20)

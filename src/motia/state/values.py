@@ -77,8 +77,9 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
         for name, item in value.items():  # type: ignore[attr-defined]
             if type(name) is not str:
                 raise StateValueError(f"{where}: dict keys must be str, found {type(name).__name__} {name!r}")
-            if type(item) in _PLAIN:
-                continue
+            of = type(item)
+            if of in _PLAIN or ((of is dict or of is list) and not item and depth < MAX_DEPTH):
+                continue  # nothing to check or convert (an empty object or list, as deep as allowed: no call)
             converted = _to_json(item, where and f"{where}.{name}", depth + 1)
             if converted is not item:
                 if converted_dict is None:
@@ -88,12 +89,13 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
     if kind is list or kind is tuple:
         converted_list: list[JSON] | None = None
         for index, item in enumerate(value):  # type: ignore[arg-type]
-            if type(item) in _PLAIN:
+            of = type(item)
+            if of in _PLAIN or ((of is dict or of is list) and not item and depth < MAX_DEPTH):
                 continue
             converted = _to_json(item, where and f"{where}[{index}]", depth + 1)
             if converted is not item:
                 if converted_list is None:
-                    converted_list = list(value)  # type: ignore[call-overload]
+                    converted_list = list(value)
                 converted_list[index] = converted
         return value if converted_list is None else converted_list
     return _convert(value, where, depth)
@@ -172,7 +174,7 @@ _LONG_RUN = b"0" * 20
 #: The pre-check: a run of 20 digits holds 5 bytes in a row of every 4th byte (the first multiple of 4 in it is
 #: at most 3 bytes in, and 4 more follow within 16), so ``data[::4]`` without 5 digits in a row holds none. A
 #: quarter of the bytes to map, and a state event's timestamp (18 characters with its ``.``) never passes it.
-#: Only what passes gets the full check, so the answer is the same, for ~40 % fewer instructions (issue 15).
+#: Only what passes gets the full check, so the answer is the same, for about half the instructions (issue 15).
 _EVERY_FOURTH = slice(None, None, 4)
 _SAMPLED_RUN = b"0" * 5
 
