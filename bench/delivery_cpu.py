@@ -15,6 +15,9 @@ worker's: instructions per delivery, which the machine's load does not move. Two
 
     for n in 300 2000; do valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/dev/null \\
         .venv/bin/python bench/delivery_cpu.py -n $n --rounds 1 --callgrind 2>&1 | grep Collected; done
+
+``--end-to-end`` measures the end-to-end row instead: the app runs first, then ``n`` writes by 200 tasks, and the
+span runs from the first write to the last handler (writes, dispatch and deliveries: instructions per event).
 """
 
 from __future__ import annotations
@@ -58,20 +61,25 @@ async def backlog(url: str, n: int) -> None:
             await asyncio.sleep(0.05)
 
 
-async def one_round(workdir: Path, n: int, callgrind: bool) -> tuple[float, float]:
+async def one_round(workdir: Path, n: int, callgrind: bool, end_to_end: bool = False) -> tuple[float, float]:
     """Deliveries per second and CPU microseconds per delivery of one round."""
     url = fresh_url(workdir)
-    await backlog(url, n)
+    if not end_to_end:
+        await backlog(url, n)
     handler = Counter()
     handler.expected = n
+    app = await start_app(url, handler, DeliveryOptions()) if end_to_end else None
     gc.collect()
     if callgrind:
         # Valgrind answers between the client's instructions: start the command, let the loop run meanwhile.
         subprocess.Popen(["callgrind_control", "-i", "on", str(os.getpid())], stdout=subprocess.DEVNULL)
         await asyncio.sleep(1)
     cpu, start = time.process_time(), time.perf_counter()
-    app = await start_app(url, handler, DeliveryOptions())
+    if app is None:
+        app = await start_app(url, handler, DeliveryOptions())
     try:
+        if end_to_end:
+            await time_writes(app.state, n, 200)
         await asyncio.wait_for(handler.done.wait(), 300)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         if callgrind:
@@ -84,8 +92,9 @@ async def one_round(workdir: Path, n: int, callgrind: bool) -> tuple[float, floa
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="motia-delivery-bench-") as tmp:
         for _ in range(args.rounds):
-            rate, cpu = await one_round(Path(tmp), args.n, args.callgrind)
-            print(f"{args.n:,} deliveries: {rate:,.0f}/s, {cpu:.1f} CPU µs per delivery")
+            rate, cpu = await one_round(Path(tmp), args.n, args.callgrind, args.end_to_end)
+            what, one = ("events end to end", "event") if args.end_to_end else ("deliveries", "delivery")
+            print(f"{args.n:,} {what}: {rate:,.0f}/s, {cpu:.1f} CPU µs per {one}")
 
 
 def main() -> None:
@@ -93,6 +102,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=10_000, help="deliveries per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callgrind", action="store_true", help="count instructions of the measured span only")
+    parser.add_argument("--end-to-end", action="store_true", help="writes, dispatch and deliveries (200 writers)")
     args = parser.parse_args()
     import uvloop
 

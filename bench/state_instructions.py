@@ -15,7 +15,9 @@ Or give several modes, comma-separated, and count each in one run: every phase s
     # /tmp/cg.2 counts the first mode, /tmp/cg.3 the second...: its "summary:" line / 2000 per operation
 
 Modes: ``set``, ``update``, ``get``, ``delete`` (one awaited call at a time; ``delete`` of a key that another
-``set`` wrote just before, the pair counted as one operation) and ``conc`` (``set`` from 200 tasks); ``raw-set``
+``set`` wrote just before, the pair counted as one operation) and ``conc`` (``set`` from 200 tasks);
+``conc-events`` is ``conc`` with events switched on (no subscription: each change goes to the outbox), the
+group path a state trigger's writers take; events stay on for the modes after it, so give it last; ``raw-set``
 and ``raw-update`` are ``state_bench.py``'s raw sqlite3 peer doing the same (its autocommit upsert; its
 read-change-write transaction), the figures pymotia's are compared with.
 The store is SQLite with 1,000 keys of the ``state_bench.py`` workload, written and read once first (the
@@ -39,7 +41,7 @@ TASKS = 200
 
 
 async def run_mode(mode: str, keys: list[str], state: StateManager, raw: RawSQLite) -> None:
-    if mode == "conc":
+    if mode in ("conc", "conc-events"):
 
         async def writer(chunk: list[str]) -> None:
             for key in chunk:
@@ -80,6 +82,9 @@ async def main(modes: list[str], count: int) -> None:
             await state.update(SCOPE, f"k{index}", INCREMENT)
         keys = [f"k{(index * 7919) % 1000}" for index in range(count)]
         for mode in modes:
+            if mode == "conc-events" and not state.backend._events_enabled:  # type: ignore[attr-defined]
+                await state.backend.enable_events()  # before the phase: not counted
+                await state.set(SCOPE, "k0", next_value())
             time.thread_time_ns()  # a phase starts (callgrind --dump-before=time_thread_time_ns)
             await run_mode(mode, keys, state, raw)
         time.thread_time_ns()

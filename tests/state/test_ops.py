@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
 
 from motia.exceptions import InvalidUpdateError
-from motia.state.ops import apply_operations, parse_operations, parse_path
+from motia.state.ops import Operation, apply_operations, parse_operations, parse_path
 
 
 @pytest.mark.parametrize(
@@ -188,3 +189,12 @@ def test_big_ints_through_update_operations() -> None:
     )
     assert result == {"n": 2**63 - 1 + 2**70, "m": 10**30}
     assert type(result["n"]) is int
+
+
+def test_parsed_operations_are_frozen_and_compare_by_their_fields() -> None:
+    # Operations are built through their slots (issue 15): still immutable, still equal field by field
+    parsed = parse_operations([{"type": "decrement", "path": "a.b", "by": 2}, {"type": "delete", "path": ["x"]}])
+    assert parsed == [Operation("increment", ("a", "b"), 0, "a.b", -2), Operation("delete", ("x",), 1, ["x"])]
+    assert parsed[1].operand is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed[0].kind = "set"  # type: ignore[misc]

@@ -14,6 +14,7 @@ import pytest
 
 from motia.exceptions import StateValueError
 from motia.state.values import (
+    MAX_DEPTH,
     check_key,
     check_scope,
     check_ttl,
@@ -154,3 +155,36 @@ def test_bad_ttl(ttl: Any) -> None:
 )
 def test_prefix_upper_bound(prefix: str, bound: str | None) -> None:
     assert prefix_upper_bound(prefix) == bound
+
+
+@pytest.mark.parametrize("offset", range(8))
+@pytest.mark.parametrize("run", [16, 17, 19, 20, 21, 24, 40])
+def test_decode_takes_the_exact_path_for_a_digit_run_of_any_length_and_alignment(offset: int, run: int) -> None:
+    # Given a lone surrogate, which the stdlib reads and orjson refuses, beside a digit run at every alignment
+    # (the pre-check samples every 4th byte: a run of 20 must never slip between its samples)
+    digits = ("1234567890" * 4)[:run]
+    data = b'["\\ud800", ' + b" " * offset + b'"' + digits.encode() + b'", 1764448229.1234567]'
+    if run >= 20:
+        # Then a run of 20 or more takes the stdlib's exact road
+        assert decode(data) == ["\ud800", digits, 1764448229.1234567]
+        big = b"[" + b" " * offset + digits.encode() + b"]"
+        assert decode(big) == [int(digits)]  # an int beyond 64 bits stays exact
+    else:
+        # And a shorter one orjson's (which refuses the surrogate), as before the pre-check
+        with pytest.raises(ValueError):
+            decode(data)
+
+
+@pytest.mark.parametrize("empty", [{}, []])
+@pytest.mark.parametrize("container", [dict, list])
+def test_an_empty_object_or_list_counts_as_a_level_of_nesting(empty: Any, container: type) -> None:
+    # Empty containers are skipped without a call (issue 15); the depth limit still counts them
+    def nested(levels: int) -> Any:
+        value: Any = empty
+        for _ in range(levels):
+            value = {"a": value} if container is dict else [value]
+        return value
+
+    assert encode_value(nested(MAX_DEPTH), 1 << 20)
+    with pytest.raises(StateValueError, match="nested deeper than 200"):
+        encode_value(nested(MAX_DEPTH + 1), 1 << 20)

@@ -363,7 +363,7 @@ class MotiaApp:
             None,
             trace_id,
             trigger,
-            step.name,
+            step.config.name,  # `step.name` without its property's call
             None,
             self._ctx_streams,
             None,

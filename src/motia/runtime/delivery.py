@@ -34,16 +34,13 @@ histories (docs/operations.md, "Retention").
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import functools
 import logging
 import os
 import secrets
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +50,8 @@ from motia.runtime.claim_plan import ClaimPlan
 from motia.runtime.completions import Completions
 from motia.runtime.dead_letter_notice import announce_dead_letter
 from motia.runtime.delivery_options import DeliveryOptions
+from motia.runtime.delivery_payload import attempt_error as _error_text
+from motia.runtime.delivery_payload import traceparent as _traceparent
 from motia.runtime.flow_control import RateLimiter
 from motia.runtime.retention import RETENTION_LEASE, log_pruned
 from motia.runtime.runner import StepRunner
@@ -79,21 +78,10 @@ __all__ = ["DeliveryOptions", "DeliveryWorker", "Undeliverable"]
 
 logger = logging.getLogger("motia.runtime")
 
-#: Longest error text kept with a retried or dead-lettered delivery.
-MAX_ERROR_CHARS = 8000
 #: After a store error, the worker and the dispatcher wait this long at most before trying again.
 MAX_ERROR_DELAY = 5.0
 #: The trigger kinds whose runs are deliveries (claimed, retried with the trigger's policy, dead-lettered).
 _RETRIED = (QueueTrigger, StateTrigger, StreamTrigger)
-
-
-def _error_text(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(exc))
-    return (
-        text
-        if len(text) <= MAX_ERROR_CHARS
-        else text[: MAX_ERROR_CHARS // 2] + "\n...\n" + text[-MAX_ERROR_CHARS // 2 :]
-    )
 
 
 class DeliveryWorker:
@@ -114,10 +102,10 @@ class DeliveryWorker:
         self.subscriptions = subscriptions(app.steps)
         self.stream_subscriptions = stream_subscriptions(app.steps)
         self._step_names = tuple(self.steps)
-        self._running: dict[str, asyncio.Task[None]] = {}
-        #: The step of each running delivery, and how many run per step (for leases and step limits).
-        self._running_steps: dict[str, str] = {}
-        self._per_step: collections.Counter[str] = collections.Counter()
+        #: The running deliveries by id, each with its task: one record per delivery (issue 15).
+        self._running: dict[str, tuple[asyncio.Task[None], Delivery]] = {}
+        #: How many deliveries run per step (for step limits).
+        self._per_step: dict[str, int] = {}
         self.plan = ClaimPlan(self.steps.values(), options.lease)
         self.rate_limiter = RateLimiter(self.steps.values(), app.state)
         self._dispatch_task: asyncio.Task[None] | None = None
@@ -207,12 +195,15 @@ class DeliveryWorker:
         await cancel_and_wait(self._claim_task, "delivery: claiming")
         self._dispatch_task = self._claim_task = self._retention_task = None
         if self._running:
-            # _handle settles every outcome itself (and _settle never raises), so these end without error.
-            _, unfinished = await asyncio.wait(set(self._running.values()), timeout=timeout)
-            interrupted = [delivery_id for delivery_id, task in self._running.items() if task in unfinished]
+            # _run settles every outcome itself (and _settle never raises), so these end without error.
+            _, unfinished = await asyncio.wait({task for task, _ in self._running.values()}, timeout=timeout)
+            interrupted = [delivery_id for delivery_id, (task, _) in self._running.items() if task in unfinished]
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+            # A task cancelled before its first step never ran its coroutine, so neither its `finally`.
+            self._running.clear()
+            self._per_step.clear()
             for delivery_id in interrupted:
                 logger.warning("delivery %s interrupted by shutdown: released for another attempt", delivery_id)
                 await self._settle("retry", delivery_id, delay=0.0, error="interrupted: the app shut down")
@@ -284,7 +275,7 @@ class DeliveryWorker:
                         self._start(delivery)
                 total += claimed
                 if self._running:
-                    await asyncio.wait(set(self._running.values()))
+                    await asyncio.wait({task for task, _ in self._running.values()})
                 elif not claimed:
                     await self.completions.wait()
                     return total
@@ -366,20 +357,38 @@ class DeliveryWorker:
                 logger.exception("delivery %s: a retry listener failed", delivery.id)
 
     def _start(self, delivery: Delivery) -> None:
+        """Route ``delivery`` and run its handler in a task of its own: one coroutine per delivery, and the
+        task made as the loop's ``create_task`` would (uvloop's names each task twice: ``Task-<n>``, then ours)."""
+        step = self.steps[delivery.step]
+        try:
+            triggers, input_, info, trace_id = self._route(step, delivery)
+        except Exception as exc:  # a payload no trigger can take: it could never succeed
+            coro = self._undeliverable(step, delivery, exc)
+        else:
+            telemetry = observe.active
+            if telemetry is None:  # trace id None: ctx draws one if read
+                coro = self._run(step, delivery, triggers, input_, info, trace_id or None)
+            else:
+                coro = self._traced(telemetry, step, delivery, triggers, input_, info)
         loop = self._loop or asyncio.get_running_loop()
-        task = loop.create_task(self._handle(delivery), name=f"motia-delivery:{delivery.id}")
-        self._running[delivery.id] = task
-        self._running_steps[delivery.id] = delivery.step
-        self._per_step[delivery.step] += 1
-        task.add_done_callback(functools.partial(self._finished, delivery.id))
+        name = f"motia-delivery:{delivery.id}"
+        if loop.get_task_factory() is None:
+            task = asyncio.Task(coro, loop=loop, name=name)
+        else:
+            task = loop.create_task(coro, name=name)
+        self._running[delivery.id] = (task, delivery)
+        per_step = self._per_step
+        per_step[delivery.step] = per_step.get(delivery.step, 0) + 1
 
-    def _finished(self, delivery_id: str, _: asyncio.Task[None]) -> None:
-        self._running.pop(delivery_id, None)
-        step = self._running_steps.pop(delivery_id, None)
-        if step is not None:
-            self._per_step[step] -= 1
-            if self._per_step[step] <= 0:
-                del self._per_step[step]
+    def _finished(self, delivery: Delivery) -> None:
+        """Called by each delivery's coroutine as it ends (no done callback to schedule)."""
+        if self._running.pop(delivery.id, None) is not None:
+            per_step, step = self._per_step, delivery.step
+            left = per_step.get(step, 0) - 1
+            if left > 0:
+                per_step[step] = left
+            else:
+                per_step.pop(step, None)
         self._wake.set()  # a slot is free
 
     async def _keep_leases(self) -> None:
@@ -388,7 +397,7 @@ class DeliveryWorker:
         while True:
             await asyncio.sleep(self.plan.renew_period)
             # Running handlers, and those whose completion is not written yet (still theirs until it is).
-            held = {**self.completions.settling, **self._running_steps}
+            held = {**self.completions.settling, **{id_: d.step for id_, (_, d) in self._running.items()}}
             for lease, running in self.plan.group_by_lease(held).items():
                 try:
                     await self.backend.extend(running, owner=self.owner, lease=lease)
@@ -439,11 +448,14 @@ class DeliveryWorker:
             fields: Any = _values.decode(delivery.payload)
             event = state_input(fields)
             scope, key = event.group_id, event.item_id
-            found: Sequence[Trigger] = [
-                t
-                for t in self._state_triggers[delivery.step]  # `matching`, without a call per delivery
-                if (t.scope is None or t.scope == scope) and (t.key is None or t.key == key)
-            ]
+            # `matching`, without a call per delivery, nor a list when every trigger of the step matches (the
+            # usual case: one trigger, its scope the event's).
+            candidates = self._state_triggers[delivery.step]
+            found: Sequence[Trigger] = candidates
+            for t in candidates:
+                if not ((t.scope is None or t.scope == scope) and (t.key is None or t.key == key)):
+                    found = [t for t in candidates if (t.scope in (None, scope)) and (t.key in (None, key))]
+                    break
             if not found:
                 where = f"{event.group_id!r}/{event.item_id!r}"
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
@@ -466,24 +478,34 @@ class DeliveryWorker:
             return triggers, change, info, None
         raise Undeliverable(f"unknown delivery kind {delivery.kind!r}")
 
-    async def _handle(self, delivery: Delivery) -> None:
-        step = self.steps[delivery.step]
+    async def _undeliverable(self, step: Step, delivery: Delivery, exc: Exception) -> None:
         try:
-            triggers, input_, info, trace_id = self._route(step, delivery)
-        except Exception as exc:  # a payload no trigger can take: it could never succeed
             logger.error("delivery %s of step %r cannot be handled: %s; dead-lettered", delivery.id, step.name, exc)
             if await self._settle("dead", delivery.id, error=f"undeliverable: {exc}"):
                 await self._dead_lettered(delivery, f"undeliverable: {exc}", None)
-            return
-        telemetry = observe.active
-        if telemetry is None:
-            await self._run(step, delivery, triggers, input_, info, trace_id or None)  # None: ctx draws one if read
-            return
+        finally:
+            self._finished(delivery)
+
+    async def _traced(
+        self,
+        telemetry: observe.Telemetry,
+        step: Step,
+        delivery: Delivery,
+        triggers: Sequence[Trigger],
+        input_: Any,
+        info: TriggerInfo | TriggerFields,
+    ) -> None:
         if isinstance(info, tuple):
             info = TriggerInfo(*info)
-        # The run continues the trace of whoever caused the delivery (the traceparent its payload carries).
-        with telemetry.run(step.name, info, _traceparent(delivery.payload), delivery.created_at) as otel_trace_id:
-            await self._run(step, delivery, triggers, input_, info, otel_trace_id)
+        running = False
+        try:
+            # The run continues the trace of whoever caused the delivery (the traceparent its payload carries).
+            with telemetry.run(step.name, info, _traceparent(delivery.payload), delivery.created_at) as trace_id:
+                running = True
+                await self._run(step, delivery, triggers, input_, info, trace_id)  # which calls _finished
+        finally:
+            if not running:  # telemetry.run itself failed
+                self._finished(delivery)
 
     async def _run(
         self,
@@ -494,40 +516,43 @@ class DeliveryWorker:
         info: TriggerInfo | TriggerFields,
         trace_id: str | None,
     ) -> None:
-        ctx = self.app.context(step, info, trace_id, delivery_id=delivery.id)
-        trigger = triggers[0]
         try:
-            chosen: Trigger | None = None
-            for trigger in triggers:
-                if trigger.condition is None or await self.app.condition_passes(trigger, input_, ctx):
-                    chosen = trigger
-                    break
-            if chosen is None:
-                ctx.logger.debug("skipped: the trigger's condition is false", {"delivery": delivery.id})
-            else:
-                await self.app.invoke(step, input_, ctx)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit... fail this attempt only
-            observe.failed(exc)
-            policy = trigger.retry if isinstance(trigger, _RETRIED) else RetryPolicy()
-            fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
-            if policy.gives_up_after(delivery.attempts):
-                ctx.logger.exception("handler failed on its last attempt: moved to the dead letters", fields)
-                error = _error_text(exc)
-                if await self._settle("dead", delivery.id, error=error):
-                    await self._dead_lettered(delivery, error, ctx.trace_id)
-            else:
-                delay = policy.delay(delivery.attempts)
-                ctx.logger.exception(f"handler failed: retrying in {delay:g} s", fields)
-                await self._settle("retry", delivery.id, delay=delay, error=_error_text(exc))
-                self._tell_due_later(delivery, delay)
-            return
-        if self.crash_after_commit is not None and self.crash_after_commit(delivery):
-            logger.warning("delivery %s: crash injected after its handler returned: left leased", delivery.id)
-            return
-        # The slot is free now; the completion rides the next flush.
-        self.completions.add(delivery.id, delivery.step, ctx)
+            ctx = self.app.context(step, info, trace_id, delivery_id=delivery.id)
+            trigger = triggers[0]
+            try:
+                chosen: Trigger | None = None
+                for trigger in triggers:
+                    if trigger.condition is None or await self.app.condition_passes(trigger, input_, ctx):
+                        chosen = trigger
+                        break
+                if chosen is None:
+                    ctx.logger.debug("skipped: the trigger's condition is false", {"delivery": delivery.id})
+                else:
+                    await self.app.invoke(step, input_, ctx)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit, GeneratorExit... fail this attempt only
+                observe.failed(exc)
+                policy = trigger.retry if isinstance(trigger, _RETRIED) else RetryPolicy()
+                fields = {"delivery": delivery.id, "attempt": delivery.attempts, "max_attempts": policy.max_retries + 1}
+                if policy.gives_up_after(delivery.attempts):
+                    ctx.logger.exception("handler failed on its last attempt: moved to the dead letters", fields)
+                    error = _error_text(exc)
+                    if await self._settle("dead", delivery.id, error=error):
+                        await self._dead_lettered(delivery, error, ctx.trace_id)
+                else:
+                    delay = policy.delay(delivery.attempts)
+                    ctx.logger.exception(f"handler failed: retrying in {delay:g} s", fields)
+                    await self._settle("retry", delivery.id, delay=delay, error=_error_text(exc))
+                    self._tell_due_later(delivery, delay)
+                return
+            if self.crash_after_commit is not None and self.crash_after_commit(delivery):
+                logger.warning("delivery %s: crash injected after its handler returned: left leased", delivery.id)
+                return
+            # The slot is free now; the completion rides the next flush.
+            self.completions.add(delivery.id, delivery.step, ctx)
+        finally:
+            self._finished(delivery)  # the slot is free
 
     async def _dead_lettered(self, delivery: Delivery, error: str, trace_id: str | None) -> None:
         """The log line and the app's ``on_dead_letter`` hook (never raises)."""
@@ -566,18 +591,3 @@ class DeliveryWorker:
 
 #: How many recently shown state events (at least) the worker remembers, not to show one twice.
 _PUBLISHED_KEPT = 10_000
-
-
-_TRACEPARENT = b',"traceparent":"'
-_TRACEPARENT_LENGTH = 55  # "00-<32 hex>-<16 hex>-<2 hex>"
-
-
-def _traceparent(payload: bytes) -> str | None:
-    """The ``traceparent`` a delivery's payload carries: its last field when the writer was traced (queue
-    messages, state events). Read from its fixed place at the end, without decoding the payload again and
-    never from inside the data (which may hold a key of that name)."""
-    end = len(payload) - 2  # before the closing '"}'
-    start = end - _TRACEPARENT_LENGTH
-    if payload[end:] != b'"}' or payload[start - len(_TRACEPARENT) : start] != _TRACEPARENT:
-        return None
-    return payload[start:end].decode("ascii", "replace")

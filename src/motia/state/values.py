@@ -77,8 +77,9 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
         for name, item in value.items():  # type: ignore[attr-defined]
             if type(name) is not str:
                 raise StateValueError(f"{where}: dict keys must be str, found {type(name).__name__} {name!r}")
-            if type(item) in _PLAIN:
-                continue
+            of = type(item)
+            if of in _PLAIN or ((of is dict or of is list) and not item and depth < MAX_DEPTH):
+                continue  # nothing to check or convert (an empty object or list, as deep as allowed: no call)
             converted = _to_json(item, where and f"{where}.{name}", depth + 1)
             if converted is not item:
                 if converted_dict is None:
@@ -88,12 +89,13 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
     if kind is list or kind is tuple:
         converted_list: list[JSON] | None = None
         for index, item in enumerate(value):  # type: ignore[arg-type]
-            if type(item) in _PLAIN:
+            of = type(item)
+            if of in _PLAIN or ((of is dict or of is list) and not item and depth < MAX_DEPTH):
                 continue
             converted = _to_json(item, where and f"{where}[{index}]", depth + 1)
             if converted is not item:
                 if converted_list is None:
-                    converted_list = list(value)  # type: ignore[call-overload]
+                    converted_list = list(value)
                 converted_list[index] = converted
         return value if converted_list is None else converted_list
     return _convert(value, where, depth)
@@ -169,6 +171,12 @@ def encode_value(value: object, max_bytes: int) -> bytes:
 #: times faster than the regex ``\d{20,}`` (which cost more than orjson's decode itself; issue 15).
 _DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _LONG_RUN = b"0" * 20
+#: The pre-check: a run of 20 digits holds 5 bytes in a row of every 4th byte (the first multiple of 4 in it is
+#: at most 3 bytes in, and 4 more follow within 16), so ``data[::4]`` without 5 digits in a row holds none. A
+#: quarter of the bytes to map, and a state event's timestamp (18 characters with its ``.``) never passes it.
+#: Only what passes gets the full check, so the answer is the same, for about half the instructions (issue 15).
+_EVERY_FOURTH = slice(None, None, 4)
+_SAMPLED_RUN = b"0" * 5
 
 
 def _not_json(constant: str) -> JSON:
@@ -185,7 +193,12 @@ def decode(data: bytes) -> JSON:
     refused as orjson refuses them, and nesting too deep for its recursion is a ``ValueError`` like
     orjson's depth limit, never a ``RecursionError``.
     """
-    if _LONG_RUN in data.translate(_DIGITS_ONLY):
+    # ``partition``, not ``in``: ``bytes.__contains__`` first tries its argument as an int, raising and clearing a
+    # TypeError for a bytes one, and ``find`` parses its arguments with a format string each call (issue 15).
+    if (
+        data[_EVERY_FOURTH].translate(_DIGITS_ONLY).partition(_SAMPLED_RUN)[1]
+        and data.translate(_DIGITS_ONLY).partition(_LONG_RUN)[1]
+    ):
         try:
             return json.loads(data, parse_constant=_not_json)
         except RecursionError:

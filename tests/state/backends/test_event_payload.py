@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from motia.runtime.delivery import _traceparent
+from motia.runtime.delivery_payload import traceparent as _traceparent
 from motia.state.backends._events import order_key, state_deliveries, state_event_payload
 from motia.state.backends.types import NewDelivery, Subscription
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from motia import StateManager
 from motia.state.backends.base import Subscription
-from motia.state.backends.sqlite import SQLiteBackend
+from motia.state.backends.sqlite import SQLiteBackend, plain
 
 INCREMENT = [{"type": "increment", "path": "n", "value": 1}]
 
@@ -163,3 +164,100 @@ async def test_a_plain_batch_that_sqlite_refuses_runs_the_usual_way(tmp_path: Pa
     assert taken == [False]
     assert fast == slow
     assert fast[0] == "WriteResult" and fast[1] == "StateValueError"  # the first write committed inline
+
+
+async def sets_only(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+    """A batch of sets without ``if_version`` (written without a read, see ``plain._run_sets``) over keys live,
+    expired, absent, set twice, with and without a ttl; what ``scripted`` returns."""
+    clock = Clock()
+    async with StateManager.from_url(url, clock=clock, sweep_interval=3600) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "a", {"n": 1})
+        await state.set("s", "expired", {"n": 5}, ttl=5)
+        await state.set("s", "lasting", {"n": 6}, ttl=500)
+        await state.set("t", "a", 7)
+        clock.now += 10  # "expired" is past its ttl, still stored (no sweep is due)
+        await state.set("other", "x", 1)  # runs the periodic stream-log trim, which a plain batch never does
+        taken = spy_plain(backend, disable=not plain)
+        outcomes = await together(
+            [
+                lambda: state.set("s", "first", 0),  # committed inline: the rest are one batch
+                lambda: state.set("s", "a", {"n": 2}),
+                lambda: state.set("s", "a", {"n": 3}, ttl=60),  # sees the set before it
+                lambda: state.set("s", "expired", {"n": 50}),  # an expired key counts as absent
+                lambda: state.set("s", "fresh", [1], ttl=30),
+                lambda: state.set("s", "fresh", [2]),  # a new key set twice: its ttl is dropped
+                lambda: state.set("s", "lasting", "kept"),  # no ttl given: the expiry goes
+                lambda: state.set("t", "a", 8, ttl=1),
+                lambda: state.set("s", "a", {"n": 4}),
+            ]
+        )
+        entries = [(e.key, e.value, e.version, e.expires_at) for scope in ("s", "t") for e in await state.items(scope)]
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute(
+            "SELECT scope, key, value, version, expires_at FROM motia_state ORDER BY scope, key"
+        ).fetchall()
+    finally:
+        connection.close()
+    return outcomes, entries, rows, taken
+
+
+async def test_a_batch_of_sets_is_written_without_a_read_as_the_transaction_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the same batch of sets run once with the plain path (its form without a read) and once through the
+    # transaction only
+    blind: list[int] = []
+    run_sets = plain._run_sets
+
+    def counting(connection: Any, calls: Any, now: float) -> list[Any]:
+        blind.append(len(calls))
+        return run_sets(connection, calls, now)
+
+    monkeypatch.setattr(plain, "_run_sets", counting)
+    fast = await sets_only(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
+    slow = await sets_only(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    # Then the batch of eight took the form without a read
+    assert fast[3] == [True] and blind == [8]
+    assert slow[3] == [False]
+    # And every caller got the same answer, and the same rows are left
+    assert fast[:3] == slow[:3]
+    outcomes, entries, _, _ = fast
+    assert outcomes[1] == ({"n": 1}, {"n": 2}, 2)
+    assert outcomes[2] == ({"n": 2}, {"n": 3}, 3)
+    assert outcomes[3] == (None, {"n": 50}, 1)
+    assert outcomes[5] == ([1], [2], 2)
+    assert outcomes[8] == ({"n": 3}, {"n": 4}, 4)
+    assert ("a", {"n": 4}, 4, None) in entries and ("lasting", "kept", 2, None) in entries
+    assert ("a", 8, 2, 1_000_011.0) in entries
+
+
+async def too_big(url: str, *, plain: bool) -> tuple[list[str], list[Any], list[bool], Any]:
+    """A batch of sets in which one value is too big for SQLite (its limit lowered on the writing connection)."""
+    async with StateManager.from_url(url) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "warm", 1)
+        taken = spy_plain(backend, disable=not plain)
+        connection = backend._connection(inline=True)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)
+        sizes = (("k1", 1), ("k2", 1), ("big", 2000), ("k3", 1))
+        results = await asyncio.gather(
+            *(backend.set("s", key, size * b"1", ttl=None, if_version=None) for key, size in sizes),
+            return_exceptions=True,
+        )
+        left = [(e.key, e.version) for e in await state.items("s")]
+        return [type(result).__name__ for result in results], left, taken, connection.hook.rows
+
+
+async def test_a_batch_of_sets_that_sqlite_refuses_leaves_nothing_and_runs_the_usual_way(tmp_path: Path) -> None:
+    # Given a batch of sets that SQLite refuses, with the plain path and without
+    fast = await too_big(f"sqlite:///{tmp_path}/fast.db", plain=True)
+    slow = await too_big(f"sqlite:///{tmp_path}/slow.db", plain=False)
+    # Then the plain path gave the batch back (rolled back, its rows hook cleared), and the usual path answered
+    # it as it always has: the same errors, the same rows left
+    assert fast[2] == [False] and fast[3] is None
+    assert fast[:2] == slow[:2]
+    assert fast[0][0] == "WriteResult" and "StateBackendError" in fast[0]

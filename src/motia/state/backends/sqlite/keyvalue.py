@@ -24,7 +24,8 @@ from motia.state.backends.sqlite.recorded import FALLBACK as FALLBACK
 from motia.state.backends.sqlite.recorded import _tuple, recorded_delete, recorded_set, recorded_update
 from motia.state.backends.sqlite.transaction import _DELETE, _SELECT_ONE, _Transaction
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
-from motia.state.ops import Operation
+from motia.state.ops import Operation, apply_operations
+from motia.state.values import decode, encode
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _SCOPES = f"""
@@ -170,7 +171,7 @@ def _compare_and_set(connection: sqlite3.Connection, scope: str, key: str, row: 
 def _live(key: str, row: Row | None, now: float) -> Record | None:
     if row is None or (row[2] is not None and row[2] <= now):
         return None
-    return Record(key, row[0], row[1], row[2])
+    return _tuple(Record, (key, row[0], row[1], row[2]))  # without the named tuple's __new__ frame
 
 
 def _lone_set(
@@ -219,11 +220,20 @@ def _lone_update(
         planned: list[WriteResult] = []
 
         def plan(row: Row) -> bytes:
-            current = _live(key, row, now)
-            record, result = plan_update(scope, key, current, operations, ttl, None, max_value_bytes, now)
-            assert record is not None  # there are operations
-            planned.append(result)
-            return record.data
+            # plan_update's value and result for a row without if_version, spelled out (the statement itself
+            # sets the version and the expiry alike): a live row's document and next version, else {} and 1
+            expires_at = row[2]
+            if expires_at is None or expires_at > now:
+                old: bytes | None = row[0]
+                document = decode(row[0])
+                version = row[1] + 1
+            else:
+                old = None
+                document = {}
+                version = 1
+            data = encode(apply_operations(document, operations), max_value_bytes)
+            planned.append(_tuple(WriteResult, (old, data, version)))
+            return data
 
         hook.plan = plan
         try:

@@ -10,6 +10,12 @@ succeeds. The rows are then written with one ``executemany``. The versions, resu
 :func:`~motia.state.backends._writes.plan_set` / :func:`~motia.state.backends._writes.plan_update`, as in
 the transaction; an expired row is deleted when read, as the transaction's load does.
 
+A batch of sets without ``if_version`` (what many tasks writing at once make) needs no plan at all: nothing about
+the old row can make it fail. It is written without the read, one upsert per call in the batch's order, each
+handing the row it replaces to Python from inside the statement (``motia_olds``, see
+:class:`~motia.state.backends.sqlite.connection.RowHook`), which answers the old value and the version as
+:func:`~motia.state.backends._writes.plan_set` would (a later set of the same key sees the earlier one's row).
+
 What it does not handle it hands back (``None``): the events flag found on, or any SQLite error (the
 transaction is rolled back and the batch runs the usual way, which reports the error as it always has).
 """
@@ -21,16 +27,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from motia.state.backends._writes import plan_set, plan_update
-from motia.state.backends.sqlite.connection import blob
+from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.keyvalue import _write_set, _write_update
-from motia.state.backends.sqlite.transaction import _DELETE, _UPSERT
-from motia.state.backends.types import Record
+from motia.state.backends.sqlite.recorded import _tuple
+from motia.state.backends.sqlite.transaction import _DELETE, _UPSERT, _UPSERT_LASTING
+from motia.state.backends.types import Record, WriteResult
 
-#: :data:`~motia.state.backends.sqlite.transaction._UPSERT` for a row without an expiry.
-_UPSERT_LASTING = (
-    "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?, ?, ?, ?, NULL)"
-    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = NULL"
+#: A set without a condition, in a batch: ``?1`` scope, ``?2`` key, ``?3`` value, ``?4`` the call's position in
+#: the batch, ``?5`` now. The version is :func:`~motia.state.backends._writes.plan_set`'s (a live row's next,
+#: else 1); ``motia_olds`` keeps the replaced row for the result and answers NULL (the new value stays in SQLite).
+_SET_BLIND_TTL = (
+    "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?1, ?2, ?3, 1, ?6)"
+    " ON CONFLICT (scope, key) DO UPDATE SET"
+    " value = coalesce(motia_olds(?4, motia_state.value, motia_state.version, motia_state.expires_at), excluded.value),"
+    " version = CASE WHEN motia_state.expires_at IS NULL OR motia_state.expires_at > ?5"
+    " THEN motia_state.version + 1 ELSE 1 END,"
+    " expires_at = excluded.expires_at"
 )
+#: Without an expiry: ``NULL`` written in, not bound (see :func:`blob`).
+_SET_BLIND = _SET_BLIND_TTL.replace("?6", "NULL")
 #: The calls a plain batch runs: ``function(transaction, scope, key, ...)`` with these functions.
 PLAIN_WRITES = (_write_set, _write_update)
 #: Keys read per ``SELECT ... IN`` (below SQLite's default limit of bound parameters).
@@ -52,6 +67,11 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
     Returns one outcome per call: its :class:`~motia.state.backends.types.WriteResult` or a :class:`Failed`.
     Raises what SQLite raises (the caller rolls back).
     """
+    for call in calls:
+        if call.function is not _write_set or call.args[4] is not None:
+            break
+    else:  # sets only, none with if_version: no read, no plan
+        return _run_sets(connection, calls, now)  # type: ignore[arg-type]
     wanted: dict[str, dict[str, None]] = {}
     for call in calls:
         wanted.setdefault(call.args[0], {})[call.args[1]] = None
@@ -70,7 +90,7 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
                 if expires_at is not None and expires_at <= now:
                     dirty[(scope, key)] = None  # expired: removed when read, as the transaction does
                 else:
-                    known[(scope, key)] = Record(key, data, version, expires_at)
+                    known[(scope, key)] = _tuple(Record, (key, data, version, expires_at))
     outcomes: list[Any] = []
     for call in calls:
         args = call.args  # indexed, not unpacked with a star (which builds a list per call)
@@ -106,4 +126,43 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
         connection.executemany(_UPSERT, expiring)
     if deletes:
         connection.executemany(_DELETE, deletes)
+    return outcomes
+
+
+def _run_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Any]:
+    """Write a batch of sets without ``if_version`` (see the module's docstring); one outcome per call."""
+    hook = connection.hook
+    olds: list[Row | None] = [None] * len(calls)
+    hook.rows = olds
+    try:
+        lasting: list[tuple[str, str, bytearray, int, float]] = []
+        expiring: list[tuple[str, str, bytearray, int, float, float]] = []
+        for index, call in enumerate(calls):
+            args = call.args  # (scope, key, data, ttl, if_version)
+            ttl = args[3]
+            # Two statements (with and without an expiry) keep the batch's order: a run of one kind is
+            # written before a call of the other (a key set twice sees its earlier set as the old row).
+            if ttl is None:
+                if expiring:
+                    connection.executemany(_SET_BLIND_TTL, expiring)
+                    expiring = []
+                lasting.append((args[0], args[1], blob(args[2]), index, now))
+            else:
+                if lasting:
+                    connection.executemany(_SET_BLIND, lasting)
+                    lasting = []
+                expiring.append((args[0], args[1], blob(args[2]), index, now, now + ttl))
+        if lasting:
+            connection.executemany(_SET_BLIND, lasting)
+        if expiring:
+            connection.executemany(_SET_BLIND_TTL, expiring)
+    finally:
+        hook.rows = None
+    outcomes: list[Any] = []
+    row: Row | None
+    for call, row in zip(calls, olds, strict=True):
+        if row is None or (row[2] is not None and row[2] <= now):  # absent or expired: a new key
+            outcomes.append(_tuple(WriteResult, (None, call.args[2], 1)))
+        else:
+            outcomes.append(_tuple(WriteResult, (row[0], call.args[2], row[1] + 1)))
     return outcomes

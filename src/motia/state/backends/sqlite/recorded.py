@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from motia.state.backends._writes import plan_update
 from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
-from motia.state.backends.types import Record, WriteResult
-from motia.state.ops import Operation
+from motia.state.backends.types import WriteResult
+from motia.state.ops import Operation, apply_operations
+from motia.state.values import decode, encode
 
 #: What a lone write returns when it did not write: run the write in a transaction instead.
 FALLBACK: Any = object()
@@ -172,11 +172,11 @@ def recorded_update(
     planned: list[WriteResult] = []
 
     def plan(row: Row) -> bytes:
-        current = Record(key, row[0], row[1], row[2])
-        record, result = plan_update(scope, key, current, operations, ttl, None, max_value_bytes, now)
-        assert record is not None  # there are operations
-        planned.append(result)
-        return record.data
+        # plan_update's value and result for a live row without if_version, spelled out (the statement sets
+        # the version and the expiry itself), as keyvalue's lone update does
+        data = encode(apply_operations(decode(row[0]), operations), max_value_bytes)
+        planned.append(_tuple(WriteResult, (row[0], data, row[1] + 1)))
+        return data
 
     hook.plan = plan
     try:

@@ -24,8 +24,8 @@
   written by a trigger (:mod:`~motia.state.backends.sqlite.recorded`).
 * A batch of several ``set`` and ``update`` calls while events are off skips the transaction's per-call
   bookkeeping (its undo log, loads, events): it is planned from one read per scope and written with one
-  ``executemany`` (see :mod:`~motia.state.backends.sqlite.plain`); anything else, or events found on, runs
-  the usual way.
+  ``executemany``, and a batch of sets without ``if_version`` without the read (see
+  :mod:`~motia.state.backends.sqlite.plain`); anything else, or events found on, runs the usual way.
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
 (measured in ``bench/state_bench.py``), and throughput under concurrency comes from group commit, not
