@@ -51,9 +51,9 @@ SQLITE_READONLY = 8
 #: ``PRAGMA secure_delete`` of every connection. Debian's SQLite (and others) is built with it ``ON``: every
 #: deleted row's bytes are zeroed, and every page freed whole is written again, zeroed, to the WAL. The
 #: delivery table deletes each delivery it completes (a row and three index entries), so that cost a tenth
-#: of a completion's WAL frames and a few per cent of its SQLite instructions (issue 15, see
-#: ``bench/delivery_sql.py``). ``FAST``, as SQLite's own builds default to (``OFF``) almost: a deleted row is
-#: still zeroed where that costs no extra write, a page freed whole keeps its bytes until it is reused.
+#: of a completion's WAL frames and 2 % of its and the claim's SQLite instructions (issue 15, see
+#: ``bench/delivery_sql.py``). ``FAST`` is close to SQLite's own default (``OFF``): a deleted row is still
+#: zeroed where that costs no extra write; a page freed whole keeps its bytes until it is reused.
 SECURE_DELETE = "FAST"
 
 #: A row of ``motia_state`` as SQLite hands it over: ``(value, version, expires_at)``.
