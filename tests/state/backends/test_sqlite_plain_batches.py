@@ -63,6 +63,17 @@ async def together(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
     return list(await asyncio.gather(*(outcome(call) for call in calls)))
 
 
+def stored_rows(path: Path) -> list[Any]:
+    """Every row of ``motia_state``, read by a connection of its own."""
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(
+            "SELECT scope, key, value, version, expires_at FROM motia_state ORDER BY scope, key"
+        ).fetchall()
+    finally:
+        connection.close()
+
+
 async def scripted(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
     """One scripted batch over keys live, expired, absent and conflicting; its outcomes, the entries left,
     the raw rows left (expired ones included) and which batches took the plain path."""
@@ -93,14 +104,7 @@ async def scripted(url: str, path: Path, *, plain: bool) -> tuple[list[Any], lis
             ]
         )
         entries = [(e.key, e.value, e.version, e.expires_at) for e in await state.items("s")]
-    connection = sqlite3.connect(path)
-    try:
-        rows = connection.execute(
-            "SELECT scope, key, value, version, expires_at FROM motia_state ORDER BY scope, key"
-        ).fetchall()
-    finally:
-        connection.close()
-    return outcomes, entries, rows, taken
+    return outcomes, entries, stored_rows(path), taken
 
 
 async def test_a_plain_batch_answers_and_writes_as_the_transaction_does(tmp_path: Path) -> None:
@@ -194,14 +198,7 @@ async def sets_only(url: str, path: Path, *, plain: bool) -> tuple[list[Any], li
             ]
         )
         entries = [(e.key, e.value, e.version, e.expires_at) for scope in ("s", "t") for e in await state.items(scope)]
-    connection = sqlite3.connect(path)
-    try:
-        rows = connection.execute(
-            "SELECT scope, key, value, version, expires_at FROM motia_state ORDER BY scope, key"
-        ).fetchall()
-    finally:
-        connection.close()
-    return outcomes, entries, rows, taken
+    return outcomes, entries, stored_rows(path), taken
 
 
 async def test_a_batch_of_sets_is_written_without_a_read_as_the_transaction_does(
