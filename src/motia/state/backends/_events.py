@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import orjson
 
+from motia.state.backends._writes import _tuple
 from motia.state.backends.types import NewDelivery, StreamChange, StreamTriggerSubscription, Subscription
 from motia.state.values import INTERNAL_SCOPE_PREFIX
 
@@ -89,13 +90,8 @@ def state_deliveries(
                 ordering = order_key(scope, key)
             step = subscription.step
             # NewDelivery(id, step, "state", payload, ordering) with its defaults (delay 0.0, order_slots 1).
-            deliveries.append(
-                _new_tuple(NewDelivery, (f"state:{seq}:{step}", step, "state", payload, ordering, 0.0, 1))
-            )
+            deliveries.append(_tuple(NewDelivery, (f"state:{seq}:{step}", step, "state", payload, ordering, 0.0, 1)))
     return deliveries
-
-
-_new_tuple = tuple.__new__
 
 
 def stream_event_payload(change: StreamChange, trace: str | None = None) -> bytes:

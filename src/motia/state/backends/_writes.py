@@ -16,8 +16,9 @@ from motia.state.backends.types import ORPHANED_ERROR, Record, TransactionWrite,
 from motia.state.ops import Operation, apply_operations
 from motia.state.values import MAX_KEY_LENGTH, check_name, check_ttl, decode, encode
 
-#: Builds the named tuples below without their ``__new__`` frame (``_tuple(Record, (...))``): every write
-#: planned makes two (issue 15).
+#: Builds a named tuple of :mod:`~motia.state.backends.types` without its ``__new__`` frame
+#: (``_tuple(Record, (...))``, fields by position): every write makes one or two (issue 15). The one alias the
+#: backends' hot paths share.
 _tuple = tuple.__new__
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from motia.state.backends._writes import (
+    _tuple,
     check_version,
     plan_restore,
     plan_set,
@@ -21,7 +22,7 @@ from motia.state.backends._writes import (
 from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.outbox import Event
 from motia.state.backends.sqlite.recorded import FALLBACK as FALLBACK
-from motia.state.backends.sqlite.recorded import _tuple, recorded_delete, recorded_set, recorded_update
+from motia.state.backends.sqlite.recorded import recorded_delete, recorded_set, recorded_update
 from motia.state.backends.sqlite.transaction import _DELETE, _SELECT_ONE, _Transaction
 from motia.state.backends.types import Record, TransactionWrite, WriteResult
 from motia.state.ops import Operation, apply_operations

@@ -26,10 +26,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from motia.state.backends._writes import plan_set, plan_update
+from motia.state.backends._writes import _tuple, plan_set, plan_update
 from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.keyvalue import _write_set, _write_update
-from motia.state.backends.sqlite.recorded import _tuple
 from motia.state.backends.sqlite.transaction import _DELETE, _UPSERT, _UPSERT_LASTING
 from motia.state.backends.types import Record, WriteResult
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from motia.state.backends._writes import _tuple
 from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.types import WriteResult
 from motia.state.ops import Operation, apply_operations
@@ -35,9 +36,6 @@ from motia.state.values import decode, encode
 
 #: What a lone write returns when it did not write: run the write in a transaction instead.
 FALLBACK: Any = object()
-#: Builds a result tuple without the named tuple's ``__new__`` frame (``_tuple(WriteResult, (...))``): the hot
-#: writes make one each (issue 15).
-_tuple = tuple.__new__
 
 #: The seq of a new outbox row: after the newest outbox row and after the counter of direct deliveries.
 _SEQ = (

@@ -6,12 +6,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from motia.state.backends._writes import _tuple
 from motia.state.backends.sqlite.connection import blob
 from motia.state.backends.sqlite.outbox import Event, Subscribers, record
 from motia.state.backends.types import Record
-
-#: Builds a record without the named tuple's ``__new__`` frame.
-_tuple = tuple.__new__
 
 _SELECT_ONE = "SELECT value, version, expires_at FROM motia_state WHERE scope = ? AND key = ?"
 _UPSERT = (
