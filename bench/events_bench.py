@@ -103,7 +103,7 @@ async def start_app(url: str, handler: Counter, options: DeliveryOptions) -> Mot
 
 
 async def set_rates(
-    n: int, repeat: int, tasks: int, workdir: Path, options: DeliveryOptions
+    n: int, repeat: int, tasks: int, workdir: Path, options: DeliveryOptions, only: list[str] | None = None
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Median set rates (ops/s) and median CPU microseconds of this process per write, per configuration
     and mode. For *outbox + trigger* the CPU time runs to the last handler's return: the whole cost of a
@@ -160,6 +160,8 @@ async def set_rates(
         ("outbox + dispatch", with_dispatch),
         ("outbox + trigger", with_trigger),
     ]
+    if only:
+        configurations = [(name, measure) for name, measure in configurations if name in ("no outbox", *only)]
     for _ in range(repeat):
         for mode, concurrency in (("sequential", 1), ("concurrent", tasks)):
             for name, measure in configurations:
@@ -219,6 +221,24 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
+def print_rates(args: argparse.Namespace, where: str, rates: dict[str, float], cpus: dict[str, float]) -> None:
+    rows = []
+    for mode in ("sequential", "concurrent"):
+        base = rates[f"no outbox|{mode}"]
+        for name in ("no outbox", "outbox", "outbox + dispatch", "outbox + trigger"):
+            if f"{name}|{mode}" not in rates:
+                continue
+            rate = rates[f"{name}|{mode}"]
+            cost = "-" if name == "no outbox" else f"{(1 - rate / base) * 100:.1f}%"
+            cpu = cpus[f"{name}|{mode}"]
+            rows.append([mode, name, f"{rate:,.0f}", cost, f"{rate / base:.2f}x", f"{cpu:.0f}"])
+    print_table(
+        f"set throughput, {where}, n={args.n:,}, median of {args.repeat} (concurrent: {args.tasks} tasks)",
+        ["mode", "configuration", "sets/s", "cost vs no outbox", "ratio to no outbox", "CPU µs/write"],
+        rows,
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=10_000, help="writes per round")
@@ -227,6 +247,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency-writes", type=int, default=500, help="writes in the latency run")
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between writes in the latency run")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the event loop to run on")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated configurations to measure besides 'no outbox' (e.g. 'outbox,outbox + dispatch'),"
+        " and only the set-rate table: a short A/B of the write side",
+    )
     args = parser.parse_args()
     return args
 
@@ -237,25 +263,17 @@ async def run(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="motia-events-bench-") as tmp:
         workdir = Path(tmp)
-        rates, cpus = await set_rates(args.n, args.repeat, args.tasks, workdir, options)
+        only = [name.strip() for name in args.only.split(",") if name.strip()]
+        rates, cpus = await set_rates(args.n, args.repeat, args.tasks, workdir, options, only)
+        if only:
+            print_rates(args, where, rates, cpus)
+            return
         runs = [await end_to_end(args.n, args.tasks, workdir, options) for _ in range(3)]
         e2e = [rate for rate, _ in runs]
         e2e_cpu = [cpu for _, cpu in runs]
         lat = await latency(args.latency_writes, args.interval, workdir, options)
 
-    rows = []
-    for mode in ("sequential", "concurrent"):
-        base = rates[f"no outbox|{mode}"]
-        for name in ("no outbox", "outbox", "outbox + dispatch", "outbox + trigger"):
-            rate = rates[f"{name}|{mode}"]
-            cost = "-" if name == "no outbox" else f"{(1 - rate / base) * 100:.1f}%"
-            cpu = cpus[f"{name}|{mode}"]
-            rows.append([mode, name, f"{rate:,.0f}", cost, f"{rate / base:.2f}x", f"{cpu:.0f}"])
-    print_table(
-        f"set throughput, {where}, n={args.n:,}, median of {args.repeat} (concurrent: {args.tasks} tasks)",
-        ["mode", "configuration", "sets/s", "cost vs no outbox", "ratio to no outbox", "CPU µs/write"],
-        rows,
-    )
+    print_rates(args, where, rates, cpus)
     print_table(
         f"state events end to end (first write to last handler return), {where}",
         ["writes", "events/s (median of 3)", "ratio to plain writes/s (no outbox, concurrent)", "CPU µs/event"],

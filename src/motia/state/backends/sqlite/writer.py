@@ -71,6 +71,7 @@ from motia.state.backends.sqlite.keyvalue import (
 from motia.state.backends.sqlite.outbox import Subscribers
 from motia.state.backends.sqlite.plain import PLAIN_WRITES, run_plain
 from motia.state.backends.sqlite.plain import Failed as _Failure  # a call that raised; the rest of its batch commits
+from motia.state.backends.sqlite.recorded_batch import recorded_sets
 from motia.state.backends.sqlite.streams import TRIM_INTERVAL, _trim_backlog
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.observe import current_trace
@@ -385,6 +386,10 @@ class SQLiteWriter(SQLiteConnections):
                     return [outcome]
         if len(batch) > 1 and self._lone_allowed(now) and all(call.function in PLAIN_WRITES for call in batch):
             plain = self._run_plain(connection, batch, now)
+            if plain is not None:
+                return plain
+        elif len(batch) > 1 and self._events_enabled and self._nothing_due(now):
+            plain = recorded_sets(self, connection, batch, now)  # sets while events are on (issue 15)
             if plain is not None:
                 return plain
         self._begin(connection)
