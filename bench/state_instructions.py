@@ -20,6 +20,12 @@ Modes: ``set``, ``update``, ``get``, ``delete`` (one awaited call at a time; ``d
 group path a state trigger's writers take; events stay on for the modes after it, so give it last; ``raw-set``
 and ``raw-update`` are ``state_bench.py``'s raw sqlite3 peer doing the same (its autocommit upsert; its
 read-change-write transaction), the figures pymotia's are compared with.
+Beside one subscribed state trigger (its subscription registered, nobody handling; give them last, after any
+mode that needs events off or no subscription): ``set-events`` is ``set`` with events on (each lone write and
+its outbox row one statement), ``seq-dispatch`` the same with the outbox dispatched every
+:data:`DISPATCH_EVERY` writes (about what the dispatcher moves per round behind one writer, see
+``events_bench.py``), the write and its dispatch counted together, and ``conc-direct`` is ``conc`` with the group
+commits making their deliveries in their own transactions (``events_bench.py``'s *outbox + dispatch* rows).
 The store is SQLite with 1,000 keys of the ``state_bench.py`` workload, written and read once first (the
 peer's table too, in every mode, so that one run of none serves every mode).
 """
@@ -35,9 +41,13 @@ from pathlib import Path
 import uvloop
 
 from motia import StateManager
+from motia.state.backends.types import Subscription
 from state_bench import INCREMENT, SCOPE, RawSQLite, next_value
 
 TASKS = 200
+#: Writes per dispatch of the outbox in ``seq-dispatch``.
+DISPATCH_EVERY = 32
+TRIGGERED = [Subscription("count", SCOPE)]
 
 
 async def run_mode(mode: str, keys: list[str], state: StateManager, raw: RawSQLite) -> None:
@@ -66,6 +76,18 @@ async def run_mode(mode: str, keys: list[str], state: StateManager, raw: RawSQLi
                 await state.update(SCOPE, key, INCREMENT)
             else:
                 await state.get(SCOPE, key)
+    elif mode in ("set-events", "seq-dispatch"):
+        for index, key in enumerate(keys, 1):
+            await state.set(SCOPE, key, next_value())
+            if mode == "seq-dispatch" and index % DISPATCH_EVERY == 0:
+                await state.backend.dispatch_events(TRIGGERED)
+    elif mode == "conc-direct":
+
+        async def direct(chunk: list[str]) -> None:
+            for key in chunk:
+                await state.set(SCOPE, key, next_value())
+
+        await asyncio.gather(*(direct(keys[task::TASKS]) for task in range(TASKS)))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
@@ -85,6 +107,11 @@ async def main(modes: list[str], count: int) -> None:
             if mode == "conc-events" and not state.backend._events_enabled:  # type: ignore[attr-defined]
                 await state.backend.enable_events()  # before the phase: not counted
                 await state.set(SCOPE, "k0", next_value())
+            if mode in ("set-events", "seq-dispatch", "conc-direct"):  # before the phase: not counted
+                if not state.backend._events_enabled:  # type: ignore[attr-defined]
+                    await state.backend.enable_events()
+                while await state.backend.dispatch_events(TRIGGERED):  # registered; the outbox emptied
+                    pass
             time.thread_time_ns()  # a phase starts (callgrind --dump-before=time_thread_time_ns)
             await run_mode(mode, keys, state, raw)
         time.thread_time_ns()

@@ -114,7 +114,9 @@ async def scripted(path: Path, monkeypatch: pytest.MonkeyPatch, *, fast: bool, s
         "SELECT seq, event_type, scope, key, old_value, new_value, version, timestamp, trace"
         " FROM motia_state_events ORDER BY seq",
     )
-    deliveries = rows(path, "SELECT id, step, kind, payload, order_key, available_at FROM motia_deliveries ORDER BY seq")
+    deliveries = rows(
+        path, "SELECT id, step, kind, payload, order_key, available_at FROM motia_deliveries ORDER BY seq"
+    )
     state_rows = rows(path, "SELECT scope, key, value, version, expires_at FROM motia_state ORDER BY scope, key")
     return [first, second, entries, events, deliveries, state_rows, taken]
 
@@ -155,7 +157,9 @@ async def test_a_recorded_batch_answers_records_and_writes_as_the_transaction_do
         assert any(TRACE.encode() in row[3] for row in deliveries)
 
 
-async def test_a_recorded_batch_never_runs_while_events_are_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_recorded_batch_never_runs_while_events_are_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     taken = spy(monkeypatch, disable=False)
     async with StateManager.from_url(f"sqlite:///{tmp_path / 'off.db'}") as state:
         await together([lambda i=i: state.set("s", f"k{i}", i) for i in range(5)])

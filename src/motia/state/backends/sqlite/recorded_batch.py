@@ -26,8 +26,9 @@ def recorded_sets(backend: Any, connection: sqlite3.Connection, calls: Sequence[
     order, handing the row it replaces to Python (``motia_olds``): nothing about that row can make such a set
     fail, so no read, no plan, no undo log. The events are built from those rows, exactly the transaction's
     (``created``/``updated`` with the old and new values; an expired row's ``expired``, without a
-    ``traceparent``, first, as the transaction's prefetch finds them), and recorded in the same transaction as the transaction records
-    them (:func:`~motia.state.backends.sqlite.outbox.record`: the group's deliveries, or outbox rows).
+    ``traceparent``, first, as the transaction's prefetch finds them), and recorded in the same transaction as
+    the transaction records them (:func:`~motia.state.backends.sqlite.outbox.record`: the group's deliveries,
+    or outbox rows).
 
     Returns one :class:`~motia.state.backends.types.WriteResult` per call, or ``None`` when it cannot: a call
     that is not such a set (nothing done), or SQLite failed (rolled back). The transaction then runs the batch
