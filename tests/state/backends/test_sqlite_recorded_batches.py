@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from motia import StateManager
-from motia.state.backends.sqlite import SQLiteBackend, writer
+from motia.state.backends.sqlite import SQLiteBackend, recorded_batch, writer
 from motia.state.backends.types import Subscription
 from motia.state.observe import current_trace
 
@@ -39,7 +40,7 @@ def rows(path: Path, sql: str) -> list[Any]:
 def spy(monkeypatch: pytest.MonkeyPatch, *, disable: bool) -> list[bool]:
     """Record, per batch offered to the recorded batch of sets, whether it ran there (``disable``: never)."""
     taken: list[bool] = []
-    recorded_sets = writer.recorded_sets
+    recorded_sets = recorded_batch.recorded_sets
 
     def recording(*args: Any) -> list[Any] | None:
         outcomes = None if disable else recorded_sets(*args)
@@ -162,7 +163,7 @@ async def test_a_recorded_batch_never_runs_while_events_are_off(
 ) -> None:
     taken = spy(monkeypatch, disable=False)
     async with StateManager.from_url(f"sqlite:///{tmp_path / 'off.db'}") as state:
-        await together([lambda i=i: state.set("s", f"k{i}", i) for i in range(5)])
+        await together([functools.partial(state.set, "s", f"k{i}", i) for i in range(5)])
         assert await state.get("s", "k4") == 4
     assert taken == []
     assert rows(tmp_path / "off.db", "SELECT count(*) FROM motia_state_events") == [(0,)]
