@@ -4,7 +4,8 @@ autocommit statement, without a transaction (issue 15).
 In a transaction a lone write recording its event is six statements (``BEGIN IMMEDIATE``, the row, the
 upsert, the outbox row, ``COMMIT``, plus the Python of the batch). Here it is one ``INSERT`` into a
 ``TEMP`` view of this connection whose ``INSTEAD OF`` trigger writes the outbox rows from the row it is
-about to replace, then the row: a statement and the triggers it fires are atomic, so the event is
+about to replace, then the row (a ``set`` writes the row first, and its outbox row takes the replaced row
+from the hook, below): a statement and the triggers it fires are atomic, so the event is
 committed with the write or not at all (crash safety as before), under the same write lock (per-key
 order: outbox seqs increase in commit order, as in a transaction). The events are exactly those of
 :class:`~motia.state.backends.sqlite.transaction._Transaction`: ``expired`` for an expired row the write
