@@ -15,11 +15,14 @@ Or give several modes, comma-separated, and count each in one run: every phase s
     # /tmp/cg.2 counts the first mode, /tmp/cg.3 the second...: its "summary:" line / 2000 per operation
 
 Modes: ``set``, ``update``, ``get``, ``delete`` (one awaited call at a time; ``delete`` of a key that another
-``set`` wrote just before, the pair counted as one operation) and ``conc`` (``set`` from 200 tasks);
+``set`` wrote just before, the pair counted as one operation), ``conc`` (``set`` from 200 tasks) and
+``conc-update`` (``update`` from 200 tasks);
 ``conc-events`` is ``conc`` with events switched on (no subscription: each change goes to the outbox), the
 group path a state trigger's writers take; events stay on for the modes after it, so give it last; ``raw-set``
 and ``raw-update`` are ``state_bench.py``'s raw sqlite3 peer doing the same (its autocommit upsert; its
-read-change-write transaction), the figures pymotia's are compared with.
+read-change-write transaction), the figures pymotia's are compared with; ``raw-group-set`` and
+``raw-group-update`` its group-commit peer (the operations of ``conc`` and ``conc-update`` committed in groups of
+200 without a framework: the ceiling of those modes).
 The store is SQLite with 1,000 keys of the ``state_bench.py`` workload, written and read once first (the
 peer's table too, in every mode, so that one run of none serves every mode).
 """
@@ -48,6 +51,17 @@ async def run_mode(mode: str, keys: list[str], state: StateManager, raw: RawSQLi
                 await state.set(SCOPE, key, next_value())
 
         await asyncio.gather(*(writer(keys[task::TASKS]) for task in range(TASKS)))
+    elif mode == "conc-update":
+
+        async def updater(chunk: list[str]) -> None:
+            for key in chunk:
+                await state.update(SCOPE, key, INCREMENT)
+
+        await asyncio.gather(*(updater(keys[task::TASKS]) for task in range(TASKS)))
+    elif mode in ("raw-group-set", "raw-group-update"):
+        group = raw.group_set if mode == "raw-group-set" else raw.group_update
+        for first in range(0, len(keys), TASKS):
+            group(keys[first : first + TASKS])
     elif mode == "raw-set":
         for key in keys:
             raw.set(key)
