@@ -180,7 +180,7 @@ async def test_handlers_that_return_together_are_completed_in_one_store_call(tmp
         calls.append(list(ids))  # the worker completes them with its next claim
         return await complete_and_claim(ids, **claim)
 
-    backend.complete_and_claim = counting_with_claim  # type: ignore[method-assign]
+    backend.complete_and_claim = counting_with_claim  # type: ignore[method-assign,assignment]
     try:
         # When 8 writes trigger it and the handlers all return in the same moment
         for n in range(8):
@@ -223,7 +223,7 @@ async def test_a_returned_handlers_completion_rides_the_next_claim(tmp_path: Pat
         return done, claimed
 
     backend.complete_many = recorded_alone  # type: ignore[method-assign,assignment]
-    backend.complete_and_claim = recorded_with_claim  # type: ignore[method-assign]
+    backend.complete_and_claim = recorded_with_claim  # type: ignore[method-assign,assignment]
     try:
         # When one key changes twice (the second event waits for the first's completion: per-key order)
         await app.state.set("jobs", "a", 1)
@@ -306,7 +306,7 @@ async def test_a_delivery_keeps_its_lease_while_its_completion_is_slow(tmp_path:
         await asyncio.sleep(1.0)  # the worker completes it with its next claim
         return await complete_and_claim(ids, **claim)
 
-    backend.complete_and_claim = slow_with_claim  # type: ignore[method-assign]
+    backend.complete_and_claim = slow_with_claim  # type: ignore[method-assign,assignment]
     try:
         # When a message is handled at once, its completion taking three leases
         await motia.enqueue({"topic": "jobs", "data": 1})
@@ -350,7 +350,7 @@ async def test_a_failed_completion_is_logged_and_its_delivery_runs_again(
             raise failures.pop()
         return await complete_and_claim(ids, **claim)
 
-    backend.complete_and_claim = failing_once_with_claim  # type: ignore[method-assign]
+    backend.complete_and_claim = failing_once_with_claim  # type: ignore[method-assign,assignment]
     try:
         # When a key changes: its handler returns, its completion fails
         await app.state.set("jobs", "a", 1)
