@@ -119,7 +119,7 @@ class DeliveryWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         #: Each state event shown once in the console feed, however many steps receive it.
-        self._publish = FeedOnce(app).publish
+        self.feed = FeedOnce(app)
         self._errors = 0
         #: Handlers that returned, their deliveries waiting to be completed together (one store call).
         self.completions = Completions(self.backend, self.owner)
@@ -313,6 +313,7 @@ class DeliveryWorker:
             claimed += len(batch)
             for delivery in batch:
                 self._start(delivery)
+            self.feed.flush()  # the events of the handlers just started, before any of them runs
         return claimed
 
     async def _idle_wait(self, slots_free: bool) -> float:
@@ -463,7 +464,7 @@ class DeliveryWorker:
             if not found:
                 where = f"{event.group_id!r}/{event.item_id!r}"
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
-            self._publish(event.seq, fields)
+            self.feed.waiting.append((event.seq, fields))  # recorded by feed.flush(), once the claim started
             # TriggerInfo(type="state", scope=..., key=..., delivery_id=..., attempt=...), built if read.
             info: TriggerInfo | TriggerFields = (
                 "state", None, None, None, None, scope, key, None, None, None, delivery.id, delivery.attempts
