@@ -5,8 +5,8 @@ Each app process leases ready deliveries of its own steps (``backend.claim``), r
 bounded concurrency (a queue step's ``concurrency`` bounds its own share, and its ``visibility_timeout``
 is its lease: :mod:`motia.runtime.claim_plan`), renews the leases of handlers that run long, and settles
 each delivery only after its handler returned: ``complete`` on success (the handlers that return together
-are completed in one ``complete_many``, :mod:`motia.runtime.completions`, and a returned handler's slot is
-free at once), ``retry`` with the trigger's backoff on an exception, and ``dead_letter`` once the trigger's
+are completed in one store call, with the next claim where the claim loop makes one: ``complete_and_claim``,
+:mod:`motia.runtime.completions`; a returned handler's slot is free at once), ``retry`` with the trigger's backoff on an exception, and ``dead_letter`` once the trigger's
 retry policy is spent. A process that dies holding leases simply lets them expire; another process (or the
 restarted one) claims the deliveries again.
 That makes delivery at least once, and, with one lease per (step, order key) at a time (the backend's
