@@ -6,9 +6,9 @@ bounded concurrency (a queue step's ``concurrency`` bounds its own share, and it
 is its lease: :mod:`motia.runtime.claim_plan`), renews the leases of handlers that run long, and settles
 each delivery only after its handler returned: ``complete`` on success (the handlers that return together
 are completed in one store call, with the next claim where the claim loop makes one: ``complete_and_claim``,
-:mod:`motia.runtime.completions`; a returned handler's slot is free at once), ``retry`` with the trigger's backoff on an exception, and ``dead_letter`` once the trigger's
-retry policy is spent. A process that dies holding leases simply lets them expire; another process (or the
-restarted one) claims the deliveries again.
+:mod:`motia.runtime.completions`; a returned handler's slot is free at once), ``retry`` with the trigger's
+backoff on an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process that dies
+holding leases simply lets them expire; another process (or the restarted one) claims the deliveries again.
 That makes delivery at least once, and, with one lease per (step, order key) at a time (the backend's
 rule), in commit order per key (state), per group (streams) and per ``messageGroupId`` (FIFO queues).
 
