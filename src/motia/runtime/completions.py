@@ -54,8 +54,9 @@ class Completions:
         self._landed.set()
 
     def add(self, delivery_id: str, step: str, run: FlowContext | StepLogger) -> None:
-        """Complete ``delivery_id`` (of ``step``) with the next flush; the ``run``'s logger (or ``run``, a logger)
-        hears if its lease had expired. The worker hands the ctx: a run that never logs never makes a logger."""
+        """Complete ``delivery_id`` (of ``step``) with the claim loop's next claim, or else the next flush; the
+        ``run``'s logger (or ``run``, a logger) hears if its lease had expired. The worker hands the ctx: a run
+        that never logs never makes a logger."""
         self._waiting.append((delivery_id, run))
         self.settling[delivery_id] = step
         if not self.collected and (self._flusher is None or self._flusher.done()):
