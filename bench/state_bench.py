@@ -13,7 +13,11 @@ The workload follows ../shared/peers: scope ``sessions``, keys ``k0..kN-1``, val
 ``{"userId": "42", "expiresAt": <counter>, "data": {}}`` (a fresh value per write, see ``next_value``),
 one awaited operation at a time unless stated.
 The peer is raw ``sqlite3`` in WAL mode with ``synchronous=NORMAL`` and one transaction per operation
-(autocommit), measured in the same process and run. Each figure is the median of ``--repeat`` rounds;
+(autocommit), measured in the same process and run. The concurrent rows have a second peer, raw ``sqlite3``
+committing the same operations in groups of ``--tasks`` (``BEGIN IMMEDIATE``, one ``executemany`` of the group's
+upserts, or for ``update`` one read of the group's rows, the change in Python and one ``executemany``, ``COMMIT``):
+no framework at all, so the most any framework on ``sqlite3`` could do with that group (the "vs raw group
+commit" rows). Each figure is the median of ``--repeat`` rounds;
 the rounds of pymotia and of the peer are interleaved so that machine noise hits both alike.
 """
 
@@ -86,6 +90,36 @@ class RawSQLite:
         connection.execute("UPDATE kv SET value = ? WHERE scope = ? AND key = ?", (orjson.dumps(value), SCOPE, key))
         connection.execute("COMMIT")
 
+    def group_set(self, keys: list[str]) -> None:
+        """What group commit is at its cheapest: the sets of ``keys`` in one transaction, one ``executemany``."""
+        connection = self.connection
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(
+            "INSERT INTO kv (scope, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+            [(SCOPE, key, orjson.dumps(next_value())) for key in keys],
+        )
+        connection.execute("COMMIT")
+
+    def group_update(self, keys: list[str]) -> None:
+        """The updates of ``keys`` in one transaction: one read of their rows, the change in Python, one
+        ``executemany`` (a key updated twice in the group is read once and written once, with both changes)."""
+        connection = self.connection
+        connection.execute("BEGIN IMMEDIATE")
+        distinct = list(dict.fromkeys(keys))
+        rows = connection.execute(
+            f"SELECT key, value FROM kv WHERE scope = ? AND key IN ({','.join('?' * len(distinct))})",
+            (SCOPE, *distinct),
+        ).fetchall()
+        values = {key: orjson.loads(data) for key, data in rows}
+        for key in keys:
+            values[key]["expiresAt"] += 1
+        connection.executemany(
+            "UPDATE kv SET value = ? WHERE scope = ? AND key = ?",
+            [(orjson.dumps(value), SCOPE, key) for key, value in values.items()],
+        )
+        connection.execute("COMMIT")
+
     def update_json_set(self, key: str) -> None:
         """The cheapest atomic increment SQLite has: one UPDATE with json_set."""
         self.connection.execute(
@@ -128,6 +162,17 @@ async def time_concurrent(function: Callable[[str], Awaitable[object]], keys: li
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(chunk) for chunk in chunks))
+    return len(keys) / (time.perf_counter() - start)
+
+
+def time_groups(function: Callable[[list[str]], object], keys: list[str], tasks: int) -> float:
+    """Operations per second of ``time_concurrent``'s workload committed in groups of ``tasks``: the batches its
+    tasks make (task ``t``'s ``j``-th call is ``keys[t + j * tasks]``, so round ``j`` is one slice), each group one
+    call of ``function``."""
+    keys = keys * max(1, CONCURRENT_OPERATIONS // len(keys))
+    start = time.perf_counter()
+    for first in range(0, len(keys), tasks):
+        function(keys[first : first + tasks])
     return len(keys) / (time.perf_counter() - start)
 
 
@@ -174,6 +219,8 @@ async def sequential_and_concurrent(n: int, repeat: int, tasks: int, workdir: Pa
         add("raw get", time_sync(raw.get, shuffled))
         add("raw update (txn get+set)", time_sync(raw.update_txn, shuffled))
         add("raw update (json_set)", time_sync(raw.update_json_set, shuffled))
+        add(f"raw set group of {tasks}", time_groups(raw.group_set, shuffled, tasks))
+        add(f"raw update group of {tasks}", time_groups(raw.group_update, shuffled, tasks))
         for label, state in (("sqlite", sqlite_state), ("memory", memory_state)):
 
             async def do_set(key: str, state: StateManager = state) -> object:
@@ -227,6 +274,18 @@ async def sequential_and_concurrent(n: int, repeat: int, tasks: int, workdir: Pa
                 fmt_rate(m[f"memory {operation} x{tasks}"]),
                 fmt_rate(m[peer]) + " (per-op commit)",
                 f"{m[f'sqlite {operation} x{tasks}'] / m[peer]:.2f}x",
+            ]
+        )
+    for operation in ("set", "update"):
+        group = m[f"raw {operation} group of {tasks}"]
+        rows.append(
+            [
+                f"{n:,}",
+                f"{tasks} tasks {operation} vs raw group commit",
+                fmt_rate(m[f"sqlite {operation} x{tasks}"]),
+                "",
+                fmt_rate(group) + f" (groups of {tasks}: the ceiling)",
+                f"{m[f'sqlite {operation} x{tasks}'] / group:.2f}x",
             ]
         )
     return rows

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 __all__ = ["Observer", "current_trace", "observed", "observer", "set_observer"]
 
@@ -44,15 +43,38 @@ observer: Observer | None = None
 
 
 def set_observer(new: Observer | None) -> Observer | None:
-    """Install ``new`` (``None`` removes it); return the one it replaces."""
+    """Install ``new`` (``None`` removes it); return the one it replaces. Every :func:`observed` method is
+    switched to its observed form or back to the bare method."""
     global observer
     old, observer = observer, new
+    for owner, name, method, watched in _switches:
+        setattr(owner, name, method if new is None else watched)
     return old
 
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Every :func:`observed` method: its class, its name, the bare method and its observed form.
+_switches: list[tuple[type, str, Callable[..., Any], Callable[..., Any]]] = []
+
+
+class _Observed:
+    """What :func:`observed` puts in the class body: when the class is made (``__set_name__``) it replaces
+    itself with the bare method, or with its observed form if an observer is installed, and is remembered so
+    that :func:`set_observer` switches it.
+
+    Why switch, rather than one wrapper that checks for an observer on every call: while nothing observes
+    (the default), a state operation is then the method itself, without a wrapper's frame and its argument
+    packing on every ``get``, ``set`` and ``update`` (issue 15)."""
+
+    def __init__(self, method: Callable[..., Any], watched: Callable[..., Any]) -> None:
+        self.method = method
+        self.watched = watched
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        _switches.append((owner, name, self.method, self.watched))
+        setattr(owner, name, self.method if observer is None else self.watched)
 
 
 def observed(
@@ -60,33 +82,21 @@ def observed(
 ) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]:
     """Decorate an async method of a manager so that, with an observer installed, it runs inside
     ``observer.operation(kind, op, *describe(self, *args, **kwargs))``. ``describe`` returns
-    ``(backend, target, key)`` and never raises on bad input (the method itself checks its arguments)."""
+    ``(backend, target, key)`` and never raises on bad input (the method itself checks its arguments).
+    Only for methods defined in a class body (see :class:`_Observed`)."""
 
     def decorate(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-        async def watched(watcher: Observer, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        @functools.wraps(method)
+        async def watched(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            watcher = observer
+            if watcher is None:  # removed while a caller held this form (a method looked up before)
+                return await method(*args, **kwargs)
             with watcher.operation(kind, op, *describe(*args, **kwargs)):
                 return await method(*args, **kwargs)
 
-        # A plain function that hands back the method's own coroutine while nothing observes: no coroutine
-        # of its own to create, start and await through on every state operation (issue 15). Callers await
-        # it as before; the observer is looked up when the operation is called.
-        @functools.wraps(method)
-        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Coroutine[Any, Any, _R]:
-            watcher = observer
-            if watcher is None:
-                return method(*args, **kwargs)
-            return watched(watcher, *args, **kwargs)
-
-        return _mark_coroutine(wrapper)
+        return cast(Callable[_P, Coroutine[Any, Any, _R]], _Observed(method, watched))
 
     return decorate
-
-
-def _mark_coroutine(function: _F) -> _F:
-    """Let ``inspect.iscoroutinefunction`` see the wrapper as the coroutine function it stands for (Python 3.12+;
-    on 3.11 there is no way to say so)."""
-    mark = getattr(inspect, "markcoroutinefunction", None)
-    return function if mark is None else mark(function)
 
 
 _kinds: dict[type, str] = {}

@@ -141,7 +141,10 @@ def dumps(value: JSON) -> bytes:
 
 def encode(value: JSON, max_bytes: int) -> bytes:
     """Encode already-validated JSON data, enforcing the size limit."""
-    data = dumps(value)
+    try:
+        data = orjson.dumps(value)  # dumps' first try, without its call (every update encodes its value)
+    except orjson.JSONEncodeError:
+        data = dumps(value)  # raises as it says, or takes the slow road for a big int
     if len(data) > max_bytes:
         raise StateValueError(f"value is {len(data)} bytes encoded; the limit is max_value_bytes={max_bytes}")
     return data

@@ -55,7 +55,8 @@ def plan_update(
     now: float,
 ) -> tuple[Record | None, WriteResult]:
     """The new record (``None`` when nothing is to be written) and the result."""
-    check_version(scope, key, current, if_version)
+    if if_version is not None:  # the common update has none: no call
+        check_version(scope, key, current, if_version)
     if not operations:
         if current is None:
             return None, WriteResult(None, None, 0)

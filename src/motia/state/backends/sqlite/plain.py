@@ -73,7 +73,11 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
         return _run_sets(connection, calls, now)  # type: ignore[arg-type]
     wanted: dict[str, dict[str, None]] = {}
     for call in calls:
-        wanted.setdefault(call.args[0], {})[call.args[1]] = None
+        args = call.args
+        keys = wanted.get(args[0])
+        if keys is None:  # not setdefault(scope, {}): that builds a dict per call to throw away
+            keys = wanted[args[0]] = {}
+        keys[args[1]] = None
     known: dict[tuple[str, str], Record | None] = {}
     dirty: dict[tuple[str, str], Record | None] = {}
     for scope, keys in wanted.items():
@@ -115,10 +119,10 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
     for pair, record in dirty.items():
         if record is None:
             deletes.append(pair)
-        elif record.expires_at is None:  # NULL written in, not bound (see connection.blob)
-            lasting.append((*pair, blob(record.data), record.version))
+        elif record[3] is None:  # no expiry: NULL written in, not bound (see connection.blob)
+            lasting.append((pair[0], pair[1], blob(record[1]), record[2]))  # Record by position, no star unpacking
         else:
-            expiring.append((*pair, blob(record.data), record.version, record.expires_at))
+            expiring.append((pair[0], pair[1], blob(record[1]), record[2], record[3]))
     if lasting:
         connection.executemany(_UPSERT_LASTING, lasting)
     if expiring:

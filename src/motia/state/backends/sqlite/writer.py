@@ -108,19 +108,15 @@ class _Call:
 
 
 class _Request(_Call):
-    """A queued write: its caller awaits ``future``, answered after the batch commits."""
+    """A queued write: its caller awaits ``future``, answered after the batch commits. Made by
+    :meth:`SQLiteWriter._write` field by field, without an ``__init__`` frame (every queued write makes one)."""
 
     __slots__ = ("future", "heavy")
+    future: asyncio.Future[Any]
+    heavy: bool
 
-    def __init__(
-        self, function: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any], heavy: bool
-    ) -> None:
-        # _Call's fields set here, not through super().__init__: one call less per queued write
-        self.function = function
-        self.args = args
-        self.trace = current_trace.get()
-        self.future = future
-        self.heavy = heavy
+
+_new_request = object.__new__
 
 
 class _LoopWriter:
@@ -189,27 +185,26 @@ class _LoopWriter:
         self.runtime_writes = 0
         self.round_open = False
 
-    def submit(self, request: _Request) -> None:
-        self.pending.append(request)
-        if not self.scheduled and not self.in_thread:
-            self.scheduled = True
-            self.loop.call_soon(self.flush)
-
     def flush(self) -> None:
         self.scheduled = False
         taken = self.pending[:MAX_BATCH]
         del self.pending[:MAX_BATCH]
-        self.contended = len(taken) > 1 and _writers_grouped(taken)
         if self.pending:
             self.scheduled = True
             self.loop.call_soon(self.flush)
         # A caller cancelled before its commit started: skip it, so nothing unacknowledged is written.
         batch: list[_Request] = []
         heavy = False
+        writers = 0  # callers other than the runtime's own calls (one loop over the batch for all three)
         for request in taken:
+            if request.function not in _RUNTIME_WRITES:
+                writers += 1
             if not request.future.cancelled():
                 batch.append(request)
                 heavy = heavy or request.heavy
+        # The batch grouped writes of two or more callers other than the runtime (a lone writer's queued write
+        # joined by the dispatcher's or the worker's shows no concurrent writers): writers are running side by side.
+        self.contended = writers > 1
         if len(batch) < len(taken):
             self.backend._finished(len(taken) - len(batch))
         if not batch:
@@ -251,12 +246,13 @@ class _LoopWriter:
 
     def _answer(self, batch: list[_Request], outcomes: list[Any]) -> None:
         for request, outcome in zip(batch, outcomes, strict=True):
-            if request.future.cancelled():
+            future = request.future
+            if future.cancelled():
                 continue
-            if isinstance(outcome, _Failure):
-                request.future.set_exception(outcome.error)
+            if type(outcome) is _Failure:
+                future.set_exception(outcome.error)
             else:
-                request.future.set_result(outcome)
+                future.set_result(outcome)
         self.backend._finished(len(batch))
 
     def _answer_all(self, batch: list[_Request], exc: BaseException) -> None:
@@ -264,18 +260,6 @@ class _LoopWriter:
             if not request.future.cancelled():
                 request.future.set_exception(exc)
         self.backend._finished(len(batch))
-
-
-def _writers_grouped(batch: list[_Request]) -> bool:
-    """Whether ``batch`` grouped writes of two or more callers other than the runtime's own calls (a lone
-    writer's queued write joined by the dispatcher's or the worker's shows no concurrent writers)."""
-    seen = 0
-    for request in batch:
-        if request.function not in _RUNTIME_WRITES:
-            seen += 1
-            if seen > 1:
-                return True
-    return False
 
 
 class SQLiteWriter(SQLiteConnections):
@@ -311,7 +295,8 @@ class SQLiteWriter(SQLiteConnections):
                 for closed in [known for known in self._writers if known.is_closed()]:
                     del self._writers[closed]
                 writer = self._writers[loop] = _LoopWriter(self, loop)
-        if self._inline_writes and not heavy and writer.inline_turn(function in _RUNTIME_WRITES):
+        # writes already queued: this one joins them (inline_turn's first test, without its call)
+        if self._inline_writes and not heavy and not writer.pending and writer.inline_turn(function in _RUNTIME_WRITES):
             # No other write could join a batch: commit this one now, a batch of one, without a round
             # trip through the loop.
             lone = (_LONE_EVENT_WRITES if self._events_enabled else _LONE_WRITES).get(function)
@@ -348,7 +333,16 @@ class SQLiteWriter(SQLiteConnections):
                 self._after_commit(1)
                 return outcome[0]
         future: asyncio.Future[Any] = loop.create_future()
-        writer.submit(_Request(function, args, future, heavy))
+        request: _Request = _new_request(_Request)
+        request.function = function
+        request.args = args
+        request.trace = current_trace.get()
+        request.future = future
+        request.heavy = heavy
+        writer.pending.append(request)  # queued; the first of a batch schedules its flush
+        if not writer.scheduled and not writer.in_thread:
+            writer.scheduled = True
+            loop.call_soon(writer.flush)
         return await future
 
     def _finished(self, count: int) -> None:
@@ -386,10 +380,14 @@ class SQLiteWriter(SQLiteConnections):
                 outcome = self._run_lone(connection, form, now, batch[0])
                 if outcome is not FALLBACK:
                     return [outcome]
-        if len(batch) > 1 and self._lone_allowed(now) and all(call.function in PLAIN_WRITES for call in batch):
-            plain = self._run_plain(connection, batch, now)
-            if plain is not None:
-                return plain
+        if len(batch) > 1 and self._lone_allowed(now):
+            for call in batch:  # a loop, not all() over a generator: one frame less per call of the batch
+                if call.function not in PLAIN_WRITES:
+                    break
+            else:
+                plain = self._run_plain(connection, batch, now)
+                if plain is not None:
+                    return plain
         self._begin(connection)
         outcomes: list[Any] = []
         try:
