@@ -12,7 +12,8 @@ is written, the worker goes on renewing its lease (:attr:`Completions.settling`)
 waited, so a slow store does not hand it to another worker meanwhile. A delivery whose lease had already
 expired is logged on the run's own logger, as the run would have logged it.
 
-While the worker's claim loop runs (:attr:`Completions.collected`), it takes the waiting completions into its
+While the worker's claim loop runs on a store that completes and claims in one transaction
+(``backend.completes_with_claim``: :attr:`Completions.collected`), it takes the waiting completions into its
 next claim instead (:meth:`Completions.claim`): one store call and, on SQLite, one transaction for both
 (``complete_and_claim``, issue 15), since a returned handler wakes the claim loop anyway. Whatever that claim
 leaves waiting (no claim was made: no free slot, every step paused) goes to a flush as above.
@@ -89,7 +90,8 @@ class Completions:
         (their leases expire and they run again, as after a failed flush).
         """
         batch = self._waiting
-        if not batch or not self._landed.is_set():  # nothing to take, or a taken batch is still in the store
+        # nothing to take, completions not collected (written on their own), or a taken batch still in the store
+        if not batch or not self.collected or not self._landed.is_set():
             return await self.backend.claim(steps, owner=self.owner, limit=limit, lease=lease)
         self._waiting = []
         ids = [delivery_id for delivery_id, _ in batch]

@@ -271,7 +271,9 @@ class DeliveryWorker:
     async def _claim_loop(self) -> None:
         options = self.options
         completions = self.completions
-        completions.collected = True  # the completions of returned handlers ride the next claim (below)
+        # Where the store completes and claims in one transaction, returned handlers' completions ride the next
+        # claim (below); elsewhere they are written on their own, beside the claims.
+        together = completions.collected = self.backend.completes_with_claim
         try:
             while True:
                 self._wake.clear()
@@ -285,7 +287,7 @@ class DeliveryWorker:
                         completions.collected = False  # meanwhile, returned handlers' completions flush alone
                         completions.flush()
                         await asyncio.sleep(self._store_error(exc))
-                        completions.collected = True
+                        completions.collected = together
                         continue
                     self._errors = 0
                 # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the

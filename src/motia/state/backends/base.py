@@ -297,6 +297,12 @@ class DeliveryStore:
         done = await asyncio.gather(*(self.complete(delivery_id, owner=owner) for delivery_id in delivery_ids))
         return {delivery_id for delivery_id, ok in zip(delivery_ids, done, strict=True) if ok}
 
+    #: Whether :meth:`complete_and_claim` completes and claims in one transaction (SQLite). Only then does the
+    #: delivery worker hold a returned handler's completion for its next claim: where the two are separate
+    #: calls anyway, it writes completions on their own, beside its claims, and a slow completion never
+    #: delays a claim.
+    completes_with_claim = False
+
     async def complete_and_claim(
         self, delivery_ids: Sequence[str], *, owner: str, steps: Sequence[str], limit: int, lease: float
     ) -> tuple[set[str], list[Delivery]]:

@@ -114,6 +114,8 @@ def _is_utf8(text: str) -> bool:
 class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
     """State in one SQLite file, shared safely by every thread and process that opens it."""
 
+    completes_with_claim = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],
