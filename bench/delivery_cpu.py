@@ -16,6 +16,9 @@ worker's: instructions per delivery, which the machine's load does not move. Two
     for n in 300 2000; do valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/dev/null \\
         .venv/bin/python bench/delivery_cpu.py -n $n --rounds 1 --callgrind 2>&1 | grep Collected; done
 
+``--profile`` runs ``cProfile`` over the measured span of the last round and prints the functions by their
+own time, per delivery (the profiler's overhead included: for where the time goes, not how much).
+
 ``--end-to-end`` measures the end-to-end row instead: the app runs first, then ``n`` writes by 200 tasks, and the
 span runs from the first write to the last handler (writes, dispatch and deliveries: instructions per event).
 """
@@ -24,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import os
+import pstats
 import subprocess
 import tempfile
 import time
@@ -61,7 +66,9 @@ async def backlog(url: str, n: int) -> None:
             await asyncio.sleep(0.05)
 
 
-async def one_round(workdir: Path, n: int, callgrind: bool, end_to_end: bool = False) -> tuple[float, float]:
+async def one_round(
+    workdir: Path, n: int, callgrind: bool, end_to_end: bool = False, profiler: cProfile.Profile | None = None
+) -> tuple[float, float]:
     """Deliveries per second and CPU microseconds per delivery of one round."""
     url = fresh_url(workdir)
     if not end_to_end:
@@ -74,6 +81,8 @@ async def one_round(workdir: Path, n: int, callgrind: bool, end_to_end: bool = F
         # Valgrind answers between the client's instructions: start the command, let the loop run meanwhile.
         subprocess.Popen(["callgrind_control", "-i", "on", str(os.getpid())], stdout=subprocess.DEVNULL)
         await asyncio.sleep(1)
+    if profiler is not None:
+        profiler.enable()
     cpu, start = time.process_time(), time.perf_counter()
     if app is None:
         app = await start_app(url, handler, DeliveryOptions())
@@ -82,6 +91,8 @@ async def one_round(workdir: Path, n: int, callgrind: bool, end_to_end: bool = F
             await time_writes(app.state, n, 200)
         await asyncio.wait_for(handler.done.wait(), 300)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        if profiler is not None:
+            profiler.disable()
         if callgrind:
             subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
     finally:
@@ -91,10 +102,23 @@ async def one_round(workdir: Path, n: int, callgrind: bool, end_to_end: bool = F
 
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="motia-delivery-bench-") as tmp:
-        for _ in range(args.rounds):
-            rate, cpu = await one_round(Path(tmp), args.n, args.callgrind, args.end_to_end)
+        for left in reversed(range(args.rounds)):
+            profiler = cProfile.Profile() if args.profile and not left else None
+            rate, cpu = await one_round(Path(tmp), args.n, args.callgrind, args.end_to_end, profiler)
             what, one = ("events end to end", "event") if args.end_to_end else ("deliveries", "delivery")
             print(f"{args.n:,} {what}: {rate:,.0f}/s, {cpu:.1f} CPU µs per {one}")
+            if profiler is not None:
+                print_profile(profiler, args.n)
+
+
+def print_profile(profiler: cProfile.Profile, n: int, top: int = 60) -> None:
+    """The ``top`` functions by own time: µs per delivery (own, cumulative) and calls per delivery."""
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    print(f"{'own µs':>8} {'cum µs':>8} {'calls':>7}  function (per delivery)")
+    for (path, line, name), (_, calls, own, cumulative, _) in rows:
+        where = f"{Path(path).name}:{line}" if line else path
+        print(f"{own / n * 1e6:8.2f} {cumulative / n * 1e6:8.2f} {calls / n:7.3f}  {name} ({where})")
 
 
 def main() -> None:
@@ -102,6 +126,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=10_000, help="deliveries per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callgrind", action="store_true", help="count instructions of the measured span only")
+    parser.add_argument("--profile", action="store_true", help="cProfile the last round's measured span")
     parser.add_argument("--end-to-end", action="store_true", help="writes, dispatch and deliveries (200 writers)")
     args = parser.parse_args()
     import uvloop

@@ -144,8 +144,9 @@ def group_writes(connection: sqlite3.Connection, keys: list[str], tasks: int, de
 def claim_and_complete(connection: sqlite3.Connection, claim: int, together: bool) -> tuple[float, float, int]:
     """CPU seconds of claiming every delivery ``claim`` at a time and of completing them, and how many.
 
-    ``together``: what one transaction for a flush's completions and the next claim would cost (the worker
-    does not do that today): the completions first (so their keys' next deliveries are claimable), then the
+    ``together``: what one transaction for a flush's completions and the next claim costs (the worker does that
+    since session 27, ``_write_complete_and_claim``; spelled out here so that older checkouts measure it too):
+    the completions first (so their keys' next deliveries are claimable), then the
     claim, one commit; the claim's figure is then the whole transaction's and the completion's zero.
     """
     owner = f"{socket.gethostname()}:{os.getpid()}:0123abcd"  # the delivery worker's form

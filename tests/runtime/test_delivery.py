@@ -174,6 +174,13 @@ async def test_handlers_that_return_together_are_completed_in_one_store_call(tmp
         return await complete_many(ids, owner=owner)
 
     backend.complete_many = counting  # type: ignore[method-assign,assignment]
+    complete_and_claim = backend.complete_and_claim
+
+    async def counting_with_claim(ids: Any, **claim: Any) -> tuple[set[str], list[Any]]:
+        calls.append(list(ids))  # the worker completes them with its next claim
+        return await complete_and_claim(ids, **claim)
+
+    backend.complete_and_claim = counting_with_claim  # type: ignore[method-assign,assignment]
     try:
         # When 8 writes trigger it and the handlers all return in the same moment
         for n in range(8):
@@ -187,7 +194,57 @@ async def test_handlers_that_return_together_are_completed_in_one_store_call(tmp
     assert left == 0
 
 
+async def test_a_returned_handlers_completion_rides_the_next_claim(tmp_path: Path) -> None:
+    # Given a worker running one handler at a time, and the store calls it makes recorded
+    seen: list[int] = []
+    both_written = asyncio.Event()
+
+    async def job(input, ctx):
+        await both_written.wait()
+        seen.append(input.new_value)
+
+    app = await started(
+        [step({"name": "job", "triggers": [state(scope="jobs")]}, job)],
+        f"sqlite:///{tmp_path / 'state.db'}",
+        DeliveryOptions(poll_interval=0.02, concurrency=1),
+    )
+    backend = app.state.backend
+    alone: list[list[str]] = []
+    combined: list[tuple[list[str], list[str]]] = []
+    complete_many, complete_and_claim = backend.complete_many, backend.complete_and_claim
+
+    async def recorded_alone(ids: Any, *, owner: str) -> set[str]:
+        alone.append(list(ids))
+        return await complete_many(ids, owner=owner)
+
+    async def recorded_with_claim(ids: Any, **claim: Any) -> tuple[set[str], list[Any]]:
+        done, claimed = await complete_and_claim(ids, **claim)
+        combined.append((sorted(done), [d.id for d in claimed]))
+        return done, claimed
+
+    backend.complete_many = recorded_alone  # type: ignore[method-assign,assignment]
+    backend.complete_and_claim = recorded_with_claim  # type: ignore[method-assign,assignment]
+    try:
+        # When one key changes twice (the second event waits for the first's completion: per-key order)
+        await app.state.set("jobs", "a", 1)
+        await app.state.set("jobs", "a", 2)
+        both_written.set()
+        await app.drain()
+        left = await backend.pending()
+    finally:
+        await app.shutdown()
+    # Then the first delivery's completion and the second's claim were one store call, and nothing was
+    # completed alone
+    assert seen == [1, 2] and left == 0
+    (first_done, second_claimed), *_ = combined
+    assert len(first_done) == 1 and len(second_claimed) == 1 and first_done != second_claimed
+    assert sum(len(done) for done, _ in combined) == 2 and alone == []
+
+
 async def test_a_returned_handler_frees_its_slot_while_its_completion_is_written(tmp_path: Path) -> None:
+    # On a store that completes and claims in separate calls (memory here; Redis, PostgreSQL), a completion is
+    # written beside the claims: a slow one never holds the next claim back. (SQLite completes with the next
+    # claim, in one transaction: test_a_returned_handlers_completion_rides_the_next_claim.)
     # Given a worker running one handler at a time, whose completions are held back at a gate
     second_started = asyncio.Event()
     seen: list[int] = []
@@ -199,10 +256,11 @@ async def test_a_returned_handler_frees_its_slot_while_its_completion_is_written
 
     app = await started(
         [step({"name": "job", "triggers": [state(scope="jobs")]}, job)],
-        f"sqlite:///{tmp_path / 'state.db'}",
+        "memory://",
         DeliveryOptions(poll_interval=0.02, concurrency=1),
     )
     backend = app.state.backend
+    assert not backend.completes_with_claim
     gate = asyncio.Event()
     complete_many = backend.complete_many
 
@@ -246,6 +304,13 @@ async def test_a_delivery_keeps_its_lease_while_its_completion_is_slow(tmp_path:
         return await complete_many(ids, owner=owner)
 
     backend.complete_many = slow  # type: ignore[method-assign,assignment]
+    complete_and_claim = backend.complete_and_claim
+
+    async def slow_with_claim(ids: Any, **claim: Any) -> tuple[set[str], list[Any]]:
+        await asyncio.sleep(1.0)  # the worker completes it with its next claim
+        return await complete_and_claim(ids, **claim)
+
+    backend.complete_and_claim = slow_with_claim  # type: ignore[method-assign,assignment]
     try:
         # When a message is handled at once, its completion taking three leases
         await motia.enqueue({"topic": "jobs", "data": 1})
@@ -282,6 +347,14 @@ async def test_a_failed_completion_is_logged_and_its_delivery_runs_again(
         return await complete_many(ids, owner=owner)
 
     backend.complete_many = failing_once  # type: ignore[method-assign,assignment]
+    complete_and_claim = backend.complete_and_claim
+
+    async def failing_once_with_claim(ids: Any, **claim: Any) -> tuple[set[str], list[Any]]:
+        if failures:  # the worker completes it with its next claim
+            raise failures.pop()
+        return await complete_and_claim(ids, **claim)
+
+    backend.complete_and_claim = failing_once_with_claim  # type: ignore[method-assign,assignment]
     try:
         # When a key changes: its handler returns, its completion fails
         await app.state.set("jobs", "a", 1)

@@ -104,3 +104,21 @@ async def test_record_keeps_the_history_publish_would_and_reaches_subscribers():
     recorded.record(events[0])
     live = await asyncio.wait_for(subscription.next(), 5)
     assert live == {"id": 6, **events[0]} == recorded.recent()[-1]
+
+
+async def test_record_many_keeps_what_record_would_in_order_and_reaches_subscribers():
+    """``record_many`` (the worker's, once per claim) is ``record`` of each event, in order."""
+    many, one_by_one = StateEventHub(history=3), StateEventHub(history=3)
+    events = [{"event_type": "created", "item_id": f"k{n}", "timestamp": 1.5 + n} for n in range(4)]
+    many.record_many(events)
+    for event in events:
+        one_by_one.record(event)
+    assert many.recent() == one_by_one.recent() == [{"id": n + 1, **events[n]} for n in (1, 2, 3)]
+
+    many.record_many([{"event_type": "updated", "item_id": "no-time"}])  # no timestamp: stamped now
+    assert many.recent()[-1]["id"] == 5 and isinstance(many.recent()[-1]["timestamp"], float)
+
+    subscription, _ = many.subscribe()
+    many.record_many(events[:2])
+    live = [await asyncio.wait_for(subscription.next(), 5) for _ in range(2)]
+    assert live == [{"id": 6, **events[0]}, {"id": 7, **events[1]}] == many.recent()[-2:]

@@ -5,10 +5,10 @@ Each app process leases ready deliveries of its own steps (``backend.claim``), r
 bounded concurrency (a queue step's ``concurrency`` bounds its own share, and its ``visibility_timeout``
 is its lease: :mod:`motia.runtime.claim_plan`), renews the leases of handlers that run long, and settles
 each delivery only after its handler returned: ``complete`` on success (the handlers that return together
-are completed in one ``complete_many``, :mod:`motia.runtime.completions`, and a returned handler's slot is
-free at once), ``retry`` with the trigger's backoff on an exception, and ``dead_letter`` once the trigger's
-retry policy is spent. A process that dies holding leases simply lets them expire; another process (or the
-restarted one) claims the deliveries again.
+are completed in one store call, with the next claim where the claim loop makes one: ``complete_and_claim``,
+:mod:`motia.runtime.completions`; a returned handler's slot is free at once), ``retry`` with the trigger's
+backoff on an exception, and ``dead_letter`` once the trigger's retry policy is spent. A process that dies
+holding leases simply lets them expire; another process (or the restarted one) claims the deliveries again.
 That makes delivery at least once, and, with one lease per (step, order key) at a time (the backend's
 rule), in commit order per key (state), per group (streams) and per ``messageGroupId`` (FIFO queues).
 
@@ -52,6 +52,7 @@ from motia.runtime.dead_letter_notice import announce_dead_letter
 from motia.runtime.delivery_options import DeliveryOptions
 from motia.runtime.delivery_payload import attempt_error as _error_text
 from motia.runtime.delivery_payload import traceparent as _traceparent
+from motia.runtime.feed_once import FeedOnce
 from motia.runtime.flow_control import RateLimiter
 from motia.runtime.retention import RETENTION_LEASE, log_pruned
 from motia.runtime.runner import StepRunner
@@ -117,11 +118,8 @@ class DeliveryWorker:
         self._dispatch_wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        #: The seqs of the state events shown in the console feed lately (two generations of up to
-        #: _PUBLISHED_KEPT each: at least the last that many are remembered), so an event delivered to several
-        #: steps, or again, is shown once. Sets, not an ordered dict: a tenth of the cost per delivery.
-        self._published: set[int] = set()
-        self._published_before: set[int] = set()
+        #: Each state event shown once in the console feed, however many steps receive it.
+        self.feed = FeedOnce(app)
         self._errors = 0
         #: Handlers that returned, their deliveries waiting to be completed together (one store call).
         self.completions = Completions(self.backend, self.owner)
@@ -260,19 +258,7 @@ class DeliveryWorker:
         async with asyncio.timeout(timeout):
             while True:
                 await self.dispatcher.dispatch_all()
-                claimed = 0
-                free = self.options.concurrency - len(self._running)
-                for unit, room in self.plan.next_units(self._per_step, self.rate_limiter.is_paused):
-                    limit = free if room is None else min(free, room)
-                    if limit <= 0:
-                        break
-                    batch = await self.backend.claim(unit.steps, owner=self.owner, limit=limit, lease=unit.lease)
-                    if self.rate_limiter and any(step in self.plan.rate_limited for step in unit.steps):
-                        batch = await self._admit(batch)
-                    free -= len(batch)
-                    claimed += len(batch)
-                    for delivery in batch:
-                        self._start(delivery)
+                claimed = await self._claim_units(self.options.concurrency - len(self._running))
                 total += claimed
                 if self._running:
                     await asyncio.wait({task for task, _ in self._running.values()})
@@ -284,32 +270,53 @@ class DeliveryWorker:
 
     async def _claim_loop(self) -> None:
         options = self.options
-        while True:
-            self._wake.clear()
-            # A handler that returned no longer counts: its slot is free while its completion is being
-            # written, so the next claim can join that write's commit instead of waiting for it.
-            free = options.concurrency - len(self._running)
-            if free > 0:
-                try:
-                    for unit, room in self.plan.next_units(self._per_step, self.rate_limiter.is_paused):
-                        limit = free if room is None else min(free, room)
-                        if limit <= 0:
-                            break
-                        claimed = await self.backend.claim(unit.steps, owner=self.owner, limit=limit, lease=unit.lease)
-                        if self.rate_limiter and any(step in self.plan.rate_limited for step in unit.steps):
-                            claimed = await self._admit(claimed)
-                        free -= len(claimed)
-                        for delivery in claimed:
-                            self._start(delivery)
-                except Exception as exc:  # any failure: log, back off, go on; this loop never dies (#4)
-                    await asyncio.sleep(self._store_error(exc))
-                    continue
-                self._errors = 0
-            # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the
-            # next claim waits for a wake-up (a dispatch, a finished handler) or the poll timer.
-            if self._wake.is_set():  # under load it often is: no wait to arm (wait_for would return at once)
-                continue
-            await wait_for(self._wake, await self._idle_wait(free > 0))
+        completions = self.completions
+        # Where the store completes and claims in one transaction, returned handlers' completions ride the next
+        # claim (below); elsewhere they are written on their own, beside the claims.
+        together = completions.collected = self.backend.completes_with_claim
+        try:
+            while True:
+                self._wake.clear()
+                # A handler that returned no longer counts: its slot is free, and its completion is written
+                # with this claim, in one store call (one transaction on SQLite).
+                free = options.concurrency - len(self._running)
+                if free > 0:
+                    try:
+                        free -= await self._claim_units(free)
+                    except Exception as exc:  # any failure: log, back off, go on; this loop never dies (#4)
+                        completions.collected = False  # meanwhile, returned handlers' completions flush alone
+                        completions.flush()
+                        await asyncio.sleep(self._store_error(exc))
+                        completions.collected = together
+                        continue
+                    self._errors = 0
+                # Fewer than `free` claimed: nothing else is ready. All claimed: no slot is free. Either way the
+                # next claim waits for a wake-up (a dispatch, a finished handler) or the poll timer.
+                if self._wake.is_set():  # under load it often is: no wait to arm (wait_for would return at once)
+                    continue  # completions added meanwhile ride the next round's claim
+                completions.flush()  # what no claim took (no slot free, every step paused): written alone
+                await wait_for(self._wake, await self._idle_wait(free > 0))
+        finally:
+            completions.collected = False
+            completions.flush()
+
+    async def _claim_units(self, free: int) -> int:
+        """Claim for up to ``free`` slots, unit by unit (:class:`ClaimPlan`), start what was claimed and return
+        how many; the first claim also completes the deliveries of the handlers that returned."""
+        claimed = 0
+        for unit, room in self.plan.next_units(self._per_step, self.rate_limiter.is_paused):
+            limit = free if room is None else min(free, room)
+            if limit <= 0:
+                break
+            batch = await self.completions.claim(unit.steps, limit, unit.lease)
+            if self.rate_limiter and any(step in self.plan.rate_limited for step in unit.steps):
+                batch = await self._admit(batch)
+            free -= len(batch)
+            claimed += len(batch)
+            for delivery in batch:
+                self._start(delivery)
+            self.feed.flush()  # the events of the handlers just started, before any of them runs
+        return claimed
 
     async def _idle_wait(self, slots_free: bool) -> float:
         """How long the claim loop may wait for a wake-up: the poll interval, unless the store tells this
@@ -459,7 +466,7 @@ class DeliveryWorker:
             if not found:
                 where = f"{event.group_id!r}/{event.item_id!r}"
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
-            self._publish(event.seq, fields)
+            self.feed.waiting.append((event.seq, fields))  # recorded by feed.flush(), once the claim started
             # TriggerInfo(type="state", scope=..., key=..., delivery_id=..., attempt=...), built if read.
             info: TriggerInfo | TriggerFields = (
                 "state", None, None, None, None, scope, key, None, None, None, delivery.id, delivery.attempts
@@ -571,23 +578,3 @@ class DeliveryWorker:
                 outcome,
             )
             return True
-
-    def _publish(self, seq: int | None, event: dict[str, Any]) -> None:
-        """Show the event in the console's live feed, once per event however many steps receive it."""
-        published = self._published
-        if seq is None or seq in published or seq in self._published_before:
-            return
-        hub = getattr(self.app, "state_events", None)
-        if hub is None:
-            return
-        published.add(seq)
-        if len(published) >= _PUBLISHED_KEPT:
-            self._published_before, self._published = published, set()
-        try:
-            hub.record(event)
-        except Exception:  # the console feed is a view: its failure must not fail a delivery
-            logger.exception("delivery: publishing event %s to the console feed failed", seq)
-
-
-#: How many recently shown state events (at least) the worker remembers, not to show one twice.
-_PUBLISHED_KEPT = 10_000

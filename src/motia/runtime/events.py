@@ -18,7 +18,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -146,6 +146,17 @@ class StateEventHub:
                 self._history.append((next(self._ids), event))
                 return
         self.publish(event)
+
+    def record_many(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`record` of each of ``events``, in order, under one lock while nobody is subscribed (the
+        delivery worker records a claim's events together)."""
+        with self._lock:
+            if not self._subscribers and all("timestamp" in event for event in events):
+                ids = self._ids
+                self._history.extend([(next(ids), event) for event in events])
+                return
+        for event in events:
+            self.record(event)
 
     def _stamped_history(self) -> deque[Event]:
         """The history with every event in its stamped form (those :meth:`record` kept as they were are copied

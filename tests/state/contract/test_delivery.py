@@ -222,6 +222,53 @@ async def test_complete_many_releases_the_next_delivery_of_each_key(state: State
     ]
 
 
+async def test_complete_and_claim_completes_what_the_owner_holds_then_claims(state: StateManager, clock: Any) -> None:
+    # Given three deliveries: m0 and m1 held by "a", m0's lease lost to "b"; and m2 ready
+    backend = state.backend
+    await backend.enqueue([NewDelivery(f"m{n}", "worker", "queue", b"1") for n in range(2)])
+    assert [d.id for d in await backend.claim(["worker"], owner="a", limit=2, lease=30)] == ["m0", "m1"]
+    clock.advance(31)
+    (lost,) = await backend.claim(["worker"], owner="b", limit=1, lease=30)
+    assert lost.id == "m0"
+    await backend.extend(["m1"], owner="a", lease=30)
+    await backend.enqueue([NewDelivery("m2", "worker", "queue", b"1")])
+    # When "a" completes m0, m1 (and an unknown id) and claims in one call
+    done, claimed = await backend.complete_and_claim(
+        ["m0", "m1", "missing"], owner="a", steps=["worker"], limit=5, lease=30
+    )
+    # Then only m1 is completed, m2 is claimed by "a", and m0 stays "b"'s
+    assert done == {"m1"}
+    assert [(d.id, d.attempts) for d in claimed] == [("m2", 1)]
+    assert await backend.pending("worker") == 2
+    assert not await backend.complete(claimed[0].id, owner="b")
+    assert await backend.complete_many(["m0"], owner="b") == {"m0"}
+    # And with nothing to complete it is a claim; with nothing ready, the completions alone
+    assert await backend.complete_and_claim([], owner="a", steps=["worker"], limit=5, lease=30) == (set(), [])
+    assert await backend.complete_and_claim(["m2"], owner="a", steps=["worker"], limit=5, lease=30) == ({"m2"}, [])
+    assert await backend.pending("worker") == 0
+
+
+async def test_complete_and_claim_claims_the_next_delivery_of_each_completed_key(state: StateManager) -> None:
+    # Given two events on each of two keys, the first of each key claimed
+    backend = state.backend
+    await backend.enable_events()
+    for value in (1, 2):
+        await state.set("s", "a", value)
+        await state.set("s", "b", value)
+    await backend.dispatch_events(EVERYTHING)
+    first = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
+    assert [orjson.loads(d.payload)["new_value"] for d in first] == [1, 1]
+    # When both are completed in the call that claims, the second event of each key is claimed by it, in order
+    done, second = await backend.complete_and_claim(
+        [d.id for d in first], owner="w", steps=["watcher"], limit=10, lease=60
+    )
+    assert done == {d.id for d in first}
+    assert [(orjson.loads(d.payload)["item_id"], orjson.loads(d.payload)["new_value"]) for d in second] == [
+        ("a", 2),
+        ("b", 2),
+    ]
+
+
 async def test_extend_keeps_a_lease(state: StateManager, clock: Any) -> None:
     backend = state.backend
     await backend.enqueue([NewDelivery("m1", "worker", "queue", b"1")])

@@ -191,7 +191,8 @@ class DeliveryStore:
       owner died) makes the delivery claimable again, and frees its key's slot only once settled:
       delivery is at least once.
     - ``complete``/``retry``/``dead_letter`` settle a leased delivery; each returns ``False`` (changing
-      nothing) when the caller no longer holds the lease. ``complete_many`` completes several at once;
+      nothing) when the caller no longer holds the lease. ``complete_many`` completes several at once,
+      ``complete_and_claim`` completes them and claims the next ones in one call;
       ``postpone`` gives one back unhandled, its claim not counted as an attempt.
     - ``claim_tick`` lets every instance of an app run the same cron schedule while each tick runs once:
       the first claim of a ``(job, tick)`` wins, in any process using the store.
@@ -295,6 +296,29 @@ class DeliveryStore:
             return set()
         done = await asyncio.gather(*(self.complete(delivery_id, owner=owner) for delivery_id in delivery_ids))
         return {delivery_id for delivery_id, ok in zip(delivery_ids, done, strict=True) if ok}
+
+    #: Whether :meth:`complete_and_claim` completes and claims in one transaction (SQLite). Only then does the
+    #: delivery worker hold a returned handler's completion for its next claim: where the two are separate
+    #: calls anyway, it writes completions on their own, beside its claims, and a slow completion never
+    #: delays a claim.
+    completes_with_claim = False
+
+    async def complete_and_claim(
+        self, delivery_ids: Sequence[str], *, owner: str, steps: Sequence[str], limit: int, lease: float
+    ) -> tuple[set[str], list[Delivery]]:
+        """:meth:`complete_many` of ``delivery_ids``, then :meth:`claim` of ``steps`` (``limit``, ``lease``) for
+        the same ``owner``; return both answers, ``(completed ids, claimed deliveries)``.
+
+        The worker settles the handlers that returned and leases the next deliveries back to back: a backend
+        that can do both in one transaction (SQLite) saves a commit per round. The claim sees the completions,
+        so the next delivery of a key completed here may be claimed by the same call. Where the backend does
+        both in one transaction, they commit together or not at all; if this raises, nothing was claimed, and
+        the caller treats the completions as failed (they may have been written by this default, made of the
+        two calls: a delivery whose completion is not written is claimed again once its lease expires, so
+        delivery stays at least once either way).
+        """
+        done = await self.complete_many(delivery_ids, owner=owner) if delivery_ids else set()
+        return done, await self.claim(steps, owner=owner, limit=limit, lease=lease)
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         """Release a failed delivery, claimable again after ``delay`` seconds. ``error`` (the attempt's

@@ -29,6 +29,7 @@ from motia.state.backends.sqlite.delivery import (
     _write_cap_dead_letters,
     _write_claim,
     _write_claim_tick,
+    _write_complete_and_claim,
     _write_complete_many,
     _write_dispatch,
     _write_enable_events,
@@ -112,6 +113,8 @@ def _is_utf8(text: str) -> bool:
 
 class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
     """State in one SQLite file, shared safely by every thread and process that opens it."""
+
+    completes_with_claim = True
 
     def __init__(
         self,
@@ -267,6 +270,14 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
             return set()
         done: builtins.set[str] = await self._write(_write_complete_many, tuple(dict.fromkeys(delivery_ids)), owner)
         return done
+
+    async def complete_and_claim(
+        self, delivery_ids: Sequence[str], *, owner: str, steps: Sequence[str], limit: int, lease: float
+    ) -> tuple[builtins.set[str], list[Delivery]]:
+        outcome: tuple[builtins.set[str], list[Delivery]] = await self._write(
+            _write_complete_and_claim, tuple(dict.fromkeys(delivery_ids)), owner, tuple(steps), limit, lease
+        )
+        return outcome
 
     async def retry(self, delivery_id: str, *, owner: str, delay: float, error: str) -> bool:
         done: bool = await self._write(_write_settle, delivery_id, owner, "retry", delay, error)

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from motia.state.backends._events import error_text, state_deliveries
-from motia.state.backends._writes import orphaned_error
+from motia.state.backends._writes import _tuple, orphaned_error
 from motia.state.backends.sqlite.outbox import _INSERT_DELIVERY, current_mode, delivery_rows, registered, set_mode
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.backends.types import MAX_ORDER_SLOTS, Delivery, NewDelivery, PruneResult, Subscription
@@ -28,7 +28,7 @@ COMPLETE_CHUNK = 500
 #: An ordered delivery is claimable while fewer than its ``order_slots`` older ones of its key remain: for
 #: one slot, none (``NOT EXISTS``); for more, counted up to :data:`MAX_ORDER_SLOTS` (a bounded cost).
 _CLAIMABLE = f"""
-    SELECT d.seq, d.id, d.step, d.kind, d.payload, d.attempts, d.created_at FROM motia_deliveries d
+    SELECT d.id, d.step, d.kind, d.payload, d.attempts + 1, d.created_at, d.seq FROM motia_deliveries d
     WHERE d.step IN ({{steps}}) AND d.available_at <= ? AND (d.owner IS NULL OR d.lease_until <= ?)
     AND (d.order_key IS NULL
         OR (d.order_slots <= 1 AND NOT EXISTS (
@@ -123,12 +123,10 @@ def _write_claim(tx: _Transaction, steps: Sequence[str], owner: str, limit: int,
         tx.connection.execute(
             "UPDATE motia_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1"
             f" WHERE seq IN ({','.join('?' * len(chunk))})",
-            (owner, tx.now + lease, *(row[0] for row in chunk)),
+            (owner, tx.now + lease, *(row[6] for row in chunk)),
         )
-    return [
-        Delivery(delivery_id, step, kind, payload, attempts + 1, created_at)
-        for _, delivery_id, step, kind, payload, attempts, created_at in rows
-    ]
+    # Each row is the Delivery (this attempt counted) and its seq: the Delivery made without its Python __new__.
+    return [_tuple(Delivery, row[:6]) for row in rows]
 
 
 def _write_extend(tx: _Transaction, ids: Sequence[str], owner: str, lease: float) -> None:
@@ -197,6 +195,14 @@ def _write_complete_many(tx: _Transaction, ids: Sequence[str], owner: str) -> se
     if done:
         tx.notify = True  # later deliveries of the same keys may be ready now
     return done
+
+
+def _write_complete_and_claim(
+    tx: _Transaction, ids: Sequence[str], owner: str, steps: Sequence[str], limit: int, lease: float
+) -> tuple[set[str], list[Delivery]]:
+    """The worker's round in one transaction: one commit instead of two (issue 15)."""
+    done = _write_complete_many(tx, ids, owner) if ids else set()
+    return done, _write_claim(tx, steps, owner, limit, lease) if steps and limit > 0 else []
 
 
 def _write_claim_tick(tx: _Transaction, job: str, tick: int, hold: float, prune: bool) -> bool:

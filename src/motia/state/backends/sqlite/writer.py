@@ -55,6 +55,7 @@ from motia.state.backends.sqlite.connection import (
 from motia.state.backends.sqlite.delivery import (
     _events_flag,
     _write_claim,
+    _write_complete_and_claim,
     _write_complete_many,
     _write_dispatch,
     _write_extend,
@@ -90,7 +91,9 @@ _NOBODY: Any = object()
 #: The runtime's own calls on every delivery (move events, claim, settle, renew leases): they commit inline
 #: whenever nothing is queued and no group was seen, without taking the loop round's turn from a task
 #: writing one write after another (see :meth:`_LoopWriter.inline_turn`).
-_RUNTIME_WRITES = frozenset((_write_dispatch, _write_claim, _write_complete_many, _write_extend, _write_settle))
+_RUNTIME_WRITES = frozenset(
+    (_write_dispatch, _write_claim, _write_complete_and_claim, _write_complete_many, _write_extend, _write_settle)
+)
 
 
 class _Call:
