@@ -152,6 +152,9 @@ async def test_a_recorded_batch_answers_records_and_writes_as_the_transaction_do
             ("updated", "fresh", None),
             ("updated", "fresh", None),
         ]
+        batch = [row for row in events if row[7] == 1_000_010.0 and row[2] == "s"]
+        assert [row[4] is None for row in batch] == [row[1] == "created" for row in batch]  # stored NULL, not b""
+        assert [row[5] is None for row in batch] == [row[1] == "expired" for row in batch]
     else:
         assert not [row for row in events if row[7] == 1_000_010.0 and row[2] == "s"]  # nothing via the outbox
         assert [row[0].split(":")[0] for row in deliveries] == ["state"] * len(deliveries)
