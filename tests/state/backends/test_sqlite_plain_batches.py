@@ -18,6 +18,7 @@ import pytest
 from motia import StateManager
 from motia.state.backends.base import Subscription
 from motia.state.backends.sqlite import SQLiteBackend, plain
+from tests.state.backends._batches import stored_rows, together
 
 INCREMENT = [{"type": "increment", "path": "n", "value": 1}]
 
@@ -47,31 +48,6 @@ def spy_plain(backend: SQLiteBackend, *, disable: bool = False) -> list[bool]:
 def setting(state: StateManager, sign: int) -> list[Callable[[], Awaitable[Any]]]:
     """Five sets of keys ``k1`` .. ``k5`` to ``sign * i``."""
     return [functools.partial(state.set, "s", f"k{i}", sign * i) for i in range(1, 6)]
-
-
-async def together(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
-    """Run the calls as tasks started in one loop iteration (so they are group committed); each outcome is
-    the result as a plain tuple, or the error's type and message."""
-
-    async def outcome(call: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            result = await call()
-        except Exception as exc:  # the errors are compared, path against path
-            return type(exc).__name__, str(exc)
-        return result.old_value, result.new_value, result.version
-
-    return list(await asyncio.gather(*(outcome(call) for call in calls)))
-
-
-def stored_rows(path: Path) -> list[Any]:
-    """Every row of ``motia_state``, read by a connection of its own."""
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute(
-            "SELECT scope, key, value, version, expires_at FROM motia_state ORDER BY scope, key"
-        ).fetchall()
-    finally:
-        connection.close()
 
 
 async def scripted(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:

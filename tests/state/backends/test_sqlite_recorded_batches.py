@@ -5,7 +5,6 @@ leave every row exactly as the transaction path does; and hand back any batch it
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import sqlite3
@@ -19,6 +18,7 @@ from motia import StateManager
 from motia.state.backends.sqlite import SQLiteBackend, recorded_batch, writer
 from motia.state.backends.types import Subscription
 from motia.state.observe import current_trace
+from tests.state.backends._batches import rows, stored_rows, together
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 WATCH = [Subscription("watcher", "s")]
@@ -30,11 +30,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def rows(path: Path, sql: str) -> list[Any]:
-    with contextlib.closing(sqlite3.connect(path)) as connection:
-        return connection.execute(sql).fetchall()
 
 
 def spy(monkeypatch: pytest.MonkeyPatch, *, disable: bool) -> list[bool]:
@@ -49,19 +44,6 @@ def spy(monkeypatch: pytest.MonkeyPatch, *, disable: bool) -> list[bool]:
 
     monkeypatch.setattr(writer, "recorded_sets", recording)
     return taken
-
-
-async def together(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
-    """Run the calls as tasks started in one loop iteration (so they are group committed)."""
-
-    async def outcome(call: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            result = await call()
-        except Exception as exc:  # the errors are compared, path against path
-            return type(exc).__name__, str(exc)
-        return result.old_value, result.new_value, result.version
-
-    return list(await asyncio.gather(*(outcome(call) for call in calls)))
 
 
 async def traced(call: Callable[[], Awaitable[Any]]) -> Any:
@@ -118,7 +100,7 @@ async def scripted(path: Path, monkeypatch: pytest.MonkeyPatch, *, fast: bool, s
     deliveries = rows(
         path, "SELECT id, step, kind, payload, order_key, available_at FROM motia_deliveries ORDER BY seq"
     )
-    state_rows = rows(path, "SELECT scope, key, value, version, expires_at FROM motia_state ORDER BY scope, key")
+    state_rows = stored_rows(path)
     return [first, second, entries, events, deliveries, state_rows, taken]
 
 

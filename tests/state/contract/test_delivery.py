@@ -203,8 +203,9 @@ async def test_complete_many_completes_only_what_the_owner_holds(state: StateMan
     assert last.id == "m3" and last.attempts == 1
 
 
-async def test_complete_many_releases_the_next_delivery_of_each_key(state: StateManager) -> None:
-    # Given two events on each of two keys: only the first of each key is claimable
+async def _first_event_of_each_key_claimed(state: StateManager) -> list[Any]:
+    """Two events on each of keys ``a`` and ``b`` dispatched; the first of each claimed by ``w`` (the second of
+    each waits for it: per-key order)."""
     backend = state.backend
     await backend.enable_events()
     for value in (1, 2):
@@ -213,6 +214,13 @@ async def test_complete_many_releases_the_next_delivery_of_each_key(state: State
     await backend.dispatch_events(EVERYTHING)
     first = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
     assert [orjson.loads(d.payload)["new_value"] for d in first] == [1, 1]
+    return first
+
+
+async def test_complete_many_releases_the_next_delivery_of_each_key(state: StateManager) -> None:
+    # Given two events on each of two keys: only the first of each key is claimable
+    backend = state.backend
+    first = await _first_event_of_each_key_claimed(state)
     # When both are completed in one call, the second event of each key becomes claimable, in order
     assert await backend.complete_many([d.id for d in first], owner="w") == {d.id for d in first}
     second = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
@@ -251,13 +259,7 @@ async def test_complete_and_claim_completes_what_the_owner_holds_then_claims(sta
 async def test_complete_and_claim_claims_the_next_delivery_of_each_completed_key(state: StateManager) -> None:
     # Given two events on each of two keys, the first of each key claimed
     backend = state.backend
-    await backend.enable_events()
-    for value in (1, 2):
-        await state.set("s", "a", value)
-        await state.set("s", "b", value)
-    await backend.dispatch_events(EVERYTHING)
-    first = await backend.claim(["watcher"], owner="w", limit=10, lease=60)
-    assert [orjson.loads(d.payload)["new_value"] for d in first] == [1, 1]
+    first = await _first_event_of_each_key_claimed(state)
     # When both are completed in the call that claims, the second event of each key is claimed by it, in order
     done, second = await backend.complete_and_claim(
         [d.id for d in first], owner="w", steps=["watcher"], limit=10, lease=60

@@ -132,8 +132,11 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
     return outcomes
 
 
-def _run_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Any]:
-    """Write a batch of sets without ``if_version`` (see the module's docstring); one outcome per call."""
+def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Row | None]:
+    """Upsert the values of ``calls`` (sets without ``if_version``, args ``(scope, key, data, ttl, if_version)``)
+    in their order, without reading first; return the row each replaced (``(value, version, expires_at)``, or
+    ``None``), as ``motia_olds`` hands them over. Shared by the plain batch and the recorded one
+    (:mod:`~motia.state.backends.sqlite.recorded_batch`), which builds events from those rows."""
     hook = connection.hook
     olds: list[Row | None] = [None] * len(calls)
     hook.rows = olds
@@ -161,6 +164,12 @@ def _run_sets(connection: HookedConnection, calls: Sequence[Any], now: float) ->
             connection.executemany(_SET_BLIND_TTL, expiring)
     finally:
         hook.rows = None
+    return olds
+
+
+def _run_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Any]:
+    """Write a batch of sets without ``if_version`` (see the module's docstring); one outcome per call."""
+    olds = write_blind_sets(connection, calls, now)
     outcomes: list[Any] = []
     row: Row | None
     for call, row in zip(calls, olds, strict=True):

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from motia.state.backends._writes import _tuple
-from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
+from motia.state.backends.sqlite.connection import HookedConnection, Row
 from motia.state.backends.sqlite.keyvalue import _write_set
 from motia.state.backends.sqlite.outbox import Event, record
-from motia.state.backends.sqlite.plain import _SET_BLIND, _SET_BLIND_TTL
+from motia.state.backends.sqlite.plain import write_blind_sets
 from motia.state.backends.types import WriteResult
 
 
@@ -38,31 +38,8 @@ def recorded_sets(backend: Any, connection: sqlite3.Connection, calls: Sequence[
         if call.function is not _write_set or call.args[4] is not None:
             return None
     backend._begin(connection)
-    hook = cast(HookedConnection, connection).hook  # the writer's connections all are
-    olds: list[Row | None] = [None] * len(calls)
-    hook.rows = olds
     try:
-        lasting: list[tuple[str, str, bytearray, int, float]] = []
-        expiring: list[tuple[str, str, bytearray, int, float, float]] = []
-        for index, call in enumerate(calls):
-            args = call.args  # (scope, key, data, ttl, if_version)
-            ttl = args[3]
-            # Two statements keep the batch's order: a run of one kind is written before a call of the other.
-            if ttl is None:
-                if expiring:
-                    connection.executemany(_SET_BLIND_TTL, expiring)
-                    expiring = []
-                lasting.append((args[0], args[1], blob(args[2]), index, now))
-            else:
-                if lasting:
-                    connection.executemany(_SET_BLIND, lasting)
-                    lasting = []
-                expiring.append((args[0], args[1], blob(args[2]), index, now, now + ttl))
-        if lasting:
-            connection.executemany(_SET_BLIND, lasting)
-        if expiring:
-            connection.executemany(_SET_BLIND_TTL, expiring)
-        hook.rows = None
+        olds = write_blind_sets(cast(HookedConnection, connection), calls, now)  # the writer's connections all are
         outcomes: list[Any] = []
         events: list[Event] = []
         expired: list[Event] = []
@@ -88,11 +65,9 @@ def recorded_sets(backend: Any, connection: sqlite3.Connection, calls: Sequence[
         notify = record(connection, backend._subscribers, events, now)
         connection.execute("COMMIT")
     except (sqlite3.Error, UnicodeEncodeError):
-        hook.rows = None
         backend._rollback(connection)
         return None
     except BaseException:
-        hook.rows = None
         backend._rollback(connection)
         raise
     if notify:
