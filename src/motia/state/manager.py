@@ -21,7 +21,7 @@ from motia.state.ops import parse_operations
 from motia.state.paging import read_page
 from motia.state.transaction import StateTransaction, transact
 from motia.state.typed import TypedScope
-from motia.state.types import JSON, StateEntry, StateSetResult
+from motia.state.types import JSON, StateEntry, StateSetResult, stored_result
 from motia.state.urls import open_backend
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ _decode = _values.decode
 _encode_value = _values.encode_value
 _MAX_SCOPE = _values.MAX_SCOPE_LENGTH
 _MAX_KEY = _values.MAX_KEY_LENGTH
-_new_result = object.__new__
 
 
 def _keyed(
@@ -131,14 +130,7 @@ class StateManager:
         if ttl is not None or if_version is not None:  # the common write has neither: no calls to check them
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
         old_data, new_data, version = await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version)
-        # The result, its values decoded on first access: what StateSetResult(version=..., _encoded=(old_data,
-        # new_data, _decode)) makes, field by field, without the keyword call and two frames (issue 15).
-        result: StateSetResult = _new_result(StateSetResult)
-        result.version = version
-        result._old = old_data
-        result._new = new_data
-        result._decode = _decode
-        return result
+        return stored_result(version, old_data, new_data, _decode)
 
     @observed("state", "update", _keyed)
     async def update(
@@ -177,12 +169,7 @@ class StateManager:
             if_version=if_version,
             max_value_bytes=self.max_value_bytes,
         )
-        result: StateSetResult = _new_result(StateSetResult)  # as in set
-        result.version = version
-        result._old = old_data
-        result._new = new_data
-        result._decode = _decode
-        return result
+        return stored_result(version, old_data, new_data, _decode)
 
     @observed("state", "delete", _keyed)
     async def delete(self, scope: str, key: str, *, if_version: int | None = None) -> JSON:

@@ -79,6 +79,23 @@ class StateSetResult:
         return f"StateSetResult(old_value={self.old_value!r}, new_value={self.new_value!r}, version={self.version})"
 
 
+_new_object = object.__new__
+
+
+def stored_result(
+    version: int, old_data: bytes | None, new_data: bytes | None, decode: Callable[[bytes], JSON]
+) -> StateSetResult:
+    """The result of a write from its stored values, decoded by ``decode`` on first access: what
+    ``StateSetResult(version=version, _encoded=(old_data, new_data, decode))`` makes, without the keyword call
+    and the ``__init__`` frame (every ``set`` and ``update`` makes one; issue 15)."""
+    result: StateSetResult = _new_object(StateSetResult)
+    result.version = version
+    result._old = old_data
+    result._new = new_data
+    result._decode = decode
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class StateEntry:
     """One stored key: its value, its version (1 on creation, +1 per write) and its expiry.

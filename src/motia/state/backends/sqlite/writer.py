@@ -352,12 +352,6 @@ class SQLiteWriter(SQLiteConnections):
             if self._closed and self._outstanding <= 0:  # only aclose() waits for this
                 self._drain.notify_all()
 
-    def _lone_allowed(self, now: float) -> bool:
-        """Whether a write alone may skip the transaction: no process records events (as far as this one
-        knows: the statement checks again) and no TTL sweep or stream-log trim is due (they run in a batch's
-        transaction)."""
-        return not self._events_enabled and self._nothing_due(now)
-
     def _nothing_due(self, now: float) -> bool:
         """No TTL sweep or stream-log trim is due (they run in a batch's transaction): a lone write may skip
         it, in its form for events on or off (``_LONE_EVENT_WRITES``, ``_LONE_WRITES``; while this process
@@ -381,16 +375,16 @@ class SQLiteWriter(SQLiteConnections):
                 outcome = self._run_lone(connection, form, now, batch[0])
                 if outcome is not FALLBACK:
                     return [outcome]
-        if len(batch) > 1 and self._lone_allowed(now):
-            for call in batch:  # a loop, not all() over a generator: one frame less per call of the batch
-                if call.function not in PLAIN_WRITES:
-                    break
+        if len(batch) > 1 and self._nothing_due(now):  # a group without the transaction's per-call bookkeeping
+            plain: list[Any] | None = None
+            if self._events_enabled:
+                plain = recorded_sets(self, connection, batch, now)  # sets while events are on (issue 15)
             else:
-                plain = self._run_plain(connection, batch, now)
-                if plain is not None:
-                    return plain
-        elif len(batch) > 1 and self._events_enabled and self._nothing_due(now):
-            plain = recorded_sets(self, connection, batch, now)  # sets while events are on (issue 15)
+                for call in batch:  # a loop, not all() over a generator: one frame less per call of the batch
+                    if call.function not in PLAIN_WRITES:
+                        break
+                else:
+                    plain = self._run_plain(connection, batch, now)
             if plain is not None:
                 return plain
         self._begin(connection)
