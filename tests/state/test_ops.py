@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from motia.exceptions import InvalidUpdateError
+from motia.state import ops
 from motia.state.ops import Operation, apply_operations, parse_operations, parse_path
 
 
@@ -198,3 +199,47 @@ def test_parsed_operations_are_frozen_and_compare_by_their_fields() -> None:
     assert parsed[1].operand is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         parsed[0].kind = "set"  # type: ignore[misc]
+
+
+def test_a_repeated_increment_is_parsed_once_and_alike() -> None:
+    # Given an increment parsed once (issue 15: kept, by index, type, path and amount)
+    first = parse_operations([{"type": "increment", "path": "hits", "value": 3}])
+    # When the same one is given again, alone or in a list of several
+    again = parse_operations([{"type": "increment", "path": "hits", "value": 3}])
+    listed = parse_operations([{"type": "increment", "path": "hits", "value": 3}, {"type": "delete", "path": "x"}])
+    # Then the same operation serves, equal to what a full parse makes
+    assert again[0] is first[0]
+    assert listed[0] is first[0]
+    assert first == [Operation("increment", ("hits",), 0, "hits", 3)]
+    # And what differs in any field, or only in type, is its own operation
+    assert parse_operations([{"type": "decrement", "path": "hits", "value": 3}])[0].operand == -3
+    assert parse_operations([{"type": "increment", "path": "hits", "value": 4}])[0].operand == 4
+    assert parse_operations([{"type": "delete", "path": "x"}, {"type": "increment", "path": "hits", "value": 3}])[
+        1
+    ] == Operation("increment", ("hits",), 1, "hits", 3)
+    as_float = parse_operations([{"type": "increment", "path": "hits", "value": 3.0}])[0].operand
+    assert type(as_float) is float
+    as_bool = {"type": "increment", "path": "hits", "value": True}
+    with pytest.raises(InvalidUpdateError, match="finite number"):
+        parse_operations([as_bool])
+    assert apply_operations({"hits": 1}, parse_operations([{"type": "increment", "path": "a.b", "value": 3}])) == {
+        "hits": 1,
+        "a": {"b": 3},
+    }
+
+
+def test_a_bad_operation_of_the_kept_shape_is_refused_every_time() -> None:
+    # Given operations of the shape that is looked up ({type, path, value}: str, str, int) that do not parse
+    for bad in ({"type": "incr", "path": "n", "value": 1}, {"type": "merge", "path": "n", "value": 1}):
+        for _ in range(2):
+            # Then each is refused, the second time as the first
+            with pytest.raises(InvalidUpdateError):
+                parse_operations([bad])
+
+
+def test_the_kept_increments_stay_bounded() -> None:
+    # When increments by ever new amounts are parsed
+    for amount in range(3 * ops._PARSED_MAX):
+        assert parse_operations([{"type": "increment", "path": "n", "value": amount}])[0].operand == amount
+    # Then no more of them are kept than the bound
+    assert len(ops._PARSED) <= ops._PARSED_MAX

@@ -105,11 +105,49 @@ def parse_operations(operations: object) -> list[Operation]:
             f"update operations must be a list of dicts, not {type(operations).__name__}", index=None, path=None
         )
     if len(operations) == 1:  # the common update: one operation, without the comprehension's frame
-        return [_parse_one(0, operations[0])]
+        raw = operations[0]
+        if type(raw) is dict and len(raw) == 3:  # an increment parsed before, without _parse_one's frame
+            op_type = raw.get("type")
+            raw_path = raw.get("path")
+            amount = raw.get("value")
+            if type(op_type) is str and type(raw_path) is str and type(amount) is int:  # as _parse_one tests
+                operation = _PARSED.get((0, op_type, raw_path, amount))
+                if operation is not None:
+                    return [operation]
+        return [_parse_one(0, raw)]
     return [_parse_one(index, raw) for index, raw in enumerate(operations)]
 
 
+#: Increments already parsed, by ``(index, type, path, amount)``: an operation is immutable, so one parse serves
+#: every later update that gives the same one (issue 15: parsing was an eighth of an update from many tasks, and
+#: handlers give the same few increments again and again). Only the shape whose three fields are exactly a ``str``
+#: type, a ``str`` path and an ``int`` amount is looked up (exact types: ``1.0`` or ``True`` equal ``1`` as keys,
+#: and must not find its operation); anything else, and a first sight, is parsed in full. Cleared when full, so
+#: amounts that change with every call cannot grow it without bound.
+_PARSED: dict[tuple[int, str, str, int], Operation] = {}
+_PARSED_MAX = 256
+
+
 def _parse_one(index: int, raw: object) -> Operation:
+    if type(raw) is dict and len(raw) == 3:
+        op_type = raw.get("type")
+        raw_path = raw.get("path")
+        amount = raw.get("value")
+        # three fields, these three of them present (a missing one reads None): exactly {type, path, value}
+        if type(op_type) is str and type(raw_path) is str and type(amount) is int:
+            cache_key = (index, op_type, raw_path, amount)
+            operation = _PARSED.get(cache_key)
+            if operation is None:
+                operation = _parse_fully(index, raw)  # raises for a bad operation: nothing kept
+                if operation.kind == "increment":  # set values change from call to call; amounts seldom do
+                    if len(_PARSED) >= _PARSED_MAX:
+                        _PARSED.clear()
+                    _PARSED[cache_key] = operation
+            return operation
+    return _parse_fully(index, raw)
+
+
+def _parse_fully(index: int, raw: object) -> Operation:
     if not isinstance(raw, dict):
         raise InvalidUpdateError(f"update op {index}: must be a dict, not {type(raw).__name__}", index=index)
     raw_path = raw.get("path")
