@@ -101,6 +101,68 @@ async def test_a_plain_batch_answers_and_writes_as_the_transaction_does(tmp_path
     assert entries[0] == ("a", {"n": 9}, 4, 1_000_070.0)
 
 
+async def updates(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+    """A batch of updates (most of them the common form a plain batch plans without ``plan_update``: no
+    ``if_version``, some operations) over keys live with and without an expiry, expired and absent, with ttls,
+    failures and one conditional update among them; its outcomes, entries, raw rows, and which path ran."""
+    clock = Clock()
+    async with StateManager.from_url(url, clock=clock, sweep_interval=3600, max_value_bytes=64) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await state.set("s", "lasting", {"n": 1})
+        await state.set("s", "expiring", {"n": 1}, ttl=100)
+        await state.set("s", "expired", {"n": 1, "old": True}, ttl=5)
+        await state.set("s", "text", "not an object")
+        clock.now += 10  # "expired" is past its ttl, still stored (no sweep is due)
+        await state.set("other", "x", 1)  # runs the periodic stream-log trim, which a plain batch never does
+        taken = spy_plain(backend, disable=not plain)
+        outcomes = await together(
+            [
+                lambda: state.update("s", "lasting", INCREMENT),
+                lambda: state.update("s", "expiring", INCREMENT),  # keeps its expiry
+                lambda: state.update("s", "expired", INCREMENT),  # counts as absent: starts from {}
+                lambda: state.update("s", "absent", [{"type": "decrement", "path": "n", "by": 2}]),
+                lambda: state.update("s", "text", INCREMENT),  # fails alone: not an object
+                lambda: state.update("s", "lasting", [{"type": "set", "path": "big", "value": "x" * 80}]),  # too big
+                lambda: state.update("s", "lasting", INCREMENT, if_version=2),  # sees the first update's version
+                lambda: state.update("s", "expiring", INCREMENT, ttl=30),  # a new expiry
+                lambda: state.update(
+                    "s", "lasting", [{"type": "increment", "path": "n", "value": 0.5}, {"type": "delete", "path": "n"}]
+                ),
+                lambda: state.update("s", "lasting", INCREMENT, if_version=2),  # fails alone: a conflict
+            ]
+        )
+        entries = [(e.key, e.value, e.version, e.expires_at) for e in await state.items("s")]
+    return outcomes, entries, stored_rows(path), taken
+
+
+async def test_a_plain_batch_of_updates_answers_and_writes_as_the_transaction_does(tmp_path: Path) -> None:
+    # Given the same updates run once with the plain path and once through the transaction only
+    fast = await updates(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
+    slow = await updates(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    assert fast[3] == [True]
+    assert slow[3] == [False]
+    # Then every caller got the same answer, errors included, and the same rows are left
+    assert fast[:3] == slow[:3]
+    outcomes, entries, _, _ = fast
+    assert outcomes[0] == ({"n": 1}, {"n": 2}, 2)  # the first commits inline (a lone write)
+    assert outcomes[1] == ({"n": 1}, {"n": 2}, 2)
+    assert outcomes[2] == (None, {"n": 1}, 1)
+    assert outcomes[3] == (None, {"n": -2}, 1)
+    assert outcomes[4][0] == "InvalidUpdateError" and outcomes[5][0] == "StateValueError"
+    assert outcomes[6] == ({"n": 2}, {"n": 3}, 3)
+    assert outcomes[7] == ({"n": 2}, {"n": 3}, 3)
+    assert outcomes[8] == ({"n": 3}, {}, 4)
+    assert outcomes[9][0] == "StateConflictError"
+    assert entries == [
+        ("absent", {"n": -2}, 1, None),
+        ("expired", {"n": 1}, 1, None),
+        ("expiring", {"n": 3}, 3, 1_000_040.0),
+        ("lasting", {}, 4, None),
+        ("text", "not an object", 1, None),
+    ]
+
+
 async def test_a_plain_batch_is_never_used_once_events_are_on(sqlite_url: str) -> None:
     # Given two stores on one file, both knowing events to be off, and one writing groups of keys
     async with StateManager.from_url(sqlite_url) as writer, StateManager.from_url(sqlite_url) as app:
