@@ -296,3 +296,34 @@ async def test_a_batch_of_sets_that_sqlite_refuses_leaves_nothing_and_runs_the_u
     assert fast[2] == [False] and fast[3] is None
     assert fast[:2] == slow[:2]
     assert fast[0][0] == "WriteResult" and "StateBackendError" in fast[0]
+
+
+def test_rows_read_are_rewritten_in_place_and_one_missing_fails_the_batch(tmp_path: Path) -> None:
+    # Given a file holding two rows, and a batch's final rows: both of them rewritten, one new, one deleted
+    connection = sqlite3.connect(tmp_path / "rows.db", isolation_level=None)
+    connection.execute(
+        "CREATE TABLE motia_state (scope TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+        " version INTEGER NOT NULL, expires_at REAL, PRIMARY KEY (scope, key)) WITHOUT ROWID"
+    )
+    connection.executemany(
+        "INSERT INTO motia_state VALUES ('s', ?, ?, 1, ?)", [("a", b"1", None), ("b", b"2", 5.0), ("c", b"3", None)]
+    )
+    Record = plain.Record
+    dirty: dict[tuple[str, str], Any] = {
+        ("s", "a"): Record("a", b"10", 2, 9.0),
+        ("s", "b"): Record("b", b"20", 2, None),
+        ("s", "new"): Record("new", b"30", 1, None),
+        ("s", "c"): None,
+    }
+    # When they are written, the new one as a row the file has not
+    plain._write_rows(connection, dirty, {("s", "new"): None})
+    # Then the file holds exactly the batch's rows
+    assert connection.execute("SELECT key, value, version, expires_at FROM motia_state ORDER BY key").fetchall() == [
+        ("a", b"10", 2, 9.0),
+        ("b", b"20", 2, None),
+        ("new", b"30", 1, None),
+    ]
+    # And a row taken for read that is not there fails the batch (which then runs the usual way), never a lost write
+    with pytest.raises(sqlite3.DatabaseError, match="not there"):
+        plain._write_rows(connection, {("s", "gone"): Record("gone", b"1", 2, None)}, {})
+    connection.close()

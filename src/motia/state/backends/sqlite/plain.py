@@ -48,6 +48,10 @@ _SET_BLIND_TTL = (
 )
 #: Without an expiry: ``NULL`` written in, not bound (see :func:`blob`).
 _SET_BLIND = _SET_BLIND_TTL.replace("?6", "NULL")
+#: :data:`_UPSERT` and :data:`_UPSERT_LASTING` for a row known to be there: ``?1`` scope, ``?2`` key, ``?3`` value,
+#: ``?4`` version (``?5`` expiry).
+_UPDATE = "UPDATE motia_state SET value = ?3, version = ?4, expires_at = ?5 WHERE scope = ?1 AND key = ?2"
+_UPDATE_LASTING = "UPDATE motia_state SET value = ?3, version = ?4, expires_at = NULL WHERE scope = ?1 AND key = ?2"
 #: The calls a plain batch runs: ``function(transaction, scope, key, ...)`` with these functions.
 PLAIN_WRITES = (_write_set, _write_update)
 #: Keys read per ``SELECT ... IN`` (below SQLite's default limit of bound parameters).
@@ -98,6 +102,8 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
                     dirty[(scope, row[0])] = None  # expired: removed when read, as the transaction does
                 else:
                     known[(scope, row[0])] = _tuple(Record, row)
+    #: Keys written whose rows the file does not have (every other row written was read here: live or expired).
+    created: dict[tuple[str, str], None] = {}
     outcomes: list[Any] = []
     for call in calls:
         args = call.args  # indexed, not unpacked with a star (which builds a list per call)
@@ -128,6 +134,8 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
                 continue
             if args[3] is not None:  # a ttl: a new expiry; else the live row's is kept
                 expires_at = now + args[3]
+            if current is None and pair not in dirty:  # neither live nor expired in the file: a new row
+                created[pair] = None
             known[pair] = dirty[pair] = _tuple(Record, (key, data, version, expires_at))
             outcomes.append(_tuple(WriteResult, (old, data, version)))
             continue
@@ -140,25 +148,54 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
             outcomes.append(Failed(exc))
             continue
         if record is not None:
+            if current is None and pair not in dirty:
+                created[pair] = None
             known[pair] = dirty[pair] = record
         outcomes.append(result)
+    # Rows read are in the file (this transaction holds the write lock since before the read): an UPDATE rewrites
+    # them, one seek of the key where the upsert makes two (its insert's, then its update's); the rest are new.
+    _write_rows(connection, dirty, created)
+    return outcomes
+
+
+def _write_rows(
+    connection: sqlite3.Connection, dirty: dict[tuple[str, str], Record | None], created: dict[tuple[str, str], None]
+) -> None:
+    """Write the batch's final rows (``None``: delete); ``created`` holds the keys whose rows the file has not
+    (the others are rewritten in place)."""
     lasting: list[tuple[str, str, bytearray, int]] = []
     expiring: list[tuple[str, str, bytearray, int, float]] = []
+    new_lasting: list[tuple[str, str, bytearray, int]] = []
+    new_expiring: list[tuple[str, str, bytearray, int, float]] = []
     deletes: list[tuple[str, str]] = []
     for pair, record in dirty.items():
         if record is None:
             deletes.append(pair)
         elif record[3] is None:  # no expiry: NULL written in, not bound (see connection.blob)
-            lasting.append((pair[0], pair[1], blob(record[1]), record[2]))  # Record by position, no star unpacking
+            # Record by position, no star unpacking
+            (new_lasting if created and pair in created else lasting).append(
+                (pair[0], pair[1], blob(record[1]), record[2])
+            )
         else:
-            expiring.append((pair[0], pair[1], blob(record[1]), record[2], record[3]))
+            row = (pair[0], pair[1], blob(record[1]), record[2], record[3])
+            (new_expiring if created and pair in created else expiring).append(row)
     if lasting:
-        connection.executemany(_UPSERT_LASTING, lasting)
+        _rewrite(connection, _UPDATE_LASTING, lasting)
     if expiring:
-        connection.executemany(_UPSERT, expiring)
+        _rewrite(connection, _UPDATE, expiring)
+    if new_lasting:
+        connection.executemany(_UPSERT_LASTING, new_lasting)
+    if new_expiring:
+        connection.executemany(_UPSERT, new_expiring)
     if deletes:
         connection.executemany(_DELETE, deletes)
-    return outcomes
+
+
+def _rewrite(connection: sqlite3.Connection, statement: str, rows: list[Any]) -> None:
+    """Rewrite rows read in this transaction; raise (the batch then runs the usual way) if one was not there,
+    which the write lock rules out: a guard, so that a row is never silently left unwritten."""
+    if connection.executemany(statement, rows).rowcount != len(rows):
+        raise sqlite3.DatabaseError("a row read in this transaction was not there to update")
 
 
 def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Row | None]:
