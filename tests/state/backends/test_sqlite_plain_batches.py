@@ -18,6 +18,7 @@ import pytest
 from motia import StateManager
 from motia.state.backends.base import Subscription
 from motia.state.backends.sqlite import SQLiteBackend, plain
+from motia.state.backends.types import Record
 from tests.state.backends._batches import stored_rows, together
 
 INCREMENT = [{"type": "increment", "path": "n", "value": 1}]
@@ -308,7 +309,6 @@ def test_rows_read_are_rewritten_in_place_and_one_missing_fails_the_batch(tmp_pa
     connection.executemany(
         "INSERT INTO motia_state VALUES ('s', ?, ?, 1, ?)", [("a", b"1", None), ("b", b"2", 5.0), ("c", b"3", None)]
     )
-    Record = plain.Record
     dirty: dict[tuple[str, str], Any] = {
         ("s", "a"): Record("a", b"10", 2, 9.0),
         ("s", "b"): Record("b", b"20", 2, None),
