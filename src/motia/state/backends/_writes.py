@@ -54,7 +54,10 @@ def plan_update(
     max_value_bytes: int,
     now: float,
 ) -> tuple[Record | None, WriteResult]:
-    """The new record (``None`` when nothing is to be written) and the result."""
+    """The new record (``None`` when nothing is to be written) and the result.
+
+    :func:`~motia.state.backends.sqlite.plain.run_plain` spells out the common case (no ``if_version``, some
+    operations) inline for its batches: a change here is a change there too."""
     if if_version is not None:  # the common update has none: no call
         check_version(scope, key, current, if_version)
     if not operations:

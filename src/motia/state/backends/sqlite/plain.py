@@ -6,9 +6,11 @@ call that raises can be taken back alone, the events it would record. With event
 and updates needs none of that: each call is planned from the rows read once for the whole batch
 (one ``SELECT ... IN`` per scope) and from what the calls before it in the batch left, and a call that
 raises (a conflict, a bad operation) has changed nothing yet, because nothing is buffered until its plan
-succeeds. The rows are then written with one ``executemany``. The versions, results and errors are those of
-:func:`~motia.state.backends._writes.plan_set` / :func:`~motia.state.backends._writes.plan_update`, as in
-the transaction; an expired row is deleted when read, as the transaction's load does.
+succeeds. The rows are then written with one ``executemany`` per kind: an ``UPDATE`` of the rows it read
+(they are in the file: the write lock is held since before the read), an upsert of new ones. The versions,
+results and errors are those of :func:`~motia.state.backends._writes.plan_set` /
+:func:`~motia.state.backends._writes.plan_update` (the common update's plan spelled out inline), as in the
+transaction; an expired row is deleted when read, as the transaction's load does.
 
 A batch of sets without ``if_version`` (what many tasks writing at once make) needs no plan at all: nothing about
 the old row can make it fail. It is written without the read, one upsert per call in the batch's order, each
