@@ -12,9 +12,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from motia.state.backends._events import error_text, state_deliveries
+from motia.state.backends._events import error_text
 from motia.state.backends._writes import _tuple, orphaned_error
-from motia.state.backends.sqlite.outbox import _INSERT_DELIVERY, current_mode, delivery_rows, registered, set_mode
+from motia.state.backends.sqlite.outbox import (
+    _INSERT_DELIVERY,
+    current_mode,
+    delivery_rows,
+    registered,
+    set_mode,
+    state_delivery_rows,
+)
 from motia.state.backends.sqlite.transaction import _Transaction
 from motia.state.backends.types import MAX_ORDER_SLOTS, Delivery, NewDelivery, PruneResult, Subscription
 
@@ -43,6 +50,14 @@ _CLAIMABLE = f"""
     ORDER BY d.seq LIMIT ?"""
 
 
+#: The events after the cursor (the newest consumed row stays, at it), oldest first: a page of the outbox.
+_OUTBOX_PAGE = (
+    "SELECT seq, event_type, scope, key, old_value, new_value, version, timestamp, trace FROM motia_state_events"
+    " WHERE seq > coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'outbox_cursor'), 0)"
+    " ORDER BY seq LIMIT ?"
+)
+
+
 def _events_flag(connection: sqlite3.Connection) -> bool:
     row = connection.execute("SELECT value FROM motia_meta WHERE name = 'events'").fetchone()
     return row is not None and row[0] == "on"
@@ -56,42 +71,43 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
     """Register ``subscriptions``, move up to ``limit`` outbox events to deliveries, and switch the store to
     direct mode (groups of events make their deliveries themselves, see
     :mod:`~motia.state.backends.sqlite.outbox`) once some subscription is registered. Returns the events
-    consumed and the ``triggers`` number now current (positive: direct mode)."""
+    consumed and the ``triggers`` number now current (positive: direct mode).
+
+    One writer beside a trigger runs this every few writes (issue 15), so a round reads what it needs and no
+    more: the subscriptions from the backend's copy while the ``triggers`` number is the one it was read
+    under (every change of ``motia_subscriptions`` writes a new one), registering only those the copy lacks,
+    and the cursor inside the read of the events."""
     tx.flush()  # this batch's own events first
+    connection = tx.connection
+    mode = current_mode(connection)
+    # No number yet (a file older than it, or a store never dispatched): the copy cannot be trusted.
+    subscribed = tx.subscribers.get(connection, mode) if mode else registered(connection)
     added = False
-    if subscriptions:  # a no-op (no page written) once registered
-        before = tx.connection.total_changes
-        tx.connection.executemany(
+    if subscriptions and not set(subscriptions).issubset(subscribed):  # a no-op (no page written) once registered
+        before = connection.total_changes
+        connection.executemany(
             "INSERT OR IGNORE INTO motia_subscriptions (step, scope, key) VALUES (?, ?, ?)",
             [(s.step, s.scope or "", s.key or "") for s in subscriptions],
         )
-        added = tx.connection.total_changes > before
-    cursor_row = tx.connection.execute("SELECT value FROM motia_meta WHERE name = 'outbox_cursor'").fetchone()
-    cursor = int(cursor_row[0]) if cursor_row is not None else 0
-    rows = tx.connection.execute(
-        "SELECT seq, event_type, scope, key, old_value, new_value, version, timestamp, trace FROM motia_state_events"
-        " WHERE seq > ? ORDER BY seq LIMIT ?",
-        (cursor, limit),
-    ).fetchall()
-    subscribed = registered(tx.connection)
+        added = connection.total_changes > before
+        if added:
+            subscribed = registered(connection)
+    rows = connection.execute(_OUTBOX_PAGE, (limit,)).fetchall()
     if rows:
-        deliveries = [delivery for row in rows for delivery in state_deliveries(subscribed, *row)]
+        deliveries = state_delivery_rows(subscribed, rows, tx.now)
         if deliveries:
-            tx.connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, tx.now))
+            connection.executemany(_INSERT_DELIVERY, deliveries)
             tx.notify = True
         last = rows[-1][0]
         # Keep the newest consumed row: new outbox rows are numbered after it (and after the direct
         # deliveries' counter), so delivery ids built from seq are never reused. The cursor says it is consumed.
-        tx.connection.execute("DELETE FROM motia_state_events WHERE seq < ?", (last,))
-        tx.connection.execute(
-            "INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)", (str(last),)
-        )
+        connection.execute("DELETE FROM motia_state_events WHERE seq < ?", (last,))
+        connection.execute("INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)", (str(last),))
     # Direct mode while some subscription is registered (a group of events still goes to the outbox while
     # events wait there, so per-key order holds: see outbox.record).
     direct = bool(subscribed)
-    mode = current_mode(tx.connection)
     if (mode > 0) != direct or (added and direct):
-        mode = set_mode(tx.connection, direct)
+        mode = set_mode(connection, direct)
     return len(rows), mode
 
 

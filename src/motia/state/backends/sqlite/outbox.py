@@ -31,9 +31,11 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
-from motia.state.backends._events import state_deliveries
+from motia.state.backends._events import order_key, state_event_payload
 from motia.state.backends.types import NewDelivery, Subscription
+from motia.state.values import INTERNAL_SCOPE_PREFIX
 
 #: One change event: ``(event_type, scope, key, old_value, new_value, version, timestamp, trace)``.
 Event = tuple[str, str, str, bytes | None, bytes | None, int, float, str | None]
@@ -101,6 +103,33 @@ def delivery_rows(deliveries: Sequence[NewDelivery], now: float) -> list[tuple[o
         )
         for d in deliveries
     ]
+
+
+def state_delivery_rows(
+    subscriptions: Sequence[Subscription], events: Sequence[Sequence[Any]], now: float
+) -> list[tuple[object, ...]]:
+    """The parameters of :data:`_INSERT_DELIVERY` for the deliveries of ``events`` (each ``(seq, *Event)``)
+    to ``subscriptions``, made at ``now``: what :func:`delivery_rows` of
+    :func:`~motia.state.backends._events.state_deliveries` gives, without a ``NewDelivery`` per delivery
+    between them nor a second pass (a dispatch round and a direct group run this per event, issue 15). The
+    payload is bound as a ``bytearray``, as :func:`delivery_rows` binds it."""
+    rows: list[tuple[object, ...]] = []
+    for seq, event_type, scope, key, old, new, version, timestamp, trace in events:
+        payload = ordering = None
+        for subscription in subscriptions:
+            wanted = subscription.scope
+            # A subscription to any scope skips the runtime's own scopes (``__motia.idempotency``...).
+            if (wanted == scope or (wanted is None and not scope.startswith(INTERNAL_SCOPE_PREFIX))) and (
+                subscription.key is None or subscription.key == key
+            ):
+                if payload is None:
+                    payload = bytearray(
+                        state_event_payload(seq, event_type, scope, key, old, new, version, timestamp, trace)
+                    )
+                    ordering = order_key(scope, key)
+                step = subscription.step
+                rows.append((f"state:{seq}:{step}", step, "state", payload, ordering, 1, now, now))
+    return rows
 
 
 def registered(connection: sqlite3.Connection) -> list[Subscription]:
@@ -188,10 +217,8 @@ def _record_direct(
         connection.execute(INIT_EVENT_SEQ)
         row = connection.execute(_NEXT_SEQS, (len(events),)).fetchone()
     first = row[0] - len(events) + 1
-    deliveries = [
-        delivery for seq, event in enumerate(events, first) for delivery in state_deliveries(subscriptions, seq, *event)
-    ]
+    deliveries = state_delivery_rows(subscriptions, [(seq, *event) for seq, event in enumerate(events, first)], now)
     if not deliveries:
         return False
-    connection.executemany(_INSERT_DELIVERY, delivery_rows(deliveries, now))
+    connection.executemany(_INSERT_DELIVERY, deliveries)
     return True
