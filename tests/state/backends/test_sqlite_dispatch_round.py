@@ -4,12 +4,16 @@ changes the number, so the next round serves the subscriptions the file holds, n
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from motia import StateManager
+from motia.state.backends.sqlite.outbox import INSERT_CHUNK, insert_deliveries
 from motia.state.backends.types import Subscription
 
 WATCH = [Subscription("watcher", "s")]
@@ -60,3 +64,44 @@ async def test_rounds_after_registration_deliver_each_event_once_per_subscriptio
             ]
             seqs = [p["seq"] for p in payloads]
             assert seqs == sorted(set(seqs))
+
+
+async def test_a_round_of_many_events_inserts_every_delivery_once_in_seq_order(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    async with StateManager.from_url(url) as sm:
+        # Given 45 lone writes waiting in the outbox (inserted in chunks of 32, 8, 4 and 1)
+        await sm.backend.enable_events()
+        await sm.backend.dispatch_events(WATCH)
+        for index in range(45):
+            await sm.set("s", f"k{index}", index)
+        # When they are dispatched
+        assert await sm.backend.dispatch_events(WATCH) == 45
+        assert await sm.backend.dispatch_events(WATCH) == 0
+        # Then each has one delivery, claimed in seq order, whose id is built from its seq
+        claimed = await sm.backend.claim(["watcher"], owner="t", limit=100, lease=60)
+    payloads = [orjson.loads(d.payload) for d in claimed]
+    assert [p["new_value"] for p in payloads] == list(range(45))
+    assert [d.id for d in claimed] == [f"state:{p['seq']}:watcher" for p in payloads]
+
+
+def test_insert_deliveries_writes_each_row_once_in_order_and_ignores_known_ids(tmp_path: Path) -> None:
+    path = tmp_path / "rows.db"
+
+    async def create() -> None:
+        async with StateManager.from_url(f"sqlite:///{path}"):
+            pass
+
+    asyncio.run(create())
+
+    def row(index: int) -> tuple[object, ...]:
+        return (f"state:{index}:s", "s", "state", bytearray(b"{}"), None, 1, 0.0, 0.0)
+
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        total = 0
+        for count in (*range(0, 2 * INSERT_CHUNK + 4), 100):  # every remainder, and more than one full chunk
+            insert_deliveries(connection, [row(total + index) for index in range(count)])
+            total += count
+        # ids already there are ignored, the new ones after them added
+        insert_deliveries(connection, [row(index) for index in range(total - 5, total + 3)])
+        ids = [found for (found,) in connection.execute("SELECT id FROM motia_deliveries ORDER BY seq")]
+    assert ids == [f"state:{index}:s" for index in range(total + 3)]

@@ -18,6 +18,7 @@ from motia.state.backends.sqlite.outbox import (
     _INSERT_DELIVERY,
     current_mode,
     delivery_rows,
+    insert_deliveries,
     registered,
     set_mode,
     state_delivery_rows,
@@ -96,7 +97,7 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
     if rows:
         deliveries = state_delivery_rows(subscribed, rows, tx.now)
         if deliveries:
-            connection.executemany(_INSERT_DELIVERY, deliveries)
+            insert_deliveries(connection, deliveries)
             tx.notify = True
         last = rows[-1][0]
         # Keep the newest consumed row: new outbox rows are numbered after it (and after the direct
