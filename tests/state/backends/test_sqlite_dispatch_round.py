@@ -105,3 +105,19 @@ def test_insert_deliveries_writes_each_row_once_in_order_and_ignores_known_ids(t
         insert_deliveries(connection, [row(index) for index in range(total - 5, total + 3)])
         ids = [found for (found,) in connection.execute("SELECT id FROM motia_deliveries ORDER BY seq")]
     assert ids == [f"state:{index}:s" for index in range(total + 3)]
+
+
+async def test_a_round_that_moved_a_full_page_leaves_the_rest_to_the_next_round(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'page.db'}"
+    async with StateManager.from_url(url) as sm:
+        # Given five lone writes waiting in the outbox of a store in direct mode
+        await sm.backend.enable_events()
+        await sm.backend.dispatch_events(WATCH)
+        for index in range(5):
+            await sm.set("s", f"k{index}", index)
+        # When rounds of three are dispatched one after another (the runtime's loop: until a round is not full)
+        # Then the second moves the two left at once, though no write came between them
+        assert await sm.backend.dispatch_events(WATCH, limit=3) == 3
+        assert await sm.backend.dispatch_events(WATCH, limit=3) == 2
+        assert await sm.backend.dispatch_events(WATCH, limit=3) == 0
+        assert await sm.backend.pending("watcher") == 5

@@ -236,7 +236,10 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
                 return 0
         outbox_writes = self._subscribers.outbox_writes
         consumed, mode = await self._write(_write_dispatch, tuple(subscriptions), limit)
-        self._dispatched = (mode, wanted, outbox_writes, time.monotonic()) if mode > 0 else None
+        # Only an outbox this round emptied is known empty: a full page (``limit``) may have left events behind,
+        # which the caller's next round must move, not skip.
+        drained = mode > 0 and consumed < limit
+        self._dispatched = (mode, wanted, outbox_writes, time.monotonic()) if drained else None
         return int(consumed)
 
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
