@@ -121,3 +121,58 @@ async def test_a_round_that_moved_a_full_page_leaves_the_rest_to_the_next_round(
         assert await sm.backend.dispatch_events(WATCH, limit=3) == 2
         assert await sm.backend.dispatch_events(WATCH, limit=3) == 0
         assert await sm.backend.pending("watcher") == 5
+
+
+def scalar(path: Path, sql: str) -> Any:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return connection.execute(sql).fetchone()[0]
+
+
+async def test_a_round_that_drains_the_outbox_empties_it_and_seqs_keep_increasing(tmp_path: Path) -> None:
+    path = tmp_path / "drain.db"
+    async with StateManager.from_url(f"sqlite:///{path}") as sm:
+        await sm.backend.enable_events()
+        await sm.backend.dispatch_events(WATCH)
+        for round_ in range(4):
+            # Given lone writes waiting in the outbox, between groups that deliver directly
+            for index in range(5):
+                await sm.set("s", f"k{index}", round_)
+            # When a round moves them all
+            assert await sm.backend.dispatch_events(WATCH) == 5
+            # Then the outbox is empty (no consumed row kept) and the seq counter is at the newest event
+            assert scalar(path, "SELECT count(*) FROM motia_state_events") == 0
+            newest = scalar(
+                path, "SELECT max(CAST(substr(id, 7, instr(substr(id, 7), ':') - 1) AS INTEGER)) FROM motia_deliveries"
+            )
+            assert scalar(path, "SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'") == newest
+            async with sm.transaction() as tx:
+                await tx.set("s", "k0", {"group": round_})
+                await tx.set("s", "k1", {"group": round_})
+        payloads = await claim_all(sm, "watcher")
+    # And every event has its own seq, increasing in commit order (no delivery id reused, none lost)
+    seqs = [p["seq"] for p in payloads]
+    assert len(payloads) == 4 * 7 and len(set(seqs)) == len(seqs)
+    for key in ("k0", "k1", "k2"):
+        mine = [p["seq"] for p in payloads if p["item_id"] == key]
+        assert mine == sorted(mine)
+    assert [p["new_value"] for p in payloads if p["item_id"] == "k0"] == [
+        value for round_ in range(4) for value in (round_, {"group": round_})
+    ]
+
+
+async def test_a_full_page_keeps_the_newest_consumed_row_and_the_events_after_it(tmp_path: Path) -> None:
+    path = tmp_path / "full.db"
+    async with StateManager.from_url(f"sqlite:///{path}") as sm:
+        await sm.backend.enable_events()
+        await sm.backend.dispatch_events(WATCH)
+        for index in range(5):
+            await sm.set("s", f"k{index}", index)
+        # When a round moves a full page of three
+        assert await sm.backend.dispatch_events(WATCH, limit=3) == 3
+        # Then the newest of them stays, at the cursor, before the two still waiting
+        cursor = scalar(path, "SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'outbox_cursor'")
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            seqs = [seq for (seq,) in connection.execute("SELECT seq FROM motia_state_events ORDER BY seq")]
+        assert len(seqs) == 3 and seqs[0] == cursor
+        assert await sm.backend.dispatch_events(WATCH, limit=3) == 2
+        assert scalar(path, "SELECT count(*) FROM motia_state_events") == 0

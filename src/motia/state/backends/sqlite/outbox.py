@@ -11,10 +11,10 @@ and while events wait there (a direct delivery must not overtake them).
 
 ``motia_meta`` holds two rows for this:
 
-* ``event_seq``: the last seq a direct delivery took. Direct events take theirs from it (one ``UPDATE ...
-  RETURNING``), outbox rows theirs after both it and the newest outbox row (dispatch always keeps the
-  newest row it consumed), so seqs keep increasing in commit order and a delivery id
-  (``state:{seq}:{step}``) is never reused.
+* ``event_seq``: the last seq a direct delivery took, or a dispatch that emptied the outbox consumed. Direct
+  events take theirs from it (one ``UPDATE ... RETURNING``), outbox rows theirs after both it and the newest
+  outbox row (a dispatch keeps the newest row it consumed, or, emptying the outbox, raises the counter to
+  it), so seqs keep increasing in commit order and a delivery id (``state:{seq}:{step}``) is never reused.
 * ``triggers``: the mode, and which set of subscriptions is current. A positive number is direct mode, zero
   or a negative one the outbox. Every change of ``motia_subscriptions`` writes a new random number (in the
   same transaction), so a process keeps its copy of the subscriptions (:class:`Subscribers`) as long as the
@@ -45,9 +45,9 @@ _INSERT_DELIVERY = (
     "INSERT OR IGNORE INTO motia_deliveries"
     " (id, step, kind, payload, order_key, order_slots, available_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-#: An outbox row numbered after every seq handed out: the newest outbox row (dispatch always keeps the newest
-#: row it consumed) and the counter of direct deliveries. No write of the counter: a lone write stays as
-#: cheap as before direct mode existed.
+#: An outbox row numbered after every seq handed out: the newest outbox row (dispatch keeps the newest row it
+#: consumed, or raises the counter to it) and the counter of direct deliveries and emptied outboxes. No write
+#: of the counter: a lone write stays as cheap as before direct mode existed.
 _INSERT_EVENT = (
     "INSERT INTO motia_state_events"
     " (seq, event_type, scope, key, old_value, new_value, version, timestamp, trace) VALUES ("
@@ -63,7 +63,7 @@ _INSERT_EVENT_BOUND = _INSERT_EVENT.replace(
 )
 _EMPTY = bytearray()
 #: The ``triggers`` number (positive: direct mode) and whether any event waits in the outbox (beyond the
-#: newest consumed row, which stays, at the cursor).
+#: cursor: consumed rows before it may stay).
 MODE = (
     "SELECT (SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'triggers'),"
     " EXISTS (SELECT 1 FROM motia_state_events WHERE seq >"

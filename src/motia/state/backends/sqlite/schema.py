@@ -72,7 +72,8 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS motia_state_expiry ON motia_state (expires_at) WHERE expires_at IS NOT NULL",
     # No AUTOINCREMENT (its sqlite_sequence update is one more page written per commit): seq stays
-    # monotonic because dispatch always keeps the newest row it consumed (see _write_dispatch).
+    # monotonic because dispatch keeps the newest row it consumed, or raises motia_meta's event_seq to it
+    # when it empties the table (see _write_dispatch).
     """CREATE TABLE IF NOT EXISTS motia_state_events (
         seq INTEGER PRIMARY KEY,
         event_type TEXT NOT NULL,
