@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from motia import StateManager
+from motia.state.backends.sqlite import delivery
+from motia.state.backends.sqlite.delivery import CLEAR_OUTBOX_AFTER
 from motia.state.backends.sqlite.outbox import INSERT_CHUNK, insert_deliveries
 from motia.state.backends.types import Subscription
 
 WATCH = [Subscription("watcher", "s")]
+#: The newest seq any delivery took (ids are ``state:{seq}:{step}``).
+NEWEST_SEQ = "SELECT max(CAST(substr(id, 7, instr(substr(id, 7), ':') - 1) AS INTEGER)) FROM motia_deliveries"
 
 
 async def claim_all(sm: StateManager, step: str) -> list[dict[str, Any]]:
@@ -128,39 +133,43 @@ def scalar(path: Path, sql: str) -> Any:
         return connection.execute(sql).fetchone()[0]
 
 
-async def test_a_round_that_drains_the_outbox_empties_it_and_seqs_keep_increasing(tmp_path: Path) -> None:
+async def test_consumed_rows_go_together_once_they_span_the_bound_and_seqs_keep_increasing(tmp_path: Path) -> None:
     path = tmp_path / "drain.db"
+    sizes = []
     async with StateManager.from_url(f"sqlite:///{path}") as sm:
         await sm.backend.enable_events()
         await sm.backend.dispatch_events(WATCH)
-        for round_ in range(4):
+        for round_ in range(30):
             # Given lone writes waiting in the outbox, between groups that deliver directly
-            for index in range(5):
+            for index in range(40):
                 await sm.set("s", f"k{index}", round_)
             # When a round moves them all
-            assert await sm.backend.dispatch_events(WATCH) == 5
-            # Then the outbox is empty (no consumed row kept) and the seq counter is at the newest event
-            assert scalar(path, "SELECT count(*) FROM motia_state_events") == 0
-            newest = scalar(
-                path, "SELECT max(CAST(substr(id, 7, instr(substr(id, 7), ':') - 1) AS INTEGER)) FROM motia_deliveries"
-            )
-            assert scalar(path, "SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'") == newest
+            assert await sm.backend.dispatch_events(WATCH) == 40
+            sizes.append(scalar(path, "SELECT count(*) FROM motia_state_events"))
+            if sizes[-1] == 0:  # emptied: the seq counter is at the newest event
+                newest = scalar(path, NEWEST_SEQ)
+                assert scalar(path, "SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'") == newest
             async with sm.transaction() as tx:
                 await tx.set("s", "k0", {"group": round_})
                 await tx.set("s", "k1", {"group": round_})
         payloads = await claim_all(sm, "watcher")
+    # Then consumed rows stayed a while (no delete every round), went together, and never piled up past the bound
+    assert sizes[:3] == [40, 80, 120] and 0 in sizes and max(sizes) <= CLEAR_OUTBOX_AFTER + 40
     # And every event has its own seq, increasing in commit order (no delivery id reused, none lost)
     seqs = [p["seq"] for p in payloads]
-    assert len(payloads) == 4 * 7 and len(set(seqs)) == len(seqs)
+    assert len(payloads) == 30 * 42 and len(set(seqs)) == len(seqs)
     for key in ("k0", "k1", "k2"):
         mine = [p["seq"] for p in payloads if p["item_id"] == key]
         assert mine == sorted(mine)
     assert [p["new_value"] for p in payloads if p["item_id"] == "k0"] == [
-        value for round_ in range(4) for value in (round_, {"group": round_})
+        value for round_ in range(30) for value in (round_, {"group": round_})
     ]
 
 
-async def test_a_full_page_keeps_the_newest_consumed_row_and_the_events_after_it(tmp_path: Path) -> None:
+async def test_a_full_page_keeps_the_newest_consumed_row_and_the_events_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "CLEAR_OUTBOX_AFTER", 2)  # consumed rows go at once
     path = tmp_path / "full.db"
     async with StateManager.from_url(f"sqlite:///{path}") as sm:
         await sm.backend.enable_events()
@@ -174,5 +183,11 @@ async def test_a_full_page_keeps_the_newest_consumed_row_and_the_events_after_it
         with contextlib.closing(sqlite3.connect(path)) as connection:
             seqs = [seq for (seq,) in connection.execute("SELECT seq FROM motia_state_events ORDER BY seq")]
         assert len(seqs) == 3 and seqs[0] == cursor
+        # And the round that drains them empties the table, the counter at the newest
         assert await sm.backend.dispatch_events(WATCH, limit=3) == 2
         assert scalar(path, "SELECT count(*) FROM motia_state_events") == 0
+        assert scalar(path, "SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'") == seqs[-1]
+        await sm.set("s", "k0", "after")
+        assert await sm.backend.dispatch_events(WATCH) == 1
+        payloads = await claim_all(sm, "watcher")
+    assert [p["seq"] for p in payloads] == [*range(seqs[0] - 2, seqs[-1] + 1), seqs[-1] + 1]

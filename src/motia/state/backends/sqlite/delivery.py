@@ -59,6 +59,9 @@ _OUTBOX_PAGE = (
 )
 
 
+#: Consumed outbox rows are deleted once the oldest row is this many seqs behind the newest consumed one.
+CLEAR_OUTBOX_AFTER = 1024
+_CURSOR = "INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)"
 #: The cursor and the seq counter after a round that emptied the outbox: both at its newest event (the seq
 #: counter never goes down: direct deliveries may have taken seqs beyond the outbox's).
 _DRAINED = (
@@ -108,21 +111,23 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
             insert_deliveries(connection, deliveries)
             tx.notify = True
         last = rows[-1][0]
-        if len(rows) < limit:
+        # Consumed rows stay (every reader skips them: seq > cursor) until they span CLEAR_OUTBOX_AFTER seqs,
+        # then go together: deleting a round's rows one by one, each delete rebalancing the B-tree's leaves,
+        # was ~9,000 instructions per event (issue 15). The newest consumed row stays while events may wait
+        # after it (a full page): new outbox rows are numbered after it (and after the direct deliveries'
+        # counter), so delivery ids built from seq are never reused.
+        oldest = connection.execute("SELECT min(seq) FROM motia_state_events").fetchone()[0]
+        if last - oldest < CLEAR_OUTBOX_AFTER:
+            connection.execute(_CURSOR, (last,))
+        elif len(rows) < limit:
             # The round read every waiting event (under the write lock: none can come in meanwhile), so the
-            # outbox holds consumed rows only: emptied whole, which SQLite does page by page, not row by row
-            # (a per-row DELETE was ~9,000 instructions per event, issue 15). New outbox rows are numbered
-            # after every seq handed out (see outbox._INSERT_EVENT): ``event_seq`` is raised to the newest.
+            # table holds consumed rows only: emptied whole, which SQLite does page by page, not row by row,
+            # and ``event_seq`` raised to the newest, which new outbox rows are numbered after.
             connection.execute("DELETE FROM motia_state_events")
             connection.execute(_DRAINED, (last,))
         else:
-            # A full page: events may wait after it. Keep the newest consumed row, which new outbox rows are
-            # numbered after (and after the direct deliveries' counter), so delivery ids built from seq are
-            # never reused; the cursor says it is consumed.
             connection.execute("DELETE FROM motia_state_events WHERE seq < ?", (last,))
-            connection.execute(
-                "INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)", (str(last),)
-            )
+            connection.execute(_CURSOR, (last,))
     # Direct mode while some subscription is registered (a group of events still goes to the outbox while
     # events wait there, so per-key order holds: see outbox.record).
     direct = bool(subscribed)
