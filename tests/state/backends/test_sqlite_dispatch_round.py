@@ -191,3 +191,24 @@ async def test_a_full_page_keeps_the_newest_consumed_row_and_the_events_after_it
         assert await sm.backend.dispatch_events(WATCH) == 1
         payloads = await claim_all(sm, "watcher")
     assert [p["seq"] for p in payloads] == [*range(seqs[0] - 2, seqs[-1] + 1), seqs[-1] + 1]
+
+
+async def test_a_round_of_big_values_deletes_the_consumed_rows_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "big.db"
+    async with StateManager.from_url(f"sqlite:///{path}") as sm:
+        await sm.backend.enable_events()
+        await sm.backend.dispatch_events(WATCH)
+        # Given rounds of small values, whose consumed rows stay
+        for index in range(3):
+            await sm.set("s", f"small{index}", index)
+        assert await sm.backend.dispatch_events(WATCH) == 3
+        assert scalar(path, "SELECT count(*) FROM motia_state_events") == 3
+        # When a round moves events whose values are big (past CLEAR_OUTBOX_EVENT_BYTES each on average)
+        await sm.set("s", "big", "x" * (3 * delivery.CLEAR_OUTBOX_EVENT_BYTES))  # the two average past it
+        await sm.set("s", "small0", "again")
+        assert await sm.backend.dispatch_events(WATCH) == 2
+        # Then every consumed row is gone with it (big values are never kept past their round)
+        assert scalar(path, "SELECT count(*) FROM motia_state_events") == 0
+        # And the events were all delivered, in order
+        payloads = await claim_all(sm, "watcher")
+    assert [p["item_id"] for p in payloads] == ["small0", "small1", "small2", "big", "small0"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from motia.state.backends._events import error_text
 from motia.state.backends._writes import _tuple, orphaned_error
@@ -61,6 +62,10 @@ _OUTBOX_PAGE = (
 
 #: Consumed outbox rows are deleted once the oldest row is this many seqs behind the newest consumed one.
 CLEAR_OUTBOX_AFTER = 1024
+#: ... or at once, by a round whose events carry more than this many bytes of values each on average: so the
+#: consumed rows kept hold at most about ``CLEAR_OUTBOX_AFTER`` times this (1 MiB), however big values are
+#: (a value may be up to ``max_value_bytes``, 1 MiB by default, and an event holds two).
+CLEAR_OUTBOX_EVENT_BYTES = 1024
 _CURSOR = "INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?)"
 #: The cursor and the seq counter after a round that emptied the outbox: both at its newest event (the seq
 #: counter never goes down: direct deliveries may have taken seqs beyond the outbox's).
@@ -68,6 +73,11 @@ _DRAINED = (
     "INSERT OR REPLACE INTO motia_meta (name, value) VALUES ('outbox_cursor', ?1),"
     " ('event_seq', max(?1, coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'), 0)))"
 )
+
+
+def _value_bytes(rows: Sequence[Sequence[Any]]) -> int:
+    """The bytes of old and new values in outbox ``rows`` (as :data:`_OUTBOX_PAGE` reads them)."""
+    return sum(len(row[4] or b"") + len(row[5] or b"") for row in rows)
 
 
 def _events_flag(connection: sqlite3.Connection) -> bool:
@@ -111,13 +121,13 @@ def _write_dispatch(tx: _Transaction, subscriptions: Sequence[Subscription], lim
             insert_deliveries(connection, deliveries)
             tx.notify = True
         last = rows[-1][0]
-        # Consumed rows stay (every reader skips them: seq > cursor) until they span CLEAR_OUTBOX_AFTER seqs,
-        # then go together: deleting a round's rows one by one, each delete rebalancing the B-tree's leaves,
-        # was ~9,000 instructions per event (issue 15). The newest consumed row stays while events may wait
-        # after it (a full page): new outbox rows are numbered after it (and after the direct deliveries'
-        # counter), so delivery ids built from seq are never reused.
+        # Consumed rows stay (every reader skips them: seq > cursor) until they span CLEAR_OUTBOX_AFTER seqs (or
+        # a round's values are big: see CLEAR_OUTBOX_EVENT_BYTES), then go together: deleting a round's rows one
+        # by one, each delete rebalancing the B-tree's leaves, was ~9,000 instructions per event (issue 15). The
+        # newest consumed row stays while events may wait after it (a full page): new outbox rows are numbered
+        # after it (and after the direct deliveries' counter), so delivery ids built from seq are never reused.
         oldest = connection.execute("SELECT min(seq) FROM motia_state_events").fetchone()[0]
-        if last - oldest < CLEAR_OUTBOX_AFTER:
+        if last - oldest < CLEAR_OUTBOX_AFTER and _value_bytes(rows) <= CLEAR_OUTBOX_EVENT_BYTES * len(rows):
             connection.execute(_CURSOR, (last,))
         elif len(rows) < limit:
             # The round read every waiting event (under the write lock: none can come in meanwhile), so the
