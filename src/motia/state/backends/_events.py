@@ -60,6 +60,15 @@ def order_key(scope: str, key: str) -> str:
     return orjson.dumps((scope, key)).decode()
 
 
+def subscribed(subscription: Subscription, scope: str, key: str) -> bool:
+    """Whether a change of ``(scope, key)`` is delivered to ``subscription``: the rule every backend and path
+    shares. A subscription to any scope skips the runtime's own scopes (``__motia.idempotency``...)."""
+    wanted = subscription.scope
+    return (wanted == scope or (wanted is None and not scope.startswith(INTERNAL_SCOPE_PREFIX))) and (
+        subscription.key is None or subscription.key == key
+    )
+
+
 def state_deliveries(
     subscriptions: Sequence[Subscription],
     seq: int,
@@ -80,11 +89,7 @@ def state_deliveries(
     deliveries: list[NewDelivery] = []
     payload = ordering = None
     for subscription in subscriptions:
-        wanted = subscription.scope
-        # A subscription to any scope skips the runtime's own scopes (``__motia.idempotency``...).
-        if (wanted == scope or (wanted is None and not scope.startswith(INTERNAL_SCOPE_PREFIX))) and (
-            subscription.key is None or subscription.key == key
-        ):
+        if subscribed(subscription, scope, key):
             if payload is None:
                 payload = state_event_payload(seq, event_type, scope, key, old, new, version, timestamp, trace)
                 ordering = order_key(scope, key)

@@ -34,9 +34,8 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
-from motia.state.backends._events import order_key, state_event_payload
+from motia.state.backends._events import order_key, state_event_payload, subscribed
 from motia.state.backends.types import NewDelivery, Subscription
-from motia.state.values import INTERNAL_SCOPE_PREFIX
 
 #: One change event: ``(event_type, scope, key, old_value, new_value, version, timestamp, trace)``.
 Event = tuple[str, str, str, bytes | None, bytes | None, int, float, str | None]
@@ -141,11 +140,7 @@ def state_delivery_rows(
     for seq, event_type, scope, key, old, new, version, timestamp, trace in events:
         payload = ordering = None
         for subscription in subscriptions:
-            wanted = subscription.scope
-            # A subscription to any scope skips the runtime's own scopes (``__motia.idempotency``...).
-            if (wanted == scope or (wanted is None and not scope.startswith(INTERNAL_SCOPE_PREFIX))) and (
-                subscription.key is None or subscription.key == key
-            ):
+            if subscribed(subscription, scope, key):
                 if payload is None:
                     payload = bytearray(
                         state_event_payload(seq, event_type, scope, key, old, new, version, timestamp, trace)
