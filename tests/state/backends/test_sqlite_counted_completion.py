@@ -1,6 +1,6 @@
-"""Completions on SQLite counted, not returned (issue 15): from ``COUNTED_COMPLETION`` deliveries on, a completion
-deletes without ``RETURNING`` inside a savepoint and, when some delivery was no longer held, rolls back to it and
-deletes again naming the completed ones. Either way exactly the deliveries the owner held are completed."""
+"""Completions on SQLite counted, not returned (issue 15): a completion deletes without ``RETURNING`` inside a
+savepoint and, when some delivery was no longer held, rolls back to it and deletes again naming the completed ones.
+Either way exactly the deliveries the owner held are completed."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 
 from motia import StateManager
 from motia.exceptions import MotiaError
-from motia.state.backends.sqlite.delivery import COUNTED_COMPLETION, _write_complete_many
+from motia.state.backends.sqlite.delivery import _write_complete_many
 from motia.state.backends.types import NewDelivery
 
-COUNT = COUNTED_COMPLETION + 2
+COUNT = 6
 
 
 def _statements(held: list[str], others: list[str], ids: list[str]) -> tuple[set[str], list[str], list[str]]:
@@ -53,11 +53,12 @@ def test_a_completion_with_a_lost_lease_rolls_back_and_names_the_completed_ones(
     assert [sql for sql in ran if "RETURNING" in sql]
 
 
-def test_a_small_completion_is_returned_at_once() -> None:
-    ids = [f"m{n}" for n in range(COUNTED_COMPLETION - 1)]
-    done, ran, left = _statements(ids, [], ids)
-    assert done == set(ids) and left == []
-    assert not [sql for sql in ran if "SAVEPOINT" in sql]
+def test_a_single_completion_is_counted_too() -> None:
+    done, ran, left = _statements(["m0", "m1"], [], ["m0"])
+    assert done == {"m0"} and left == ["m1"]
+    assert not [sql for sql in ran if "RETURNING" in sql]
+    done, ran, left = _statements(["m1"], ["m0"], ["m0"])
+    assert done == set() and left == ["m0", "m1"]
 
 
 async def _held(backend: Any, count: int) -> list[str]:
