@@ -105,16 +105,7 @@ def parse_operations(operations: object) -> list[Operation]:
             f"update operations must be a list of dicts, not {type(operations).__name__}", index=None, path=None
         )
     if len(operations) == 1:  # the common update: one operation, without the comprehension's frame
-        raw = operations[0]
-        if type(raw) is dict and len(raw) == 3:  # an increment parsed before, without _parse_one's frame
-            op_type = raw.get("type")
-            raw_path = raw.get("path")
-            amount = raw.get("value")
-            if type(op_type) is str and type(raw_path) is str and type(amount) is int:  # as _parse_one tests
-                operation = _PARSED.get((0, op_type, raw_path, amount))
-                if operation is not None:
-                    return [operation]
-        return [_parse_one(0, raw)]
+        return [_parse_one(0, operations[0])]
     return [_parse_one(index, raw) for index, raw in enumerate(operations)]
 
 
