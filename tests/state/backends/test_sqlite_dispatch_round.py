@@ -32,6 +32,15 @@ async def claim_all(sm: StateManager, step: str) -> list[dict[str, Any]]:
     return payloads
 
 
+async def lone_writes(sm: StateManager, count: int) -> None:
+    """Events on, ``WATCH`` registered (direct mode), then ``count`` lone writes waiting in the outbox:
+    ``k0..`` set to their index."""
+    await sm.backend.enable_events()
+    await sm.backend.dispatch_events(WATCH)
+    for index in range(count):
+        await sm.set("s", f"k{index}", index)
+
+
 async def test_a_round_serves_a_subscription_another_process_registered_after_the_copy(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     async with StateManager.from_url(url) as writer, StateManager.from_url(url) as other:
@@ -75,10 +84,7 @@ async def test_a_round_of_many_events_inserts_every_delivery_once_in_seq_order(t
     url = f"sqlite:///{tmp_path / 'many.db'}"
     async with StateManager.from_url(url) as sm:
         # Given 45 lone writes waiting in the outbox (inserted in chunks of 32, 8, 4 and 1)
-        await sm.backend.enable_events()
-        await sm.backend.dispatch_events(WATCH)
-        for index in range(45):
-            await sm.set("s", f"k{index}", index)
+        await lone_writes(sm, 45)
         # When they are dispatched
         assert await sm.backend.dispatch_events(WATCH) == 45
         assert await sm.backend.dispatch_events(WATCH) == 0
@@ -116,10 +122,7 @@ async def test_a_round_that_moved_a_full_page_leaves_the_rest_to_the_next_round(
     url = f"sqlite:///{tmp_path / 'page.db'}"
     async with StateManager.from_url(url) as sm:
         # Given five lone writes waiting in the outbox of a store in direct mode
-        await sm.backend.enable_events()
-        await sm.backend.dispatch_events(WATCH)
-        for index in range(5):
-            await sm.set("s", f"k{index}", index)
+        await lone_writes(sm, 5)
         # When rounds of three are dispatched one after another (the runtime's loop: until a round is not full)
         # Then the second moves the two left at once, though no write came between them
         assert await sm.backend.dispatch_events(WATCH, limit=3) == 3
@@ -172,10 +175,7 @@ async def test_a_full_page_keeps_the_newest_consumed_row_and_the_events_after_it
     monkeypatch.setattr(delivery, "CLEAR_OUTBOX_AFTER", 2)  # consumed rows go at once
     path = tmp_path / "full.db"
     async with StateManager.from_url(f"sqlite:///{path}") as sm:
-        await sm.backend.enable_events()
-        await sm.backend.dispatch_events(WATCH)
-        for index in range(5):
-            await sm.set("s", f"k{index}", index)
+        await lone_writes(sm, 5)
         # When a round moves a full page of three
         assert await sm.backend.dispatch_events(WATCH, limit=3) == 3
         # Then the newest of them stays, at the cursor, before the two still waiting
