@@ -76,6 +76,7 @@ from motia.runtime.delivery import DeliveryOptions
 from motia.runtime.feed_once import FeedOnce
 from motia.runtime.state_triggers import state_input, state_triggers, wait_for
 from motia.state import values
+from motia.state.backends.sqlite import SQLiteBackend
 from motia.steps.definition import Step
 
 STEP = "count"
@@ -99,6 +100,14 @@ _CURSORS = (
 )
 _MOVE = "UPDATE log_cursors SET seq = ?, lease_until = ? WHERE step = ? AND owner = ?"
 _TRIM = "DELETE FROM motia_state_events WHERE seq < ?"
+
+
+def sqlite_file(state_manager: StateManager) -> Path:
+    """The file of ``state_manager``'s store (the prototype reads it on a connection of its own)."""
+    backend = state_manager.backend
+    if not isinstance(backend, SQLiteBackend):
+        raise TypeError(f"the prototype runs on SQLite, not {type(backend).__name__}")
+    return backend.path
 
 
 def workload(n: int, keys: int) -> list[str]:
@@ -206,7 +215,7 @@ class LogConsumer:
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
         self.wake = asyncio.Event()
-        self.connection = sqlite3.connect(self.backend.path, isolation_level=None, check_same_thread=False)
+        self.connection = sqlite3.connect(sqlite_file(app.state), isolation_level=None, check_same_thread=False)
         for pragma in ("busy_timeout=10000", "synchronous=NORMAL", "wal_autocheckpoint=0", "secure_delete=FAST"):
             self.connection.execute(f"PRAGMA {pragma}")  # the WAL is pymotia's: its writer checkpoints it
         self.connection.execute(_CURSORS)
@@ -515,7 +524,7 @@ async def outbox(options: Options) -> Measured:
         await sm.backend.enable_events()
         async with measured(options.callgrind) as span:
             await write_all(sm, keys, options.tasks)
-        count = await asyncio.to_thread(_outbox_rows, sm.backend.path)
+        count = await asyncio.to_thread(_outbox_rows, sqlite_file(sm))
         if count != len(keys):
             raise AssertionError(f"outbox: {count} rows for {len(keys)} writes")
     return span
