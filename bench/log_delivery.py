@@ -110,9 +110,14 @@ def sqlite_file(state_manager: StateManager) -> Path:
     return backend.path
 
 
+#: The command line's settings (``-n``, ``--keys``, ``--tasks``, ``--batch``, ``--cursor``, ``--reader``,
+#: ``--handlers``, ``--callgrind``) and ``workdir``, the directory of the round's files.
+Options = argparse.Namespace
+
+
 def workload(n: int, keys: int) -> list[str]:
-    """The keys of ``n`` writes: ``events_bench.py``'s (each key once) unless ``keys`` < ``n``."""
-    return [f"k{i % keys}" for i in range(n)]
+    """The keys of ``n`` writes: ``events_bench.py``'s (each key once) unless ``keys`` (0: ``n``) < ``n``."""
+    return [f"k{i % (keys or n)}" for i in range(n)]
 
 
 async def write_all(state_manager: StateManager, keys: list[str], tasks: int) -> None:
@@ -197,16 +202,14 @@ class LogConsumer:
     key's events of a range run in order (one task per handler, at most :data:`CONCURRENCY` at once), then the
     cursor moved past the range. ``real``: pymotia's handler path (input, ctx, invoke); else ``bare``."""
 
-    def __init__(
-        self, app: MotiaApp, seen: Seen, *, real: bool, batch: int, cursor: str, reader: str, handlers: str = "task"
-    ) -> None:
+    def __init__(self, app: MotiaApp, seen: Seen, real: bool, options: Options) -> None:
         self.app = app
         #: ``inline``: each key's handlers awaited in turn by the range itself, no task per handler (pricing only).
-        self.inline = handlers == "inline"
+        self.inline = options.handlers == "inline"
         self.seen = seen
         self.real = real
-        self.batch = batch
-        self.cursor_mode = cursor
+        self.batch = options.batch
+        self.cursor_mode = options.cursor
         self.backend: Any = app.state.backend
         self.step = app.steps[0]
         self.triggers = state_triggers(self.step)
@@ -222,7 +225,7 @@ class LogConsumer:
         self.connection.execute(
             "INSERT OR REPLACE INTO log_cursors VALUES (?, 0, ?, ?)", (STEP, self.owner, time.time() + LEASE)
         )
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="log-reader") if reader == "thread" else None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="log-reader") if options.reader == "thread" else None
         self.cursor = 0
         self.trimmed = 0
         self.failures: list[BaseException] = []
@@ -448,19 +451,6 @@ def _move_in_group(tx: Any, seq: int, lease_until: float, owner: str, trim: bool
 # -- the variants ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Options:
-    n: int
-    keys: int
-    tasks: int
-    batch: int
-    cursor: str
-    reader: str
-    handlers: str
-    callgrind: bool
-    workdir: Path
-
-
 async def today(options: Options) -> Measured:
     keys = workload(options.n, options.keys)
     seen = Seen(len(keys))
@@ -483,15 +473,7 @@ async def log(options: Options, real: bool = True) -> Measured:
     await app.startup()
     try:
         await app.state.backend.enable_events()  # no subscription registered: each change is one outbox row
-        consumer = LogConsumer(
-            app,
-            seen,
-            real=real,
-            batch=options.batch,
-            cursor=options.cursor,
-            reader=options.reader,
-            handlers=options.handlers,
-        )
+        consumer = LogConsumer(app, seen, real, options)
         try:
             async with measured(options.callgrind) as span:
                 consuming = asyncio.create_task(consumer.run(len(keys)))
@@ -556,17 +538,7 @@ MEASURE: dict[str, Callable[[Options], Awaitable[Measured]]] = {
 async def run(args: argparse.Namespace) -> None:
     variants = [args.variant] if args.variant else list(VARIANTS)
     with tempfile.TemporaryDirectory(prefix="motia-log-bench-") as tmp:
-        options = Options(
-            args.n,
-            args.keys or args.n,
-            args.tasks,
-            args.batch,
-            args.cursor,
-            args.reader,
-            args.handlers,
-            args.callgrind,
-            Path(tmp),
-        )
+        options, options.workdir = args, Path(tmp)  # the variants read their settings from the command line
         rounds: dict[str, list[Measured]] = {variant: [] for variant in variants}
         for _ in range(args.repeat):
             for variant in variants:  # interleaved: the machine's noise hits every variant alike
