@@ -1,5 +1,7 @@
-"""Each delivery's handler runs in a task of its own, made as the loop would make it (issue 15 made the worker
-build the task itself): its name, its own copy of the context, the loop's task factory when one is set."""
+"""Each delivery's handler runs in a task made as the loop would make it (issue 15 made the worker build the task
+itself): under its own name, in its own copy of the context, from the loop's task factory when one is set. A
+claim's handlers take turns in one task; one that pauses keeps that task to itself
+(:mod:`motia.runtime.handler_tasks`)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ from typing import Any, cast
 
 from motia import state, step
 from motia.runtime.app import MotiaApp
+from motia.runtime.context import current_run
+from motia.runtime.delivery import DeliveryOptions
 from motia.state.backends._events import state_event_payload
 from motia.state.backends.types import NewDelivery
+from motia.state.manager import StateManager
 from tests.runtime.delivery_helpers import FAST
 
 _seen_by_handler: contextvars.ContextVar[str] = contextvars.ContextVar("seen_by_handler", default="unset")
@@ -103,3 +108,175 @@ async def test_a_delivery_no_trigger_can_take_is_dead_lettered_and_frees_its_slo
         assert app.delivery is not None and not app.delivery._running and not app.delivery._per_step
     finally:
         await app.shutdown()
+
+
+async def _waiting(app: MotiaApp, keys: list[str]) -> list[str]:
+    """State deliveries of step ``watch`` for ``keys`` added in one store call (so one claim can take them all);
+    their ids, in order."""
+    ids = [f"state:{n}:watch" for n in range(1, len(keys) + 1)]
+    payloads = [state_event_payload(n, "created", "s", key, None, b"1", 1, 1.0) for n, key in enumerate(keys, 1)]
+    await app.state.backend.enqueue(
+        [NewDelivery(id_, "watch", "state", p) for id_, p in zip(ids, payloads, strict=True)]
+    )
+    return ids
+
+
+async def test_a_claims_handlers_take_turns_in_a_task_each_with_its_own_context_and_run() -> None:
+    # Given a handler that records its task, its name, what it sees of the context, then sets a variable
+    runs: list[tuple[asyncio.Task[Any] | None, str, str, str, bool]] = []
+    done = asyncio.Event()
+
+    async def handler(input: Any, ctx: Any) -> None:
+        task = asyncio.current_task()
+        name = task.get_name() if task else ""
+        runs.append((task, name, ctx.trigger.delivery_id, _seen_by_handler.get(), current_run.get() is ctx))
+        _seen_by_handler.set(input.key)
+        if len(runs) == 4:
+            done.set()
+
+    app = MotiaApp(
+        [step({"name": "watch", "triggers": [state(scope="s")]}, handler)], state="memory://", cron=False, delivery=FAST
+    )
+    await app.startup()
+    try:
+        # When four deliveries are claimed together, then one more alone
+        ids = await _waiting(app, ["a", "b", "c", "d"])
+        await asyncio.wait_for(done.wait(), 10)
+        done.clear()
+        await app.state.set("s", "e", 1)
+        await asyncio.wait_for(_until(lambda: len(runs) == 5), 10)
+    finally:
+        await app.shutdown()
+    # Then the four took turns in one task, in claim order, each under its own name and with its own ctx as the
+    # current run, none seeing what another set; nor did the later claim's handler (the worker's context is clean)
+    assert [(name, delivery, seen, own) for _, name, delivery, seen, own in runs[:4]] == [
+        (f"motia-delivery:{id_}", id_, "unset", True) for id_ in ids
+    ]
+    assert len({task for task, *_ in runs[:4]}) == 1
+    assert runs[4][3:] == ("unset", True)
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+async def test_a_handler_that_pauses_keeps_its_own_task_which_the_worker_tracks_and_its_claim_goes_on() -> None:
+    # Given a handler whose first delivery waits for what the claim's last one does
+    released = asyncio.Event()
+    seen: dict[str, Any] = {}
+    done = asyncio.Event()
+
+    async def handler(input: Any, ctx: Any) -> None:
+        if input.key == "a":
+            seen["before"] = asyncio.current_task()
+            assert app.delivery is not None
+            seen["tracked"] = app.delivery._running[ctx.trigger.delivery_id][0]
+            await released.wait()
+            seen["after"] = asyncio.current_task()
+            done.set()
+        elif input.key == "c":
+            released.set()
+
+    app = MotiaApp(
+        [step({"name": "watch", "triggers": [state(scope="s")]}, handler)], state="memory://", cron=False, delivery=FAST
+    )
+    await app.startup()
+    try:
+        # When the three are claimed together
+        await _waiting(app, ["a", "b", "c"])
+        # Then the first, paused, did not hold the others back, and ran in one task the worker tracked
+        await asyncio.wait_for(done.wait(), 10)
+        await app.drain()
+    finally:
+        await app.shutdown()
+    assert seen["before"] is seen["after"] is seen["tracked"]
+    assert seen["before"].get_name() == "motia-delivery:state:1:watch"
+
+
+async def test_asyncio_timeout_in_a_handler_before_its_first_await_fails_that_attempt_only() -> None:
+    # Given a handler that enters asyncio.timeout at once and, on its first attempt, waits past it
+    outcomes: list[tuple[str, int]] = []
+
+    async def handler(input: Any, ctx: Any) -> None:
+        async with asyncio.timeout(0.02):
+            if input.key == "slow" and ctx.trigger.attempt == 1:
+                await asyncio.Event().wait()
+            await asyncio.sleep(0)
+        outcomes.append((input.key, ctx.trigger.attempt))
+
+    app = MotiaApp(
+        [step({"name": "watch", "triggers": [state(scope="s", config={"backoff_delay_ms": 10})]}, handler)],
+        state="memory://",
+        cron=False,
+        delivery=FAST,
+    )
+    await app.startup()
+    try:
+        # When it is claimed with others
+        await _waiting(app, ["slow", "b", "c"])
+        await app.drain()
+        # Then the timeout failed that attempt only (retried, then handled), and the worker still delivers
+        await app.state.set("s", "later", 1)
+        await app.drain()
+    finally:
+        await app.shutdown()
+    assert sorted(outcomes) == [("b", 1), ("c", 1), ("later", 1), ("slow", 2)]
+
+
+async def test_no_claims_task_runs_more_handlers_than_the_worker_runs_at_once() -> None:
+    # Given ten deliveries waiting and a worker that runs four at once, and a handler that never pauses
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    async def handler(input: Any, ctx: Any) -> None:
+        tasks.append(asyncio.current_task())
+
+    app = MotiaApp(
+        [step({"name": "watch", "triggers": [state(scope="s")]}, handler)],
+        state="memory://",
+        cron=False,
+        delivery=DeliveryOptions(lease=5.0, poll_interval=0.02, concurrency=4),
+    )
+    await app.startup()
+    try:
+        # When they are handled
+        await _waiting(app, [f"k{n}" for n in range(10)])
+        await app.drain()
+    finally:
+        await app.shutdown()
+    # Then no task ran more than four of them in a row: the loop got its turns as with a task per delivery
+    assert len(tasks) == 10
+    assert max(tasks.count(task) for task in tasks) <= 4
+
+
+async def test_shutdown_releases_a_paused_handler_of_a_claim_whose_others_returned(tmp_path: Any) -> None:
+    # Given a claim of three whose first handler never returns
+    started = asyncio.Event()
+
+    async def handler(input: Any, ctx: Any) -> None:
+        if input.key == "a":
+            started.set()
+            await asyncio.Event().wait()
+
+    store = StateManager.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    app = MotiaApp(
+        [step({"name": "watch", "triggers": [state(scope="s")]}, handler)],
+        state=store,
+        cron=False,
+        delivery=FAST,
+        shutdown_timeout=0.05,
+    )
+    await app.startup()
+    try:
+        ids = await _waiting(app, ["a", "b", "c"])
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(_until(lambda: app.delivery is not None and len(app.delivery._running) == 1), 5)
+    finally:
+        # When the app shuts down
+        await app.shutdown()
+    # Then the paused one is claimable again at once, its attempt counted, and the others were completed
+    try:
+        (delivery,) = await store.backend.claim(["watch"], owner="next", limit=5, lease=5)
+        assert (delivery.id, delivery.attempts) == (ids[0], 2)
+    finally:
+        await store.aclose()

@@ -54,6 +54,7 @@ from motia.runtime.delivery_payload import attempt_error as _error_text
 from motia.runtime.delivery_payload import traceparent as _traceparent
 from motia.runtime.feed_once import FeedOnce
 from motia.runtime.flow_control import RateLimiter
+from motia.runtime.handler_tasks import Run, Running, start_runs
 from motia.runtime.retention import RETENTION_LEASE, log_pruned
 from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
@@ -103,8 +104,8 @@ class DeliveryWorker:
         self.subscriptions = subscriptions(app.steps)
         self.stream_subscriptions = stream_subscriptions(app.steps)
         self._step_names = tuple(self.steps)
-        #: The running deliveries by id, each with its task: one record per delivery (issue 15).
-        self._running: dict[str, tuple[asyncio.Task[None], Delivery]] = {}
+        #: The running deliveries by id, each with the task it runs in: one record per delivery (issue 15).
+        self._running: Running = {}
         #: How many deliveries run per step (for step limits).
         self._per_step: dict[str, int] = {}
         self.plan = ClaimPlan(self.steps.values(), options.lease)
@@ -193,8 +194,14 @@ class DeliveryWorker:
         await cancel_and_wait(self._claim_task, "delivery: claiming")
         self._dispatch_task = self._claim_task = self._retention_task = None
         if self._running:
-            # _run settles every outcome itself (and _settle never raises), so these end without error.
-            _, unfinished = await asyncio.wait({task for task, _ in self._running.values()}, timeout=timeout)
+            # _run settles every outcome itself (and _settle never raises), so these end without error. Waited
+            # for again while the set changes: a claim's task hands the runs after one that pauses to a new task.
+            deadline = time.monotonic() + timeout
+            while (running := {task for task, _ in self._running.values() if not task.done()}) and (
+                left := deadline - time.monotonic()
+            ) > 0:
+                await asyncio.wait(running, timeout=left)
+            unfinished = {task for task, _ in self._running.values() if not task.done()}
             interrupted = [delivery_id for delivery_id, (task, _) in self._running.items() if task in unfinished]
             for task in unfinished:
                 task.cancel()
@@ -311,10 +318,11 @@ class DeliveryWorker:
             batch = await self.completions.claim(unit.steps, limit, unit.lease)
             if self.rate_limiter and any(step in self.plan.rate_limited for step in unit.steps):
                 batch = await self._admit(batch)
+            if not batch:
+                continue
             free -= len(batch)
             claimed += len(batch)
-            for delivery in batch:
-                self._start(delivery)
+            start_runs(self._loop or asyncio.get_running_loop(), [self._start(d) for d in batch], self._running)
             self.feed.flush()  # the events of the handlers just started, before any of them runs
         return claimed
 
@@ -363,29 +371,24 @@ class DeliveryWorker:
             except Exception:  # an observer's failure must not fail the delivery
                 logger.exception("delivery %s: a retry listener failed", delivery.id)
 
-    def _start(self, delivery: Delivery) -> None:
-        """Route ``delivery`` and run its handler in a task of its own: one coroutine per delivery, and the
-        task made as the loop's ``create_task`` would (uvloop's names each task twice: ``Task-<n>``, then ours)."""
+    def _start(self, delivery: Delivery) -> Run:
+        """Route ``delivery`` and count it as running; return its run (one coroutine per delivery), which
+        :func:`~motia.runtime.handler_tasks.start_runs` starts with the rest of its claim."""
         step = self.steps[delivery.step]
+        run: Run
         try:
             triggers, input_, info, trace_id = self._route(step, delivery)
         except Exception as exc:  # a payload no trigger can take: it could never succeed
-            coro = self._undeliverable(step, delivery, exc)
+            run = (delivery, self._undeliverable, (step, delivery, exc))
         else:
             telemetry = observe.active
             if telemetry is None:  # trace id None: ctx draws one if read
-                coro = self._run(step, delivery, triggers, input_, info, trace_id or None)
+                run = (delivery, self._run, (step, delivery, triggers, input_, info, trace_id or None))
             else:
-                coro = self._traced(telemetry, step, delivery, triggers, input_, info)
-        loop = self._loop or asyncio.get_running_loop()
-        name = f"motia-delivery:{delivery.id}"
-        if loop.get_task_factory() is None:
-            task = asyncio.Task(coro, loop=loop, name=name)
-        else:
-            task = loop.create_task(coro, name=name)
-        self._running[delivery.id] = (task, delivery)
+                run = (delivery, self._traced, (telemetry, step, delivery, triggers, input_, info))
         per_step = self._per_step
         per_step[delivery.step] = per_step.get(delivery.step, 0) + 1
+        return run
 
     def _finished(self, delivery: Delivery) -> None:
         """Called by each delivery's coroutine as it ends (no done callback to schedule)."""
