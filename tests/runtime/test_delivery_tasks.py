@@ -14,6 +14,8 @@ from motia import state, step
 from motia.runtime.app import MotiaApp
 from motia.runtime.context import current_run
 from motia.runtime.delivery import DeliveryOptions
+from motia.runtime.state_triggers import state_input
+from motia.state import values
 from motia.state.backends._events import state_event_payload
 from motia.state.backends.types import NewDelivery
 from motia.state.manager import StateManager
@@ -280,3 +282,40 @@ async def test_shutdown_releases_a_paused_handler_of_a_claim_whose_others_return
         assert (delivery.id, delivery.attempts) == (ids[0], 2)
     finally:
         await store.aclose()
+
+
+async def test_a_state_handlers_input_and_the_console_feed_are_what_the_decoded_payload_gives() -> None:
+    # Given state deliveries whose values hold a big int, a float, text beyond ASCII, nesting, and a traceparent
+    got: list[Any] = []
+
+    async def handler(input: Any, ctx: Any) -> None:
+        got.append(input)
+
+    app = MotiaApp(
+        [step({"name": "watch", "triggers": [state(scope="s")]}, handler)], state="memory://", cron=False, delivery=FAST
+    )
+    new_values = [
+        b"123456789012345678901234567890",
+        b"1764480000.123456",
+        b'"\\u00e9\xf0\x9f\x98\x80"',
+        b'{"a":[1,{}]}',
+    ]
+    payloads = [
+        state_event_payload(n, "updated", "s", f"k{n}", b'{"old":true}', value, n + 1, 1.5 + n, "00-abc-def-01")
+        for n, value in enumerate(new_values, 1)
+    ]
+    await app.startup()
+    try:
+        # When they are delivered
+        await app.state.backend.enqueue(
+            [NewDelivery(f"state:{n}:watch", "watch", "state", p) for n, p in enumerate(payloads, 1)]
+        )
+        await app.drain()
+        feed = app.state_events.recent()
+    finally:
+        await app.shutdown()
+    # Then each input is the one validated from the decoded payload, and the feed shows the decoded payload itself
+    decoded = [values.decode(payload) for payload in payloads]
+    assert sorted(got, key=lambda event: event.seq) == [state_input(fields) for fields in decoded]
+    assert [{k: v for k, v in event.items() if k != "id"} for event in feed] == decoded
+    assert got[0].new_value == 123456789012345678901234567890 and feed[0]["traceparent"] == "00-abc-def-01"

@@ -6,6 +6,8 @@ import asyncio
 import threading
 
 from motia.runtime.events import StateEventHub
+from motia.state import values
+from motia.state.backends._events import state_event_payload
 
 
 async def test_subscribers_get_events_published_after_they_subscribed():
@@ -122,3 +124,24 @@ async def test_record_many_keeps_what_record_would_in_order_and_reaches_subscrib
     many.record_many(events[:2])
     live = [await asyncio.wait_for(subscription.next(), 5) for _ in range(2)]
     assert live == [{"id": 6, **events[0]}, {"id": 7, **events[1]}] == many.recent()[-2:]
+
+
+async def test_record_payloads_keeps_what_record_many_of_the_decoded_events_would():
+    """``record_payloads`` (the worker's: state delivery payloads, decoded only when read) shows late joiners and
+    subscribers the very dicts ``record_many`` of the decoded payloads would, big ints exact."""
+    payloads = [
+        state_event_payload(n, "updated", "s", f"k{n}", b'{"n":1}', value, n, 1.5 + n, "00-trace")
+        for n, value in enumerate([b"123456789012345678901234567890", b'"\\u00e9\xf0\x9f\x98\x80"', b"0.1", b"[]"])
+    ]
+    decoded = [values.decode(payload) for payload in payloads]
+    by_payload, by_event = StateEventHub(history=3), StateEventHub(history=3)
+    by_payload.record_payloads(payloads)
+    by_event.record_many(decoded)
+    assert by_payload.recent() == by_event.recent() == [{"id": n + 1, **decoded[n]} for n in (1, 2, 3)]
+    assert by_payload.recent()[0]["new_value"] == "\u00e9\U0001f600"
+
+    subscription, _ = by_payload.subscribe()
+    by_payload.record_payloads(payloads[:1])
+    live = await asyncio.wait_for(subscription.next(), 5)
+    assert live == {"id": 5, **decoded[0]} == by_payload.recent()[-1]
+    assert live["new_value"] == 123456789012345678901234567890

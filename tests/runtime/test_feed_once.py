@@ -7,6 +7,7 @@ import logging
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from motia.runtime import feed_once
@@ -30,7 +31,8 @@ def feed(history: int = 1000) -> tuple[FeedOnce, StateEventHub]:
 
 
 def flush(once: FeedOnce, *events: dict[str, Any]) -> None:
-    once.waiting.extend((e["seq"], e) for e in events)
+    """The worker's part: each event's seq and its payload (the JSON the store keeps), then the flush."""
+    once.waiting.extend((e["seq"], orjson.dumps(e)) for e in events)
     once.flush()
 
 
@@ -70,7 +72,7 @@ async def test_a_feed_without_a_hub_or_with_a_failing_one_never_fails_the_delive
     assert bare.waiting == []
 
     class Broken:
-        def record_many(self, events: list[dict[str, Any]]) -> None:
+        def record_payloads(self, payloads: list[bytes]) -> None:
             raise RuntimeError("feed down")
 
     broken = FeedOnce(SimpleNamespace(state_events=Broken()))

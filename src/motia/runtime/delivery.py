@@ -60,7 +60,7 @@ from motia.runtime.runner import StepRunner
 from motia.runtime.state_triggers import (
     IDLE_WAIT,
     EventDispatcher,
-    state_input,
+    state_input_json,
     state_triggers,
     subscriptions,
     wait_for,
@@ -455,8 +455,8 @@ class DeliveryWorker:
     ) -> tuple[Sequence[Trigger], Any, TriggerInfo | TriggerFields, str | None]:
         """The candidate triggers, handler input, ``ctx.trigger`` (or its fields) and trace id of ``delivery``."""
         if delivery.kind == "state":
-            fields: Any = _values.decode(delivery.payload)
-            event = state_input(fields)
+            # Validated from the payload's JSON at once: no dict decoded first (~3,300 instructions, issue 15).
+            event = state_input_json(delivery.payload)
             scope, key = event.group_id, event.item_id
             # `matching`, without a call per delivery, nor a list when every trigger of the step matches (the
             # usual case: one trigger, its scope the event's).
@@ -469,7 +469,7 @@ class DeliveryWorker:
             if not found:
                 where = f"{event.group_id!r}/{event.item_id!r}"
                 raise Undeliverable(f"step {step.name!r} has no state trigger matching {where}")
-            self.feed.waiting.append((event.seq, fields))  # recorded by feed.flush(), once the claim started
+            self.feed.waiting.append((event.seq, delivery.payload))  # recorded by feed.flush(), once the claim started
             # TriggerInfo(type="state", scope=..., key=..., delivery_id=..., attempt=...), built if read.
             info: TriggerInfo | TriggerFields = (
                 "state", None, None, None, None, scope, key, None, None, None, delivery.id, delivery.attempts

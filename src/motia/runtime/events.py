@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from pydantic_core import from_json
+
 __all__ = ["StateEventHub", "Subscription"]
 
 Event = dict[str, Any]
@@ -114,8 +116,9 @@ class StateEventHub:
         # Re-entrant: close() may run in a signal handler that interrupted publish() on the same thread.
         self._lock = threading.RLock()
         self._subscribers: set[Subscription] = set()
-        #: Stamped events, or ``(id, event)`` as :meth:`record` kept them (stamped when read).
-        self._history: deque[Event | tuple[int, Mapping[str, Any]]] = deque(maxlen=history)
+        #: Stamped events, or ``(id, event)`` as :meth:`record` and :meth:`record_payloads` kept them (the event,
+        #: or its JSON payload, stamped when read).
+        self._history: deque[Event | tuple[int, Mapping[str, Any] | bytes]] = deque(maxlen=history)
         self._ids = itertools.count(1)
         self._max_queue = max_queue
         self._closed = False
@@ -158,14 +161,28 @@ class StateEventHub:
         for event in events:
             self.record(event)
 
+    def record_payloads(self, payloads: Sequence[bytes]) -> None:
+        """:meth:`record_many` of state delivery payloads (the JSON of a state event, with its ``timestamp``), as
+        the delivery worker has them: kept as they are while nobody is subscribed (the usual case), decoded only
+        when the history is read, so an event nobody looks at costs no decoding (issue 15). Each payload must be
+        one the handler's input was validated from (``validate_json``): it is decoded by the same parser."""
+        with self._lock:
+            if not self._subscribers:
+                ids = self._ids
+                self._history.extend([(next(ids), payload) for payload in payloads])
+                return
+        for payload in payloads:
+            self.record(from_json(payload))
+
     def _stamped_history(self) -> deque[Event]:
-        """The history with every event in its stamped form (those :meth:`record` kept as they were are copied
-        now, once). Under the lock."""
+        """The history with every event in its stamped form (those :meth:`record` and :meth:`record_payloads`
+        kept as they were are copied or decoded now, once). Under the lock."""
         history = self._history
         for index, item in enumerate(history):
             if type(item) is tuple:
                 ident, event = item
-                history[index] = {"id": ident, **event}
+                fields: Mapping[str, Any] = from_json(event) if isinstance(event, bytes) else event
+                history[index] = {"id": ident, **fields}
         return history  # type: ignore[return-value]
 
     def subscribe(self, *, after: int | None = None) -> tuple[Subscription, list[Event]]:

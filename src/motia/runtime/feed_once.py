@@ -18,16 +18,17 @@ class FeedOnce:
     """Records each state event in ``app``'s console hub (``app.state_events``, if it has one) the first time
     its ``seq`` is seen.
 
-    The worker appends ``(seq, event)`` to :attr:`waiting` as it routes each delivery of a claim (a list
-    append, no call of its own) and calls :meth:`flush` once the claim's deliveries are started, before any of
-    their handlers runs: one lock of the hub per claim instead of one per delivery (issue 15). The seqs seen
+    The worker appends ``(seq, payload)`` to :attr:`waiting` as it routes each delivery of a claim (a list
+    append, no call of its own; the payload as stored, decoded only if the console reads it:
+    ``StateEventHub.record_payloads``) and calls :meth:`flush` once the claim's deliveries are started, before
+    any of their handlers runs: one lock of the hub per claim instead of one per delivery (issue 15). The seqs seen
     lately are kept in two generations of up to :data:`KEPT` each (at least the last that many are
     remembered): sets, not an ordered dict, a tenth of the cost per delivery.
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.waiting: list[tuple[int | None, dict[str, Any]]] = []
+        self.waiting: list[tuple[int | None, bytes]] = []
         self._seen: set[int] = set()
         self._seen_before: set[int] = set()
 
@@ -41,16 +42,16 @@ class FeedOnce:
         if hub is None:
             return
         seen, before = self._seen, self._seen_before
-        new: list[dict[str, Any]] = []
-        for seq, event in waiting:
+        new: list[bytes] = []
+        for seq, payload in waiting:
             if seq is not None and seq not in seen and seq not in before:
                 seen.add(seq)
-                new.append(event)
+                new.append(payload)
         if len(seen) >= KEPT:
             self._seen_before, self._seen = seen, set()
         if not new:
             return
         try:
-            hub.record_many(new)
+            hub.record_payloads(new)
         except Exception:  # the console feed is a view: its failure must not fail a delivery
             logger.exception("delivery: publishing %d event(s) to the console feed failed", len(new))

@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     from motia.state.backends.base import StateBackend
     from motia.steps.definition import Step
 
-__all__ = ["EventDispatcher", "decode_state_event", "state_input", "state_triggers", "subscriptions"]
+__all__ = [
+    "EventDispatcher",
+    "decode_state_event",
+    "state_input",
+    "state_input_json",
+    "state_triggers",
+    "subscriptions",
+]
 
 logger = logging.getLogger("motia.runtime")
 
@@ -50,6 +57,10 @@ def subscriptions(steps: Iterable[Step]) -> list[Subscription]:
 #: input (issue 15). A hand-made fast path (type checks, then the model's attributes set directly) measured
 #: no cheaper than this validator, so there is none.
 state_input: Callable[[Any], StateTriggerInput] = StateTriggerInput.__pydantic_validator__.validate_python
+#: The same from a state delivery's payload, validated from its JSON (pydantic's parser: ints of any size kept
+#: exact, as :func:`motia.state.values.decode` keeps them), without decoding it to a dict first: ~3,300
+#: instructions fewer per state delivery (issue 15).
+state_input_json: Callable[[bytes], StateTriggerInput] = StateTriggerInput.__pydantic_validator__.validate_json
 
 
 def decode_state_event(payload: bytes) -> StateTriggerInput:
