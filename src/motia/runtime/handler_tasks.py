@@ -70,7 +70,7 @@ async def _in_turn(runs: list[Run], running: Running) -> None:
         coro = run(*args)
         try:
             # `next` with a default: a run that returns ends without a StopIteration raised into this frame
-            # (~700 instructions each, issue 15).
+            # (~900 instructions each, issue 15).
             yielded = context.run(next, coro.__await__(), _RETURNED)
         except asyncio.CancelledError:
             pass  # a run that ends cancelled, as its own task would have: nothing to report
