@@ -27,7 +27,11 @@ A third argument ``steady`` leaves out, for the phases, what runs by the clock r
 checkpoints (on a worker thread; a batch that meets one commits on a thread) and the TTL sweep and stream-log trim
 due every 5 s of wall time (a batch that runs one takes the full transaction path). Under callgrind a phase lasts
 tens of seconds, so how many of them fall in it follows the machine's load, and moved the group-commit modes' counts
-by ±3-6k per operation between runs of the same code; ``steady`` counts the write path alone.
+by ±3-6k per operation between runs of the same code; ``steady`` counts the write path alone. It also starts the
+phases on a restarted WAL (one checkpoint after the set-up) and with the set-up's objects frozen out of the garbage
+collector (``gc.freeze``): otherwise where the set-up's last checkpoint left the WAL, and whether a full collection
+of every object fell inside a phase, moved ``set`` by up to ±1.5k and ±5k per operation between runs of the same
+code (session 29).
 Beside one subscribed state trigger (its subscription registered, nobody handling; give them last, after any
 mode that needs events off or no subscription): ``set-events`` is ``set`` with events on (each lone write and
 its outbox row one statement), ``seq-dispatch`` the same with the outbox dispatched every
@@ -41,6 +45,7 @@ peer's table too, in every mode, so that one run of none serves every mode).
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import tempfile
 import time
@@ -125,8 +130,11 @@ async def main(modes: list[str], count: int, steady: bool = False) -> None:
         keys = [f"k{(index * 7919) % 1000}" for index in range(count)]
         if steady:
             backend: Any = state.backend
-            backend._after_commit = lambda writes: None
             backend._sweep_interval = backend._last_stream_trim = float("inf")
+            while backend._checkpointing:  # the set-up's last checkpoint, on a worker thread
+                await asyncio.sleep(0.01)
+            backend._checkpoint()  # the WAL restarts: every run's phases meet the same file
+            backend._checkpointing = True  # as if one were always running: none is started
         for mode in modes:
             if mode == "conc-events" and not state.backend._events_enabled:  # type: ignore[attr-defined]
                 await state.backend.enable_events()  # before the phase: not counted
@@ -136,6 +144,9 @@ async def main(modes: list[str], count: int, steady: bool = False) -> None:
                     await state.backend.enable_events()
                 while await state.backend.dispatch_events(TRIGGERED):  # registered; the outbox emptied
                     pass
+            if steady:
+                gc.collect()  # then the survivors are left out of collections: a full one in a phase walks the
+                gc.freeze()  # new objects only, as in a run that did not start with a set-up
             time.thread_time_ns()  # a phase starts (callgrind --dump-before=time_thread_time_ns)
             await run_mode(mode, keys, state, raw)
         time.thread_time_ns()
