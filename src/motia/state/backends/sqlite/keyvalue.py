@@ -190,9 +190,9 @@ def _lone_set(
         hook = connection.hook
         hook.row = None
         if ttl is None:
-            cursor = connection.execute(_SET_ONE, (now, scope, key, blob(data)))
+            cursor = connection.writes.execute(_SET_ONE, (now, scope, key, blob(data)))
         else:
-            cursor = connection.execute(_SET_ONE_TTL, (now, scope, key, blob(data), now + ttl))
+            cursor = connection.writes.execute(_SET_ONE_TTL, (now, scope, key, blob(data), now + ttl))
         if cursor.rowcount != 1:
             return FALLBACK  # events are on
         row = hook.row  # what plan_set would answer, as the statement's version did: a live row's next, else 1
@@ -239,9 +239,9 @@ def _lone_update(
         hook.plan = plan
         try:
             if ttl is None:
-                cursor = connection.execute(_UPDATE_ONE, (now, scope, key))
+                cursor = connection.writes.execute(_UPDATE_ONE, (now, scope, key))
             else:
-                cursor = connection.execute(_UPDATE_ONE_TTL, (now, scope, key, now + ttl))
+                cursor = connection.writes.execute(_UPDATE_ONE_TTL, (now, scope, key, now + ttl))
         finally:
             hook.plan = None
         if cursor.rowcount == 1:
@@ -272,7 +272,7 @@ def _lone_delete(
 ) -> Any:
     if if_version is not None:
         return FALLBACK
-    rows = connection.execute(_DELETE_ONE, (scope, key)).fetchall()  # to the end: the statement then commits
+    rows = connection.writes.execute(_DELETE_ONE, (scope, key)).fetchall()  # to the end: the statement then commits
     if rows:
         data, expires_at = rows[0]
         return None if expires_at is not None and expires_at <= now else data

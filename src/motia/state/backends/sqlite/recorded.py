@@ -162,9 +162,9 @@ def recorded_set(
         _prepare(connection)
     hook.row = None
     if ttl is None and trace is None:
-        connection.execute(_SET_PLAIN, (now, scope, key, blob(data)))
+        connection.writes.execute(_SET_PLAIN, (now, scope, key, blob(data)))
     else:
-        connection.execute(_SET, (now, scope, key, blob(data), now + ttl if ttl is not None else None, trace))
+        connection.writes.execute(_SET, (now, scope, key, blob(data), now + ttl if ttl is not None else None, trace))
     _recorded(backend)
     row = hook.row
     if row is None or _expired(row, now):
@@ -201,9 +201,9 @@ def recorded_update(
     hook.plan = plan
     try:
         if ttl is None and trace is None:
-            connection.execute(_UPDATE_PLAIN, (now, scope, key))
+            connection.writes.execute(_UPDATE_PLAIN, (now, scope, key))
         else:
-            connection.execute(_UPDATE, (now, scope, key, now + ttl if ttl is not None else None, trace))
+            connection.writes.execute(_UPDATE, (now, scope, key, now + ttl if ttl is not None else None, trace))
     finally:
         hook.plan = None
     if not planned:  # no live row: the transaction creates the key (and expires an expired row)
@@ -228,9 +228,9 @@ def recorded_delete(
         _prepare(connection)
     hook.row = None
     if trace is None:
-        connection.execute(_DELETE_PLAIN, (now, scope, key))
+        connection.writes.execute(_DELETE_PLAIN, (now, scope, key))
     else:
-        connection.execute(_DELETE, (now, scope, key, trace))
+        connection.writes.execute(_DELETE, (now, scope, key, trace))
     row = hook.row
     if row is None:  # nothing was there: nothing written, no event
         return None
