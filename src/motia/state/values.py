@@ -24,8 +24,11 @@ DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 #: Deeper nesting than this is rejected; it also turns a reference cycle into a clear error.
 MAX_DEPTH = 200
 
-#: Types that need no check at all (floats do: NaN and infinity are not JSON).
-_PLAIN = (str, int, bool, type(None))
+#: Types that need no check at all (floats do: NaN and infinity are not JSON). A set: a type is found by its hash,
+#: where a tuple compares it with each member in turn (issue 15).
+_PLAIN = frozenset((str, int, bool, type(None)))
+#: orjson's encoder, bound once: every write encodes its value (issue 15).
+_orjson_dumps = orjson.dumps
 
 
 def check_name(kind: str, name: object, max_length: int) -> str:
@@ -66,13 +69,7 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
     if depth > MAX_DEPTH:
         raise StateValueError(f"{where}: nested deeper than {MAX_DEPTH} levels (or contains a reference cycle)")
     kind = type(value)
-    if kind is str or kind is bool or kind is int or value is None:
-        return value
-    if kind is float:
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            raise StateValueError(f"{where}: {value!r} is not valid JSON (only finite numbers are)")
-        return value
-    if kind is dict:
+    if kind is dict:  # first: what a write stores is nearly always an object
         converted_dict: dict[str, JSON] | None = None
         for name, item in value.items():  # type: ignore[attr-defined]
             if type(name) is not str:
@@ -86,6 +83,12 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
                     converted_dict = dict(value)  # type: ignore[call-overload]
                 converted_dict[name] = converted
         return value if converted_dict is None else converted_dict
+    if kind is str or kind is bool or kind is int or value is None:
+        return value
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise StateValueError(f"{where}: {value!r} is not valid JSON (only finite numbers are)")
+        return value
     if kind is list or kind is tuple:
         converted_list: list[JSON] | None = None
         for index, item in enumerate(value):  # type: ignore[arg-type]
@@ -142,7 +145,7 @@ def dumps(value: JSON) -> bytes:
 def encode(value: JSON, max_bytes: int) -> bytes:
     """Encode already-validated JSON data, enforcing the size limit."""
     try:
-        data = orjson.dumps(value)  # dumps' first try, without its call (every update encodes its value)
+        data = _orjson_dumps(value)  # dumps' first try, without its call (every update encodes its value)
     except orjson.JSONEncodeError:
         data = dumps(value)  # raises as it says, or takes the slow road for a big int
     if len(data) > max_bytes:
@@ -161,7 +164,7 @@ def encode_value(value: object, max_bytes: int) -> bytes:
         _to_json(value, "value", 0)
         raise
     try:
-        data = orjson.dumps(checked)
+        data = _orjson_dumps(checked)
     except orjson.JSONEncodeError:
         data = dumps(checked)  # raises as it says, or takes the slow road for a big int
     if len(data) > max_bytes:
