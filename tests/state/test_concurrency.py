@@ -328,3 +328,43 @@ async def test_close_with_writes_in_flight_keeps_every_acknowledged_write(sqlite
     async with StateManager.from_url(sqlite_url) as reopened:
         stored = set(await reopened.keys("s"))
     assert set(acknowledged) <= stored
+
+
+def test_close_from_another_thread_keeps_every_acknowledged_write(sqlite_url):
+    # Given threads writing one key after another, each on its own event loop, into one SQLite store
+    sm = StateManager.from_url(sqlite_url)
+    enough = threading.Barrier(4)  # three writers that each wrote 50 keys, and the closing thread
+    acknowledged: list[list[str]] = [[], [], []]
+    refused: list[BaseException] = []
+
+    async def write(number: int) -> None:
+        index = 0
+        while True:
+            key = f"t{number}-{index:05d}"
+            try:
+                await sm.set("s", key, index)
+            except StateClosedError as exc:
+                refused.append(exc)
+                return
+            acknowledged[number].append(key)
+            index += 1
+            if index == 50:
+                await asyncio.to_thread(enough.wait, 60)
+
+    threads = [threading.Thread(target=asyncio.run, args=(write(number),)) for number in range(3)]
+    for thread in threads:
+        thread.start()
+    # When the manager is closed from this thread while they write
+    enough.wait(60)
+    asyncio.run(sm.aclose())
+    for thread in threads:
+        thread.join(timeout=60)
+    # Then every writer stopped on StateClosedError (none hung or failed otherwise)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(refused) == 3
+    # And every acknowledged write is in the file
+    async def stored() -> set[str]:
+        async with StateManager.from_url(sqlite_url) as reopened:
+            return set(await reopened.keys("s"))
+
+    assert {key for keys in acknowledged for key in keys} <= asyncio.run(stored())

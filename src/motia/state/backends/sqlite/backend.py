@@ -154,7 +154,7 @@ class SQLiteBackend(SQLiteStreams, SQLiteOperations, SQLiteWriter):
         self._drain = threading.Condition(self._lock)
         #: Group commit per event loop; a closed loop's writer is released when the next loop's is made.
         self._writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
-        self._outstanding = 0
+        self._in_flight: list[None] = []
         self._closed = False
         self._writes_since_checkpoint = 0
         self._checkpointing = False

@@ -285,14 +285,14 @@ class SQLiteWriter(SQLiteConnections):
 
     async def _write(self, function: Callable[..., Any], *args: Any, heavy: bool = False) -> Any:
         loop = asyncio.get_running_loop()
-        with self._lock:
-            if self._closed:
-                raise StateClosedError(f"the state store {self.url} is closed")
-            self._outstanding += 1
-            writer = self._writers.get(loop)
-            if writer is None:
-                # A closed loop never runs again (asyncio.run() per call makes and closes one each time):
-                # release its writer, so the writers are bounded by the loops alive at once.
+        self._in_flight.append(None)  # counted before the flag is read: aclose() sets it, then waits for the count
+        if self._closed:
+            self._finished(1)
+            raise StateClosedError(f"the state store {self.url} is closed")
+        writer = self._writers.get(loop)
+        if writer is None:
+            with self._lock:
+                # closed loops never run again (asyncio.run() makes one per call): their writers go, bounding them
                 for closed in [known for known in self._writers if known.is_closed()]:
                     del self._writers[closed]
                 writer = self._writers[loop] = _LoopWriter(self, loop)
@@ -347,9 +347,9 @@ class SQLiteWriter(SQLiteConnections):
         return await future
 
     def _finished(self, count: int) -> None:
-        with self._lock:  # the lock of self._drain, taken directly: this runs once per write
-            self._outstanding -= count
-            if self._closed and self._outstanding <= 0:  # only aclose() waits for this
+        del self._in_flight[:count]
+        if self._closed and not self._in_flight:  # only aclose() waits for this
+            with self._drain:
                 self._drain.notify_all()
 
     def _nothing_due(self, now: float) -> bool:
@@ -543,6 +543,6 @@ class SQLiteWriter(SQLiteConnections):
         """
         deadline = time.monotonic() + self.timeout + 5
         with self._drain:
-            while self._outstanding and time.monotonic() < deadline:
+            while self._in_flight and time.monotonic() < deadline:
                 self._drain.wait(0.05)
         self._executor.shutdown(wait=True)
