@@ -333,7 +333,7 @@ class SQLiteWriter(SQLiteConnections):
                     raise outcome[0].error
                 self._after_commit(1)
                 return outcome[0]
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.Future()  # the running loop's: half create_future()'s cost on uvloop
         request: _Request = _new_request(_Request)
         request.function = function
         request.args = args
