@@ -362,6 +362,7 @@ def test_close_from_another_thread_keeps_every_acknowledged_write(sqlite_url):
     # Then every writer stopped on StateClosedError (none hung or failed otherwise)
     assert not any(thread.is_alive() for thread in threads)
     assert len(refused) == 3
+
     # And every acknowledged write is in the file
     async def stored() -> set[str]:
         async with StateManager.from_url(sqlite_url) as reopened:

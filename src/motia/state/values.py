@@ -98,7 +98,7 @@ def _to_json(value: object, where: str, depth: int) -> JSON:
             converted = _to_json(item, where and f"{where}[{index}]", depth + 1)
             if converted is not item:
                 if converted_list is None:
-                    converted_list = list(value)
+                    converted_list = list(value)  # type: ignore[call-overload]
                 converted_list[index] = converted
         return value if converted_list is None else converted_list
     return _convert(value, where, depth)
