@@ -321,7 +321,7 @@ async def test_sqlite_upgrades_a_schema_1_file_in_place(sqlite_url: str, sqlite_
         assert await sm.get("s", "k") == {"n": 1}
         assert await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
         assert not await sm.backend.claim_tick("cron:job:0", TICK, hold=HOLD)
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "9"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "10"
 
 
 async def test_sqlite_upgrades_an_older_file_keeping_its_deliveries_and_dead_letters(
@@ -349,7 +349,7 @@ async def test_sqlite_upgrades_an_older_file_keeping_its_deliveries_and_dead_let
         assert (pending.id, pending.first_error, pending.last_error) == ("p1", "first", "first")
         letter = await sm.backend.get_dead_letter("d1")
         assert letter is not None and letter.first_error == "last"
-    assert schema_version(sqlite_path) == "9"
+    assert schema_version(sqlite_path) == "10"
 
 
 async def test_sqlite_upgrades_a_schema_6_file_keeping_its_ordered_deliveries(
@@ -369,7 +369,7 @@ async def test_sqlite_upgrades_a_schema_6_file_keeping_its_ordered_deliveries(
             [NewDelivery(f"s{n}", "worker", "queue", b"1", order_key="key:k", order_slots=2) for n in range(3)]
         )
         assert [d.id for d in await sm.backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["s0", "s1"]
-    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "9"
+    assert schema_version(sqlite_path) == str(sqlite_backend.SCHEMA_VERSION) == "10"
 
 
 async def test_sqlite_prunes_forgotten_claims(sqlite_url: str, sqlite_path: Path, clock: Any) -> None:

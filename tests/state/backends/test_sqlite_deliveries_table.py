@@ -89,4 +89,4 @@ async def test_a_schema_4_file_is_rebuilt_with_its_waiting_deliveries_in_order(
         assert connection.execute(
             "SELECT count(*) FROM sqlite_sequence WHERE name = 'motia_deliveries'"
         ).fetchone() == (0,)
-    assert version == str(sqlite_backend.SCHEMA_VERSION) == "9"
+    assert version == str(sqlite_backend.SCHEMA_VERSION) == "10"

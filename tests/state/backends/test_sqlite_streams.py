@@ -137,7 +137,7 @@ async def test_a_schema_3_file_is_upgraded_in_place(sqlite_url: str, sqlite_path
         assert await sm.backend.stream_groups("orders") == ["g"]
         assert await sm.backend.scopes() == ["orders"]
     # and it is marked as the current schema (8), with every stream table
-    assert rows(sqlite_path, "SELECT value FROM motia_meta WHERE name = 'schema_version'") == [("9",)]
+    assert rows(sqlite_path, "SELECT value FROM motia_meta WHERE name = 'schema_version'") == [("10",)]
     assert set(STREAM_TABLES) <= {name for (name,) in rows(sqlite_path, "SELECT name FROM sqlite_master")}
 
 

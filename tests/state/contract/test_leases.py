@@ -262,7 +262,7 @@ async def test_sqlite_upgrades_a_schema_2_file_in_place(sqlite_url: str, sqlite_
         )  # touched just now: kept
     # and it is marked as the current schema (8), with every new table and index
     version, names = sqlite_schema(sqlite_path)
-    assert version == str(sqlite_backend.SCHEMA_VERSION) == "9"
+    assert version == str(sqlite_backend.SCHEMA_VERSION) == "10"
     assert {"motia_leases", "motia_steps", "motia_dead_letters_failed"} <= names
 
 

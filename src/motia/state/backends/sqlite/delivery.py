@@ -15,6 +15,7 @@ from typing import Any
 
 from motia.state.backends._events import error_text
 from motia.state.backends._writes import _tuple, orphaned_error
+from motia.state.backends.sqlite.claim import claimable
 from motia.state.backends.sqlite.outbox import (
     _INSERT_DELIVERY,
     current_mode,
@@ -25,7 +26,7 @@ from motia.state.backends.sqlite.outbox import (
     state_delivery_rows,
 )
 from motia.state.backends.sqlite.transaction import _Transaction
-from motia.state.backends.types import MAX_ORDER_SLOTS, Delivery, NewDelivery, PruneResult, Subscription
+from motia.state.backends.types import Delivery, NewDelivery, PruneResult, Subscription
 
 #: Forgotten cron tick claims are deleted at most this often (seconds), by the claim that comes next.
 TICK_PRUNE_INTERVAL = 60.0
@@ -33,24 +34,6 @@ TICK_PRUNE_INTERVAL = 60.0
 #: Deliveries per ``… IN (…)`` statement of a claim or a bulk completion (well under SQLite's limit of
 #: bound parameters).
 COMPLETE_CHUNK = 500
-
-#: An ordered delivery is claimable while fewer than its ``order_slots`` older ones of its key remain: for
-#: one slot, none (``NOT EXISTS``); for more, counted up to :data:`MAX_ORDER_SLOTS` (a bounded cost).
-_CLAIMABLE = f"""
-    SELECT d.id, d.step, d.kind, d.payload, d.attempts + 1, d.created_at, d.seq FROM motia_deliveries d
-    WHERE d.step IN ({{steps}}) AND d.available_at <= ? AND (d.owner IS NULL OR d.lease_until <= ?)
-    AND (d.order_key IS NULL
-        OR (d.order_slots <= 1 AND NOT EXISTS (
-            SELECT 1 FROM motia_deliveries e WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq
-        ))
-        OR (d.order_slots > 1 AND (
-            SELECT COUNT(*) FROM (
-                SELECT 1 FROM motia_deliveries e
-                WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq LIMIT {MAX_ORDER_SLOTS}
-            )
-        ) < d.order_slots))
-    ORDER BY d.seq LIMIT ?"""
-
 
 #: The events after the cursor (consumed rows before it may stay), oldest first: a page of the outbox.
 _OUTBOX_PAGE = (
@@ -166,9 +149,7 @@ def _write_add_dead_letters(tx: _Transaction, deliveries: Sequence[NewDelivery],
 
 
 def _write_claim(tx: _Transaction, steps: Sequence[str], owner: str, limit: int, lease: float) -> list[Delivery]:
-    rows = tx.connection.execute(
-        _CLAIMABLE.format(steps=",".join("?" * len(steps))), (*steps, tx.now, tx.now, limit)
-    ).fetchall()
+    rows = claimable(tx.connection, steps, tx.now, limit)
     for start in range(0, len(rows), COMPLETE_CHUNK):  # one statement per chunk, not one per delivery
         chunk = rows[start : start + COMPLETE_CHUNK]
         tx.connection.execute(

@@ -47,8 +47,11 @@ logger = logging.getLogger("motia.state")
 #: ``last_error`` of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``). 9 (state-trigger
 #: deliveries made in the write's transaction, issue 15; self-contained: renumber freely): ``motia_meta``'s
 #: ``event_seq`` counter, from which every event takes its seq (an older pymotia would number outbox rows by
-#: rowid, behind the counter, and reuse delivery ids), see :mod:`~motia.state.backends.sqlite.outbox`.
-SCHEMA_VERSION = 9
+#: rowid, behind the counter, and reuse delivery ids), see :mod:`~motia.state.backends.sqlite.outbox`. 10
+#: (a claim behind a hot key, issue 15; self-contained: renumber freely): the ``(step, order_key, seq)`` index
+#: of ``motia_deliveries`` holds the unordered deliveries too, as ``motia_deliveries_key`` (an older pymotia
+#: would make its partial ``motia_deliveries_order`` again beside it: every delivery written to both).
+SCHEMA_VERSION = 10
 
 #: Columns added to existing tables after their creation, by version: ``(table, column, definition)``.
 #: ``CREATE TABLE IF NOT EXISTS`` creates them in a new file; :func:`create_schema` adds each missing one
@@ -109,8 +112,12 @@ _SCHEMA = (
         key TEXT NOT NULL,
         PRIMARY KEY (step, scope, key)
     ) WITHOUT ROWID""",
-    """CREATE INDEX IF NOT EXISTS motia_deliveries_order ON motia_deliveries (step, order_key, seq)
-        WHERE order_key IS NOT NULL""",
+    # Every delivery, the unordered ones first (order_key NULL) (schema version 10): a claim behind a hot key
+    # finds each key's oldest deliveries and the unordered ones here, not by reading the backlog (see
+    # motia.state.backends.sqlite.claim). Versions 1-9 had it partial (WHERE order_key IS NOT NULL), named
+    # motia_deliveries_order: dropped.
+    "DROP INDEX IF EXISTS motia_deliveries_order",
+    "CREATE INDEX IF NOT EXISTS motia_deliveries_key ON motia_deliveries (step, order_key, seq)",
     """CREATE TABLE IF NOT EXISTS motia_dead_letters (
         id TEXT PRIMARY KEY,
         step TEXT NOT NULL,
