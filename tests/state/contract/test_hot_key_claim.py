@@ -101,3 +101,17 @@ async def test_a_delayed_head_behind_a_hot_key_holds_its_key(state: StateManager
     clock.advance(5)
     again = await backend.claim(["worker"], owner="w", limit=16, lease=60)
     assert [(d.id, d.attempts) for d in again] == [("late-0", 2)]
+
+
+async def test_a_claim_behind_many_busy_keys_finds_a_free_delivery_past_them(state: StateManager) -> None:
+    # Given three rounds of deliveries over 100 keys, the head of every key leased
+    backend = state.backend
+    await backend.enqueue(
+        [NewDelivery(f"k{n % 100}-{n // 100}", "worker", "queue", b"1", order_key=f"k{n % 100}") for n in range(300)]
+    )
+    assert len(await claim_ids(backend, ["worker"], limit=100)) == 100
+    # When the last key's head is settled
+    assert await backend.complete("k99-0", owner="w")
+    # Then a claim finds that key's next delivery past the 99 blocked ones before it, and nothing else
+    assert await claim_ids(backend, ["worker"]) == ["k99-1"]
+    assert await claim_ids(backend, ["worker"]) == []

@@ -1,0 +1,102 @@
+"""What a claim costs behind a hot key (issue 15): ``n`` waiting deliveries of one step over ``k`` order keys, the
+head of each key leased, then claims of 16 (which find nothing: every other delivery is blocked). Prints the
+CPU microseconds per claim (``time.process_time``) for each ``(n, k)``; a claim that reads the backlog grows
+with ``n``, one that seeks each key's head with ``k`` only.
+
+    PYTHONPATH=src:bench .venv/bin/python bench/hot_key_claim.py
+    PYTHONPATH=src:bench .venv/bin/python bench/hot_key_claim.py --sizes 5000 --keys 10 --claims 200
+
+``--callgrind`` (run under ``valgrind --tool=callgrind --instr-atstart=no``, one ``(n, k)`` at a time) counts
+the claims' instructions only: the ``Collected`` total divided by ``--claims`` is the instructions per claim.
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/dev/null .venv/bin/python \\
+        bench/hot_key_claim.py --sizes 5000 --keys 10 --claims 20 --callgrind 2>&1 | grep Collected
+
+``--end-to-end``: an app with one counting state trigger runs, ``n`` sets over ``k`` keys by 200 tasks are
+written, and the figure runs from the first write to the last handler (events per second, CPU microseconds
+per event), as ``delivery_cpu.py --end-to-end`` but over ``k`` keys instead of ``n``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from events_bench import SCOPE, Counter, fresh_url, next_value, start_app
+from motia import StateManager
+from motia.runtime.delivery import DeliveryOptions
+from motia.state.backends.base import NewDelivery
+
+
+async def per_claim(workdir: Path, n: int, keys: int, claims: int, callgrind: bool = False) -> float:
+    """CPU microseconds per claim of 16 behind ``n`` deliveries over ``keys`` keys, heads leased."""
+    url = f"sqlite:///{workdir / f'hot-{n}-{keys}.db'}"
+    async with StateManager.from_url(url) as sm:
+        backend = sm.backend
+        await backend.enqueue(
+            [NewDelivery(f"d{i}", "count", "state", b"{}", order_key=f"k{i % keys}") for i in range(n)]
+        )
+        heads = await backend.claim(["count"], owner="w", limit=keys, lease=3600)
+        assert len(heads) == min(keys, n)
+        if callgrind:  # valgrind answers between the client's instructions: let the loop run meanwhile
+            subprocess.Popen(["callgrind_control", "-i", "on", str(os.getpid())], stdout=subprocess.DEVNULL)
+            await asyncio.sleep(1)
+        start = time.process_time()
+        for _ in range(claims):
+            assert await backend.claim(["count"], owner="w", limit=16, lease=3600) == []
+        micros = (time.process_time() - start) / claims * 1e6
+        if callgrind:
+            subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
+        return micros
+
+
+async def end_to_end(workdir: Path, n: int, keys: int) -> tuple[float, float]:
+    """Events per second and CPU microseconds per event: ``n`` writes over ``keys`` keys by 200 tasks, each
+    delivered to a counting state trigger."""
+    handler = Counter()
+    handler.expected = n
+    app = await start_app(fresh_url(workdir), handler, DeliveryOptions())
+    names = [f"k{i % keys}" for i in range(n)]
+
+    async def writer(chunk: list[str]) -> None:
+        for key in chunk:
+            await app.state.set(SCOPE, key, next_value())
+
+    try:
+        cpu, start = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(writer(names[i::200]) for i in range(200)))
+        await asyncio.wait_for(handler.done.wait(), 600)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        await app.shutdown()
+    return n / seconds, cpu / n * 1e6
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    parser.add_argument("--keys", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--claims", type=int, default=100)
+    parser.add_argument("--callgrind", action="store_true", help="count the claims' instructions only")
+    parser.add_argument("--end-to-end", action="store_true", help="writes by 200 tasks delivered to a trigger")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.end_to_end:
+            for keys in args.keys:
+                for n in args.sizes:
+                    rate, micros = await end_to_end(Path(tmp), n, keys)
+                    print(f"n={n:>6} keys={keys:>4}: {rate:9,.0f} events/s, {micros:7.1f} CPU us per event")
+            return
+        for keys in args.keys:
+            for n in args.sizes:
+                micros = await per_claim(Path(tmp), n, keys, args.claims, args.callgrind)
+                print(f"n={n:>6} keys={keys:>4}: {micros:9.1f} CPU us per claim")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
