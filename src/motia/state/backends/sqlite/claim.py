@@ -45,14 +45,17 @@ _FREE = f"""(d.order_key IS NULL
         )
     ) < d.order_slots))"""
 
-#: The window of one step: its deliveries after seq ``?2``, ``?3`` of them at most, oldest first.
-_WINDOW_ARM = "SELECT * FROM motia_deliveries WHERE step = ?{step} AND seq > ?2"
+#: The window of one step: its deliveries' seqs after seq ``?2`` (``?3`` of them at most, oldest first), from the
+#: ``(step, seq)`` index alone.
+_WINDOW_ARM = "SELECT seq FROM motia_deliveries WHERE step = ?{step} AND seq > ?2"
 
 #: The walk: the free deliveries of a window, ``?{limit}`` at most, oldest first (``?1``: now, the steps from
-#: ``?4``). The window is a co-routine the outer query reads in its order and stops reading at the limit, so
-#: its later deliveries are not probed (an ``ORDER BY`` here would probe them all, then sort); several steps
-#: are merged by seq, each in its index's order.
-_WALK = f"""SELECT {_COLUMNS} FROM ({{window}} ORDER BY seq LIMIT ?3) d
+#: ``?4``). The window is a co-routine the outer query reads in its order, each delivery looked up by its seq,
+#: and stops reading at the limit, so its later deliveries are not probed (an ``ORDER BY`` here would probe
+#: them all, then sort). Several steps' windows are merged by seq, each in its index's order. As cheap as the
+#: unbounded walk it replaced (callgrind: 81.0k vs 88.4k instructions for a claim of 4, 275.1k vs 273.7k for
+#: 16); the window with every column (``SELECT *``) was 25-33 % dearer.
+_WALK = f"""SELECT {_COLUMNS} FROM ({{window}} ORDER BY seq LIMIT ?3) w CROSS JOIN motia_deliveries d ON d.seq = w.seq
     WHERE {_WAITING.format(now=1)} AND {_FREE} LIMIT ?{{limit}}"""
 
 #: The last seq of a window (``?2``, ``?3`` as in the walk, the steps from ``?4``): from the ``(step, seq)``
@@ -114,8 +117,7 @@ def _statements(steps: int) -> tuple[str, str]:
     statements = _STATEMENTS.get(steps)
     if statements is None:
         window = " UNION ALL ".join(_WINDOW_ARM.format(step=4 + arm) for arm in range(steps))
-        ends = window.replace("SELECT *", "SELECT seq")
-        statements = (_WALK.format(window=window, limit=4 + steps), _WINDOW_END.format(window=ends))
+        statements = (_WALK.format(window=window, limit=4 + steps), _WINDOW_END.format(window=window))
         _STATEMENTS[steps] = statements
     return statements
 
@@ -127,7 +129,7 @@ def claimable(connection: sqlite3.Connection, steps: Sequence[str], now: float, 
     window = limit + BLOCKED_WINDOW
     last = -1  # seqs start at 1
     read = 0
-    keys = _Keys(steps)
+    keys: _Keys | None = None  # counted only if a window comes back full and short
     found: list[Any] = connection.execute(walk, (now, last, window, *steps, limit)).fetchall()
     while len(found) < limit:
         end = connection.execute(window_end, (now, last, window, *steps)).fetchone()
@@ -135,6 +137,7 @@ def claimable(connection: sqlite3.Connection, steps: Sequence[str], now: float, 
             return found  # the window held every delivery after ``last``
         last = end[0]
         read += window
+        keys = keys or _Keys(steps)
         if keys.at_most(connection, read // 4):
             # Every delivery up to seq ``last`` was read, the others are found from the index.
             wanted = limit - len(found)
