@@ -68,7 +68,7 @@ async def per_claim(url: str, n: int, keys: int, claims: int, callgrind: bool = 
         return micros, wall
 
 
-async def end_to_end(url: str, n: int, keys: int) -> tuple[float, float]:
+async def end_to_end(url: str, n: int, keys: int, callgrind: bool = False) -> tuple[float, float]:
     """Events per second and CPU microseconds per event: ``n`` writes over ``keys`` keys by 200 tasks, each
     delivered to a counting state trigger, in a new store at ``url``."""
     handler = Counter()
@@ -81,10 +81,15 @@ async def end_to_end(url: str, n: int, keys: int) -> tuple[float, float]:
             await app.state.set(SCOPE, key, next_value())
 
     try:
+        if callgrind:
+            subprocess.Popen(["callgrind_control", "-i", "on", str(os.getpid())], stdout=subprocess.DEVNULL)
+            await asyncio.sleep(1)
         cpu, start = time.process_time(), time.perf_counter()
         await asyncio.gather(*(writer(names[i::200]) for i in range(200)))
         await asyncio.wait_for(handler.done.wait(), 600)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        if callgrind:
+            subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
     finally:
         await app.shutdown()
     return n / seconds, cpu / n * 1e6
@@ -118,7 +123,7 @@ async def figures(args: argparse.Namespace, server: PostgresServer | None) -> No
         if args.end_to_end:
             for keys in args.keys:
                 for n in args.sizes:
-                    rate, micros = await end_to_end(url_for(n, keys), n, keys)
+                    rate, micros = await end_to_end(url_for(n, keys), n, keys, args.callgrind)
                     print(f"n={n:>6} keys={keys:>4}: {rate:9,.0f} events/s, {micros:7.1f} CPU us per event")
             return
         for keys in args.keys:

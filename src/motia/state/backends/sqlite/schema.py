@@ -49,8 +49,9 @@ logger = logging.getLogger("motia.state")
 #: ``event_seq`` counter, from which every event takes its seq (an older pymotia would number outbox rows by
 #: rowid, behind the counter, and reuse delivery ids), see :mod:`~motia.state.backends.sqlite.outbox`. 10
 #: (a claim behind a hot key, issue 15; self-contained: renumber freely): the ``(step, order_key, seq)`` index
-#: of ``motia_deliveries`` holds the unordered deliveries too, as ``motia_deliveries_key`` (an older pymotia
-#: would make its partial ``motia_deliveries_order`` again beside it: every delivery written to both).
+#: of ``motia_deliveries`` holds the unordered deliveries too, as ``motia_deliveries_key``, so a claim finds
+#: them without reading the backlog (an older pymotia would make its partial ``motia_deliveries_order`` again
+#: beside it, every ordered delivery then written to both).
 SCHEMA_VERSION = 10
 
 #: Columns added to existing tables after their creation, by version: ``(table, column, definition)``.
