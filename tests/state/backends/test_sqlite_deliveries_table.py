@@ -90,3 +90,35 @@ async def test_a_schema_4_file_is_rebuilt_with_its_waiting_deliveries_in_order(
             "SELECT count(*) FROM sqlite_sequence WHERE name = 'motia_deliveries'"
         ).fetchone() == (0,)
     assert version == str(sqlite_backend.SCHEMA_VERSION) == "10"
+
+
+async def test_a_schema_9_file_gets_the_per_key_index_of_every_delivery(sqlite_url: str, sqlite_path: Path) -> None:
+    # Given a schema 9 file: its per-key index partial (ordered deliveries only), deliveries waiting in it
+    async with StateManager.from_url(sqlite_url) as sm:
+        await sm.backend.enqueue(
+            [NewDelivery("k0", "w", "queue", b"1", "k"), NewDelivery("u0", "w", "queue", b"2")]
+            + [NewDelivery(f"k{n}", "w", "queue", b"1", "k") for n in range(1, 100)]
+            + [NewDelivery("u1", "w", "queue", b"3")]
+        )
+    with contextlib.closing(sqlite3.connect(sqlite_path, isolation_level=None)) as connection:
+        connection.execute("DROP INDEX motia_deliveries_key")
+        connection.execute(
+            "CREATE INDEX motia_deliveries_order ON motia_deliveries (step, order_key, seq) WHERE order_key IS NOT NULL"
+        )
+        connection.execute("UPDATE motia_meta SET value = '9' WHERE name = 'schema_version'")
+    # When it is opened
+    async with StateManager.from_url(sqlite_url) as sm:
+        # Then a claim behind the key's backlog still takes its head and the unordered deliveries, in seq order
+        claimed = await sm.backend.claim(["w"], owner="a", limit=10, lease=60)
+        assert [d.id for d in claimed] == ["k0", "u0", "u1"]
+    # and the partial index made way for one of every delivery, at the current schema version
+    with contextlib.closing(sqlite3.connect(sqlite_path)) as connection:
+        indexes = dict(
+            connection.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'motia_deliveries'"
+            )
+        )
+        version = connection.execute("SELECT value FROM motia_meta WHERE name = 'schema_version'").fetchone()[0]
+    assert "motia_deliveries_order" not in indexes
+    assert "WHERE" not in indexes["motia_deliveries_key"].upper()
+    assert version == str(sqlite_backend.SCHEMA_VERSION) == "10"
