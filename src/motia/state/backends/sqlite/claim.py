@@ -88,7 +88,7 @@ walk(k, seq, pos, reach) AS (
         WHERE walk.pos + 1 < walk.reach
 )
 SELECT {_COLUMNS} FROM walk JOIN motia_deliveries d ON d.seq = walk.seq
-    WHERE walk.pos < d.order_slots AND d.seq > ?3 AND {_WAITING.format(now=1)}
+    WHERE walk.pos < max(d.order_slots, 1) AND d.seq > ?3 AND {_WAITING.format(now=1)}
 UNION ALL
 SELECT {_COLUMNS} FROM motia_deliveries d
     WHERE d.step = ?2 AND d.order_key IS NULL AND d.seq > ?3 AND {_WAITING.format(now=1)}
