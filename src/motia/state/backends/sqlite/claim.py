@@ -66,7 +66,10 @@ _WINDOW_END = "SELECT seq FROM ({window} ORDER BY seq) LIMIT 1 OFFSET ?3 - 1"
 #: ``?4`` first (``?1``: now). ``keys`` visits each order key of the step once (the next is one seek past the
 #: last); ``walk`` reads each key's deliveries oldest first while they may be free: position ``pos`` is free
 #: for a delivery whose ``order_slots`` exceed it, so the walk goes on while some delivery read so far (the
-#: head, usually) allows more. The unordered deliveries come from the same index (``order_key IS NULL``).
+#: head, usually) allows more. (So a delivery whose ``order_slots`` exceed those of every older one of its key,
+#: a limit raised while the key had a backlog, is not found here: it waits until a window reaches it, later
+#: than the walk would have leased it, never sooner.) The unordered deliveries come from the same index
+#: (``order_key IS NULL``).
 _FROM_INDEX = f"""
 WITH RECURSIVE
 keys(k) AS (
