@@ -12,9 +12,9 @@ to a quarter of the deliveries read: when the keys are that few, the rest is fou
 the first deliveries of each key as far as their ``order_slots`` reach and the unordered deliveries
 (``order_key IS NULL``, first in that index) in seq order; else the walk goes on with a window twice as
 large. A claim behind hot keys then costs about keys + ``limit`` seeks (after reading at most a few times as
-many deliveries as there are keys), whatever the backlog; when many keys hold the blocked deliveries,
-counting their keys adds at most a quarter of a seek per delivery read, a small part of what reading it
-costs.
+many deliveries as there are keys), whatever the backlog. When many keys hold the blocked deliveries a few
+deep each, the walk never hands over and costs more than one unbounded walk (windows, their ends, the keys
+counted: +31 % per claim over 1,000 keys four deep, see docs/benchmarks.md, session 29).
 """
 
 from __future__ import annotations
