@@ -9,6 +9,10 @@ PostgreSQL cluster (see ``postgres_server.py``).
 - ``postgres_server``: one cluster for the whole run (session scope). Tests get an empty store on it by using a
   fresh schema (``postgresql://...?schema=NAME``), never by dropping anything.
 
+- ``run_loop``: runs a coroutine to its end on asyncio's own loop, then (the test's second parameter) on uvloop,
+  the loop ``motia run`` serves on, whose tasks must step as asyncio's do. uvloop comes with ``uvicorn[standard]``:
+  a missing one fails, never skips.
+
 Without ``redis-server`` on PATH (or ``initdb``/``postgres``, on PATH or under ``/usr/lib/postgresql/*/bin``)
 these skip with a visible reason, except in CI (``CI=true``), where a missing server is a failure: the Redis
 and PostgreSQL tests must never be skipped silently there.
@@ -16,8 +20,10 @@ and PostgreSQL tests must never be skipped silently there.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -87,3 +93,18 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.close()
+
+
+def _run_uvloop(main: Coroutine[Any, Any, None]) -> None:
+    import uvloop  # the loop `motia run` serves on; imported where used, as the package does
+
+    uvloop.run(main)
+
+
+#: The event loops a ``run_loop`` test runs on, by name.
+LOOPS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {"asyncio": asyncio.run, "uvloop": _run_uvloop}
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def run_loop(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
+    return LOOPS[request.param]

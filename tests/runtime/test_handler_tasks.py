@@ -17,22 +17,6 @@ import pytest
 from motia.runtime.handler_tasks import Run, Running, start_runs
 from motia.state.backends.types import Delivery
 
-
-def _run_uvloop(main: Coroutine[Any, Any, None]) -> None:
-    uvloop = pytest.importorskip("uvloop")
-    uvloop.run(main)
-
-
-#: Both loops, run explicitly (as in ``tests/state/backends/test_sqlite_write_path.py``): ``motia run`` serves on
-#: uvloop, whose tasks must step as asyncio's do.
-LOOPS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {"asyncio": asyncio.run, "uvloop": _run_uvloop}
-
-
-@pytest.fixture(params=sorted(LOOPS))
-def run_loop(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
-    return LOOPS[request.param]
-
-
 _var: contextvars.ContextVar[str] = contextvars.ContextVar("handler_tasks_test", default="unset")
 
 

@@ -13,25 +13,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from motia import StateManager
 from motia.state.backends.sqlite import SQLiteBackend
 from motia.state.backends.sqlite import connection as sqlite_connection
 from motia.state.backends.sqlite.writer import INLINE_STREAK
-
-
-def _run_uvloop(main: Coroutine[Any, Any, None]) -> None:
-    uvloop = pytest.importorskip("uvloop")
-    uvloop.run(main)
-
-
-LOOPS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {"asyncio": asyncio.run, "uvloop": _run_uvloop}
-
-
-@pytest.fixture(params=sorted(LOOPS))
-def run_loop(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
-    return LOOPS[request.param]
 
 
 def spy_batches(backend: SQLiteBackend) -> list[int]:
