@@ -19,6 +19,7 @@ from motia.state import values
 from motia.state.backends._events import state_event_payload
 from motia.state.backends.types import NewDelivery
 from motia.state.manager import StateManager
+from tests.polling import eventually
 from tests.runtime.delivery_helpers import FAST
 
 _seen_by_handler: contextvars.ContextVar[str] = contextvars.ContextVar("seen_by_handler", default="unset")
@@ -146,7 +147,7 @@ async def test_a_claims_handlers_take_turns_in_a_task_each_with_its_own_context_
         await asyncio.wait_for(done.wait(), 10)
         done.clear()
         await app.state.set("s", "e", 1)
-        await asyncio.wait_for(_until(lambda: len(runs) == 5), 10)
+        await eventually(lambda: len(runs) == 5, what="the later claim's handler ran")
     finally:
         await app.shutdown()
     # Then the four took turns in one task, in claim order, each under its own name and with its own ctx as the
@@ -156,11 +157,6 @@ async def test_a_claims_handlers_take_turns_in_a_task_each_with_its_own_context_
     ]
     assert len({task for task, *_ in runs[:4]}) == 1
     assert runs[4][3:] == ("unset", True)
-
-
-async def _until(condition: Any) -> None:
-    while not condition():
-        await asyncio.sleep(0.005)
 
 
 async def test_a_handler_that_pauses_keeps_its_own_task_which_the_worker_tracks_and_its_claim_goes_on() -> None:
@@ -272,7 +268,11 @@ async def test_shutdown_releases_a_paused_handler_of_a_claim_whose_others_return
     try:
         ids = await _waiting(app, ["a", "b", "c"])
         await asyncio.wait_for(started.wait(), 5)
-        await asyncio.wait_for(_until(lambda: app.delivery is not None and len(app.delivery._running) == 1), 5)
+        await eventually(
+            lambda: app.delivery is not None and len(app.delivery._running) == 1,
+            timeout=5,
+            what="one delivery left running",
+        )
     finally:
         # When the app shuts down
         await app.shutdown()
