@@ -18,6 +18,15 @@ that the machine's load hits them alike:
   (one state ``update`` per key and claim), nothing ever waits.
 
 Each figure is the median of ``--repeat`` rounds; the cost is ``1 - rate / plain rate``.
+
+``--callgrind`` (run under ``valgrind --tool=callgrind --instr-atstart=no``) runs one *plain* round of ``n`` on
+SQLite, after a warm-up round of 50, with instruction counting switched on for that round only
+(``callgrind_control``): two runs with different ``n`` give the instructions of one standard-queue message end
+to end (enqueued, claimed, handled, completed), which the machine's load does not move:
+
+    for n in 300 2000; do valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/dev/null \
+        .venv/bin/python bench/flow_control_bench.py -n $n --callgrind 2>&1 | grep Collected; done
+    # (N_2000 - N_300) / 1700 instructions per message
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -73,7 +83,21 @@ async def one_round(url: str, config: dict[str, Any], n: int) -> float:
         await app.shutdown()
 
 
+async def count_instructions(n: int) -> None:
+    """One plain round of ``n`` with callgrind's counting on (after a warm-up round: imports, first-time costs)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        await one_round(f"sqlite:///{Path(workdir) / 'warm-up.db'}", CONFIGS["plain"], 50)
+        # Valgrind answers between the client's instructions: start the command, let the loop run meanwhile.
+        subprocess.Popen(["callgrind_control", "-i", "on", str(os.getpid())], stdout=subprocess.DEVNULL)
+        await asyncio.sleep(1)
+        await one_round(f"sqlite:///{Path(workdir) / 'counted.db'}", CONFIGS["plain"], n)
+        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.callgrind:
+        await count_instructions(args.n)
+        return
     rates: dict[str, list[float]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory() as workdir:
         for round_ in range(args.repeat):
@@ -100,6 +124,7 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--redis", help="a Redis URL; default: SQLite files")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--callgrind", action="store_true", help="count one plain round's instructions (see above)")
     options = parser.parse_args()
     if options.loop == "uvloop":
         try:
