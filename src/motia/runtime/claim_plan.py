@@ -47,6 +47,10 @@ class ClaimPlan:
         self.limits: dict[str, int] = {}
         #: Steps with a rate limit: claimed alone, so that a full step-wide limit can pause just them.
         self.rate_limited: set[str] = set()
+        #: Steps of which several deliveries of one key may run at once (a keyed concurrency limit above 1): their
+        #: deliveries must start in claim order, so each gets a task of its own
+        #: (:func:`~motia.runtime.handler_tasks.start_runs`, ``shared=False``).
+        self.several_per_key: set[str] = set()
         for step in steps:
             options = [t.options for t in step.triggers if isinstance(t, QueueTrigger)]
             timeouts = [o.visibility_timeout for o in options if o.visibility_timeout is not None]
@@ -56,6 +60,8 @@ class ClaimPlan:
                 self.limits[step.name] = min(limits)
             if any(o.rate_limit is not None for o in options):
                 self.rate_limited.add(step.name)
+            if any(o.key_concurrency is not None and o.key_concurrency.limit > 1 for o in options):
+                self.several_per_key.add(step.name)
         by_lease: dict[float, list[str]] = {}
         for name, lease in self.leases.items():
             if name not in self.limits and name not in self.rate_limited:

@@ -126,18 +126,6 @@ class DeliveryWorker:
         self.completions = Completions(self.backend, self.owner)
         #: The state triggers of each step, in declaration order (found once, not per delivery).
         self._state_triggers = {name: state_triggers(step) for name, step in self.steps.items()}
-        #: Steps of which several deliveries of one key may run at once (a keyed concurrency limit above 1): a
-        #: claim of theirs starts each in a task of its own, so that they start in claim order, before any later
-        #: claim's. In a claim's shared task, the runs after one that pauses go on in a new task, made after the
-        #: tasks of claims made meanwhile (see :mod:`motia.runtime.handler_tasks`).
-        self._task_each = {
-            step.name
-            for step in self.steps.values()
-            for trigger in step.triggers
-            if isinstance(trigger, QueueTrigger)
-            and trigger.options.key_concurrency is not None
-            and trigger.options.key_concurrency.limit > 1
-        }
         #: Asked after each handler returned, before its delivery is completed: ``True`` leaves the delivery
         #: leased and unsettled, as if the process died between the handler's commits and the delivery's
         #: completion (kill -9); it is claimed again once its lease expires. For crash-injection tests
@@ -334,12 +322,9 @@ class DeliveryWorker:
                 continue
             free -= len(batch)
             claimed += len(batch)
-            loop, runs = self._loop or asyncio.get_running_loop(), [self._start(d) for d in batch]
-            if self._task_each and not self._task_each.isdisjoint(d.step for d in batch):
-                for run in runs:
-                    start_runs(loop, [run], self._running)
-            else:
-                start_runs(loop, runs, self._running)
+            shared = not self.plan.several_per_key or self.plan.several_per_key.isdisjoint(unit.steps)
+            runs = [self._start(d) for d in batch]
+            start_runs(self._loop or asyncio.get_running_loop(), runs, self._running, shared=shared)
             self.feed.flush()  # the events of the handlers just started, before any of them runs
         return claimed
 

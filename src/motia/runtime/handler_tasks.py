@@ -40,11 +40,18 @@ Run = tuple[Delivery, Callable[..., Coroutine[Any, Any, None]], tuple[Any, ...]]
 Running = dict[str, tuple["asyncio.Task[None]", Delivery]]
 
 
-def start_runs(loop: asyncio.AbstractEventLoop, runs: list[Run], running: Running) -> None:
+def start_runs(loop: asyncio.AbstractEventLoop, runs: list[Run], running: Running, *, shared: bool = True) -> None:
     """Start ``runs`` (a claim's, in claim order) in one task, recorded in ``running`` for each delivery.
 
-    One run alone runs in its task directly (nothing to take turns with).
+    One run alone runs in its task directly (nothing to take turns with). ``shared=False`` gives each run a task
+    of its own, made now in claim order: for deliveries that must *start* in claim order across claims (several
+    of one key in flight at once), since the runs after one that pauses go on in a task made after the tasks of
+    any claim started meanwhile.
     """
+    if not shared and len(runs) > 1:
+        for each in runs:
+            start_runs(loop, [each], running)
+        return
     delivery, run, args = runs[0]
     coro = run(*args) if len(runs) == 1 else _in_turn(runs, running)
     name = f"motia-delivery:{delivery.id}"
