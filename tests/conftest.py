@@ -13,6 +13,10 @@ PostgreSQL cluster (see ``postgres_server.py``).
   the loop ``motia run`` serves on, whose tasks must step as asyncio's do. uvloop comes with ``uvicorn[standard]``:
   a missing one fails, never skips.
 
+A pytest stopped with SIGTERM tears its fixtures down (and so stops these servers) as after Ctrl-C
+(``pytest_configure`` below); one killed with SIGKILL runs no teardown, and its servers die with it
+(``tests.server_process.spawn_tied``). Only their temp dirs are left then.
+
 Without ``redis-server`` on PATH (or ``initdb``/``postgres``, on PATH or under ``/usr/lib/postgresql/*/bin``)
 these skip with a visible reason, except in CI (``CI=true``), where a missing server is a failure: the Redis
 and PostgreSQL tests must never be skipped silently there.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -29,6 +34,24 @@ import pytest
 
 from tests.postgres_server import PostgresServer, postgres_bin_dir
 from tests.redis_server import RedisServer, redis_server_path
+
+#: The SIGTERM handler before :func:`pytest_configure` replaced it, restored by :func:`pytest_unconfigure`.
+_sigterm_before = pytest.StashKey[Any]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (CI stopping a run, ``kill``) ends pytest as Ctrl-C does: the running test is interrupted and
+    every fixture is torn down, which stops the private servers. By default SIGTERM ends the process at once,
+    with none of that."""
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if before is not None:  # None: a handler set outside Python, which cannot be put back from it
+        config.stash[_sigterm_before] = before
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Put back the SIGTERM handler (a pytest run in this process, as pytester's, leaves none behind)."""
+    if _sigterm_before in config.stash:
+        signal.signal(signal.SIGTERM, config.stash[_sigterm_before])
 
 
 def require_redis_server() -> None:

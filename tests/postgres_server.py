@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.server_process import ServerProcess, free_port
+from tests.server_process import ServerProcess, free_port, spawn_tied
 
 #: How long a server may take to accept connections after it was started (WAL replay included).
 START_DEADLINE = 60.0
@@ -164,8 +164,11 @@ class PostgresServer(ServerProcess):
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
         log = self._open_log()
-        self.proc = subprocess.Popen(
+        # With its parent gone, an immediate shutdown (SIGQUIT): the postmaster stops its own children and
+        # removes its shared memory, which a SIGKILL would leave behind.
+        self.proc = spawn_tied(
             [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port)],
+            signal.SIGQUIT,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

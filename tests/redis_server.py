@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.server_process import ServerProcess, free_port
+from tests.server_process import ServerProcess, free_port, spawn_tied
 
 #: How long a server may take to answer PING after it was started (AOF reloading included).
 START_DEADLINE = 30.0
@@ -107,8 +107,9 @@ class RedisServer(ServerProcess):
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
         log = self._open_log()
-        self.proc = subprocess.Popen(
-            self._args(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir
+        # Killed with its parent (nothing to keep: it is a throwaway server).
+        self.proc = spawn_tied(
+            self._args(), signal.SIGKILL, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir
         )
         deadline = time.monotonic() + START_DEADLINE
         while not ping(self.port):

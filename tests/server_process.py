@@ -1,13 +1,43 @@
 """What the tests' private servers (``tests/redis_server.py``, ``tests/postgres_server.py``) share: a free
-loopback port, the server's log file (opened per start, its tail quoted in start-up failures) and use as a
-context manager that closes the server."""
+loopback port, a start that ties the server's life to this process's (:func:`spawn_tied`), the server's log
+file (opened per start, its tail quoted in start-up failures) and use as a context manager that closes the
+server."""
 
 from __future__ import annotations
 
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
+
+#: The one thread that starts every server. Linux sends a child its parent-death signal when the *thread* that
+#: forked it ends, not the process: a server started from a short-lived thread (``asyncio.to_thread(server.
+#: restart)``) would die with that thread. This one lives until the interpreter exits.
+_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-server-spawner")
+
+
+def spawn_tied(args: Sequence[str], death_signal: signal.Signals, **popen: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(args, **popen)`` whose process gets ``death_signal`` when this process dies, however
+    it dies (a pytest killed with SIGKILL never runs its fixtures' teardown, so nothing else would stop it).
+
+    On Linux the command runs under util-linux's ``setpriv --pdeathsig``, which sets the signal after
+    ``Popen(user=...)`` changed the user (a change of user clears it) and then execs the server, same pid.
+    That is no Python code run between fork and exec (``preexec_fn`` may deadlock in a process with threads,
+    and the tests have them). Elsewhere, or without ``setpriv``, the server is started untied.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    command = [setpriv, "--pdeathsig", death_signal.name.removeprefix("SIG"), "--", *args] if setpriv else list(args)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, **popen)
+
+    return _spawner.submit(start).result()
 
 
 def free_port() -> int:
