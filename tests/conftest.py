@@ -17,6 +17,9 @@ A pytest stopped with SIGTERM tears its fixtures down (and so stops these server
 (``pytest_configure`` below); one killed with SIGKILL runs no teardown, and its servers die with it
 (``tests.server_process.spawn_tied``). Only their temp dirs are left then.
 
+A failed test's report also quotes what the ``motia run`` processes it started (``run_motia``) printed and what
+its browser pages (the ``browser`` fixture) logged, threw and failed to load: ``tests/failure_report.py``.
+
 Without ``redis-server`` on PATH (or ``initdb``/``postgres``, on PATH or under ``/usr/lib/postgresql/*/bin``)
 these skip with a visible reason, except in CI (``CI=true``), where a missing server is a failure: the Redis
 and PostgreSQL tests must never be skipped silently there.
@@ -27,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any
 
 import pytest
 
+from tests import failure_report
 from tests.postgres_server import PostgresServer, postgres_bin_dir
 from tests.redis_server import RedisServer, redis_server_path
 
@@ -52,6 +56,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Put back the SIGTERM handler (a pytest run in this process, as pytester's, leaves none behind)."""
     if _sigterm_before in config.stash:
         signal.signal(signal.SIGTERM, config.stash[_sigterm_before])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report carries what its served processes and browser pages said (``failure_report``)."""
+    report = yield
+    if report.failed:
+        report.sections.extend(failure_report.sections(item))
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _browser_failure_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For a test that drives a browser (the ``browser`` fixture of ``tests/console``): what its pages logged,
+    threw and failed to load, in its failure report."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    yield from failure_report.browser_events(request.node, request.getfixturevalue("browser"))
 
 
 def require_redis_server() -> None:

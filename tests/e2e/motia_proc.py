@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.failure_report import on_failure, tail
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_STEPS = REPO / "examples" / "sessions" / "steps"
 EXTRA_STEPS = Path(__file__).resolve().parent / "steps_extra"
@@ -117,13 +119,15 @@ def start_run(
 
 
 @pytest.fixture
-def run_motia(tmp_path) -> Iterator[Callable[..., MotiaProcess]]:
-    """Start ``motia run`` processes (killed at the end of the test if still running)."""
+def run_motia(tmp_path, request) -> Iterator[Callable[..., MotiaProcess]]:
+    """Start ``motia run`` processes (killed at the end of the test if still running); a failed test's report
+    quotes the end of each one's output."""
     started: list[MotiaProcess] = []
 
     def start(*args, **kwargs) -> MotiaProcess:
         proc = start_run(tmp_path, *args, **kwargs)
         started.append(proc)
+        on_failure(request.node, f"motia output ({proc.log_path.name})", lambda: tail(proc.logs()))
         return proc
 
     yield start
