@@ -15,12 +15,23 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
 from tests.conftest import require_postgres_server, require_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class Held(TypedDict):
+    """What the stopped pytest holds: the servers' processes and dirs."""
+
+    redis: int
+    postmaster: int
+    backends: list[int]
+    dirs: list[str]
+
 
 #: The test the stopped pytest runs: it takes both session servers, says where they are, then waits to be
 #: stopped (bounded: it ends on its own after a minute).
@@ -64,7 +75,7 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
 
 
 @contextlib.contextmanager
-def held_servers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, object]]]:
+def held_servers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Held]]:
     """A pytest holding both session servers, with what it holds; whatever the test's outcome, it and any
     server still running are killed afterwards and the servers' dirs removed."""
     (tmp_path / "test_hold.py").write_text(HOLD)
@@ -75,31 +86,30 @@ def held_servers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict
     command += ["-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path), str(tmp_path / "test_hold.py")]
     log = (tmp_path / "pytest.log").open("wb")
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    held: dict[str, object] = {}
+    held: Held | None = None
     try:
         deadline = time.monotonic() + 90
         while not held_path.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the held pytest did not start its servers:\n{(tmp_path / 'pytest.log').read_text()}")
             time.sleep(0.05)
-        held.update(json.loads(held_path.read_text()))
+        held = json.loads(held_path.read_text())
         yield proc, held
     finally:
         proc.kill()
         proc.wait()
         log.close()
-        for pid in server_pids(held):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for path in held.get("dirs", []):  # type: ignore[attr-defined]
-            shutil.rmtree(path, ignore_errors=True)
+        if held is not None:
+            for pid in server_pids(held):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for path in held["dirs"]:
+                shutil.rmtree(path, ignore_errors=True)
 
 
-def server_pids(held: dict[str, object]) -> list[int]:
-    """Every server process ``held`` names (``{}``: none)."""
-    if not held:
-        return []
-    return [held["redis"], held["postmaster"], *held["backends"]]  # type: ignore[list-item,misc]
+def server_pids(held: Held) -> list[int]:
+    """Every server process ``held`` names."""
+    return [held["redis"], held["postmaster"], *held["backends"]]
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +127,7 @@ def test_a_pytest_stopped_with_sigterm_tears_its_servers_down(tmp_path: Path) ->
         assert proc.wait(timeout=60) == 2, (tmp_path / "pytest.log").read_text()
         assert "KeyboardInterrupt" in (tmp_path / "pytest.log").read_text()
         assert wait_gone(server_pids(held), timeout=10) == []
-        assert [path for path in held["dirs"] if Path(path).exists()] == []  # type: ignore[attr-defined]
+        assert [path for path in held["dirs"] if Path(path).exists()] == []
 
 
 def test_a_pytest_killed_with_sigkill_takes_its_servers_with_it(tmp_path: Path) -> None:
