@@ -169,7 +169,7 @@ async def test_a_version_5_store_migrates_keeping_its_ordered_deliveries(postgre
         )
         assert [d.id for d in await sm.backend.claim(["worker"], owner="w", limit=5, lease=60)] == ["s0", "s1"]
     version = postgres_server.psql("SELECT value FROM slots.motia_meta WHERE name = 'schema_version'")
-    assert version.strip() == str(SCHEMA_VERSION) == "7"
+    assert version.strip() == str(SCHEMA_VERSION) == "8"
 
 
 def test_a_store_of_a_newer_schema_version_is_refused(postgres_server: PostgresServer) -> None:
@@ -204,6 +204,40 @@ async def test_an_older_store_is_migrated_keeping_its_deliveries_and_dead_letter
         assert (pending.id, pending.first_error, pending.last_error) == ("p1", "first", "first")
     version = postgres_server.psql("SELECT value FROM upgrade_dl.motia_meta WHERE name = 'schema_version'")
     assert version.strip() == str(SCHEMA_VERSION)
+
+
+async def test_a_version_7_store_gets_the_per_key_index_of_every_delivery(postgres_server: PostgresServer) -> None:
+    # Given a store of schema version 7: its per-key index partial (ordered deliveries only), a key's backlog
+    # longer than a claim's window waiting in it with unordered deliveries before and after it
+    url = schema_url(postgres_server, "upgrade_key")
+    async with StateManager.from_url(url) as sm:
+        await sm.backend.enqueue(
+            [NewDelivery("k0", "w", "queue", b"1", "k"), NewDelivery("u0", "w", "queue", b"2")]
+            + [NewDelivery(f"k{n}", "w", "queue", b"1", "k") for n in range(1, 100)]
+            + [NewDelivery("u1", "w", "queue", b"3")]
+        )
+    postgres_server.psql(
+        "DROP INDEX upgrade_key.motia_deliveries_key;"
+        " CREATE INDEX motia_deliveries_order ON upgrade_key.motia_deliveries (step, order_key, seq)"
+        " WHERE order_key IS NOT NULL;"
+        " UPDATE upgrade_key.motia_meta SET value = '7' WHERE name = 'schema_version'"
+    )
+    # When it is opened again
+    async with StateManager.from_url(url) as sm:
+        # Then a claim behind the key's backlog takes its head and the unordered deliveries, in seq order
+        claimed = await sm.backend.claim(["w"], owner="a", limit=10, lease=60)
+        assert [d.id for d in claimed] == ["k0", "u0", "u1"]
+        assert await sm.backend.complete("k0", owner="a")
+        assert [d.id for d in await sm.backend.claim(["w"], owner="a", limit=10, lease=60)] == ["k1"]
+    # and the partial index made way for one of every delivery, at the current schema version
+    indexes = postgres_server.psql(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'upgrade_key' AND tablename = 'motia_deliveries'"
+    )
+    assert "motia_deliveries_order" not in indexes
+    (key,) = [line for line in indexes.splitlines() if line.startswith("motia_deliveries_key|")]
+    assert key.endswith("(step, order_key, seq)")
+    version = postgres_server.psql("SELECT value FROM upgrade_key.motia_meta WHERE name = 'schema_version'")
+    assert version.strip() == str(SCHEMA_VERSION) == "8"
 
 
 # -- the outbox ------------------------------------------------------------------------------------------------

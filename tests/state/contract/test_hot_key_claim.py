@@ -6,6 +6,7 @@ index."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -115,3 +116,35 @@ async def test_a_claim_behind_many_busy_keys_finds_a_free_delivery_past_them(sta
     # Then a claim finds that key's next delivery past the 99 blocked ones before it, and nothing else
     assert await claim_ids(backend, ["worker"]) == ["k99-1"]
     assert await claim_ids(backend, ["worker"]) == []
+
+
+async def test_concurrent_claims_behind_hot_keys_lease_each_delivery_once_in_key_order(state: StateManager) -> None:
+    # Given a hot key, twenty keys three deep and unordered deliveries, in one backlog
+    backend = state.backend
+    await backend.enqueue(hot("worker", "hot", 100))
+    await backend.enqueue([d for n in range(20) for d in hot("worker", f"k{n}", 3)])
+    await backend.enqueue([NewDelivery(f"u{n}", "worker", "queue", b"1") for n in range(30)])
+    # When eight claimers at once each take what they can
+    first = await asyncio.gather(*(claim_ids(backend, ["worker"], limit=8) for _ in range(8)))
+    # Then every key's head and every unordered delivery is leased, each by one claimer
+    leased = [delivery_id for ids in first for delivery_id in ids]
+    heads = {"hot-0", *(f"k{n}-0" for n in range(20)), *(f"u{n}" for n in range(30))}
+    assert sorted(leased) == sorted(heads)
+    assert await backend.complete_many(leased, owner="w") == heads
+
+    # And claimers that complete what they lease drain it all, once each, every key in its order
+    order: list[str] = []
+
+    async def drain() -> None:
+        while batch := await claim_ids(backend, ["worker"], limit=4):
+            order.extend(batch)
+            assert await backend.complete_many(batch, owner="w") == set(batch)
+
+    await asyncio.gather(*(drain() for _ in range(4)))
+    assert await backend.pending("worker") == 0
+    assert sorted(order) == sorted(
+        {*(f"hot-{n}" for n in range(1, 100)), *(f"k{n}-{m}" for n in range(20) for m in (1, 2))}
+    )
+    for key in ["hot", *(f"k{n}" for n in range(20))]:
+        seen = [int(delivery_id.rsplit("-", 1)[1]) for delivery_id in order if delivery_id.rsplit("-", 1)[0] == key]
+        assert seen == sorted(seen)

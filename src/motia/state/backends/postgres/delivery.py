@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from motia.state.backends._events import error_text, state_deliveries
 from motia.state.backends._writes import check_age, check_lease, check_lease_ttl, check_steps, orphaned_error
 from motia.state.backends.base import DeliveryStore
+from motia.state.backends.postgres.claim import claim_rows
 from motia.state.backends.postgres.notify import Notifier, channel_for
 from motia.state.backends.types import (
-    MAX_ORDER_SLOTS,
     DeadLetter,
     Delivery,
     NewDelivery,
@@ -70,31 +70,8 @@ _INSERT_DELIVERIES = """
     ORDER BY d.n
     ON CONFLICT (id) DO NOTHING"""
 
-#: The oldest ready deliveries of the steps; an ordered one only while fewer than its ``order_slots`` older
-#: ones of its key remain (for one slot: none; for more, counted up to MAX_ORDER_SLOTS, a bounded cost).
-_CLAIM = f"""
-    WITH picked AS (
-        SELECT d.seq FROM motia_deliveries d
-        WHERE d.step = ANY($1::text[]) AND d.available_at <= $2 AND (d.owner IS NULL OR d.lease_until <= $2)
-        AND (d.order_key IS NULL
-            OR (d.order_slots <= 1 AND NOT EXISTS (
-                SELECT 1 FROM motia_deliveries e
-                WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq
-            ))
-            OR (d.order_slots > 1 AND (
-                SELECT count(*) FROM (
-                    SELECT 1 FROM motia_deliveries e
-                    WHERE e.step = d.step AND e.order_key = d.order_key AND e.seq < d.seq LIMIT {MAX_ORDER_SLOTS}
-                ) AS older
-            ) < d.order_slots))
-        ORDER BY d.seq LIMIT $3
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE motia_deliveries d SET owner = $4, lease_until = $5, attempts = d.attempts + 1
-    FROM picked WHERE d.seq = picked.seq
-    RETURNING d.seq, d.id, d.step, d.kind, d.payload, d.attempts, d.created_at"""
-
-#: Whether :data:`_CLAIM` may find anything (it may still not: an older delivery of its key may block it).
+#: Whether a claim (:func:`~motia.state.backends.postgres.claim.claim_rows`) may find anything (it may still not:
+#: an older delivery of its key may block it).
 _CLAIMABLE = """
     SELECT EXISTS (
         SELECT 1 FROM motia_deliveries
@@ -248,10 +225,11 @@ async def _add_dead_letters(tx: Tx, deliveries: Sequence[NewDelivery], error: by
 
 
 async def _claim(tx: Tx, steps: list[str], owner: str, limit: int, lease: float) -> list[Delivery]:
-    rows = await tx.conn.fetch(_CLAIM, steps, tx.now, limit, owner, tx.now + lease)
     return [
         Delivery(delivery_id, step, kind, bytes(payload), attempts, created_at)
-        for _, delivery_id, step, kind, payload, attempts, created_at in sorted(rows, key=lambda row: row[0])
+        for _, delivery_id, step, kind, payload, attempts, created_at in await claim_rows(
+            tx, steps, owner, limit, lease
+        )
     ]
 
 

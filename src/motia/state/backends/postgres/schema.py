@@ -28,9 +28,10 @@ Layout (version 1, the key-value store and its outbox):
 Version 2, deliveries (their use: :mod:`~motia.state.backends.postgres.delivery`): ``motia_meta``'s ``outbox``
 row, which dispatchers lock to take turns; ``motia_deliveries`` (``seq`` an identity giving delivery order,
 ``id`` unique, ``order_key``, ``attempts``, ``available_at``, ``owner`` and ``lease_until``), indexed by
-``(step, seq)`` and ``(step, order_key, seq)``; ``motia_subscriptions`` (state triggers of every app, ``b''``
-for any scope or key); ``motia_dead_letters`` (``error`` as UTF-8 ``bytea``: a message may hold a NUL);
-``motia_cron_ticks`` (``(job, tick)``, tick in milliseconds); ``motia_leases``; ``motia_steps`` (retention).
+``(step, seq)`` and ``(step, order_key, seq)`` (ordered deliveries only until version 8);
+``motia_subscriptions`` (state triggers of every app, ``b''`` for any scope or key); ``motia_dead_letters``
+(``error`` as UTF-8 ``bytea``: a message may hold a NUL); ``motia_cron_ticks`` (``(job, tick)``, tick in
+milliseconds); ``motia_leases``; ``motia_steps`` (retention).
 
 Version 3, streams (:mod:`~motia.state.backends.postgres.streams`): ``motia_stream_items`` keyed by
 ``(stream, grp, item)`` (``bytea``, as keys); ``motia_stream_groups``, one row per group (its ``seq``, live
@@ -51,6 +52,10 @@ Version 6, keyed concurrency: ``motia_deliveries.order_slots``, how many deliver
 
 Version 7, dead letters you can operate: ``first_error`` and ``last_error`` (``bytea``, ``NULL`` until an
 attempt failed) of ``motia_deliveries``, ``first_error`` of ``motia_dead_letters``.
+
+Version 8, a claim behind a hot key (:mod:`~motia.state.backends.postgres.claim`): ``motia_deliveries_key``,
+``(step, order_key, seq)`` over every delivery (unordered ones under ``order_key`` ``NULL``), replaces the partial
+``motia_deliveries_order`` (ordered deliveries only).
 
 **Migration.** At open: if ``motia_meta`` says this version, nothing is done (no lock taken). Otherwise, in
 one transaction under an advisory lock (``pg_advisory_xact_lock``, per schema, so concurrent openers wait
@@ -288,6 +293,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS first_error bytea",
         "ALTER TABLE motia_deliveries ADD COLUMN IF NOT EXISTS last_error bytea",
         "ALTER TABLE motia_dead_letters ADD COLUMN IF NOT EXISTS first_error bytea",
+    ),
+    # A claim behind a hot key (issue 15): the per-key index holds every delivery, the unordered ones under
+    # order_key NULL, so a claim finds each key's head and the unordered deliveries without reading the backlog.
+    8: (
+        "CREATE INDEX IF NOT EXISTS motia_deliveries_key ON motia_deliveries (step, order_key, seq)",
+        "DROP INDEX IF EXISTS motia_deliveries_order",
     ),
 }
 
