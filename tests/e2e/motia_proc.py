@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.failure_report import on_failure, tail
+from tests.server_process import spawn_tied
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_STEPS = REPO / "examples" / "sessions" / "steps"
@@ -59,8 +60,15 @@ class MotiaProcess:
         full_env = {k: v for k, v in os.environ.items() if k != "MOTIA_STATE_URL"}
         full_env.update({"NO_COLOR": "1", **(env or {})})
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "motia", *args], cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+        # Stopped gracefully (SIGTERM) if this process dies without stopping it: a pytest killed with SIGKILL
+        # leaves no `motia run` serving behind (tests.server_process.spawn_tied).
+        self.proc = spawn_tied(
+            [sys.executable, "-m", "motia", *args],
+            signal.SIGTERM,
+            cwd=cwd,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def logs(self) -> str:
