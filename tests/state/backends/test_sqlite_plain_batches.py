@@ -270,6 +270,46 @@ async def test_a_batch_of_sets_is_written_without_a_read_as_the_transaction_does
     assert ("a", 8, 2, 1_000_011.0) in entries
 
 
+async def many_sets(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+    """A batch of 250 sets without ``if_version``, more than one multi-row upsert holds (``plain._SET_ROWS``): 60
+    keys, live, expired and absent ones, each set several times, with and without a ttl, in runs of one kind and
+    one-off changes of kind; what ``scripted`` returns."""
+    clock = Clock()
+    async with StateManager.from_url(url, clock=clock, sweep_interval=3600) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        for index in range(0, 60, 3):
+            await state.set("s", f"k{index}", index)
+            await state.set("s", f"k{index + 1}", index, ttl=5 if index % 2 else 500)
+        clock.now += 10  # the odd keys' ttl of 5 is past: still stored (no sweep is due)
+        await state.set("other", "x", 1)  # runs the periodic stream-log trim, which a plain batch never does
+        taken = spy_plain(backend, disable=not plain)
+        # 130 sets of distinct keys first (two scopes, no ttl), then keys repeating every 60 calls, a ttl on the
+        # runs 180-199 and on every 7th call
+        calls = [functools.partial(state.set, "s" if i % 2 else "t", f"k{i // 2}", i) for i in range(130)]
+        for i in range(130, 250):
+            ttl = 30 + i if 180 <= i < 200 or i % 7 == 0 else None
+            calls.append(functools.partial(state.set, "s", f"k{i % 60}", {"i": i}, ttl=ttl))
+        outcomes = await together([functools.partial(state.set, "s", "first", 0), *calls])
+        entries = [(e.key, e.value, e.version, e.expires_at) for scope in ("s", "t") for e in await state.items(scope)]
+    return outcomes, entries, stored_rows(path), taken
+
+
+async def test_a_big_batch_of_sets_is_written_without_a_read_as_the_transaction_does(tmp_path: Path) -> None:
+    # Given a batch of 250 sets run once with the plain path and once through the transaction only
+    fast = await many_sets(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
+    slow = await many_sets(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    # Then it was one batch, written by the plain path
+    assert fast[3] == [True] and slow[3] == [False]
+    # And every caller got the same answer, and the same rows are left
+    assert fast[:3] == slow[:3]
+    outcomes, entries, _, _ = fast
+    assert outcomes[1 + 1] == (0, 1, 2)  # "s" k0: live, set before the batch
+    assert outcomes[1 + 9] == (None, 9, 1)  # "s" k4: expired, so absent
+    assert outcomes[1 + 190] == ({"i": 130}, {"i": 190}, 3)  # "s" k10: expired, then set at 21 and 130 in the batch
+    assert ("k10", {"i": 190}, 3, 1_000_010.0 + 30 + 190) in entries  # the ttl of its last set
+
+
 async def too_big(url: str, *, plain: bool) -> tuple[list[str], list[Any], list[bool], Any]:
     """A batch of sets in which one value is too big for SQLite (its limit lowered on the writing connection)."""
     async with StateManager.from_url(url) as state:

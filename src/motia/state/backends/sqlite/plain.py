@@ -13,10 +13,11 @@ results and errors are those of :func:`~motia.state.backends._writes.plan_set` /
 transaction; an expired row is deleted when read, as the transaction's load does.
 
 A batch of sets without ``if_version`` (what many tasks writing at once make) needs no plan at all: nothing about
-the old row can make it fail. It is written without the read, one upsert per call in the batch's order, each
-handing the row it replaces to Python from inside the statement (``motia_olds``, see
-:class:`~motia.state.backends.sqlite.connection.RowHook`), which answers the old value and the version as
-:func:`~motia.state.backends._writes.plan_set` would (a later set of the same key sees the earlier one's row).
+the old row can make it fail. It is written without the read, in the batch's order, by multi-row upserts of up to
+:data:`_SET_ROWS` distinct keys, each row handing the row it replaces to Python from inside the statement
+(``motia_olds``, see :class:`~motia.state.backends.sqlite.connection.RowHook`), which answers the old value and
+the version as :func:`~motia.state.backends._writes.plan_set` would (a later set of the same key, in a later
+statement, sees the earlier one's row).
 
 What it does not handle it hands back (``None``): the events flag found on, or any SQLite error (the
 transaction is rolled back and the batch runs the usual way, which reports the error as it always has).
@@ -37,19 +38,38 @@ from motia.state.ops import apply_operations as _apply
 from motia.state.values import decode as _decode
 from motia.state.values import encode as _encode
 
-#: A set without a condition, in a batch: ``?1`` scope, ``?2`` key, ``?3`` value, ``?4`` the call's position in
-#: the batch, ``?5`` now. The version is :func:`~motia.state.backends._writes.plan_set`'s (a live row's next,
-#: else 1); ``motia_olds`` keeps the replaced row for the result and answers NULL (the new value stays in SQLite).
-_SET_BLIND_TTL = (
-    "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES (?1, ?2, ?3, 1, ?6)"
-    " ON CONFLICT (scope, key) DO UPDATE SET"
-    " value = coalesce(motia_olds(?4, motia_state.value, motia_state.version, motia_state.expires_at), excluded.value),"
-    " version = CASE WHEN motia_state.expires_at IS NULL OR motia_state.expires_at > ?5"
-    " THEN motia_state.version + 1 ELSE 1 END,"
-    " expires_at = excluded.expires_at"
-)
-#: Without an expiry: ``NULL`` written in, not bound (see :func:`blob`).
-_SET_BLIND = _SET_BLIND_TTL.replace("?6", "NULL")
+#: Rows per multi-row upsert of a batch of sets, at most. A run of sets is written by upserts of a power of two
+#: rows each, largest first (200 rows: 128 + 64 + 8): a few statements of a few sizes, each prepared once per
+#: connection and kept in sqlite3's statement cache. One statement per row (an ``executemany``) cost ~2.5k more
+#: instructions per set, in the step, binding and GIL hand-over of each row (issue 15).
+_SET_ROWS = 128
+
+
+def _blind_sets(rows: int, lasting: bool) -> str:
+    """The upsert of ``rows`` sets without a condition, with distinct keys: per row ``scope, key, value`` (and the
+    expiry, unless ``lasting``: then ``NULL`` is written in, not bound, see :func:`blob`), then ``now`` once.
+
+    The version is :func:`~motia.state.backends._writes.plan_set`'s (a live row's next, else 1); ``motia_olds``
+    keeps the replaced row for the result, by its scope and key (hence distinct keys), and answers NULL (the new
+    value stays in SQLite)."""
+    row = "(?, ?, ?, 1, NULL)" if lasting else "(?, ?, ?, 1, ?)"
+    return (
+        "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES "
+        + ", ".join([row] * rows)
+        + " ON CONFLICT (scope, key) DO UPDATE SET value = coalesce(motia_olds(motia_state.scope, motia_state.key,"
+        " motia_state.value, motia_state.version, motia_state.expires_at), excluded.value),"
+        " version = CASE WHEN motia_state.expires_at IS NULL OR motia_state.expires_at > ?"
+        " THEN motia_state.version + 1 ELSE 1 END,"
+        " expires_at = excluded.expires_at"
+    )
+
+
+#: :func:`_blind_sets` by ``(lasting, rows)``, for every power of two up to :data:`_SET_ROWS`.
+_BLIND_SETS = {
+    (lasting, 1 << power): _blind_sets(1 << power, lasting)
+    for lasting in (True, False)
+    for power in range(_SET_ROWS.bit_length())
+}
 #: :data:`_UPSERT` and :data:`_UPSERT_LASTING` for a row known to be there: ``?1`` scope, ``?2`` key, ``?3`` value,
 #: ``?4`` version (``?5`` expiry).
 _UPDATE = "UPDATE motia_state SET value = ?3, version = ?4, expires_at = ?5 WHERE scope = ?1 AND key = ?2"
@@ -204,35 +224,53 @@ def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: fl
     """Upsert the values of ``calls`` (sets without ``if_version``, args ``(scope, key, data, ttl, if_version)``)
     in their order, without reading first; return the row each replaced (``(value, version, expires_at)``, or
     ``None``), as ``motia_olds`` hands them over. Shared by the plain batch and the recorded one
-    (:mod:`~motia.state.backends.sqlite.recorded_batch`), which builds events from those rows."""
+    (:mod:`~motia.state.backends.sqlite.recorded_batch`), which builds events from those rows.
+
+    The calls are written in runs of distinct keys and one kind (with or without a ttl), each by a few multi-row
+    upserts (:func:`_write_run`). The replaced rows come back by key, so a key set again starts a new run, written
+    after the one before it: the later set sees the earlier one's row as its old row, as in the batch's order."""
     hook = connection.hook
-    olds: list[Row | None] = [None] * len(calls)
-    hook.rows = olds
+    replaced: dict[tuple[str, str], Row] = {}
+    hook.rows = replaced
+    olds: list[Row | None] = []
     try:
-        lasting: list[tuple[str, str, bytearray, int, float]] = []
-        expiring: list[tuple[str, str, bytearray, int, float, float]] = []
-        for index, call in enumerate(calls):
-            args = call.args  # (scope, key, data, ttl, if_version)
+        run: dict[tuple[str, str], None] = {}  # the keys of the run being gathered, in the calls' order
+        params: list[Any] = []
+        lasting = True
+        for call in calls:
+            args = call.args
+            pair = (args[0], args[1])
             ttl = args[3]
-            # Two statements (with and without an expiry) keep the batch's order: a run of one kind is
-            # written before a call of the other (a key set twice sees its earlier set as the old row).
+            if pair in run or (ttl is None) is not lasting:
+                _write_run(connection, params, len(run), lasting, now)
+                olds += [replaced.pop(written, None) for written in run]
+                run = {}
+                params = []
+                lasting = ttl is None
+            run[pair] = None
             if ttl is None:
-                if expiring:
-                    connection.executemany(_SET_BLIND_TTL, expiring)
-                    expiring = []
-                lasting.append((args[0], args[1], blob(args[2]), index, now))
+                params += (args[0], args[1], blob(args[2]))
             else:
-                if lasting:
-                    connection.executemany(_SET_BLIND, lasting)
-                    lasting = []
-                expiring.append((args[0], args[1], blob(args[2]), index, now, now + ttl))
-        if lasting:
-            connection.executemany(_SET_BLIND, lasting)
-        if expiring:
-            connection.executemany(_SET_BLIND_TTL, expiring)
+                params += (args[0], args[1], blob(args[2]), now + ttl)
+        _write_run(connection, params, len(run), lasting, now)
+        olds += [replaced.pop(written, None) for written in run]
     finally:
         hook.rows = None
     return olds
+
+
+def _write_run(connection: HookedConnection, params: list[Any], count: int, lasting: bool, now: float) -> None:
+    """Upsert a run of ``count`` sets with distinct keys (``params``: 3 per row, 4 with an expiry), by
+    :data:`_BLIND_SETS` of a power of two rows each, largest first."""
+    width = 3 if lasting else 4
+    cursor = connection.writes
+    done = 0
+    while done < count:
+        rows = 1 << (min(count - done, _SET_ROWS).bit_length() - 1)  # the largest power of two not above
+        chunk = params[done * width : (done + rows) * width]
+        chunk.append(now)
+        cursor.execute(_BLIND_SETS[lasting, rows], chunk)
+        done += rows
 
 
 def _run_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Any]:

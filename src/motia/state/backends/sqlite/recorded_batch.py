@@ -22,8 +22,8 @@ def recorded_sets(backend: Any, connection: sqlite3.Connection, calls: Sequence[
     per-call bookkeeping of :class:`~motia.state.backends.sqlite.transaction._Transaction` (issue 15).
 
     What concurrent writers beside a state trigger make. As the plain batch of sets does while events are off
-    (:mod:`~motia.state.backends.sqlite.plain`), each call is one upsert of one ``executemany`` in the batch's
-    order, handing the row it replaces to Python (``motia_olds``): nothing about that row can make such a set
+    (:mod:`~motia.state.backends.sqlite.plain`), the calls are written by multi-row upserts in the batch's order,
+    each row handing the row it replaces to Python (``motia_olds``): nothing about that row can make such a set
     fail, so no read, no plan, no undo log. The events are built from those rows, exactly the transaction's
     (``created``/``updated`` with the old and new values; an expired row's ``expired``, without a
     ``traceparent``, first, as the transaction's prefetch finds them), and recorded in the same transaction as
