@@ -6,15 +6,15 @@ call that raises can be taken back alone, the events it would record. With event
 and updates needs none of that: each call is planned from the rows read once for the whole batch
 (one ``SELECT ... IN`` per scope) and from what the calls before it in the batch left, and a call that
 raises (a conflict, a bad operation) has changed nothing yet, because nothing is buffered until its plan
-succeeds. The rows are then written with one ``executemany`` per kind: an ``UPDATE`` of the rows it read
-(they are in the file: the write lock is held since before the read), an upsert of new ones. The versions,
+succeeds. The batch's final rows (one per key) are then written by multi-row upserts of up to :data:`_MAX_ROWS`
+rows (rewriting the rows it read, inserting new ones), and its deletes by one ``executemany``. The versions,
 results and errors are those of :func:`~motia.state.backends._writes.plan_set` /
 :func:`~motia.state.backends._writes.plan_update` (the common update's plan spelled out inline), as in the
 transaction; an expired row is deleted when read, as the transaction's load does.
 
 A batch of sets without ``if_version`` (what many tasks writing at once make) needs no plan at all: nothing about
 the old row can make it fail. It is written without the read, in the batch's order, by multi-row upserts of up to
-:data:`_SET_ROWS` distinct keys, each row handing the row it replaces to Python from inside the statement
+:data:`_MAX_ROWS` distinct keys, each row handing the row it replaces to Python from inside the statement
 (``motia_olds``, see :class:`~motia.state.backends.sqlite.connection.RowHook`), which answers the old value and
 the version as :func:`~motia.state.backends._writes.plan_set` would (a later set of the same key, in a later
 statement, sees the earlier one's row).
@@ -32,17 +32,18 @@ from typing import Any
 from motia.state.backends._writes import _tuple, plan_set, plan_update
 from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.keyvalue import _write_set, _write_update
-from motia.state.backends.sqlite.transaction import _DELETE, _UPSERT, _UPSERT_LASTING
+from motia.state.backends.sqlite.transaction import _DELETE
 from motia.state.backends.types import Record, WriteResult
 from motia.state.ops import apply_operations as _apply
 from motia.state.values import decode as _decode
 from motia.state.values import encode as _encode
 
-#: Rows per multi-row upsert of a batch of sets, at most. A run of sets is written by upserts of a power of two
-#: rows each, largest first (200 rows: 128 + 64 + 8): a few statements of a few sizes, each prepared once per
-#: connection and kept in sqlite3's statement cache. One statement per row (an ``executemany``) cost ~2.5k more
-#: instructions per set, in the step, binding and GIL hand-over of each row (issue 15).
-_SET_ROWS = 128
+#: Rows per multi-row upsert, at most. The rows of a batch are written by upserts of a power of two rows each,
+#: largest first (200 rows: 128 + 64 + 8): a few statements of a few sizes, each prepared once per connection and
+#: kept in sqlite3's statement cache. One statement per row (an ``executemany``) cost ~2.5k more instructions per
+#: set, and ~3k more per row an update rewrites, in the step, binding and GIL hand-over of each row (issue 15).
+_MAX_ROWS = 128
+_SIZES = [1 << power for power in range(_MAX_ROWS.bit_length())]
 
 
 def _blind_sets(rows: int, lasting: bool) -> str:
@@ -64,16 +65,29 @@ def _blind_sets(rows: int, lasting: bool) -> str:
     )
 
 
-#: :func:`_blind_sets` by ``(lasting, rows)``, for every power of two up to :data:`_SET_ROWS`.
-_BLIND_SETS = {
-    (lasting, 1 << power): _blind_sets(1 << power, lasting)
-    for lasting in (True, False)
-    for power in range(_SET_ROWS.bit_length())
-}
-#: :data:`_UPSERT` and :data:`_UPSERT_LASTING` for a row known to be there: ``?1`` scope, ``?2`` key, ``?3`` value,
-#: ``?4`` version (``?5`` expiry).
-_UPDATE = "UPDATE motia_state SET value = ?3, version = ?4, expires_at = ?5 WHERE scope = ?1 AND key = ?2"
-_UPDATE_LASTING = "UPDATE motia_state SET value = ?3, version = ?4, expires_at = NULL WHERE scope = ?1 AND key = ?2"
+def _planned_rows(rows: int, lasting: bool) -> str:
+    """The upsert of ``rows`` planned rows (distinct keys), as :data:`_UPSERT` (``scope, key, value, version,
+    expiry`` per row) and :data:`_UPSERT_LASTING` (``lasting``: without the expiry) write one: a row the batch read
+    is rewritten, a new one inserted."""
+    if lasting:
+        return (
+            "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES "
+            + ", ".join(["(?, ?, ?, ?, NULL)"] * rows)
+            + " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, version = excluded.version,"
+            " expires_at = NULL"
+        )
+    return (
+        "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+        + " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, version = excluded.version,"
+        " expires_at = excluded.expires_at"
+    )
+
+
+#: :func:`_blind_sets` and :func:`_planned_rows` by ``lasting`` and size, for every power of two up to
+#: :data:`_MAX_ROWS`.
+_BLIND_SETS = {lasting: {size: _blind_sets(size, lasting) for size in _SIZES} for lasting in (True, False)}
+_PLANNED_ROWS = {lasting: {size: _planned_rows(size, lasting) for size in _SIZES} for lasting in (True, False)}
 #: The calls a plain batch runs: ``function(transaction, scope, key, ...)`` with these functions.
 PLAIN_WRITES = (_write_set, _write_update)
 #: Keys read per ``SELECT ... IN`` (below SQLite's default limit of bound parameters).
@@ -124,8 +138,6 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
                     dirty[(scope, row[0])] = None  # expired: removed when read, as the transaction does
                 else:
                     known[(scope, row[0])] = _tuple(Record, row)
-    #: Keys written whose rows the file does not have (every other row written was read here: live or expired).
-    created: dict[tuple[str, str], None] = {}
     outcomes: list[Any] = []
     for call in calls:
         args = call.args  # indexed, not unpacked with a star (which builds a list per call)
@@ -156,8 +168,6 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
                 continue
             if args[3] is not None:  # a ttl: a new expiry; else the live row's is kept
                 expires_at = now + args[3]
-            if current is None and pair not in dirty:  # neither live nor expired in the file: a new row
-                created[pair] = None
             known[pair] = dirty[pair] = _tuple(Record, (key, data, version, expires_at))
             outcomes.append(_tuple(WriteResult, (old, data, version)))
             continue
@@ -170,54 +180,44 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
             outcomes.append(Failed(exc))
             continue
         if record is not None:
-            if current is None and pair not in dirty:
-                created[pair] = None
             known[pair] = dirty[pair] = record
         outcomes.append(result)
-    # Rows read are in the file (this transaction holds the write lock since before the read): an UPDATE rewrites
-    # them, one seek of the key where the upsert makes two (its insert's, then its update's); the rest are new.
-    _write_rows(connection, dirty, created)
+    _write_rows(connection, dirty)
     return outcomes
 
 
-def _write_rows(
-    connection: sqlite3.Connection, dirty: dict[tuple[str, str], Record | None], created: dict[tuple[str, str], None]
-) -> None:
-    """Write the batch's final rows (``None``: delete); ``created`` holds the keys whose rows the file has not
-    (the others are rewritten in place)."""
-    lasting: list[tuple[str, str, bytearray, int]] = []
-    expiring: list[tuple[str, str, bytearray, int, float]] = []
-    new_lasting: list[tuple[str, str, bytearray, int]] = []
-    new_expiring: list[tuple[str, str, bytearray, int, float]] = []
+def _write_rows(connection: sqlite3.Connection, dirty: dict[tuple[str, str], Record | None]) -> None:
+    """Write the batch's final rows (``None``: delete), by multi-row upserts: rows it read are rewritten (an
+    ``UPDATE`` per row seeks each key once where an upsert seeks it twice, but a statement per row costs more than
+    the seek), new ones inserted."""
+    lasting: list[Any] = []  # scope, key, value, version per row
+    expiring: list[Any] = []  # and the expiry
     deletes: list[tuple[str, str]] = []
     for pair, record in dirty.items():
         if record is None:
             deletes.append(pair)
         elif record[3] is None:  # no expiry: NULL written in, not bound (see connection.blob)
-            # Record by position, no star unpacking
-            (new_lasting if created and pair in created else lasting).append(
-                (pair[0], pair[1], blob(record[1]), record[2])
-            )
+            lasting += (pair[0], pair[1], blob(record[1]), record[2])  # Record by position, no star unpacking
         else:
-            row = (pair[0], pair[1], blob(record[1]), record[2], record[3])
-            (new_expiring if created and pair in created else expiring).append(row)
-    if lasting:
-        _rewrite(connection, _UPDATE_LASTING, lasting)
-    if expiring:
-        _rewrite(connection, _UPDATE, expiring)
-    if new_lasting:
-        connection.executemany(_UPSERT_LASTING, new_lasting)
-    if new_expiring:
-        connection.executemany(_UPSERT, new_expiring)
+            expiring += (pair[0], pair[1], blob(record[1]), record[2], record[3])
+    cursor = connection.cursor()
+    _upsert(cursor, _PLANNED_ROWS[True], lasting, 4)
+    _upsert(cursor, _PLANNED_ROWS[False], expiring, 5)
     if deletes:
         connection.executemany(_DELETE, deletes)
 
 
-def _rewrite(connection: sqlite3.Connection, statement: str, rows: list[Any]) -> None:
-    """Rewrite rows read in this transaction; raise (the batch then runs the usual way) if one was not there,
-    which the write lock rules out: a guard, so that a row is never silently left unwritten."""
-    if connection.executemany(statement, rows).rowcount != len(rows):
-        raise sqlite3.DatabaseError("a row read in this transaction was not there to update")
+def _upsert(cursor: sqlite3.Cursor, statements: dict[int, str], params: list[Any], width: int, *after: Any) -> None:
+    """Run ``statements`` (by rows) over ``params`` (``width`` per row, in order, rows with distinct keys), a power of
+    two rows at a time, largest first; ``after`` is bound after each statement's rows."""
+    count = len(params) // width
+    done = 0
+    while done < count:
+        rows = 1 << (min(count - done, _MAX_ROWS).bit_length() - 1)  # the largest power of two not above
+        chunk = params[done * width : (done + rows) * width]
+        chunk += after
+        cursor.execute(statements[rows], chunk)
+        done += rows
 
 
 def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Row | None]:
@@ -227,9 +227,10 @@ def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: fl
     (:mod:`~motia.state.backends.sqlite.recorded_batch`), which builds events from those rows.
 
     The calls are written in runs of distinct keys and one kind (with or without a ttl), each by a few multi-row
-    upserts (:func:`_write_run`). The replaced rows come back by key, so a key set again starts a new run, written
+    upserts (:func:`_upsert`). The replaced rows come back by key, so a key set again starts a new run, written
     after the one before it: the later set sees the earlier one's row as its old row, as in the batch's order."""
     hook = connection.hook
+    cursor = connection.writes
     replaced: dict[tuple[str, str], Row] = {}
     hook.rows = replaced
     olds: list[Row | None] = []
@@ -242,7 +243,7 @@ def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: fl
             pair = (args[0], args[1])
             ttl = args[3]
             if pair in run or (ttl is None) is not lasting:
-                _write_run(connection, params, len(run), lasting, now)
+                _upsert(cursor, _BLIND_SETS[lasting], params, 3 if lasting else 4, now)
                 olds += [replaced.pop(written, None) for written in run]
                 run = {}
                 params = []
@@ -252,25 +253,11 @@ def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: fl
                 params += (args[0], args[1], blob(args[2]))
             else:
                 params += (args[0], args[1], blob(args[2]), now + ttl)
-        _write_run(connection, params, len(run), lasting, now)
+        _upsert(cursor, _BLIND_SETS[lasting], params, 3 if lasting else 4, now)
         olds += [replaced.pop(written, None) for written in run]
     finally:
         hook.rows = None
     return olds
-
-
-def _write_run(connection: HookedConnection, params: list[Any], count: int, lasting: bool, now: float) -> None:
-    """Upsert a run of ``count`` sets with distinct keys (``params``: 3 per row, 4 with an expiry), by
-    :data:`_BLIND_SETS` of a power of two rows each, largest first."""
-    width = 3 if lasting else 4
-    cursor = connection.writes
-    done = 0
-    while done < count:
-        rows = 1 << (min(count - done, _SET_ROWS).bit_length() - 1)  # the largest power of two not above
-        chunk = params[done * width : (done + rows) * width]
-        chunk.append(now)
-        cursor.execute(_BLIND_SETS[lasting, rows], chunk)
-        done += rows
 
 
 def _run_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Any]:

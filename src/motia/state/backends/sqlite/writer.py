@@ -23,8 +23,8 @@
   While events are on, a lone ``set``, ``update`` or ``delete`` is one statement too, its outbox row
   written by a trigger (:mod:`~motia.state.backends.sqlite.recorded`).
 * A batch of several ``set`` and ``update`` calls while events are off skips the transaction's per-call
-  bookkeeping (its undo log, loads, events): it is planned from one read per scope and written with one
-  ``executemany``, and a batch of sets without ``if_version`` without the read (see
+  bookkeeping (its undo log, loads, events): it is planned from one read per scope and written by multi-row
+  upserts, and a batch of sets without ``if_version`` without the read (see
   :mod:`~motia.state.backends.sqlite.plain`); anything else, or events found on, runs the usual way.
 
 Why not one writer thread: handing each write to a thread and back costs more than the commit itself
