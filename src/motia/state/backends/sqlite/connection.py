@@ -89,19 +89,19 @@ class RowHook:
         #: Whether this connection has the views of the writes that record events
         #: (:mod:`~motia.state.backends.sqlite.recorded`).
         self.recording = False
-        #: ``motia_olds``' rows, by scope and key (a batch of sets, see :mod:`~motia.state.backends.sqlite.plain`);
+        #: ``motia_olds``' rows, by key (a batch of sets of one scope, see :mod:`~motia.state.backends.sqlite.plain`);
         #: the caller sets and clears it.
-        self.rows: dict[tuple[str, str], Row] | None = None
+        self.rows: dict[str, Row] | None = None
 
     def old(self, value: bytes, version: int, expires_at: float | None) -> None:
         """``motia_old``: keep the row; answer NULL, so the statement's ``coalesce(motia_old(...), new)``
         takes the new value in SQLite, never converted to Python and back."""
         self.row = (value, version, expires_at)
 
-    def olds(self, scope: str, key: str, value: bytes, version: int, expires_at: float | None) -> None:
-        """``motia_olds``: as :meth:`old`, for one of the rows of a multi-row upsert (whose keys differ), kept by
-        its scope and key."""
-        self.rows[(scope, key)] = (value, version, expires_at)  # type: ignore[index]
+    def olds(self, key: str, value: bytes, version: int, expires_at: float | None) -> None:
+        """``motia_olds``: as :meth:`old`, for one of the rows of a multi-row upsert (of one scope, whose keys
+        differ), kept by its key."""
+        self.rows[key] = (value, version, expires_at)  # type: ignore[index]
 
     def __call__(self, value: bytes, version: int, expires_at: float | None) -> bytes:
         row = self.row = (value, version, expires_at)
@@ -261,7 +261,7 @@ class SQLiteConnections(StateBackend):
         connection.hook = hook = RowHook()
         connection.create_function("motia_old", 3, hook.old)
         connection.create_function("motia_plan", 3, hook)
-        connection.create_function("motia_olds", 5, hook.olds)
+        connection.create_function("motia_olds", 4, hook.olds)
         connection.writes = connection.cursor()
         # The mode is read first (it reads the header, so a corrupt file fails here, before any write),
         # and switched only when needed: switching takes a lock, which a store in use should not need.

@@ -13,8 +13,9 @@ results and errors are those of :func:`~motia.state.backends._writes.plan_set` /
 transaction; an expired row is deleted when read, as the transaction's load does.
 
 A batch of sets without ``if_version`` (what many tasks writing at once make) needs no plan at all: nothing about
-the old row can make it fail. It is written without the read, in the batch's order, by multi-row upserts of up to
-:data:`_MAX_ROWS` distinct keys, each row handing the row it replaces to Python from inside the statement
+the old row can make it fail. It is written without the read, scope by scope (sets of different scopes touch
+different rows) and in the batch's order, by multi-row upserts of up to :data:`_MAX_ROWS` distinct keys of one
+scope, each row handing the row it replaces to Python from inside the statement
 (``motia_olds``, see :class:`~motia.state.backends.sqlite.connection.RowHook`), which answers the old value and
 the version as :func:`~motia.state.backends._writes.plan_set` would (a later set of the same key, in a later
 statement, sees the earlier one's row).
@@ -47,17 +48,18 @@ _SIZES = [1 << power for power in range(_MAX_ROWS.bit_length())]
 
 
 def _blind_sets(rows: int, lasting: bool) -> str:
-    """The upsert of ``rows`` sets without a condition, with distinct keys: per row ``scope, key, value`` (and the
-    expiry, unless ``lasting``: then ``NULL`` is written in, not bound, see :func:`blob`), then ``now`` once.
+    """The upsert of ``rows`` sets without a condition in one scope, with distinct keys: the scope once (``?1``),
+    per row ``key, value`` (and the expiry, unless ``lasting``: then ``NULL`` is written in, not bound, see
+    :func:`blob`), then ``now`` once.
 
     The version is :func:`~motia.state.backends._writes.plan_set`'s (a live row's next, else 1); ``motia_olds``
-    keeps the replaced row for the result, by its scope and key (hence distinct keys), and answers NULL (the new
+    keeps the replaced row for the result, by its key (hence one scope, distinct keys), and answers NULL (the new
     value stays in SQLite)."""
-    row = "(?, ?, ?, 1, NULL)" if lasting else "(?, ?, ?, 1, ?)"
+    row = "(?1, ?, ?, 1, NULL)" if lasting else "(?1, ?, ?, 1, ?)"
     return (
         "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES "
         + ", ".join([row] * rows)
-        + " ON CONFLICT (scope, key) DO UPDATE SET value = coalesce(motia_olds(motia_state.scope, motia_state.key,"
+        + " ON CONFLICT (scope, key) DO UPDATE SET value = coalesce(motia_olds(motia_state.key,"
         " motia_state.value, motia_state.version, motia_state.expires_at), excluded.value),"
         " version = CASE WHEN motia_state.expires_at IS NULL OR motia_state.expires_at > ?"
         " THEN motia_state.version + 1 ELSE 1 END,"
@@ -201,21 +203,26 @@ def _write_rows(connection: sqlite3.Connection, dirty: dict[tuple[str, str], Rec
         else:
             expiring += (pair[0], pair[1], blob(record[1]), record[2], record[3])
     cursor = connection.cursor()
-    _upsert(cursor, _PLANNED_ROWS[True], lasting, 4)
-    _upsert(cursor, _PLANNED_ROWS[False], expiring, 5)
+    _upsert(cursor, _PLANNED_ROWS[True], lasting, 4, _NOTHING, _NOTHING)
+    _upsert(cursor, _PLANNED_ROWS[False], expiring, 5, _NOTHING, _NOTHING)
     if deletes:
         connection.executemany(_DELETE, deletes)
 
 
-def _upsert(cursor: sqlite3.Cursor, statements: dict[int, str], params: list[Any], width: int, *after: Any) -> None:
+_NOTHING: list[Any] = []
+
+
+def _upsert(
+    cursor: sqlite3.Cursor, statements: dict[int, str], params: list[Any], width: int, head: list[Any], tail: list[Any]
+) -> None:
     """Run ``statements`` (by rows) over ``params`` (``width`` per row, in order, rows with distinct keys), a power of
-    two rows at a time, largest first; ``after`` is bound after each statement's rows."""
+    two rows at a time, largest first; ``head`` is bound before each statement's rows, ``tail`` after them."""
     count = len(params) // width
     done = 0
     while done < count:
         rows = 1 << (min(count - done, _MAX_ROWS).bit_length() - 1)  # the largest power of two not above
-        chunk = params[done * width : (done + rows) * width]
-        chunk += after
+        chunk = head + params[done * width : (done + rows) * width]
+        chunk += tail
         cursor.execute(statements[rows], chunk)
         done += rows
 
@@ -226,34 +233,63 @@ def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: fl
     ``None``), as ``motia_olds`` hands them over. Shared by the plain batch and the recorded one
     (:mod:`~motia.state.backends.sqlite.recorded_batch`), which builds events from those rows.
 
-    The calls are written in runs of distinct keys and one kind (with or without a ttl), each by a few multi-row
-    upserts (:func:`_upsert`). The replaced rows come back by key, so a key set again starts a new run, written
-    after the one before it: the later set sees the earlier one's row as its old row, as in the batch's order."""
+    Each scope's calls are written apart (:func:`_write_scope`): sets of different scopes touch different rows, so
+    their order between scopes changes nothing, and a statement of one scope binds it once and hands its old rows
+    over by key alone."""
+    if not calls:
+        return []
+    scope = calls[0].args[0]
+    for call in calls:
+        if call.args[0] != scope:
+            break
+    else:  # one scope, what a batch nearly always is
+        return _write_scope(connection, scope, calls, now)
+    positions: dict[str, list[int]] = {}  # each scope's calls, by their position in the batch
+    for index, call in enumerate(calls):
+        listed = positions.get(call.args[0])
+        if listed is None:
+            listed = positions[call.args[0]] = []
+        listed.append(index)
+    olds: list[Row | None] = [None] * len(calls)
+    for scope, listed in positions.items():
+        written = _write_scope(connection, scope, [calls[index] for index in listed], now)
+        for index, row in zip(listed, written, strict=True):
+            olds[index] = row
+    return olds
+
+
+def _write_scope(connection: HookedConnection, scope: str, calls: Sequence[Any], now: float) -> list[Row | None]:
+    """:func:`write_blind_sets` for calls of one scope: in runs of distinct keys and one kind (with or without a
+    ttl), each by a few multi-row upserts (:func:`_upsert`). The replaced rows come back by key, so a key set again
+    starts a new run, written after the one before it: the later set sees the earlier one's row as its old row, as in
+    the batch's order."""
     hook = connection.hook
     cursor = connection.writes
-    replaced: dict[tuple[str, str], Row] = {}
+    replaced: dict[str, Row] = {}
     hook.rows = replaced
     olds: list[Row | None] = []
+    head = [scope]
+    tail = [now]
     try:
-        run: dict[tuple[str, str], None] = {}  # the keys of the run being gathered, in the calls' order
+        run: dict[str, None] = {}  # the keys of the run being gathered, in the calls' order
         params: list[Any] = []
         lasting = True
         for call in calls:
             args = call.args
-            pair = (args[0], args[1])
+            key = args[1]
             ttl = args[3]
-            if pair in run or (ttl is None) is not lasting:
-                _upsert(cursor, _BLIND_SETS[lasting], params, 3 if lasting else 4, now)
+            if key in run or (ttl is None) is not lasting:
+                _upsert(cursor, _BLIND_SETS[lasting], params, 2 if lasting else 3, head, tail)
                 olds += [replaced.pop(written, None) for written in run]
                 run = {}
                 params = []
                 lasting = ttl is None
-            run[pair] = None
+            run[key] = None
             if ttl is None:
-                params += (args[0], args[1], blob(args[2]))
+                params += (key, blob(args[2]))
             else:
-                params += (args[0], args[1], blob(args[2]), now + ttl)
-        _upsert(cursor, _BLIND_SETS[lasting], params, 3 if lasting else 4, now)
+                params += (key, blob(args[2]), now + ttl)
+        _upsert(cursor, _BLIND_SETS[lasting], params, 2 if lasting else 3, head, tail)
         olds += [replaced.pop(written, None) for written in run]
     finally:
         hook.rows = None
