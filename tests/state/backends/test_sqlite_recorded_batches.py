@@ -179,3 +179,27 @@ async def test_a_recorded_batch_that_sqlite_refuses_changes_nothing_and_the_tran
         assert "refused" in outcomes[1][1]
         assert await state.keys("s") == ["before"]
     assert [key for (key,) in rows(path, "SELECT key FROM motia_state_events ORDER BY seq")] == ["before"]
+
+
+async def test_a_groups_outbox_rows_number_on_from_the_counter_and_the_newest_row(tmp_path: Path) -> None:
+    # Given events on and no subscription (a group's events go to the outbox), one outbox row, and the seq counter
+    # (direct deliveries, emptied outboxes) past it
+    path = tmp_path / "seqs.db"
+    async with StateManager.from_url(f"sqlite:///{path}") as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        await backend.enable_events()
+        await state.set("s", "lone", 0)
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("UPDATE motia_meta SET value = '1000' WHERE name = 'event_seq'")
+            connection.commit()
+        backend._inline_writes = False  # every write queues: each together() below is one batch
+        # When two groups of 70 sets commit (more rows than one statement writes)
+        await together([functools.partial(state.set, "s", f"k{i}", i) for i in range(70)])
+        await together([functools.partial(state.set, "t", f"k{i}", -i) for i in range(70)])
+    # Then the first group's rows follow the counter, the second's the newest row: one seq each, in the calls' order
+    events = rows(path, "SELECT seq, event_type, scope, key, new_value, version FROM motia_state_events ORDER BY seq")
+    assert events[0][0] < 1000 and events[0][2:4] == ("s", "lone")
+    assert events[1:] == [(1001 + i, "created", "s", f"k{i}", b"%d" % i, 1) for i in range(70)] + [
+        (1071 + i, "created", "t", f"k{i}", b"%d" % -i, 1) for i in range(70)
+    ]
