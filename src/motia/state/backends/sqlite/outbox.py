@@ -35,6 +35,7 @@ from itertools import chain
 from typing import Any
 
 from motia.state.backends._events import order_key, state_event_payload, subscribed
+from motia.state.backends.sqlite import multirow
 from motia.state.backends.types import NewDelivery, Subscription
 
 #: One change event: ``(event_type, scope, key, old_value, new_value, version, timestamp, trace)``.
@@ -47,18 +48,17 @@ _INSERT_DELIVERY = (
 #: An outbox row numbered after every seq handed out: the newest outbox row (dispatch keeps the newest row it
 #: consumed, or raises the counter to it) and the counter of direct deliveries and emptied outboxes. No write
 #: of the counter: a lone write stays as cheap as before direct mode existed.
+_NEXT_SEQ = (
+    "max(coalesce((SELECT max(seq) FROM motia_state_events), 0),"
+    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'), 0)) + 1"
+)
 _INSERT_EVENT = (
     "INSERT INTO motia_state_events"
-    " (seq, event_type, scope, key, old_value, new_value, version, timestamp, trace) VALUES ("
-    "max(coalesce((SELECT max(seq) FROM motia_state_events), 0),"
-    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'), 0)) + 1,"
+    f" (seq, event_type, scope, key, old_value, new_value, version, timestamp, trace) VALUES ({_NEXT_SEQ},"
     " ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 #: The seq :data:`_INSERT_EVENT` gives the next outbox row: a group takes it once and numbers its rows on from it.
-_NEXT_EVENT_SEQ = (
-    "SELECT max(coalesce((SELECT max(seq) FROM motia_state_events), 0),"
-    " coalesce((SELECT CAST(value AS INTEGER) FROM motia_meta WHERE name = 'event_seq'), 0)) + 1"
-)
+_NEXT_EVENT_SEQ = f"SELECT {_NEXT_SEQ}"
 #: Most outbox rows one ``INSERT`` of a group writes (9 parameters each).
 EVENTS_CHUNK = 64
 #: The outbox rows of a group by how many one statement writes (a power of two up to :data:`EVENTS_CHUNK`), each
@@ -69,7 +69,7 @@ EVENTS_CHUNK = 64
 _INSERT_EVENTS = {
     size: "INSERT INTO motia_state_events (seq, event_type, scope, key, old_value, new_value, version, timestamp,"
     " trace) VALUES " + ", ".join(["(?, ?, ?, ?, nullif(?, x''), nullif(?, x''), ?, ?, nullif(?, ''))"] * size)
-    for size in (1 << power for power in range(EVENTS_CHUNK.bit_length()))
+    for size in multirow.sizes(EVENTS_CHUNK)
 }
 _EMPTY = bytearray()
 #: The ``triggers`` number (positive: direct mode) and whether any event waits in the outbox (beyond the
@@ -119,8 +119,7 @@ def delivery_rows(deliveries: Sequence[NewDelivery], now: float) -> list[tuple[o
 #: Most deliveries one ``INSERT`` of :func:`insert_deliveries` writes (8 parameters each).
 INSERT_CHUNK = 32
 _INSERT_ROWS = {
-    size: _INSERT_DELIVERY + ", (?, ?, ?, ?, ?, ?, ?, ?)" * (size - 1)
-    for size in (1 << power for power in range(INSERT_CHUNK.bit_length()))
+    size: _INSERT_DELIVERY + ", (?, ?, ?, ?, ?, ?, ?, ?)" * (size - 1) for size in multirow.sizes(INSERT_CHUNK)
 }
 
 
@@ -131,12 +130,10 @@ def insert_deliveries(connection: sqlite3.Connection, rows: Sequence[tuple[objec
     Each execution of a statement opens a write cursor on the table and on each of its three indexes and
     hands the GIL back and forth around its step; a dispatch round or a direct group of 32 deliveries paid
     that 32 times (issue 15). The chunks are powers of two up to :data:`INSERT_CHUNK` (a round of 31 is
-    16 + 8 + 4 + 2 + 1), so that at most six statements ever enter the connection's statement cache."""
-    start, count = 0, len(rows)
-    while start < count:
-        size = min(INSERT_CHUNK, 1 << ((count - start).bit_length() - 1))
+    16 + 8 + 4 + 2 + 1, :mod:`~motia.state.backends.sqlite.multirow`), so that at most six statements ever enter
+    the connection's statement cache."""
+    for start, size in multirow.chunks(len(rows), INSERT_CHUNK):
         connection.execute(_INSERT_ROWS[size], list(chain.from_iterable(rows[start : start + size])))
-        start += size
 
 
 def state_delivery_rows(
@@ -237,11 +234,8 @@ def record(connection: sqlite3.Connection, subscribers: Subscribers, events: Seq
                 trace or "",
             )
             seq += 1
-        start, count = 0, len(events)
-        while start < count:
-            size = min(EVENTS_CHUNK, 1 << ((count - start).bit_length() - 1))
+        for start, size in multirow.chunks(len(events), EVENTS_CHUNK):
             connection.execute(_INSERT_EVENTS[size], params[start * 9 : (start + size) * 9])
-            start += size
     return True
 
 

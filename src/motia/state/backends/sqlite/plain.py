@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from motia.state.backends._writes import _tuple, plan_set, plan_update
+from motia.state.backends.sqlite import multirow
 from motia.state.backends.sqlite.connection import HookedConnection, Row, blob
 from motia.state.backends.sqlite.keyvalue import _write_set, _write_update
 from motia.state.backends.sqlite.transaction import _DELETE
@@ -39,12 +40,9 @@ from motia.state.ops import apply_operations as _apply
 from motia.state.values import decode as _decode
 from motia.state.values import encode as _encode
 
-#: Rows per multi-row upsert, at most. The rows of a batch are written by upserts of a power of two rows each,
-#: largest first (200 rows: 128 + 64 + 8): a few statements of a few sizes, each prepared once per connection and
-#: kept in sqlite3's statement cache. One statement per row (an ``executemany``) cost ~2.5k more instructions per
-#: set, and ~3k more per row an update rewrites, in the step, binding and GIL hand-over of each row (issue 15).
+#: Rows per multi-row upsert, at most (:mod:`~motia.state.backends.sqlite.multirow`). One statement per row (an
+#: ``executemany``) cost ~2.5k more instructions per set, and ~3k more per row an update rewrites (issue 15).
 _MAX_ROWS = 128
-_SIZES = [1 << power for power in range(_MAX_ROWS.bit_length())]
 
 
 def _blind_sets(rows: int, lasting: bool) -> str:
@@ -68,19 +66,13 @@ def _blind_sets(rows: int, lasting: bool) -> str:
 
 
 def _planned_rows(rows: int, lasting: bool) -> str:
-    """The upsert of ``rows`` planned rows (distinct keys), as :data:`_UPSERT` (``scope, key, value, version,
-    expiry`` per row) and :data:`_UPSERT_LASTING` (``lasting``: without the expiry) write one: a row the batch read
-    is rewritten, a new one inserted."""
-    if lasting:
-        return (
-            "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES "
-            + ", ".join(["(?, ?, ?, ?, NULL)"] * rows)
-            + " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, version = excluded.version,"
-            " expires_at = NULL"
-        )
+    """The upsert of ``rows`` planned rows (distinct keys): per row ``scope, key, value, version`` and the expiry
+    (unless ``lasting``: then ``NULL`` is written in, not bound). A row the batch read is rewritten, a new one
+    inserted."""
+    row = "(?, ?, ?, ?, NULL)" if lasting else "(?, ?, ?, ?, ?)"
     return (
         "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+        + ", ".join([row] * rows)
         + " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, version = excluded.version,"
         " expires_at = excluded.expires_at"
     )
@@ -88,8 +80,12 @@ def _planned_rows(rows: int, lasting: bool) -> str:
 
 #: :func:`_blind_sets` and :func:`_planned_rows` by ``lasting`` and size, for every power of two up to
 #: :data:`_MAX_ROWS`.
-_BLIND_SETS = {lasting: {size: _blind_sets(size, lasting) for size in _SIZES} for lasting in (True, False)}
-_PLANNED_ROWS = {lasting: {size: _planned_rows(size, lasting) for size in _SIZES} for lasting in (True, False)}
+_BLIND_SETS = {
+    lasting: {size: _blind_sets(size, lasting) for size in multirow.sizes(_MAX_ROWS)} for lasting in (True, False)
+}
+_PLANNED_ROWS = {
+    lasting: {size: _planned_rows(size, lasting) for size in multirow.sizes(_MAX_ROWS)} for lasting in (True, False)
+}
 #: The calls a plain batch runs: ``function(transaction, scope, key, ...)`` with these functions.
 PLAIN_WRITES = (_write_set, _write_update)
 #: Keys read per ``SELECT ... IN`` (below SQLite's default limit of bound parameters).
@@ -217,14 +213,10 @@ def _upsert(
 ) -> None:
     """Run ``statements`` (by rows) over ``params`` (``width`` per row, in order, rows with distinct keys), a power of
     two rows at a time, largest first; ``head`` is bound before each statement's rows, ``tail`` after them."""
-    count = len(params) // width
-    done = 0
-    while done < count:
-        rows = 1 << (min(count - done, _MAX_ROWS).bit_length() - 1)  # the largest power of two not above
-        chunk = head + params[done * width : (done + rows) * width]
+    for start, rows in multirow.chunks(len(params) // width, _MAX_ROWS):
+        chunk = head + params[start * width : (start + rows) * width]
         chunk += tail
         cursor.execute(statements[rows], chunk)
-        done += rows
 
 
 def write_blind_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Row | None]:
