@@ -35,6 +35,7 @@ from motia import StateManager
 from motia.exceptions import MotiaError, StateBackendError
 from motia.state.backends.base import NewDelivery, Subscription
 from motia.state.backends.sqlite import SQLiteBackend
+from tests.state.backends._batches import deferred
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("_child_sqlite_fault.py")
@@ -297,7 +298,7 @@ async def test_kill_9_during_clear_is_all_or_nothing(tmp_path: Path, child_env: 
     await backend.enable_events()
     for start in range(0, CLEAR_KEYS, 2000):
         keys = [f"k{i:06d}" for i in range(start, start + 2000)]
-        await asyncio.gather(*(backend.set("big", key, b'"v"', ttl=None, if_version=None) for key in keys))
+        await asyncio.gather(*(deferred(backend.set, "big", key, b'"v"', ttl=None, if_version=None) for key in keys))
     await backend.dispatch_events([Subscription("watcher", "big")], limit=CLEAR_KEYS)
     created = await backend.pending("watcher")
     await backend.aclose()  # the last connection checkpoints: the whole store is in the one file

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -21,7 +20,13 @@ class StateSetResult:
     first access (most callers never look), each access returning the same fresh object.
     """
 
-    __slots__ = ("_old", "_new", "version", "_decode")
+    # ``_written``: what the backend answered, ``(old_data, new_data, version)``, kept as it came (a result is
+    # made by every set and update: one slot stored instead of four, issue 15). ``_values``: ``(old, new)`` once
+    # decoded, or given; ``None`` until then.
+    __slots__ = ("_written", "_values")
+
+    _written: tuple[bytes | None, bytes | None, int]
+    _values: tuple[JSON, JSON] | None
 
     def __init__(
         self,
@@ -29,30 +34,35 @@ class StateSetResult:
         new_value: JSON = None,
         version: int = 0,
         *,
-        _encoded: tuple[bytes | None, bytes | None, Callable[[bytes], JSON]] | None = None,
+        _encoded: tuple[bytes | None, bytes | None] | None = None,
     ) -> None:
-        self.version = version
         if _encoded is None:
-            self._old, self._new, self._decode = old_value, new_value, None
+            self._written = (None, None, version)
+            self._values = (old_value, new_value)
         else:
-            self._old, self._new, self._decode = _encoded
+            self._written = (_encoded[0], _encoded[1], version)
+            self._values = None
 
-    def _materialise(self) -> None:
-        decode = self._decode
-        if decode is not None:
-            self._decode = None
-            self._old = None if self._old is None else decode(self._old)
-            self._new = None if self._new is None else decode(self._new)
+    @property
+    def version(self) -> int:
+        return self._written[2]
+
+    def _decoded(self) -> tuple[JSON, JSON]:
+        decoded = self._values
+        if decoded is None:
+            from motia.state.values import decode  # values imports this module: bound on first use
+
+            old, new, _ = self._written
+            decoded = self._values = (None if old is None else decode(old), None if new is None else decode(new))
+        return decoded
 
     @property
     def old_value(self) -> JSON:
-        self._materialise()
-        return self._old
+        return self._decoded()[0]
 
     @property
     def new_value(self) -> JSON:
-        self._materialise()
-        return self._new
+        return self._decoded()[1]
 
     def __getitem__(self, name: str) -> JSON:
         if name in ("old_value", "new_value", "version"):
@@ -82,17 +92,14 @@ class StateSetResult:
 _new_object = object.__new__
 
 
-def stored_result(
-    version: int, old_data: bytes | None, new_data: bytes | None, decode: Callable[[bytes], JSON]
-) -> StateSetResult:
-    """The result of a write from its stored values, decoded by ``decode`` on first access: what
-    ``StateSetResult(version=version, _encoded=(old_data, new_data, decode))`` makes, without the keyword call
-    and the ``__init__`` frame (every ``set`` and ``update`` makes one; issue 15)."""
+def stored_result(written: tuple[bytes | None, bytes | None, int]) -> StateSetResult:
+    """The result of a write from what the backend answered, ``(old_data, new_data, version)`` (a
+    :class:`~motia.state.backends.types.WriteResult`), decoded on first access: what
+    ``StateSetResult(version=..., _encoded=...)`` makes, without the keyword call, the ``__init__`` frame and the
+    tuple taken apart (every ``set`` and ``update`` makes one; issue 15)."""
     result: StateSetResult = _new_object(StateSetResult)
-    result.version = version
-    result._old = old_data
-    result._new = new_data
-    result._decode = decode
+    result._written = written
+    result._values = None
     return result
 
 

@@ -24,6 +24,13 @@ async def together(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
     return list(await asyncio.gather(*(outcome(call) for call in calls)))
 
 
+async def deferred(write: Callable[..., Awaitable[Any]], *args: Any, **options: Any) -> Any:
+    """Call ``write`` once the task running this starts. The SQLite backend's ``set`` and ``update`` start their
+    write at the call (they hand back a future, not a coroutine): calls made one after another in the test's own
+    task would each commit alone, where calls made in tasks started together are group committed."""
+    return await write(*args, **options)
+
+
 def rows(path: Path, sql: str) -> list[Any]:
     """The rows ``sql`` selects from the file at ``path``, read by a connection of its own."""
     connection = sqlite3.connect(path)

@@ -22,6 +22,7 @@ from motia.exceptions import InvalidUpdateError, MotiaError, StateBackendError
 from motia.state.backends.base import NewDelivery, Subscription, TransactionWrite
 from motia.state.backends.sqlite import SQLiteBackend
 from motia.state.ops import Operation
+from tests.state.backends._batches import deferred
 
 FIVE = [f"k{i}" for i in range(5)]
 
@@ -61,7 +62,7 @@ async def test_a_call_raising_any_exception_fails_alone(sqlite_state: StateManag
     # operation: this one is handed to the backend directly, as a bug in a call would behave)
     backend = sqlite_state.backend
     boom = Operation("increment", ("n",), 0, "n", Boom())
-    bad = backend.update("s", "x", [boom], ttl=None, if_version=None, max_value_bytes=1 << 20)
+    bad = deferred(backend.update, "s", "x", [boom], ttl=None, if_version=None, max_value_bytes=1 << 20)
     # When it is gathered with five sets
     results = await asyncio.gather(bad, *await five_sets(sqlite_state), return_exceptions=True)
     # Then it fails with its own error and the others commit
@@ -110,7 +111,7 @@ async def test_calls_after_a_failed_one_see_the_batch_as_it_was(sqlite_state: St
     backend = sqlite_state.backend
     boom = Operation("increment", ("n",), 0, "n", Boom())
     first = sqlite_state.set("s", "n", {"n": 1})
-    bad = backend.update("s", "n", [boom], ttl=None, if_version=None, max_value_bytes=1 << 20)
+    bad = deferred(backend.update, "s", "n", [boom], ttl=None, if_version=None, max_value_bytes=1 << 20)
     after = sqlite_state.update("s", "n", [{"type": "increment", "path": "n", "value": 1}])
     results = await asyncio.gather(first, bad, after, return_exceptions=True)
     # Then the update after the failed call builds on the set before it
@@ -160,7 +161,9 @@ async def test_writes_right_after_another_process_enabled_events_all_record_even
             assert enabler.wait(timeout=30) == 0
         # And this process writes at once, alone and in group commits
         await backend.set("s", "k0", b"0", ttl=None, if_version=None)
-        await asyncio.gather(*(backend.set("s", f"k{i}", b"1", ttl=None, if_version=None) for i in range(1, 20)))
+        await asyncio.gather(
+            *(deferred(backend.set, "s", f"k{i}", b"1", ttl=None, if_version=None) for i in range(1, 20))
+        )
         # Then every one of those writes recorded its event
         assert await backend.dispatch_events([Subscription("watcher", "s")]) == 20
         assert await backend.pending("watcher") == 20

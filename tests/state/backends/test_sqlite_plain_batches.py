@@ -19,7 +19,7 @@ from motia import StateManager
 from motia.state.backends.base import Subscription
 from motia.state.backends.sqlite import SQLiteBackend, plain
 from motia.state.backends.types import Record
-from tests.state.backends._batches import stored_rows, together
+from tests.state.backends._batches import deferred, stored_rows, together
 
 INCREMENT = [{"type": "increment", "path": "n", "value": 1}]
 
@@ -193,7 +193,10 @@ async def refused(url: str, *, plain: bool) -> tuple[list[str], list[bool]]:
         await state.set("s", "warm", 1)
         taken = spy_plain(backend, disable=not plain)
         results = await asyncio.gather(
-            *(backend.set("s", key, b"1", ttl=None, if_version=None) for key in ("k1", "bad\udc80", "k2", "k3")),
+            *(
+                deferred(backend.set, "s", key, b"1", ttl=None, if_version=None)
+                for key in ("k1", "bad\udc80", "k2", "k3")
+            ),
             return_exceptions=True,
         )
         return [type(result).__name__ for result in results], taken
@@ -321,7 +324,7 @@ async def too_big(url: str, *, plain: bool) -> tuple[list[str], list[Any], list[
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)
         sizes = (("k1", 1), ("k2", 1), ("big", 2000), ("k3", 1))
         results = await asyncio.gather(
-            *(backend.set("s", key, size * b"1", ttl=None, if_version=None) for key, size in sizes),
+            *(deferred(backend.set, "s", key, size * b"1", ttl=None, if_version=None) for key, size in sizes),
             return_exceptions=True,
         )
         left = [(e.key, e.version) for e in await state.items("s")]

@@ -9,7 +9,7 @@ The records the contracts exchange live in :mod:`motia.state.backends.types` (re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from motia.state.backends.stream_store import StreamStore
 from motia.state.backends.types import (
@@ -85,15 +85,20 @@ class StateStore:
         """Return the live record of ``(scope, key)``, or ``None`` when absent or expired."""
         raise NotImplementedError  # pragma: no cover
 
-    async def set(self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None) -> WriteResult:
+    def set(
+        self, scope: str, key: str, data: bytes, *, ttl: float | None, if_version: int | None
+    ) -> Awaitable[WriteResult]:
         """Store ``data``; ``ttl`` gives an expiry, ``None`` makes the key permanent.
+
+        Awaitable rather than a coroutine, like :meth:`update`: an implementation may be ``async def`` or hand back
+        a future (SQLite's group commit does, sparing a frame per write). Callers await it at once.
 
         Raises :class:`~motia.exceptions.StateConflictError` (writing nothing) when ``if_version`` is
         given and differs from the stored version (0 when absent).
         """
         raise NotImplementedError  # pragma: no cover
 
-    async def update(
+    def update(
         self,
         scope: str,
         key: str,
@@ -102,7 +107,7 @@ class StateStore:
         ttl: float | None,
         if_version: int | None,
         max_value_bytes: int,
-    ) -> WriteResult:
+    ) -> Awaitable[WriteResult]:
         """Apply ``operations`` atomically to the stored value (``{}`` when absent).
 
         ``ttl=None`` keeps the current expiry. An empty ``operations`` writes nothing and returns the

@@ -6,7 +6,7 @@ every other (``function(transaction, *args)``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from motia.state.backends._operate import check_ids, check_page, parse_dead_cursor, parse_seq_cursor
@@ -78,7 +78,7 @@ class SQLiteOperations:
     if TYPE_CHECKING:  # provided by the host class
 
         async def _read(self, sql: str, parameters: tuple[Any, ...], *, inline: bool) -> list[Any]: ...
-        async def _write(self, function: Callable[..., Any], *args: Any, heavy: bool = False) -> Any: ...
+        def _write(self, function: Callable[..., Any], *args: Any, heavy: bool = False) -> Awaitable[Any]: ...
 
     async def dead_letter_page(
         self, *, step: str | None = None, kind: str | None = None, after: str | None = None, limit: int = 100

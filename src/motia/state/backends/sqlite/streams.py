@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from motia.exceptions import StateConflictError
@@ -277,7 +277,7 @@ class SQLiteStreams:
 
     if TYPE_CHECKING:  # provided by the host class
 
-        async def _write(self, function: Callable[..., Any], *args: Any, heavy: bool = False) -> Any: ...
+        def _write(self, function: Callable[..., Any], *args: Any, heavy: bool = False) -> Awaitable[Any]: ...
         async def _read(self, sql: str, parameters: tuple[Any, ...], *, inline: bool) -> list[Any]: ...
 
     async def stream_get(self, stream: str, group: str, item: str) -> Record | None:
