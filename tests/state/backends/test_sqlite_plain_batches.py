@@ -313,6 +313,85 @@ async def test_a_big_batch_of_sets_is_written_without_a_read_as_the_transaction_
     assert ("k10", {"i": 190}, 3, 1_000_010.0 + 30 + 190) in entries  # the ttl of its last set
 
 
+async def distinct_sets(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+    """A batch of 150 sets of distinct keys of one scope, none with a ttl or ``if_version`` (what many tasks
+    setting keys make): keys live, expired and absent; what ``scripted`` returns."""
+    clock = Clock()
+    async with StateManager.from_url(url, clock=clock, sweep_interval=3600) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        for index in range(0, 100, 2):
+            await state.set("s", f"k{index}", index)
+            await state.set("s", f"k{index + 1}", {"old": index}, ttl=5 if index % 4 else 500)
+        clock.now += 10  # a ttl of 5 is past: still stored (no sweep is due)
+        await state.set("other", "x", 1)  # runs the periodic stream-log trim, which a plain batch never does
+        taken = spy_plain(backend, disable=not plain)
+        calls = [functools.partial(state.set, "s", f"k{i}", {"i": i}) for i in range(150)]
+        outcomes = await together([functools.partial(state.set, "s", "first", 0), *calls])
+        entries = [(e.key, e.value, e.version, e.expires_at) for e in await state.items("s")]
+    return outcomes, entries, stored_rows(path), taken
+
+
+async def test_a_batch_of_distinct_sets_is_written_in_one_pass_as_the_transaction_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a batch of sets of distinct keys of one scope, run once with the plain path and once through the
+    # transaction only
+    simple: list[bool] = []
+    run_simple_sets = plain._run_simple_sets
+
+    def spying(connection: Any, calls: Any, now: float) -> list[Any] | None:
+        outcomes = run_simple_sets(connection, calls, now)
+        simple.append(outcomes is not None)
+        return outcomes
+
+    monkeypatch.setattr(plain, "_run_simple_sets", spying)
+    fast = await distinct_sets(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
+    slow = await distinct_sets(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    # Then the batch took the one-pass form
+    assert fast[3] == [True] and simple == [True]
+    assert slow[3] == [False]
+    # And every caller got the same answer, and the same rows are left
+    assert fast[:3] == slow[:3]
+    outcomes, entries, _, _ = fast
+    assert outcomes[1 + 0] == (0, {"i": 0}, 2)  # live
+    assert outcomes[1 + 3] == (None, {"i": 3}, 1)  # expired (ttl 5), so absent
+    assert outcomes[1 + 5] == ({"old": 4}, {"i": 5}, 2)  # live (ttl 500): its expiry is dropped by a set
+    assert outcomes[1 + 120] == (None, {"i": 120}, 1)  # absent
+    assert ("k5", {"i": 5}, 2, None) in entries
+
+
+async def test_a_batch_with_a_key_twice_or_a_ttl_leaves_the_one_pass_form_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given batches the one-pass form does not take: a key set twice, a ttl, two scopes
+    simple: list[bool] = []
+    run_simple_sets = plain._run_simple_sets
+
+    def spying(connection: Any, calls: Any, now: float) -> list[Any] | None:
+        outcomes = run_simple_sets(connection, calls, now)
+        simple.append(outcomes is not None)
+        return outcomes
+
+    monkeypatch.setattr(plain, "_run_simple_sets", spying)
+    async with StateManager.from_url(f"sqlite:///{tmp_path}/s.db") as state:
+        await state.set("s", "warm", 1)
+        # (each batch such that whichever of its first calls commits alone, what is queued is not such a batch)
+        twice = await together([functools.partial(state.set, "s", key, i) for i, key in enumerate("abab")])
+        ttl = await together([functools.partial(state.set, "s", key, 1, ttl=60) for key in "cde"])
+        scopes = await together(
+            [
+                functools.partial(state.set, scope, key, 3)
+                for key, scope in (("g", "s"), ("g", "t"), ("h", "s"), ("h", "t"))
+            ]
+        )
+        # Then each was handed to the general form, nothing written by the one pass, and answered as ever
+        assert len(simple) >= 3 and not any(simple)
+        assert twice[2] == (0, 2, 2) and twice[3] == (1, 3, 2)
+        assert ttl[2] == (None, 1, 1) and scopes[3] == (None, 3, 1)
+        assert await state.get("s", "a") == 2 and await state.get("t", "h") == 3
+
+
 async def too_big(url: str, *, plain: bool) -> tuple[list[str], list[Any], list[bool], Any]:
     """A batch of sets in which one value is too big for SQLite (its limit lowered on the writing connection)."""
     async with StateManager.from_url(url) as state:
