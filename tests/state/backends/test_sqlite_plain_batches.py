@@ -164,6 +164,77 @@ async def test_a_plain_batch_of_updates_answers_and_writes_as_the_transaction_do
     ]
 
 
+async def distinct_updates(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+    """A batch of 148 updates of distinct keys of one scope, none with a ttl or ``if_version`` (what many tasks
+    updating keys make), more than one multi-row upsert holds: keys live with and without an expiry, expired and
+    absent, and plans that fail on each kind (a value too big for ``max_value_bytes``, a number expected); what
+    ``scripted`` returns."""
+    clock = Clock()
+    big = [{"type": "set", "path": "big", "value": "x" * 80}]
+    async with StateManager.from_url(url, clock=clock, sweep_interval=3600, max_value_bytes=64) as state:
+        backend = state.backend
+        assert isinstance(backend, SQLiteBackend)
+        for key in ("live", "live-big"):
+            await state.set("s", key, {"n": 1})
+        await state.set("s", "expiring", {"n": 1}, ttl=100)
+        for key in ("expired", "expired-big"):
+            await state.set("s", key, {"n": 1, "old": True}, ttl=5)
+        await state.set("s", "text", "not an object")
+        for index in range(0, 140, 2):
+            await state.set("s", f"n{index}", {"n": index})
+        clock.now += 10  # the ttl of 5 is past: still stored (no sweep is due)
+        await state.set("other", "x", 1)  # runs the periodic stream-log trim, which a plain batch never does
+        taken = spy_plain(backend, disable=not plain)
+        calls = [
+            functools.partial(state.update, "s", "live", INCREMENT),
+            functools.partial(state.update, "s", "expiring", INCREMENT),  # keeps its expiry
+            functools.partial(state.update, "s", "expired", INCREMENT),  # counts as absent: starts from {}
+            functools.partial(state.update, "s", "absent", [{"type": "decrement", "path": "n", "by": 2}]),
+            functools.partial(state.update, "s", "text", INCREMENT),  # fails alone: not an object
+            functools.partial(state.update, "s", "live-big", big),  # fails alone: too big
+            functools.partial(state.update, "s", "expired-big", big),  # fails alone, from {}: the row goes
+            functools.partial(state.update, "s", "absent-big", big),  # fails alone, from {}: nothing is left
+            *(functools.partial(state.update, "s", f"n{index}", INCREMENT) for index in range(140)),
+        ]
+        outcomes = await together([functools.partial(state.set, "s", "first", 0), *calls])
+        entries = [(e.key, e.value, e.version, e.expires_at) for e in await state.items("s")]
+    return outcomes, entries, stored_rows(path), taken
+
+
+async def test_a_batch_of_distinct_updates_is_planned_inside_its_upsert_as_the_transaction_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a batch of updates of distinct keys of one scope, run once with the plain path and once through the
+    # transaction only
+    simple: list[bool] = []
+    run_simple_updates = plain._run_simple_updates
+
+    def spying(connection: Any, calls: Any, now: float) -> list[Any] | None:
+        outcomes = run_simple_updates(connection, calls, now)
+        simple.append(outcomes is not None)
+        return outcomes
+
+    monkeypatch.setattr(plain, "_run_simple_updates", spying)
+    fast = await distinct_updates(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
+    slow = await distinct_updates(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    # Then the batch was planned inside its upsert
+    assert fast[3] == [True] and simple == [True]
+    assert slow[3] == [False]
+    # And every caller got the same answer, errors included, and the same rows are left (expired ones too)
+    assert fast[:3] == slow[:3]
+    outcomes, entries, _, _ = fast
+    assert outcomes[1] == ({"n": 1}, {"n": 2}, 2)
+    assert outcomes[3] == (None, {"n": 1}, 1)
+    assert outcomes[4] == (None, {"n": -2}, 1)
+    assert outcomes[5][0] == "InvalidUpdateError"
+    assert [outcome[0] for outcome in outcomes[6:9]] == ["StateValueError"] * 3
+    assert outcomes[9] == ({"n": 0}, {"n": 1}, 2) and outcomes[10] == (None, {"n": 1}, 1)
+    keys = {entry[0]: entry for entry in entries}
+    assert keys["expiring"] == ("expiring", {"n": 2}, 2, 1_000_100.0)
+    assert keys["text"] == ("text", "not an object", 1, None) and keys["live-big"] == ("live-big", {"n": 1}, 1, None)
+    assert "expired-big" not in keys and "absent-big" not in keys
+
+
 async def test_a_plain_batch_is_never_used_once_events_are_on(sqlite_url: str) -> None:
     # Given two stores on one file, both knowing events to be off, and one writing groups of keys
     async with StateManager.from_url(sqlite_url) as writer, StateManager.from_url(sqlite_url) as app:

@@ -85,7 +85,7 @@ class RowHook:
     connection has its own hook and is used by one thread at a time, so nothing here is shared.
     """
 
-    __slots__ = ("row", "plan", "recording", "rows")
+    __slots__ = ("row", "plan", "recording", "rows", "planner")
 
     def __init__(self) -> None:
         #: The row the last statement replaced (``None``: it replaced none); the caller resets it.
@@ -98,6 +98,9 @@ class RowHook:
         #: ``motia_olds``' rows, by key (a batch of sets of one scope, see :mod:`~motia.state.backends.sqlite.plain`);
         #: the caller sets and clears it.
         self.rows: dict[str, Row] | None = None
+        #: ``motia_plans``' work: the new value of one of the rows of a multi-row upsert, from its key and old row
+        #: (a batch of updates, see :mod:`~motia.state.backends.sqlite.plain`); the caller sets and clears it.
+        self.planner: Any = None
 
     def old(self, value: bytes, version: int, expires_at: float | None) -> None:
         """``motia_old``: keep the row; answer NULL, so the statement's ``coalesce(motia_old(...), new)``
@@ -108,6 +111,11 @@ class RowHook:
         """``motia_olds``: as :meth:`old`, for one of the rows of a multi-row upsert (of one scope, whose keys
         differ), kept by its key."""
         self.rows[key] = (value, version, expires_at)  # type: ignore[index]
+
+    def plans(self, key: str, value: bytes, version: int, expires_at: float | None) -> bytes:
+        """``motia_plans``: the new value of the row of ``key`` in a multi-row upsert, by :attr:`planner`."""
+        data: bytes = self.planner(key, value, version, expires_at)
+        return data
 
     def __call__(self, value: bytes, version: int, expires_at: float | None) -> bytes:
         row = self.row = (value, version, expires_at)
@@ -268,6 +276,7 @@ class SQLiteConnections(StateBackend):
         connection.create_function("motia_old", 3, hook.old)
         connection.create_function("motia_plan", 3, hook)
         connection.create_function("motia_olds", 4, hook.olds)
+        connection.create_function("motia_plans", 4, hook.plans)
         connection.writes = connection.cursor()
         # The mode is read first (it reads the header, so a corrupt file fails here, before any write),
         # and switched only when needed: switching takes a lock, which a store in use should not need.

@@ -19,7 +19,9 @@ scope, each row handing the row it replaces to Python from inside the statement
 (``motia_olds``, see :class:`~motia.state.backends.sqlite.connection.RowHook`), which answers the old value and
 the version as :func:`~motia.state.backends._writes.plan_set` would (a later set of the same key, in a later
 statement, sees the earlier one's row). The commonest such batch, sets of distinct keys of one scope without a ttl,
-is checked, written and answered in two passes over its calls (:func:`_run_simple_sets`).
+is checked, written and answered in two passes over its calls (:func:`_run_simple_sets`). Likewise a batch of updates
+of distinct keys of one scope without a ttl or ``if_version`` is planned inside the upsert that writes it
+(``motia_plans``, :func:`_run_simple_updates`), without the read.
 
 What it does not handle it hands back (``None``): the events flag found on, or any SQLite error (the
 transaction is rolled back and the batch runs the usual way, which reports the error as it always has).
@@ -79,6 +81,26 @@ def _planned_rows(rows: int, lasting: bool) -> str:
     )
 
 
+def _planned_updates(rows: int) -> str:
+    """The upsert of ``rows`` updates of one scope, with distinct keys, planned inside the statement: the scope once
+    (``?1``), per row the key, then ``now`` twice. A stored row's new value comes from ``motia_plans`` (the old row
+    handed to Python), its version is the live row's next (else 1) and its expiry kept (none if it had expired). A
+    missing key is inserted as a placeholder (an empty value, version 0), planned from ``{}`` after the statement."""
+    live = "motia_state.expires_at IS NULL OR motia_state.expires_at > ?"
+    return (
+        "INSERT INTO motia_state (scope, key, value, version, expires_at) VALUES "
+        + ", ".join(["(?1, ?, X'', 0, NULL)"] * rows)
+        + " ON CONFLICT (scope, key) DO UPDATE SET value = motia_plans(motia_state.key, motia_state.value,"
+        " motia_state.version, motia_state.expires_at),"
+        f" version = CASE WHEN {live} THEN motia_state.version + 1 ELSE 1 END,"
+        f" expires_at = CASE WHEN {live} THEN motia_state.expires_at END"
+    )
+
+
+#: Gives a row whose planned update raised its version and expiry back (the plan gave back its value).
+_RESTORE = "UPDATE motia_state SET version = ?, expires_at = ? WHERE scope = ? AND key = ?"
+#: :func:`_planned_updates` by size, for every power of two up to :data:`_MAX_ROWS`.
+_PLANNED_UPDATES = {size: _planned_updates(size) for size in multirow.sizes(_MAX_ROWS)}
 #: :func:`_blind_sets` and :func:`_planned_rows` by ``lasting`` and size, for every power of two up to
 #: :data:`_MAX_ROWS`.
 _BLIND_SETS = {
@@ -109,6 +131,8 @@ def run_plain(connection: sqlite3.Connection, calls: Sequence[Any], now: float) 
     Raises what SQLite raises (the caller rolls back).
     """
     simple = _run_simple_sets(connection, calls, now)  # type: ignore[arg-type]
+    if simple is None:
+        simple = _run_simple_updates(connection, calls, now)  # type: ignore[arg-type]
     if simple is not None:
         return simple
     for call in calls:
@@ -325,6 +349,84 @@ def _run_simple_sets(connection: HookedConnection, calls: Sequence[Any], now: fl
         else:
             outcomes.append(_tuple(WriteResult, (row[0], args[2], row[1] + 1)))
     return outcomes
+
+
+def _run_simple_updates(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Any] | None:
+    """A batch of updates of distinct keys of one scope, each with operations and without a ttl or ``if_version``
+    (what many tasks updating keys make), planned inside the upsert that writes it (``motia_plans``): each row is
+    found once, where the general form reads the batch's rows first (a ``SELECT ... IN``: ~12k instructions a key,
+    more than decoding, applying and encoding it; issue 15) and then seeks each again to write it.
+
+    Answers and writes what the general form does: a live row's value planned from it, its version the next, its
+    expiry kept; an expired or missing key planned from ``{}``, version 1, no expiry. A call whose plan raises fails
+    alone and changes nothing: its row is given back its value by the plan, then its version and expiry after the
+    statement (an expired row is deleted, as the general form deletes the expired rows it reads). A missing key's
+    placeholder row is planned from ``{}`` after the statement, or deleted if that plan raises. ``None`` (nothing
+    done) for any other batch."""
+    scope = calls[0].args[0]
+    updates: dict[str, Any] = {}  # each key's call arguments
+    for call in calls:
+        args = call.args
+        if (
+            call.function is not _write_update
+            or args[0] != scope
+            or args[3] is not None
+            or args[4] is not None
+            or not args[2]
+            or args[1] in updates
+        ):
+            return None
+        updates[args[1]] = args
+    planned: dict[str, Any] = {}  # per key found: its WriteResult, or its Failed and what to give back
+    restore: list[tuple[Any, ...]] = []  # (version, expires_at, scope, key) of a live row whose plan raised
+    removed: list[tuple[str, str]] = []  # an expired row whose plan raised
+
+    def plan(key: str, value: bytes, version: int, expires_at: float | None) -> bytes:
+        args = updates[key]
+        try:
+            if expires_at is not None and expires_at <= now:  # expired: absent, as the general form reads it
+                old = None
+                document: Any = {}
+                next_version = 1
+            else:
+                old = value
+                document = _decode(value)
+                next_version = version + 1
+            data = _encode(_apply(document, args[2]), args[5])
+        except Exception as exc:  # noqa: BLE001 - answered to its caller; its row is given back below
+            planned[key] = Failed(exc)
+            if old is None:
+                removed.append((scope, key))
+            else:
+                restore.append((version, expires_at, scope, key))
+            return value
+        planned[key] = _tuple(WriteResult, (old, data, next_version))
+        return data
+
+    hook = connection.hook
+    hook.planner = plan
+    try:
+        _upsert(connection.writes, _PLANNED_UPDATES, list(updates), 1, [scope], [now, now])
+    finally:
+        hook.planner = None
+    if restore:
+        connection.executemany(_RESTORE, restore)
+    inserted: list[Any] = []  # scope, key, value, version per row
+    for key, args in updates.items():
+        if key in planned:
+            continue
+        try:  # a missing key: its placeholder row, planned from {}
+            data = _encode(_apply({}, args[2]), args[5])
+        except Exception as exc:  # noqa: BLE001 - answered to its caller; its placeholder is deleted
+            planned[key] = Failed(exc)
+            removed.append((scope, key))
+            continue
+        planned[key] = _tuple(WriteResult, (None, data, 1))
+        inserted += (scope, key, blob(data), 1)
+    _upsert(connection.writes, _PLANNED_ROWS[True], inserted, 4, _NOTHING, _NOTHING)
+    if removed:
+        connection.executemany(_DELETE, removed)
+    return [planned[call.args[1]] for call in calls]
 
 
 def _run_sets(connection: HookedConnection, calls: Sequence[Any], now: float) -> list[Any]:
