@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _T = TypeVar("_T")
-#: Bound once, not looked up per call: every set and update uses them (issue 15).
+#: Bound once, not looked up per call: every set and update uses them (issue 15). ``_decode`` is how a write's
+#: result decodes its values, on first access.
+_decode = _values.decode
 _encode_value = _values.encode_value
 _MAX_SCOPE = _values.MAX_SCOPE_LENGTH
 _MAX_KEY = _values.MAX_KEY_LENGTH
@@ -127,7 +129,7 @@ class StateManager:
         data = _encode_value(value, self.max_value_bytes)
         if ttl is not None or if_version is not None:  # the common write has neither: no calls to check them
             ttl, if_version = _values.check_ttl(ttl), _values.check_version(if_version)
-        return stored_result(await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version))
+        return stored_result(await self.backend.set(scope, key, data, ttl=ttl, if_version=if_version), _decode)
 
     @observed("state", "update", _keyed)
     async def update(
@@ -161,7 +163,8 @@ class StateManager:
         return stored_result(
             await self.backend.update(
                 scope, key, operations, ttl=ttl, if_version=if_version, max_value_bytes=self.max_value_bytes
-            )
+            ),
+            _decode,
         )
 
     @observed("state", "delete", _keyed)

@@ -105,7 +105,7 @@ class StateTransaction:
         checked_ttl = _values.check_ttl(ttl)
         old = await self._current(scope, key)
         self._pending[scope, key] = _Pending(data, checked_ttl, keep_expiry=False)
-        return StateSetResult(version=self._version_after(scope, key), _encoded=(old, data))
+        return StateSetResult(version=self._version_after(scope, key), _encoded=(old, data, _values.decode))
 
     async def update(
         self, scope: str, key: str, ops: builtins.list[dict[str, Any]], *, ttl: float | None = None
@@ -116,7 +116,7 @@ class StateTransaction:
         checked_ttl = _values.check_ttl(ttl)
         old = await self._current(scope, key)
         if not operations:
-            return StateSetResult(version=0, _encoded=(old, old))
+            return StateSetResult(version=0, _encoded=(old, old, _values.decode))
         document = apply_operations({} if old is None else _values.decode(old), operations)
         data = _values.encode(document, self._manager.max_value_bytes)
         previous = self._pending.get((scope, key))
@@ -127,7 +127,7 @@ class StateTransaction:
         else:
             pending = _Pending(data, None, keep_expiry=True)
         self._pending[scope, key] = pending
-        return StateSetResult(version=self._version_after(scope, key), _encoded=(old, data))
+        return StateSetResult(version=self._version_after(scope, key), _encoded=(old, data, _values.decode))
 
     async def delete(self, scope: str, key: str) -> JSON:
         self._check()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -21,12 +22,13 @@ class StateSetResult:
     """
 
     # ``_written``: what the backend answered, ``(old_data, new_data, version)``, kept as it came (a result is
-    # made by every set and update: one slot stored instead of four, issue 15). ``_values``: ``(old, new)`` once
-    # decoded, or given; ``None`` until then.
+    # made by every set and update: two slots stored instead of four, issue 15). ``_values``: ``(old, new)`` once
+    # decoded, or given; until then the function that decodes them (the caller's: this module sits below the one
+    # that encodes and decodes values).
     __slots__ = ("_written", "_values")
 
     _written: tuple[bytes | None, bytes | None, int]
-    _values: tuple[JSON, JSON] | None
+    _values: tuple[JSON, JSON] | Callable[[bytes], JSON]
 
     def __init__(
         self,
@@ -34,26 +36,25 @@ class StateSetResult:
         new_value: JSON = None,
         version: int = 0,
         *,
-        _encoded: tuple[bytes | None, bytes | None] | None = None,
+        _encoded: tuple[bytes | None, bytes | None, Callable[[bytes], JSON]] | None = None,
     ) -> None:
         if _encoded is None:
             self._written = (None, None, version)
             self._values = (old_value, new_value)
         else:
             self._written = (_encoded[0], _encoded[1], version)
-            self._values = None
+            self._values = _encoded[2]
 
     @property
     def version(self) -> int:
         return self._written[2]
 
     def _decoded(self) -> tuple[JSON, JSON]:
-        decoded = self._values
-        if decoded is None:
-            from motia.state.values import decode  # values imports this module: bound on first use
-
-            old, new, _ = self._written
-            decoded = self._values = (None if old is None else decode(old), None if new is None else decode(new))
+        values = self._values
+        if type(values) is tuple:
+            return values
+        old, new, _ = self._written
+        decoded = self._values = (None if old is None else values(old), None if new is None else values(new))  # type: ignore[operator]
         return decoded
 
     @property
@@ -92,14 +93,14 @@ class StateSetResult:
 _new_object = object.__new__
 
 
-def stored_result(written: tuple[bytes | None, bytes | None, int]) -> StateSetResult:
+def stored_result(written: tuple[bytes | None, bytes | None, int], decode: Callable[[bytes], JSON]) -> StateSetResult:
     """The result of a write from what the backend answered, ``(old_data, new_data, version)`` (a
-    :class:`~motia.state.backends.types.WriteResult`), decoded on first access: what
+    :class:`~motia.state.backends.types.WriteResult`), decoded by ``decode`` on first access: what
     ``StateSetResult(version=..., _encoded=...)`` makes, without the keyword call, the ``__init__`` frame and the
     tuple taken apart (every ``set`` and ``update`` makes one; issue 15)."""
     result: StateSetResult = _new_object(StateSetResult)
     result._written = written
-    result._values = None
+    result._values = decode
     return result
 
 

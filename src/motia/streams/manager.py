@@ -61,7 +61,7 @@ class StreamSetResult(StateSetResult):
 
 
 def _result(old: bytes | None, new: bytes | None, version: int) -> StreamSetResult:
-    return StreamSetResult(version=version, _encoded=(old, new))
+    return StreamSetResult(version=version, _encoded=(old, new, _values.decode))
 
 
 def _check_id(kind: str, value: object) -> str:
