@@ -46,6 +46,20 @@ def spy_plain(backend: SQLiteBackend, *, disable: bool = False) -> list[bool]:
     return taken
 
 
+def spy_form(monkeypatch: pytest.MonkeyPatch, name: str) -> list[bool]:
+    """Record, per batch offered to the form ``plain.<name>``, whether it took the batch (answered, not ``None``)."""
+    taken: list[bool] = []
+    form = getattr(plain, name)
+
+    def spying(connection: Any, calls: Any, now: float) -> list[Any] | None:
+        outcomes = form(connection, calls, now)
+        taken.append(outcomes is not None)
+        return outcomes
+
+    monkeypatch.setattr(plain, name, spying)
+    return taken
+
+
 def setting(state: StateManager, sign: int) -> list[Callable[[], Awaitable[Any]]]:
     """Five sets of keys ``k1`` .. ``k5`` to ``sign * i``."""
     return [functools.partial(state.set, "s", f"k{i}", sign * i) for i in range(1, 6)]
@@ -206,15 +220,7 @@ async def test_a_batch_of_distinct_updates_is_planned_inside_its_upsert_as_the_t
 ) -> None:
     # Given a batch of updates of distinct keys of one scope, run once with the plain path and once through the
     # transaction only
-    simple: list[bool] = []
-    run_simple_updates = plain._run_simple_updates
-
-    def spying(connection: Any, calls: Any, now: float) -> list[Any] | None:
-        outcomes = run_simple_updates(connection, calls, now)
-        simple.append(outcomes is not None)
-        return outcomes
-
-    monkeypatch.setattr(plain, "_run_simple_updates", spying)
+    simple = spy_form(monkeypatch, "_run_simple_updates")
     fast = await distinct_updates(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
     slow = await distinct_updates(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
     # Then the batch was planned inside its upsert
@@ -408,15 +414,7 @@ async def test_a_batch_of_distinct_sets_is_written_in_one_pass_as_the_transactio
 ) -> None:
     # Given a batch of sets of distinct keys of one scope, run once with the plain path and once through the
     # transaction only
-    simple: list[bool] = []
-    run_simple_sets = plain._run_simple_sets
-
-    def spying(connection: Any, calls: Any, now: float) -> list[Any] | None:
-        outcomes = run_simple_sets(connection, calls, now)
-        simple.append(outcomes is not None)
-        return outcomes
-
-    monkeypatch.setattr(plain, "_run_simple_sets", spying)
+    simple = spy_form(monkeypatch, "_run_simple_sets")
     fast = await distinct_sets(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
     slow = await distinct_sets(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
     # Then the batch took the one-pass form
@@ -436,15 +434,7 @@ async def test_a_batch_with_a_key_twice_or_a_ttl_leaves_the_one_pass_form_untouc
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given batches the one-pass form does not take: a key set twice, a ttl, two scopes
-    simple: list[bool] = []
-    run_simple_sets = plain._run_simple_sets
-
-    def spying(connection: Any, calls: Any, now: float) -> list[Any] | None:
-        outcomes = run_simple_sets(connection, calls, now)
-        simple.append(outcomes is not None)
-        return outcomes
-
-    monkeypatch.setattr(plain, "_run_simple_sets", spying)
+    simple = spy_form(monkeypatch, "_run_simple_sets")
     async with StateManager.from_url(f"sqlite:///{tmp_path}/s.db") as state:
         await state.set("s", "warm", 1)
         # (each batch such that whichever of its first calls commits alone, what is queued is not such a batch)
