@@ -32,6 +32,11 @@ phases on a restarted WAL (one checkpoint after the set-up) and with the set-up'
 collector (``gc.freeze``): otherwise where the set-up's last checkpoint left the WAL, and whether a full collection
 of every object fell inside a phase, moved ``set`` by up to ±1.5k and ±5k per operation between runs of the same
 code (session 29).
+The layers of a sequential ``set``, each called directly (give them with ``steady``, before any mode that switches
+events on): ``backend-set`` is the SQLite backend's ``set`` awaited (the value encoded by the loop), ``lone-set`` its
+lone-write function (``keyvalue._lone_set``) called on the loop's connection, ``statement-set`` that function's
+statement alone, ``value`` the loop making and encoding the value; ``set`` minus ``backend-set`` is the manager's
+share, ``backend-set`` minus ``lone-set`` the writer's, and so on.
 Beside one subscribed state trigger (its subscription registered, nobody handling; give them last, after any
 mode that needs events off or no subscription): ``set-events`` is ``set`` with events on (each lone write and
 its outbox row one statement), ``seq-dispatch`` the same with the outbox dispatched every
@@ -52,9 +57,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvloop
 
 from motia import StateManager
+from motia.state.backends.sqlite.keyvalue import _SET_ONE, _lone_set
 from motia.state.backends.types import Subscription
 from state_bench import INCREMENT, SCOPE, RawSQLite, next_value
 
@@ -93,6 +100,8 @@ async def run_mode(mode: str, keys: list[str], state: StateManager, raw: RawSQLi
         for _ in keys:
             await state.set(SCOPE, "gone", next_value())
             await state.delete(SCOPE, "gone")
+    elif mode in ("backend-set", "lone-set", "statement-set", "value"):
+        await _run_layer(mode, keys, state)
     elif mode in ("set", "update", "get"):
         for key in keys:
             if mode == "set":
@@ -115,6 +124,27 @@ async def run_mode(mode: str, keys: list[str], state: StateManager, raw: RawSQLi
         await asyncio.gather(*(direct(keys[task::TASKS]) for task in range(TASKS)))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
+
+
+async def _run_layer(mode: str, keys: list[str], state: StateManager) -> None:
+    """One layer of a sequential ``set`` under the manager, called directly (the ``set`` mode minus each is what the
+    layers above it cost): the backend's ``set``; the lone write's function on the loop's connection; its statement
+    alone; the loop making and encoding the value."""
+    backend: Any = state.backend
+    connection = backend._writers[asyncio.get_running_loop()].connection  # the loop's, made by the set-up's writes
+    if mode == "backend-set":
+        for key in keys:
+            await backend.set(SCOPE, key, orjson.dumps(next_value()), ttl=None, if_version=None)
+    elif mode == "lone-set":
+        for key in keys:
+            _lone_set(backend, connection, time.time(), None, SCOPE, key, orjson.dumps(next_value()), None, None)
+    elif mode == "statement-set":
+        for key in keys:
+            connection.hook.row = None
+            connection.writes.execute(_SET_ONE, (time.time(), SCOPE, key, orjson.dumps(next_value())))
+    else:
+        for _ in keys:
+            orjson.dumps(next_value())
 
 
 async def main(modes: list[str], count: int, steady: bool = False) -> None:
