@@ -61,7 +61,7 @@ def running(pid: int) -> bool:
     orphans (pid 1 in a container may never), and holds nothing but its pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between the open and the read
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
