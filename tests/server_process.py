@@ -1,7 +1,7 @@
 """What the tests' private servers (``tests/redis_server.py``, ``tests/postgres_server.py``) share: a free
-loopback port, a start that ties the server's life to this process's (:func:`spawn_tied`), the server's log
-file (opened per start, its tail quoted in start-up failures) and use as a context manager that closes the
-server."""
+loopback port, whether a process has exited, a start that ties the server's life to this process's
+(:func:`spawn_tied`), the server's log file (opened per start, its tail quoted in start-up failures) and use as
+a context manager that closes the server."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def spawn_tied(args: Sequence[str], death_signal: signal.Signals, **popen: Any) 
         return subprocess.Popen(command, **popen)
 
     return _spawner.submit(start).result()
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (Linux ``/proc``). A zombie counts as gone: once its parent died it waits for
+    whoever reaps orphans (pid 1 in a container may never), and holds nothing but its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between the open and the read
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def free_port() -> int:

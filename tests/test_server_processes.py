@@ -20,6 +20,7 @@ from typing import TypedDict
 import pytest
 
 from tests.conftest import require_postgres_server, require_redis_server
+from tests.server_process import process_gone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,20 +57,10 @@ def test_hold(redis_server, postgres_server):
 """
 
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a live process. A zombie is not: once its parent died it waits for whoever reaps
-    orphans (pid 1 in a container may never), and holds nothing but its pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between the open and the read
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def wait_gone(pids: list[int], timeout: float) -> list[int]:
     """Poll until none of ``pids`` runs or ``timeout`` passes; return those still running."""
     deadline = time.monotonic() + timeout
-    while (left := [pid for pid in pids if running(pid)]) and time.monotonic() < deadline:
+    while (left := [pid for pid in pids if not process_gone(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 

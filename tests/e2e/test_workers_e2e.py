@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from motia import SyncStateManager
 from motia.cli import main
 from tests.e2e.motia_proc import MotiaProcess, poll
+from tests.server_process import process_gone
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +34,6 @@ def worker_pids(proc: MotiaProcess) -> list[int]:
         return [int(p) for p in m.group(1).split(", ")] if m else []
 
     return poll(logged, timeout=30, what="the supervisor's list of workers")
-
-
-def gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (a zombie waiting for an init that does not reap counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between the open and the read
-        return True
 
 
 def answering_pid(url: str, path: str = "/pid") -> int:
@@ -132,7 +124,7 @@ def test_sigterm_lets_in_flight_requests_finish_stops_every_worker_and_exits_0(t
         # Then the request was answered, every worker exited, and the supervisor exits 0
         assert pending.result().json()["done"] is True
     assert code == 0, proc.logs()
-    assert all(gone(pid) for pid in pids)
+    assert all(process_gone(pid) for pid in pids)
     assert "all 2 workers stopped" in proc.logs()
 
 
@@ -140,7 +132,7 @@ def test_sigterm_while_the_workers_start_still_exits_0(run_motia: Callable[..., 
     proc = run_motia(STEPS, state=f"sqlite:///{tmp_path / 'state.db'}", extra=["--workers", "2"])
     pids = worker_pids(proc)  # started, perhaps still importing: not waiting for them to serve
     assert proc.stop(signal.SIGTERM) == 0, proc.logs()
-    assert all(gone(pid) for pid in pids)
+    assert all(process_gone(pid) for pid in pids)
 
 
 def test_a_worker_that_dies_stops_the_others_and_the_supervisor_exits_1(two_workers):
@@ -148,7 +140,7 @@ def test_a_worker_that_dies_stops_the_others_and_the_supervisor_exits_1(two_work
     first, second = worker_pids(proc)
     os.kill(first, signal.SIGKILL)
     assert proc.proc.wait(timeout=60) == 1
-    assert gone(second)
+    assert process_gone(second)
     assert f"worker {first} exited with status -9" in proc.logs()
 
 
@@ -156,7 +148,7 @@ def test_workers_stop_when_their_supervisor_is_killed(two_workers):
     proc, _ = two_workers
     pids = worker_pids(proc)
     proc.kill()  # SIGKILL: the supervisor cannot pass anything on
-    poll(lambda: all(gone(pid) for pid in pids), timeout=60, what="the orphaned workers to stop")
+    poll(lambda: all(process_gone(pid) for pid in pids), timeout=60, what="the orphaned workers to stop")
 
 
 def test_workers_cannot_share_a_memory_store():
