@@ -60,12 +60,28 @@ def spy_form(monkeypatch: pytest.MonkeyPatch, name: str) -> list[bool]:
     return taken
 
 
+#: What a scenario (``scripted`` and its kin) returns: the outcomes, the entries left, the raw rows left (expired
+#: ones included) and, per batch, whether it took the plain path.
+Run = tuple[list[Any], list[Any], list[Any], list[bool]]
+
+
+async def both_ways(tmp_path: Path, scenario: Callable[..., Awaitable[Run]]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Run ``scenario`` (``scripted`` and its kin) once with the plain path and once through the transaction only;
+    check that its batch took the plain path only in the first, and that both runs gave every caller the same
+    answer, errors included, and left the same raw rows; return the first run's outcomes, entries and rows."""
+    fast = await scenario(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
+    slow = await scenario(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    assert fast[3] == [True] and slow[3] == [False]
+    assert fast[:3] == slow[:3]
+    return fast[0], fast[1], fast[2]
+
+
 def setting(state: StateManager, sign: int) -> list[Callable[[], Awaitable[Any]]]:
     """Five sets of keys ``k1`` .. ``k5`` to ``sign * i``."""
     return [functools.partial(state.set, "s", f"k{i}", sign * i) for i in range(1, 6)]
 
 
-async def scripted(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+async def scripted(url: str, path: Path, *, plain: bool) -> Run:
     """One scripted batch over keys live, expired, absent and conflicting; its outcomes, the entries left,
     the raw rows left (expired ones included) and which batches took the plain path."""
     clock = Clock()
@@ -99,15 +115,11 @@ async def scripted(url: str, path: Path, *, plain: bool) -> tuple[list[Any], lis
 
 
 async def test_a_plain_batch_answers_and_writes_as_the_transaction_does(tmp_path: Path) -> None:
-    # Given the same script run once with the plain path and once through the transaction only
-    fast = await scripted(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
-    slow = await scripted(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
-    # Then the plain path ran (the first write of the round commits inline, the other nine are one batch)
-    assert fast[3] == [True]
-    assert slow[3] == [False]
-    # And every caller got the same answer, errors included, and the same rows are left
-    assert fast[:3] == slow[:3]
-    outcomes, entries, rows, _ = fast
+    # Given the same script run once with the plain path and once through the transaction only (both_ways checks
+    # that the plain path ran, the first write of the round committing inline and the other nine being one batch,
+    # and that every caller got the same answer, errors included, and the same rows are left)
+    outcomes, entries, rows = await both_ways(tmp_path, scripted)
+    # Then the answers are the transaction's
     assert outcomes[1] == ({"n": 2}, {"n": 3}, 3)  # sees the set before it in the batch
     assert outcomes[2] == (None, {"n": 50}, 1)  # an expired key counts as absent
     assert outcomes[4][0] == "InvalidUpdateError" and outcomes[5][0] == "StateConflictError"
@@ -116,7 +128,7 @@ async def test_a_plain_batch_answers_and_writes_as_the_transaction_does(tmp_path
     assert entries[0] == ("a", {"n": 9}, 4, 1_000_070.0)
 
 
-async def updates(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+async def updates(url: str, path: Path, *, plain: bool) -> Run:
     """A batch of updates (most of them the common form a plain batch plans without ``plan_update``: no
     ``if_version``, some operations) over keys live with and without an expiry, expired and absent, with ttls,
     failures and one conditional update among them; its outcomes, entries, raw rows, and which path ran."""
@@ -153,13 +165,8 @@ async def updates(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list
 
 async def test_a_plain_batch_of_updates_answers_and_writes_as_the_transaction_does(tmp_path: Path) -> None:
     # Given the same updates run once with the plain path and once through the transaction only
-    fast = await updates(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
-    slow = await updates(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
-    assert fast[3] == [True]
-    assert slow[3] == [False]
+    outcomes, entries, _ = await both_ways(tmp_path, updates)
     # Then every caller got the same answer, errors included, and the same rows are left
-    assert fast[:3] == slow[:3]
-    outcomes, entries, _, _ = fast
     assert outcomes[0] == ({"n": 1}, {"n": 2}, 2)  # the first commits inline (a lone write)
     assert outcomes[1] == ({"n": 1}, {"n": 2}, 2)
     assert outcomes[2] == (None, {"n": 1}, 1)
@@ -178,7 +185,7 @@ async def test_a_plain_batch_of_updates_answers_and_writes_as_the_transaction_do
     ]
 
 
-async def distinct_updates(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+async def distinct_updates(url: str, path: Path, *, plain: bool) -> Run:
     """A batch of 148 updates of distinct keys of one scope, none with a ttl or ``if_version`` (what many tasks
     updating keys make), more than one multi-row upsert holds: keys live with and without an expiry, expired and
     absent, and plans that fail on each kind (a value too big for ``max_value_bytes``, a number expected); what
@@ -221,14 +228,10 @@ async def test_a_batch_of_distinct_updates_is_planned_inside_its_upsert_as_the_t
     # Given a batch of updates of distinct keys of one scope, run once with the plain path and once through the
     # transaction only
     simple = spy_form(monkeypatch, "_run_simple_updates")
-    fast = await distinct_updates(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
-    slow = await distinct_updates(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    outcomes, entries, _ = await both_ways(tmp_path, distinct_updates)
     # Then the batch was planned inside its upsert
-    assert fast[3] == [True] and simple == [True]
-    assert slow[3] == [False]
+    assert simple == [True]
     # And every caller got the same answer, errors included, and the same rows are left (expired ones too)
-    assert fast[:3] == slow[:3]
-    outcomes, entries, _, _ = fast
     assert outcomes[1] == ({"n": 1}, {"n": 2}, 2)
     assert outcomes[3] == (None, {"n": 1}, 1)
     assert outcomes[4] == (None, {"n": -2}, 1)
@@ -289,7 +292,7 @@ async def test_a_plain_batch_that_sqlite_refuses_runs_the_usual_way(tmp_path: Pa
     assert fast[0] == "WriteResult" and fast[1] == "StateValueError"  # the first write committed inline
 
 
-async def sets_only(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+async def sets_only(url: str, path: Path, *, plain: bool) -> Run:
     """A batch of sets without ``if_version`` (written without a read, see ``plain._run_sets``) over keys live,
     expired, absent, set twice, with and without a ttl; what ``scripted`` returns."""
     clock = Clock()
@@ -333,14 +336,10 @@ async def test_a_batch_of_sets_is_written_without_a_read_as_the_transaction_does
         return run_sets(connection, calls, now)
 
     monkeypatch.setattr(plain, "_run_sets", counting)
-    fast = await sets_only(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
-    slow = await sets_only(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    outcomes, entries, _ = await both_ways(tmp_path, sets_only)
     # Then the batch of eight took the form without a read
-    assert fast[3] == [True] and blind == [8]
-    assert slow[3] == [False]
+    assert blind == [8]
     # And every caller got the same answer, and the same rows are left
-    assert fast[:3] == slow[:3]
-    outcomes, entries, _, _ = fast
     assert outcomes[1] == ({"n": 1}, {"n": 2}, 2)
     assert outcomes[2] == ({"n": 2}, {"n": 3}, 3)
     assert outcomes[3] == (None, {"n": 50}, 1)
@@ -350,7 +349,7 @@ async def test_a_batch_of_sets_is_written_without_a_read_as_the_transaction_does
     assert ("a", 8, 2, 1_000_011.0) in entries
 
 
-async def many_sets(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+async def many_sets(url: str, path: Path, *, plain: bool) -> Run:
     """A batch of 250 sets without ``if_version``, more than one multi-row upsert holds (``plain._SET_ROWS``): 60
     keys, live, expired and absent ones, each set several times, with and without a ttl, in runs of one kind and
     one-off changes of kind; what ``scripted`` returns."""
@@ -376,21 +375,18 @@ async def many_sets(url: str, path: Path, *, plain: bool) -> tuple[list[Any], li
 
 
 async def test_a_big_batch_of_sets_is_written_without_a_read_as_the_transaction_does(tmp_path: Path) -> None:
-    # Given a batch of 250 sets run once with the plain path and once through the transaction only
-    fast = await many_sets(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
-    slow = await many_sets(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
-    # Then it was one batch, written by the plain path
-    assert fast[3] == [True] and slow[3] == [False]
-    # And every caller got the same answer, and the same rows are left
-    assert fast[:3] == slow[:3]
-    outcomes, entries, _, _ = fast
+    # Given a batch of 250 sets run once with the plain path and once through the transaction only (both_ways checks
+    # that it was one batch, written by the plain path, and that every caller got the same answer and the same rows
+    # are left)
+    outcomes, entries, _ = await both_ways(tmp_path, many_sets)
+    # Then the answers are the transaction's
     assert outcomes[1 + 1] == (0, 1, 2)  # "s" k0: live, set before the batch
     assert outcomes[1 + 9] == (None, 9, 1)  # "s" k4: expired, so absent
     assert outcomes[1 + 190] == ({"i": 130}, {"i": 190}, 3)  # "s" k10: expired, then set at 21 and 130 in the batch
     assert ("k10", {"i": 190}, 3, 1_000_010.0 + 30 + 190) in entries  # the ttl of its last set
 
 
-async def distinct_sets(url: str, path: Path, *, plain: bool) -> tuple[list[Any], list[Any], list[Any], list[bool]]:
+async def distinct_sets(url: str, path: Path, *, plain: bool) -> Run:
     """A batch of 150 sets of distinct keys of one scope, none with a ttl or ``if_version`` (what many tasks
     setting keys make): keys live, expired and absent; what ``scripted`` returns."""
     clock = Clock()
@@ -415,14 +411,10 @@ async def test_a_batch_of_distinct_sets_is_written_in_one_pass_as_the_transactio
     # Given a batch of sets of distinct keys of one scope, run once with the plain path and once through the
     # transaction only
     simple = spy_form(monkeypatch, "_run_simple_sets")
-    fast = await distinct_sets(f"sqlite:///{tmp_path}/fast.db", tmp_path / "fast.db", plain=True)
-    slow = await distinct_sets(f"sqlite:///{tmp_path}/slow.db", tmp_path / "slow.db", plain=False)
+    outcomes, entries, _ = await both_ways(tmp_path, distinct_sets)
     # Then the batch took the one-pass form
-    assert fast[3] == [True] and simple == [True]
-    assert slow[3] == [False]
+    assert simple == [True]
     # And every caller got the same answer, and the same rows are left
-    assert fast[:3] == slow[:3]
-    outcomes, entries, _, _ = fast
     assert outcomes[1 + 0] == (0, {"i": 0}, 2)  # live
     assert outcomes[1 + 3] == (None, {"i": 3}, 1)  # expired (ttl 5), so absent
     assert outcomes[1 + 5] == ({"old": 4}, {"i": 5}, 2)  # live (ttl 500): its expiry is dropped by a set
